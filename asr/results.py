@@ -1,0 +1,106 @@
+"""Typed results and options shared by every stage of the engine.
+
+Results are frozen dataclasses (never bare tuples or dicts across modules) so that a caller can rely on the
+field names, and a ``Transcript`` records the options that produced it, which makes every result reproducible.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+BACKENDS = ("faster-whisper", "transformers")
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str  # the word as the model spelled it, with its leading space
+    start: float  # seconds from the start of the audio
+    end: float  # seconds from the start of the audio
+    probability: float  # the model's confidence in the word's tokens, 0..1
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float  # seconds from the start of the audio
+    end: float  # seconds from the start of the audio
+    text: str  # the segment's text, stripped
+    words: tuple[Word, ...] = ()  # empty unless word timestamps were asked for
+    avg_logprob: float = 0.0  # mean token log probability of the decoded window
+    no_speech_prob: float = 0.0  # the model's probability that the window holds no speech
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How to decode. Calls take ``options`` plus overrides applied with :func:`dataclasses.replace`."""
+
+    language: str | None = None  # None: "en" for English-only models, detected for multilingual ones
+    task: str = "transcribe"  # "transcribe" or "translate" (multilingual models only)
+    beam_size: int = 1  # 1 is greedy; 5 is Whisper's default beam search
+    temperature: float = 0.0  # sampling temperature; 0 decodes deterministically
+    word_timestamps: bool = True  # cross-attention word alignment; needed by streaming and the UI
+    initial_prompt: str | None = None  # text fed as previous context (the streaming policy feeds back commits)
+    batch_size: int = 8  # windows per model call in long-form transcription
+    vad_filter: bool = True  # drop non-speech before decoding (stops hallucinations on silence and noise)
+    no_speech_threshold: float = 0.6  # with logprob_threshold, Whisper's rule to drop a window as silence
+    logprob_threshold: float = -1.0  # a window is dropped when no_speech > threshold and logprob below this
+    condition_on_previous_text: bool = False  # kept off: feeding back errors makes hallucinations repeat
+
+    def validate(self) -> DecodeOptions:
+        """Reject bad values and combinations with a message that quotes the value."""
+        if self.task not in ("transcribe", "translate"):
+            raise ValueError(f"task must be 'transcribe' or 'translate', not {self.task!r}")
+        if not isinstance(self.beam_size, int) or self.beam_size < 1:
+            raise ValueError(f"beam_size must be an integer >= 1, not {self.beam_size!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, not {self.batch_size!r}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, not {self.temperature!r}")
+        return self
+
+    def replace(self, **changes: Any) -> DecodeOptions:
+        return dataclasses.replace(self, **changes).validate()
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str  # the whole transcript, segments joined with single spaces
+    segments: tuple[Segment, ...]
+    words: tuple[Word, ...]  # every segment's words in order (empty without word timestamps)
+    language: str
+    duration: float  # seconds of audio given
+    speech_seconds: float  # seconds the VAD judged to be speech (what was decoded)
+    compute_seconds: float  # wall seconds spent transcribing, decoding of the file excluded
+    model: str  # the model name or path it was asked for
+    backend: str  # "faster-whisper" or "transformers"
+    options: DecodeOptions = field(default_factory=DecodeOptions)
+
+    @property
+    def real_time_factor(self) -> float:
+        """Audio seconds per compute second (higher is faster); inf for an instant result."""
+        return self.duration / self.compute_seconds if self.compute_seconds > 0 else float("inf")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape the CLI prints and the store keeps."""
+        return {
+            "text": self.text,
+            "words": [dataclasses.asdict(w) for w in self.words],
+            "segments": [
+                {k: v for k, v in dataclasses.asdict(s).items() if k != "words"} for s in self.segments
+            ],
+            "language": self.language,
+            "duration": self.duration,
+            "speech_seconds": self.speech_seconds,
+            "compute_seconds": self.compute_seconds,
+            "real_time_factor": self.real_time_factor,
+            "model": self.model,
+            "backend": self.backend,
+            "options": dataclasses.asdict(self.options),
+        }
+
+
+def shift_segment(segment: Segment, offset: float) -> Segment:
+    """Move a window-relative segment (and its words) to absolute time."""
+    words = tuple(dataclasses.replace(w, start=w.start + offset, end=w.end + offset) for w in segment.words)
+    return dataclasses.replace(segment, start=segment.start + offset, end=segment.end + offset, words=words)

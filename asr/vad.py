@@ -1,0 +1,161 @@
+"""Voice activity detection: the Silero VAD v6 model that faster-whisper ships, run through onnxruntime.
+
+Why: Whisper invents sentences for silence and faint noise. Only audio the VAD calls speech is decoded, so
+silence gives an empty transcript rather than a hallucination, and long files are packed into <= 30 s windows
+of speech, which is how both backends get past Whisper's 30-second context.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from asr.audio import SAMPLE_RATE
+
+FRAME = 512  # Silero's window at 16 kHz (32 ms)
+CONTEXT = 64  # samples of the previous window Silero v6 expects in front of each window
+MAX_WINDOW_SECONDS = 30.0  # Whisper's context
+
+
+@dataclass(frozen=True)
+class VadOptions:
+    threshold: float = 0.5  # speech probability above which a frame is speech
+    min_speech_ms: int = 250  # shorter bursts are dropped (clicks, breaths)
+    min_silence_ms: int = 160  # a pause at least this long ends a span (faster-whisper's batched default)
+    speech_pad_ms: int = 200  # kept on each side of a span so word edges are not clipped
+    max_speech_s: float = MAX_WINDOW_SECONDS  # longer spans are split at their quietest point
+
+
+@dataclass(frozen=True)
+class SpeechSpan:
+    start: int  # first sample of speech
+    end: int  # one past the last sample
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start) / SAMPLE_RATE
+
+
+@functools.lru_cache(maxsize=1)
+def _model():
+    from faster_whisper.vad import get_vad_model
+
+    return get_vad_model()
+
+
+def speech_probabilities(audio: np.ndarray) -> np.ndarray:
+    """One speech probability per 512-sample frame of ``audio`` (the last frame zero-padded)."""
+    if audio.size == 0:
+        return np.zeros(0, np.float32)
+    padded = np.pad(audio, (0, (-audio.size) % FRAME))
+    return np.asarray(_model()(padded), dtype=np.float32).reshape(-1)
+
+
+def speech_spans(audio: np.ndarray, options: VadOptions | None = None) -> list[SpeechSpan]:
+    """Spans of speech in mono 16 kHz audio, in order, never overlapping."""
+    from faster_whisper.vad import VadOptions as FwVadOptions
+    from faster_whisper.vad import get_speech_timestamps
+
+    options = options or VadOptions()
+    if audio.size == 0:
+        return []
+    stamps = get_speech_timestamps(
+        audio,
+        FwVadOptions(
+            threshold=options.threshold,
+            min_speech_duration_ms=options.min_speech_ms,
+            min_silence_duration_ms=options.min_silence_ms,
+            speech_pad_ms=options.speech_pad_ms,
+            max_speech_duration_s=options.max_speech_s,
+        ),
+        sampling_rate=SAMPLE_RATE,
+    )
+    return [SpeechSpan(int(s["start"]), int(s["end"])) for s in stamps if s["end"] > s["start"]]
+
+
+@dataclass(frozen=True)
+class Window:
+    """Speech spans packed end to end into at most 30 s of audio, with the map back to file time."""
+
+    audio: np.ndarray = field(repr=False)
+    spans: tuple[SpeechSpan, ...]  # the spans it holds, in file samples
+    _starts: tuple[int, ...] = field(repr=False, default=())  # where each span begins inside the window
+
+    @property
+    def offset(self) -> float:
+        return self.spans[0].start / SAMPLE_RATE if self.spans else 0.0
+
+    @property
+    def seconds(self) -> float:
+        return self.audio.size / SAMPLE_RATE
+
+    def to_file_time(self, t: float, *, is_end: bool = False) -> float:
+        """Map a time inside the window to the file: each packed span keeps its own offset."""
+        if not self.spans:
+            return t
+        sample = int(round(t * SAMPLE_RATE))
+        i = bisect.bisect_left(self._starts, sample) if is_end else bisect.bisect_right(self._starts, sample)
+        i = min(max(i - 1, 0), len(self.spans) - 1)
+        span = self.spans[i]
+        return min(span.start + sample - self._starts[i], span.end) / SAMPLE_RATE
+
+
+def pack_windows(
+    audio: np.ndarray, spans: list[SpeechSpan], max_seconds: float = MAX_WINDOW_SECONDS
+) -> list[Window]:
+    """Concatenate consecutive spans into windows no longer than ``max_seconds`` (as faster-whisper batches)."""
+    limit = int(max_seconds * SAMPLE_RATE)
+    windows: list[Window] = []
+    current: list[SpeechSpan] = []
+    length = 0
+    for span in spans:
+        span = SpeechSpan(span.start, min(span.end, span.start + limit))
+        if current and length + (span.end - span.start) > limit:
+            windows.append(_window(audio, current))
+            current, length = [], 0
+        current.append(span)
+        length += span.end - span.start
+    if current:
+        windows.append(_window(audio, current))
+    return windows
+
+
+def _window(audio: np.ndarray, spans: list[SpeechSpan]) -> Window:
+    starts, pos = [], 0
+    for s in spans:
+        starts.append(pos)
+        pos += s.end - s.start
+    data = np.concatenate([audio[s.start : s.end] for s in spans]).astype(np.float32, copy=False)
+    return Window(audio=data, spans=tuple(spans), _starts=tuple(starts))
+
+
+class StreamingVad:
+    """Speech probabilities for audio that arrives in pieces, carrying Silero's context between calls.
+
+    Feed any number of samples; each complete 512-sample frame gets one probability. Used by the streaming
+    session to skip silence and to detect the pause that ends an utterance.
+    """
+
+    def __init__(self) -> None:
+        self._pending = np.zeros(0, np.float32)
+        self._context = np.zeros(CONTEXT, np.float32)
+        self.frames_done = 0
+
+    def accept(self, audio: np.ndarray) -> np.ndarray:
+        data = np.concatenate([self._pending, audio.astype(np.float32, copy=False)])
+        n = data.size // FRAME
+        self._pending = data[n * FRAME :]
+        if n == 0:
+            return np.zeros(0, np.float32)
+        frames = data[: n * FRAME].reshape(n, FRAME)
+        contexts = np.vstack([self._context[None, :], frames[:-1, -CONTEXT:]])
+        self._context = frames[-1, -CONTEXT:].copy()
+        batch = np.concatenate([contexts, frames], axis=1)
+        h = np.zeros((1, 1, 128), dtype=np.float32)
+        c = np.zeros((1, 1, 128), dtype=np.float32)
+        out, _, _ = _model().session.run(None, {"input": batch, "h": h, "c": c})
+        self.frames_done += n
+        return np.asarray(out, dtype=np.float32).reshape(-1)

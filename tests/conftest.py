@@ -1,0 +1,78 @@
+"""Shared fixtures: real speech made with espeak-ng, and the real tiny.en model loaded once per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+HARVARD = [
+    "The birch canoe slid on the smooth planks.",
+    "Glue the sheet to the dark blue background.",
+    "It is easy to tell the depth of a well.",
+    "These days a chicken leg is a rare dish.",
+    "Rice is often served in round bowls.",
+    "The juice of lemons makes fine punch.",
+    "The box was thrown beside the parked truck.",
+    "The hogs were fed chopped corn and garbage.",
+    "Four hours of steady work faced us.",
+    "A large size in stockings is hard to sell.",
+]
+
+
+def speak(text: str, path: Path, voice: str = "en-us", speed: int = 150) -> Path:
+    """Real speech from espeak-ng (22.05 kHz mono WAV), so tests need no committed audio for most cases."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (make test installs it)")
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def audio_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("audio")
+
+
+@pytest.fixture(scope="session")
+def speech_wav(audio_dir) -> Path:
+    """About 11 s of speech: four Harvard sentences; its reference text is ``speech_text``."""
+    return speak(" ".join(HARVARD[:4]), audio_dir / "speech.wav")
+
+
+@pytest.fixture(scope="session")
+def speech_text() -> str:
+    return " ".join(HARVARD[:4])
+
+
+@pytest.fixture(scope="session")
+def long_wav(audio_dir) -> Path:
+    """About 27 s of speech, 48 kHz stereo: longer than one Whisper window once silence is added."""
+    raw = speak(" ".join(HARVARD), audio_dir / "long_raw.wav")
+    out = audio_dir / "long.wav"
+    subprocess.run(["sox", str(raw), "-r", "48000", "-c", "2", str(out), "pad", "2", "3"], check=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def fw_backend():
+    """The real tiny.en on faster-whisper, loaded once for the whole session."""
+    from asr.backends import get_backend
+
+    return get_backend("whisper-tiny.en", "faster-whisper")
+
+
+@pytest.fixture(scope="session")
+def silence() -> np.ndarray:
+    return np.zeros(16_000 * 5, np.float32)
+
+
+@pytest.fixture(scope="session")
+def faint_noise() -> np.ndarray:
+    return (np.random.default_rng(0).standard_normal(16_000 * 5) * 0.003).astype(np.float32)

@@ -141,7 +141,7 @@ def _resample_stream(blocks: Iterator[tuple[np.ndarray, int]]) -> np.ndarray:
     rate = None
     out: list[np.ndarray] = []
     for block, block_rate in blocks:
-        mono = to_mono(to_float32(block))
+        mono = to_float32(block).mean(axis=1, dtype=np.float32)  # blocks are always (frames, channels)
         if rate is None:
             rate = block_rate
             if rate != SAMPLE_RATE:
@@ -169,12 +169,14 @@ def _pyav_blocks(path) -> Iterator[tuple[np.ndarray, int]]:
         if not container.streams.audio:
             raise AudioError(f"{getattr(path, 'name', path)}: the file has no audio stream")
         stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=stream.rate or SAMPLE_RATE)
+        # Planar float at the stream's own layout and rate: channels are averaged by to_mono (libswresample's
+        # own downmix adds them at -3 dB, which changes the level) and resampling is soxr's.
+        resampler = av.AudioResampler(format="fltp")
         for frame in container.decode(stream):
             for out in resampler.resample(frame):
-                yield out.to_ndarray().reshape(-1, 1), out.sample_rate
+                yield out.to_ndarray().T, out.sample_rate
         for out in resampler.resample(None):
-            yield out.to_ndarray().reshape(-1, 1), out.sample_rate
+            yield out.to_ndarray().T, out.sample_rate
 
 
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:

@@ -1,0 +1,164 @@
+"""``python -m asr``: transcribe files, list models, and run the benchmarks, from a terminal.
+
+Exit codes: 0 when every file was transcribed, 1 when any file failed (the others are still transcribed), 2 for
+bad arguments or a model that cannot be loaded. Errors are one line on stderr that names the file, never a
+traceback (``--debug`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from asr.results import BACKENDS, DecodeOptions, Transcript
+
+logger = logging.getLogger("asr")
+
+SUBCOMMANDS = {
+    "bench": "asr.bench",
+    "stream-bench": "asr.streaming.bench",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
+    if args.command == "models":
+        return _models(args)
+    return _transcribe(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from asr.models import default_model
+
+    parser = argparse.ArgumentParser(prog="python -m asr", description="Offline Whisper transcription for QA.")
+    parser.add_argument("--debug", action="store_true", help="log details and show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("models", help="list the models, their backends, and whether their weights are present")
+    sub.add_parser("bench", help="compare full-context throughput and WER of both backends (see bench --help)")
+    sub.add_parser("stream-bench", help="simulate live streaming of a file (see stream-bench --help)")
+    t = sub.add_parser("transcribe", help="transcribe audio files of any length and format")
+    t.add_argument("files", nargs="+", metavar="FILE")
+    t.add_argument("--model", default=default_model(), help="registered name, hub id or local folder")
+    t.add_argument("--backend", default="faster-whisper", choices=BACKENDS)
+    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    t.add_argument("--format", default="text", choices=("text", "json", "srt", "vtt"))
+    t.add_argument("--json", dest="format", action="store_const", const="json", help="short for --format json")
+    t.add_argument("--word-timestamps", action="store_true", help="print word times in text output")
+    t.add_argument("--beam-size", type=int, default=1, help="1 is greedy (default); 5 is Whisper's beam search")
+    t.add_argument("--language", default=None, help="language code for multilingual models (default: detect)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return parser
+
+
+def _models(args: argparse.Namespace) -> int:
+    from asr.models import default_model, list_models
+
+    default = default_model()
+    print(f"{'name':<18} {'backends':<29} {'weights':<9} description")
+    for m in list_models():
+        mark = "*" if m.name == default else " "
+        present = "present" if m.present else "missing"
+        print(f"{m.name + mark:<18} {', '.join(m.backends):<29} {present:<9} {m.description}")
+        if not m.present:
+            print(f"{'':<58} install: {m.install}")
+    print("* default. Any Hugging Face hub id (org/name) or local model folder also works as --model.")
+    return 0
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    from asr.audio import AudioError
+    from asr.backends import BackendError, get_backend
+    from asr.models import UnknownModelError
+    from asr.transcribe import transcribe
+
+    try:
+        options = DecodeOptions(beam_size=args.beam_size, language=args.language).validate()
+        backend = get_backend(args.model, args.backend, args.device)
+    except (UnknownModelError, BackendError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    failed = 0
+    for path in args.files:
+        try:
+            with _progress_bar(path, args.no_progress) as progress:
+                result = transcribe(path, backend=backend, options=options, progress=progress)
+        except (AudioError, OSError) as exc:
+            failed += 1
+            message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+            print(f"error: {message}", file=sys.stderr)
+            continue
+        except Exception as exc:  # noqa: BLE001 - one file's failure must not stop the others
+            if args.debug:
+                raise
+            failed += 1
+            print(f"error: {path}: transcription failed: {exc}", file=sys.stderr)
+            continue
+        _emit(path, result, args, many=len(args.files) > 1)
+    return 1 if failed else 0
+
+
+class _progress_bar:
+    """A tqdm bar on stderr, shown only for audio longer than a minute (short files finish before it matters)."""
+
+    def __init__(self, path: str, disabled: bool) -> None:
+        self.path, self.disabled, self.bar = path, disabled or not sys.stderr.isatty(), None
+
+    def __enter__(self):
+        return self
+
+    def __call__(self, done: float, total: float) -> None:
+        if self.disabled or total < 60:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=round(total), unit="s", desc=str(self.path)[-30:], file=sys.stderr, leave=False)
+        self.bar.n = round(done)
+        self.bar.refresh()
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _emit(path: str, result: Transcript, args: argparse.Namespace, many: bool) -> None:
+    if args.format == "json":
+        print(json.dumps({"file": str(path), **result.to_dict()}, ensure_ascii=False))
+    elif args.format in ("srt", "vtt"):
+        print(to_subtitles(result, args.format))
+    else:
+        if many:
+            print(f"# {path}")
+        if args.word_timestamps:
+            for w in result.words:
+                print(f"[{w.start:8.2f} -> {w.end:8.2f}] {w.word.strip()}  ({w.probability:.2f})")
+        else:
+            print(result.text)
+
+
+def to_subtitles(result: Transcript, fmt: str) -> str:
+    """SubRip or WebVTT cues, one per segment."""
+    sep = "," if fmt == "srt" else "."
+    lines = [] if fmt == "srt" else ["WEBVTT", ""]
+    for i, seg in enumerate(result.segments, start=1):
+        if fmt == "srt":
+            lines.append(str(i))
+        lines.append(f"{_stamp(seg.start, sep)} --> {_stamp(seg.end, sep)}")
+        lines += [seg.text, ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _stamp(seconds: float, sep: str) -> str:
+    ms = int(round(seconds * 1000))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what asr-qa needs on a fresh Debian 12 machine with Python 3.11: system packages (apt-get, only the
+# missing ones), a virtual environment in .venv, and the pinned Python packages. Safe to run again: it skips
+# what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SYSTEM_PACKAGES=(espeak-ng sox ffmpeg libsndfile1 chromium fonts-dejavu-core)
+missing=()
+for pkg in "${SYSTEM_PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing system packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $($PYTHON --version)"
+  "$PYTHON" -m venv .venv
+fi
+
+# The torch CPU wheel lies in /opt/wheels on these machines; elsewhere pip fetches torch==2.13.0 from PyPI.
+FIND_LINKS=(); [ -d /opt/wheels ] && FIND_LINKS=(--find-links /opt/wheels)
+stamp=.venv/.requirements.sha
+want=$(cat requirements.txt requirements-optional.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing Python packages (first run takes a few minutes)"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q "${FIND_LINKS[@]}" -r requirements.txt
+  # Whisper base is optional: the tests that use it skip when it cannot be installed.
+  .venv/bin/python -m pip install -q "${FIND_LINKS[@]}" -r requirements-optional.txt \
+    || echo "setup: optional whisper-base packages not installed (tests using them will skip)"
+  echo "$want" > "$stamp"
+fi

@@ -1,0 +1,199 @@
+"""The SQLite store on a real file: WAL, concurrent writers, audio before row, restart, runs and export."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asr.audio import SAMPLE_RATE, load_audio
+from evaluation.store import STATUSES, CaseNotFound, RunNotFound, RunSettings, Store, StoreError
+
+
+def tone(seconds: float = 0.5, freq: float = 440.0) -> np.ndarray:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.fixture()
+def store(tmp_path) -> Store:
+    return Store(tmp_path / "data")
+
+
+def test_creates_database_in_wal_mode(store, tmp_path):
+    assert (tmp_path / "data" / "asrqa.sqlite").exists()
+    assert (tmp_path / "data" / "audio").is_dir()
+    assert store.journal_mode() == "wal"
+    with sqlite3.connect(tmp_path / "data" / "asrqa.sqlite") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_add_case_keeps_audio_and_fields(store):
+    audio = tone(1.25)
+    case = store.add_case(
+        "flag", audio, transcript="the cat", reference="the hat", reason="wrong word", labels={"accent": "en-gb"}
+    )
+    assert case.kind == "flag" and case.status == "new" and case.reason == "wrong word"
+    assert Path(case.audio_path).is_absolute() and Path(case.audio_path).parent == store.audio_dir
+    assert case.duration == pytest.approx(1.25)
+    back = load_audio(case.audio_path)
+    assert back.size == audio.size and np.max(np.abs(back - audio)) < 1e-3
+    assert store.get_case(case.id) == case
+    assert case.created_at.endswith("+00:00")
+
+
+def test_audio_file_exists_before_row_is_written(store, monkeypatch):
+    seen = []
+    original = Store._insert_case
+
+    def checking_insert(self, case):
+        seen.append(Path(case.audio_path).exists())
+        with sqlite3.connect(self.db_path) as conn:
+            seen.append(conn.execute("SELECT COUNT(*) FROM cases").fetchone()[0])
+        return original(self, case)
+
+    monkeypatch.setattr(Store, "_insert_case", checking_insert)
+    store.add_case("test_case", tone(), transcript="a", reference="a")
+    assert seen == [True, 0]
+
+
+def test_failed_row_write_leaves_no_audio_and_failed_audio_leaves_no_row(store, monkeypatch):
+    def broken_insert(self, case):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(Store, "_insert_case", broken_insert)
+    with pytest.raises(sqlite3.OperationalError):
+        store.add_case("test_case", tone(), transcript="a", reference="a")
+    monkeypatch.undo()
+    assert list(store.audio_dir.iterdir()) == []
+
+    import evaluation.store as store_module
+
+    def broken_write(path, audio, sample_rate=SAMPLE_RATE):
+        Path(path).write_bytes(b"RIFF")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(store_module, "write_wav", broken_write)
+    with pytest.raises(OSError):
+        store.add_case("test_case", tone(), transcript="a", reference="a")
+    assert store.list_cases() == []
+    assert list(store.audio_dir.iterdir()) == []
+
+
+def test_two_writers_in_two_threads_lose_nothing(tmp_path):
+    data = tmp_path / "data"
+    Store(data)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def writer(name: str) -> None:
+        own = Store(data)  # each tester's request may come with its own store object
+        barrier.wait()
+        try:
+            for i in range(15):
+                own.add_case("test_case", tone(0.2), transcript=f"{name} {i}", reference=f"{name} {i}")
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in ("alice", "bob")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    cases = Store(data).list_cases()
+    assert len(cases) == 30
+    assert {c.transcript for c in cases} == {f"{n} {i}" for n in ("alice", "bob") for i in range(15)}
+    assert all(Path(c.audio_path).exists() for c in cases)
+
+
+def test_restart_sees_everything_newest_first(tmp_path):
+    first = Store(tmp_path / "d")
+    ids = [first.add_case("test_case", tone(), transcript=str(i), reference=str(i)).id for i in range(3)]
+    run_id = first.create_run(RunSettings(model="m", backend="faster-whisper", dataset="builtin", noise=("clean",)))
+    first.add_results(run_id, [{"id": "u1", "noise": "clean", "wer": 0.5}])
+    again = Store(tmp_path / "d")
+    assert [c.id for c in again.list_cases()] == ids[::-1]
+    assert again.get_run(run_id).results == 1
+
+
+def test_filters_update_and_delete(store):
+    a = store.add_case("test_case", tone(), transcript="a", reference="a", labels={"accent": "scots"}, model="tiny")
+    b = store.add_case("flag", tone(), transcript="b", reference="bee", reason="misheard", model="base")
+    assert [c.id for c in store.list_cases(kind="flag")] == [b.id]
+    assert [c.id for c in store.list_cases(model="tiny")] == [a.id]
+    assert [c.id for c in store.list_cases(label=("accent", "scots"))] == [a.id]
+    assert store.list_cases(label=("accent", "welsh")) == []
+    updated = store.update_case(a.id, status="confirmed", labels={"accent": "welsh", "device": "phone"}, notes="n")
+    assert updated.status == "confirmed" and updated.labels == {"accent": "welsh", "device": "phone"}
+    assert [c.id for c in store.list_cases(status="confirmed")] == [a.id]
+    with pytest.raises(StoreError, match="'done'"):
+        store.update_case(a.id, status="done")
+    assert set(STATUSES) == {"new", "confirmed", "fixed", "wont_fix"}
+    store.delete_case(b.id)
+    assert not Path(b.audio_path).exists()
+    with pytest.raises(CaseNotFound, match=b.id):
+        store.get_case(b.id)
+    with pytest.raises(KeyError):
+        store.update_case("nope", status="fixed")
+    with pytest.raises(StoreError, match="kind"):
+        store.add_case("bogus", tone(), transcript="", reference="")
+
+
+def test_runs_results_and_resume_keys(store):
+    settings = RunSettings(
+        model="whisper-tiny.en",
+        backend="faster-whisper",
+        dataset="builtin",
+        noise=("clean", "white@10"),
+        seed=3,
+        normalizer="whisper-english",
+        normalizer_version="1",
+        packages={"jiwer": "4.0.0"},
+    )
+    run_id = store.create_run(settings)
+    with pytest.raises(StoreError):
+        store.create_run(settings, run_id=run_id)
+    store.add_results(run_id, [{"id": "u1", "noise": "clean", "wer": 0.0}, {"id": "u2", "noise": "clean", "wer": 1}])
+    store.add_results(run_id, [{"id": "u1", "noise": "white@10", "wer": np.float32(0.25)}])
+    assert store.result_keys(run_id) == {("u1", "clean"), ("u2", "clean"), ("u1", "white@10")}
+    frame = store.run_results(run_id)
+    assert list(frame["id"]) == ["u1", "u2", "u1"] and list(frame["wer"]) == [0.0, 1.0, 0.25]
+    run = store.finish_run(run_id, summary={"overall": {"wer": 0.4}})
+    assert run.status == "finished" and run.summary["overall"]["wer"] == 0.4 and run.results == 3
+    assert run.settings.noise == ("clean", "white@10") and run.settings.packages == {"jiwer": "4.0.0"}
+    assert [r.id for r in store.list_runs()] == [run_id]
+    with pytest.raises(RunNotFound):
+        store.get_run("missing")
+    with pytest.raises(RunNotFound):
+        store.add_results("missing", [{"id": "x", "noise": "clean"}])
+    store.delete_run(run_id)
+    assert store.list_runs() == []
+
+
+@pytest.mark.parametrize("fmt", ["datasets", "csv"])
+def test_export_is_a_loadable_dataset(store, tmp_path, fmt):
+    store.add_case("test_case", tone(0.5), transcript="hello", reference="hello there", labels={"accent": "a"})
+    store.add_case("flag", tone(0.7), transcript="by", reference="bye", reason="wrong", labels={"device": "x"})
+    out = store.export_cases(store.list_cases(), tmp_path / f"export-{fmt}", fmt=fmt)
+    if fmt == "csv":
+        import pandas as pd
+
+        meta = pd.read_csv(out / "metadata.csv", keep_default_na=False)
+        assert set(meta["text"]) == {"hello there", "bye"}
+        assert all((out / f).exists() for f in meta["file_name"])
+        assert set(meta.columns) >= {"file_name", "text", "hypothesis", "accent", "device"}
+    else:
+        from datasets import Audio, load_from_disk
+
+        ds = load_from_disk(str(out))
+        assert isinstance(ds.features["audio"], Audio)
+        raw = ds.cast_column("audio", Audio(decode=False))
+        durations = sorted(load_audio(r["audio"]["bytes"]).size / SAMPLE_RATE for r in raw)
+        assert durations == pytest.approx([0.5, 0.7])
+        assert set(ds["text"]) == {"hello there", "bye"}
+    with pytest.raises(ValueError, match="not empty"):
+        store.export_cases(store.list_cases(), out, fmt=fmt)

@@ -14,7 +14,6 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import soxr
@@ -24,7 +23,7 @@ logger = logging.getLogger(__name__)
 SAMPLE_RATE = 16_000  # Whisper's rate; the one place it is written down
 MAX_CHANNELS = 64  # a 2-D array whose both sides are longer than this cannot be told apart
 
-AudioSource = Union[str, os.PathLike, bytes, np.ndarray, tuple]
+AudioSource = str | os.PathLike | bytes | np.ndarray | tuple
 
 
 class AudioError(ValueError):

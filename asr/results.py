@@ -86,9 +86,7 @@ class Transcript:
         return {
             "text": self.text,
             "words": [dataclasses.asdict(w) for w in self.words],
-            "segments": [
-                {k: v for k, v in dataclasses.asdict(s).items() if k != "words"} for s in self.segments
-            ],
+            "segments": [{k: v for k, v in dataclasses.asdict(s).items() if k != "words"} for s in self.segments],
             "language": self.language,
             "duration": self.duration,
             "speech_seconds": self.speech_seconds,

@@ -103,9 +103,7 @@ class Window:
         return min(span.start + sample - self._starts[i], span.end) / SAMPLE_RATE
 
 
-def pack_windows(
-    audio: np.ndarray, spans: list[SpeechSpan], max_seconds: float = MAX_WINDOW_SECONDS
-) -> list[Window]:
+def pack_windows(audio: np.ndarray, spans: list[SpeechSpan], max_seconds: float = MAX_WINDOW_SECONDS) -> list[Window]:
     """Concatenate consecutive spans into windows no longer than ``max_seconds`` (as faster-whisper batches)."""
     limit = int(max_seconds * SAMPLE_RATE)
     windows: list[Window] = []

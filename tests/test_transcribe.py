@@ -1,0 +1,97 @@
+"""Full-context transcription with the real tiny.en on faster-whisper: accuracy, silence, long files, invariants."""
+
+from __future__ import annotations
+
+import jiwer
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asr.audio import SAMPLE_RATE, AudioError, load_audio
+from asr.results import DecodeOptions
+from asr.transcribe import transcribe, transcribe_many
+from tests.conftest import HARVARD
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    clean = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip()])
+    return jiwer.wer(clean(reference), clean(hypothesis))
+
+
+def check_invariants(result):
+    previous = 0.0
+    for seg in result.segments:
+        assert 0.0 <= seg.start <= seg.end <= result.duration + 1e-6
+        for w in seg.words:
+            assert seg.start - 1e-6 <= w.start <= w.end <= seg.end + 1e-6, (seg, w)
+            assert w.start >= previous - 1e-6, "word timestamps must never go backwards"
+            assert 0.0 <= w.probability <= 1.0
+            previous = w.start
+
+
+def test_speech_is_transcribed(fw_backend, speech_wav, speech_text):
+    result = transcribe(speech_wav, backend=fw_backend)
+    assert wer(speech_text, result.text) < 0.5
+    assert "smooth" in result.text.lower() and "sheet" in result.text.lower()
+    assert result.language == "en" and result.backend == "faster-whisper" and result.model == "whisper-tiny.en"
+    assert result.duration == pytest.approx(sf.info(speech_wav).duration, abs=0.01)
+    assert result.compute_seconds > 0 and result.words
+    check_invariants(result)
+
+
+@pytest.mark.parametrize("which", ["silence", "faint_noise"])
+def test_silence_and_faint_noise_give_empty_text(fw_backend, request, which):
+    result = transcribe(request.getfixturevalue(which), backend=fw_backend)
+    assert result.text == "" and result.segments == () and result.words == ()
+    assert result.duration == pytest.approx(5.0)
+
+
+def test_recipe_inputs_48k_int16_stereo_tuple(fw_backend, speech_wav, speech_text):
+    audio = load_audio(speech_wav)
+    import soxr
+
+    stereo = (np.stack([soxr.resample(audio, SAMPLE_RATE, 48_000)] * 2, axis=1) * 32767).astype(np.int16)
+    result = transcribe((48_000, stereo), backend=fw_backend)
+    assert wer(speech_text, result.text) < 0.5
+
+
+def test_file_longer_than_30_seconds(fw_backend, long_wav):
+    result = transcribe(long_wav, backend=fw_backend)
+    assert result.duration > 30
+    reference = " ".join(HARVARD)
+    assert wer(reference, result.text) < 0.5
+    assert result.segments[-1].end > 25, "the end of the file must be transcribed too"
+    check_invariants(result)
+
+
+def test_many_recordings_share_batches_and_keep_order(fw_backend, speech_wav, silence):
+    speech = load_audio(speech_wav)
+    results = transcribe_many([speech, silence, speech[: 4 * SAMPLE_RATE]], backend=fw_backend)
+    assert [bool(r.text) for r in results] == [True, False, True]
+    assert results[0].text == transcribe(speech, backend=fw_backend).text
+    assert results[2].duration == pytest.approx(4.0)
+
+
+def test_progress_reaches_the_total(fw_backend, long_wav):
+    seen = []
+    transcribe(long_wav, backend=fw_backend, progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1][0] == pytest.approx(seen[-1][1])
+    assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
+
+
+def test_beam_search_and_options_are_recorded(fw_backend, speech_wav):
+    options = DecodeOptions(beam_size=5)
+    result = transcribe(speech_wav, backend=fw_backend, options=options)
+    assert result.options.beam_size == 5 and result.text
+    assert result.to_dict()["options"]["beam_size"] == 5
+
+
+def test_bad_options_quote_the_value():
+    with pytest.raises(ValueError, match="beam_size must be an integer >= 1, not 0"):
+        DecodeOptions(beam_size=0).validate()
+
+
+def test_nan_audio_is_an_error_not_a_transcript(fw_backend):
+    audio = np.full(SAMPLE_RATE, np.nan, np.float32)
+    with pytest.raises(AudioError, match="NaN"):
+        transcribe(audio, backend=fw_backend)

@@ -1,0 +1,65 @@
+"""Silero VAD: spans of speech, packing into Whisper windows, and the map back to file time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from asr.audio import SAMPLE_RATE, load_audio
+from asr.vad import FRAME, SpeechSpan, StreamingVad, pack_windows, speech_probabilities, speech_spans
+
+
+def test_silence_and_faint_noise_have_no_speech(silence, faint_noise):
+    assert speech_spans(silence) == []
+    assert speech_spans(faint_noise) == []
+    assert speech_spans(np.zeros(0, np.float32)) == []
+
+
+def test_speech_is_found_inside_padding(speech_wav):
+    speech = load_audio(speech_wav)
+    padded = np.concatenate([np.zeros(2 * SAMPLE_RATE, np.float32), speech, np.zeros(2 * SAMPLE_RATE, np.float32)])
+    spans = speech_spans(padded)
+    assert spans, "speech must be detected"
+    assert spans[0].start >= 1.5 * SAMPLE_RATE
+    assert spans[-1].end <= padded.size - 1.5 * SAMPLE_RATE
+    assert all(a.end <= b.start for a, b in zip(spans, spans[1:]))
+
+
+def test_pack_windows_never_exceeds_30_seconds():
+    audio = np.zeros(100 * SAMPLE_RATE, np.float32)
+    spans = [SpeechSpan(i * 4 * SAMPLE_RATE, (i * 4 + 3) * SAMPLE_RATE) for i in range(25)]
+    windows = pack_windows(audio, spans)
+    assert all(w.seconds <= 30.0 for w in windows)
+    assert sum(len(w.spans) for w in windows) == len(spans)
+    assert len(windows) == 3  # 25 spans of 3 s, 10 per window
+
+
+def test_window_maps_packed_time_back_to_file_time():
+    audio = np.arange(20 * SAMPLE_RATE, dtype=np.float32)
+    spans = [SpeechSpan(2 * SAMPLE_RATE, 4 * SAMPLE_RATE), SpeechSpan(10 * SAMPLE_RATE, 13 * SAMPLE_RATE)]
+    (window,) = pack_windows(audio, spans)
+    assert window.seconds == pytest.approx(5.0)
+    assert window.to_file_time(0.0) == pytest.approx(2.0)
+    assert window.to_file_time(1.5) == pytest.approx(3.5)
+    assert window.to_file_time(2.5) == pytest.approx(10.5)
+    assert window.to_file_time(2.0, is_end=True) == pytest.approx(4.0)  # an end at the seam stays in span 1
+    assert window.to_file_time(2.0) == pytest.approx(10.0)  # a start at the seam begins span 2
+    assert window.audio[int(2.5 * SAMPLE_RATE)] == audio[int(10.5 * SAMPLE_RATE)]
+
+
+def test_overlong_span_is_cut_to_one_window():
+    audio = np.zeros(40 * SAMPLE_RATE, np.float32)
+    (window,) = pack_windows(audio, [SpeechSpan(0, 40 * SAMPLE_RATE)])
+    assert window.seconds == pytest.approx(30.0)
+
+
+def test_streaming_vad_matches_offline_probabilities(speech_wav):
+    speech = load_audio(speech_wav)
+    n = (speech.size // FRAME) * FRAME
+    offline = speech_probabilities(speech[:n])
+    vad = StreamingVad()
+    pieces = [vad.accept(speech[i : i + 8000]) for i in range(0, n, 8000)]
+    streamed = np.concatenate(pieces)
+    assert streamed.size == offline.size
+    assert np.corrcoef(streamed, offline)[0, 1] > 0.9
+    assert ((streamed > 0.5) == (offline > 0.5)).mean() > 0.9

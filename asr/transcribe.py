@@ -19,7 +19,7 @@ from asr.audio import SAMPLE_RATE, AudioSource, load_audio
 from asr.backends import DEFAULT_BACKEND, Backend, get_backend
 from asr.models import default_model
 from asr.results import DecodeOptions, Segment, Transcript, Word
-from asr.vad import SpeechSpan, VadOptions, Window, pack_windows, speech_spans
+from asr.vad import MAX_WINDOW_SECONDS, SpeechSpan, VadOptions, Window, group_spans, make_window, speech_spans
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ ProgressCallback = Callable[[float, float], None]  # (audio seconds done, audio 
 @dataclass(frozen=True)
 class _Job:
     index: int  # which recording
-    window: Window
+    spans: tuple[SpeechSpan, ...]  # the speech the window holds, in file samples
 
 
 def transcribe(
@@ -63,7 +63,9 @@ def transcribe_many(
     backend = backend or get_backend(model or default_model(), backend_name)
     arrays = [load_audio(a) for a in audios]
     started = time.perf_counter()
-    jobs = [_Job(i, w) for i, a in enumerate(arrays) for w in _windows(a, options, vad)]
+    # Windows hold copies of the speech: an hour of it is ~200 MB, so each batch's windows are made only when
+    # that batch is decoded, then dropped.
+    jobs = [_Job(i, spans) for i, a in enumerate(arrays) for spans in _window_spans(a, options, vad)]
     total = sum(a.size for a in arrays) / SAMPLE_RATE
     per_audio: list[list[Segment]] = [[] for _ in arrays]
     languages: list[str | None] = [None] * len(arrays)
@@ -71,15 +73,16 @@ def transcribe_many(
     done = 0.0
     for start in range(0, len(jobs), options.batch_size):
         batch = jobs[start : start + options.batch_size]
+        windows = [make_window(arrays[j.index], j.spans) for j in batch]
         t0 = time.perf_counter()
-        results = backend.transcribe_windows([j.window.audio for j in batch], options)
+        results = backend.transcribe_windows([w.audio for w in windows], options)
         spent = time.perf_counter() - t0
-        batch_audio = sum(j.window.seconds for j in batch) or 1.0
-        for job, result in zip(batch, results):
-            per_audio[job.index].extend(_to_file_time(s, job.window) for s in result.segments)
+        batch_audio = sum(w.seconds for w in windows) or 1.0
+        for job, window, result in zip(batch, windows, results):
+            per_audio[job.index].extend(_to_file_time(s, window) for s in result.segments)
             languages[job.index] = languages[job.index] or result.language
-            compute[job.index] += spent * job.window.seconds / batch_audio
-            done += job.window.seconds
+            compute[job.index] += spent * window.seconds / batch_audio
+            done += window.seconds
         if progress:
             progress(min(done, total), total)
     if progress:
@@ -91,13 +94,13 @@ def transcribe_many(
     ]
 
 
-def _windows(audio: np.ndarray, options: DecodeOptions, vad: VadOptions | None) -> list[Window]:
+def _window_spans(audio: np.ndarray, options: DecodeOptions, vad: VadOptions | None) -> list[tuple[SpeechSpan, ...]]:
     if options.vad_filter:
         spans = speech_spans(audio, vad)
     else:
-        step = int(30 * SAMPLE_RATE)
+        step = int(MAX_WINDOW_SECONDS * SAMPLE_RATE)
         spans = [SpeechSpan(s, min(s + step, audio.size)) for s in range(0, audio.size, step)]
-    return pack_windows(audio, spans)
+    return group_spans(spans)
 
 
 def _to_file_time(segment: Segment, window: Window) -> Segment:

@@ -18,6 +18,7 @@ from asr.audio import SAMPLE_RATE
 FRAME = 512  # Silero's window at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous window Silero v6 expects in front of each window
 MAX_WINDOW_SECONDS = 30.0  # Whisper's context
+BLOCK_SAMPLES = 600 * SAMPLE_RATE  # VAD runs over ten minutes at a time
 
 
 @dataclass(frozen=True)
@@ -60,20 +61,23 @@ def speech_spans(audio: np.ndarray, options: VadOptions | None = None) -> list[S
     from faster_whisper.vad import get_speech_timestamps
 
     options = options or VadOptions()
-    if audio.size == 0:
-        return []
-    stamps = get_speech_timestamps(
-        audio,
-        FwVadOptions(
-            threshold=options.threshold,
-            min_speech_duration_ms=options.min_speech_ms,
-            min_silence_duration_ms=options.min_silence_ms,
-            speech_pad_ms=options.speech_pad_ms,
-            max_speech_duration_s=options.max_speech_s,
-        ),
-        sampling_rate=SAMPLE_RATE,
+    fw_options = FwVadOptions(
+        threshold=options.threshold,
+        min_speech_duration_ms=options.min_speech_ms,
+        min_silence_duration_ms=options.min_silence_ms,
+        speech_pad_ms=options.speech_pad_ms,
+        max_speech_duration_s=options.max_speech_s,
     )
-    return [SpeechSpan(int(s["start"]), int(s["end"])) for s in stamps if s["end"] > s["start"]]
+    spans: list[SpeechSpan] = []
+    # Blocks bound the VAD's working copies (an hour at once would hold three copies of the audio); a span cut
+    # at a block edge becomes two adjacent spans, which pack_windows joins again.
+    for offset in range(0, audio.size, BLOCK_SAMPLES):
+        block = audio[offset : offset + BLOCK_SAMPLES]
+        for s in get_speech_timestamps(block, fw_options, sampling_rate=SAMPLE_RATE):
+            start, end = offset + int(s["start"]), offset + min(int(s["end"]), block.size)
+            if end > start:
+                spans.append(SpeechSpan(start, end))
+    return spans
 
 
 @dataclass(frozen=True)
@@ -103,25 +107,34 @@ class Window:
         return min(span.start + sample - self._starts[i], span.end) / SAMPLE_RATE
 
 
-def pack_windows(audio: np.ndarray, spans: list[SpeechSpan], max_seconds: float = MAX_WINDOW_SECONDS) -> list[Window]:
-    """Concatenate consecutive spans into windows no longer than ``max_seconds`` (as faster-whisper batches)."""
+def group_spans(spans: list[SpeechSpan], max_seconds: float = MAX_WINDOW_SECONDS) -> list[tuple[SpeechSpan, ...]]:
+    """Group consecutive spans into windows no longer than ``max_seconds`` (as faster-whisper batches).
+
+    Pure: no audio is copied, so a caller can plan an hour of windows and cut each only when it is decoded.
+    """
     limit = int(max_seconds * SAMPLE_RATE)
-    windows: list[Window] = []
+    groups: list[tuple[SpeechSpan, ...]] = []
     current: list[SpeechSpan] = []
     length = 0
     for span in spans:
         span = SpeechSpan(span.start, min(span.end, span.start + limit))
         if current and length + (span.end - span.start) > limit:
-            windows.append(_window(audio, current))
+            groups.append(tuple(current))
             current, length = [], 0
         current.append(span)
         length += span.end - span.start
     if current:
-        windows.append(_window(audio, current))
-    return windows
+        groups.append(tuple(current))
+    return groups
 
 
-def _window(audio: np.ndarray, spans: list[SpeechSpan]) -> Window:
+def pack_windows(audio: np.ndarray, spans: list[SpeechSpan], max_seconds: float = MAX_WINDOW_SECONDS) -> list[Window]:
+    """Concatenate consecutive spans into windows no longer than ``max_seconds``."""
+    return [make_window(audio, group) for group in group_spans(spans, max_seconds)]
+
+
+def make_window(audio: np.ndarray, spans: tuple[SpeechSpan, ...]) -> Window:
+    """Cut and join the spans' audio, keeping where each span began in the file."""
     starts, pos = [], 0
     for s in spans:
         starts.append(pos)

@@ -1,0 +1,19 @@
+"""Streaming ASR: committed and tentative text from audio fed in chunks, for an hour, for many users at once.
+
+``policy`` decides (pure, no clock), ``session`` holds one user's stream, ``scheduler`` serves every session of a
+model with one worker and batched model calls, ``bench`` measures it against the recipe's approach.
+"""
+
+from asr.streaming.policy import StreamOptions, StreamPolicy
+from asr.streaming.scheduler import Scheduler, get_scheduler
+from asr.streaming.session import StreamingError, StreamingSession, StreamUpdate
+
+__all__ = [
+    "StreamOptions",
+    "StreamPolicy",
+    "StreamUpdate",
+    "StreamingError",
+    "StreamingSession",
+    "Scheduler",
+    "get_scheduler",
+]

@@ -1,0 +1,341 @@
+"""The streaming policy: a state machine that decides what to decode and what becomes final. It never reads the
+clock and never calls a model, so it is tested by replaying scripted hypotheses.
+
+The cycle is ``insert`` (speech probabilities of newly arrived audio), ``plan`` (which stretch of the buffer to
+decode, with which prompt, or nothing) and ``step`` (the model's words for that stretch, in absolute seconds).
+
+* **LocalAgreement-2** (whisper_streaming): a word becomes *committed* when two consecutive hypotheses over the
+  buffer agree on it, as part of their longest common prefix after the committed words. The rest of the newest
+  hypothesis is *tentative*. Committed words never change and are never committed twice: words that start
+  before the last committed word ended are dropped, and a repeat of the committed tail at the head of a
+  hypothesis (timestamps drift by a few tens of milliseconds between calls) is cut off, as whisper_streaming's
+  ``HypothesisBuffer`` does.
+* **Prompt**: the committed text before the buffer is fed back, so each call continues the transcript.
+* **Bounded buffer**: once the buffer is longer than ``trim_seconds`` it is cut at the last committed sentence
+  or segment end; past ``max_buffer_seconds`` (below Whisper's 30 s) at the last committed word, committing the
+  oldest tentative words first if nothing is committed (a *forced commit*). A tentative word that is
+  ``force_commit_seconds`` behind the newest audio is committed too, so long speech without agreement still
+  produces final text within a bounded delay.
+* **VAD**: with no speech in the buffer nothing is planned and the buffer follows the newest audio, so silence
+  never reaches the model; a pause of ``pause_seconds`` after speech ends the utterance: one last call over it
+  commits everything, and the buffer restarts after it. ``finish`` does the same for the end of the stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from asr.audio import SAMPLE_RATE
+from asr.results import DecodeOptions, Segment, Word
+from asr.vad import FRAME, MAX_WINDOW_SECONDS
+
+FRAME_SECONDS = FRAME / SAMPLE_RATE  # one VAD probability covers this much audio (32 ms)
+SENTENCE_END = (".", "?", "!")
+_TIME_TOLERANCE = 0.1  # seconds a re-decoded word may start before the committed end and still count as new
+_MAX_NGRAM = 5  # longest repeat of the committed tail looked for at the head of a hypothesis
+_RECENT_WORDS = 64  # committed words kept for the prompt, the overlap check and trimming
+
+
+def _default_decode() -> DecodeOptions:
+    return DecodeOptions(beam_size=1, word_timestamps=True, vad_filter=False, batch_size=8)
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How a stream is cut, decoded and committed. Change fields with :func:`dataclasses.replace`."""
+
+    step_seconds: float = 0.5  # least new audio between two model calls on one session (the browser's chunk)
+    trim_seconds: float = 15.0  # a longer buffer is cut at its last committed sentence or segment end
+    max_buffer_seconds: float = 25.0  # hard limit, below Whisper's 30 s: cut at the last committed word
+    vad_threshold: float = 0.5  # Silero speech probability above which a 32 ms frame is speech
+    min_speech_seconds: float = 0.25  # less speech than this in the buffer does not wake the model (clicks)
+    pause_seconds: float = 0.5  # silence this long after speech ends the utterance and commits all of it
+    speech_pad_seconds: float = 0.2  # audio kept before speech starts and after it stops, so edges are not clipped
+    force_commit_seconds: float = 3.0  # a tentative word this far behind the newest audio is committed as it is
+    prompt_chars: int = 200  # committed text fed back as the prompt (whisper_streaming's 200 characters)
+    max_session_seconds: float = 3600.0  # audio beyond this is ignored (a runaway tab cannot stream forever)
+    keep_recording: bool = True  # keep the whole recording (int16, in a temporary file) for saving test cases
+    decode: DecodeOptions = field(default_factory=_default_decode)  # how each window is decoded
+
+    def validate(self) -> StreamOptions:
+        """Reject values that would break the buffer bounds, quoting the bad value."""
+        positive = ("step_seconds", "trim_seconds", "max_buffer_seconds", "pause_seconds", "force_commit_seconds")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, not {getattr(self, name)!r}")
+        if not self.trim_seconds < self.max_buffer_seconds < MAX_WINDOW_SECONDS:
+            raise ValueError(
+                f"need trim_seconds < max_buffer_seconds < {MAX_WINDOW_SECONDS:g}, not "
+                f"{self.trim_seconds!r} and {self.max_buffer_seconds!r}"
+            )
+        if not 0 < self.vad_threshold < 1:
+            raise ValueError(f"vad_threshold must be between 0 and 1, not {self.vad_threshold!r}")
+        if self.min_speech_seconds < 0 or self.speech_pad_seconds < 0 or self.prompt_chars < 0:
+            raise ValueError("min_speech_seconds, speech_pad_seconds and prompt_chars must be >= 0")
+        if not self.max_session_seconds > 0:
+            raise ValueError(f"max_session_seconds must be > 0, not {self.max_session_seconds!r}")
+        self.decode.validate()
+        return self
+
+    def replace(self, **changes) -> StreamOptions:
+        return dataclasses.replace(self, **changes).validate()
+
+
+@dataclass(frozen=True)
+class Request:
+    """One stretch of the buffer to decode; the session cuts the audio, the scheduler batches requests."""
+
+    start: float  # absolute seconds: the buffer start
+    end: float  # absolute seconds: the newest audio included
+    prompt: str  # committed text before ``start``
+    flush: bool  # end of an utterance or of the stream: commit everything the model returns
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """What the model heard in a request's window, in absolute seconds."""
+
+    words: tuple[Word, ...]
+    segment_ends: tuple[float, ...] = ()  # where the model closed a segment (good places to cut the buffer)
+
+    @classmethod
+    def from_segments(cls, segments: Sequence[Segment], offset: float, end: float) -> Hypothesis:
+        """From window-relative segments; times are moved by ``offset`` and kept at or before ``end``."""
+
+        def clamp(t: float) -> float:
+            return min(max(t + offset, offset), end)
+
+        words = tuple(
+            Word(w.word, clamp(w.start), max(clamp(w.end), clamp(w.start)), w.probability)
+            for s in segments
+            for w in s.words
+        )
+        return cls(words, tuple(clamp(s.end) for s in segments))
+
+
+@dataclass(frozen=True)
+class StepResult:
+    committed: tuple[Word, ...]  # words that became final in this step, in order
+    tentative: tuple[Word, ...]  # the newest hypothesis after the committed words (may still change)
+    forced: int  # how many of ``committed`` were committed without agreement (age or buffer limit)
+
+
+def normalize(word: str) -> str:
+    """The form two hypotheses are compared in: case and punctuation differ between calls."""
+    return re.sub(r"[^\w']+", "", word.lower())
+
+
+def join_words(words: Sequence[Word]) -> str:
+    return "".join(w.word for w in words).strip()
+
+
+class StreamPolicy:
+    """The per-session state machine. Not thread-safe: one worker drives it."""
+
+    def __init__(self, options: StreamOptions | None = None) -> None:
+        self.options = (options or StreamOptions()).validate()
+        self.buffer_start = 0.0  # absolute seconds where the next window begins
+        self.processed_until = 0.0  # audio the model has seen or the VAD has judged silent
+        self.finished = False
+        self._frames = 0  # VAD frames inserted; the audio end is frames * FRAME_SECONDS
+        self._probs = np.zeros(0, np.float32)  # speech probabilities from frame ``_probs_from`` on
+        self._probs_from = 0
+        self._last_speech_end: float | None = None
+        self._last_request_end = 0.0
+        self._in_flight: Request | None = None
+        self._finishing = False
+        self._recent: deque[Word] = deque(maxlen=_RECENT_WORDS)
+        self._tentative: list[Word] = []
+
+    # ---- audio in -------------------------------------------------------------------------------------------
+    @property
+    def audio_end(self) -> float:
+        return self._frames * FRAME_SECONDS
+
+    @property
+    def committed_end(self) -> float:
+        return self._recent[-1].end if self._recent else 0.0
+
+    @property
+    def finishing(self) -> bool:
+        """``finish`` was called: the stream has ended (``finished`` once everything is committed)."""
+        return self._finishing
+
+    @property
+    def tentative(self) -> tuple[Word, ...]:
+        return tuple(self._tentative)
+
+    def insert(self, speech_probs: np.ndarray) -> None:
+        """Take the speech probability of each new 32 ms frame of audio (``asr.vad.StreamingVad``)."""
+        if self._finishing:
+            raise RuntimeError("insert after finish")
+        probs = np.asarray(speech_probs, np.float32).reshape(-1)
+        speech = np.flatnonzero(probs >= self.options.vad_threshold)
+        if speech.size:
+            self._last_speech_end = (self._frames + int(speech[-1]) + 1) * FRAME_SECONDS
+        self._frames += probs.size
+        self._probs = np.concatenate([self._probs, probs])
+
+    def finish(self) -> None:
+        """The stream has ended: the next plan decodes and commits whatever speech is left."""
+        self._finishing = True
+
+    # ---- deciding what to decode ----------------------------------------------------------------------------
+    def plan(self) -> Request | None:
+        """The next stretch to decode, or None when there is nothing worth a model call."""
+        if self._in_flight is not None or self.finished:
+            return None
+        opts = self.options
+        self._skip_silence()
+        if not (self._tentative or self._has_speech()):
+            self.processed_until = max(self.processed_until, self.audio_end)
+            if self._finishing:
+                self._close()
+            return None
+        speech_end = self._last_speech_end if self._last_speech_end is not None else self.audio_end
+        if self._finishing or self.audio_end - speech_end >= opts.pause_seconds:
+            return self._request(min(self.audio_end, speech_end + opts.speech_pad_seconds), flush=True)
+        if self.audio_end - self._last_request_end < opts.step_seconds:
+            return None
+        return self._request(self.audio_end, flush=False)
+
+    def _request(self, end: float, *, flush: bool) -> Request:
+        end = min(end, self.buffer_start + MAX_WINDOW_SECONDS - 0.5)
+        self._in_flight = Request(self.buffer_start, end, self._prompt(), flush)
+        self._last_request_end = end
+        return self._in_flight
+
+    def _has_speech(self) -> bool:
+        speech_seconds = self._speech_frames().size * FRAME_SECONDS
+        return speech_seconds > 0 and speech_seconds >= self.options.min_speech_seconds
+
+    def _skip_silence(self) -> None:
+        """With no words in the buffer, move its start up to the first speech (or the newest audio)."""
+        if self._tentative or self.committed_end > self.buffer_start:
+            return
+        opts = self.options
+        anchor = self.audio_end
+        recent = self._last_speech_end is not None and self.audio_end - self._last_speech_end < opts.pause_seconds
+        if recent or self._has_speech():
+            onset = self._speech_frames()
+            if onset.size:
+                anchor = (self._probs_from + int(onset[0])) * FRAME_SECONDS
+        self._move_start(anchor - opts.speech_pad_seconds)
+
+    def _speech_frames(self) -> np.ndarray:
+        """Indices into ``_probs`` of the speech frames at or after the buffer start."""
+        first = max(int(self.buffer_start / FRAME_SECONDS) - self._probs_from, 0)
+        return np.flatnonzero(self._probs[first:] >= self.options.vad_threshold) + first
+
+    def _prompt(self) -> str:
+        words = [w for w in self._recent if w.end <= self.buffer_start + 1e-6]
+        text = join_words(words)
+        limit = self.options.prompt_chars
+        if len(text) > limit:
+            text = text[-limit:]
+            text = text[text.find(" ") + 1 :] if " " in text else text
+        return text
+
+    def _move_start(self, t: float) -> None:
+        if t <= self.buffer_start:
+            return
+        self.buffer_start = t
+        drop = int(t / FRAME_SECONDS) - self._probs_from
+        if drop > 0:
+            self._probs = self._probs[drop:]
+            self._probs_from += drop
+
+    def _close(self) -> None:
+        self.finished = True
+        self._tentative = []
+        self.processed_until = self.audio_end
+
+    # ---- taking the model's answer --------------------------------------------------------------------------
+    def step(self, request: Request, hypothesis: Hypothesis) -> StepResult:
+        """Apply the model's words for ``request`` (the one ``plan`` returned last)."""
+        if request is not self._in_flight:
+            raise RuntimeError("step() must answer the request plan() returned last")
+        self._in_flight = None
+        self.processed_until = max(self.processed_until, request.end)
+        new = self._new_words(hypothesis.words, request.end)
+        if request.flush:
+            committed = self._commit(new)
+            self._tentative = []
+            self._move_start(request.end)
+            if self._finishing and not self._has_speech_after(request.end):
+                self._close()
+            return StepResult(committed, (), 0)
+        agreed = self._agreed(new)
+        self._tentative = new[len(agreed) :]
+        aged = self._take_tentative(lambda w: w.end <= request.end - self.options.force_commit_seconds)
+        committed = self._commit(agreed + aged)
+        trimmed = self._trim(request, hypothesis)
+        return StepResult(committed + trimmed, tuple(self._tentative), len(aged) + len(trimmed))
+
+    def _has_speech_after(self, t: float) -> bool:
+        return self._last_speech_end is not None and self._last_speech_end > t + FRAME_SECONDS
+
+    def _new_words(self, words: Sequence[Word], end: float) -> list[Word]:
+        """The hypothesis minus what is already committed (by time, then by a repeated committed tail)."""
+        limit = self.committed_end - _TIME_TOLERANCE
+        new = [w for w in words if w.start > limit and w.start < end and normalize(w.word)]
+        if new and self._recent and new[0].start - self.committed_end < 1.0:
+            tail = [normalize(w.word) for w in self._recent]
+            head = [normalize(w.word) for w in new]
+            for n in range(min(len(tail), len(head), _MAX_NGRAM), 0, -1):
+                if tail[-n:] == head[:n]:
+                    return new[n:]
+        return new
+
+    def _agreed(self, new: list[Word]) -> list[Word]:
+        """LocalAgreement-2: the longest common prefix of the previous and the new hypothesis."""
+        agreed = []
+        for old, cur in zip(self._tentative, new):
+            if normalize(old.word) != normalize(cur.word):
+                break
+            agreed.append(cur)
+        return agreed
+
+    def _take_tentative(self, condition) -> list[Word]:
+        taken = []
+        while self._tentative and condition(self._tentative[0]):
+            taken.append(self._tentative.pop(0))
+        return taken
+
+    def _commit(self, words: list[Word]) -> tuple[Word, ...]:
+        kept = []
+        for w in words:
+            end = max(w.end, self.committed_end)
+            w = w if end == w.end else dataclasses.replace(w, end=end)
+            kept.append(w)
+            self._recent.append(w)
+        return tuple(kept)
+
+    def _trim(self, request: Request, hypothesis: Hypothesis) -> tuple[Word, ...]:
+        """Keep the buffer bounded; returns words committed by force to make a cut possible."""
+        opts = self.options
+        length = request.end - self.buffer_start
+        if length <= opts.trim_seconds:
+            return ()
+        done = self.committed_end
+        cuts = [t for t in hypothesis.segment_ends if self.buffer_start < t <= done + 1e-6]
+        cuts += [w.end for w in self._recent if w.end > self.buffer_start and w.word.rstrip().endswith(SENTENCE_END)]
+        if cuts:
+            self._move_start(max(cuts))
+        if request.end - self.buffer_start <= opts.max_buffer_seconds:
+            return ()
+        keep_from = request.end - opts.trim_seconds
+        forced = self._take_tentative(lambda w: w.end <= keep_from)
+        committed = self._commit(forced)
+        if self.committed_end > self.buffer_start:
+            self._move_start(self.committed_end)
+        if request.end - self.buffer_start > opts.max_buffer_seconds:
+            self._move_start(keep_from)  # no words to cut at (noise the VAD calls speech): drop the oldest audio
+            self._tentative = [w for w in self._tentative if w.start >= keep_from]
+        return committed

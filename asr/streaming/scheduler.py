@@ -1,0 +1,185 @@
+"""One worker per loaded model that serves every streaming session on it, batching their windows.
+
+Why one worker and not one thread per session: the model is one object with one set of CPU cores. Sessions that
+are ready at the same moment are decoded in ONE ``transcribe_windows`` call (faster-whisper's batched generate,
+each window with its own session's prompt), which costs far less than one call per session, so several live
+sessions keep real time on two cores. Each round takes all audio received so far for every session, so a slow
+round never loses audio: the next round simply decodes a longer buffer.
+
+The worker is a plain loop over :meth:`Scheduler.run_once`; benchmarks and tests create a ``threaded=False``
+scheduler and call ``run_once`` themselves against a simulated clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from asr.backends import DEFAULT_BACKEND, Backend, get_backend
+from asr.results import DecodeOptions
+from asr.streaming.policy import Hypothesis, Request
+
+logger = logging.getLogger(__name__)
+
+
+class _Client(Protocol):
+    """What the scheduler needs from a session (``StreamingSession`` implements it)."""
+
+    @property
+    def decode_options(self) -> DecodeOptions: ...
+
+    def pending(self) -> bool: ...
+
+    def prepare(self) -> Request | None: ...
+
+    def window(self, request: Request) -> np.ndarray: ...
+
+    def apply(self, request: Request, hypothesis: Hypothesis, compute_seconds: float) -> None: ...
+
+    def fail(self, error: BaseException) -> None: ...
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    """What one round of the worker did (the benchmark's clock advances by ``compute_seconds``)."""
+
+    windows: int  # windows decoded (one per session that was ready)
+    model_calls: int  # backend calls made (one per batch)
+    compute_seconds: float  # wall seconds of the whole round: VAD, model calls and policy
+    model_seconds: float  # wall seconds inside the backend
+
+
+class Scheduler:
+    """Serves the sessions registered on it with one backend; thread-safe."""
+
+    def __init__(self, backend: Backend, *, threaded: bool = True, name: str = "") -> None:
+        self.backend = backend
+        self.threaded = threaded
+        self._clients: list[_Client] = []
+        self._cond = threading.Condition()
+        self._wakeups = 0
+        self._round_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._name = name or f"asr-stream-{backend.name}"
+
+    # ---- sessions -------------------------------------------------------------------------------------------
+    def register(self, client: _Client) -> None:
+        with self._cond:
+            self._clients.append(client)
+        if self.threaded and self._thread is None:
+            self._start()
+
+    def unregister(self, client: _Client) -> None:
+        with self._cond:
+            if client in self._clients:
+                self._clients.remove(client)
+
+    @property
+    def sessions(self) -> int:
+        with self._cond:
+            return len(self._clients)
+
+    def wake(self) -> None:
+        """New audio or a finish request: the worker will run a round soon."""
+        with self._cond:
+            self._wakeups += 1
+            self._cond.notify()
+
+    # ---- one round ------------------------------------------------------------------------------------------
+    def run_once(self) -> RoundReport:
+        """Absorb all new audio of every session, decode every ready window in batches, apply the results."""
+        with self._round_lock:
+            started = time.perf_counter()
+            with self._cond:
+                clients = list(self._clients)
+            ready: list[tuple[_Client, Request]] = []
+            for client in clients:
+                try:
+                    request = client.prepare()
+                except Exception as exc:  # noqa: BLE001 - one broken session must not stop the others
+                    logger.exception("streaming session failed while preparing a window")
+                    client.fail(exc)
+                    continue
+                if request is not None:
+                    ready.append((client, request))
+            calls, model_seconds = self._decode(ready)
+            return RoundReport(len(ready), calls, time.perf_counter() - started, model_seconds)
+
+    def _decode(self, ready: list[tuple[_Client, Request]]) -> tuple[int, float]:
+        groups: dict[DecodeOptions, list[tuple[_Client, Request]]] = {}
+        for client, request in ready:
+            groups.setdefault(client.decode_options, []).append((client, request))
+        calls, spent_all = 0, 0.0
+        for options, items in groups.items():
+            for i in range(0, len(items), options.batch_size):
+                batch = items[i : i + options.batch_size]
+                spent_all += self._decode_batch(batch, options)
+                calls += 1
+        return calls, spent_all
+
+    def _decode_batch(self, batch: Sequence[tuple[_Client, Request]], options: DecodeOptions) -> float:
+        t0 = time.perf_counter()
+        try:
+            windows = [client.window(request) for client, request in batch]
+            results = self.backend.transcribe_windows(windows, options, prompts=[r.prompt or None for _, r in batch])
+        except Exception as exc:  # noqa: BLE001 - reported to every session of the batch
+            logger.exception("streaming model call failed")
+            for client, _ in batch:
+                client.fail(exc)
+            return time.perf_counter() - t0
+        spent = time.perf_counter() - t0
+        for (client, request), result in zip(batch, results):
+            try:
+                client.apply(request, Hypothesis.from_segments(result.segments, request.start, request.end), spent)
+            except Exception as exc:  # noqa: BLE001
+                logger.exception("streaming session failed while applying a hypothesis")
+                client.fail(exc)
+        return spent
+
+    def drain(self, done: threading.Event, max_rounds: int = 100_000) -> None:
+        """Run rounds on the caller's thread until ``done`` is set (unthreaded schedulers: benchmark, tests)."""
+        for _ in range(max_rounds):
+            if done.is_set():
+                return
+            self.run_once()
+        raise RuntimeError("a streaming session did not finish")
+
+    # ---- the worker thread ----------------------------------------------------------------------------------
+    def _start(self) -> None:
+        with self._cond:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        busy = False
+        while True:
+            with self._cond:
+                while not busy and self._wakeups == 0:
+                    self._cond.wait()
+                self._wakeups = 0
+            try:
+                busy = self.run_once().windows > 0
+            except Exception:  # noqa: BLE001 - the worker must outlive any error
+                logger.exception("streaming worker round failed")
+                busy = False
+
+
+_schedulers: dict[tuple[str, str, str], Scheduler] = {}
+_registry_lock = threading.Lock()
+
+
+def get_scheduler(model: str, backend: str = DEFAULT_BACKEND, device: str = "auto") -> Scheduler:
+    """The process-wide scheduler of (model, backend, device), over the process-wide loaded model."""
+    key = (model, backend, device)
+    with _registry_lock:
+        if key not in _schedulers:
+            _schedulers[key] = Scheduler(get_backend(model, backend, device), name=f"asr-stream-{model}-{backend}")
+        return _schedulers[key]

@@ -1,0 +1,271 @@
+"""The streaming policy on scripted hypotheses: no model, no clock, every decision checked exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from asr.results import Segment, Word
+from asr.streaming.policy import FRAME_SECONDS, Hypothesis, Request, StreamOptions, StreamPolicy, join_words
+
+OPTS = StreamOptions()
+
+
+def frames(seconds: float, prob: float) -> np.ndarray:
+    return np.full(int(round(seconds / FRAME_SECONDS)), prob, np.float32)
+
+
+def speech(seconds: float) -> np.ndarray:
+    return frames(seconds, 0.95)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return frames(seconds, 0.02)
+
+
+def w(text: str, start: float, end: float) -> Word:
+    return Word(" " + text, start, end, 0.9)
+
+
+def words_at(text: str, start: float, step: float = 0.4) -> list[Word]:
+    """Consecutive words, each ``step`` long with a 0.1 s gap."""
+    return [w(t, start + i * step, start + i * step + step - 0.1) for i, t in enumerate(text.split())]
+
+
+def hyp(words, ends=()) -> Hypothesis:
+    return Hypothesis(tuple(words), tuple(ends))
+
+
+def text(words) -> str:
+    return join_words(words)
+
+
+def test_silence_and_faint_blips_never_plan_a_model_call():
+    p = StreamPolicy(OPTS)
+    p.insert(silence(5))
+    assert p.plan() is None
+    assert p.processed_until == pytest.approx(p.audio_end)
+    assert p.buffer_start == pytest.approx(p.audio_end - OPTS.speech_pad_seconds)
+    p.insert(speech(0.1))  # a click, shorter than min_speech_seconds
+    p.insert(silence(1.0))
+    assert p.plan() is None
+    p.finish()
+    assert p.plan() is None and p.finished
+
+
+def test_speech_onset_starts_the_buffer_just_before_the_speech():
+    p = StreamPolicy(OPTS)
+    p.insert(silence(3.2))
+    p.insert(speech(1.0))
+    req = p.plan()
+    assert req is not None and not req.flush
+    assert req.start == pytest.approx(3.2 - OPTS.speech_pad_seconds, abs=FRAME_SECONDS)
+    assert req.end == pytest.approx(p.audio_end)
+    assert req.prompt == ""
+
+
+def test_local_agreement_commits_the_common_prefix_of_two_hypotheses():
+    p = StreamPolicy(OPTS)
+    p.insert(speech(1.6))
+    r1 = p.plan()
+    s1 = p.step(r1, hyp(words_at("the birch canoe", 0.0)))
+    assert s1.committed == () and text(s1.tentative) == "the birch canoe"
+    assert p.plan() is None  # less than step_seconds of new audio
+    p.insert(speech(0.5))
+    r2 = p.plan()
+    s2 = p.step(r2, hyp(words_at("the birch canoe slid", 0.0)))
+    assert text(s2.committed) == "the birch canoe" and text(s2.tentative) == "slid"
+    assert s2.forced == 0
+
+
+def test_a_revised_word_stays_tentative_until_two_hypotheses_agree():
+    p = StreamPolicy(OPTS)
+    p.insert(speech(1.6))
+    p.step(p.plan(), hyp(words_at("the birch canoes", 0.0)))
+    p.insert(speech(0.5))
+    s = p.step(p.plan(), hyp(words_at("the birch canoe slid", 0.0)))
+    assert text(s.committed) == "the birch" and text(s.tentative) == "canoe slid"
+    p.insert(speech(0.5))
+    s = p.step(p.plan(), hyp(words_at("the birch canoe slid on", 0.0)))
+    assert text(s.committed) == "canoe slid" and text(s.tentative) == "on"
+
+
+def test_case_and_punctuation_changes_still_agree():
+    p = StreamPolicy(OPTS)
+    p.insert(speech(1.0))
+    p.step(p.plan(), hyp([w("Hello", 0.0, 0.3), w("world", 0.4, 0.7)]))
+    p.insert(speech(0.5))
+    s = p.step(p.plan(), hyp([w("hello,", 0.0, 0.3), w("world.", 0.4, 0.7), w("Next", 1.0, 1.3)]))
+    assert [x.word for x in s.committed] == [" hello,", " world."]
+
+
+def test_no_word_is_committed_twice_when_timestamps_drift():
+    p = StreamPolicy(OPTS)
+    p.insert(speech(1.6))
+    p.step(p.plan(), hyp(words_at("the birch canoe", 0.0)))
+    p.insert(speech(0.5))
+    s = p.step(p.plan(), hyp(words_at("the birch canoe", 0.0)))
+    assert text(s.committed) == "the birch canoe"
+    # the committed tail comes back a little later than it was (drift), followed by new words
+    p.insert(speech(0.5))
+    drifted = [w("canoe", 1.05, 1.2), w("slid", 1.3, 1.6), w("on", 1.7, 1.9)]
+    s = p.step(p.plan(), hyp(words_at("the birch", 0.0) + drifted))
+    assert s.committed == () and text(s.tentative) == "slid on"
+    p.insert(speech(0.5))
+    s = p.step(p.plan(), hyp(words_at("the birch", 0.0) + drifted))
+    assert text(s.committed) == "slid on"
+
+
+def test_a_pause_commits_everything_tentative_and_restarts_the_buffer():
+    p = StreamPolicy(OPTS)
+    p.insert(speech(1.2))
+    p.step(p.plan(), hyp(words_at("hello there", 0.0)))
+    p.insert(silence(OPTS.pause_seconds + 0.1))
+    req = p.plan()
+    assert req.flush
+    assert req.end == pytest.approx(1.2 + OPTS.speech_pad_seconds, abs=FRAME_SECONDS)
+    s = p.step(req, hyp(words_at("hello there friend", 0.0)))
+    assert text(s.committed) == "hello there friend" and s.tentative == ()
+    assert p.buffer_start == pytest.approx(req.end)
+    p.insert(silence(2.0))
+    assert p.plan() is None
+    p.insert(speech(1.0))
+    nxt = p.plan()
+    assert nxt.prompt == "hello there friend"
+    assert nxt.start == pytest.approx(p.audio_end - 1.0 - OPTS.speech_pad_seconds, abs=FRAME_SECONDS)
+
+
+def test_finish_commits_the_rest_and_closes():
+    p = StreamPolicy(OPTS)
+    p.insert(speech(1.5))
+    p.step(p.plan(), hyp(words_at("one two", 0.0)))
+    p.insert(speech(0.2))
+    p.finish()
+    req = p.plan()
+    assert req.flush and req.end == pytest.approx(p.audio_end)
+    s = p.step(req, hyp(words_at("one two three four", 0.0)))
+    assert text(s.committed) == "one two three four"
+    assert p.finished and p.plan() is None
+    with pytest.raises(RuntimeError):
+        p.insert(speech(0.5))
+
+
+def test_forced_commit_when_hypotheses_never_agree():
+    opts = OPTS.replace(force_commit_seconds=2.0)
+    p = StreamPolicy(opts)
+    p.insert(speech(1.0))
+    committed = []
+    for i in range(12):  # the model keeps changing its mind about every word
+        p.insert(speech(0.5))
+        req = p.plan()
+        words = [w(f"w{i}x{k}", k * 0.5, k * 0.5 + 0.4) for k in range(int(req.end / 0.5))]
+        s = p.step(req, hyp(words))
+        committed += s.committed
+        for word in s.committed:
+            assert word.end <= req.end - opts.force_commit_seconds + 1e-9
+    assert committed and all(s >= 0 for s in [len(committed)])
+    assert p.committed_end >= p.audio_end - opts.force_commit_seconds - 0.5
+
+
+def test_wrong_request_and_bad_options_are_refused():
+    p = StreamPolicy(OPTS)
+    p.insert(speech(1.0))
+    p.plan()
+    with pytest.raises(RuntimeError):
+        p.step(Request(0.0, 1.0, "", False), hyp([]))
+    with pytest.raises(ValueError, match="max_buffer_seconds"):
+        StreamOptions(trim_seconds=20, max_buffer_seconds=31).validate()
+    with pytest.raises(ValueError, match="step_seconds"):
+        OPTS.replace(step_seconds=0)
+
+
+def test_hypothesis_from_segments_moves_to_absolute_time_and_clamps():
+    seg = Segment(0.0, 2.5, "a b", (Word(" a", 0.1, 0.5, 1.0), Word(" b", 2.0, 2.9, 1.0)))
+    h = Hypothesis.from_segments([seg], offset=10.0, end=12.2)
+    assert [(x.start, x.end) for x in h.words] == [(10.1, 10.5), (12.0, 12.2)]
+    assert h.segment_ends == (12.2,)
+
+
+class ScriptedModel:
+    """A model that hears the true words but gets the word being spoken at the window's edge wrong."""
+
+    def __init__(self, truth: list[Word], sentence_every: int = 8) -> None:
+        self.truth = truth
+        self.sentence_every = sentence_every
+
+    def __call__(self, req: Request) -> Hypothesis:
+        words, ends = [], []
+        for i, t in enumerate(self.truth):
+            if t.start < req.start - 0.05 or t.start >= req.end:
+                continue
+            if t.end > req.end:  # cut off by the window: misheard
+                words.append(dataclasses.replace(t, word=t.word + "ish", end=req.end))
+                break
+            last = (i + 1) % self.sentence_every == 0
+            words.append(dataclasses.replace(t, word=t.word + ("." if last else "")))
+            if last:
+                ends.append(t.end)
+        return Hypothesis(tuple(words), tuple(ends))
+
+
+def run_stream(policy: StreamPolicy, model, total: float, chunk: float = 0.5, pauses=()):
+    committed, windows = [], []
+    t = 0.0
+    while t < total:
+        silent = any(a <= t < b for a, b in pauses)
+        policy.insert(silence(chunk) if silent else speech(chunk))
+        t += chunk
+        req = policy.plan()
+        if req is not None:
+            windows.append(req.end - req.start)
+            committed += policy.step(req, model(req)).committed
+    policy.finish()
+    while (req := policy.plan()) is not None:
+        committed += policy.step(req, model(req)).committed
+    return committed, windows
+
+
+def test_long_speech_commits_every_word_once_with_a_bounded_buffer():
+    truth = [w(f"word{i}", i * 0.4, i * 0.4 + 0.3) for i in range(450)]  # 3 minutes without a pause
+    policy = StreamPolicy(OPTS)
+    committed, windows = run_stream(policy, ScriptedModel(truth), 180.0)
+    assert [c.word.strip(".") for c in committed] == [t.word for t in truth]
+    assert max(windows) <= OPTS.max_buffer_seconds + 0.5
+    assert max(windows) < 30
+    assert all(b.start >= a.start for a, b in zip(committed, committed[1:]))
+
+
+def test_trimming_cuts_at_committed_sentence_ends_and_feeds_the_prompt():
+    truth = [w(f"word{i}", i * 0.4, i * 0.4 + 0.3) for i in range(120)]
+    policy = StreamPolicy(OPTS)
+    prompts = []
+    model = ScriptedModel(truth)
+
+    def spy(req):
+        prompts.append(req)
+        return model(req)
+
+    run_stream(policy, spy, 48.0)
+    cut = [r for r in prompts if r.start > 1.0]
+    assert cut, "the buffer was never trimmed"
+    first = cut[0]
+    assert first.prompt.endswith(".")  # cut at a sentence end
+    assert first.prompt.split()[-1].strip(".") == [t.word.strip() for t in truth if t.end <= first.start][-1]
+    assert max(r.end - r.start for r in prompts) <= OPTS.trim_seconds + OPTS.step_seconds * 4
+
+
+def test_noise_the_model_ignores_cannot_grow_the_buffer():
+    policy = StreamPolicy(OPTS)
+    _, windows = run_stream(policy, lambda req: Hypothesis(()), 90.0)
+    assert max(windows) <= OPTS.max_buffer_seconds + 0.5
+
+
+def test_pauses_between_utterances_commit_each_utterance_in_full():
+    truth = [w(f"a{i}", i * 0.4, i * 0.4 + 0.3) for i in range(10)]
+    truth += [w(f"b{i}", 6.0 + i * 0.4, 6.0 + i * 0.4 + 0.3) for i in range(10)]
+    policy = StreamPolicy(OPTS)
+    committed, _ = run_stream(policy, ScriptedModel(truth, 100), 12.0, pauses=[(4.0, 6.0), (10.0, 12.0)])
+    assert [c.word for c in committed] == [t.word for t in truth]
+    assert policy.finished

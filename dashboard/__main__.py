@@ -1,0 +1,109 @@
+"""``python -m dashboard``: serve the QA dashboard on the embedded model and the built-in sample set.
+
+Exit codes: 0 after a clean shutdown, 2 for bad arguments (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from dashboard.config import (
+    DEFAULT_LIVE_LIMIT_S,
+    DEFAULT_LIVE_SESSIONS,
+    DEFAULT_MAX_UPLOAD_MB,
+    DashboardConfig,
+)
+from evaluation.store import DEFAULT_DATA_DIR
+
+logger = logging.getLogger("dashboard")
+
+
+def parse_auth(values: Sequence[str]) -> list[tuple[str, str]]:
+    """``user:password`` pairs, or files holding one pair a line (blank lines and ``#`` comments skipped)."""
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        path = Path(value).expanduser()
+        if path.is_file():
+            lines = [(f"{path}:{n}", line.strip()) for n, line in enumerate(path.read_text().splitlines(), 1)]
+            lines = [(where, line) for where, line in lines if line and not line.startswith("#")]
+        else:
+            lines = [("--auth", value)]
+        for where, line in lines:
+            user, sep, password = line.partition(":")
+            if not sep or not user.strip() or not password:
+                raise ValueError(f"{where}: expected user:password (or a file of such lines), got {line!r}")
+            pairs.append((user.strip(), password))
+    return pairs
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m dashboard", description="The asr-qa dashboard (Gradio).")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for the whole network)")
+    p.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
+    p.add_argument(
+        "--auth",
+        action="append",
+        default=[],
+        metavar="USER:PASSWORD|FILE",
+        help="require a login; repeat for several users, or give a file with one user:password a line",
+    )
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="store and audio folder (./asrqa-data)")
+    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, help="largest upload accepted")
+    p.add_argument("--live-limit", type=float, default=DEFAULT_LIVE_LIMIT_S, help="seconds a live session may run")
+    p.add_argument("--live-sessions", type=int, default=DEFAULT_LIVE_SESSIONS, help="live streams served at once")
+    p.add_argument("--enable-monitoring", action="store_true", help="serve Gradio's /monitoring page")
+    p.add_argument("--no-preload", action="store_true", help="load the default model on first use, not at start")
+    p.add_argument("--debug", action="store_true", help="log details")
+    return p
+
+
+def _preload() -> None:
+    """Load the default model in the background so the first tester does not wait for it."""
+    from asr.backends import DEFAULT_BACKEND, get_backend
+    from asr.models import default_model
+
+    try:
+        get_backend(default_model(), DEFAULT_BACKEND)
+    except Exception:  # noqa: BLE001 - the pages report the same error when a tester uses the model
+        logger.exception("could not preload %s", default_model())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests
+    try:
+        auth = parse_auth(args.auth)
+        config = DashboardConfig(
+            data_dir=args.data_dir,
+            max_upload_mb=args.max_upload_mb,
+            live_limit_s=args.live_limit,
+            live_sessions=args.live_sessions,
+            enable_monitoring=args.enable_monitoring,
+        ).validate()
+    except (OSError, ValueError) as exc:
+        print(f"python -m dashboard: {exc}", file=sys.stderr)
+        return 2
+    from dashboard.app import build_demo, launch_kwargs
+
+    demo = build_demo(config)
+    if not args.no_preload:
+        threading.Thread(target=_preload, name="preload-model", daemon=True).start()
+    logger.info("data folder: %s", config.data_dir)
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        auth=auth or None,
+        auth_message="asr-qa: log in with the user name and password you were given." if auth else None,
+        **launch_kwargs(config),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The QA dashboard: one Gradio Blocks app, one page per task, composed with ``Blocks.route``.
+
+Live is the main page (``/``), then ``/transcribe``, ``/validate`` and ``/review``. Each page module exposes
+``build(page, config)`` and holds only UI: it turns UI values into options, calls ``asr/`` or ``evaluation/``,
+and renders the result. ``demo`` is built on first access from the defaults (``python -m dashboard`` builds its
+own from the command line), so ``from dashboard.app import demo`` works for ``gradio`` tooling and tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from dashboard.config import DashboardConfig
+from dashboard.pages import live, review, transcribe
+
+TITLE = "asr-qa"
+PAGES = (  # (navbar name, path, module); the first is the main page at "/"
+    ("Live", "", live),
+    ("Transcribe", "transcribe", transcribe),
+    ("Review", "review", review),
+)
+
+CSS = """
+#live-view { font-size: 1.15rem; line-height: 1.6; min-height: 6rem; }
+#live-committed { font-weight: normal; color: var(--body-text-color); }
+#live-tentative { color: var(--body-text-color-subdued); opacity: 0.6; font-style: italic; }
+.asrqa-readout { font-family: var(--font-mono); font-size: 0.85rem; color: var(--body-text-color-subdued); }
+.asrqa-muted { color: var(--body-text-color-subdued); }
+.asrqa-word { border-radius: 4px; padding: 0 2px; color: #111; }
+.asrqa-high { background: #bbf7d0; } .asrqa-medium { background: #fde68a; } .asrqa-low { background: #fecaca; }
+.asrqa-legend { margin-top: 0.5rem; font-size: 0.8rem; }
+.asrqa-diff { line-height: 1.9; }
+.asrqa-ok { color: var(--body-text-color); }
+.asrqa-sub { background: #fde68a; color: #111; border-radius: 3px; padding: 0 2px; }
+.asrqa-del { background: #fecaca; color: #111; text-decoration: line-through; border-radius: 3px; padding: 0 2px; }
+.asrqa-ins { background: #bfdbfe; color: #111; border-radius: 3px; padding: 0 2px; }
+.asrqa-regression { background: #fecaca; } .asrqa-improvement { background: #bbf7d0; }
+"""
+
+
+def build_demo(config: DashboardConfig | None = None) -> gr.Blocks:
+    """The whole app for ``config``; launch it with :func:`launch_kwargs`."""
+    config = (config or DashboardConfig()).validate()
+    (main_name, _, main_module), *others = PAGES
+    with gr.Blocks(title=TITLE, delete_cache=config.cache_sweep_s, analytics_enabled=False) as demo:
+        gr.Navbar(main_page_name=main_name)
+        main_module.build(demo, config)
+    for name, path, module in others:
+        with demo.route(name, f"/{path}") as page:
+            gr.Navbar(main_page_name=main_name)  # a navbar is per page; without it the main page is "Home"
+            module.build(page, config)
+    # api_open=False: events are reachable only through the queue the pages use, not as open REST routes.
+    demo.queue(api_open=False, default_concurrency_limit=1)
+    return demo
+
+
+def launch_kwargs(config: DashboardConfig) -> dict[str, Any]:
+    """Server settings that keep the app to what it must serve; ``auth`` and host/port are added by the caller."""
+    return {
+        "max_file_size": f"{config.max_upload_mb:g}mb",
+        "allowed_paths": config.served_paths(),
+        "blocked_paths": config.blocked_paths(),
+        "enable_monitoring": config.enable_monitoring,
+        "footer_links": ["gradio", "settings"],
+        "run_history": False,  # transcripts are not copied into the browser's storage
+        "ssr_mode": False,
+        "mcp_server": False,
+        "show_error": False,  # unexpected errors are logged on the server, not shown; gr.Error always shows
+        "css": CSS,
+        "theme": gr.themes.Soft(),
+    }
+
+
+_demo: gr.Blocks | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """``demo`` is built lazily so that importing this module does not build the UI twice."""
+    global _demo
+    if name == "demo":
+        if _demo is None:
+            _demo = build_demo()
+        return _demo
+    raise AttributeError(name)

@@ -1,0 +1,195 @@
+"""Live (`/`): microphone streaming through ``asr.streaming``, committed text black, tentative tail grey.
+
+How it copes with Gradio's streaming (see the issue's facts):
+- the stream handler only feeds the chunk to the session and reads its latest update, both instant; the shared
+  scheduler's worker transcribes. So the handler is never busy when the next chunk comes, and nothing is lost;
+- ``stop_recording`` carries only the last chunk, so the session keeps the whole recording itself, and the stop
+  handler finishes the session (commits the tail) and keeps the recording for saving;
+- the stream event has ``concurrency_limit`` = ``--live-sessions``, so several testers stream at once;
+- the session stops taking audio after ``--live-limit`` seconds (default one hour), not after 30 s.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import gradio as gr
+import numpy as np
+
+from asr.audio import SAMPLE_RATE, AudioError
+from asr.streaming import StreamingError, StreamingSession, StreamOptions, StreamUpdate
+from dashboard.config import DashboardConfig
+from dashboard.shared import case_form, esc, get_store, labels_from, load_backend_or_error, model_picker
+
+logger = logging.getLogger(__name__)
+
+FINISH_TIMEOUT_S = 120.0  # longest wait for the worker to decode the tail when the tester stops
+
+
+@dataclass(frozen=True)
+class LiveTake:
+    """A finished recording as the tester saw it, ready to be saved as a test case."""
+
+    audio: np.ndarray  # mono float32 at SAMPLE_RATE
+    transcript: str
+    model: str
+    backend: str
+
+
+class LiveTab:
+    """One browser tab's live state: the running session, whether recording is on, and the last take.
+
+    Handlers of one tab run on different threads (stream, start, stop), so every change is made under a lock.
+    Gradio deep-copies a state's initial value; a fresh tab is returned as is.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.session: StreamingSession | None = None
+        self.model = ""
+        self.backend = ""
+        self.listening = True  # False between a stop and the next start: stray chunks are ignored
+        self.take: LiveTake | None = None
+
+    def __deepcopy__(self, memo) -> LiveTab:
+        return self
+
+    def close(self) -> None:
+        with self.lock:
+            session, self.session = self.session, None
+        if session is not None:
+            session.close()
+
+
+def build(page: gr.Blocks, config: DashboardConfig) -> None:
+    minutes = config.live_limit_s / 60
+    gr.Markdown(
+        "## Live\nPress record and speak: **committed** text is final, the *grey tail* may still change. "
+        f"A session runs up to {minutes:g} minutes; stop it to save what was said as a test case."
+    )
+    picker = model_picker(page, "live")
+    mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone", elem_id="live-mic")
+    view = gr.HTML(render_view(StreamUpdate()), elem_id="live-view")
+    readout = gr.HTML(render_readout(StreamUpdate(), config), elem_id="live-readout")
+    tab = gr.State(LiveTab, delete_callback=_close_tab)
+    with gr.Accordion("Save as test case", open=True, elem_id="live-save-panel"):
+        playback = gr.Audio(type="numpy", interactive=False, label="Recording", elem_id="live-recording")
+        form = case_form("live")
+        save = gr.Button("Save as test case", elem_id="live-save")
+    saved = gr.Markdown(elem_id="live-saved")
+
+    options = StreamOptions(max_session_seconds=config.live_limit_s)
+    mic.start_recording(
+        _on_start, tab, [view, readout], api_name="live_start", show_progress="hidden", concurrency_limit=None
+    )
+    mic.stream(
+        lambda chunk, t, m, b: _on_chunk(chunk, t, m, b, options, config),
+        [mic, tab, picker.model, picker.backend],
+        [view, readout],
+        api_name="live_stream",
+        stream_every=config.stream_every,
+        time_limit=int(config.live_limit_s) + 60,  # counts handler time only; the session enforces the limit
+        concurrency_limit=config.live_sessions,
+        concurrency_id="live_stream",
+        show_progress="hidden",
+    )
+    mic.stop_recording(
+        lambda t: _on_stop(t, config),
+        tab,
+        [view, readout, playback, form.reference],
+        api_name="live_stop",
+        concurrency_limit=config.live_sessions,
+        concurrency_id="live_stop",
+    )
+    save.click(lambda t, *v: _save(config, t, *v), [tab, *form.inputs], saved, api_name="live_save_case")
+
+
+def _close_tab(tab: LiveTab | None) -> None:
+    if isinstance(tab, LiveTab):
+        tab.close()
+
+
+def _on_start(tab: LiveTab) -> tuple[str, str]:
+    with tab.lock:
+        tab.listening = True
+    return render_view(StreamUpdate()), "<span class='asrqa-readout'>listening…</span>"
+
+
+def _on_chunk(chunk, tab: LiveTab, model: str, backend: str, options: StreamOptions, config: DashboardConfig):
+    """Hand the chunk to the session and show its latest state; never waits for the model."""
+    if chunk is None:
+        return gr.skip(), gr.skip()
+    with tab.lock:
+        if not tab.listening:
+            return gr.skip(), gr.skip()
+        if tab.session is None:
+            load_backend_or_error(model, backend)  # a clear message for a bad model, and the model loaded once
+            tab.session = StreamingSession(model=model, backend=backend, options=options)
+            tab.model, tab.backend = model, backend
+        session = tab.session
+    try:
+        taken = session.feed(chunk)
+    except AudioError as exc:
+        raise gr.Error(str(exc)) from exc
+    update = session.update()
+    full = not taken and update.audio_seconds >= config.live_limit_s - 0.01
+    return render_view(update), render_readout(update, config, limit_reached=full)
+
+
+def _on_stop(tab: LiveTab, config: DashboardConfig):
+    """Finish the session (commit the tail), keep the whole recording for saving, and free the session."""
+    with tab.lock:
+        tab.listening = False
+        session, tab.session = tab.session, None
+    if session is None:
+        return gr.skip(), "<span class='asrqa-readout'>Nothing was heard.</span>", None, gr.skip()
+    try:
+        final = session.finish(timeout=FINISH_TIMEOUT_S)
+        audio = session.recording()
+    except (StreamingError, TimeoutError) as exc:
+        raise gr.Error(f"The live transcript could not be finished: {exc}") from exc
+    finally:
+        session.close()
+    with tab.lock:
+        tab.take = LiveTake(audio, final.committed, tab.model, tab.backend)
+    return render_view(final), render_readout(final, config), (SAMPLE_RATE, audio), final.committed
+
+
+def _save(config: DashboardConfig, tab: LiveTab, reference, accent, noise, device, notes) -> str:
+    take = tab.take if isinstance(tab, LiveTab) else None
+    if take is None or take.audio.size == 0:
+        raise gr.Error("Record something and stop the recording first; then save it.")
+    case = get_store(config.data_dir).add_case(
+        "test_case",
+        take.audio,
+        transcript=take.transcript,
+        reference=reference or take.transcript,
+        labels=labels_from(accent, noise, device),
+        notes=notes,
+        model=take.model,
+        backend=take.backend,
+    )
+    return f"Saved test case `{case.id}` ({case.duration:.1f} s): it is listed on the [Review](/review) page."
+
+
+def render_view(update: StreamUpdate) -> str:
+    committed = esc(update.committed)
+    tentative = esc(update.tentative)
+    return (
+        f"<div class='asrqa-live'><span id='live-committed'>{committed}</span> "
+        f"<span id='live-tentative'>{tentative}</span></div>"
+    )
+
+
+def render_readout(update: StreamUpdate, config: DashboardConfig, limit_reached: bool = False) -> str:
+    state = "finished" if update.finished else "live"
+    text = (
+        f"{state} · update {update.update_seconds:.2f} s · lag {update.lag_seconds:.1f} s · "
+        f"heard {update.audio_seconds:.1f} s · transcribed {update.processed_seconds:.1f} s · "
+        f"limit {config.live_limit_s / 60:g} min"
+    )
+    if limit_reached:
+        text += " · <b>limit reached: stop the recording to keep it</b>"
+    return f"<span class='asrqa-readout' id='live-readout-text'>{text}</span>"

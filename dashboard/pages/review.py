@@ -1,0 +1,255 @@
+"""Review (`/review`): flagged transcripts and saved test cases, filtered, played, triaged and exported.
+
+Everything shown comes from the store on each load, so what one tester saves appears for another after a
+reload, and survives a restart. The page only turns filters into ``Store.list_cases`` arguments and edits into
+``Store.update_case`` / ``delete_case`` / ``export_cases`` calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import gradio as gr
+import pandas as pd
+
+from dashboard.config import DashboardConfig
+from dashboard.shared import ACCENTS, DEVICES, NOISE_CONDITIONS, esc, get_store, render_diff
+from evaluation.store import STATUSES, Case, CaseNotFound, Store
+
+logger = logging.getLogger(__name__)
+
+ALL = "all"
+KIND_CHOICES = [("all", ALL), ("flags", "flag"), ("test cases", "test_case")]
+STATUS_CHOICES = [("won't fix" if s == "wont_fix" else s, s) for s in STATUSES]  # new → confirmed → fixed / won't fix
+COLUMNS = ["id", "kind", "status", "created", "model", "seconds", "labels", "reason", "transcript", "reference"]
+FIXED_LABELS = ("accent", "noise", "device")
+
+
+@dataclass(frozen=True)
+class Filters:
+    kind: str
+    status: str
+    model: str
+    label: str  # "key=value" or ALL
+
+    def query(self) -> dict:
+        key, _, value = self.label.partition("=")
+        return {
+            "kind": None if self.kind == ALL else self.kind,
+            "status": None if self.status == ALL else self.status,
+            "model": None if self.model == ALL else self.model,
+            "label": (key, value) if self.label != ALL and value else None,
+        }
+
+
+def build(page: gr.Blocks, config: DashboardConfig) -> None:
+    gr.Markdown("## Review\nFlagged transcripts and saved test cases. Click a row to play, compare and triage it.")
+    with gr.Row():
+        kind = gr.Dropdown(KIND_CHOICES, value=ALL, label="Kind", elem_id="review-kind")
+        status = gr.Dropdown([("all", ALL), *STATUS_CHOICES], value=ALL, label="Status", elem_id="review-status")
+        model = gr.Dropdown([ALL], value=ALL, label="Model", elem_id="review-model")
+        label = gr.Dropdown([ALL], value=ALL, label="Label", elem_id="review-label")
+        refresh = gr.Button("Refresh", scale=0, elem_id="review-refresh")
+    table = gr.Dataframe(
+        pd.DataFrame(columns=COLUMNS), interactive=False, wrap=True, max_height=420, elem_id="review-table"
+    )
+    selected = gr.State(None)  # the id of the case in the detail panel
+    with gr.Group(visible=False) as detail:
+        heading = gr.Markdown(elem_id="review-heading")
+        audio = gr.Audio(type="filepath", interactive=False, label="Audio", elem_id="review-audio")
+        diff = gr.HTML(elem_id="review-diff")
+        new_status = gr.Radio(STATUS_CHOICES, label="Status", elem_id="review-new-status")
+        reference = gr.Textbox(label="Reference or correction", lines=2, elem_id="review-reference")
+        with gr.Row():
+            accent = gr.Dropdown(ACCENTS, label="Accent", allow_custom_value=True, elem_id="review-accent")
+            noise = gr.Dropdown(NOISE_CONDITIONS, label="Noise condition", allow_custom_value=True)
+            device = gr.Dropdown(DEVICES, label="Device", allow_custom_value=True)
+        extra = gr.Textbox(label="Other labels (key=value, one a line)", lines=2, elem_id="review-extra-labels")
+        notes = gr.Textbox(label="Notes", lines=1)
+        with gr.Row():
+            save = gr.Button("Save changes", variant="primary", elem_id="review-save")
+            delete = gr.Button("Delete", variant="stop", elem_id="review-delete")
+        with gr.Row(visible=False) as confirm_row:
+            gr.Markdown("Delete this case and its audio for good?")
+            confirm = gr.Button("Yes, delete", variant="stop", elem_id="review-confirm-delete")
+            cancel = gr.Button("Cancel", elem_id="review-cancel-delete")
+    message = gr.Markdown(elem_id="review-message")
+    with gr.Accordion("Export as a validation dataset", open=False):
+        fmt = gr.Radio(
+            [("Hugging Face datasets folder", "datasets"), ("CSV + WAV", "csv")], value="datasets", label="Format"
+        )
+        export = gr.Button("Export the cases shown", elem_id="review-export")
+        export_file = gr.File(label="Download", interactive=False, elem_id="review-export-file")
+        export_note = gr.Markdown(elem_id="review-export-note")
+
+    store = get_store(config.data_dir)
+    filters = [kind, status, model, label]
+    case_fields = [heading, audio, diff, new_status, reference, accent, noise, device, extra, notes]
+
+    def list_table(*values):
+        return _table(store, Filters(*values))
+
+    def choose(evt: gr.SelectData):
+        row = evt.row_value or []
+        return _show(store, str(row[0]) if row else None)
+
+    def save_case(case_id, *values):
+        return _save(store, case_id, *values)
+
+    def delete_case(case_id, *values):
+        return (*_delete(store, case_id), _table(store, Filters(*values)))
+
+    page.load(
+        lambda *v: (*_filter_choices(store), list_table(*v)), filters, [model, label, table], api_name="review_load"
+    )
+    gr.on(
+        [refresh.click, kind.change, status.change, model.change, label.change],
+        list_table,
+        filters,
+        table,
+        api_name="review_list",
+    )
+    table.select(choose, None, [selected, detail, confirm_row, *case_fields], api_name="review_select")
+    save.click(
+        save_case,
+        [selected, new_status, reference, accent, noise, device, extra, notes],
+        message,
+        api_name="review_save",
+    ).then(list_table, filters, table, api_name="review_refresh_after_save")
+    delete.click(lambda: gr.Row(visible=True), None, confirm_row, api_name="review_ask_delete")
+    cancel.click(lambda: gr.Row(visible=False), None, confirm_row, api_name="review_cancel_delete")
+    confirm.click(
+        delete_case, [selected, *filters], [selected, detail, confirm_row, message, table], api_name="review_delete"
+    )
+    export.click(
+        lambda f, *v: _export(store, config, f, Filters(*v)),
+        [fmt, *filters],
+        [export_file, export_note],
+        api_name="review_export",
+    )
+
+
+def _filter_choices(store: Store) -> tuple[gr.Dropdown, gr.Dropdown]:
+    cases = store.list_cases()
+    models = sorted({c.model for c in cases if c.model})
+    labels = sorted({f"{k}={v}" for c in cases for k, v in c.labels.items()})
+    return gr.Dropdown(choices=[ALL, *models]), gr.Dropdown(choices=[ALL, *labels])
+
+
+def _table(store: Store, filters: Filters) -> pd.DataFrame:
+    rows = [_row(c) for c in store.list_cases(**filters.query())]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _row(case: Case) -> list:
+    created = datetime.fromisoformat(case.created_at).astimezone().strftime("%Y-%m-%d %H:%M")
+    labels = ", ".join(f"{k}={v}" for k, v in case.labels.items())
+    kind = "flag" if case.kind == "flag" else "test case"
+    status = dict((v, k) for k, v in STATUS_CHOICES).get(case.status, case.status)
+    return [
+        case.id,
+        kind,
+        status,
+        created,
+        case.model,
+        round(case.duration, 1),
+        labels,
+        case.reason,
+        case.transcript,
+        case.reference,
+    ]
+
+
+def _show(store: Store, case_id: str | None) -> tuple:
+    hidden = (None, gr.Group(visible=False), gr.Row(visible=False), *[gr.skip()] * 10)
+    if not case_id:
+        return hidden
+    try:
+        case = store.get_case(case_id)
+    except CaseNotFound:
+        gr.Warning(f"Case {case_id} was deleted by someone else; press Refresh.")
+        return hidden
+    kind = "Flag" if case.kind == "flag" else "Test case"
+    reason = f" · reason: {esc(case.reason)}" if case.reason else ""
+    heading = (
+        f"### {kind} `{case.id}`\n{case.duration:.1f} s · {esc(case.model)} on {esc(case.backend)}"
+        f" · saved {case.created_at[:16].replace('T', ' ')} UTC{reason}"
+    )
+    extra = "\n".join(f"{k}={v}" for k, v in case.labels.items() if k not in FIXED_LABELS)
+    return (
+        case.id,
+        gr.Group(visible=True),
+        gr.Row(visible=False),
+        heading,
+        case.audio_path,
+        render_diff(case.reference, case.transcript),
+        case.status,
+        case.reference,
+        case.labels.get("accent", ""),
+        case.labels.get("noise", ""),
+        case.labels.get("device", ""),
+        extra,
+        case.notes,
+    )
+
+
+def parse_extra_labels(text: str) -> dict[str, str]:
+    """``key=value`` lines into labels; a line without ``=`` is a mistake the tester should see."""
+    labels: dict[str, str] = {}
+    for n, line in enumerate((text or "").splitlines(), 1):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise gr.Error(f"Other labels, line {n}: expected key=value, got {line.strip()!r}")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def _save(
+    store: Store,
+    case_id: str | None,
+    status: str,
+    reference: str,
+    accent: str,
+    noise: str,
+    device: str,
+    extra: str,
+    notes: str,
+) -> str:
+    if not case_id:
+        raise gr.Error("Pick a case in the table first.")
+    labels = {**parse_extra_labels(extra), "accent": accent or "", "noise": noise or "", "device": device or ""}
+    try:
+        case = store.update_case(case_id, status=status, labels=labels, reference=reference, notes=notes)
+    except CaseNotFound as exc:
+        raise gr.Error(f"{exc}; it may have been deleted by someone else.") from exc
+    return f"Saved `{case.id}`: status {case.status}."
+
+
+def _delete(store: Store, case_id: str | None) -> tuple:
+    if not case_id:
+        raise gr.Error("Pick a case in the table first.")
+    try:
+        store.delete_case(case_id)
+    except CaseNotFound:
+        pass  # already gone: the outcome the tester asked for
+    return None, gr.Group(visible=False), gr.Row(visible=False), f"Deleted `{case_id}`."
+
+
+def _export(store: Store, config: DashboardConfig, fmt: str, filters: Filters) -> tuple[str | None, str]:
+    cases = store.list_cases(**filters.query())
+    if not cases:
+        raise gr.Error("No cases match the filters: nothing to export.")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    out_dir = config.export_dir / f"cases-{stamp}-{fmt}"
+    folder = store.export_cases(cases, out_dir, fmt)
+    archive = shutil.make_archive(str(out_dir), "zip", root_dir=folder)
+    note = (
+        f"Exported {len(cases)} case(s) to `{folder}` on the server. Validate on it with dataset "
+        f"`{folder}` (Validate page, local folder) or `python -m evaluation run --dataset {folder}`."
+    )
+    return archive, note

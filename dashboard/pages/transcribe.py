@@ -1,0 +1,155 @@
+"""Transcribe (`/transcribe`): full-context transcription of an upload or a recording, then Flag or Save.
+
+The page turns UI values into a call to ``asr.transcribe.transcribe`` and renders the ``Transcript``; saving goes
+to the store. What was transcribed is kept per browser tab in a ``gr.State`` so that Flag and Save use exactly
+the audio and text the tester saw.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import gradio as gr
+
+from asr.audio import AudioError
+from asr.results import Transcript
+from asr.transcribe import transcribe
+from dashboard.config import DashboardConfig
+from dashboard.shared import (
+    CONFIDENCE_COLORS,
+    case_form,
+    confidence_band,
+    esc,
+    get_store,
+    labels_from,
+    load_backend_or_error,
+    model_picker,
+)
+
+logger = logging.getLogger(__name__)
+
+FLAG_REASONS = [
+    "wrong words",
+    "missing words",
+    "invented words (hallucination)",
+    "names or terms",
+    "punctuation or casing",
+    "word timing",
+    "other",
+]
+
+
+@dataclass(frozen=True)
+class Take:
+    """One transcription as the tester saw it: the audio file and the result."""
+
+    audio_path: str
+    transcript: Transcript
+
+
+def build(page: gr.Blocks, config: DashboardConfig) -> None:
+    gr.Markdown("## Transcribe\nFull-context transcription of a recording or an uploaded file of any length.")
+    picker = model_picker(page, "transcribe")
+    audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio", elem_id="transcribe-audio")
+    run = gr.Button("Transcribe", variant="primary", elem_id="transcribe-button")
+    text = gr.Textbox(label="Transcript", lines=4, interactive=False, buttons=["copy"], elem_id="transcript")
+    words = gr.HTML(label="Words by confidence", elem_id="transcript-words")
+    stats = gr.Markdown(elem_id="transcribe-stats")
+    take = gr.State(None)
+    with gr.Accordion("Flag this transcript", open=False, elem_id="flag-panel"):
+        reason = gr.Dropdown(FLAG_REASONS, value=FLAG_REASONS[0], label="Reason", elem_id="flag-reason")
+        corrected = gr.Textbox(label="Corrected transcript", lines=3, elem_id="flag-corrected")
+        flag_notes = gr.Textbox(label="Notes", lines=1, elem_id="flag-notes")
+        flag = gr.Button("Flag", variant="stop", elem_id="flag-button")
+    with gr.Accordion("Save as test case", open=False, elem_id="save-panel"):
+        form = case_form("transcribe")
+        save = gr.Button("Save as test case", elem_id="transcribe-save")
+    saved = gr.Markdown(elem_id="transcribe-saved")
+
+    run.click(
+        _transcribe,
+        [audio, picker.model, picker.backend],
+        [take, text, words, stats, corrected, form.reference],
+        api_name="transcribe",
+        concurrency_limit=2,
+    )
+    flag.click(
+        lambda *args: _flag(config, *args),
+        [take, reason, corrected, flag_notes],
+        saved,
+        api_name="transcribe_flag",
+    )
+    save.click(lambda *args: _save(config, *args), [take, *form.inputs], saved, api_name="transcribe_save_case")
+
+
+def _transcribe(audio_path: str | None, model: str, backend: str, progress=gr.Progress()):  # noqa: B008
+    if not audio_path:
+        raise gr.Error("Upload a file or record from the microphone first.")
+    progress(0, desc="loading the model")
+    engine = load_backend_or_error(model, backend)
+
+    def report(done: float, total: float) -> None:
+        progress(done / total if total else 1.0, desc=f"{done:.0f} of {total:.0f} s of audio")
+
+    try:
+        result = transcribe(audio_path, backend=engine, progress=report)
+    except AudioError as exc:
+        raise gr.Error(str(exc)) from exc
+    return Take(audio_path, result), result.text, render_words(result), render_stats(result), result.text, result.text
+
+
+def render_words(result: Transcript) -> str:
+    """Each word coloured by the model's confidence, with its probability and times on hover."""
+    if not result.words:
+        return "<p class='asrqa-muted'>No speech found.</p>" if not result.text else f"<p>{esc(result.text)}</p>"
+    spans = [
+        f"<span class='asrqa-word asrqa-{confidence_band(w.probability)}' "
+        f"title='p={w.probability:.2f}, {w.start:.2f}-{w.end:.2f} s'>{esc(w.word.strip())}</span>"
+        for w in result.words
+    ]
+    legend = " ".join(f"<span class='asrqa-word asrqa-{band}'>{band}</span>" for band in CONFIDENCE_COLORS)
+    return f"<div class='asrqa-words'>{' '.join(spans)}</div><div class='asrqa-legend'>confidence: {legend}</div>"
+
+
+def render_stats(result: Transcript) -> str:
+    rtf = "instant" if result.compute_seconds <= 0 else f"{result.real_time_factor:.1f}x real time"
+    return (
+        f"**{result.duration:.1f} s** of audio ({result.speech_seconds:.1f} s speech) in "
+        f"**{result.compute_seconds:.2f} s** compute: **{rtf}** · {esc(result.model)} on {esc(result.backend)}"
+        f" · language {esc(result.language)}"
+    )
+
+
+def _flag(config: DashboardConfig, take: Take | None, reason: str, corrected: str, notes: str) -> str:
+    if take is None:
+        raise gr.Error("Transcribe something first; a flag keeps the audio and the transcript together.")
+    case = get_store(config.data_dir).add_case(
+        "flag",
+        take.audio_path,
+        transcript=take.transcript.text,
+        reference=corrected or take.transcript.text,
+        reason=reason or "other",
+        notes=notes,
+        model=take.transcript.model,
+        backend=take.transcript.backend,
+    )
+    return f"Flagged ({esc(case.reason)}) as `{case.id}`: it is listed on the [Review](/review) page."
+
+
+def _save(
+    config: DashboardConfig, take: Take | None, reference: str, accent: str, noise: str, device: str, notes: str
+) -> str:
+    if take is None:
+        raise gr.Error("Transcribe something first; a test case keeps the audio and the transcript together.")
+    case = get_store(config.data_dir).add_case(
+        "test_case",
+        take.audio_path,
+        transcript=take.transcript.text,
+        reference=reference or take.transcript.text,
+        labels=labels_from(accent, noise, device),
+        notes=notes,
+        model=take.transcript.model,
+        backend=take.transcript.backend,
+    )
+    return f"Saved test case `{case.id}` ({case.duration:.1f} s): it is listed on the [Review](/review) page."

@@ -1,0 +1,164 @@
+"""Pieces every page uses: the store, the shared model and backend picker, the test-case form, small renderers.
+
+``gr.State`` does not cross pages (each page loads fresh), so what is shared lives elsewhere: models in the
+process-wide cache of ``asr.backends.get_backend``, saved data in the store, and the tester's model choice in
+the browser's local storage (``gr.BrowserState``), so that a model picked on one page is picked on the next.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from asr.backends import DEFAULT_BACKEND, Backend, BackendError, get_backend
+from asr.models import UnknownModelError, default_model, list_models
+from asr.results import BACKENDS
+from evaluation.metrics import AlignedSpan, align
+from evaluation.store import Store
+
+logger = logging.getLogger(__name__)
+
+MODEL_CHOICE_KEY = "asrqa-model-choice"  # local-storage key shared by every page
+ACCENTS = ["", "US", "British", "Scottish", "Irish", "Welsh", "Indian", "Caribbean", "Australian", "other"]
+NOISE_CONDITIONS = ["", "quiet room", "office", "street", "car", "cafe / babble", "music", "wind", "other"]
+DEVICES = ["", "laptop microphone", "headset", "phone", "desk microphone", "far-field", "other"]
+
+
+@functools.cache
+def get_store(data_dir: Path) -> Store:
+    """One Store per data folder per process (it opens a connection per call, so sharing it is safe)."""
+    return Store(data_dir)
+
+
+def model_choices() -> list[str]:
+    """Registered models whose weights are installed; any hub id or local folder may still be typed in."""
+    names = [m.name for m in list_models() if m.present]
+    default = default_model()
+    return names if default in names else [default, *names]
+
+
+def load_backend_or_error(model: str, backend: str) -> Backend:
+    """The shared model for (model, backend), or a ``gr.Error`` that tells the tester what to do."""
+    try:
+        return get_backend(str(model or default_model()).strip(), backend or DEFAULT_BACKEND)
+    except (UnknownModelError, BackendError) as exc:
+        raise gr.Error(str(exc)) from exc
+    except (OSError, RuntimeError, ValueError) as exc:  # weights that cannot be read, a hub that cannot be reached
+        raise gr.Error(f"could not load model {model!r} on {backend}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class ModelPicker:
+    model: gr.Dropdown
+    backend: gr.Dropdown
+
+
+def model_picker(page: gr.Blocks, prefix: str) -> ModelPicker:
+    """Model and backend dropdowns that remember the tester's choice across pages and reloads."""
+    saved = gr.BrowserState([default_model(), DEFAULT_BACKEND], storage_key=MODEL_CHOICE_KEY)
+    with gr.Row(equal_height=True):
+        model = gr.Dropdown(
+            model_choices(),
+            value=default_model(),
+            label="Model",
+            allow_custom_value=True,
+            info="A registered model, a Hugging Face hub id or a local model folder",
+            elem_id=f"{prefix}-model",
+        )
+        backend = gr.Dropdown(list(BACKENDS), value=DEFAULT_BACKEND, label="Backend", elem_id=f"{prefix}-backend")
+    page.load(_restore_choice, saved, [model, backend], api_name=f"{prefix}_restore_model", show_progress="hidden")
+    gr.on(
+        [model.change, backend.change],
+        lambda m, b: [m, b],
+        [model, backend],
+        saved,
+        api_name=f"{prefix}_remember_model",
+        show_progress="hidden",
+    )
+    return ModelPicker(model, backend)
+
+
+def _restore_choice(saved: list[str] | None) -> tuple[str, str]:
+    model, backend = (list(saved or []) + [default_model(), DEFAULT_BACKEND])[:2]
+    return (model or default_model()), (backend if backend in BACKENDS else DEFAULT_BACKEND)
+
+
+@dataclass(frozen=True)
+class CaseForm:
+    """What a tester fills in to save a test case: reference text and labels."""
+
+    reference: gr.Textbox
+    accent: gr.Dropdown
+    noise: gr.Dropdown
+    device: gr.Dropdown
+    notes: gr.Textbox
+
+    @property
+    def inputs(self) -> list[gr.components.Component]:
+        return [self.reference, self.accent, self.noise, self.device, self.notes]
+
+
+def case_form(prefix: str, reference_label: str = "Reference text (what was really said)") -> CaseForm:
+    reference = gr.Textbox(label=reference_label, lines=3, elem_id=f"{prefix}-reference")
+    with gr.Row():
+        accent = gr.Dropdown(ACCENTS, value="", label="Accent", allow_custom_value=True, elem_id=f"{prefix}-accent")
+        noise = gr.Dropdown(
+            NOISE_CONDITIONS, value="", label="Noise condition", allow_custom_value=True, elem_id=f"{prefix}-noise"
+        )
+        device = gr.Dropdown(DEVICES, value="", label="Device", allow_custom_value=True, elem_id=f"{prefix}-device")
+    notes = gr.Textbox(label="Notes", lines=1, elem_id=f"{prefix}-notes")
+    return CaseForm(reference, accent, noise, device, notes)
+
+
+def labels_from(accent: str, noise: str, device: str) -> dict[str, str]:
+    """The store drops empty values, so an unset dropdown adds no label."""
+    return {"accent": accent or "", "noise": noise or "", "device": device or ""}
+
+
+def esc(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def confidence_band(probability: float) -> str:
+    """The colour band a word is shown in; the thresholds are where tiny.en's errors concentrate."""
+    if probability >= 0.8:
+        return "high"
+    if probability >= 0.5:
+        return "medium"
+    return "low"
+
+
+CONFIDENCE_COLORS = {"high": "#bbf7d0", "medium": "#fde68a", "low": "#fecaca"}
+
+
+def render_alignment(spans: Sequence[AlignedSpan]) -> str:
+    """Reference against hypothesis, word by word: substitutions, deletions and insertions coloured."""
+    if not spans:
+        return "<p class='asrqa-muted'>Both texts are empty.</p>"
+    parts = []
+    for span in spans:
+        ref, hyp = " ".join(span.reference), " ".join(span.hypothesis)
+        if span.op == "equal":
+            parts.append(f"<span class='asrqa-ok'>{esc(ref)}</span>")
+        elif span.op == "substitute":
+            parts.append(f"<span class='asrqa-sub' title='reference: {esc(ref)}'>{esc(ref)} → {esc(hyp)}</span>")
+        elif span.op == "delete":
+            parts.append(f"<span class='asrqa-del' title='missing from the hypothesis'>{esc(ref)}</span>")
+        else:
+            parts.append(f"<span class='asrqa-ins' title='not in the reference'>+{esc(hyp)}</span>")
+    legend = (
+        "<span class='asrqa-sub'>substituted</span> <span class='asrqa-del'>deleted</span> "
+        "<span class='asrqa-ins'>inserted</span>"
+    )
+    return f"<div class='asrqa-diff'>{' '.join(parts)}</div><div class='asrqa-legend'>{legend}</div>"
+
+
+def render_diff(reference: str, hypothesis: str) -> str:
+    """The normalized word diff of reference and hypothesis (the normalizer validation scores with)."""
+    return render_alignment(align(reference, hypothesis))

@@ -109,6 +109,8 @@ class RunSettings:
     limit: int | None = None  # utterances taken from the dataset (None: all)
     text_column: str | None = None
     group_columns: tuple[str, ...] = ()
+    speaker_column: str | None = None  # the dataset column naming speakers (the CI resamples them)
+    split: str | None = None
     packages: Mapping[str, str] = field(default_factory=dict)  # package name -> version
     created_at: str = ""  # ISO 8601 UTC; filled by create_run when empty
 

@@ -1,0 +1,246 @@
+"""Datasets for validation: the built-in set, local folders and manifests, hub datasets and recorded cases.
+
+Every source is turned into rows (a dict per row), and one function turns rows into :class:`Sample` objects
+with the same column mapping (text, group and speaker columns, each given or recognised by name), the same
+audio decoding (``asr.audio``: mono float32 at 16 kHz, whatever the file) and the same error handling: a row
+with an empty reference or undecodable audio is skipped and reported with its row and column, never silently
+dropped; a dataset with no usable row, or without the named columns, raises :class:`DatasetError`.
+
+Audio columns are read with ``Audio(decode=False)`` and decoded here, so ``datasets`` needs no torchcodec.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from asr.audio import AudioError, load_audio
+from evaluation.sources import DatasetError, RowSource, open_source
+
+if TYPE_CHECKING:
+    from evaluation.store import Store
+
+__all__ = ["DatasetError", "DatasetOptions", "LoadedDataset", "Sample", "SkippedRow", "load_dataset"]
+
+logger = logging.getLogger(__name__)
+
+TEXT_COLUMNS = ("text", "sentence", "transcript", "transcription", "normalized_text", "reference", "raw_text")
+ACCENT_COLUMNS = ("accent", "accents", "l1", "variety")
+SPEAKER_COLUMNS = ("speaker", "speaker_id", "client_id", "spk", "spk_id", "speaker_name")
+MISSING_GROUP = "(none)"  # the group value of a row that leaves a group column empty
+
+
+@dataclass(frozen=True)
+class DatasetOptions:
+    source: str  # "builtin", "recorded", a folder or manifest path, or "hub:ID[:CONFIG[:SPLIT]]"
+    text_column: str | None = None  # None: the first of TEXT_COLUMNS present
+    group_columns: tuple[str, ...] = ()  # empty: the first of ACCENT_COLUMNS present, if any
+    speaker_column: str | None = None  # None: the first of SPEAKER_COLUMNS present, if any
+    audio_column: str | None = None  # None: the Audio-typed column, else a usual name (audio, file_name, ...)
+    limit: int | None = None  # rows to read; spread evenly over a local dataset, the first ones of a stream
+    split: str | None = None  # for datasets with several splits (None: SPLIT of hub:, else "test" or the first)
+
+    def validate(self) -> DatasetOptions:
+        if not str(self.source).strip():
+            raise DatasetError("no dataset given; use builtin, recorded, a folder, a manifest or hub:ID")
+        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
+            raise DatasetError(f"limit must be a positive integer, not {self.limit!r}")
+        return self
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str  # unique within the dataset and stable between loads (resuming relies on it)
+    audio: np.ndarray = field(repr=False)  # mono float32 at 16 kHz
+    text: str  # the reference, raw (normalized only when scored)
+    groups: Mapping[str, str]  # group column -> value
+    speaker: str | None  # the speaker, when the dataset names one
+    row: int  # the row in the source (counted from 0, as datasets does)
+
+    @property
+    def seconds(self) -> float:
+        from asr.audio import SAMPLE_RATE
+
+        return self.audio.size / SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class SkippedRow:
+    row: int
+    column: str
+    reason: str
+
+    def message(self, dataset: str) -> str:
+        return f"{dataset}: row {self.row}, column {self.column!r}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class LoadedDataset:
+    name: str
+    samples: tuple[Sample, ...]
+    text_column: str
+    audio_column: str
+    group_columns: tuple[str, ...]
+    speaker_column: str | None
+    skipped: tuple[SkippedRow, ...]
+    rows_read: int
+
+    @property
+    def audio_seconds(self) -> float:
+        return sum(s.seconds for s in self.samples)
+
+
+def _pick(columns: Iterable[str], given: str | None, known: tuple[str, ...], what: str, name: str) -> str | None:
+    columns = list(columns)
+    if given:
+        if given not in columns:
+            raise DatasetError(f"dataset {name}: no {what} column {given!r} (columns: {', '.join(columns) or 'none'})")
+        return given
+    lower = {c.lower(): c for c in columns}
+    return next((lower[k] for k in known if k in lower), None)
+
+
+def _resolve_columns(source: RowSource, options: DatasetOptions) -> tuple[str, str, tuple[str, ...], str | None]:
+    name, columns = source.name, source.columns
+    text = _pick(columns, options.text_column, TEXT_COLUMNS, "text", name)
+    if text is None:
+        raise DatasetError(
+            f"dataset {name}: no text column (looked for {', '.join(TEXT_COLUMNS)}; columns: "
+            f"{', '.join(columns) or 'none'}); say which with --text-column"
+        )
+    audio = _pick(columns, options.audio_column, source.audio_candidates, "audio", name)
+    if audio is None:
+        raise DatasetError(
+            f"dataset {name}: no audio column (looked for {', '.join(source.audio_candidates)}; columns: "
+            f"{', '.join(columns) or 'none'})"
+        )
+    if options.group_columns:
+        groups = tuple(_pick(columns, g, (), "group", name) or g for g in options.group_columns)
+    else:
+        accent = _pick(columns, None, ACCENT_COLUMNS, "group", name)
+        groups = (accent,) if accent else ()
+    speaker = _pick(columns, options.speaker_column, SPEAKER_COLUMNS, "speaker", name)
+    reserved = {"id", "noise", "reference", "hypothesis"} & set(groups)
+    if reserved:
+        raise DatasetError(f"dataset {name}: {', '.join(sorted(reserved))} cannot be a group column (a result name)")
+    return text, audio, groups, speaker
+
+
+def _is_empty(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return not str(value).strip()
+
+
+def _label(value: Any) -> str:
+    if _is_empty(value):
+        return MISSING_GROUP
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value) or MISSING_GROUP
+    return str(value).strip()
+
+
+def _sample_id(row_index: int, row: Mapping[str, Any], audio_value: Any, seen: set[str]) -> str:
+    """The row's ``id`` if it has one, else the audio file's stem; made unique with the row number."""
+    if not _is_empty(row.get("id")):
+        base = str(row["id"])
+    else:
+        path = audio_value.get("path") if isinstance(audio_value, Mapping) else audio_value
+        base = Path(str(path)).stem if isinstance(path, str) and path else f"row-{row_index}"
+    ident = base if base not in seen else f"{base}#{row_index}"
+    seen.add(ident)
+    return ident
+
+
+def _decode(value: Any, source: RowSource) -> np.ndarray:
+    if isinstance(value, Mapping):
+        if value.get("bytes"):
+            return load_audio(bytes(value["bytes"]))
+        if value.get("array") is not None:
+            return load_audio((int(value["sampling_rate"]), np.asarray(value["array"])))
+        value = value.get("path")
+    if isinstance(value, (bytes, bytearray)):
+        return load_audio(bytes(value))
+    if isinstance(value, str) and value.strip():
+        if "://" in value:
+            return load_audio(source.read_remote(value))
+        path = Path(value).expanduser()
+        if not path.is_absolute() and source.base_dir is not None:
+            path = source.base_dir / path
+        return load_audio(path)
+    raise AudioError(f"no audio (got {type(value).__name__} {str(value)[:60]!r})")
+
+
+def _samples(source: RowSource, options: DatasetOptions) -> LoadedDataset:
+    text_col, audio_col, groups, speaker_col = _resolve_columns(source, options)
+    samples: list[Sample] = []
+    skipped: list[SkippedRow] = []
+    seen: set[str] = set()
+    rows_read = 0
+    for index, row in _limited(source, options.limit):
+        rows_read += 1
+        if _is_empty(row.get(text_col)):
+            skipped.append(SkippedRow(index, text_col, "the reference text is empty"))
+            continue
+        try:
+            audio = _decode(row.get(audio_col), source)
+        except (AudioError, OSError) as exc:
+            skipped.append(SkippedRow(index, audio_col, f"undecodable audio: {exc}"))
+            continue
+        samples.append(
+            Sample(
+                id=_sample_id(index, row, row.get(audio_col), seen),
+                audio=audio,
+                text=str(row[text_col]).strip(),
+                groups={g: _label(row.get(g)) for g in groups},
+                speaker=None if speaker_col is None or _is_empty(row.get(speaker_col)) else str(row[speaker_col]),
+                row=index,
+            )
+        )
+    for skip in skipped:
+        logger.warning("skipped %s", skip.message(source.name))
+    if not samples:
+        reasons = "; ".join(s.message(source.name) for s in skipped[:3])
+        raise DatasetError(
+            f"dataset {source.name}: no usable rows out of {rows_read}" + (f" ({reasons})" if reasons else "")
+        )
+    return LoadedDataset(
+        source.name, tuple(samples), text_col, audio_col, groups, speaker_col, tuple(skipped), rows_read
+    )
+
+
+def _limited(source: RowSource, limit: int | None) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    """Evenly spaced rows of a dataset of known length (so every group shows up), else the first ones."""
+    if limit is None:
+        yield from source.rows(None)
+        return
+    if source.length is not None and source.length > limit:
+        yield from source.rows(sorted({int(round(i)) for i in np.linspace(0, source.length - 1, limit)}))
+        return
+    for n, item in enumerate(source.rows(None)):
+        if n >= limit:
+            return
+        yield item
+
+
+def load_dataset(options: DatasetOptions, store: Store | None = None) -> LoadedDataset:
+    """Load every usable sample of ``options.source`` (the store is needed for ``recorded``)."""
+    options = options.validate()
+    source = open_source(options.source, split=options.split, store=store)
+    loaded = _samples(source, options)
+    logger.info(
+        "dataset %s: %d samples (%.0f s), %d rows skipped",
+        loaded.name,
+        len(loaded.samples),
+        loaded.audio_seconds,
+        len(loaded.skipped),
+    )
+    return loaded

@@ -1,0 +1,164 @@
+"""Summaries of a run and the files a run writes: results.csv, summary.csv, summary.json, summary.md.
+
+A :class:`Summary` is computed from the stored per-utterance rows and the run's settings only, so a finished,
+cancelled or resumed run, or one reopened later by the dashboard, gives the same tables.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from evaluation.store import RunSettings
+from evaluation.tables import N_BOOTSTRAP, Overall, format_cell, formatted_pivot, group_table, overall, pivot
+
+SYNTHETIC_NOTE = "The built-in set's accents are synthetic (espeak-ng voices), not recordings of real speakers."
+FIRST_COLUMNS = ("id", "speaker", "noise", "reference", "hypothesis", "wer", "cer", "raw_wer")
+
+
+@dataclass(frozen=True)
+class Summary:
+    overall: Overall
+    groups: pd.DataFrame = field(repr=False)  # one row per noise x every group column
+    tables: Mapping[str, pd.DataFrame] = field(repr=False)  # "noise" and each group column alone
+    pivot: pd.DataFrame | None = field(repr=False)  # first group column x noise, WER as a fraction
+    pivot_text: pd.DataFrame | None = field(repr=False)  # the same, formatted with CI and small-cell marks
+    group_columns: tuple[str, ...]
+    speaker_column: str | None  # "speaker" when the rows name speakers (the CI resamples them)
+
+
+def summarize(rows: pd.DataFrame, settings: RunSettings, *, n_boot: int = N_BOOTSTRAP) -> Summary:
+    """Every table of a run from its per-utterance rows (scored rows only)."""
+    groups = tuple(g for g in settings.group_columns if g in rows.columns)
+    speaker = "speaker" if "speaker" in rows.columns and rows["speaker"].notna().any() else None
+    seed = settings.seed
+
+    def table(by: Sequence[str]) -> pd.DataFrame:
+        return group_table(rows, list(by), speaker_column=speaker, n_boot=n_boot, seed=seed)
+
+    full = table(["noise", *groups]) if len(rows) else pd.DataFrame()
+    tables = {"noise": table(["noise"])} if len(rows) else {}
+    for g in groups:
+        tables[g] = table([g])
+    by_pair = table([groups[0], "noise"]) if groups and len(rows) else None
+    return Summary(
+        overall=overall(rows),
+        groups=full,
+        tables=tables,
+        pivot=pivot(by_pair, groups[0]) if by_pair is not None else None,
+        pivot_text=formatted_pivot(by_pair, groups[0]) if by_pair is not None else None,
+        group_columns=groups,
+        speaker_column=speaker,
+    )
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item"):
+        return _json_value(value.item())
+    return value
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{k: _json_value(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def summary_json(summary: Summary, settings: RunSettings, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What summary.json holds: overall figures, every group with its CI, the run's settings."""
+    return {
+        "overall": summary.overall.to_json(),
+        "groups": _records(summary.groups),
+        "tables": {name: _records(t) for name, t in summary.tables.items()},
+        "group_columns": list(summary.group_columns),
+        "settings": settings.to_json(),
+        **(dict(extra) if extra else {}),
+    }
+
+
+def results_frame(rows: pd.DataFrame, group_columns: Sequence[str]) -> pd.DataFrame:
+    """results.csv: the documented columns first, then everything else the runner recorded."""
+    first = [c for c in (*FIRST_COLUMNS[:2], *group_columns, *FIRST_COLUMNS[2:]) if c in rows.columns]
+    return rows[first + [c for c in rows.columns if c not in first]]
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub Markdown table (no tabulate dependency)."""
+    columns = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join("" if v is None else str(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def display_table(table: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """A group table for people: WER with CI and small mark, counts."""
+    cells = [format_cell(r.wer, r.wer_ci_low, r.wer_ci_high, r.small) for r in table.itertuples(index=False)]
+    out = table[list(keys)].copy()
+    out["WER [95% CI]"] = cells
+    out["CER"] = [f"{v * 100:.1f}%" if math.isfinite(v) else "n/a" for v in table["cer"]]
+    out["utterances"] = table["utterances"]
+    if table["speakers"].notna().any():
+        out["speakers"] = table["speakers"]
+    return out
+
+
+def pivot_markdown(summary: Summary) -> str:
+    if summary.pivot_text is None:
+        return markdown_table(display_table(summary.tables["noise"], ["noise"])) if summary.tables else ""
+    return markdown_table(summary.pivot_text.reset_index())
+
+
+def summary_markdown(summary: Summary, settings: RunSettings, run_id: str, skipped: Sequence[str] = ()) -> str:
+    o = summary.overall
+    parts = [
+        f"# Validation run {run_id}",
+        "",
+        f"Model `{settings.model}` on `{settings.backend}`, dataset `{settings.dataset}`, noise "
+        f"{', '.join(f'`{n}`' for n in settings.noise)}, seed {settings.seed}, normalizer "
+        f"`{settings.normalizer}` ({settings.normalizer_version}).",
+        "",
+        f"Overall WER {o.wer * 100:.2f}% (raw {o.raw_wer * 100:.2f}%), CER {o.cer * 100:.2f}%, {o.utterances} "
+        f"utterances, {o.ref_words} reference words, {o.audio_seconds:.1f} s of audio in {o.compute_seconds:.1f} s "
+        f"of compute (real-time factor {o.real_time_factor:.3f}).",
+        "",
+        "WER is pooled (all errors / all reference words) with a 95% bootstrap interval"
+        + (" over speakers" if summary.speaker_column else " over utterances")
+        + "; `*` marks a cell with too few utterances or speakers to trust.",
+    ]
+    if settings.dataset == "builtin":
+        parts += ["", SYNTHETIC_NOTE]
+    parts += ["", "## WER by " + (f"{summary.group_columns[0]} x noise" if summary.group_columns else "noise")]
+    parts += ["", pivot_markdown(summary)]
+    for name, table in summary.tables.items():
+        parts += ["", f"## By {name}", "", markdown_table(display_table(table, [name]))]
+    if skipped:
+        parts += ["", f"## Skipped rows ({len(skipped)})", "", *[f"- {s}" for s in skipped]]
+    return "\n".join(parts) + "\n"
+
+
+def write_outputs(
+    out_dir: Path,
+    rows: pd.DataFrame,
+    summary: Summary,
+    settings: RunSettings,
+    run_id: str,
+    extra: Mapping[str, Any] | None = None,
+    skipped: Sequence[str] = (),
+) -> dict[str, Path]:
+    """Write results.csv, summary.csv, summary.json and summary.md into ``out_dir``; returns their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {name: out_dir / name for name in ("results.csv", "summary.csv", "summary.json", "summary.md")}
+    results_frame(rows, summary.group_columns).to_csv(paths["results.csv"], index=False)
+    summary.groups.to_csv(paths["summary.csv"], index=False)
+    data = summary_json(summary, settings, {"run_id": run_id, "skipped": list(skipped), **(extra or {})})
+    paths["summary.json"].write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    paths["summary.md"].write_text(summary_markdown(summary, settings, run_id, skipped), encoding="utf-8")
+    return paths

@@ -1,0 +1,250 @@
+"""Where dataset rows come from: folders, manifests, ``save_to_disk`` folders, hub streams, the store.
+
+Each opener returns a :class:`RowSource`: the dataset's name and columns and a way to iterate its rows (as
+plain dicts, audio undecoded). :mod:`evaluation.datasets` maps columns and decodes audio the same way for all.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from evaluation.builtin import BUILTIN_DIR
+
+if TYPE_CHECKING:
+    from evaluation.store import Store
+
+AUDIO_NAMES = ("audio", "audio_filepath", "file_name", "audio_path", "path", "file", "filename", "wav")
+MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+METADATA_NAMES = tuple(f"metadata{s}" for s in MANIFEST_SUFFIXES)
+DEFAULT_SPLITS = ("test", "validation", "train")
+SCRIPT_MESSAGE = "Dataset scripts are no longer supported"
+
+Rows = Iterator[tuple[int, Mapping[str, Any]]]
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used at all (missing, no such column, nothing usable), with what to do."""
+
+
+@dataclass(frozen=True)
+class RowSource:
+    name: str  # what messages call the dataset
+    columns: tuple[str, ...]
+    iterate: Callable[[Sequence[int] | None], Rows]  # all rows, or only these row numbers
+    length: int | None  # None for a stream
+    base_dir: Path | None = None  # relative audio paths are relative to this folder
+    audio_candidates: tuple[str, ...] = AUDIO_NAMES  # audio column names, best first
+
+    def rows(self, indices: Sequence[int] | None) -> Rows:
+        return self.iterate(indices)
+
+    def read_remote(self, url: str) -> bytes:
+        """Audio stored at a URL (hub datasets that keep audio as files): read through datasets' fsspec."""
+        from datasets.utils.file_utils import xopen
+
+        with xopen(url, "rb") as f:
+            return f.read()
+
+
+def open_source(source: str, *, split: str | None = None, store: Store | None = None) -> RowSource:
+    source = str(source).strip()
+    if source == "builtin":
+        return manifest_source(BUILTIN_DIR / "metadata.csv", "builtin")
+    if source == "recorded":
+        if store is None:
+            raise DatasetError("dataset recorded: the recorded test cases need the store (--data-dir)")
+        return recorded_source(store)
+    if source.startswith("hub:"):
+        return hub_source(source, split)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return folder_source(path, split)
+    if path.is_file():
+        if path.suffix.lower() not in MANIFEST_SUFFIXES:
+            raise DatasetError(f"dataset {source}: a manifest must be {', '.join(MANIFEST_SUFFIXES)}")
+        return manifest_source(path, source)
+    raise DatasetError(
+        f"dataset {source!r} not found: use builtin, recorded, a folder, a manifest file or hub:ID[:CONFIG[:SPLIT]]"
+    )
+
+
+def _read_table(path: Path):
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv"):
+            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        try:
+            return pd.read_json(path, lines=True, dtype=False)
+        except ValueError:
+            return pd.DataFrame(json.loads(path.read_text(encoding="utf-8")))
+    except Exception as exc:  # noqa: BLE001 - pandas raises many types for a broken file
+        raise DatasetError(f"dataset {path}: cannot read the manifest ({exc})") from exc
+
+
+def manifest_source(path: Path, name: str) -> RowSource:
+    """A CSV/TSV/JSONL/Parquet manifest (NeMo's ``audio_filepath`` too); audio paths relative to its folder."""
+    frame = _read_table(path)
+
+    def iterate(indices: Sequence[int] | None) -> Rows:
+        chosen = frame if indices is None else frame.iloc[list(indices)]
+        for index, row in zip(chosen.index, chosen.to_dict("records"), strict=True):
+            yield int(index), row
+
+    return RowSource(name, tuple(map(str, frame.columns)), iterate, len(frame), base_dir=path.parent)
+
+
+def folder_source(path: Path, split: str | None) -> RowSource:
+    if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+        from datasets import load_from_disk
+
+        return arrow_source(_pick_split(load_from_disk(str(path)), split, str(path)), str(path))
+    for meta in METADATA_NAMES:
+        if (path / meta).exists():
+            return manifest_source(path / meta, str(path))
+    raise DatasetError(
+        f"dataset {path}: the folder has neither {' nor '.join(METADATA_NAMES[:2])} (audiofolder) nor a dataset "
+        "saved with save_to_disk"
+    )
+
+
+def _pick_split(data, split: str | None, name: str):
+    """A split of a DatasetDict (the one asked for, else test, validation, train, else the first)."""
+    if not hasattr(data, "keys"):
+        return data
+    splits = list(data.keys())
+    if split:
+        if split not in splits:
+            raise DatasetError(f"dataset {name}: no split {split!r} (splits: {', '.join(splits)})")
+        return data[split]
+    return data[next((s for s in DEFAULT_SPLITS if s in splits), splits[0])]
+
+
+def _audio_columns(features) -> list[str]:
+    from datasets import Audio
+
+    return [name for name, feature in (features or {}).items() if isinstance(feature, Audio)]
+
+
+def arrow_source(dataset, name: str) -> RowSource:
+    """A ``datasets.Dataset`` (from ``load_from_disk``): Audio columns read undecoded."""
+    from datasets import Audio
+
+    typed = _audio_columns(dataset.features)
+    for column in typed:
+        dataset = dataset.cast_column(column, Audio(decode=False))
+
+    def iterate(indices: Sequence[int] | None) -> Rows:
+        chosen = dataset if indices is None else dataset.select(list(indices))
+        numbers = range(len(dataset)) if indices is None else indices
+        yield from zip(numbers, chosen, strict=True)
+
+    candidates = tuple(dict.fromkeys([*typed, *AUDIO_NAMES]))
+    return RowSource(name, tuple(dataset.column_names), iterate, len(dataset), audio_candidates=candidates)
+
+
+def parse_hub(spec: str) -> tuple[str, str | None, str | None]:
+    parts = spec[len("hub:") :].split(":")
+    if not parts[0] or len(parts) > 3:
+        raise DatasetError(f"dataset {spec!r}: use hub:ID[:CONFIG[:SPLIT]], e.g. hub:edinburghcstr/edacc")
+    parts += [""] * (3 - len(parts))
+    return parts[0], parts[1] or None, parts[2] or None
+
+
+def _open_hub(repo: str, config: str | None, spec: str):
+    """``datasets.load_dataset(..., streaming=True)``; a local ``save_to_disk`` copy stands in for offline use."""
+    local = Path(repo).expanduser()
+    if local.is_dir() and ((local / "dataset_dict.json").exists() or (local / "state.json").exists()):
+        from datasets import Dataset, load_from_disk
+
+        data = load_from_disk(str(local))
+        if isinstance(data, Dataset):
+            return data.to_iterable_dataset()
+        return {k: v.to_iterable_dataset() for k, v in data.items()}
+    import datasets
+
+    try:
+        return datasets.load_dataset(repo, config, streaming=True)
+    except RuntimeError as exc:
+        if SCRIPT_MESSAGE in str(exc):
+            raise DatasetError(
+                f"dataset {spec}: it needs a loading script ({str(exc).rsplit(' ', 1)[-1]}), and datasets 4+ "
+                "no longer runs loading scripts; use a version of it in Parquet (many hub datasets have one under "
+                "refs/convert/parquet) or download its files and pass the folder"
+            ) from exc
+        raise DatasetError(f"dataset {spec}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - hub, network and config errors all end the load
+        raise DatasetError(
+            f"dataset {spec}: cannot load it from the hub ({type(exc).__name__}: {str(exc)[:300]}); check the id "
+            "and config, the network, HF_TOKEN for gated datasets, and HF_HUB_OFFLINE"
+        ) from exc
+
+
+def hub_source(spec: str, split: str | None) -> RowSource:
+    """``hub:ID[:CONFIG[:SPLIT]]``, streamed: rows are read only as far as the sample limit needs."""
+    from datasets import Audio
+
+    repo, config, hub_split = parse_hub(spec)
+    stream = _pick_split(_open_hub(repo, config, spec), hub_split or split, spec)
+    typed = _audio_columns(stream.features)
+    for column in typed:
+        stream = stream.cast_column(column, Audio(decode=False))
+    iterator = iter(stream)
+    try:
+        first = next(iterator, None)
+    except Exception as exc:  # noqa: BLE001
+        raise DatasetError(f"dataset {spec}: cannot read its first row ({exc})") from exc
+    if first is None:
+        raise DatasetError(f"dataset {spec}: the split is empty")
+    columns = tuple(stream.features.keys()) if stream.features else tuple(first.keys())
+
+    def iterate(indices: Sequence[int] | None) -> Rows:
+        yield from enumerate(itertools.chain([first], _guarded(iterator, spec)))
+
+    return RowSource(spec, columns, iterate, None, audio_candidates=tuple(dict.fromkeys([*typed, *AUDIO_NAMES])))
+
+
+def _guarded(iterator: Iterator, spec: str) -> Iterator:
+    while True:
+        try:
+            yield next(iterator)
+        except StopIteration:
+            return
+        except Exception as exc:  # noqa: BLE001 - a broken stream ends the load with a clear message
+            raise DatasetError(f"dataset {spec}: reading the stream failed ({exc})") from exc
+
+
+def recorded_source(store: Store) -> RowSource:
+    """Test cases saved from the dashboard, and flags that carry a corrected transcript."""
+    cases = [c for c in store.list_cases() if c.kind == "test_case" or c.reference.strip()]
+    if not cases:
+        raise DatasetError(f"dataset recorded: no test cases or corrected flags in {store.data_dir}; save some first")
+    label_keys = sorted({k for c in cases for k in c.labels})
+    rows = [
+        {
+            "id": c.id,
+            "audio": c.audio_path,
+            "text": c.reference,
+            "hypothesis": c.transcript,
+            "kind": c.kind,
+            "status": c.status,
+            "model": c.model,
+            **{k: c.labels.get(k, "") for k in label_keys if k not in ("id", "audio", "text")},
+        }
+        for c in cases
+    ]
+    columns = tuple(dict.fromkeys(k for r in rows for k in r))
+
+    def iterate(indices: Sequence[int] | None) -> Rows:
+        for i in range(len(rows)) if indices is None else indices:
+            yield i, rows[i]
+
+    return RowSource("recorded", columns, iterate, len(rows))

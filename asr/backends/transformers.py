@@ -1,0 +1,403 @@
+"""transformers backend: the Gradio recipe's ``pipeline("automatic-speech-recognition", ...)``, batched.
+
+The model, tokenizer and feature extractor are loaded exactly as the recipe does, through ``pipeline(...)``
+(for the bundled CTranslate2 models, from the Hugging Face folder that :mod:`asr.convert` makes once). The
+windows given in one call are then decoded together: one encoder pass and one batched ``generate`` with
+Whisper's timestamp tokens (which split a window into segments, as faster-whisper does). The pipeline object
+itself is not called, because it hides what word timestamps need: a second, teacher-forced decoder pass over
+the text gives each token's probability (softmax of the model's logits) and the cross-attention of the
+alignment heads, which dynamic time warping turns into word times, following openai/whisper's
+``find_alignment``. No torchaudio is used: audio arrives as 16 kHz float32 arrays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from asr.audio import SAMPLE_RATE
+from asr.backends.base import BackendError, WindowResult
+from asr.models import ResolvedModel
+from asr.results import DecodeOptions, Segment, Word
+
+try:
+    import torch
+    from transformers import LogitsProcessor, LogitsProcessorList, pipeline
+    from transformers.modeling_outputs import BaseModelOutput
+    from transformers.models.whisper.tokenization_whisper import _combine_tokens_into_words
+except ImportError as exc:  # pragma: no cover - exercised only without the packages
+    raise BackendError("the transformers backend needs transformers and torch: pip install transformers torch") from exc
+
+logger = logging.getLogger(__name__)
+
+FRAMES_PER_SECOND = 50  # encoder output frames per second of audio (Whisper's 20 ms)
+TIME_PRECISION = 0.02  # seconds per timestamp token
+MEDIAN_FILTER = 7  # openai/whisper's smoothing of the alignment heads' attention
+NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "my", "yue"}  # words are split at characters, not spaces
+
+
+def pick_device(device: str) -> str:
+    if device not in ("auto", "cpu", "cuda"):
+        raise BackendError(f"device must be auto, cpu or cuda, not {device!r}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BackendError("device 'cuda' was asked for, but torch sees no CUDA device; use --device cpu")
+    return device
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """One window's generated tokens, before they become segments."""
+
+    prefix: list[int]  # start-of-transcript tokens (sot, language, task) used to decode it
+    tokens: list[int]  # generated tokens: text and timestamp tokens, end-of-text dropped
+    language: str
+
+
+class TransformersBackend:
+    name = "transformers"
+
+    def __init__(self, resolved: ResolvedModel, device: str = "auto") -> None:
+        self.model = resolved.name
+        self.device = pick_device(device)
+        torch.set_num_threads(os.cpu_count() or 1)  # the default may be lower than the cores this machine has
+        source = _model_source(resolved)
+        dtype = torch.float16 if self.device == "cuda" else torch.float32
+        try:
+            self._pipe = pipeline("automatic-speech-recognition", model=source, device=self.device, dtype=dtype)
+        except Exception as exc:
+            raise BackendError(f"cannot load model {resolved.name!r} with transformers: {exc}") from exc
+        self._model = self._pipe.model.eval()
+        self._tokenizer = self._pipe.tokenizer
+        self._features = self._pipe.feature_extractor
+        gen = self._model.generation_config
+        self.multilingual = bool(getattr(gen, "is_multilingual", hasattr(gen, "lang_to_id")))
+        self._eot = int(gen.eos_token_id if isinstance(gen.eos_token_id, int) else gen.eos_token_id[0])
+        self._timestamp_begin = int(gen.no_timestamps_token_id) + 1
+        self._no_timestamps = int(gen.no_timestamps_token_id)
+        self._no_speech = _no_speech_id(self._tokenizer)
+        self._heads = [tuple(h) for h in (getattr(gen, "alignment_heads", None) or _default_heads(self._model))]
+        self._suppress = _Suppress(gen, self._model.config.vocab_size, self.device)
+        # transformers fills every None of a passed generation config from the model's own, so the settings
+        # replaced here are cleared on the model's config: suppression by _Suppress's precomputed masks, and the
+        # deprecated forced_decoder_ids by the same start tokens (language and task go to generate directly)
+        gen.suppress_tokens = gen.begin_suppress_tokens = gen.forced_decoder_ids = None
+        self._generation = copy.deepcopy(gen)
+        self._lock = threading.Lock()
+
+    def transcribe_windows(
+        self,
+        windows: Sequence[np.ndarray],
+        options: DecodeOptions,
+        prompts: Sequence[str | None] | None = None,
+    ) -> list[WindowResult]:
+        if not windows:
+            return []
+        prompts = list(prompts) if prompts is not None else [options.initial_prompt] * len(windows)
+        results: list[WindowResult | None] = [None] * len(windows)
+        with self._lock, torch.inference_mode():
+            features = self._input_features(windows)
+            encoded = self._model.model.encoder(features).last_hidden_state
+            languages = self._languages(encoded, options)
+            for prompt, idx in _group_by_prompt(prompts).items():
+                decoded = self._generate(encoded[idx], [languages[i] for i in idx], prompt, options)
+                for i, result in zip(idx, self._results(encoded[idx], decoded, [windows[i] for i in idx], options)):
+                    results[i] = result
+        return results  # type: ignore[return-value]
+
+    def _input_features(self, windows: Sequence[np.ndarray]) -> torch.Tensor:
+        feats = self._features(
+            [np.asarray(w, np.float32) for w in windows], sampling_rate=SAMPLE_RATE, return_tensors="pt"
+        ).input_features
+        return feats.to(self.device, self._model.dtype)
+
+    def _languages(self, encoded: torch.Tensor, options: DecodeOptions) -> list[str]:
+        """English-only models are always "en"; multilingual ones use the option or detect per window."""
+        if not self.multilingual:
+            return ["en"] * len(encoded)
+        if options.language:
+            return [options.language] * len(encoded)
+        lang_ids = self._model.detect_language(encoder_outputs=BaseModelOutput(last_hidden_state=encoded))
+        by_id = {i: t.strip("<|>") for t, i in self._model.generation_config.lang_to_id.items()}
+        return [by_id[int(i)] for i in lang_ids]
+
+    def _generate(
+        self, encoded: torch.Tensor, languages: list[str], prompt: str | None, options: DecodeOptions
+    ) -> list[_Decoded]:
+        config = copy.deepcopy(self._generation)
+        config.num_beams = options.beam_size
+        if options.temperature > 0:
+            config.do_sample, config.temperature = True, options.temperature
+        kwargs: dict = {"language": languages, "task": options.task} if self.multilingual else {}
+        if prompt:
+            kwargs["prompt_ids"] = self._tokenizer.get_prompt_ids(prompt.strip(), return_tensors="pt").to(self.device)
+        out = self._model.generate(
+            encoder_outputs=BaseModelOutput(last_hidden_state=encoded),
+            generation_config=config,
+            logits_processor=LogitsProcessorList([self._suppress]),
+            return_timestamps=True,
+            **kwargs,
+        )
+        sequences = out if isinstance(out, torch.Tensor) else out["sequences"]
+        decoded = []
+        for row, language in zip(sequences.tolist(), languages):
+            tokens = [t for t in row if t != self._eot]
+            decoded.append(_Decoded(self._prefix(language, options), tokens, language))
+        return decoded
+
+    def _prefix(self, language: str, options: DecodeOptions) -> list[int]:
+        gen = self._model.generation_config
+        prefix = [int(gen.decoder_start_token_id)]
+        if self.multilingual:
+            prefix += [gen.lang_to_id[f"<|{language}|>"], gen.task_to_id[options.task]]
+        return prefix
+
+    def _results(
+        self,
+        encoded: torch.Tensor,
+        decoded: list[_Decoded],
+        windows: list[np.ndarray],
+        options: DecodeOptions,
+    ) -> list[WindowResult]:
+        """Score the text with a teacher-forced pass, align words, and build each window's segments."""
+        rows = [d.prefix + [self._no_timestamps] + self._text(d.tokens) + [self._eot] for d in decoded]
+        length = max(len(r) for r in rows)
+        ids = torch.tensor([r + [self._eot] * (length - len(r)) for r in rows], device=self.device)
+        with self._attention("eager" if options.word_timestamps else None):
+            out = self._model.model.decoder(
+                input_ids=ids, encoder_hidden_states=encoded, output_attentions=options.word_timestamps
+            )
+        logits = self._model.proj_out(out.last_hidden_state).float()
+        results = []
+        for b, (d, window) in enumerate(zip(decoded, windows)):
+            n_prefix = len(d.prefix) + 1  # with <|notimestamps|>
+            stats = _scores(logits[b], n_prefix, rows[b][n_prefix:], self._eot, self._no_speech)
+            jump_times = None
+            if options.word_timestamps and len(rows[b]) > n_prefix + 1:
+                attention = torch.stack([out.cross_attentions[la][b, h, : len(rows[b])] for la, h in self._heads])
+                jump_times = _jump_times(attention, len(d.prefix), window.size)
+            spans = _spans(d.tokens, self._timestamp_begin, self._eot, window.size / SAMPLE_RATE)
+            segments = self._segments(spans, jump_times, stats, d.language)
+            silent = (
+                stats.no_speech_prob > options.no_speech_threshold and stats.avg_logprob < options.logprob_threshold
+            )
+            results.append(WindowResult(() if silent else segments, d.language))
+        return results
+
+    def _text(self, tokens: list[int]) -> list[int]:
+        return [t for t in tokens if t < self._eot]
+
+    def _segments(
+        self, spans: list[_Span], jump_times: np.ndarray | None, stats: _Scores, language: str
+    ) -> tuple[Segment, ...]:
+        """One segment per timestamp-delimited span; with words, a segment runs from its first to its last word."""
+        segments, offset = [], 0
+        split_as = "chinese" if language in NO_SPACE_LANGUAGES else "english"
+        for span in spans:
+            words: tuple[Word, ...] = ()
+            if jump_times is not None:
+                words = _words(self._tokenizer, span.tokens, offset, jump_times, stats.token_probs, split_as)
+            offset += len(span.tokens)
+            text = self._tokenizer.decode(span.tokens).strip()
+            if not text:
+                continue
+            start, end = (words[0].start, words[-1].end) if words else (span.start, span.end)
+            segments.append(Segment(start, max(end, start), text, words, stats.avg_logprob, stats.no_speech_prob))
+        return tuple(segments)
+
+    @contextlib.contextmanager
+    def _attention(self, implementation: str | None) -> Iterator[None]:
+        """Attention weights need the eager implementation; switch only for the scoring pass."""
+        previous = self._model.config._attn_implementation
+        if implementation is None or implementation == previous:
+            yield
+            return
+        self._model.set_attn_implementation(implementation)
+        try:
+            yield
+        finally:
+            self._model.set_attn_implementation(previous)
+
+
+class _Suppress(LogitsProcessor):
+    """Whisper's suppressed tokens, as boolean masks built once.
+
+    transformers' own processors rebuild their masks with ``torch.isin`` over the whole vocabulary at every
+    decoding step, which costs more than the tiny model's decoder step on a busy CPU. This one runs after the
+    timestamp rules rather than before them; the rules compare timestamp against text probabilities, and a
+    suppressed token (punctuation-like symbols, blank at the start) only rarely tips that comparison.
+    """
+
+    def __init__(self, generation_config, vocab_size: int, device: str) -> None:
+        self.always = _mask(generation_config.suppress_tokens, vocab_size, device)
+        self.at_begin = _mask(generation_config.begin_suppress_tokens, vocab_size, device)
+        self.begin_index = -1
+
+    def set_begin_index(self, begin_index: int) -> None:
+        """Called by transformers with the index of the first generated token."""
+        self.begin_index = begin_index
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores.masked_fill(self.always[: scores.shape[-1]], -float("inf"))
+        if input_ids.shape[-1] == self.begin_index:
+            scores = scores.masked_fill(self.at_begin[: scores.shape[-1]], -float("inf"))
+        return scores
+
+
+def _mask(token_ids, vocab_size: int, device: str) -> torch.Tensor:
+    mask = torch.zeros(vocab_size, dtype=torch.bool)
+    ids = [int(t) for t in token_ids or () if 0 <= int(t) < vocab_size]
+    mask[ids] = True
+    return mask.to(device)
+
+
+@dataclass(frozen=True)
+class _Scores:
+    token_probs: np.ndarray  # probability of each text token (over ordinary tokens), in order
+    avg_logprob: float  # mean log probability of the text tokens and end-of-text
+    no_speech_prob: float  # probability of the no-speech token right after start-of-transcript
+
+
+def _scores(logits: torch.Tensor, n_prefix: int, targets: list[int], eot: int, no_speech: int | None) -> _Scores:
+    """Per-token model probabilities from the teacher-forced logits (row i predicts token i + 1)."""
+    predicted = logits[n_prefix - 1 : n_prefix - 1 + len(targets)]
+    target = torch.tensor(targets, device=logits.device)
+    logprobs = torch.log_softmax(predicted, -1).gather(1, target[:, None])[:, 0]
+    text = torch.softmax(predicted[:-1, :eot], -1).gather(1, target[:-1, None])[:, 0]
+    no_speech_prob = float(torch.softmax(logits[0], -1)[no_speech]) if no_speech is not None else 0.0
+    return _Scores(
+        token_probs=text.cpu().numpy(),
+        avg_logprob=float(logprobs.sum()) / len(targets),  # openai: sum / (text tokens + 1)
+        no_speech_prob=no_speech_prob,
+    )
+
+
+@dataclass(frozen=True)
+class _Span:
+    start: float  # seconds from the window start (a timestamp token, or 0)
+    end: float  # the closing timestamp token, or the window's end
+    tokens: list[int]  # its text tokens
+
+
+def _spans(tokens: list[int], timestamp_begin: int, eot: int, duration: float) -> list[_Span]:
+    """Split generated tokens at Whisper's timestamp tokens (times are relative to the window)."""
+    spans: list[_Span] = []
+    start, text = 0.0, []
+    for t in tokens:
+        if t >= timestamp_begin:
+            stamp = min((t - timestamp_begin) * TIME_PRECISION, duration)
+            if text:
+                spans.append(_Span(start, stamp, text))
+                text = []
+            start = stamp
+        elif t < eot:
+            text.append(t)
+    if text:
+        spans.append(_Span(min(start, duration), duration, text))
+    return spans
+
+
+def _jump_times(attention: torch.Tensor, n_sot: int, samples: int) -> np.ndarray:
+    """openai/whisper's ``find_alignment``: the time at which DTW enters each token of the scored row.
+
+    ``attention`` is (heads, tokens, 1500) for the row sot.., <|notimestamps|>, text.., <|endoftext|>; the result
+    has one time per text token plus one for the end of text.
+    """
+    n_frames = max(samples * FRAMES_PER_SECOND // SAMPLE_RATE, 1)
+    weights = attention[..., :n_frames].float()
+    weights = weights / weights.sum(-1, keepdim=True).clamp_min(1e-10)  # softmax over the real audio only
+    std, mean = torch.std_mean(weights, dim=-2, keepdim=True, unbiased=False)
+    weights = _median_filter((weights - mean) / std.clamp_min(1e-10), MEDIAN_FILTER)
+    matrix = weights.mean(0)[n_sot:-1]
+    text_idx, time_idx = _dtw(-matrix.cpu().numpy())
+    jumps = np.pad(np.diff(text_idx), (1, 0), constant_values=1).astype(bool)
+    return time_idx[jumps] / FRAMES_PER_SECOND
+
+
+def _words(
+    tokenizer, tokens: list[int], offset: int, jump_times: np.ndarray, token_probs: np.ndarray, split_as: str
+) -> tuple[Word, ...]:
+    """Group a span's tokens into words; each word's probability is the mean of its tokens' (as faster-whisper)."""
+    words, word_tokens, _ = _combine_tokens_into_words(tokenizer, tokens, split_as)
+    bounds = offset + np.pad(np.cumsum([len(t) for t in word_tokens]), (1, 0))
+    last = len(jump_times) - 1
+    result = []
+    for word, i, j in zip(words, bounds[:-1], bounds[1:]):
+        start, end = float(jump_times[min(i, last)]), float(jump_times[min(j, last)])
+        probability = float(np.clip(np.mean(token_probs[i:j]), 0.0, 1.0)) if j > i else 0.0
+        result.append(Word(word, start, max(end, start), probability))
+    return tuple(result)
+
+
+def _dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """openai/whisper's dynamic time warping, one anti-diagonal at a time (vectorized; no numba needed)."""
+    n, m = cost.shape
+    acc = np.full((n + 1, m + 1), np.inf)
+    acc[0, 0] = 0.0
+    trace = np.zeros((n + 1, m + 1), np.int8)
+    for k in range(2, n + m + 1):
+        i = np.arange(max(1, k - m), min(n, k - 1) + 1)
+        j = k - i
+        candidates = np.stack([acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1]])
+        choice = np.argmin(candidates, axis=0)
+        acc[i, j] = cost[i - 1, j - 1] + candidates[choice, np.arange(i.size)]
+        trace[i, j] = choice
+    trace[0, :], trace[:, 0] = 2, 1
+    i, j, path = n, m, []
+    while i > 0 or j > 0:
+        path.append((i - 1, j - 1))
+        step = trace[i, j]
+        i, j = (i - 1, j - 1) if step == 0 else (i - 1, j) if step == 1 else (i, j - 1)
+    text_idx, time_idx = np.array(path[::-1]).T
+    return text_idx, time_idx
+
+
+def _median_filter(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Median over the last axis with reflect padding, as openai/whisper smooths attention."""
+    pad = width // 2
+    if x.shape[-1] <= pad:
+        return x
+    padded = torch.nn.functional.pad(x[None], (pad, pad, 0, 0), mode="reflect")[0]
+    return padded.unfold(-1, width, 1).sort()[0][..., pad]
+
+
+def _group_by_prompt(prompts: list[str | None]) -> dict[str | None, list[int]]:
+    """Windows that share a prompt are generated together (transformers takes one prompt per call)."""
+    groups: dict[str | None, list[int]] = {}
+    for i, p in enumerate(prompts):
+        groups.setdefault(p.strip() if p and p.strip() else None, []).append(i)
+    return groups
+
+
+def _no_speech_id(tokenizer) -> int | None:
+    for token in ("<|nocaptions|>", "<|nospeech|>"):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
+            return token_id
+    return None
+
+
+def _default_heads(model) -> list[tuple[int, int]]:
+    """Without alignment heads in the config, use every head of the decoder's upper half (as CTranslate2 does)."""
+    layers, heads = model.config.decoder_layers, model.config.decoder_attention_heads
+    return [(la, h) for la in range(layers // 2, layers) for h in range(heads)]
+
+
+def _model_source(resolved: ResolvedModel) -> str:
+    """What ``pipeline(model=...)`` gets: the converted folder, a local Hugging Face folder, or the hub id."""
+    if resolved.format == "ctranslate2":
+        from asr.convert import ConversionError, hf_model_dir
+
+        try:
+            return str(hf_model_dir(resolved))
+        except (ConversionError, OSError, KeyError, ValueError) as exc:
+            raise BackendError(f"cannot import the CTranslate2 model {resolved.name!r}: {exc}") from exc
+    return resolved.path

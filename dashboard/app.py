@@ -13,12 +13,13 @@ from typing import Any
 import gradio as gr
 
 from dashboard.config import DashboardConfig
-from dashboard.pages import live, review, transcribe
+from dashboard.pages import live, review, transcribe, validate
 
 TITLE = "asr-qa"
 PAGES = (  # (navbar name, path, module); the first is the main page at "/"
     ("Live", "", live),
     ("Transcribe", "transcribe", transcribe),
+    ("Validate", "validate", validate),
     ("Review", "review", review),
 )
 

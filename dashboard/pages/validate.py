@@ -1,0 +1,417 @@
+"""Validate (`/validate`): the validation runner over a dataset x noise conditions, with tables and comparison.
+
+The page turns the form into ``evaluation.runner.RunOptions`` (one per model), runs ``run_validation`` with a
+progress callback and a cancel event, and renders the ``RunResult`` (see ``dashboard.validate_view``). Earlier
+runs are reopened from the store with ``load_result``, so results survive a restart and can be compared.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import threading
+from dataclasses import dataclass, field
+
+import gradio as gr
+import pandas as pd
+
+from asr.audio import SAMPLE_RATE
+from asr.backends import BackendError
+from asr.models import UnknownModelError
+from dashboard.config import DashboardConfig
+from dashboard.shared import esc, get_store, model_choices, model_picker, render_alignment
+from dashboard.validate_view import group_chart, run_label, utterance_frame, wer_table
+from evaluation.datasets import DatasetError, DatasetOptions, LoadedDataset, load_dataset
+from evaluation.metrics import align
+from evaluation.noise import USAGE, Mixer, NoiseError, parse_condition, parse_conditions
+from evaluation.normalizer import get_normalizer
+from evaluation.report import SYNTHETIC_NOTE, write_outputs
+from evaluation.runner import RunError, RunOptions, RunResult, load_result, run_validation
+from evaluation.sources import open_source
+from evaluation.store import RunNotFound, Store
+
+logger = logging.getLogger(__name__)
+
+SOURCES = [
+    ("Built-in sample set", "builtin"),
+    ("Local folder or manifest", "folder"),
+    ("Hugging Face hub dataset", "hub"),
+    ("Recorded test cases", "recorded"),
+]
+NOISE_KINDS = ["clean", "white", "pink", "babble", "reverb"]
+DOWNLOADS = (
+    ("results.csv", "Results CSV"),
+    ("summary.csv", "Summary CSV"),
+    ("summary.json", "JSON"),
+    ("summary.md", "Markdown"),
+)
+USER_ERRORS = (DatasetError, RunError, NoiseError, UnknownModelError, BackendError)
+
+
+@dataclass
+class ValidateTab:
+    """One tab's run: the cancel switch of the run in progress and the result on screen."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    result: RunResult | None = None
+    columns: list[str] = field(default_factory=list)  # columns of the utterance table on screen
+
+    def __deepcopy__(self, memo) -> ValidateTab:
+        return ValidateTab()
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Everything the results area shows for one run, in the order of the page's outputs."""
+
+    status: str
+    table: object
+    chart: object
+    utterances: pd.DataFrame
+    files: tuple[str | None, ...]
+
+
+def dataset_spec(kind: str, text: str) -> str:
+    """The runner's dataset string for the source picked in the form."""
+    text = (text or "").strip()
+    if kind in ("builtin", "recorded"):
+        return kind
+    if not text:
+        raise gr.Error("Type the folder, manifest or hub id of the dataset.")
+    if kind == "hub" and not text.startswith("hub:"):
+        return f"hub:{text}"
+    return text
+
+
+def noise_specs(kinds: list[str], snrs: str, rt60s: str, noise_dir: str) -> list[str]:
+    """Noise condition specs from the checkboxes: every noise kind at every SNR, reverb at every RT60."""
+
+    def numbers(text: str, what: str) -> list[str]:
+        values = [v.strip() for v in (text or "").replace(";", ",").split(",") if v.strip()]
+        for v in values:
+            try:
+                float(v)
+            except ValueError:
+                raise gr.Error(f"{what}: {v!r} is not a number") from None
+        return values
+
+    specs = ["clean"] if "clean" in kinds else []
+    levels = numbers(snrs, "SNRs (dB)")
+    for kind in ("white", "pink", "babble"):
+        if kind in kinds:
+            specs += [f"{kind}@{snr}" for snr in levels]
+    if "reverb" in kinds:
+        specs += [f"reverb@{rt}" for rt in numbers(rt60s, "RT60 (s)")]
+    if (noise_dir or "").strip():
+        specs += [f"file:{noise_dir.strip()}@{snr}" for snr in levels]
+    return specs
+
+
+def build(page: gr.Blocks, config: DashboardConfig) -> None:
+    store = get_store(config.data_dir)
+    gr.Markdown(
+        "## Validate\nWER per accent and noise condition over a dataset, with 95% bootstrap intervals. "
+        f"*{SYNTHETIC_NOTE}*"
+    )
+    picker = model_picker(page, "validate")
+    extra_models = gr.Dropdown(
+        model_choices(),
+        value=[],
+        multiselect=True,
+        allow_custom_value=True,
+        label="Also run with these models (one run each, compared)",
+        elem_id="validate-models",
+    )
+    with gr.Row():
+        source = gr.Radio(SOURCES, value="builtin", label="Dataset", elem_id="validate-source")
+        location = gr.Textbox(
+            label="Folder, manifest file or hub id (ID[:CONFIG[:SPLIT]])",
+            placeholder="/data/my-set or edinburghcstr/edacc",
+            elem_id="validate-location",
+        )
+    with gr.Accordion("Columns (when the dataset's names are not the usual ones)", open=False):
+        with gr.Row():
+            split = gr.Textbox(label="Split", placeholder="test")
+            text_column = gr.Dropdown([], label="Text column", allow_custom_value=True)
+            group_columns = gr.Dropdown([], multiselect=True, allow_custom_value=True, label="Group columns")
+            speaker_column = gr.Dropdown([], label="Speaker column", allow_custom_value=True)
+        inspect = gr.Button("Read the dataset's columns", size="sm")
+        columns_note = gr.Markdown()
+    with gr.Row():
+        kinds = gr.CheckboxGroup(NOISE_KINDS, value=["clean", "white"], label="Noise", elem_id="validate-noise")
+        snrs = gr.Textbox("10", label="SNRs in dB (comma separated)", elem_id="validate-snrs")
+        rt60s = gr.Textbox("0.6", label="Reverb RT60s in s")
+        noise_dir = gr.Textbox(label="Your noise recordings folder (optional)", placeholder="/data/musan/noise")
+    conditions = gr.Markdown(elem_id="validate-conditions")
+    with gr.Row():
+        limit = gr.Number(None, label="Utterances (empty: all)", precision=0, minimum=1, elem_id="validate-limit")
+        seed = gr.Number(0, label="Seed", precision=0)
+        run = gr.Button("Run validation", variant="primary", elem_id="validate-run")
+        cancel = gr.Button("Cancel", variant="stop", elem_id="validate-cancel")
+    status = gr.Markdown(elem_id="validate-status")
+    table = gr.Dataframe(label="WER by accent x noise", interactive=False, elem_id="wer-table")
+    chart = gr.Plot(label="WER per group with 95% CI", elem_id="wer-chart")
+    with gr.Row():
+        downloads = [
+            gr.DownloadButton(f"Download {label}", visible=False, elem_id=f"download-{name.replace('.', '-')}")
+            for name, label in DOWNLOADS
+        ]
+    utterances = gr.Dataframe(
+        label="Per utterance (click a row for the alignment and audio)",
+        interactive=False,
+        wrap=True,
+        max_height=400,
+        elem_id="utterance-table",
+    )
+    with gr.Group(visible=False) as detail:
+        detail_heading = gr.Markdown()
+        alignment = gr.HTML(elem_id="alignment-view")
+        with gr.Row():
+            clean_audio = gr.Audio(label="Clean", interactive=False, elem_id="clean-audio")
+            noisy_audio = gr.Audio(label="As transcribed (with noise)", interactive=False, elem_id="noisy-audio")
+    with gr.Accordion("Earlier runs", open=True):
+        with gr.Row():
+            runs = gr.Dropdown([], label="Run", elem_id="validate-runs")
+            open_run = gr.Button("Open", scale=0, elem_id="validate-open")
+    tab = gr.State(lambda: ValidateTab())  # a factory: each tab gets its own
+
+    results = [status, table, chart, utterances, *downloads]
+    noise_inputs = [kinds, snrs, rt60s, noise_dir]
+    form = [
+        source,
+        location,
+        split,
+        text_column,
+        group_columns,
+        speaker_column,
+        *noise_inputs,
+        limit,
+        seed,
+        picker.model,
+        picker.backend,
+        extra_models,
+    ]
+
+    page.load(lambda: _run_choices(store), None, runs, api_name="validate_load_runs")
+    gr.on(
+        [page.load, *(c.change for c in noise_inputs)],
+        _preview_conditions,
+        noise_inputs,
+        conditions,
+        api_name="validate_conditions",
+        show_progress="hidden",
+    )
+    inspect.click(
+        lambda s, loc, sp: _inspect(store, s, loc, sp),
+        [source, location, split],
+        [text_column, group_columns, speaker_column, columns_note],
+        api_name="validate_columns",
+    )
+    run.click(
+        lambda t, *v: _run(store, config, t, *v),
+        [tab, *form],
+        [*results, runs],
+        api_name="validate_run",
+        concurrency_limit=1,
+        concurrency_id="validate_run",
+    )
+    cancel.click(_cancel, tab, status, api_name="validate_cancel", concurrency_limit=None)
+    open_run.click(lambda t, r: _open(store, config, t, r), [tab, runs], results, api_name="validate_open_run")
+
+    def pick_utterance(t: ValidateTab, evt: gr.SelectData):
+        return _utterance(store, t, evt)
+
+    utterances.select(
+        pick_utterance,
+        tab,
+        [detail, detail_heading, alignment, clean_audio, noisy_audio],
+        api_name="validate_utterance",
+    )
+
+
+def _preview_conditions(kinds, snrs, rt60s, noise_dir) -> str:
+    try:
+        specs = [c.spec for c in parse_conditions(noise_specs(kinds, snrs, rt60s, noise_dir))]
+    except (NoiseError, gr.Error) as exc:
+        return f"⚠️ {esc(exc)} ({esc(USAGE)})"
+    return "Conditions: " + ", ".join(f"`{s}`" for s in specs)
+
+
+def _run_choices(store: Store) -> gr.Dropdown:
+    return gr.Dropdown(choices=[(run_label(r), r.id) for r in store.list_runs()])
+
+
+def _inspect(store: Store, kind: str, location: str, split: str):
+    dataset = dataset_spec(kind, location)
+    try:
+        columns = list(open_source(dataset, split=split or None, store=store).columns)
+    except USER_ERRORS as exc:
+        raise gr.Error(str(exc)) from exc
+    dropdown = gr.Dropdown(choices=columns)
+    note = f"Columns of `{esc(dataset)}`: " + ", ".join(f"`{esc(c)}`" for c in columns)
+    return dropdown, gr.Dropdown(choices=columns), dropdown, note
+
+
+def _options(form: tuple) -> list[RunOptions]:
+    (
+        kind,
+        location,
+        split,
+        text_col,
+        group_cols,
+        speaker_col,
+        kinds,
+        snrs,
+        rt60s,
+        noise_dir,
+        limit,
+        seed,
+        model,
+        backend,
+        extra,
+    ) = form
+    base = RunOptions(
+        dataset=dataset_spec(kind, location),
+        noise=tuple(noise_specs(kinds, snrs, rt60s, noise_dir)),
+        backend=backend,
+        limit=int(limit) if limit not in (None, "") and not math.isnan(float(limit)) else None,
+        text_column=text_col or None,
+        group_columns=tuple(group_cols or ()),
+        speaker_column=speaker_col or None,
+        split=(split or "").strip() or None,
+        seed=int(seed or 0),
+    )
+    models = list(dict.fromkeys([model, *(extra or [])]))
+    try:
+        return [RunOptions(**{**base.__dict__, "model": m}).validate() for m in models]
+    except USER_ERRORS as exc:
+        raise gr.Error(str(exc)) from exc
+
+
+def _run(store: Store, config: DashboardConfig, tab: ValidateTab, *form, progress=gr.Progress()):  # noqa: B008
+    all_options = _options(form)
+    tab.cancel = threading.Event()
+    done: list[RunResult] = []
+    for n, options in enumerate(all_options, 1):
+        prefix = f"model {n}/{len(all_options)} ({options.model_name}): " if len(all_options) > 1 else ""
+
+        def report(finished: int, total: int, message: str, prefix=prefix) -> None:
+            progress(finished / total if total else 0.0, desc=f"{prefix}{finished}/{total} {message}")
+
+        try:
+            result = run_validation(options, store, progress=report, cancel=tab.cancel)
+        except USER_ERRORS as exc:
+            raise gr.Error(str(exc)) from exc
+        done.append(result)
+        if result.status == "cancelled":
+            break
+    shown = _show(config, tab, done[0])
+    return (*shown, gr.Dropdown(choices=_run_choices(store).choices, value=done[0].run_id))
+
+
+def _cancel(tab: ValidateTab) -> str:
+    tab.cancel.set()
+    return "Cancelling after the current batch… (run it again with the same settings to resume)"
+
+
+def _open(store: Store, config: DashboardConfig, tab: ValidateTab, run_id: str | None):
+    if not run_id:
+        raise gr.Error("Pick a run first.")
+    try:
+        result = load_result(store, run_id)
+    except RunNotFound as exc:
+        raise gr.Error(str(exc)) from exc
+    return _show(config, tab, result)
+
+
+def _show(config: DashboardConfig, tab: ValidateTab, result: RunResult) -> tuple:
+    tab.result = result
+    r = _render(config, result)
+    tab.columns = list(r.utterances.columns)
+    buttons = [gr.DownloadButton(value=path, visible=path is not None) for path in r.files]
+    return (r.status, r.table, r.chart, r.utterances, *buttons)
+
+
+def _render(config: DashboardConfig, result: RunResult) -> Rendered:
+    summary, settings = result.summary, result.settings
+    extra = {"status": result.status, "wall_seconds": result.wall_seconds}
+    paths = write_outputs(
+        config.runs_dir / result.run_id, result.rows, summary, settings, result.run_id, extra, result.skipped
+    )
+    o = summary.overall
+    lines = [
+        f"**Run `{result.run_id}`** ({result.status}): `{esc(settings.model)}` on {esc(settings.backend)}, dataset "
+        f"`{esc(settings.dataset)}`, noise {', '.join(f'`{esc(n)}`' for n in settings.noise)}, seed {settings.seed}, "
+        f"normalizer `{esc(settings.normalizer)}`.",
+        f"Overall WER **{_pct(o.wer)}** (raw {_pct(o.raw_wer)}), CER {_pct(o.cer)}, {o.utterances} utterances, "
+        f"{o.audio_seconds:.0f} s of audio; {result.speed:.1f}x real time in this run."
+        if math.isfinite(result.speed)
+        else f"Overall WER **{_pct(o.wer)}** (raw {_pct(o.raw_wer)}), CER {_pct(o.cer)}, {o.utterances} utterances.",
+        "`*` marks a cell with too few utterances or speakers to trust.",
+    ]
+    if result.skipped:
+        lines.append(f"⚠️ {len(result.skipped)} dataset row(s) skipped: " + "; ".join(map(esc, result.skipped[:5])))
+    files = tuple(str(paths[name]) for name, _ in DOWNLOADS)
+    return Rendered(
+        "\n\n".join(lines),
+        wer_table(summary),
+        group_chart(result.rows, summary, settings.seed),
+        utterance_frame(result.rows, summary.group_columns),
+        files,
+    )
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.1f}%" if math.isfinite(value) else "n/a"
+
+
+def _utterance(store: Store, tab: ValidateTab, evt: gr.SelectData):
+    """The alignment of one row (S/D/I coloured) and its clean and noisy audio, re-made from the run's seed."""
+    result, row = tab.result, dict(zip(tab.columns, evt.row_value or [], strict=False))
+    if result is None or "id" not in row or "noise" not in row:
+        return gr.Group(visible=False), *[gr.skip()] * 4
+    match = result.rows[(result.rows["id"].astype(str) == str(row["id"])) & (result.rows["noise"] == row["noise"])]
+    if match.empty:
+        return gr.Group(visible=False), *[gr.skip()] * 4
+    item = match.iloc[0]
+    normalizer = get_normalizer(result.settings.normalizer)
+    spans = align(str(item["reference"]), str(item["hypothesis"]), normalizer)
+    heading = (
+        f"**{esc(item['id'])}** · {esc(item['noise'])} · WER {_pct(float(item['wer']))} "
+        f"({int(item['substitutions'])} substituted, {int(item['deletions'])} deleted, "
+        f"{int(item['insertions'])} inserted; normalizer `{esc(normalizer.name)}`)"
+    )
+    try:
+        clean, noisy = utterance_audio(store, result, str(item["id"]), str(item["noise"]))
+    except USER_ERRORS as exc:
+        gr.Warning(f"The audio could not be re-made: {exc}")
+        clean = noisy = None
+    return gr.Group(visible=True), heading, render_alignment(spans), clean, noisy
+
+
+@functools.lru_cache(maxsize=2)
+def _run_dataset(store: Store, run_id: str) -> LoadedDataset:
+    """The run's dataset, loaded again as the run loaded it (same source, columns, limit and split)."""
+    s = store.get_run(run_id).settings
+    options = DatasetOptions(
+        source=s.dataset,
+        text_column=s.text_column,
+        group_columns=tuple(s.group_columns),
+        speaker_column=s.speaker_column,
+        limit=s.limit,
+        split=s.split,
+    )
+    return load_dataset(options, store)
+
+
+def utterance_audio(store: Store, result: RunResult, utterance_id: str, noise: str) -> tuple:
+    """Clean and noisy audio of one row: the mix is deterministic per seed, so it is re-made, not stored."""
+    data = _run_dataset(store, result.run_id)
+    samples = {s.id: s for s in data.samples}
+    if utterance_id not in samples:
+        raise DatasetError(f"utterance {utterance_id!r} is no longer in dataset {data.name}")
+    mixer = Mixer(result.settings.seed, {s.id: s.audio for s in data.samples})
+    clean = samples[utterance_id].audio
+    mixed = mixer.mix(utterance_id, clean, parse_condition(noise))
+    return (SAMPLE_RATE, clean), (SAMPLE_RATE, mixed.audio)

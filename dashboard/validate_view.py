@@ -1,0 +1,113 @@
+"""Renderers of the Validate page: the colour-scaled WER table, the per-group chart with CIs, the utterance table.
+
+They take what ``evaluation`` computed (a ``Summary``, the per-utterance rows) and only lay it out; no figure is
+computed here except the group table the chart needs, which comes from ``evaluation.tables.group_table``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on a server; set before any figure is made
+
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from evaluation.report import Summary, display_table  # noqa: E402
+from evaluation.store import Run  # noqa: E402
+from evaluation.tables import group_table  # noqa: E402
+
+WORST_WER = 0.5  # WER at which a cell is fully red; 0 is green
+UTTERANCE_COLUMNS = ("id", "noise", "wer", "reference", "hypothesis", "snr_db_measured")
+
+
+def wer_colour(wer: float) -> str:
+    """Green (0%) through yellow to red (50% and worse); grey for a cell with no figure."""
+    if wer is None or not math.isfinite(wer):
+        return "background-color: #e5e7eb; color: #111"
+    hue = 120.0 * (1.0 - min(max(wer / WORST_WER, 0.0), 1.0))
+    return f"background-color: hsl({hue:.0f}, 75%, 82%); color: #111"
+
+
+def wer_table(summary: Summary):
+    """The accent x noise pivot (WER with 95% CI), coloured by WER; the noise table when there are no groups."""
+    if summary.pivot is not None and summary.pivot_text is not None:
+        text = summary.pivot_text.reset_index()
+        numbers = summary.pivot.reset_index()
+        key = text.columns[0]
+    elif "noise" in summary.tables:
+        noise = summary.tables["noise"]
+        text = display_table(noise, ["noise"])[["noise", "WER [95% CI]"]].set_index("noise").T.reset_index(drop=True)
+        numbers = noise.set_index("noise")[["wer"]].T.reset_index(drop=True)
+        text.insert(0, "", "all")
+        numbers.insert(0, "", "all")
+        key = ""
+    else:
+        return pd.DataFrame({"": ["no results"]})
+
+    def colours(frame: pd.DataFrame) -> pd.DataFrame:
+        out = pd.DataFrame("", index=frame.index, columns=frame.columns)
+        for column in frame.columns:
+            if column != key:
+                out[column] = [wer_colour(float(v)) for v in numbers[column]]
+        return out
+
+    return text.style.apply(colours, axis=None)
+
+
+def group_chart(rows: pd.DataFrame, summary: Summary, seed: int = 0) -> Figure:
+    """WER per group (first group column) and noise condition, bars with 95% CI error bars."""
+    group = summary.group_columns[0] if summary.group_columns else None
+    by = [group, "noise"] if group else ["noise"]
+    table = group_table(rows, by, speaker_column=summary.speaker_column, seed=seed) if len(rows) else pd.DataFrame()
+    figure = Figure(figsize=(10, 4.2), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    if table.empty:
+        axes.text(0.5, 0.5, "no results", ha="center", va="center")
+        return figure
+    conditions = list(dict.fromkeys(table["noise"]))
+    groups = list(dict.fromkeys(table[group])) if group else ["all"]
+    width = 0.8 / len(conditions)
+    for i, condition in enumerate(conditions):
+        cells = table[table["noise"] == condition]
+        cells = cells.set_index(group).reindex(groups) if group else cells.reset_index(drop=True)
+        wer = cells["wer"].to_numpy(float) * 100
+        low = (cells["wer"] - cells["wer_ci_low"]).clip(lower=0).to_numpy(float) * 100
+        high = (cells["wer_ci_high"] - cells["wer"]).clip(lower=0).to_numpy(float) * 100
+        xs = [x - 0.4 + width * (i + 0.5) for x in range(len(groups))]
+        axes.bar(xs, wer, width, label=condition, yerr=[low, high], capsize=3, error_kw={"elinewidth": 1})
+    axes.set_xticks(
+        range(len(groups)), groups, rotation=20 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center"
+    )
+    axes.set_ylabel("WER % (bars: 95% CI)")
+    axes.set_xlabel(group or "")
+    axes.set_ylim(bottom=0)
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(title="noise", fontsize=8, ncols=min(len(conditions), 6))
+    return figure
+
+
+def utterance_frame(rows: pd.DataFrame, group_columns: Sequence[str]) -> pd.DataFrame:
+    """One row per utterance x condition, worst first, with the columns a reviewer scans."""
+    columns = [c for c in (UTTERANCE_COLUMNS[0], *group_columns, *UTTERANCE_COLUMNS[1:]) if c in rows.columns]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    out = rows[columns].copy()
+    out["wer"] = (out["wer"].astype(float) * 100).round(1)
+    if "snr_db_measured" in out:
+        out["snr_db_measured"] = out["snr_db_measured"].astype(float).round(1)
+    return out.sort_values("wer", ascending=False, na_position="last").rename(columns={"wer": "wer %"})
+
+
+def run_label(run: Run) -> str:
+    """How a run is named in the pickers: when, what, and its overall WER."""
+    overall = (run.summary or {}).get("overall") or {}
+    wer = overall.get("wer")
+    figure = f"WER {wer * 100:.1f}%" if isinstance(wer, (int, float)) else run.status
+    noise = ",".join(run.settings.noise)
+    return (
+        f"{run.created_at[:16].replace('T', ' ')} · {run.settings.model} · {run.settings.dataset} · {noise} · {figure}"
+    )

@@ -1,0 +1,113 @@
+"""Live in a real browser: Chromium's fake microphone plays real speech into the streaming page."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pytest
+from browser_util import chromium, have_espeak, new_page, running_app, screenshot, text_of, wait_for_text
+from conftest import HARVARD, speak
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+SENTENCES = " ".join(HARVARD[:4])
+TAIL_SILENCE_S = 2.0
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    """About 12 s of espeak-ng speech as 48 kHz mono 16-bit WAV (what Chromium's fake device plays)."""
+    if not have_espeak():
+        pytest.skip("espeak-ng and sox are needed to make the speech file")
+    folder = tmp_path_factory.mktemp("live-audio")
+    raw = speak(SENTENCES, folder / "raw.wav")
+    out = folder / "speech.wav"
+    pad = ["pad", "0.5", str(TAIL_SILENCE_S)]
+    subprocess.run(["sox", str(raw), "-r", "48000", "-c", "1", "-b", "16", str(out), *pad], check=True)
+    seconds = float(subprocess.run(["soxi", "-D", str(out)], capture_output=True, text=True, check=True).stdout)
+    return out, seconds
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    with running_app(tmp_path_factory, "live") as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def browser(speech):
+    wav, _ = speech
+    fake_mic = [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}%noloop",
+    ]
+    with chromium(fake_mic) as browser:
+        yield browser
+
+
+@pytest.fixture(scope="module")
+def offline(speech, fw_backend):
+    """The full-context transcript of the same file: the live text must come close to it."""
+    from asr.transcribe import transcribe
+
+    return transcribe(speech[0], backend=fw_backend).text
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
+def test_live_commits_while_speaking_then_saves_a_test_case(app, browser, speech, offline):
+    from evaluation.metrics import score
+
+    _, seconds = speech
+    page = new_page(browser, permissions=["microphone"])
+    page.goto(app.url + "/")
+    page.wait_for_selector("#live-mic")
+    page.locator("#live-mic button", has_text="Record").click()
+    wait_for_text(page, "#live-readout", "listening", 30_000)  # the start event reached the server
+    started = time.monotonic()
+    first_commit = None
+    grew: list[str] = []
+    readouts: list[str] = []  # what the tester saw, for the failure message
+    shot = False
+    while time.monotonic() - started < seconds + 1.0:
+        committed = page.locator("#live-committed").inner_text().strip()
+        if committed and first_commit is None:
+            first_commit = time.monotonic() - started
+        if committed and (not grew or grew[-1] != committed):
+            grew.append(committed)
+        if len(grew) >= 3 and not shot and page.locator("#live-tentative").inner_text().strip():
+            screenshot(page, "live")  # committed and tentative text both on screen
+            shot = True
+        readouts.append(f"{time.monotonic() - started:.1f}s {page.locator('#live-readout').inner_text()}")
+        time.sleep(0.25)
+    readout = page.locator("#live-readout").inner_text()
+    assert first_commit is not None and first_commit < seconds - TAIL_SILENCE_S, (first_commit, seconds, readouts)
+    assert all(later.startswith(earlier) for earlier, later in zip(grew, grew[1:])), grew  # committed only grows
+    assert re.search(r"update \d+\.\d+ s · lag \d+\.\d+ s", readout), readout
+
+    page.locator("#live-mic button", has_text="Stop").click()
+    wait_for_text(page, "#live-readout", "finished", 180_000)
+    final = page.locator("#live-committed").inner_text().strip()
+    # tiny.en streams with less context than it decodes offline, so the live text may differ in a few words;
+    # it must still be close to the offline text, and the last word (committed on stop) must not be lost.
+    assert score(offline, final).wer <= 0.4, (final, offline, readouts[-8:])
+    assert score(SENTENCES, final).wer <= score(SENTENCES, offline).wer + 0.3, (final, offline)
+    assert _words(final)[-1] == _words(offline)[-1], (final, offline)
+
+    page.wait_for_function("document.querySelector('#live-reference textarea').value.trim().length > 0")
+    assert text_of(page, "#live-reference") == final  # the reference is pre-filled, editable
+    page.locator("#live-accent input").fill("US")
+    page.locator("#live-accent input").press("Enter")
+    page.locator("#live-save").click()
+    wait_for_text(page, "#live-saved", "Review")
+    case_id = re.search(r"[0-9a-f]{16}", page.locator("#live-saved").inner_text()).group(0)
+
+    page.goto(app.url + "/review")
+    wait_for_text(page, "#review-table", case_id)
+    row = page.locator("#review-table").inner_text()
+    assert "test case" in row and "accent=US" in row

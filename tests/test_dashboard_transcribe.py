@@ -1,0 +1,148 @@
+"""Transcribe and Review in a real browser: upload → transcript → flag → listed on Review → survives a restart."""
+
+from __future__ import annotations
+
+import re
+import urllib.error
+import urllib.request
+
+import pytest
+from browser_util import (
+    chromium,
+    click_table_cell,
+    new_page,
+    running_app,
+    screenshot,
+    text_of,
+    wait_for_text,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CASE_ID = re.compile(r"`?([0-9a-f]{16})`?")
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    with running_app(tmp_path_factory, "transcribe") as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as browser:
+        yield browser
+
+
+@pytest.fixture(scope="module")
+def expected(speech_wav, fw_backend):
+    """What the engine itself says about the file: the page must show exactly this."""
+    from asr.transcribe import transcribe
+
+    return transcribe(speech_wav, backend=fw_backend)
+
+
+def _transcribe(page, app, wav) -> str:
+    page.goto(app.url + "/transcribe")
+    page.locator("#transcribe-audio input[type=file]").set_input_files(str(wav))
+    page.get_by_role("button", name="Transcribe", exact=True).click()
+    page.wait_for_function("document.querySelector('#transcript textarea').value.trim().length > 0", timeout=180_000)
+    return text_of(page, "#transcript")
+
+
+def _saved_id(page) -> str:
+    wait_for_text(page, "#transcribe-saved", "Review")
+    match = CASE_ID.search(page.locator("#transcribe-saved").inner_text())
+    assert match, page.locator("#transcribe-saved").inner_text()
+    return match.group(1)
+
+
+def test_upload_transcribe_flag_review_restart(app, browser, speech_wav, expected):
+    page = new_page(browser)
+    shown = _transcribe(page, app, speech_wav)
+    assert shown == expected.text
+    words = page.locator("#transcript-words .asrqa-word[title]")
+    assert words.count() == len(expected.words)
+    stats = page.locator("#transcribe-stats").inner_text()
+    assert "real time" in stats and f"{expected.duration:.1f} s" in stats
+    screenshot(page, "transcribe")
+
+    page.get_by_text("Flag this transcript").click()
+    corrected = "The birch canoe slid on the smooth planks."
+    page.locator("#flag-corrected textarea").fill(corrected)
+    page.locator("#flag-button").click()
+    case_id = _saved_id(page)
+
+    page.goto(app.url + "/review")
+    wait_for_text(page, "#review-table", case_id)
+    assert "flag" in page.locator("#review-table").inner_text()
+
+    app.restart()
+    page.goto(app.url + "/review")
+    wait_for_text(page, "#review-table", case_id)
+    click_table_cell(page, "#review-table", case_id)
+    wait_for_text(page, "#review-heading", case_id)
+    diff = page.locator("#review-diff")
+    assert diff.locator(".asrqa-del, .asrqa-sub, .asrqa-ins").count() > 0  # the correction differs from the text
+    assert page.locator("#review-audio audio, #review-audio .waveform-container, #review-audio wave").count() > 0
+    screenshot(page, "review")
+
+
+def test_save_test_case_with_labels_then_triage_and_delete(app, browser, speech_wav, speech_text):
+    page = new_page(browser)
+    _transcribe(page, app, speech_wav)
+    page.get_by_text("Save as test case", exact=True).first.click()
+    page.locator("#transcribe-reference textarea").fill(speech_text)
+    page.locator("#transcribe-notes textarea").fill("browser test")
+    page.locator("#transcribe-accent input").fill("Scottish")
+    page.locator("#transcribe-accent input").press("Enter")
+    page.locator("#transcribe-save").click()
+    case_id = _saved_id(page)
+
+    page.goto(app.url + "/review")
+    wait_for_text(page, "#review-table", case_id)
+    assert "accent=Scottish" in page.locator("#review-table").inner_text()
+    click_table_cell(page, "#review-table", case_id)
+    wait_for_text(page, "#review-heading", case_id)
+    page.locator("#review-new-status").get_by_text("confirmed", exact=True).click()
+    page.locator("#review-save").click()
+    wait_for_text(page, "#review-message", "status confirmed")
+
+    page.reload()
+    wait_for_text(page, "#review-table", case_id)
+    page.locator("#review-status input").click()
+    page.get_by_role("option", name="confirmed", exact=True).click()
+    wait_for_text(page, "#review-table", case_id)  # the filter keeps it
+
+    click_table_cell(page, "#review-table", case_id)
+    wait_for_text(page, "#review-heading", case_id)
+    page.locator("#review-delete").click()
+    page.locator("#review-confirm-delete").click()
+    wait_for_text(page, "#review-message", "Deleted")
+    page.reload()
+    page.wait_for_selector("#review-table")
+    page.wait_for_timeout(2000)
+    assert case_id not in page.locator("#review-table").inner_text()
+
+
+def test_export_downloads_a_dataset(app, browser, speech_wav):
+    page = new_page(browser)
+    _transcribe(page, app, speech_wav)
+    page.get_by_text("Flag this transcript").click()
+    page.locator("#flag-button").click()
+    _saved_id(page)
+    page.goto(app.url + "/review")
+    page.get_by_text("Export as a validation dataset").click()
+    page.get_by_text("CSV + WAV").click()
+    page.locator("#review-export").click()
+    wait_for_text(page, "#review-export-note", "Exported")
+    with page.expect_download() as download:
+        page.locator("#review-export-file a").first.click()
+    assert download.value.suggested_filename.endswith(".zip")
+
+
+def test_files_outside_the_served_folders_are_refused(app):
+    for path in ("/etc/passwd", str(app.data_dir / "asrqa.sqlite"), str(app.data_dir.parent / "app-1.log")):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{app.url}/gradio_api/file={path}", timeout=10)
+        assert refused.value.code in (403, 404)

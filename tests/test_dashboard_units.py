@@ -1,0 +1,118 @@
+"""The dashboard's small pure pieces: argument parsing, served paths, form-to-options, renderers. No browser."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from dashboard.__main__ import parse_auth
+from dashboard.app import build_demo
+from dashboard.config import DashboardConfig
+from dashboard.pages.review import Filters, parse_extra_labels
+from dashboard.pages.validate import dataset_spec, noise_specs
+from dashboard.shared import confidence_band, render_alignment, render_diff
+from dashboard.validate_view import wer_colour
+from evaluation.metrics import AlignedSpan
+
+
+def test_auth_pairs_files_and_mistakes(tmp_path):
+    users = tmp_path / "users.txt"
+    users.write_text("# comment\n\nann:pw:with:colons\nbob:x\n")
+    assert parse_auth(["amy:secret", str(users)]) == [("amy", "secret"), ("ann", "pw:with:colons"), ("bob", "x")]
+    with pytest.raises(ValueError, match="user:password"):
+        parse_auth(["nopassword"])
+    users.write_text("broken line\n")
+    with pytest.raises(ValueError, match=r"users.txt:1"):
+        parse_auth([str(users)])
+
+
+def test_served_paths_exclude_the_database(tmp_path):
+    config = DashboardConfig(data_dir=tmp_path)
+    served = config.served_paths()
+    assert str(tmp_path.resolve()) not in served  # never the whole data folder: it holds the SQLite file
+    assert str(tmp_path.resolve() / "audio") in served
+    assert all(str(tmp_path.resolve() / "asrqa.sqlite").startswith(b) is False for b in served)
+    assert str(tmp_path.resolve() / "asrqa.sqlite") in config.blocked_paths()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"max_upload_mb": 0}, "max-upload-mb"),
+        ({"live_limit_s": -1}, "live-limit"),
+        ({"live_sessions": 0}, "live-sessions"),
+    ],
+)
+def test_config_rejects_bad_values(changes, message):
+    with pytest.raises(ValueError, match=message):
+        DashboardConfig().replace(**changes)
+
+
+def test_noise_specs_from_the_form():
+    assert noise_specs(["clean", "white", "babble"], "10, 5", "0.6", "") == [
+        "clean",
+        "white@10",
+        "white@5",
+        "babble@10",
+        "babble@5",
+    ]
+    assert noise_specs(["reverb"], "", "0.3,0.9", "") == ["reverb@0.3", "reverb@0.9"]
+    assert noise_specs([], "20", "", "/noise") == ["file:/noise@20"]
+    with pytest.raises(Exception, match="not a number"):
+        noise_specs(["white"], "ten", "", "")
+
+
+def test_dataset_spec_from_the_form():
+    assert dataset_spec("builtin", "ignored") == "builtin"
+    assert dataset_spec("recorded", "") == "recorded"
+    assert dataset_spec("hub", "edinburghcstr/edacc") == "hub:edinburghcstr/edacc"
+    assert dataset_spec("hub", "hub:a/b:c:test") == "hub:a/b:c:test"
+    assert dataset_spec("folder", " /data/set ") == "/data/set"
+    with pytest.raises(Exception, match="Type the folder"):
+        dataset_spec("folder", "  ")
+
+
+def test_review_filters_and_labels():
+    assert Filters("all", "all", "all", "all").query() == {"kind": None, "status": None, "model": None, "label": None}
+    assert Filters("flag", "wont_fix", "m", "accent=US").query() == {
+        "kind": "flag",
+        "status": "wont_fix",
+        "model": "m",
+        "label": ("accent", "US"),
+    }
+    assert parse_extra_labels("room = small\n\nmic=usb") == {"room": "small", "mic": "usb"}
+    with pytest.raises(Exception, match="line 2"):
+        parse_extra_labels("a=b\nnot a label")
+
+
+def test_alignment_colours_each_kind_of_error_and_escapes_html():
+    spans = (
+        AlignedSpan("equal", ("the",), ("the",)),
+        AlignedSpan("substitute", ("birch",), ("<b>merch</b>",)),
+        AlignedSpan("delete", ("canoe",), ()),
+        AlignedSpan("insert", (), ("uh",)),
+    )
+    html = render_alignment(spans)
+    assert "asrqa-sub" in html and "asrqa-del" in html and "asrqa-ins" in html
+    assert "<b>merch" not in html and "&lt;b&gt;merch" in html
+    diff = render_diff("The birch canoe.", "the merch canoe").split("asrqa-legend")[0]  # the words, not the legend
+    # normalized as validation scores: case and punctuation do not count as errors
+    assert diff.count("asrqa-sub'") == 1 and "asrqa-del'" not in diff
+
+
+def test_colour_scale_and_confidence_bands():
+    assert "hsl(120" in wer_colour(0.0) and "hsl(0," in wer_colour(0.9) and "hsl(60" in wer_colour(0.25)
+    assert "#e5e7eb" in wer_colour(math.nan)
+    assert [confidence_band(p) for p in (0.95, 0.6, 0.1)] == ["high", "medium", "low"]
+
+
+def test_every_event_has_an_api_name_and_the_pages_are_routed(tmp_path):
+    demo = build_demo(DashboardConfig(data_dir=tmp_path))
+    assert [p[0] for p in demo.pages] == ["", "transcribe", "validate", "review"]
+    assert [p[1] for p in demo.pages][1:] == ["Transcribe", "Validate", "Review"]
+    names = [fn.api_name for fn in demo.fns.values()]
+    assert names and all(isinstance(n, str) and n for n in names)
+    stream = next(fn for fn in demo.fns.values() if fn.api_name == "live_stream")
+    assert stream.concurrency_limit == DashboardConfig().live_sessions and stream.time_limit >= 3600
+    assert demo.api_open is False

@@ -1,0 +1,90 @@
+"""Validate in a real browser: a small built-in run with two noise conditions, its table, chart and downloads."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+from browser_util import chromium, click_table_cell, new_page, running_app, screenshot, wait_for_text
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+LIMIT = 7  # one utterance per built-in accent (the limit is spread evenly over a local set)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    with running_app(tmp_path_factory, "validate") as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as browser:
+        yield browser
+
+
+@pytest.fixture(scope="module")
+def finished_run(app, browser):
+    """Run the built-in set, clean and white noise at 10 dB, from the page; returns the page showing it."""
+    page = new_page(browser)
+    page.goto(app.url + "/validate")
+    wait_for_text(page, "#validate-conditions", "white@10")
+    page.locator("#validate-limit input").fill(str(LIMIT))
+    page.locator("#validate-run").click()
+    wait_for_text(page, "#validate-status", "Overall WER", 600_000)
+    return page
+
+
+def test_run_shows_the_accent_by_noise_table_and_the_chart(finished_run):
+    page = finished_run
+    status = page.locator("#validate-status").inner_text()
+    assert "finished" in status and f"{LIMIT * 2} utterances" in status
+    table = page.locator("#wer-table").inner_text()
+    for header in ("accent", "clean", "white@10", "en-us", "en-gb-scotland", "en-029"):
+        assert header in table
+    assert "%" in table
+    colours = page.locator("#wer-table .body-cell[style*='background-color']")
+    assert colours.count() >= LIMIT * 2  # every WER cell is colour-scaled
+    chart = page.locator("#wer-chart img")
+    chart.wait_for()
+    assert chart.evaluate("img => img.naturalWidth") > 200
+    screenshot(page, "validate")
+
+
+def test_csv_download_has_one_row_per_utterance_and_condition(finished_run):
+    page = finished_run
+    with page.expect_download() as download:
+        page.locator("#download-results-csv").click()
+    assert download.value.suggested_filename == "results.csv"
+    with open(download.value.path(), newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == LIMIT * 2
+    assert {r["noise"] for r in rows} == {"clean", "white@10"}
+    for column in ("id", "reference", "hypothesis", "wer", "accent", "snr_db_measured"):
+        assert column in rows[0]
+    noisy = [float(r["snr_db_measured"]) for r in rows if r["noise"] == "white@10"]
+    assert all(abs(snr - 10) <= 0.1 for snr in noisy)
+    for name in ("summary-json", "summary-md", "summary-csv"):
+        with page.expect_download():
+            page.locator(f"#download-{name}").click()
+
+
+def test_utterance_opens_alignment_with_clean_and_noisy_audio(finished_run):
+    page = finished_run
+    click_table_cell(page, "#utterance-table", "white@10")
+    page.wait_for_selector("#alignment-view .asrqa-diff")
+    assert page.locator("#alignment-view .asrqa-legend").inner_text().startswith("substituted")
+    for player in ("#clean-audio", "#noisy-audio"):
+        page.locator(f"{player} audio, {player} .waveform-container").first.wait_for(state="attached")
+
+
+def test_earlier_run_reopens_after_reload(app, finished_run, browser):
+    run_id = finished_run.locator("#validate-status code").first.inner_text()
+    page = new_page(browser)
+    page.goto(app.url + "/validate")
+    page.locator("#validate-runs input").click()
+    page.get_by_role("option").filter(has_text="builtin").first.click()
+    page.locator("#validate-open").click()
+    wait_for_text(page, "#validate-status", run_id)
+    assert "white@10" in page.locator("#wer-table").inner_text()

@@ -201,7 +201,7 @@ def hub_source(spec: str, split: str | None) -> RowSource:
     try:
         first = next(iterator, None)
     except Exception as exc:  # noqa: BLE001
-        raise DatasetError(f"dataset {spec}: cannot read its first row ({exc})") from exc
+        raise _stream_error(spec, exc) from exc
     if first is None:
         raise DatasetError(f"dataset {spec}: the split is empty")
     columns = tuple(stream.features.keys()) if stream.features else tuple(first.keys())
@@ -219,7 +219,16 @@ def _guarded(iterator: Iterator, spec: str) -> Iterator:
         except StopIteration:
             return
         except Exception as exc:  # noqa: BLE001 - a broken stream ends the load with a clear message
-            raise DatasetError(f"dataset {spec}: reading the stream failed ({exc})") from exc
+            raise _stream_error(spec, exc) from exc
+
+
+def _stream_error(spec: str, exc: Exception) -> DatasetError:
+    if "torchcodec" in str(exc):
+        return DatasetError(
+            f"dataset {spec}: it keeps its audio as separate files, which datasets reads only with torchcodec "
+            "(pip install torchcodec); or download it and pass the folder, which is read without it"
+        )
+    return DatasetError(f"dataset {spec}: reading the stream failed ({type(exc).__name__}: {str(exc)[:300]})")
 
 
 def recorded_source(store: Store) -> RowSource:

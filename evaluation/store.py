@@ -141,6 +141,11 @@ class Run:
     results: int  # per-utterance rows stored so far
 
 
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC date and time plus six random hex digits."""
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -361,7 +366,7 @@ class Store:
     # -- runs --------------------------------------------------------------------------------------------
     def create_run(self, settings: RunSettings, run_id: str | None = None) -> str:
         """Register a run before its first result, so an interrupted run can be found and resumed."""
-        run_id = run_id or datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        run_id = run_id or new_run_id()
         created = settings.created_at or utc_now()
         data = json.dumps({**settings.to_json(), "created_at": created}, ensure_ascii=False)
         with self._connect(write=True) as conn:

@@ -1,0 +1,109 @@
+"""``python -m evaluation bench``: throughput of a whole built-in sweep on each backend.
+
+The figure is audio seconds per wall second over the sweep (every utterance x every condition), with noise
+mixing, VAD, decoding, scoring and storing included; dataset decoding and model loading are reported apart,
+since a long-lived dashboard pays them once. CPU seconds are printed too: on a shared machine wall time
+mostly measures the neighbours, and CPU seconds per audio second says what a quiet machine would give.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from asr.results import BACKENDS
+
+DEFAULT_NOISE = "clean,white@10,pink@10,babble@5,reverb@0.5"
+TARGET_SPEED = 20.0  # x real time, tiny.en on faster-whisper, 2 CPU cores
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    backend: str
+    rows: int  # utterance x condition
+    audio_seconds: float
+    wall_seconds: float  # the sweep, dataset and model loading excluded
+    cpu_seconds: float  # process CPU time over the sweep (all threads)
+    compute_seconds: float  # the engine's own model time
+    load_seconds: float  # model loading and warm-up
+    wer: float
+
+    @property
+    def speed(self) -> float:
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds else float("nan")
+
+    @property
+    def cpu_speed(self) -> float:
+        """Audio seconds per CPU second: a quiet machine with N free cores gives about N times this."""
+        return self.audio_seconds / self.cpu_seconds if self.cpu_seconds else float("nan")
+
+
+def bench_backend(backend: str, model: str, noise: str, limit: int | None, device: str) -> BenchResult:
+    from asr.backends import get_backend
+    from asr.transcribe import transcribe
+    from evaluation.datasets import DatasetOptions, load_dataset
+    from evaluation.runner import RunOptions, run_validation
+    from evaluation.store import Store
+
+    started = time.perf_counter()
+    engine = get_backend(model, backend, device)
+    sample = load_dataset(DatasetOptions("builtin", limit=1)).samples[0]
+    transcribe(sample.audio, backend=engine)  # warm-up: first-call allocations are not throughput
+    load = time.perf_counter() - started
+    options = RunOptions(
+        dataset="builtin", noise=tuple(noise.split(",")), model=model, backend=backend, device=device, limit=limit
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        cpu = time.process_time()
+        result = run_validation(options, Store(tmp))
+        cpu = time.process_time() - cpu
+    return BenchResult(
+        backend=backend,
+        rows=len(result.rows),
+        audio_seconds=result.audio_seconds_done,
+        wall_seconds=result.wall_seconds,
+        cpu_seconds=cpu,
+        compute_seconds=result.summary.overall.compute_seconds,
+        load_seconds=load,
+        wer=result.summary.overall.wer,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evaluation bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated backends")
+    parser.add_argument("--model", default="whisper-tiny.en")
+    parser.add_argument("--noise", default=DEFAULT_NOISE)
+    parser.add_argument("--limit", type=int, default=None, help="utterances of the built-in set (default all)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    args = parser.parse_args(argv)
+    import os
+
+    print(f"built-in sweep: model {args.model}, noise {args.noise}, {os.cpu_count()} CPU cores")
+    header = f"{'backend':15} {'rows':>5} {'audio s':>8} {'wall s':>7} {'x real time':>11} {'CPU s':>7} {'audio/CPU s':>11} {'load s':>7} {'WER':>6}"
+    print(header)
+    status = 0
+    for backend in args.backends.split(","):
+        try:
+            r = bench_backend(backend.strip(), args.model, args.noise, args.limit, args.device)
+        except Exception as exc:  # noqa: BLE001 - one backend failing must not hide the other's figures
+            print(f"{backend:15} unavailable: {str(exc).splitlines()[0][:100]}")
+            status = 1
+            continue
+        print(
+            f"{r.backend:15} {r.rows:5d} {r.audio_seconds:8.1f} {r.wall_seconds:7.1f} {r.speed:10.1f}x "
+            f"{r.cpu_seconds:7.1f} {r.cpu_speed:10.1f}x {r.load_seconds:7.1f} {r.wer * 100:5.1f}%",
+            flush=True,
+        )
+        if r.backend == "faster-whisper" and args.model == "whisper-tiny.en":
+            verdict = "meets" if r.speed >= TARGET_SPEED else "misses"
+            print(f"  target >= {TARGET_SPEED:.0f}x real time (2 cores): {verdict} it on this machine now")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

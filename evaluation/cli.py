@@ -1,0 +1,288 @@
+"""``python -m evaluation``: run a validation, compare runs, list runs, rebuild the built-in set, benchmark.
+
+Exit codes of ``run``: 0 when every ``--max-wer`` threshold holds, 1 when one is exceeded (a CI gate for model
+changes), 2 on bad arguments or an unusable dataset, with a one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from asr.backends import DEFAULT_BACKEND, BackendError
+from asr.models import UnknownModelError
+from asr.results import BACKENDS
+from evaluation.datasets import DatasetError
+from evaluation.noise import USAGE, NoiseError, parse_conditions
+from evaluation.normalizer import DEFAULT_NORMALIZER, NORMALIZERS
+from evaluation.runner import RunError
+from evaluation.store import DEFAULT_DATA_DIR, RunNotFound, StoreError, new_run_id
+
+USER_ERRORS = (DatasetError, NoiseError, RunError, UnknownModelError, BackendError, StoreError, RunNotFound)
+
+
+class UsageError(Exception):
+    """Bad command-line input: exit 2 with this one-line message."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as one line (exit 2) instead of usage text."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    spec: str  # as given, e.g. "accent=en-gb-scotland:0.5"
+    where: tuple[tuple[str, str], ...]  # (column, value) pairs every counted row must match; () is overall
+    max_wer: float
+
+
+def parse_threshold(text: str) -> Threshold:
+    """``0.35``, ``35%``, ``accent=en-gb-scotland:0.5`` or ``noise=white@10,accent=en-us:0.4``."""
+    where_text, _, value = text.rpartition(":") if "=" in text else ("", "", text)
+    try:
+        limit = float(value[:-1]) / 100 if value.endswith("%") else float(value)
+    except ValueError:
+        raise UsageError(f"--max-wer {text!r}: {value!r} is not a number (use 0.35, 35% or COLUMN=VALUE:0.5)") from None
+    if not math.isfinite(limit) or limit < 0:
+        raise UsageError(f"--max-wer {text!r}: the limit must be a number >= 0")
+    where = []
+    for part in filter(None, where_text.split(",")):
+        column, sep, wanted = part.partition("=")
+        if not sep or not column.strip():
+            raise UsageError(f"--max-wer {text!r}: expected COLUMN=VALUE:LIMIT, e.g. accent=en-gb-scotland:0.5")
+        where.append((column.strip(), wanted.strip()))
+    return Threshold(text, tuple(where), limit)
+
+
+def check_threshold(rows: pd.DataFrame, threshold: Threshold) -> tuple[float, int]:
+    """Pooled WER of the rows the threshold selects, and how many rows that is."""
+    selected = rows
+    for column, wanted in threshold.where:
+        if column not in rows.columns:
+            raise UsageError(f"--max-wer {threshold.spec!r}: the results have no column {column!r}")
+        selected = selected[selected[column].astype(str) == wanted]
+    if selected.empty:
+        raise UsageError(f"--max-wer {threshold.spec!r}: no result matches {threshold.spec.rpartition(':')[0]}")
+    words = selected["ref_words"].sum()
+    return (float(selected["errors"].sum() / words) if words else math.nan), len(selected)
+
+
+def _run_parser(sub) -> None:
+    p = sub.add_parser("run", help="transcribe a dataset under noise conditions and tabulate WER")
+    p.add_argument(
+        "--dataset", default="builtin", help="builtin, recorded, a folder or manifest, or hub:ID[:CONFIG[:SPLIT]]"
+    )
+    p.add_argument("--noise", default="clean", help=f"comma-separated conditions: {USAGE}")
+    p.add_argument("--model", default="", help="model name (python -m asr models), folder or hub id")
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--limit", type=int, default=None, help="utterances taken from the dataset")
+    p.add_argument("--out", default=None, help="folder for results.csv and summary.* (default out/RUN_ID)")
+    p.add_argument("--max-wer", action="append", default=[], metavar="[COL=VALUE:]LIMIT", help="fail (exit 1) above it")
+    p.add_argument("--text-column", default=None)
+    p.add_argument("--group-column", action="extend", nargs="+", default=[], metavar="COL")
+    p.add_argument("--speaker-column", default=None)
+    p.add_argument("--split", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--normalizer", default=DEFAULT_NORMALIZER, choices=NORMALIZERS)
+    p.add_argument("--run-id", default=None, help="resume this run (or name a new one)")
+    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="the store (runs, recorded test cases)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m evaluation", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _run_parser(sub)
+    c = sub.add_parser("compare", help="per-group WER deltas of RUN_B against RUN_A")
+    c.add_argument("run_a")
+    c.add_argument("run_b")
+    c.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    c.add_argument("--out", default=None, help="also write compare.csv and compare.md here")
+    c.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a group regressed")
+    r = sub.add_parser("runs", help="list stored runs")
+    r.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    m = sub.add_parser("make-builtin", help="rebuild the built-in sample set with espeak-ng")
+    m.add_argument("--out", default=None)
+    sub.add_parser("bench", help="throughput of a whole built-in sweep on each backend", add_help=False)
+    return parser
+
+
+class _Bar:
+    """A tqdm bar on stderr driven by the runner's progress(done, total, message)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled, self.bar = enabled, None
+
+    def __call__(self, done: int, total: int, message: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="utt", file=sys.stderr, dynamic_ncols=True)
+        self.bar.n = done
+        self.bar.set_postfix_str(message[-40:], refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from evaluation.report import SYNTHETIC_NOTE, write_outputs
+    from evaluation.runner import RunOptions, run_validation
+    from evaluation.store import Store
+
+    thresholds = [parse_threshold(t) for t in args.max_wer]
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit must be at least 1, not {args.limit}")
+    run_id = args.run_id or new_run_id()
+    options = RunOptions(
+        dataset=args.dataset,
+        noise=tuple(c.spec for c in parse_conditions(args.noise)),
+        model=args.model,
+        backend=args.backend,
+        device=args.device,
+        limit=args.limit,
+        text_column=args.text_column,
+        group_columns=tuple(args.group_column),
+        speaker_column=args.speaker_column,
+        split=args.split,
+        seed=args.seed,
+        normalizer=args.normalizer,
+        run_id=run_id,
+    )
+    store = Store(args.data_dir)
+    bar = _Bar(not args.quiet and sys.stderr.isatty())
+    try:
+        result = run_validation(options, store, progress=bar)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"cancelled; resume with --run-id {run_id}", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    out = Path(args.out) if args.out else Path("out") / result.run_id
+    try:
+        gate, failures = _gate(result.rows, thresholds)
+    except UsageError:
+        write_outputs(out, result.rows, result.summary, result.settings, result.run_id, None, result.skipped)
+        raise
+    write_outputs(
+        out, result.rows, result.summary, result.settings, result.run_id, {"thresholds": gate}, result.skipped
+    )
+    _print_summary(result, out)
+    if args.dataset == "builtin":
+        print(SYNTHETIC_NOTE)
+    for failure in failures:
+        print(f"FAIL: {failure}")
+    return 1 if failures else 0
+
+
+def _gate(rows: pd.DataFrame, thresholds: Sequence[Threshold]) -> tuple[list[dict], list[str]]:
+    gate, failures = [], []
+    for t in thresholds:
+        wer, n = check_threshold(rows, t)
+        passed = wer <= t.max_wer
+        gate.append({"threshold": t.spec, "wer": wer, "rows": n, "max_wer": t.max_wer, "passed": passed})
+        if not passed:
+            failures.append(f"WER {wer:.3f} over {n} rows exceeds --max-wer {t.spec}")
+    return gate, failures
+
+
+def _print_summary(result, out: Path) -> None:
+    from evaluation.report import display_table
+
+    s = result.summary
+    title = f"WER by {s.group_columns[0]} x noise" if s.pivot_text is not None else "WER by noise"
+    print(f"run {result.run_id} ({result.status}): {title} (pooled, 95% CI; * = too few utterances to trust)")
+    table = s.pivot_text if s.pivot_text is not None else display_table(s.tables["noise"], ["noise"])
+    print(table.to_string())
+    o = s.overall
+    print(
+        f"overall WER {o.wer * 100:.2f}% (raw {o.raw_wer * 100:.2f}%), CER {o.cer * 100:.2f}%, {o.utterances} rows, "
+        f"{o.audio_seconds:.1f} s audio, {o.compute_seconds:.1f} s compute, RTF {o.real_time_factor:.3f}, "
+        f"{result.speed:.1f}x real time (wall)"
+    )
+    if result.resumed_rows:
+        print(f"resumed: {result.resumed_rows} rows were already stored")
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} dataset row(s):")
+        for message in result.skipped[:10]:
+            print(f"  {message}")
+    print(f"wrote {out}/results.csv, summary.csv, summary.json, summary.md")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from evaluation.compare import compare_runs, comparison_text
+    from evaluation.report import markdown_table
+    from evaluation.store import Store
+
+    comparison = compare_runs(Store(args.data_dir), args.run_a, args.run_b)
+    text = comparison_text(comparison)
+    print(f"B = {args.run_b} against A = {args.run_a} (delta = B - A in WER points; positive is worse)")
+    for difference in comparison.differences:
+        print(f"  {difference}")
+    print(text.to_string(index=False))
+    regressions = len(comparison.regressions)
+    print(f"{regressions} regression(s) beyond the 95% CI")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        comparison.table.to_csv(out / "compare.csv", index=False)
+        (out / "compare.md").write_text(markdown_table(text) + "\n", encoding="utf-8")
+    return 1 if args.fail_on_regression and regressions else 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from evaluation.store import Store
+
+    for run in Store(args.data_dir).list_runs():
+        wer = (run.summary.get("overall") or {}).get("wer")
+        wer_text = f"{wer * 100:.1f}%" if isinstance(wer, (int, float)) else "-"
+        s = run.settings
+        print(f"{run.id}  {run.status:9}  WER {wer_text:>6}  {s.model} / {s.backend}  {s.dataset}  {','.join(s.noise)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        from evaluation.bench import main as bench_main
+
+        return bench_main(argv[1:])
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "compare":
+            return cmd_compare(args)
+        if args.command == "runs":
+            return cmd_runs(args)
+        from evaluation.builtin import BUILTIN_DIR, make_builtin
+
+        print(make_builtin(Path(args.out) if args.out else BUILTIN_DIR))
+        return 0
+    except (UsageError, *USER_ERRORS) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 2

@@ -1,0 +1,134 @@
+"""``python -m evaluation run`` on the built-in set with the real tiny.en: files, columns, exit codes, resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from evaluation.builtin import ACCENTS
+from evaluation.cli import main, parse_threshold
+from evaluation.report import SYNTHETIC_NOTE
+
+RESULT_COLUMNS = {
+    "id",
+    "reference",
+    "hypothesis",
+    "noise",
+    "accent",
+    "wer",
+    "substitutions",
+    "deletions",
+    "insertions",
+    "ref_words",
+    "audio_seconds",
+    "snr_db_measured",
+}
+
+
+@pytest.fixture(scope="module")
+def built_run(tmp_path_factory, fw_backend):
+    """One real run: 7 utterances (one per accent) x clean and white@10, with a passing gate."""
+    root = tmp_path_factory.mktemp("cli")
+    args = ["run", "--dataset", "builtin", "--noise", "clean,white@10", "--limit", "7", "--seed", "1"]
+    args += ["--out", str(root / "out"), "--data-dir", str(root / "data"), "--run-id", "gate", "--quiet"]
+    code = main([*args, "--max-wer", "10", "--max-wer", "accent=en-gb-scotland:10"])
+    return root, args, code
+
+
+def test_run_writes_every_file_with_the_documented_columns(built_run, capsys):
+    root, _, code = built_run
+    assert code == 0
+    out = root / "out"
+    results = pd.read_csv(out / "results.csv")
+    assert RESULT_COLUMNS <= set(results.columns)
+    assert len(results) == 14 and set(results["noise"]) == {"clean", "white@10"}
+    assert set(results["accent"]) == set(ACCENTS)
+    assert results.loc[results["noise"] == "white@10", "snr_db_measured"].sub(10).abs().max() < 0.1
+    assert results.loc[results["noise"] == "clean", "snr_db_measured"].isna().all()
+    assert (results["ref_words"] > 0).all() and (results["audio_seconds"] > 1).all()
+    words = results["ref_words"].sum()
+    errors = (results["substitutions"] + results["deletions"] + results["insertions"]).sum()
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["overall"]) >= {"wer", "cer", "utterances", "ref_words", "audio_seconds", "compute_seconds"}
+    assert summary["overall"]["wer"] == pytest.approx(errors / words)
+    assert summary["overall"]["utterances"] == 14
+    assert len(summary["groups"]) == 14  # noise x accent, one utterance each
+    group = summary["groups"][0]
+    assert {"noise", "accent", "wer", "wer_ci_low", "wer_ci_high", "utterances"} <= set(group)
+    assert summary["settings"]["normalizer"] == "whisper-english" and summary["settings"]["seed"] == 1
+    assert "jiwer" in summary["settings"]["packages"]
+    assert all(t["passed"] for t in summary["thresholds"])
+
+    table = pd.read_csv(out / "summary.csv")
+    assert len(table) == 14 and {"noise", "accent", "wer", "wer_ci_low", "wer_ci_high", "small"} <= set(table.columns)
+    markdown = (out / "summary.md").read_text()
+    assert SYNTHETIC_NOTE in markdown and "| accent |" in markdown and "en-gb-scotland" in markdown
+
+
+def test_strict_threshold_exits_1_and_resume_skips_stored_rows(built_run, capsys):
+    root, args, _ = built_run
+    capsys.readouterr()
+    code = main([*args, "--max-wer", "0.01"])
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert "resumed: 14 rows were already stored" in printed  # nothing transcribed again
+    assert "FAIL: WER" in printed and "exceeds --max-wer 0.01" in printed
+    assert "en-gb-scotland" in printed and "clean" in printed and "white@10" in printed  # the accent x noise table
+    summary = json.loads((root / "out" / "summary.json").read_text())
+    assert summary["thresholds"][0]["passed"] is False
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--noise", "clean,white@x"], "not a number"),
+        (["--dataset", "/no/such/dataset"], "not found"),
+        (["--model", "no-such-model"], "unknown model"),
+        (["--max-wer", "accent=en-us"], "not a number"),
+        (["--limit", "0"], "--limit"),
+        (["--backend", "nope"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, extra, message):
+    code = main(["run", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o"), *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+
+
+def test_threshold_on_a_column_the_results_lack_exits_2(built_run, capsys):
+    _, args, _ = built_run
+    assert main([*args, "--max-wer", "region=north:0.5"]) == 2
+    assert "no column 'region'" in capsys.readouterr().err
+
+
+def test_resuming_with_other_settings_exits_2(built_run, capsys):
+    _, args, _ = built_run
+    changed = [a if a != "clean,white@10" else "clean" for a in args]
+    assert main(changed) == 2
+    assert "was made with noise" in capsys.readouterr().err
+
+
+def test_unusable_dataset_exits_2(tmp_path, capsys):
+    folder = tmp_path / "af"
+    folder.mkdir()
+    (folder / "metadata.csv").write_text("file_name,text\nmissing.wav,hello\n")
+    assert main(["run", "--dataset", str(folder), "--data-dir", str(tmp_path / "d"), "--quiet"]) == 2
+    assert "no usable rows" in capsys.readouterr().err
+
+
+def test_module_entry_point_bad_args():
+    done = subprocess.run(
+        [sys.executable, "-m", "evaluation", "run", "--noise", "thunder@3"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2 and "unknown noise kind" in done.stderr
+
+
+def test_threshold_syntax():
+    assert parse_threshold("0.35").where == () and parse_threshold("35%").max_wer == pytest.approx(0.35)
+    t = parse_threshold("noise=white@10,accent=en-gb-scotland:0.5")
+    assert t.where == (("noise", "white@10"), ("accent", "en-gb-scotland")) and t.max_wer == 0.5

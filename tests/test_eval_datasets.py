@@ -1,0 +1,204 @@
+"""Dataset loading offline: the built-in set, save_to_disk folders (folder and hub-style loaders), audiofolders,
+manifests, recorded test cases, and bad datasets (missing columns, empty references, undecodable audio)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asr.audio import SAMPLE_RATE, load_audio
+from evaluation.builtin import ACCENTS, BUILTIN_DIR, VARIANTS
+from evaluation.datasets import DatasetError, DatasetOptions, load_dataset
+from evaluation.store import Store
+from tests.conftest import HARVARD, speak
+
+
+@pytest.fixture(scope="module")
+def wavs(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("dswav")
+    voices = ["en-us", "en-gb-scotland", "en-029", "en-gb"]
+    return [speak(HARVARD[i], folder / f"s{i}.wav", v) for i, v in enumerate(voices)]
+
+
+@pytest.fixture(scope="module")
+def saved_dataset(tmp_path_factory, wavs) -> Path:
+    """A datasets folder (save_to_disk) with its own column names, as a copy of a hub dataset would be."""
+    from datasets import Audio, Dataset, DatasetDict
+
+    data = {
+        "clip": [{"bytes": w.read_bytes(), "path": w.name} for w in wavs],
+        "sentence_text": HARVARD[:4],
+        "region": ["us", "scotland", "caribbean", "england"],
+        "talker": ["t1", "t2", "t3", "t1"],
+    }
+    ds = Dataset.from_dict(data).cast_column("clip", Audio(sampling_rate=SAMPLE_RATE))
+    out = tmp_path_factory.mktemp("saved") / "copy"
+    DatasetDict({"train": ds.select([0]), "test": ds}).save_to_disk(str(out))
+    return out
+
+
+def test_builtin_set_is_complete_and_small():
+    size = sum(p.stat().st_size for p in BUILTIN_DIR.rglob("*") if p.is_file())
+    assert size <= 5 * 1024 * 1024
+    assert "synthetic" in (BUILTIN_DIR / "README.md").read_text()
+    data = load_dataset(DatasetOptions("builtin"))
+    assert len(data.samples) == len(ACCENTS) * len(VARIANTS) * 3
+    assert data.group_columns == ("accent",) and data.speaker_column == "speaker" and not data.skipped
+    assert {s.groups["accent"] for s in data.samples} == set(ACCENTS)
+    assert len({s.speaker for s in data.samples}) == len(ACCENTS) * len(VARIANTS)
+    assert all(s.audio.dtype == np.float32 and 1.0 < s.seconds < 8.0 for s in data.samples)
+    assert len({s.id for s in data.samples}) == len(data.samples)
+
+
+def test_builtin_limit_spreads_over_accents():
+    data = load_dataset(DatasetOptions("builtin", limit=7))
+    assert len(data.samples) == 7 and {s.groups["accent"] for s in data.samples} == set(ACCENTS)
+    assert [s.id for s in data.samples] == [s.id for s in load_dataset(DatasetOptions("builtin", limit=7)).samples]
+
+
+@pytest.mark.parametrize("prefix", ["", "hub:"])
+def test_saved_dataset_with_custom_columns(saved_dataset, prefix):
+    options = DatasetOptions(
+        f"{prefix}{saved_dataset}", text_column="sentence_text", group_columns=("region",), speaker_column="talker"
+    )
+    data = load_dataset(options)
+    assert [s.text for s in data.samples] == HARVARD[:4]  # the test split, chosen by default
+    assert [s.groups["region"] for s in data.samples] == ["us", "scotland", "caribbean", "england"]
+    assert [s.speaker for s in data.samples] == ["t1", "t2", "t3", "t1"]
+    assert data.audio_column == "clip"
+    assert all(s.audio.size > SAMPLE_RATE for s in data.samples)
+    train = load_dataset(DatasetOptions(f"{prefix}{saved_dataset}", text_column="sentence_text", split="train"))
+    assert len(train.samples) == 1
+    with pytest.raises(DatasetError, match="no text column"):
+        load_dataset(DatasetOptions(f"{prefix}{saved_dataset}"))
+    with pytest.raises(DatasetError, match="no group column 'accent'.*sentence_text"):
+        load_dataset(DatasetOptions(f"{prefix}{saved_dataset}", text_column="sentence_text", group_columns=("accent",)))
+
+
+def test_hub_stream_limit(saved_dataset):
+    data = load_dataset(DatasetOptions(f"hub:{saved_dataset}::test", text_column="sentence_text", limit=2))
+    assert len(data.samples) == 2 and data.rows_read == 2
+
+
+def _audiofolder(folder: Path, wavs: list[Path], rows: list[dict]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for w in wavs:
+        (folder / w.name).write_bytes(w.read_bytes())
+    (folder / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really audio")
+    with open(folder / "metadata.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder
+
+
+def test_bad_rows_are_counted_with_row_and_column(tmp_path, wavs):
+    rows = [
+        {"file_name": "s0.wav", "text": HARVARD[0], "Accents": "us"},
+        {"file_name": "s1.wav", "text": "   ", "Accents": "scottish"},
+        {"file_name": "broken.wav", "text": HARVARD[2], "Accents": "caribbean"},
+        {"file_name": "missing.wav", "text": HARVARD[3], "Accents": ""},
+        {"file_name": "s3.wav", "text": HARVARD[3], "Accents": ""},
+    ]
+    folder = _audiofolder(tmp_path / "af", wavs, rows)
+    data = load_dataset(DatasetOptions(str(folder)))
+    assert data.group_columns == ("Accents",)  # recognised without being named
+    assert [s.id for s in data.samples] == ["s0", "s3"]
+    assert data.samples[1].groups["Accents"] == "(none)"
+    assert data.rows_read == 5 and len(data.skipped) == 3
+    messages = [s.message(data.name) for s in data.skipped]
+    assert messages[0] == f"{folder}: row 1, column 'text': the reference text is empty"
+    assert (
+        messages[1].startswith(f"{folder}: row 2, column 'file_name': undecodable audio")
+        and "broken.wav" in messages[1]
+    )
+    assert "row 3, column 'file_name'" in messages[2] and "no such file" in messages[2]
+
+
+def test_unusable_datasets_raise_one_clear_error(tmp_path, wavs):
+    folder = _audiofolder(tmp_path / "bad", wavs, [{"file_name": "broken.wav", "text": "hello"}])
+    with pytest.raises(DatasetError, match=r"no usable rows out of 1 .*row 0, column 'file_name'"):
+        load_dataset(DatasetOptions(str(folder)))
+    nocol = _audiofolder(tmp_path / "nocol", wavs, [{"file_name": "s0.wav", "words": "hello"}])
+    with pytest.raises(DatasetError, match=r"no text column .*columns: file_name, words.*--text-column"):
+        load_dataset(DatasetOptions(str(nocol)))
+    noaudio = _audiofolder(tmp_path / "noaudio", wavs, [{"clipname": "s0.wav", "text": "hello"}])
+    with pytest.raises(DatasetError, match="no audio column"):
+        load_dataset(DatasetOptions(str(noaudio)))
+    with pytest.raises(DatasetError, match="not found"):
+        load_dataset(DatasetOptions(str(tmp_path / "nothing-here")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="neither metadata.csv"):
+        load_dataset(DatasetOptions(str(tmp_path / "empty")))
+
+
+def test_nemo_manifest_and_jsonl(tmp_path, wavs):
+    manifest = tmp_path / "manifest.json"
+    lines = [{"audio_filepath": str(w), "text": HARVARD[i].lower(), "duration": 3.0} for i, w in enumerate(wavs)]
+    manifest.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    data = load_dataset(DatasetOptions(str(manifest)))
+    assert data.audio_column == "audio_filepath" and len(data.samples) == 4 and data.group_columns == ()
+
+
+def test_hub_errors_are_explained(tmp_path):
+    script = tmp_path / "myset"
+    script.mkdir()
+    (script / "myset.py").write_text("import datasets\n")
+    with pytest.raises(DatasetError, match=r"loading script \(myset.py\).*datasets 4\+ no longer runs"):
+        load_dataset(DatasetOptions(f"hub:{script}"))
+    with pytest.raises(DatasetError, match="hub:ID"):
+        load_dataset(DatasetOptions("hub:"))
+    with pytest.raises(DatasetError, match="cannot load it from the hub"):
+        load_dataset(DatasetOptions("hub:edinburghcstr/edacc"))  # HF_HUB_OFFLINE=1 in tests
+
+
+def test_hub_parquet_stream(tmp_path, wavs):
+    """A Parquet dataset (the hub's usual layout) through datasets.load_dataset(streaming=True), offline."""
+    from datasets import Audio, Dataset
+
+    rows = {
+        "audio": [{"bytes": w.read_bytes(), "path": w.name} for w in wavs],
+        "transcription": HARVARD[:4],
+        "l1": ["en", "gd", "en", "en"],
+        "client_id": ["a", "b", "c", "a"],
+    }
+    folder = tmp_path / "hubcopy"
+    (folder / "data").mkdir(parents=True)
+    Dataset.from_dict(rows).cast_column("audio", Audio()).to_parquet(
+        str(folder / "data" / "test-00000-of-00001.parquet")
+    )
+    data = load_dataset(DatasetOptions(f"hub:{folder}", limit=3))
+    assert data.text_column == "transcription" and data.group_columns == ("l1",) and data.speaker_column == "client_id"
+    assert [s.text for s in data.samples] == HARVARD[:3] and data.rows_read == 3
+
+
+def test_hub_audio_files_without_torchcodec_are_explained(tmp_path, wavs):
+    pytest.importorskip("datasets")
+    try:
+        import torchcodec  # noqa: F401
+
+        pytest.skip("torchcodec is installed: audio files stream without it being needed")
+    except ImportError:
+        pass
+    folder = _audiofolder(tmp_path / "streamed", wavs[:1], [{"file_name": "s0.wav", "text": HARVARD[0]}])
+    (folder / "broken.wav").unlink()
+    with pytest.raises(DatasetError, match="torchcodec.*pass the folder"):
+        load_dataset(DatasetOptions(f"hub:{folder}"))
+    assert len(load_dataset(DatasetOptions(str(folder))).samples) == 1
+
+
+def test_recorded_cases_are_a_dataset(tmp_path, wavs):
+    store = Store(tmp_path / "data")
+    with pytest.raises(DatasetError, match="no test cases"):
+        load_dataset(DatasetOptions("recorded"), store)
+    audio = load_audio(wavs[0])
+    store.add_case("test_case", audio, transcript="the merch", reference=HARVARD[0], labels={"accent": "en-us"})
+    store.add_case("flag", audio, transcript="x", reference="", reason="no correction")
+    store.add_case("flag", audio, transcript="x", reference=HARVARD[0], labels={"device": "phone"})
+    data = load_dataset(DatasetOptions("recorded"), store)
+    assert len(data.samples) == 2 and data.group_columns == ("accent",)
+    assert sorted(s.groups["accent"] for s in data.samples) == ["(none)", "en-us"]

@@ -1,0 +1,170 @@
+"""Metrics against hand-computed alignments and jiwer's own figures, the normalizer on a table, pooled WER, CIs."""
+
+from __future__ import annotations
+
+import math
+
+import jiwer
+import numpy as np
+import pandas as pd
+import pytest
+
+from evaluation.metrics import AlignedSpan, align, pooled_wer, score
+from evaluation.normalizer import get_normalizer
+from evaluation.tables import bootstrap_interval, group_table, overall
+
+NONE = get_normalizer("none")
+
+
+def test_deletion_alignment_by_hand():
+    s = score("the cat sat on the mat", "the cat sat on mat", NONE)
+    assert (s.substitutions, s.deletions, s.insertions, s.hits) == (0, 1, 0, 5)
+    assert s.ref_words == 6 and s.wer == pytest.approx(1 / 6)
+    assert s.alignment == (
+        AlignedSpan("equal", ("the", "cat", "sat", "on"), ("the", "cat", "sat", "on")),
+        AlignedSpan("delete", ("the",), ()),
+        AlignedSpan("equal", ("mat",), ("mat",)),
+    )
+
+
+def test_substitution_and_insertion_by_hand():
+    s = score("a b c", "a x c d", NONE)
+    assert (s.substitutions, s.deletions, s.insertions, s.hits) == (1, 0, 1, 2)
+    assert s.wer == pytest.approx(2 / 3)
+    assert [span.op for span in s.alignment] == ["equal", "substitute", "equal", "insert"]
+    assert s.alignment[1] == AlignedSpan("substitute", ("b",), ("x",))
+    assert s.alignment[3] == AlignedSpan("insert", (), ("d",))
+
+
+def test_cer_by_hand():
+    s = score("abc", "abd", NONE)
+    assert s.char_errors == 1 and s.ref_chars == 3 and s.cer == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize(
+    ("reference", "hypothesis", "wer"),
+    [
+        ("hello world", "hello duck", 0.5),  # jiwer's README
+        ("i like monty python", "i like python", 0.25),
+        ("this is a test", "this is a test", 0.0),
+        ("short", "a much longer hypothesis", 4.0),  # WER is not capped at 1
+    ],
+)
+def test_matches_jiwer(reference, hypothesis, wer):
+    assert score(reference, hypothesis, NONE).wer == pytest.approx(wer)
+    assert jiwer.wer(reference, hypothesis) == pytest.approx(wer)
+
+
+def test_empty_sides():
+    assert score("", "", NONE).errors == 0
+    both = score("hello there", "", NONE)
+    assert both.deletions == 2 and both.wer == 1.0
+    only_hyp = score("Um.", "hello", get_normalizer())  # the normalizer removes "um": no reference words left
+    assert only_hyp.ref_words == 0 and only_hyp.insertions == 1 and math.isnan(only_hyp.wer)
+
+
+NORMALIZER_CASES = [
+    ("It's easy to tell the depth of a well.", "it is easy to tell the depth of a well"),
+    ("Mr. Smith paid $20.50 for 2 colours!", "mister smith paid $20.50 for 2 colors"),
+    ("Um, I won't go.", "i will not go"),
+    ("twenty five percent", "25%"),
+    ("one hundred and two", "102"),
+    ("The 1st of May, 1990", "the 1st of may 1990"),
+    ("Let's organise the theatre.", "let us organize the theater"),
+    ("I'm gonna [laughs] do it (softly)", "i am going to do it"),
+    ("Mrs. Jones' colour TV", "missus jones color tv"),
+    ('He said: "Hmm, OK."', "he said ok"),
+    ("Dr. Who ain't here", "doctor who aint here"),
+    ("twenty-first century", "21st century"),
+    ("Café résumé naïve", "cafe resume naive"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), NORMALIZER_CASES)
+def test_whisper_english_normalizer(text, expected):
+    assert get_normalizer("whisper-english")(text) == expected
+
+
+def test_normalizer_names_and_versions():
+    english = get_normalizer()
+    assert english.name == "whisper-english" and "spelling-" in english.version and "transformers-" in english.version
+    assert get_normalizer("whisper-basic")("Hello, World!") == "hello world"
+    with pytest.raises(ValueError, match="unknown normalizer 'bogus'"):
+        get_normalizer("bogus")
+
+
+def test_normalized_and_raw_wer_both_kept():
+    s = score("Let's organise the theatre.", "let us organize the theater")
+    assert s.wer == 0.0 and s.raw_wer == 1.0
+
+
+PAIRS = [
+    ("the birch canoe slid on the smooth planks", "the merch can be slid on the smooth clanks"),
+    ("glue the sheet to the dark blue background", "blue machine to the dark blue background"),
+    ("it is easy to tell the depth of a well", "it is easy to tell the depth of a well"),
+    ("rice is often served in round bowls", "rice is often served"),
+    ("four hours", "for hours of steady work"),
+]
+
+
+def _rows(pairs, speakers=None) -> pd.DataFrame:
+    scores = [score(r, h, NONE) for r, h in pairs]
+    return pd.DataFrame(
+        {
+            "id": [f"u{i}" for i in range(len(pairs))],
+            "noise": "clean",
+            "speaker": speakers or [f"s{i}" for i in range(len(pairs))],
+            "errors": [s.errors for s in scores],
+            "ref_words": [s.ref_words for s in scores],
+            "char_errors": [s.char_errors for s in scores],
+            "ref_chars": [s.ref_chars for s in scores],
+            "wer": [s.wer for s in scores],
+        }
+    )
+
+
+def test_pooled_group_wer_equals_corpus_wer():
+    refs, hyps = [r for r, _ in PAIRS], [h for _, h in PAIRS]
+    corpus = jiwer.wer(refs, hyps)
+    rows = _rows(PAIRS)
+    table = group_table(rows, ["noise"], speaker_column="speaker")
+    assert table.loc[0, "wer"] == pytest.approx(corpus)
+    assert overall(rows).wer == pytest.approx(corpus)
+    assert pooled_wer([score(r, h, NONE) for r, h in PAIRS]) == pytest.approx(corpus)
+    assert rows["wer"].mean() != pytest.approx(corpus)  # the mean of utterance WERs is a different number
+
+
+def test_bootstrap_interval_is_sane_and_deterministic():
+    rng = np.random.default_rng(1)
+    words = rng.integers(5, 15, size=200)
+    errors = rng.binomial(words, 0.2)
+    point = errors.sum() / words.sum()
+    ci = bootstrap_interval(errors, words, seed=7)
+    assert ci == bootstrap_interval(errors, words, seed=7)
+    assert ci.low < point < ci.high and ci.high - ci.low < 0.1
+    small = bootstrap_interval(errors[:20], words[:20], seed=7)
+    assert small.high - small.low > ci.high - ci.low
+
+
+def test_bootstrap_over_speakers_widens_when_speakers_differ():
+    rng = np.random.default_rng(2)
+    words = np.full(200, 10)
+    speakers = np.repeat(np.arange(4), 50)
+    errors = rng.binomial(words, np.array([0.05, 0.1, 0.3, 0.5])[speakers])
+    by_utterance = bootstrap_interval(errors, words, seed=3)
+    by_speaker = bootstrap_interval(errors, words, speakers, seed=3)
+    assert by_speaker.high - by_speaker.low > 2 * (by_utterance.high - by_utterance.low)
+
+
+def test_group_table_marks_small_cells_and_counts_speakers():
+    rows = pd.concat([_rows(PAIRS, ["a", "a", "b", "b", "b"]), _rows(PAIRS[:2], ["c", "c"]).assign(noise="white@5")])
+    table = group_table(rows, ["noise"], speaker_column="speaker")
+    clean, white = table.iloc[0], table.iloc[1]
+    assert clean["utterances"] == 5 and clean["speakers"] == 2 and not clean["small"]
+    assert white["utterances"] == 2 and white["small"]
+    assert clean["wer_ci_low"] <= clean["wer"] <= clean["wer_ci_high"]
+
+
+def test_align_uses_the_normalizer():
+    spans = align("Let's go home.", "let us go to home")
+    assert [s.op for s in spans] == ["equal", "insert", "equal"]

@@ -1,0 +1,142 @@
+"""The Python API the dashboard uses: run_validation with progress, cancel and resume; both backends; replaying
+an utterance's audio; alignments; comparing runs."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evaluation.cli import main
+from evaluation.compare import compare_runs
+from evaluation.replay import check_regenerated, row_alignment, utterance_audio
+from evaluation.runner import RunOptions, load_result, run_validation
+from evaluation.store import RunSettings, Store
+from tests.conftest import HARVARD, speak
+
+
+def test_cancel_then_resume_skips_what_was_stored(tmp_path, fw_backend):
+    store = Store(tmp_path / "data")
+    options = RunOptions(noise=("clean",), limit=8, chunk_size=4, run_id="resumable", seed=2)
+    cancel = threading.Event()
+    calls: list[tuple[int, int]] = []
+
+    def progress(done: int, total: int, message: str) -> None:
+        calls.append((done, total))
+        if done >= 4:
+            cancel.set()
+
+    first = run_validation(options, store, progress=progress, cancel=cancel)
+    assert first.status == "cancelled" and len(first.rows) == 4
+    assert calls[0] == (0, 8) and calls[-1] == (4, 8)
+    assert store.get_run("resumable").status == "cancelled"
+
+    second = run_validation(options, store, progress=lambda d, t, m: calls.append((d, t)))
+    assert second.status == "finished" and second.resumed_rows == 4 and len(second.rows) == 8
+    assert calls[-1] == (8, 8)
+    kept = second.rows.iloc[:4][["id", "hypothesis", "compute_seconds"]]
+    pd.testing.assert_frame_equal(kept, first.rows[["id", "hypothesis", "compute_seconds"]])
+    assert second.rows["id"].is_unique
+    assert second.audio_seconds_done == pytest.approx(second.rows.iloc[4:]["audio_seconds"].sum())
+
+    again = load_result(store, "resumable")
+    assert again.summary.overall == second.summary.overall
+    assert list(again.summary.pivot.columns) == ["clean"]
+
+
+def test_noisy_run_tables_replay_and_alignment(tmp_path, fw_backend):
+    store = Store(tmp_path / "data")
+    result = run_validation(RunOptions(noise=("clean", "babble@5"), limit=7, seed=4), store)
+    summary = result.summary
+    assert summary.group_columns == ("accent",) and summary.speaker_column == "speaker"
+    assert list(summary.pivot.columns) == ["clean", "babble@5"] and len(summary.pivot) == 7
+    assert set(summary.tables) == {"noise", "accent"}
+    noise_table = summary.tables["noise"].set_index("noise")
+    rows = result.rows
+    for condition in ("clean", "babble@5"):
+        part = rows[rows["noise"] == condition]
+        assert noise_table.loc[condition, "wer"] == pytest.approx(part["errors"].sum() / part["ref_words"].sum())
+        assert noise_table.loc[condition, "utterances"] == 7
+
+    row = rows[rows["noise"] == "babble@5"].iloc[0].to_dict()
+    audio = utterance_audio(store, result.run_id, row["id"], "babble@5")
+    assert audio.clean.size == audio.noisy.size and not np.array_equal(audio.clean, audio.noisy)
+    assert audio.provenance.snr_db_measured == pytest.approx(5, abs=0.1)
+    assert check_regenerated(row, audio)
+    assert ";".join(audio.provenance.babble_sources) == row["babble_sources"]
+    spans = row_alignment(row, result.settings.normalizer)
+    assert sum(len(s.reference) for s in spans) == row["ref_words"]
+    assert sum(1 for s in spans for _ in s.hypothesis if s.op == "insert") == row["insertions"]
+
+
+def test_transformers_backend_runs_the_same_validation(tmp_path):
+    pytest.importorskip("transformers")
+    store = Store(tmp_path / "data")
+    result = run_validation(RunOptions(noise=("clean",), limit=2, backend="transformers"), store)
+    assert result.settings.backend == "transformers" and len(result.rows) == 2
+    assert result.rows["hypothesis"].str.len().min() > 0
+
+
+def test_saved_dataset_with_custom_columns_through_the_cli(tmp_path, fw_backend, capsys):
+    from datasets import Audio, Dataset
+
+    wavs = [speak(HARVARD[i], tmp_path / f"{i}.wav", v) for i, v in enumerate(["en-us", "en-gb"])]
+    rows = {
+        "clip": [{"bytes": w.read_bytes(), "path": w.name} for w in wavs],
+        "prompt": HARVARD[:2],
+        "region": ["us", "uk"],
+    }
+    Dataset.from_dict(rows).cast_column("clip", Audio()).save_to_disk(str(tmp_path / "ds"))
+    args = ["run", "--dataset", f"hub:{tmp_path / 'ds'}", "--text-column", "prompt", "--group-column", "region"]
+    code = main([*args, "--out", str(tmp_path / "out"), "--data-dir", str(tmp_path / "d"), "--quiet"])
+    assert code == 0
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert list(results["region"]) == ["us", "uk"] and list(results["reference"]) == HARVARD[:2]
+    assert "region" in capsys.readouterr().out
+
+
+def _fake_run(store: Store, run_id: str, error_rate: float, seed: int) -> None:
+    """Stored rows with known error counts: compare is arithmetic on stored rows, no model needed."""
+    rng = np.random.default_rng(seed)
+    settings = RunSettings(
+        model="m", backend="faster-whisper", dataset="builtin", noise=("clean",), group_columns=("accent",)
+    )
+    store.create_run(settings, run_id)
+    rows = []
+    for accent, shift in (("a", 0.0), ("b", 0.3)):
+        for i in range(40):
+            rate = min(error_rate + (shift if run_id == "worse" else 0.0), 1.0)
+            rows.append(
+                {
+                    "id": f"{accent}{i}",
+                    "noise": "clean",
+                    "accent": accent,
+                    "speaker": f"{accent}{i % 8}",
+                    "errors": int(rng.binomial(10, rate)),
+                    "ref_words": 10,
+                }
+            )
+    store.add_results(run_id, rows)
+    store.finish_run(run_id)
+
+
+def test_compare_marks_regressions_beyond_the_ci(tmp_path, capsys):
+    store = Store(tmp_path / "data")
+    _fake_run(store, "base", 0.1, 1)
+    _fake_run(store, "same", 0.1, 1)
+    _fake_run(store, "worse", 0.1, 1)
+    same = compare_runs(store, "base", "same")
+    assert (same.table["delta"] == 0).all() and same.regressions.empty
+    worse = compare_runs(store, "base", "worse")
+    table = worse.table.set_index(["noise", "accent"])
+    assert table.loc[("(all)", "b"), "change"] == "regression" and table.loc[("(all)", "b"), "paired"]
+    assert table.loc[("(all)", "a"), "change"] == "" and table.loc[("(all)", "a"), "delta"] == 0
+    assert table.loc[("(all)", "b"), "delta_ci_low"] > 0
+    assert main(["compare", "base", "worse", "--data-dir", str(tmp_path / "data"), "--fail-on-regression"]) == 1
+    printed = capsys.readouterr().out
+    assert "REGRESSION" in printed and "regression(s) beyond the 95% CI" in printed
+    assert main(["compare", "base", "same", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "c")]) == 0
+    assert (tmp_path / "c" / "compare.csv").exists() and (tmp_path / "c" / "compare.md").exists()
+    assert main(["compare", "base", "nope", "--data-dir", str(tmp_path / "data")]) == 2

@@ -24,7 +24,8 @@ PAGES = (  # (navbar name, path, module); the first is the main page at "/"
 )
 
 CSS = """
-#live-view { font-size: 1.15rem; line-height: 1.6; min-height: 6rem; }
+#live-view { font-size: 1.15rem; line-height: 1.6; min-height: 6rem; padding: 0.75rem 1rem;
+  border: 1px solid var(--border-color-primary); border-radius: var(--radius-lg); background: var(--block-background-fill); }
 #live-committed { font-weight: normal; color: var(--body-text-color); }
 #live-tentative { color: var(--body-text-color-subdued); opacity: 0.6; font-style: italic; }
 .asrqa-readout { font-family: var(--font-mono); font-size: 0.85rem; color: var(--body-text-color-subdued); }

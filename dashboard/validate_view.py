@@ -16,6 +16,7 @@ matplotlib.use("Agg")  # no display on a server; set before any figure is made
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from evaluation.compare import Comparison, comparison_text  # noqa: E402
 from evaluation.report import Summary, display_table  # noqa: E402
 from evaluation.store import Run  # noqa: E402
 from evaluation.tables import group_table  # noqa: E402
@@ -86,7 +87,7 @@ def group_chart(rows: pd.DataFrame, summary: Summary, seed: int = 0) -> Figure:
     axes.set_xlabel(group or "")
     axes.set_ylim(bottom=0)
     axes.grid(axis="y", alpha=0.3)
-    axes.legend(title="noise", fontsize=8, ncols=min(len(conditions), 6))
+    axes.legend(title="noise", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside the bars
     return figure
 
 
@@ -111,3 +112,23 @@ def run_label(run: Run) -> str:
     return (
         f"{run.created_at[:16].replace('T', ' ')} · {run.settings.model} · {run.settings.dataset} · {noise} · {figure}"
     )
+
+
+CHANGE_COLOURS = {
+    "regression": "background-color: #fecaca; color: #111",
+    "improvement": "background-color: #bbf7d0; color: #111",
+}
+
+
+def comparison_table(comparison: Comparison):
+    """The per-group deltas (B - A), regressions red and improvements green, whole rows."""
+    text = comparison_text(comparison)
+    changes = list(comparison.table["change"])
+
+    def colours(frame: pd.DataFrame) -> pd.DataFrame:
+        out = pd.DataFrame("", index=frame.index, columns=frame.columns)
+        for i, change in enumerate(changes):
+            out.iloc[i, :] = CHANGE_COLOURS.get(change, "")
+        return out
+
+    return text.style.apply(colours, axis=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import gradio as gr
 import pytest
 
 from dashboard.__main__ import parse_auth
@@ -116,3 +117,32 @@ def test_every_event_has_an_api_name_and_the_pages_are_routed(tmp_path):
     stream = next(fn for fn in demo.fns.values() if fn.api_name == "live_stream")
     assert stream.concurrency_limit == DashboardConfig().live_sessions and stream.time_limit >= 3600
     assert demo.api_open is False
+
+
+def test_live_session_stops_listening_at_the_limit_and_keeps_the_recording(tmp_path, fw_backend, speech_wav):
+    """The page's handlers on the real streaming session: a 1.5 s limit instead of an hour."""
+    import numpy as np
+    import soundfile as sf
+
+    from asr.streaming import StreamOptions
+    from dashboard.pages.live import LiveTab, _on_chunk, _on_stop
+
+    config = DashboardConfig(data_dir=tmp_path, live_limit_s=1.5)
+    options = StreamOptions(max_session_seconds=config.live_limit_s)
+    audio, rate = sf.read(speech_wav, dtype="int16")
+    tab, step = LiveTab(), rate // 2
+    try:
+        readouts = [
+            _on_chunk((rate, audio[i : i + step]), tab, fw_backend.model, "faster-whisper", options, config)[1]
+            for i in range(0, 5 * step, step)  # the resampler holds samples back: 5 chunks pass 1.5 s
+        ]
+        assert "limit reached" not in readouts[1] and "limit reached" in readouts[-1]
+        view, readout, (out_rate, recording), reference = _on_stop(tab, config)
+        assert out_rate == 16_000 and recording.size == int(1.5 * 16_000)
+        assert "finished" in readout and tab.session is None and tab.take is not None
+        assert reference == tab.take.transcript
+        stray = _on_chunk((rate, audio[:step]), tab, fw_backend.model, "faster-whisper", options, config)
+        assert tab.session is None and stray == (gr.skip(), gr.skip())  # a chunk after stop starts nothing
+        assert np.isfinite(recording).all()
+    finally:
+        tab.close()  # a session left decoding at interpreter exit would abort the test process

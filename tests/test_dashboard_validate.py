@@ -88,3 +88,31 @@ def test_earlier_run_reopens_after_reload(app, finished_run, browser):
     page.locator("#validate-open").click()
     wait_for_text(page, "#validate-status", run_id)
     assert "white@10" in page.locator("#wer-table").inner_text()
+
+
+def test_compare_with_an_earlier_run_shows_deltas(app, finished_run):
+    page = finished_run
+    first = page.locator("#validate-status code").first.inner_text()
+    page.locator("#validate-snrs input, #validate-snrs textarea").first.fill("0")
+    wait_for_text(page, "#validate-conditions", "white@0")
+    page.locator("#validate-run").click()
+    page.wait_for_function(
+        """(first) => { const e = document.querySelector('#validate-status');
+            return !!e && e.innerText.includes('Overall WER') && !e.innerText.includes(first) }""",
+        arg=first,
+        timeout=600_000,
+    )
+    page.locator("#validate-baseline input").click()
+    page.get_by_role("option").filter(has_text="white@10").first.click()
+    page.locator("#validate-compare").click()
+    wait_for_text(page, "#compare-note", "baseline")
+    assert first in page.locator("#compare-note").inner_text()
+    table = page.locator("#compare-table").inner_text()
+    assert "(all)" in table and "delta" in table
+    # the clean utterances are the same in both runs: their group's delta is exactly zero, and paired
+    clean_row = page.locator("#compare-table .body-cell", has_text="+0.0 [+0.0, +0.0]")
+    assert clean_row.count() >= 1
+    regressions = table.count("REGRESSION")
+    red = page.locator("#compare-table .body-cell[style*='254, 202, 202']")  # #fecaca, whole rows
+    assert (red.count() > 0) == (regressions > 0)
+    screenshot(page, "validate-compare")

@@ -54,7 +54,12 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         label = gr.Dropdown([ALL], value=ALL, label="Label", elem_id="review-label")
         refresh = gr.Button("Refresh", scale=0, elem_id="review-refresh")
     table = gr.Dataframe(
-        pd.DataFrame(columns=COLUMNS), interactive=False, wrap=True, max_height=420, elem_id="review-table"
+        pd.DataFrame(columns=COLUMNS),
+        interactive=False,
+        wrap=True,
+        max_height=420,
+        column_widths=["9rem", "5.5rem", "6rem", "8.5rem", "8rem", "5rem", "9rem", "8rem", "18rem", "18rem"],
+        elem_id="review-table",
     )
     selected = gr.State(None)  # the id of the case in the detail panel
     with gr.Group(visible=False) as detail:

@@ -7,7 +7,6 @@ runs are reopened from the store with ``load_result``, so results survive a rest
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import threading
@@ -21,11 +20,11 @@ from asr.backends import BackendError
 from asr.models import UnknownModelError
 from dashboard.config import DashboardConfig
 from dashboard.shared import esc, get_store, model_choices, model_picker, render_alignment
-from dashboard.validate_view import group_chart, run_label, utterance_frame, wer_table
-from evaluation.datasets import DatasetError, DatasetOptions, LoadedDataset, load_dataset
-from evaluation.metrics import align
-from evaluation.noise import USAGE, Mixer, NoiseError, parse_condition, parse_conditions
-from evaluation.normalizer import get_normalizer
+from dashboard.validate_view import comparison_table, group_chart, run_label, utterance_frame, wer_table
+from evaluation.compare import compare_runs
+from evaluation.datasets import DatasetError
+from evaluation.noise import USAGE, NoiseError, parse_conditions
+from evaluation.replay import check_regenerated, row_alignment, utterance_audio
 from evaluation.report import SYNTHETIC_NOTE, write_outputs
 from evaluation.runner import RunError, RunOptions, RunResult, load_result, run_validation
 from evaluation.sources import open_source
@@ -170,10 +169,15 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         with gr.Row():
             clean_audio = gr.Audio(label="Clean", interactive=False, elem_id="clean-audio")
             noisy_audio = gr.Audio(label="As transcribed (with noise)", interactive=False, elem_id="noisy-audio")
-    with gr.Accordion("Earlier runs", open=True):
+    with gr.Accordion("Earlier runs and comparison", open=True):
         with gr.Row():
             runs = gr.Dropdown([], label="Run", elem_id="validate-runs")
             open_run = gr.Button("Open", scale=0, elem_id="validate-open")
+        with gr.Row():
+            baseline = gr.Dropdown([], label="Compare the run shown with (baseline)", elem_id="validate-baseline")
+            compare = gr.Button("Compare", scale=0, elem_id="validate-compare")
+        compare_note = gr.Markdown(elem_id="compare-note")
+        compare_table = gr.Dataframe(interactive=False, visible=False, wrap=True, elem_id="compare-table")
     tab = gr.State(lambda: ValidateTab())  # a factory: each tab gets its own
 
     results = [status, table, chart, utterances, *downloads]
@@ -193,7 +197,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         extra_models,
     ]
 
-    page.load(lambda: _run_choices(store), None, runs, api_name="validate_load_runs")
+    page.load(lambda: (_run_choices(store),) * 2, None, [runs, baseline], api_name="validate_load_runs")
     gr.on(
         [page.load, *(c.change for c in noise_inputs)],
         _preview_conditions,
@@ -211,13 +215,17 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
     run.click(
         lambda t, *v: _run(store, config, t, *v),
         [tab, *form],
-        [*results, runs],
+        [*results, runs, baseline],
         api_name="validate_run",
         concurrency_limit=1,
         concurrency_id="validate_run",
     )
     cancel.click(_cancel, tab, status, api_name="validate_cancel", concurrency_limit=None)
     open_run.click(lambda t, r: _open(store, config, t, r), [tab, runs], results, api_name="validate_open_run")
+
+    compare.click(
+        lambda t, b: _compare(store, t, b), [tab, baseline], [compare_note, compare_table], api_name="validate_compare"
+    )
 
     def pick_utterance(t: ValidateTab, evt: gr.SelectData):
         return _utterance(store, t, evt)
@@ -307,7 +315,9 @@ def _run(store: Store, config: DashboardConfig, tab: ValidateTab, *form, progres
         if result.status == "cancelled":
             break
     shown = _show(config, tab, done[0])
-    return (*shown, gr.Dropdown(choices=_run_choices(store).choices, value=done[0].run_id))
+    choices = _run_choices(store).choices
+    baseline = done[1].run_id if len(done) > 1 else None  # several models: the second is the first's baseline
+    return (*shown, gr.Dropdown(choices=choices, value=done[0].run_id), gr.Dropdown(choices=choices, value=baseline))
 
 
 def _cancel(tab: ValidateTab) -> str:
@@ -374,44 +384,41 @@ def _utterance(store: Store, tab: ValidateTab, evt: gr.SelectData):
     match = result.rows[(result.rows["id"].astype(str) == str(row["id"])) & (result.rows["noise"] == row["noise"])]
     if match.empty:
         return gr.Group(visible=False), *[gr.skip()] * 4
-    item = match.iloc[0]
-    normalizer = get_normalizer(result.settings.normalizer)
-    spans = align(str(item["reference"]), str(item["hypothesis"]), normalizer)
+    item = match.iloc[0].to_dict()
+    spans = row_alignment(item, result.settings.normalizer)
     heading = (
         f"**{esc(item['id'])}** · {esc(item['noise'])} · WER {_pct(float(item['wer']))} "
         f"({int(item['substitutions'])} substituted, {int(item['deletions'])} deleted, "
-        f"{int(item['insertions'])} inserted; normalizer `{esc(normalizer.name)}`)"
+        f"{int(item['insertions'])} inserted; normalizer `{esc(result.settings.normalizer)}`)"
     )
     try:
-        clean, noisy = utterance_audio(store, result, str(item["id"]), str(item["noise"]))
-    except USER_ERRORS as exc:
+        audio = utterance_audio(store, result.run_id, str(item["id"]), str(item["noise"]))
+    except (KeyError, *USER_ERRORS) as exc:
         gr.Warning(f"The audio could not be re-made: {exc}")
-        clean = noisy = None
+        return gr.Group(visible=True), heading, render_alignment(spans), None, None
+    if not check_regenerated(item, audio):
+        heading += "\n\n⚠️ The dataset changed since this run: the audio below may differ from what was scored."
+    clean, noisy = (SAMPLE_RATE, audio.clean), (SAMPLE_RATE, audio.noisy)
     return gr.Group(visible=True), heading, render_alignment(spans), clean, noisy
 
 
-@functools.lru_cache(maxsize=2)
-def _run_dataset(store: Store, run_id: str) -> LoadedDataset:
-    """The run's dataset, loaded again as the run loaded it (same source, columns, limit and split)."""
-    s = store.get_run(run_id).settings
-    options = DatasetOptions(
-        source=s.dataset,
-        text_column=s.text_column,
-        group_columns=tuple(s.group_columns),
-        speaker_column=s.speaker_column,
-        limit=s.limit,
-        split=s.split,
+def _compare(store: Store, tab: ValidateTab, baseline_id: str | None):
+    """Deltas of the run on screen (B) against the baseline (A), per group; regressions beyond the CI marked."""
+    if tab.result is None:
+        raise gr.Error("Run or open a run first; it is the one compared with the baseline.")
+    if not baseline_id or baseline_id == tab.result.run_id:
+        raise gr.Error("Pick a baseline run other than the one shown.")
+    try:
+        comparison = compare_runs(store, baseline_id, tab.result.run_id, seed=tab.result.settings.seed)
+    except RunNotFound as exc:
+        raise gr.Error(str(exc)) from exc
+    if comparison.table.empty:
+        return "The two runs share no group to compare.", gr.Dataframe(visible=False)
+    changes = list(comparison.table["change"])
+    differs = "; ".join(comparison.differences) or "none"
+    note = (
+        f"Run `{tab.result.run_id}` (B) against baseline `{baseline_id}` (A): delta = B - A, positive is worse. "
+        f"**{changes.count('regression')} regression(s)** and {changes.count('improvement')} improvement(s) beyond "
+        f"the 95% interval. Settings that differ: {esc(differs)}."
     )
-    return load_dataset(options, store)
-
-
-def utterance_audio(store: Store, result: RunResult, utterance_id: str, noise: str) -> tuple:
-    """Clean and noisy audio of one row: the mix is deterministic per seed, so it is re-made, not stored."""
-    data = _run_dataset(store, result.run_id)
-    samples = {s.id: s for s in data.samples}
-    if utterance_id not in samples:
-        raise DatasetError(f"utterance {utterance_id!r} is no longer in dataset {data.name}")
-    mixer = Mixer(result.settings.seed, {s.id: s.audio for s in data.samples})
-    clean = samples[utterance_id].audio
-    mixed = mixer.mix(utterance_id, clean, parse_condition(noise))
-    return (SAMPLE_RATE, clean), (SAMPLE_RATE, mixed.audio)
+    return note, gr.Dataframe(value=comparison_table(comparison), visible=True)

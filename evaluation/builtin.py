@@ -93,6 +93,12 @@ def synthesize(text: str, voice: str, workdir: Path) -> np.ndarray:
     return load_audio(wav) * GAIN
 
 
+def espeak_version() -> str:
+    """``eSpeak NG 1.51``: the output is deterministic for one version, so the README records it."""
+    out = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, check=True).stdout
+    return " ".join(out.split()[:2] + out.split()[3:4]).replace("text-to-speech:", "").strip()
+
+
 def make_builtin(out_dir: Path = BUILTIN_DIR) -> Path:
     """(Re)build the set in ``out_dir``; fails if it would exceed 5 MB."""
     import soundfile as sf
@@ -111,7 +117,7 @@ def make_builtin(out_dir: Path = BUILTIN_DIR) -> Path:
         writer.writerow(["file_name", "text", "accent", "speaker", "gender", "voice"])
         for i in items:
             writer.writerow([i.file_name, i.text, i.accent, i.speaker, i.gender, i.voice])
-    (out_dir / "README.md").write_text(README, encoding="utf-8")
+    (out_dir / "README.md").write_text(README + f"\nMade with {espeak_version()}.\n", encoding="utf-8")
     size = sum(p.stat().st_size for p in out_dir.rglob("*") if p.is_file())
     if size > MAX_BYTES:
         raise RuntimeError(f"the built-in set is {size / 1e6:.1f} MB, over the 5 MB budget; speak fewer sentences")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from asr.audio import AudioError, load_audio
+from asr.audio import SAMPLE_RATE, AudioError, load_audio
 from evaluation.sources import DatasetError, RowSource, open_source
 
 if TYPE_CHECKING:
@@ -65,8 +65,6 @@ class Sample:
 
     @property
     def seconds(self) -> float:
-        from asr.audio import SAMPLE_RATE
-
         return self.audio.size / SAMPLE_RATE
 
 

@@ -29,6 +29,7 @@ from evaluation.metrics import score
 from evaluation.noise import Mixed, Mixer, NoiseCondition, parse_conditions
 from evaluation.normalizer import DEFAULT_NORMALIZER, NORMALIZERS, Normalizer, get_normalizer
 from evaluation.report import Summary, summarize
+from evaluation.sources import canonical_source
 from evaluation.store import RunSettings, Store, StoreError, utc_now
 from evaluation.tables import N_BOOTSTRAP
 
@@ -218,7 +219,7 @@ def run_validation(
     cancel: threading.Event | None = None,
 ) -> RunResult:
     """Run (or resume) a validation; returns its tables. Raises DatasetError, RunError or the engine's errors."""
-    options = options.validate()
+    options = dataclasses.replace(options.validate(), dataset=canonical_source(options.dataset))
     normalizer = get_normalizer(options.normalizer)
     conditions = parse_conditions(options.noise)
     data = load_dataset(_dataset_options(options), store)

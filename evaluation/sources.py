@@ -73,6 +73,25 @@ def open_source(source: str, *, split: str | None = None, store: Store | None = 
     )
 
 
+def canonical_source(source: str) -> str:
+    """Local paths made absolute (``hub:`` copies too), so a stored run reloads from any working folder."""
+    source = str(source).strip()
+    if source in ("builtin", "recorded"):
+        return source
+    if source.startswith("hub:"):
+        try:
+            repo, config, split = parse_hub(source)
+        except DatasetError:
+            return source
+        local = Path(repo).expanduser()
+        if not local.exists():
+            return source
+        tail = f":{config or ''}:{split}" if split else (f":{config}" if config else "")
+        return f"hub:{local.resolve()}{tail}"
+    path = Path(source).expanduser()
+    return str(path.resolve()) if path.exists() else source
+
+
 def _read_table(path: Path):
     import pandas as pd
 

@@ -216,6 +216,8 @@ def _print_summary(result, out: Path) -> None:
         f"{o.audio_seconds:.1f} s audio, {o.compute_seconds:.1f} s compute, RTF {o.real_time_factor:.3f}, "
         f"{result.speed:.1f}x real time (wall)"
     )
+    if o.runaway:
+        print(f"{o.runaway} hypothesis(es) are repetition loops (column runaway): they dominate the WER they land in")
     if result.resumed_rows:
         print(f"resumed: {result.resumed_rows} rows were already stored")
     if result.skipped:

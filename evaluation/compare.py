@@ -4,7 +4,8 @@ When both runs scored the same utterances of a group (the usual case: one model 
 noise), the delta's interval comes from a paired bootstrap that resamples speakers (or utterances) and scores
 both runs on each resample, which is far tighter than comparing two independent intervals. Otherwise the two
 runs are resampled independently. A group is a ``regression`` when the whole interval of B - A lies above
-zero, an ``improvement`` when it lies below.
+zero, an ``improvement`` when it lies below; a small cell (few utterances or speakers, as in the group tables)
+is never marked, since its interval cannot be trusted.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pandas as pd
 
 from evaluation.runner import load_result
 from evaluation.store import Store
-from evaluation.tables import CONFIDENCE, N_BOOTSTRAP
+from evaluation.tables import CONFIDENCE, MIN_SPEAKERS, MIN_UTTERANCES, N_BOOTSTRAP
 
 ALL = "(all)"
 
@@ -76,6 +77,11 @@ def _independent(rows: pd.DataFrame, cluster: str, rng: np.random.Generator, n_b
     return _ratios(errors[picks], words[picks])
 
 
+def _is_small(rows: pd.DataFrame) -> bool:
+    speakers = rows["speaker"].nunique() if "speaker" in rows.columns and rows["speaker"].notna().all() else None
+    return len(rows) < MIN_UTTERANCES or (speakers is not None and speakers < MIN_SPEAKERS)
+
+
 def _pooled(rows: pd.DataFrame) -> float:
     words = rows["ref_words"].sum()
     return float(rows["errors"].sum() / words) if words else math.nan
@@ -111,7 +117,8 @@ def compare_runs(store: Store, run_a: str, run_b: str, *, n_boot: int = N_BOOTST
             low, high, paired = delta_interval(rows_a, rows_b, n_boot=n_boot, seed=seed)
             wer_a, wer_b = _pooled(rows_a), _pooled(rows_b)
             values = dict(zip(by, key, strict=True))
-            change = "regression" if low > 0 else "improvement" if high < 0 else ""
+            small = _is_small(rows_a) or _is_small(rows_b)
+            change = "" if small else "regression" if low > 0 else "improvement" if high < 0 else ""
             records.append(
                 {
                     **{k: values.get(k, ALL) for k in keys},
@@ -123,6 +130,7 @@ def compare_runs(store: Store, run_a: str, run_b: str, *, n_boot: int = N_BOOTST
                     "utterances_a": len(rows_a),
                     "utterances_b": len(rows_b),
                     "paired": paired,
+                    "small": small,
                     "change": change,
                 }
             )
@@ -146,7 +154,10 @@ def comparison_text(comparison: Comparison) -> pd.DataFrame:
         for d, lo, hi in zip(t["delta"], t["delta_ci_low"], t["delta_ci_high"], strict=True)
     ]
     out["n"] = t["utterances_b"]
-    out["change"] = [c.upper() if c == "regression" else c for c in t["change"]]
+    out["change"] = [
+        c.upper() if c == "regression" else c or ("small" if sm else "")
+        for c, sm in zip(t["change"], t["small"], strict=True)
+    ]
     return out
 
 
@@ -159,5 +170,6 @@ _NUMERIC = (
     "utterances_a",
     "utterances_b",
     "paired",
+    "small",
     "change",
 )

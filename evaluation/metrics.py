@@ -9,6 +9,7 @@ normalizer changes.
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 
 import jiwer
@@ -16,6 +17,7 @@ import jiwer
 from evaluation.normalizer import Normalizer, get_normalizer
 
 OPS = ("equal", "substitute", "delete", "insert")
+RUNAWAY_RATIO = 2.4  # Whisper's own compression-ratio threshold for a repetition loop
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,17 @@ def score(reference: str, hypothesis: str, normalizer: Normalizer | None = None)
 def align(reference: str, hypothesis: str, normalizer: Normalizer | None = None) -> tuple[AlignedSpan, ...]:
     """The word alignment of one utterance after normalization (what an alignment view colours)."""
     return score(reference, hypothesis, normalizer).alignment
+
+
+def compression_ratio(text: str) -> float:
+    """Bytes over zlib-compressed bytes: Whisper's test for a decoder stuck repeating itself."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def is_runaway(hypothesis: str) -> bool:
+    """A repetition loop ("the, the, the, ..."): its insertions dominate any group WER it lands in."""
+    return compression_ratio(hypothesis) > RUNAWAY_RATIO
 
 
 def pooled_wer(scores: list[UtteranceScore]) -> float:

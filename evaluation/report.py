@@ -132,6 +132,11 @@ def summary_markdown(summary: Summary, settings: RunSettings, run_id: str, skipp
         + (" over speakers" if summary.speaker_column else " over utterances")
         + "; `*` marks a cell with too few utterances or speakers to trust.",
     ]
+    if o.runaway:
+        parts += [
+            "",
+            f"{o.runaway} hypotheses are repetition loops (`runaway` in results.csv); they dominate their cells.",
+        ]
     if settings.dataset == "builtin":
         parts += ["", SYNTHETIC_NOTE]
     parts += ["", "## WER by " + (f"{summary.group_columns[0]} x noise" if summary.group_columns else "noise")]

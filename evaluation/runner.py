@@ -25,7 +25,7 @@ from asr.models import default_model
 from asr.results import BACKENDS, DecodeOptions, Transcript
 from asr.transcribe import transcribe_many
 from evaluation.datasets import DatasetError, DatasetOptions, LoadedDataset, Sample, SkippedRow, load_dataset
-from evaluation.metrics import score
+from evaluation.metrics import is_runaway, score
 from evaluation.noise import Mixed, Mixer, NoiseCondition, parse_conditions
 from evaluation.normalizer import DEFAULT_NORMALIZER, NORMALIZERS, Normalizer, get_normalizer
 from evaluation.report import Summary, summarize
@@ -177,6 +177,7 @@ def _row(sample: Sample, mixed: Mixed, transcript: Transcript, normalizer: Norma
         "errors": s.errors,
         "ref_words": s.ref_words,
         "hyp_words": s.hyp_words,
+        "runaway": is_runaway(transcript.text),
         "char_errors": s.char_errors,
         "ref_chars": s.ref_chars,
         "raw_errors": s.raw_errors,

@@ -32,6 +32,7 @@ SUM_COLUMNS = (
     "raw_ref_words",
     "audio_seconds",
     "compute_seconds",
+    "runaway",
 )
 
 
@@ -53,6 +54,7 @@ class Overall:
     audio_seconds: float  # seconds of audio transcribed
     compute_seconds: float  # model seconds spent on them (VAD and decoding)
     real_time_factor: float  # compute seconds per audio second (below 1 is faster than real time)
+    runaway: int = 0  # hypotheses that are repetition loops (see metrics.is_runaway)
 
     def to_json(self) -> dict[str, float | int]:
         return {k: _finite(v) for k, v in self.__dict__.items()}
@@ -157,6 +159,7 @@ def overall(rows: pd.DataFrame) -> Overall:
         audio_seconds=total("audio_seconds"),
         compute_seconds=total("compute_seconds"),
         real_time_factor=_ratio(total("compute_seconds"), total("audio_seconds")),
+        runaway=int(total("runaway")),
     )
 
 

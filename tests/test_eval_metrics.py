@@ -168,3 +168,13 @@ def test_group_table_marks_small_cells_and_counts_speakers():
 def test_align_uses_the_normalizer():
     spans = align("Let's go home.", "let us go to home")
     assert [s.op for s in spans] == ["equal", "insert", "equal"]
+
+
+def test_repetition_loops_are_flagged():
+    from evaluation.metrics import is_runaway
+
+    assert is_runaway("Blue, the, the, the, the, the, the, the, the, the, the, the, the, the, the, the, the,")
+    assert not is_runaway("The birch canoe slid on the smooth planks.")
+    assert not is_runaway("")
+    rows = _rows(PAIRS).assign(runaway=[True, False, False, False, False])
+    assert overall(rows).runaway == 1 and group_table(rows, ["noise"]).loc[0, "runaway"] == 1

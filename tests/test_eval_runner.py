@@ -97,7 +97,7 @@ def test_saved_dataset_with_custom_columns_through_the_cli(tmp_path, fw_backend,
     assert "region" in capsys.readouterr().out
 
 
-def _fake_run(store: Store, run_id: str, error_rate: float, seed: int) -> None:
+def _fake_run(store: Store, run_id: str, error_rate: float, seed: int, per_accent: int = 40) -> None:
     """Stored rows with known error counts: compare is arithmetic on stored rows, no model needed."""
     rng = np.random.default_rng(seed)
     settings = RunSettings(
@@ -106,7 +106,7 @@ def _fake_run(store: Store, run_id: str, error_rate: float, seed: int) -> None:
     store.create_run(settings, run_id)
     rows = []
     for accent, shift in (("a", 0.0), ("b", 0.3)):
-        for i in range(40):
+        for i in range(per_accent):
             rate = min(error_rate + (shift if run_id == "worse" else 0.0), 1.0)
             rows.append(
                 {
@@ -140,3 +140,14 @@ def test_compare_marks_regressions_beyond_the_ci(tmp_path, capsys):
     assert main(["compare", "base", "same", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "c")]) == 0
     assert (tmp_path / "c" / "compare.csv").exists() and (tmp_path / "c" / "compare.md").exists()
     assert main(["compare", "base", "nope", "--data-dir", str(tmp_path / "data")]) == 2
+
+
+def test_compare_never_marks_small_cells(tmp_path):
+    store = Store(tmp_path / "data")
+    _fake_run(store, "base", 0.1, 1, per_accent=3)
+    _fake_run(store, "worse", 0.1, 1, per_accent=3)
+    table = compare_runs(store, "base", "worse").table
+    cells = table[table["accent"] != "(all)"]  # three utterances per accent: small
+    assert cells["small"].all() and (cells["change"] == "").all()
+    assert (cells.loc[cells["accent"] == "b", "delta"] > 0).all()
+    assert not table.loc[table["accent"] == "(all)", "small"].any()

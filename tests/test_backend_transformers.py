@@ -129,3 +129,15 @@ def test_multilingual_base_detects_or_takes_the_language(speech_wav, speech_text
     check_invariants(detected)
     forced = transcribe(speech_wav, backend=backend, options=dataclasses.replace(DecodeOptions(), language="en"))
     assert forced.text == detected.text
+
+
+def test_windows_cut_mid_sentence_keep_their_last_words(tf_backend, speech_wav):
+    """A window that ends inside speech has no closing timestamp; its last words must still be returned."""
+    speech = load_audio(speech_wav)
+    cuts = [speech[: int(16_000 * t)] for t in (2.2, 4.6, 7.9)]
+    results = tf_backend.transcribe_windows(cuts, DecodeOptions())
+    texts = [" ".join(s.text for s in r.segments).lower() for r in results]
+    assert "canoe" in texts[0] or "can" in texts[0]
+    assert "sheet" in texts[1] and "easy" in texts[2], texts
+    for r, cut in zip(results, cuts):
+        assert r.segments and r.segments[-1].end <= cut.size / 16_000 + 1e-6

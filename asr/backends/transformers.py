@@ -29,7 +29,13 @@ from asr.results import DecodeOptions, Segment, Word
 
 try:
     import torch
-    from transformers import LogitsProcessor, LogitsProcessorList, pipeline
+    from transformers import (
+        GenerationMixin,
+        LogitsProcessor,
+        LogitsProcessorList,
+        WhisperTimeStampLogitsProcessor,
+        pipeline,
+    )
     from transformers.modeling_outputs import BaseModelOutput
     from transformers.models.whisper.tokenization_whisper import _combine_tokens_into_words
 except ImportError as exc:  # pragma: no cover - exercised only without the packages
@@ -85,10 +91,11 @@ class TransformersBackend:
         self._no_timestamps = int(gen.no_timestamps_token_id)
         self._no_speech = _no_speech_id(self._tokenizer)
         self._heads = [tuple(h) for h in (getattr(gen, "alignment_heads", None) or _default_heads(self._model))]
-        self._suppress = _Suppress(gen, self._model.config.vocab_size, self.device)
+        self._suppress_always = _mask(gen.suppress_tokens, self._model.config.vocab_size, self.device)
+        self._suppress_at_begin = _mask(gen.begin_suppress_tokens, self._model.config.vocab_size, self.device)
         # transformers fills every None of a passed generation config from the model's own, so the settings
-        # replaced here are cleared on the model's config: suppression by _Suppress's precomputed masks, and the
-        # deprecated forced_decoder_ids by the same start tokens (language and task go to generate directly)
+        # replaced here are cleared on the model's config: suppression is done by _Suppress's precomputed masks,
+        # and the start tokens (language, task, prompt) are given to generate directly
         gen.suppress_tokens = gen.begin_suppress_tokens = gen.forced_decoder_ids = None
         self._generation = copy.deepcopy(gen)
         self._lock = threading.Lock()
@@ -132,26 +139,46 @@ class TransformersBackend:
     def _generate(
         self, encoded: torch.Tensor, languages: list[str], prompt: str | None, options: DecodeOptions
     ) -> list[_Decoded]:
+        """One batched ``generate`` call, started from Whisper's start tokens (and the prompt, if any).
+
+        ``GenerationMixin.generate`` is called rather than Whisper's own ``generate``: with timestamps on, the
+        latter runs openai's sequential seek loop, which needs the raw features for a second pass and drops
+        the words after a window's last timestamp pair; a window here is already <= 30 s of speech.
+        """
         config = copy.deepcopy(self._generation)
         config.num_beams = options.beam_size
         if options.temperature > 0:
             config.do_sample, config.temperature = True, options.temperature
-        kwargs: dict = {"language": languages, "task": options.task} if self.multilingual else {}
-        if prompt:
-            kwargs["prompt_ids"] = self._tokenizer.get_prompt_ids(prompt.strip(), return_tensors="pt").to(self.device)
-        out = self._model.generate(
-            encoder_outputs=BaseModelOutput(last_hidden_state=encoded),
-            generation_config=config,
-            logits_processor=LogitsProcessorList([self._suppress]),
-            return_timestamps=True,
-            **kwargs,
+        prefixes = [self._prefix(language, options) for language in languages]
+        start = torch.tensor([self._prompt(prompt) + p for p in prefixes], device=self.device)
+        config.max_length = self._model.config.max_target_positions
+        processors = LogitsProcessorList(
+            [  # openai/whisper's order: suppression first, then the timestamp rules
+                _Suppress(self._suppress_always, self._suppress_at_begin, start.shape[1]),
+                WhisperTimeStampLogitsProcessor(config, begin_index=start.shape[1]),
+            ]
         )
-        sequences = out if isinstance(out, torch.Tensor) else out["sequences"]
+        sequences = GenerationMixin.generate(
+            self._model,
+            encoder_outputs=BaseModelOutput(last_hidden_state=encoded),
+            decoder_input_ids=start,
+            # unused by Whisper once encoded; given so that transformers does not warn about padding
+            attention_mask=torch.ones(encoded.shape[:2], dtype=torch.long, device=self.device),
+            generation_config=config,
+            logits_processor=processors,
+        )
         decoded = []
-        for row, language in zip(sequences.tolist(), languages):
-            tokens = [t for t in row if t != self._eot]
-            decoded.append(_Decoded(self._prefix(language, options), tokens, language))
+        for row, prefix, language in zip(sequences[:, start.shape[1] :].tolist(), prefixes, languages):
+            decoded.append(_Decoded(prefix, [t for t in row if t != self._eot], language))
         return decoded
+
+    def _prompt(self, prompt: str | None) -> list[int]:
+        """``<|startofprev|>`` and the prompt's last tokens, at most half the context (as openai/whisper)."""
+        if not prompt:
+            return []
+        ids = self._tokenizer(" " + prompt.strip(), add_special_tokens=False).input_ids
+        limit = self._model.config.max_target_positions // 2 - 1
+        return [int(self._model.generation_config.prev_sot_token_id)] + ids[-limit:]
 
     def _prefix(self, language: str, options: DecodeOptions) -> list[int]:
         gen = self._model.generation_config
@@ -228,22 +255,14 @@ class TransformersBackend:
 
 
 class _Suppress(LogitsProcessor):
-    """Whisper's suppressed tokens, as boolean masks built once.
+    """Whisper's suppressed tokens (always, and blank/end-of-text as the first token), as precomputed masks.
 
     transformers' own processors rebuild their masks with ``torch.isin`` over the whole vocabulary at every
-    decoding step, which costs more than the tiny model's decoder step on a busy CPU. This one runs after the
-    timestamp rules rather than before them; the rules compare timestamp against text probabilities, and a
-    suppressed token (punctuation-like symbols, blank at the start) only rarely tips that comparison.
+    decoding step, which on a busy CPU costs more than the tiny model's decoder step.
     """
 
-    def __init__(self, generation_config, vocab_size: int, device: str) -> None:
-        self.always = _mask(generation_config.suppress_tokens, vocab_size, device)
-        self.at_begin = _mask(generation_config.begin_suppress_tokens, vocab_size, device)
-        self.begin_index = -1
-
-    def set_begin_index(self, begin_index: int) -> None:
-        """Called by transformers with the index of the first generated token."""
-        self.begin_index = begin_index
+    def __init__(self, always: torch.Tensor, at_begin: torch.Tensor, begin_index: int) -> None:
+        self.always, self.at_begin, self.begin_index = always, at_begin, begin_index
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         scores = scores.masked_fill(self.always[: scores.shape[-1]], -float("inf"))

@@ -7,6 +7,7 @@ field names, and a ``Transcript`` records the options that produced it, which ma
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,8 @@ class DecodeOptions:
     no_speech_threshold: float = 0.6  # with logprob_threshold, Whisper's rule to drop a window as silence
     logprob_threshold: float = -1.0  # a window is dropped when no_speech > threshold and logprob below this
     condition_on_previous_text: bool = False  # kept off: feeding back errors makes hallucinations repeat
+    compression_ratio_threshold: float | None = 2.4  # text more repetitive than this is decoded again, hotter
+    fallback_temperatures: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0)  # Whisper's schedule for those retries
 
     def validate(self) -> DecodeOptions:
         """Reject bad values and combinations with a message that quotes the value."""
@@ -57,6 +60,8 @@ class DecodeOptions:
             raise ValueError(f"batch_size must be an integer >= 1, not {self.batch_size!r}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, not {self.temperature!r}")
+        if any(t <= 0 for t in self.fallback_temperatures):
+            raise ValueError(f"fallback temperatures must be > 0, not {self.fallback_temperatures!r}")
         return self
 
     def replace(self, **changes: Any) -> DecodeOptions:
@@ -102,3 +107,9 @@ def shift_segment(segment: Segment, offset: float) -> Segment:
     """Move a window-relative segment (and its words) to absolute time."""
     words = tuple(dataclasses.replace(w, start=w.start + offset, end=w.end + offset) for w in segment.words)
     return dataclasses.replace(segment, start=segment.start + offset, end=segment.end + offset, words=words)
+
+
+def compression_ratio(text: str) -> float:
+    """Bytes over zlib-compressed bytes: Whisper's test for a decoder stuck repeating itself (loops score > 2.4)."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0

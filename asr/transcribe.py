@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from asr.audio import SAMPLE_RATE, AudioSource, load_audio
-from asr.backends import DEFAULT_BACKEND, Backend, get_backend
+from asr.backends import DEFAULT_BACKEND, Backend, WindowResult, get_backend
 from asr.models import default_model
-from asr.results import DecodeOptions, Segment, Transcript, Word
+from asr.results import DecodeOptions, Segment, Transcript, Word, compression_ratio
 from asr.vad import MAX_WINDOW_SECONDS, SpeechSpan, VadOptions, Window, group_spans, make_window, speech_spans
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,9 @@ def transcribe_many(
         batch = jobs[start : start + options.batch_size]
         windows = [make_window(arrays[j.index], j.spans) for j in batch]
         t0 = time.perf_counter()
-        results = backend.transcribe_windows([w.audio for w in windows], options)
+        results = _with_fallback(
+            backend, windows, options, backend.transcribe_windows([w.audio for w in windows], options)
+        )
         spent = time.perf_counter() - t0
         batch_audio = sum(w.seconds for w in windows) or 1.0
         for job, window, result in zip(batch, windows, results):
@@ -101,6 +103,35 @@ def _window_spans(audio: np.ndarray, options: DecodeOptions, vad: VadOptions | N
         step = int(MAX_WINDOW_SECONDS * SAMPLE_RATE)
         spans = [SpeechSpan(s, min(s + step, audio.size)) for s in range(0, audio.size, step)]
     return group_spans(spans)
+
+
+def _looping(result: WindowResult, options: DecodeOptions) -> float:
+    """How far a window's text is past the compression-ratio threshold (> 0: the decoder repeated itself)."""
+    if options.compression_ratio_threshold is None:
+        return 0.0
+    return compression_ratio(" ".join(s.text for s in result.segments)) - options.compression_ratio_threshold
+
+
+def _with_fallback(
+    backend: Backend, windows: list[Window], options: DecodeOptions, results: list[WindowResult]
+) -> list[WindowResult]:
+    """Decode looping windows again at Whisper's rising temperatures, as Whisper does one window at a time.
+
+    Batched decoding has no fallback of its own, and tiny models at temperature 0 sometimes loop ("the, the,
+    the, ..."), which turns one utterance's WER into 1000 %. Only the looping windows are decoded again.
+    """
+    results = list(results)
+    for i, window in enumerate(windows):
+        best = results[i]
+        for temperature in options.fallback_temperatures if _looping(best, options) > 0 else ():
+            hotter = options.replace(temperature=temperature, beam_size=1)
+            retry = backend.transcribe_windows([window.audio], hotter)[0]
+            if _looping(retry, options) < _looping(best, options):
+                best = retry
+            if _looping(best, options) <= 0:
+                break
+        results[i] = best
+    return results
 
 
 def _to_file_time(segment: Segment, window: Window) -> Segment:

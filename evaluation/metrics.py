@@ -9,11 +9,11 @@ normalizer changes.
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass
 
 import jiwer
 
+from asr.results import compression_ratio
 from evaluation.normalizer import Normalizer, get_normalizer
 
 OPS = ("equal", "substitute", "delete", "insert")
@@ -119,12 +119,6 @@ def score(reference: str, hypothesis: str, normalizer: Normalizer | None = None)
 def align(reference: str, hypothesis: str, normalizer: Normalizer | None = None) -> tuple[AlignedSpan, ...]:
     """The word alignment of one utterance after normalization (what an alignment view colours)."""
     return score(reference, hypothesis, normalizer).alignment
-
-
-def compression_ratio(text: str) -> float:
-    """Bytes over zlib-compressed bytes: Whisper's test for a decoder stuck repeating itself."""
-    data = text.encode("utf-8")
-    return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
 def is_runaway(hypothesis: str) -> bool:

@@ -61,6 +61,7 @@ class _PromptedPipeline(BatchedInferencePipeline):
             return_scores=True,
             return_no_speech_prob=True,
             sampling_temperature=options.temperatures[0],
+            sampling_topk=0 if options.temperatures[0] > 0 else 1,  # topk 1 would stay greedy at any temperature
             repetition_penalty=options.repetition_penalty,
             no_repeat_ngram_size=options.no_repeat_ngram_size,
         )

@@ -95,3 +95,15 @@ def test_nan_audio_is_an_error_not_a_transcript(fw_backend):
     audio = np.full(SAMPLE_RATE, np.nan, np.float32)
     with pytest.raises(AudioError, match="NaN"):
         transcribe(audio, backend=fw_backend)
+
+
+def test_a_window_stuck_in_a_loop_is_decoded_again(fw_backend):
+    """This built-in utterance makes greedy tiny.en loop ("Blue, the, the, the, ..."); the fallback repairs it."""
+    from asr.results import compression_ratio
+
+    clip = "evaluation/builtin/audio/en-gb-scotland_m3_01.flac"
+    looping = transcribe(clip, backend=fw_backend, options=DecodeOptions(compression_ratio_threshold=None))
+    assert compression_ratio(looping.text) > 2.4, "the clip no longer loops: pick another for this test"
+    repaired = transcribe(clip, backend=fw_backend)
+    assert compression_ratio(repaired.text) <= 2.4
+    assert len(repaired.text.split()) < 30

@@ -86,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             live_sessions=args.live_sessions,
             enable_monitoring=args.enable_monitoring,
         ).validate()
+        from dashboard.shared import get_store
+
+        get_store(config.data_dir)  # creates the folder and the database now: a bad --data-dir fails here
     except (OSError, ValueError) as exc:
         print(f"python -m dashboard: {exc}", file=sys.stderr)
         return 2

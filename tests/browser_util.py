@@ -156,11 +156,20 @@ def text_of(page, selector: str) -> str:
 
 
 def wait_for_text(page, selector: str, needle: str, timeout_ms: int = 120_000) -> None:
-    page.wait_for_function(
-        """([sel, needle]) => { const e = document.querySelector(sel); return !!e && e.innerText.includes(needle) }""",
+    """Wait until ``selector`` shows ``needle``; fail at once, with the message, if the page shows an error."""
+    handle = page.wait_for_function(
+        """([sel, needle]) => {
+            const e = document.querySelector(sel);
+            if (e && e.innerText.includes(needle)) return "ok";
+            const error = document.querySelector('.toast-body.error');
+            return error ? "error: " + error.innerText : false;
+        }""",
         arg=[selector, needle],
         timeout=timeout_ms,
     )
+    result = handle.json_value()
+    if result != "ok":
+        raise AssertionError(f"waiting for {needle!r} in {selector}, the page showed {result}")
 
 
 def click_table_cell(page, table_selector: str, text: str) -> None:

@@ -80,11 +80,13 @@ def test_live_commits_while_speaking_then_saves_a_test_case(app, browser, speech
             first_commit = time.monotonic() - started
         if committed and (not grew or grew[-1] != committed):
             grew.append(committed)
-        if len(grew) >= 3 and not shot and page.locator("#live-tentative").inner_text().strip():
+        if len(grew) >= 2 and not shot and page.locator("#live-tentative").inner_text().strip():
             screenshot(page, "live")  # committed and tentative text both on screen
             shot = True
         readouts.append(f"{time.monotonic() - started:.1f}s {page.locator('#live-readout').inner_text()}")
         time.sleep(0.25)
+    if not shot:
+        screenshot(page, "live")
     readout = page.locator("#live-readout").inner_text()
     assert first_commit is not None and first_commit < seconds - TAIL_SILENCE_S, (first_commit, seconds, readouts)
     assert all(later.startswith(earlier) for earlier, later in zip(grew, grew[1:])), grew  # committed only grows

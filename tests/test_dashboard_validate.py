@@ -116,3 +116,22 @@ def test_compare_with_an_earlier_run_shows_deltas(app, finished_run):
     red = page.locator("#compare-table .body-cell[style*='254, 202, 202']")  # #fecaca, whole rows
     assert (red.count() > 0) == (regressions > 0)
     screenshot(page, "validate-compare")
+
+
+def test_recorded_test_cases_are_a_dataset(app, browser, speech_wav, speech_text):
+    """Cases saved by testers (here straight into the app's store) validate like any other dataset."""
+    from evaluation.store import Store
+
+    Store(app.data_dir).add_case(
+        "test_case", speech_wav, transcript="", reference=speech_text, labels={"accent": "US", "device": "laptop"}
+    )
+    page = new_page(browser)
+    page.goto(app.url + "/validate")
+    page.get_by_text("Recorded test cases").click()
+    page.locator("#validate-noise").get_by_text("white", exact=True).click()  # clean only
+    wait_for_text(page, "#validate-conditions", "Conditions: clean")
+    page.locator("#validate-run").click()
+    wait_for_text(page, "#validate-status", "Overall WER", 600_000)
+    status = page.locator("#validate-status").inner_text()
+    assert "dataset recorded" in status and "1 utterances" in status
+    assert "US" in page.locator("#wer-table").inner_text()

@@ -58,7 +58,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         interactive=False,
         wrap=True,
         max_height=420,
-        column_widths=["9rem", "5.5rem", "6rem", "8.5rem", "8rem", "5rem", "9rem", "8rem", "18rem", "18rem"],
+        column_widths=["11%", "6%", "6%", "9%", "8%", "5%", "9%", "8%", "19%", "19%"],
         elem_id="review-table",
     )
     selected = gr.State(None)  # the id of the case in the detail panel

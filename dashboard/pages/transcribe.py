@@ -88,6 +88,7 @@ def _transcribe(audio_path: str | None, model: str, backend: str, progress=gr.Pr
         raise gr.Error("Upload a file or record from the microphone first.")
     progress(0, desc="loading the model")
     engine = load_backend_or_error(model, backend)
+    progress(0, desc="reading the audio and finding speech")
 
     def report(done: float, total: float) -> None:
         progress(done / total if total else 1.0, desc=f"{done:.0f} of {total:.0f} s of audio")

@@ -144,7 +144,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         noise_dir = gr.Textbox(label="Your noise recordings folder (optional)", placeholder="/data/musan/noise")
     conditions = gr.Markdown(elem_id="validate-conditions")
     with gr.Row():
-        limit = gr.Number(None, label="Utterances (empty: all)", precision=0, minimum=1, elem_id="validate-limit")
+        limit = gr.Number(0, label="Utterances (0: all)", precision=0, minimum=0, elem_id="validate-limit")
         seed = gr.Number(0, label="Seed", precision=0)
         run = gr.Button("Run validation", variant="primary", elem_id="validate-run")
         cancel = gr.Button("Cancel", variant="stop", elem_id="validate-cancel")
@@ -283,7 +283,7 @@ def _options(form: tuple) -> list[RunOptions]:
         dataset=dataset_spec(kind, location),
         noise=tuple(noise_specs(kinds, snrs, rt60s, noise_dir)),
         backend=backend,
-        limit=int(limit) if limit not in (None, "") and not math.isnan(float(limit)) else None,
+        limit=int(limit) if limit and float(limit) >= 1 else None,  # 0 or empty: every utterance
         text_column=text_col or None,
         group_columns=tuple(group_cols or ()),
         speaker_column=speaker_col or None,

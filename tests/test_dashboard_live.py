@@ -12,13 +12,13 @@ from conftest import HARVARD, speak
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-SENTENCES = " ".join(HARVARD[:4])
+SENTENCES = " ".join(HARVARD[:6])  # about 16 s: room for the first commit well before the speech ends
 TAIL_SILENCE_S = 2.0
 
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory):
-    """About 12 s of espeak-ng speech as 48 kHz mono 16-bit WAV (what Chromium's fake device plays)."""
+    """About 16 s of espeak-ng speech as 48 kHz mono 16-bit WAV (what Chromium's fake device plays)."""
     if not have_espeak():
         pytest.skip("espeak-ng and sox are needed to make the speech file")
     folder = tmp_path_factory.mktemp("live-audio")

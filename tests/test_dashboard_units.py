@@ -11,8 +11,8 @@ from dashboard.__main__ import parse_auth
 from dashboard.app import build_demo
 from dashboard.config import DashboardConfig
 from dashboard.pages.review import Filters, parse_extra_labels
-from dashboard.pages.validate import dataset_spec, noise_specs
 from dashboard.shared import confidence_band, render_alignment, render_diff
+from dashboard.validate_form import dataset_spec, noise_specs
 from dashboard.validate_view import wer_colour
 from evaluation.metrics import AlignedSpan
 

@@ -16,17 +16,15 @@ import gradio as gr
 import pandas as pd
 
 from asr.audio import SAMPLE_RATE
-from asr.backends import BackendError
-from asr.models import UnknownModelError
 from dashboard.config import DashboardConfig
 from dashboard.shared import esc, get_store, model_choices, model_picker, render_alignment
+from dashboard.validate_form import USER_ERRORS, dataset_spec, noise_specs, run_options
 from dashboard.validate_view import comparison_table, group_chart, run_label, utterance_frame, wer_table
 from evaluation.compare import compare_runs
-from evaluation.datasets import DatasetError
 from evaluation.noise import USAGE, NoiseError, parse_conditions
 from evaluation.replay import check_regenerated, row_alignment, utterance_audio
 from evaluation.report import SYNTHETIC_NOTE, write_outputs
-from evaluation.runner import RunError, RunOptions, RunResult, load_result, run_validation
+from evaluation.runner import RunResult, load_result, run_validation
 from evaluation.sources import open_source
 from evaluation.store import RunNotFound, Store
 
@@ -45,7 +43,6 @@ DOWNLOADS = (
     ("summary.json", "JSON"),
     ("summary.md", "Markdown"),
 )
-USER_ERRORS = (DatasetError, RunError, NoiseError, UnknownModelError, BackendError)
 
 
 @dataclass
@@ -69,42 +66,6 @@ class Rendered:
     chart: object
     utterances: pd.DataFrame
     files: tuple[str | None, ...]
-
-
-def dataset_spec(kind: str, text: str) -> str:
-    """The runner's dataset string for the source picked in the form."""
-    text = (text or "").strip()
-    if kind in ("builtin", "recorded"):
-        return kind
-    if not text:
-        raise gr.Error("Type the folder, manifest or hub id of the dataset.")
-    if kind == "hub" and not text.startswith("hub:"):
-        return f"hub:{text}"
-    return text
-
-
-def noise_specs(kinds: list[str], snrs: str, rt60s: str, noise_dir: str) -> list[str]:
-    """Noise condition specs from the checkboxes: every noise kind at every SNR, reverb at every RT60."""
-
-    def numbers(text: str, what: str) -> list[str]:
-        values = [v.strip() for v in (text or "").replace(";", ",").split(",") if v.strip()]
-        for v in values:
-            try:
-                float(v)
-            except ValueError:
-                raise gr.Error(f"{what}: {v!r} is not a number") from None
-        return values
-
-    specs = ["clean"] if "clean" in kinds else []
-    levels = numbers(snrs, "SNRs (dB)")
-    for kind in ("white", "pink", "babble"):
-        if kind in kinds:
-            specs += [f"{kind}@{snr}" for snr in levels]
-    if "reverb" in kinds:
-        specs += [f"reverb@{rt}" for rt in numbers(rt60s, "RT60 (s)")]
-    if (noise_dir or "").strip():
-        specs += [f"file:{noise_dir.strip()}@{snr}" for snr in levels]
-    return specs
 
 
 def build(page: gr.Blocks, config: DashboardConfig) -> None:
@@ -261,44 +222,8 @@ def _inspect(store: Store, kind: str, location: str, split: str):
     return dropdown, gr.Dropdown(choices=columns), dropdown, note
 
 
-def _options(form: tuple) -> list[RunOptions]:
-    (
-        kind,
-        location,
-        split,
-        text_col,
-        group_cols,
-        speaker_col,
-        kinds,
-        snrs,
-        rt60s,
-        noise_dir,
-        limit,
-        seed,
-        model,
-        backend,
-        extra,
-    ) = form
-    base = RunOptions(
-        dataset=dataset_spec(kind, location),
-        noise=tuple(noise_specs(kinds, snrs, rt60s, noise_dir)),
-        backend=backend,
-        limit=int(limit) if limit and float(limit) >= 1 else None,  # 0 or empty: every utterance
-        text_column=text_col or None,
-        group_columns=tuple(group_cols or ()),
-        speaker_column=speaker_col or None,
-        split=(split or "").strip() or None,
-        seed=int(seed or 0),
-    )
-    models = list(dict.fromkeys([model, *(extra or [])]))
-    try:
-        return [RunOptions(**{**base.__dict__, "model": m}).validate() for m in models]
-    except USER_ERRORS as exc:
-        raise gr.Error(str(exc)) from exc
-
-
 def _run(store: Store, config: DashboardConfig, tab: ValidateTab, *form, progress=gr.Progress()):  # noqa: B008
-    all_options = _options(form)
+    all_options = run_options(form)
     tab.cancel = threading.Event()
     done: list[RunResult] = []
     for n, options in enumerate(all_options, 1):

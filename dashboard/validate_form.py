@@ -1,0 +1,92 @@
+"""The Validate page's form turned into runner options: dataset string, noise condition specs, one run per model.
+
+Mistakes a tester can make in the form (an empty path, an SNR that is not a number, an unknown model) become a
+``gr.Error`` with the runner's own message, at the UI edge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gradio as gr
+
+from asr.backends import BackendError
+from asr.models import UnknownModelError
+from evaluation.datasets import DatasetError
+from evaluation.noise import NoiseError
+from evaluation.runner import RunError, RunOptions
+
+USER_ERRORS = (DatasetError, RunError, NoiseError, UnknownModelError, BackendError)
+
+
+def dataset_spec(kind: str, text: str) -> str:
+    """The runner's dataset string for the source picked in the form."""
+    text = (text or "").strip()
+    if kind in ("builtin", "recorded"):
+        return kind
+    if not text:
+        raise gr.Error("Type the folder, manifest or hub id of the dataset.")
+    if kind == "hub" and not text.startswith("hub:"):
+        return f"hub:{text}"
+    return text
+
+
+def noise_specs(kinds: list[str], snrs: str, rt60s: str, noise_dir: str) -> list[str]:
+    """Noise condition specs from the checkboxes: every noise kind at every SNR, reverb at every RT60."""
+
+    def numbers(text: str, what: str) -> list[str]:
+        values = [v.strip() for v in (text or "").replace(";", ",").split(",") if v.strip()]
+        for v in values:
+            try:
+                float(v)
+            except ValueError:
+                raise gr.Error(f"{what}: {v!r} is not a number") from None
+        return values
+
+    specs = ["clean"] if "clean" in kinds else []
+    levels = numbers(snrs, "SNRs (dB)")
+    for kind in ("white", "pink", "babble"):
+        if kind in kinds:
+            specs += [f"{kind}@{snr}" for snr in levels]
+    if "reverb" in kinds:
+        specs += [f"reverb@{rt}" for rt in numbers(rt60s, "RT60 (s)")]
+    if (noise_dir or "").strip():
+        specs += [f"file:{noise_dir.strip()}@{snr}" for snr in levels]
+    return specs
+
+
+def run_options(form: tuple) -> list[RunOptions]:
+    """One ``RunOptions`` per model from the page's form values (in the order of the page's ``form`` list)."""
+    (
+        kind,
+        location,
+        split,
+        text_col,
+        group_cols,
+        speaker_col,
+        kinds,
+        snrs,
+        rt60s,
+        noise_dir,
+        limit,
+        seed,
+        model,
+        backend,
+        extra,
+    ) = form
+    base = RunOptions(
+        dataset=dataset_spec(kind, location),
+        noise=tuple(noise_specs(kinds, snrs, rt60s, noise_dir)),
+        backend=backend,
+        limit=int(limit) if limit and float(limit) >= 1 else None,  # 0 or empty: every utterance
+        text_column=text_col or None,
+        group_columns=tuple(group_cols or ()),
+        speaker_column=speaker_col or None,
+        split=(split or "").strip() or None,
+        seed=int(seed or 0),
+    )
+    models = list(dict.fromkeys([model, *(extra or [])]))
+    try:
+        return [dataclasses.replace(base, model=m).validate() for m in models]
+    except USER_ERRORS as exc:
+        raise gr.Error(str(exc)) from exc

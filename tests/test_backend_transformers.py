@@ -61,11 +61,12 @@ def test_speech_is_transcribed_with_words(tf_backend, speech_wav, speech_text):
 
 
 def test_same_transcript_and_word_times_as_faster_whisper(tf_backend, fw32_backend, speech_wav):
-    """Same weights, same decoding: the words agree; at most one word in twenty may differ.
+    """Same weights, same windows: the words agree; at most one word in twenty may differ.
 
-    The only difference in what the two models see is the padding of a window to 30 s: transformers computes
-    the log-mel of zero audio (as openai/whisper does), faster-whisper pads the log-mel with zeros. That can
-    flip a near-tie between two spellings of a word; with identical features the tokens are identical
+    Two things differ in what the models see. transformers pads a window to 30 s by taking the log-mel of
+    zero audio (as openai/whisper does) where faster-whisper pads the log-mel with zeros, and our faster-whisper
+    backend decodes with timestamp tokens where ours decodes without. Either can flip a near-tie between two
+    spellings of a word (here "clanks"/"clangs"); with identical features and decoding the tokens are identical
     (tests/test_convert.py).
     """
     ours, theirs = transcribe(speech_wav, backend=tf_backend), transcribe(speech_wav, backend=fw32_backend)

@@ -37,6 +37,7 @@ try:
     )
     from transformers.modeling_outputs import BaseModelOutput
     from transformers.models.whisper.tokenization_whisper import _combine_tokens_into_words
+    from transformers.utils import logging as hf_logging
 except ImportError as exc:  # pragma: no cover - exercised only without the packages
     raise BackendError("the transformers backend needs transformers and torch: pip install transformers torch") from exc
 
@@ -76,10 +77,15 @@ class TransformersBackend:
         torch.set_num_threads(os.cpu_count() or 1)  # the default may be lower than the cores this machine has
         source = _model_source(resolved)
         dtype = torch.float16 if self.device == "cuda" else torch.float32
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar in a CLI's output or a server's log
         try:
             self._pipe = pipeline("automatic-speech-recognition", model=source, device=self.device, dtype=dtype)
         except Exception as exc:
             raise BackendError(f"cannot load model {resolved.name!r} with transformers: {exc}") from exc
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         self._model = self._pipe.model.eval()
         self._tokenizer = self._pipe.tokenizer
         self._features = self._pipe.feature_extractor

@@ -228,10 +228,10 @@ def _pipeline(args: argparse.Namespace) -> Callable:
     from transformers import pipeline
 
     from asr.audio import SAMPLE_RATE
-    from asr.backends.transformers import _model_source, pick_device
+    from asr.backends.transformers import _model_source, cpu_cores, pick_device
     from asr.models import resolve
 
-    torch.set_num_threads(os.cpu_count() or 1)  # as our backend does, so threads are not what is compared
+    torch.set_num_threads(cpu_cores())  # as our backend does, so threads are not what is compared
     device = pick_device(args.device)
     transcriber = pipeline("automatic-speech-recognition", model=_model_source(resolve(args.model)), device=device)
 

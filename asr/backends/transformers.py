@@ -49,6 +49,14 @@ MEDIAN_FILTER = 7  # openai/whisper's smoothing of the alignment heads' attentio
 NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "my", "yue"}  # words are split at characters, not spaces
 
 
+def cpu_cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def pick_device(device: str) -> str:
     if device not in ("auto", "cpu", "cuda"):
         raise BackendError(f"device must be auto, cpu or cuda, not {device!r}")
@@ -74,7 +82,7 @@ class TransformersBackend:
     def __init__(self, resolved: ResolvedModel, device: str = "auto") -> None:
         self.model = resolved.name
         self.device = pick_device(device)
-        torch.set_num_threads(os.cpu_count() or 1)  # the default may be lower than the cores this machine has
+        torch.set_num_threads(cpu_cores())  # torch's default may be lower than the cores this process may use
         source = _model_source(resolved)
         dtype = torch.float16 if self.device == "cuda" else torch.float32
         bars = hf_logging.is_progress_bar_enabled()

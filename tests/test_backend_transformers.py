@@ -142,3 +142,10 @@ def test_windows_cut_mid_sentence_keep_their_last_words(tf_backend, speech_wav):
     assert "sheet" in texts[1] and "easy" in texts[2], texts
     for r, cut in zip(results, cuts):
         assert r.segments and r.segments[-1].end <= cut.size / 16_000 + 1e-6
+
+
+def test_beam_search_and_no_word_timestamps(tf_backend, speech_wav, speech_text):
+    beam = transcribe(speech_wav, backend=tf_backend, options=DecodeOptions(beam_size=5, word_timestamps=False))
+    assert wer(speech_text, beam.text) < 0.5
+    assert beam.words == () and len(beam.segments) == 1  # without words, a window is one segment
+    assert beam.options.beam_size == 5

@@ -129,7 +129,8 @@ class FasterWhisperBackend:
             for p in prompts
         ]
         metadata = [{"offset": 0.0, "duration": w.size / SAMPLE_RATE, "segments": []} for w in windows]
-        features = np.stack([pad_or_trim(f) for f in feats])
+        frames = _encoder_frames(feats, options.encoder_seconds)
+        features = np.stack([pad_or_trim(f, frames) for f in feats])
         with self._lock:
             self._pipe.prompts = prompt_ids
             self._pipe.last_speech_timestamp = 0.0
@@ -143,6 +144,18 @@ class FasterWhisperBackend:
             return options.language
         language, _, _ = self._whisper.detect_language(features=features)
         return language
+
+
+def _encoder_frames(feats: Sequence[np.ndarray], encoder_seconds: float) -> int:
+    """Mel frames to pad a batch to: Whisper's 3000 (30 s), or for a shorter ``encoder_seconds`` (streaming)
+    the longest window plus 2 s of padding, at least ``encoder_seconds``. CTranslate2 encodes fewer frames in
+    proportionally less time; the 2 s of trailing silence and the floor keep tiny windows from looping."""
+    full = 3000
+    if encoder_seconds >= 30.0:
+        return full
+    per_second = full // 30
+    longest = max(f.shape[-1] for f in feats) + 2 * per_second
+    return min(full, max(int(encoder_seconds * per_second), -(-longest // per_second) * per_second))
 
 
 def _transcription_options(options: DecodeOptions, tokenizer: Tokenizer) -> TranscriptionOptions:

@@ -118,3 +118,24 @@ def compression_ratio(text: str) -> float:
     """Bytes over zlib-compressed bytes: Whisper's test for a decoder stuck repeating itself (loops score > 2.4)."""
     data = text.encode("utf-8")
     return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")
+
+
+def split_sentences(words: tuple[Word, ...]) -> list[tuple[Word, ...]]:
+    """Split after every word that ends a sentence, so segments and subtitles stay sentence-sized.
+
+    Both backends decode a window without timestamp tokens (more accurate and faster, as faster-whisper's batched
+    pipeline does), so segments are rebuilt from the aligned words.
+    """
+    sentences: list[tuple[Word, ...]] = []
+    current: list[Word] = []
+    for w in words:
+        current.append(w)
+        if w.word.rstrip().endswith(SENTENCE_ENDS):
+            sentences.append(tuple(current))
+            current = []
+    if current:
+        sentences.append(tuple(current))
+    return sentences

@@ -18,7 +18,7 @@ import numpy as np
 from asr.audio import SAMPLE_RATE
 from asr.backends.base import BackendError, WindowResult
 from asr.models import ResolvedModel, cache_dir
-from asr.results import DecodeOptions, Segment, Word
+from asr.results import DecodeOptions, Segment, Word, split_sentences
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,9 @@ class FasterWhisperBackend:
         tokenizer = Tokenizer(self._whisper.hf_tokenizer, self.multilingual, task=options.task, language=language)
         topts = _transcription_options(options, tokenizer)
         prompt_ids = [
-            self._whisper.get_prompt(tokenizer, tokenizer.encode(" " + p.strip()) if p and p.strip() else [])
+            self._whisper.get_prompt(
+                tokenizer, tokenizer.encode(" " + p.strip()) if p and p.strip() else [], without_timestamps=True
+            )
             for p in prompts
         ]
         metadata = [{"offset": 0.0, "duration": w.size / SAMPLE_RATE, "segments": []} for w in windows]
@@ -176,7 +178,7 @@ def _transcription_options(options: DecodeOptions, tokenizer: Tokenizer) -> Tran
         prefix=None,
         suppress_blank=True,
         suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
-        without_timestamps=False,
+        without_timestamps=True,  # the library's batched default: more accurate than timestamp tokens here
         max_initial_timestamp=0.0,
         word_timestamps=options.word_timestamps,
         prepend_punctuations="\"'“¿([{-",
@@ -190,25 +192,23 @@ def _transcription_options(options: DecodeOptions, tokenizer: Tokenizer) -> Tran
 
 
 def _segments(window_output: list[dict], options: DecodeOptions) -> tuple[Segment, ...]:
+    """One segment per sentence, rebuilt from the aligned words (the window is decoded without timestamps)."""
     segments = []
     for seg in window_output:
         text = seg["text"].strip()
         silent = seg["no_speech_prob"] > options.no_speech_threshold and seg["avg_logprob"] < options.logprob_threshold
         if not text or silent:
             continue
+        scores = {"avg_logprob": float(seg["avg_logprob"]), "no_speech_prob": float(seg["no_speech_prob"])}
         words = tuple(
             Word(w["word"], float(w["start"]), float(w["end"]), float(w["probability"])) for w in seg.get("words") or ()
         )
-        segments.append(
-            Segment(
-                start=float(seg["start"]),
-                end=float(seg["end"]),
-                text=text,
-                words=words,
-                avg_logprob=float(seg["avg_logprob"]),
-                no_speech_prob=float(seg["no_speech_prob"]),
-            )
-        )
+        if not words:
+            segments.append(Segment(float(seg["start"]), float(seg["end"]), text, (), **scores))
+            continue
+        for sentence in split_sentences(words):
+            line = "".join(w.word for w in sentence).strip()
+            segments.append(Segment(sentence[0].start, sentence[-1].end, line, sentence, **scores))
     return tuple(segments)
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from asr.audio import SAMPLE_RATE
 from asr.backends.base import BackendError, WindowResult
 from asr.models import ResolvedModel
-from asr.results import DecodeOptions, Segment, Word
+from asr.results import DecodeOptions, Segment, Word, split_sentences
 
 try:
     import torch
@@ -44,7 +44,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without the pack
 logger = logging.getLogger(__name__)
 
 FRAMES_PER_SECOND = 50  # encoder output frames per second of audio (Whisper's 20 ms)
-SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")  # a word ending so closes a segment
 MEDIAN_FILTER = 7  # openai/whisper's smoothing of the alignment heads' attention
 NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "my", "yue"}  # words are split at characters, not spaces
 
@@ -250,7 +249,7 @@ class TransformersBackend:
                 avg_logprob=stats.avg_logprob,
                 no_speech_prob=stats.no_speech_prob,
             )
-            for sentence in _sentences(words)
+            for sentence in split_sentences(words)
         )
 
     @contextlib.contextmanager
@@ -342,19 +341,6 @@ def _words(
         probability = float(np.clip(np.mean(token_probs[i:j]), 0.0, 1.0)) if j > i else 0.0
         result.append(Word(word, start, max(end, start), probability))
     return tuple(result)
-
-
-def _sentences(words: tuple[Word, ...]) -> list[tuple[Word, ...]]:
-    """Split after every word that ends a sentence, so subtitles and segments stay sentence-sized."""
-    sentences, current = [], []
-    for w in words:
-        current.append(w)
-        if w.word.rstrip().endswith(SENTENCE_ENDS):
-            sentences.append(tuple(current))
-            current = []
-    if current:
-        sentences.append(tuple(current))
-    return sentences
 
 
 def _dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

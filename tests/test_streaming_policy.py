@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from asr.results import Segment, Word
-from asr.streaming.policy import FRAME_SECONDS, Hypothesis, Request, StreamOptions, StreamPolicy, join_words
+from asr.streaming.policy import (
+    FRAME_SECONDS,
+    Hypothesis,
+    Request,
+    StreamOptions,
+    StreamPolicy,
+    drop_loops,
+    join_words,
+)
 
 OPTS = StreamOptions()
 
@@ -269,3 +277,28 @@ def test_pauses_between_utterances_commit_each_utterance_in_full():
     committed, _ = run_stream(policy, ScriptedModel(truth, 100), 12.0, pauses=[(4.0, 6.0), (10.0, 12.0)])
     assert [c.word for c in committed] == [t.word for t in truth]
     assert policy.finished
+
+
+@pytest.mark.parametrize(
+    "said, kept",
+    [
+        ("the merch can do slid the merch can do slid the merch", "the merch can do slid"),
+        ("sleep sleep sleep sleep", "sleep"),
+        ("it was very very good", "it was very very good"),
+        ("one two one two", "one two one two"),
+        ("one two one two one two", "one two"),
+        ("", ""),
+    ],
+)
+def test_hallucination_loops_are_cut_after_their_first_pass(said, kept):
+    assert text(drop_loops(words_at(said, 0.0))) == kept
+
+
+def test_a_looping_hypothesis_commits_no_repeated_text():
+    p = StreamPolicy(OPTS)
+    p.insert(speech(2.0))
+    loop = words_at("glue the sheet glue the sheet glue the sheet", 0.0, step=0.2)
+    p.step(p.plan(), hyp(loop))
+    p.insert(speech(0.5))
+    s = p.step(p.plan(), hyp(loop))
+    assert text(s.committed) == "glue the sheet"

@@ -201,13 +201,19 @@ class StreamingSession:
                 self._state, audio_seconds=received, processed_seconds=processed, lag_seconds=received - processed
             )
 
-    def finish(self, timeout: float | None = None) -> StreamUpdate:
-        """End the stream: wait until all audio is decoded, commit the rest, and return the final update."""
+    def end(self) -> None:
+        """Mark the end of the stream and return at once; the worker commits the rest (``finish`` waits)."""
         with self._lock:
-            if not self._finish_requested:
-                self._finish_requested = True
+            if self._finish_requested:
+                return
+            self._finish_requested = True
+            if not self._closed:
                 self._accept(self._converter.flush()[: max(self._limit - self._received, 0)])
         self._scheduler.wake()
+
+    def finish(self, timeout: float | None = None) -> StreamUpdate:
+        """End the stream: wait until all audio is decoded, commit the rest, and return the final update."""
+        self.end()
         if not self._scheduler.threaded:
             self._scheduler.drain(self._done)
         if not self._done.wait(timeout):
@@ -241,6 +247,17 @@ class StreamingSession:
     @property
     def decode_options(self) -> DecodeOptions:
         return self.options.decode
+
+    @property
+    def done(self) -> bool:
+        """Finished, failed or closed: the worker will do nothing more for this session."""
+        return self._done.is_set()
+
+    @property
+    def recording_bytes(self) -> int:
+        """Size of the kept recording (int16, on disk)."""
+        recording = self._recording
+        return recording.samples * 2 if recording is not None else 0
 
     @property
     def buffer_seconds(self) -> float:

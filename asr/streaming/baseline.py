@@ -1,0 +1,104 @@
+"""The Gradio recipe's streaming demo, replayed on the benchmark's clock: the baseline of ``stream-bench``.
+
+The recipe appends every chunk, peak-normalised by its own maximum, to a growing array and runs the transformers
+pipeline over all of it on every chunk. Each update therefore costs more than the last, the text falls behind
+the voice, nothing is ever final, and past 30 s the pipeline refuses the input. The replay runs the same code on
+the same audio with the same chunks, one update per chunk in arrival order, and stops at the pipeline's error or
+once the text is ``max_lag`` seconds behind the voice, so that the benchmark stays bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from asr.audio import SAMPLE_RATE
+from asr.results import Transcript
+
+logger = logging.getLogger(__name__)
+
+
+class BaselineUnavailable(RuntimeError):
+    """The recipe's pipeline cannot be built here (the message says why)."""
+
+
+def recipe_pipeline(model: str):
+    """The recipe's ``pipeline("automatic-speech-recognition", ...)`` on ``model``."""
+    try:
+        from asr.backends import get_backend
+
+        return get_backend(model, "transformers").pipeline
+    except Exception as exc:  # noqa: BLE001 - fall back to building the pipeline directly
+        first = exc
+    try:
+        from transformers import pipeline
+
+        from asr.convert import hf_model_dir
+        from asr.models import resolve
+
+        return pipeline("automatic-speech-recognition", model=str(hf_model_dir(resolve(model))), device="cpu")
+    except Exception as exc:  # noqa: BLE001
+        raise BaselineUnavailable(f"no transformers pipeline for {model!r}: {first}; {exc}") from exc
+
+
+def recipe_update(pipe, stream: np.ndarray | None, chunk: np.ndarray) -> tuple[np.ndarray, str]:
+    """The recipe's handler, line for line (16 kHz mono chunks): peak-normalise, append, re-transcribe all."""
+    y = chunk.astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y /= np.max(np.abs(y))  # the recipe's normalisation: an all-zero chunk becomes NaN
+    stream = y if stream is None else np.concatenate([stream, y])
+    return stream, pipe({"sampling_rate": SAMPLE_RATE, "raw": stream})["text"]
+
+
+def run_baseline(
+    audio: np.ndarray, model: str, chunk: float, offline: Transcript, *, max_lag: float = 10.0, **_: object
+) -> dict | None:
+    """Replay the recipe on ``audio``; the figures of ``stream-bench`` for it (None when it cannot run)."""
+    from asr.streaming.bench import update_figures, wer
+
+    try:
+        pipe = recipe_pipeline(model)
+    except BaselineUnavailable as exc:
+        logger.warning("baseline skipped: %s", exc)
+        return {"available": False, "stop_reason": str(exc)}
+    step = max(int(round(chunk * SAMPLE_RATE)), 1)
+    costs, times = [], []
+    stream, text, clock, nan_chunks = None, "", 0.0, 0
+    stopped_at, reason = None, "reached the end of the audio"
+    for i in range(0, audio.size, step):
+        arrival = min(i + step, audio.size) / SAMPLE_RATE
+        clock = max(clock, arrival)
+        piece = audio[i : i + step]
+        nan_chunks += int(not np.any(piece))
+        t0 = time.perf_counter()
+        try:
+            stream, text = recipe_update(pipe, stream, piece)
+        except Exception as exc:  # noqa: BLE001 - the recipe's failure is what we report
+            stopped_at, reason = arrival, f"error: {str(exc).splitlines()[0][:200]}"
+            break
+        costs.append(time.perf_counter() - t0)
+        times.append(clock)
+        clock += costs[-1]
+        if clock - arrival > max_lag:
+            stopped_at, reason = arrival, f"fell behind real time by more than {max_lag:g} s"
+            break
+    covered = stopped_at if stopped_at is not None else audio.size / SAMPLE_RATE
+    heard = "".join(w.word for w in offline.words if w.end <= covered).strip()
+    logger.info("baseline stopped at %s s: %s", covered, reason)
+    return {
+        "available": True,
+        "sessions": 1,
+        "audio_seconds": round(covered, 3),
+        **update_figures(np.asarray(costs), np.asarray(times), covered),
+        "commit_latency_p50": None,  # nothing is ever final: every update may rewrite all of the text
+        "commit_latency_p95": None,
+        "final_lag_seconds": round(clock - covered, 3),
+        "committed_text": text.strip(),
+        "wer_vs_offline": wer(heard, text),
+        "wer_vs_ref": None,
+        "nan_chunks": nan_chunks,
+        "stopped_at_seconds": stopped_at,
+        "stop_reason": reason,
+    }

@@ -1,0 +1,96 @@
+"""``python -m asr stream-bench``: the figures it prints, on real speech and the real tiny.en."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from asr.audio import SAMPLE_RATE, load_audio
+from asr.streaming import bench
+from asr.streaming.baseline import run_baseline
+from asr.transcribe import transcribe
+
+KEYS = (
+    "audio_seconds",
+    "update_p50",
+    "update_p95_first_min",
+    "update_p95_last_min",
+    "update_max",
+    "commit_latency_p50",
+    "commit_latency_p95",
+    "committed_text",
+    "wer_vs_offline",
+    "wer_vs_ref",
+    "rss_start_mb",
+    "rss_end_mb",
+    "sessions",
+    "baseline",
+)
+
+
+@pytest.fixture(scope="module")
+def ref_file(tmp_path_factory, speech_text):
+    path = tmp_path_factory.mktemp("ref") / "ref.txt"
+    path.write_text(speech_text)
+    return path
+
+
+def run_json(capsys, *argv) -> dict:
+    assert bench.main([*map(str, argv), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_json_has_every_figure_of_the_issue(capsys, speech_wav, ref_file, fw_backend):
+    out = run_json(capsys, speech_wav, "--ref", ref_file, "--sessions", "2", "--no-baseline")
+    for key in KEYS:
+        assert key in out, key
+    duration = load_audio(speech_wav).size / SAMPLE_RATE
+    assert out["audio_seconds"] == pytest.approx(duration, abs=0.01)
+    assert out["sessions"] == 2 and out["sessions_agree"]
+    assert 0 < out["update_p50"] <= out["update_max"]
+    assert out["update_p95_first_min"] is not None and out["update_p95_last_min"] is not None
+    assert 0 < out["commit_latency_p50"] <= out["commit_latency_p95"]
+    assert out["final_lag_seconds"] >= 0
+    assert out["wer_vs_offline"] <= 0.2 and out["wer_vs_ref"] <= 0.3
+    assert out["offline_wer_vs_ref"] is not None
+    assert out["rss_start_mb"] > 0 and out["rss_end_mb"] > 0
+    assert out["baseline"] is None
+    assert out["max_buffer_seconds"] < 30
+
+
+def test_loop_builds_a_longer_stream_and_the_table_prints(capsys, speech_wav, fw_backend):
+    assert bench.main([str(speech_wav), "--loop", "2", "--no-baseline", "--chunk", "1.0"]) == 0
+    table = capsys.readouterr().out
+    duration = load_audio(speech_wav).size / SAMPLE_RATE
+    assert "commit latency p50" in table and f"{2 * duration:.3f}" in table
+
+
+def test_bad_arguments_and_missing_files_exit_2(capsys, tmp_path):
+    assert bench.main([str(tmp_path / "missing.wav"), "--no-baseline"]) == 2
+    assert "missing.wav" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["x.wav", "--sessions", "0"])
+
+
+def test_the_recipe_baseline_fails_past_30_seconds(long_wav, audio_dir, fw_backend):
+    pytest.importorskip("transformers")
+    audio = load_audio(long_wav)
+    audio = np.concatenate([audio, audio])[: 36 * SAMPLE_RATE]  # more than Whisper's 30 s
+    offline = transcribe(audio, backend=fw_backend)
+    out = run_baseline(audio, "whisper-tiny.en", 6.0, offline, max_lag=1000.0)
+    if not out["available"]:
+        pytest.skip(out["stop_reason"])
+    assert out["stopped_at_seconds"] == pytest.approx(36.0)
+    assert "3000 mel" in out["stop_reason"] or "30 seconds" in out["stop_reason"], out["stop_reason"]
+    assert out["updates"] == 5 and out["commit_latency_p50"] is None
+    assert out["committed_text"]
+
+
+def test_the_cli_dispatches_stream_bench(speech_wav):
+    proc = subprocess.run(
+        [".venv/bin/python", "-m", "asr", "stream-bench", "--help"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0 and "--sessions" in proc.stdout

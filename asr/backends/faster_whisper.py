@@ -131,13 +131,20 @@ class FasterWhisperBackend:
             for p in prompts
         ]
         metadata = [{"offset": 0.0, "duration": w.size / SAMPLE_RATE, "segments": []} for w in windows]
-        frames = _encoder_frames(feats, options.encoder_seconds)
-        features = np.stack([pad_or_trim(f, frames) for f in feats])
-        with self._lock:
-            self._pipe.prompts = prompt_ids
-            self._pipe.last_speech_timestamp = 0.0
-            outputs = self._pipe.forward(features, tokenizer, metadata, topts)
-        return [WindowResult(_segments(out, options), language) for out in outputs]
+        # Windows are grouped by the length they are padded to, so a window's transcript never depends on which
+        # other windows share its batch (an utterance scores the same whatever --limit selects).
+        frames = [_encoder_frames(f, options.encoder_seconds) for f in feats]
+        results: list[WindowResult] = [WindowResult((), language)] * len(windows)
+        for target in sorted(set(frames)):
+            group = [i for i, n in enumerate(frames) if n == target]
+            features = np.stack([pad_or_trim(feats[i], target) for i in group])
+            with self._lock:
+                self._pipe.prompts = [prompt_ids[i] for i in group]
+                self._pipe.last_speech_timestamp = 0.0
+                outputs = self._pipe.forward(features, tokenizer, [metadata[i] for i in group], topts)
+            for i, out in zip(group, outputs):
+                results[i] = WindowResult(_segments(out, options), language)
+        return results
 
     def _language(self, options: DecodeOptions, features: np.ndarray) -> str:
         if not self.multilingual:
@@ -148,16 +155,16 @@ class FasterWhisperBackend:
         return language
 
 
-def _encoder_frames(feats: Sequence[np.ndarray], encoder_seconds: float) -> int:
-    """Mel frames to pad a batch to: Whisper's 3000 (30 s), or for a shorter ``encoder_seconds`` (streaming)
-    the longest window plus 2 s of padding, at least ``encoder_seconds``. CTranslate2 encodes fewer frames in
+def _encoder_frames(features: np.ndarray, encoder_seconds: float) -> int:
+    """Mel frames to pad a window to: Whisper's 3000 (30 s), or below ``encoder_seconds`` < 30 the window plus
+    2 s, rounded up to a whole second and at least ``encoder_seconds``. CTranslate2 encodes fewer frames in
     proportionally less time; the 2 s of trailing silence and the floor keep tiny windows from looping."""
     full = 3000
     if encoder_seconds >= 30.0:
         return full
     per_second = full // 30
-    longest = max(f.shape[-1] for f in feats) + 2 * per_second
-    return min(full, max(int(encoder_seconds * per_second), -(-longest // per_second) * per_second))
+    needed = features.shape[-1] + 2 * per_second
+    return min(full, max(int(encoder_seconds * per_second), -(-needed // per_second) * per_second))
 
 
 def _transcription_options(options: DecodeOptions, tokenizer: Tokenizer) -> TranscriptionOptions:

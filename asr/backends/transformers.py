@@ -162,7 +162,7 @@ class TransformersBackend:
         config.num_beams = options.beam_size
         if options.temperature > 0:
             config.do_sample, config.temperature = True, options.temperature
-        config.max_length = self._model.config.max_target_positions
+        config.max_length = self._model.config.max_target_positions - 1  # room for <|endoftext|> when scoring
         prefixes = [self._prefix(language, options) for language in languages]
         start = torch.tensor([self._prompt(prompt) + p + [self._no_timestamps] for p in prefixes], device=self.device)
         suppress = _Suppress(self._suppress_always, self._suppress_at_begin, start.shape[1])

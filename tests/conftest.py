@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import jiwer
 import numpy as np
 import pytest
 
@@ -25,6 +26,26 @@ HARVARD = [
     "Four hours of steady work faced us.",
     "A large size in stockings is hard to sell.",
 ]
+
+
+_CLEAN = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip()])
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    """WER after lower-casing and removing punctuation: enough to compare transcripts of the same speech."""
+    return jiwer.wer(_CLEAN(reference), _CLEAN(hypothesis))
+
+
+def check_invariants(result) -> None:
+    """Times never go backwards, words lie inside their segment, nothing ends after the audio."""
+    previous = 0.0
+    for seg in result.segments:
+        assert 0.0 <= seg.start <= seg.end <= result.duration + 1e-6
+        for w in seg.words:
+            assert seg.start - 1e-6 <= w.start <= w.end <= seg.end + 1e-6, (seg, w)
+            assert w.start >= previous - 1e-6, "word timestamps must never go backwards"
+            assert 0.0 <= w.probability <= 1.0
+            previous = w.start
 
 
 def speak(text: str, path: Path, voice: str = "en-us", speed: int = 150) -> Path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
-import jiwer
 import numpy as np
 import pytest
 
@@ -14,24 +13,7 @@ from asr.backends import BackendError, get_backend
 from asr.models import UnknownModelError, resolve
 from asr.results import DecodeOptions
 from asr.transcribe import transcribe
-from tests.conftest import HARVARD
-
-_clean = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip()])
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    return jiwer.wer(_clean(reference), _clean(hypothesis))
-
-
-def check_invariants(result):
-    previous = 0.0
-    for seg in result.segments:
-        assert 0.0 <= seg.start <= seg.end <= result.duration + 1e-6
-        for w in seg.words:
-            assert seg.start - 1e-6 <= w.start <= w.end <= seg.end + 1e-6, (seg, w)
-            assert w.start >= previous - 1e-6, "word timestamps must never go backwards"
-            assert 0.0 <= w.probability <= 1.0
-            previous = w.start
+from tests.conftest import HARVARD, check_invariants, wer
 
 
 @pytest.fixture(scope="session")

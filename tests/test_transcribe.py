@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import jiwer
 import numpy as np
 import pytest
 import soundfile as sf
@@ -10,23 +9,7 @@ import soundfile as sf
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
 from asr.results import DecodeOptions
 from asr.transcribe import transcribe, transcribe_many
-from tests.conftest import HARVARD
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    clean = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip()])
-    return jiwer.wer(clean(reference), clean(hypothesis))
-
-
-def check_invariants(result):
-    previous = 0.0
-    for seg in result.segments:
-        assert 0.0 <= seg.start <= seg.end <= result.duration + 1e-6
-        for w in seg.words:
-            assert seg.start - 1e-6 <= w.start <= w.end <= seg.end + 1e-6, (seg, w)
-            assert w.start >= previous - 1e-6, "word timestamps must never go backwards"
-            assert 0.0 <= w.probability <= 1.0
-            previous = w.start
+from tests.conftest import HARVARD, check_invariants, wer
 
 
 def test_speech_is_transcribed(fw_backend, speech_wav, speech_text):

@@ -37,7 +37,8 @@ from asr.vad import FRAME, MAX_WINDOW_SECONDS
 
 FRAME_SECONDS = FRAME / SAMPLE_RATE  # one VAD probability covers this much audio (32 ms)
 SENTENCE_END = (".", "?", "!")
-_TIME_TOLERANCE = 0.1  # seconds a re-decoded word may start before the committed end and still count as new
+_SKIP_MARGIN = 0.5  # seconds of speech after the last word (and before the window end) that mean a skip
+_SLACK_WORDS = 3  # how far the cut between committed and new words may move from where word times put it
 _MAX_NGRAM = 5  # longest repeat of the committed tail looked for at the head of a hypothesis
 _RECENT_WORDS = 64  # committed words kept for the prompt, the overlap check and trimming
 
@@ -59,7 +60,7 @@ class StreamOptions:
     pause_seconds: float = 0.5  # silence this long after speech ends the utterance and commits all of it
     speech_pad_seconds: float = 0.2  # audio kept before speech starts and after it stops, so edges are not clipped
     commit_margin_seconds: float = 0.0  # an agreed word needs this much audio after it before it is committed
-    force_commit_seconds: float = 3.0  # a tentative word this far behind the newest audio is committed as it is
+    force_commit_seconds: float = 2.5  # a tentative word this far behind the newest audio is committed as it is
     prompt_chars: int = 200  # committed text fed back as the prompt (whisper_streaming's 200 characters)
     max_session_seconds: float = 3600.0  # audio beyond this is ignored (a runaway tab cannot stream forever)
     keep_recording: bool = True  # keep the whole recording (int16, in a temporary file) for saving test cases
@@ -298,20 +299,42 @@ class StreamPolicy:
         trimmed = self._trim(request, hypothesis)
         return StepResult(committed + trimmed, tuple(self._tentative), len(aged) + len(trimmed))
 
+    def skipped_speech(self, request: Request, hypothesis: Hypothesis) -> bool:
+        """Did the model stop before the speech did? Whisper now and then ends a short window early, leaving
+        speech the VAD heard without words; such a window is worth decoding again with more context."""
+        last = max((w.end for w in hypothesis.words), default=request.start)
+        first = int((last + _SKIP_MARGIN) / FRAME_SECONDS) - self._probs_from
+        stop = int((request.end - _SKIP_MARGIN) / FRAME_SECONDS) - self._probs_from
+        if stop <= max(first, 0):
+            return False
+        speech = int((self._probs[max(first, 0) : stop] >= self.options.vad_threshold).sum()) * FRAME_SECONDS
+        return speech >= max(self.options.min_speech_seconds, _SKIP_MARGIN)
+
     def _has_speech_after(self, t: float) -> bool:
         return self._last_speech_end is not None and self._last_speech_end > t + FRAME_SECONDS
 
     def _new_words(self, words: Sequence[Word], end: float) -> list[Word]:
-        """The hypothesis minus what is already committed (by time, then by a repeated committed tail)."""
-        limit = self.committed_end - _TIME_TOLERANCE
-        new = [w for w in words if w.start > limit and w.start < end and normalize(w.word)]
-        if new and self._recent and new[0].start - self.committed_end < 1.0:
-            tail = [normalize(w.word) for w in self._recent]
-            head = [normalize(w.word) for w in new]
-            for n in range(min(len(tail), len(head), _MAX_NGRAM), 0, -1):
-                if tail[-n:] == head[:n]:
-                    return new[n:]
-        return new
+        """The hypothesis minus what is already committed.
+
+        Word times jitter by a tenth of a second or more between calls, so a cut by time alone either repeats a
+        committed word or drops a new one. The cut is first placed by time (a word whose middle lies before the
+        committed end is old), then moved by up to three words to where the hypothesis repeats the longest tail
+        of the committed text, as whisper_streaming's ``HypothesisBuffer`` dedups its n-grams.
+        """
+        words = [w for w in words if w.start < end and normalize(w.word)]
+        if not self._recent:
+            return words
+        done = self.committed_end
+        by_time = sum(1 for w in words if (w.start + w.end) / 2 < done)
+        keys = [normalize(w.word) for w in words]
+        tail = [normalize(w.word) for w in self._recent][-_MAX_NGRAM:]
+        best = (0, 0, by_time)  # (words of committed tail matched, -distance from the time cut, cut)
+        for cut in range(max(by_time - _SLACK_WORDS, 0), min(by_time + _SLACK_WORDS, len(words)) + 1):
+            for n in range(min(len(tail), cut), 0, -1):
+                if keys[cut - n : cut] == tail[-n:]:
+                    best = max(best, (n, -abs(cut - by_time), cut))
+                    break
+        return words[best[2] :]
 
     def _agreed(self, new: list[Word], end: float) -> list[Word]:
         """LocalAgreement-2: the longest common prefix of the previous and the new hypothesis."""

@@ -44,6 +44,8 @@ class _Client(Protocol):
 
     def fail(self, error: BaseException) -> None: ...
 
+    def skipped_speech(self, request: Request, hypothesis: Hypothesis) -> bool: ...
+
 
 @dataclass(frozen=True)
 class RoundReport:
@@ -127,20 +129,35 @@ class Scheduler:
         t0 = time.perf_counter()
         try:
             windows = [client.window(request) for client, request in batch]
-            results = self.backend.transcribe_windows(windows, options, prompts=[r.prompt or None for _, r in batch])
+            hypotheses = self._hypotheses(batch, windows, options)
+            retry = [i for i, ((c, r), h) in enumerate(zip(batch, hypotheses)) if c.skipped_speech(r, h)]
+            if retry and options.encoder_seconds < 30.0:
+                # Whisper sometimes ends a short encoder window early; the full 30 s context does not
+                again = self._hypotheses(
+                    [batch[i] for i in retry], [windows[i] for i in retry], options.replace(encoder_seconds=30.0)
+                )
+                for i, hypothesis in zip(retry, again):
+                    hypotheses[i] = hypothesis
         except Exception as exc:  # noqa: BLE001 - reported to every session of the batch
             logger.exception("streaming model call failed")
             for client, _ in batch:
                 client.fail(exc)
             return time.perf_counter() - t0
         spent = time.perf_counter() - t0
-        for (client, request), result in zip(batch, results):
+        for (client, request), hypothesis in zip(batch, hypotheses):
             try:
-                client.apply(request, Hypothesis.from_segments(result.segments, request.start, request.end), spent)
+                client.apply(request, hypothesis, spent)
             except Exception as exc:  # noqa: BLE001
                 logger.exception("streaming session failed while applying a hypothesis")
                 client.fail(exc)
         return spent
+
+    def _hypotheses(
+        self, batch: Sequence[tuple[_Client, Request]], windows: Sequence[np.ndarray], options: DecodeOptions
+    ) -> list[Hypothesis]:
+        prompts = [r.prompt or None for _, r in batch]
+        results = self.backend.transcribe_windows(windows, options, prompts=prompts)
+        return [Hypothesis.from_segments(res.segments, r.start, r.end) for (_, r), res in zip(batch, results)]
 
     def drain(self, done: threading.Event, max_rounds: int = 100_000) -> None:
         """Run rounds on the caller's thread until ``done`` is set (unthreaded schedulers: benchmark, tests)."""

@@ -301,6 +301,9 @@ class StreamingSession:
         if self._policy.finished:
             self._done.set()
 
+    def skipped_speech(self, request: Request, hypothesis: Hypothesis) -> bool:
+        return self._policy.skipped_speech(request, hypothesis)
+
     def fail(self, error: BaseException) -> None:
         self._error = error
         self._done.set()

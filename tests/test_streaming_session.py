@@ -11,7 +11,7 @@ from conftest import HARVARD, speak
 
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
 from asr.results import DecodeOptions
-from asr.streaming import Scheduler, StreamingSession, StreamOptions, StreamUpdate
+from asr.streaming import Scheduler, StreamingError, StreamingSession, StreamOptions, StreamUpdate
 from asr.streaming.bench import wer
 from asr.transcribe import transcribe
 
@@ -231,3 +231,27 @@ def test_transformers_backend_streams_too(speech, speech_text):
     with StreamingSession(scheduler=scheduler, options=options) as session:
         final = run_stream([session], [chunks_of(speech, 2 * SAMPLE_RATE)], scheduler)[0][-1]
     assert wer(speech_text, final.committed) <= 0.35, final.committed
+
+
+class FailingBackend(CountingBackend):
+    """The real backend that breaks after its first call, as a model that runs out of memory would."""
+
+    def transcribe_windows(self, windows, options, prompts=None):
+        if self.windows:
+            raise RuntimeError("out of memory")
+        return super().transcribe_windows(windows, options, prompts)
+
+
+def test_a_failing_model_is_reported_not_hidden(speech, fw_backend):
+    scheduler = Scheduler(FailingBackend(fw_backend), threaded=False)
+    healthy_scheduler = Scheduler(fw_backend, threaded=False)
+    with StreamingSession(scheduler=scheduler) as broken, StreamingSession(scheduler=healthy_scheduler) as healthy:
+        for piece in chunks_of(speech[: 6 * SAMPLE_RATE]):
+            broken.feed(piece)
+            healthy.feed(piece)
+            scheduler.run_once()
+            healthy_scheduler.run_once()
+        assert "out of memory" in broken.update().error
+        with pytest.raises(StreamingError, match="out of memory"):
+            broken.finish()
+        assert healthy.finish().committed and not healthy.update().error

@@ -31,6 +31,7 @@ from asr.streaming.policy import StreamOptions
 from asr.streaming.scheduler import Scheduler
 from asr.streaming.session import StreamingSession
 from asr.transcribe import transcribe
+from asr.vad import speech_probabilities
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +208,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--loop", type=int, default=1, help="repeat the file K times into one long stream (1)")
     p.add_argument("--no-baseline", action="store_true", help="skip the recipe's grow-and-retranscribe baseline")
     p.add_argument("--baseline-max-lag", type=float, default=10.0, help="stop the baseline this far behind (10 s)")
+    p.add_argument("--beam-size", type=int, default=None, help="beam size of the stream's decoding (default 1)")
     p.add_argument("--no-recording", action="store_true", help="do not keep the recordings (memory check)")
     args = p.parse_args(list(argv))
     if args.chunk <= 0 or args.sessions < 1 or args.loop < 1:
@@ -224,12 +226,13 @@ def run(args: argparse.Namespace) -> dict:
             reference = " ".join([f.read().strip()] * args.loop)
     model = args.model or default_model()
     backend = get_backend(model, args.backend)
-    options = StreamOptions(
-        max_session_seconds=audio.size / SAMPLE_RATE + 60.0, keep_recording=not args.no_recording
-    ).validate()
+    options = StreamOptions(max_session_seconds=audio.size / SAMPLE_RATE + 60.0, keep_recording=not args.no_recording)
+    if args.beam_size:
+        options = options.replace(decode=options.decode.replace(beam_size=args.beam_size))
     # warm-up: the model's working memory for the largest window and batch is allocated before rss_start
     longest = audio[: int(options.max_buffer_seconds * SAMPLE_RATE)]
     backend.transcribe_windows([longest] * args.sessions, options.decode)
+    speech_probabilities(longest[:SAMPLE_RATE])  # loads the VAD model
     result = simulate(audio, Scheduler(backend, threaded=False), options, args.sessions, args.chunk)
     t0 = time.perf_counter()
     offline = transcribe(audio, backend=backend)

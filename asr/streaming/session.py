@@ -46,6 +46,7 @@ class StreamUpdate:
     lag_seconds: float = 0.0  # received minus processed: how far the text is behind the voice
     committed_words: tuple[Word, ...] = ()  # the committed words with absolute times
     finished: bool = False  # finish() has committed everything; no more updates will come
+    error: str = ""  # why the worker gave up on this session (finish() raises it); empty when all is well
 
 
 class _Recording:
@@ -306,6 +307,8 @@ class StreamingSession:
 
     def fail(self, error: BaseException) -> None:
         self._error = error
+        with self._lock:
+            self._state = dataclasses.replace(self._state, error=f"{type(error).__name__}: {error}")
         self._done.set()
 
     def _publish(self, compute_seconds: float, committed_changed: bool = False) -> None:

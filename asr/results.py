@@ -49,6 +49,9 @@ class DecodeOptions:
     condition_on_previous_text: bool = False  # kept off: feeding back errors makes hallucinations repeat
     compression_ratio_threshold: float | None = 2.4  # text more repetitive than this is decoded again, hotter
     fallback_temperatures: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0)  # Whisper's schedule for those retries
+    max_tokens_per_second: float | None = None  # cap on generated tokens: this many per second of the window's
+    # audio, plus 16 (None: Whisper's 448-token context). A looping window then stops after a few dozen tokens
+    # instead of spending seconds on 448; streaming sets it, where one slow call delays every session.
     encoder_seconds: float = 10.0  # least audio the encoder sees per window. Whisper pads every window to 30 s;
     # here a batch is padded to its longest window plus 2 s, and to at least this. Short clips encode 3x faster
     # with the same WER on the built-in set (35.3% both ways; noisy sets no worse), long files are unchanged
@@ -66,12 +69,20 @@ class DecodeOptions:
             raise ValueError(f"temperature must be >= 0, not {self.temperature!r}")
         if not 1.0 <= self.encoder_seconds <= 30.0:
             raise ValueError(f"encoder_seconds must be between 1 and 30, not {self.encoder_seconds!r}")
+        if self.max_tokens_per_second is not None and not self.max_tokens_per_second > 0:
+            raise ValueError(f"max_tokens_per_second must be > 0 or None, not {self.max_tokens_per_second!r}")
         if any(t <= 0 for t in self.fallback_temperatures):
             raise ValueError(f"fallback temperatures must be > 0, not {self.fallback_temperatures!r}")
         return self
 
     def replace(self, **changes: Any) -> DecodeOptions:
         return dataclasses.replace(self, **changes).validate()
+
+    def max_new_tokens(self, seconds: float) -> int | None:
+        """Tokens a window of ``seconds`` may generate (None: no cap beyond the model's context)."""
+        if self.max_tokens_per_second is None:
+            return None
+        return int(seconds * self.max_tokens_per_second) + 16
 
 
 @dataclass(frozen=True)

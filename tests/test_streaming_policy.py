@@ -100,13 +100,49 @@ def test_a_revised_word_stays_tentative_until_two_hypotheses_agree():
     assert text(s.committed) == "canoe slid" and text(s.tentative) == "on"
 
 
-def test_case_and_punctuation_changes_still_agree():
+def test_case_and_punctuation_changes_still_agree_but_the_last_word_waits_for_its_punctuation():
     p = StreamPolicy(OPTS)
     p.insert(speech(1.0))
     p.step(p.plan(), hyp([w("Hello", 0.0, 0.3), w("world", 0.4, 0.7)]))
     p.insert(speech(0.5))
     s = p.step(p.plan(), hyp([w("hello,", 0.0, 0.3), w("world.", 0.4, 0.7), w("Next", 1.0, 1.3)]))
-    assert [x.word for x in s.committed] == [" hello,", " world."]
+    # "world" vs "world.": whether a sentence ends there is not agreed yet, so only "hello," is final
+    assert [x.word for x in s.committed] == [" hello,"]
+    p.insert(speech(0.5))
+    s = p.step(p.plan(), hyp([w("hello,", 0.0, 0.3), w("world.", 0.4, 0.7), w("Next", 1.0, 1.3)]))
+    assert [x.word for x in s.committed] == [" world.", " Next"]
+
+
+def test_the_committed_words_in_the_buffer_are_forced_as_the_prefix():
+    p = StreamPolicy(OPTS)
+    p.insert(speech(1.0))
+    first = p.plan()
+    assert first.prefix == ""
+    p.step(first, hyp(words_at("the birch canoe", 0.0)))
+    p.insert(speech(0.5))
+    p.step(p.plan(), hyp(words_at("the birch canoe slid", 0.0)))
+    request = p.plan() or (p.insert(speech(0.5)) or p.plan())
+    assert request.prefix == "the birch canoe"
+    # the model continued after the prefix and re-timed it: only the words after it are new
+    s = p.step(request, hyp(words_at("the birch canoe slid on the", 0.05, 0.3)))
+    assert text(s.committed) == "slid" and text(s.tentative) == "on the"
+    assert StreamPolicy(OPTS.replace(force_prefix=False)).options.force_prefix is False
+
+
+def test_a_revised_phrase_after_the_prefix_is_not_committed_twice():
+    """The duplicate seen at a buffer trim ("the depth in the depth of it well"): hypotheses that revise the
+    words after the committed ones must not bring the committed words back."""
+    p = StreamPolicy(OPTS)
+    p.insert(speech(1.0))
+    p.step(p.plan(), hyp(words_at("to tell the depth in", 0.0, 0.2)))
+    p.insert(speech(0.5))
+    p.step(p.plan(), hyp(words_at("to tell the depth in the", 0.0, 0.2)))
+    p.insert(speech(0.5))
+    request = p.plan()
+    committed = p.committed_end
+    s = p.step(request, hyp(words_at(request.prefix + " of it well", 0.0, 0.2)))
+    assert text(s.tentative + s.committed).split()[:1] != ["depth"]
+    assert all(x.start >= committed - 0.2 for x in s.tentative)
 
 
 def test_no_word_is_committed_twice_when_timestamps_drift():

@@ -33,11 +33,14 @@ class Backend(Protocol):
         windows: Sequence[np.ndarray],
         options: DecodeOptions,
         prompts: Sequence[str | None] | None = None,
+        prefixes: Sequence[str | None] | None = None,
     ) -> list[WindowResult]:
         """Decode up to ``options.batch_size`` windows of <= 30 s mono 16 kHz audio in one model call.
 
         ``prompts`` gives each window its own previous-text prompt (the streaming policy feeds back each
-        session's committed text); ``None`` uses ``options.initial_prompt`` for all. Implementations must be
-        safe to call from several threads.
+        session's committed text); ``None`` uses ``options.initial_prompt`` for all. ``prefixes`` forces the
+        start of each window's transcript (the streaming policy's committed words inside the window): the
+        model only generates what follows, and the returned words include the prefix with aligned times.
+        Implementations must be safe to call from several threads.
         """
         ...

@@ -45,17 +45,21 @@ class _PromptedPipeline(BatchedInferencePipeline):
     """faster-whisper's batched pipeline, with one prompt per window instead of one for the whole batch."""
 
     prompts: list[list[int]] = []
+    max_new_tokens: int | None = None
 
     def generate_segment_batched(self, features, tokenizer, options):
         model = self.model
         encoder_output = model.encode(features)
+        max_length = model.max_length
+        if self.max_new_tokens is not None:  # CTranslate2's max_length counts the prompt too
+            max_length = min(max_length, max(len(p) for p in self.prompts) + self.max_new_tokens)
         results = model.model.generate(
             encoder_output,
             [list(p) for p in self.prompts],
             beam_size=options.beam_size,
             patience=options.patience,
             length_penalty=options.length_penalty,
-            max_length=model.max_length,
+            max_length=max_length,
             suppress_blank=options.suppress_blank,
             suppress_tokens=options.suppress_tokens,
             return_scores=True,
@@ -116,19 +120,25 @@ class FasterWhisperBackend:
         windows: Sequence[np.ndarray],
         options: DecodeOptions,
         prompts: Sequence[str | None] | None = None,
+        prefixes: Sequence[str | None] | None = None,
     ) -> list[WindowResult]:
         if not windows:
             return []
         prompts = list(prompts) if prompts is not None else [options.initial_prompt] * len(windows)
+        prefixes = list(prefixes) if prefixes is not None else [None] * len(windows)
         feats = [self._whisper.feature_extractor(w)[..., :-1] for w in windows]
         language = self._language(options, feats[0])
         tokenizer = Tokenizer(self._whisper.hf_tokenizer, self.multilingual, task=options.task, language=language)
         topts = _transcription_options(options, tokenizer)
+        # CTranslate2 returns the forced prefix as the start of each sequence, so text and word alignment cover it
         prompt_ids = [
             self._whisper.get_prompt(
-                tokenizer, tokenizer.encode(" " + p.strip()) if p and p.strip() else [], without_timestamps=True
+                tokenizer,
+                tokenizer.encode(" " + p.strip()) if p and p.strip() else [],
+                without_timestamps=True,
+                prefix=f.strip() if f and f.strip() else None,
             )
-            for p in prompts
+            for p, f in zip(prompts, prefixes)
         ]
         metadata = [{"offset": 0.0, "duration": w.size / SAMPLE_RATE, "segments": []} for w in windows]
         # Windows are grouped by the length they are padded to, so a window's transcript never depends on which
@@ -140,6 +150,7 @@ class FasterWhisperBackend:
             features = np.stack([pad_or_trim(feats[i], target) for i in group])
             with self._lock:
                 self._pipe.prompts = [prompt_ids[i] for i in group]
+                self._pipe.max_new_tokens = options.max_new_tokens(max(windows[i].size for i in group) / SAMPLE_RATE)
                 self._pipe.last_speech_timestamp = 0.0
                 outputs = self._pipe.forward(features, tokenizer, [metadata[i] for i in group], topts)
             for i, out in zip(group, outputs):

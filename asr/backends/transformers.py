@@ -116,17 +116,20 @@ class TransformersBackend:
         windows: Sequence[np.ndarray],
         options: DecodeOptions,
         prompts: Sequence[str | None] | None = None,
+        prefixes: Sequence[str | None] | None = None,
     ) -> list[WindowResult]:
         if not windows:
             return []
         prompts = list(prompts) if prompts is not None else [options.initial_prompt] * len(windows)
+        prefixes = list(prefixes) if prefixes is not None else [None] * len(windows)
         results: list[WindowResult | None] = [None] * len(windows)
         with self._lock, torch.inference_mode():
             features = self._input_features(windows)
             encoded = self._model.model.encoder(features).last_hidden_state
             languages = self._languages(encoded, options)
-            for prompt, idx in _group_by_prompt(prompts).items():
-                decoded = self._generate(encoded[idx], [languages[i] for i in idx], prompt, options)
+            for (prompt, forced), idx in _group_by_prompt(list(zip(prompts, prefixes))).items():
+                seconds = max(windows[i].size for i in idx) / SAMPLE_RATE
+                decoded = self._generate(encoded[idx], [languages[i] for i in idx], prompt, forced, seconds, options)
                 for i, result in zip(idx, self._results(encoded[idx], decoded, [windows[i] for i in idx], options)):
                     results[i] = result
         return results  # type: ignore[return-value]
@@ -148,9 +151,16 @@ class TransformersBackend:
         return [by_id[int(i)] for i in lang_ids]
 
     def _generate(
-        self, encoded: torch.Tensor, languages: list[str], prompt: str | None, options: DecodeOptions
+        self,
+        encoded: torch.Tensor,
+        languages: list[str],
+        prompt: str | None,
+        forced: str | None,
+        seconds: float,
+        options: DecodeOptions,
     ) -> list[_Decoded]:
-        """One batched ``generate`` call from Whisper's start tokens, the prompt if any, and <|notimestamps|>.
+        """One batched ``generate`` call from Whisper's start tokens, the prompt if any, <|notimestamps|> and the
+        forced start of the transcript if any (it is kept in the tokens, so it is scored and aligned too).
 
         Windows are decoded without timestamp tokens, as faster-whisper's batched pipeline and the recipe's
         pipeline do: on our test speech this is both faster and more accurate (timestamp mode dropped a whole
@@ -162,9 +172,14 @@ class TransformersBackend:
         config.num_beams = options.beam_size
         if options.temperature > 0:
             config.do_sample, config.temperature = True, options.temperature
-        config.max_length = self._model.config.max_target_positions - 1  # room for <|endoftext|> when scoring
         prefixes = [self._prefix(language, options) for language in languages]
-        start = torch.tensor([self._prompt(prompt) + p + [self._no_timestamps] for p in prefixes], device=self.device)
+        text = self._forced(forced)
+        start = torch.tensor(
+            [self._prompt(prompt) + p + [self._no_timestamps] + text for p in prefixes], device=self.device
+        )
+        config.max_length = self._model.config.max_target_positions - 1  # room for <|endoftext|> when scoring
+        if (cap := options.max_new_tokens(seconds)) is not None:
+            config.max_length = min(config.max_length, start.shape[1] + cap)
         suppress = _Suppress(self._suppress_always, self._suppress_at_begin, start.shape[1])
         sequences = GenerationMixin.generate(
             self._model,
@@ -177,8 +192,15 @@ class TransformersBackend:
         )
         decoded = []
         for row, prefix, language in zip(sequences[:, start.shape[1] :].tolist(), prefixes, languages):
-            decoded.append(_Decoded(prefix, self._text(row), language))
+            decoded.append(_Decoded(prefix, text + self._text(row), language))
         return decoded
+
+    def _forced(self, forced: str | None) -> list[int]:
+        """Tokens of the forced transcript start, at most half the context (as faster-whisper's ``prefix``)."""
+        if not forced or not forced.strip():
+            return []
+        ids = self._tokenizer(" " + forced.strip(), add_special_tokens=False).input_ids
+        return ids[: self._model.config.max_target_positions // 2 - 1]
 
     def _prompt(self, prompt: str | None) -> list[int]:
         """``<|startofprev|>`` and the prompt's last tokens, at most half the context (as openai/whisper)."""
@@ -375,11 +397,11 @@ def _median_filter(x: torch.Tensor, width: int) -> torch.Tensor:
     return padded.unfold(-1, width, 1).sort()[0][..., pad]
 
 
-def _group_by_prompt(prompts: list[str | None]) -> dict[str | None, list[int]]:
-    """Windows that share a prompt are generated together (transformers takes one prompt per call)."""
-    groups: dict[str | None, list[int]] = {}
-    for i, p in enumerate(prompts):
-        groups.setdefault(p.strip() if p and p.strip() else None, []).append(i)
+def _group_by_prompt(keys: list[tuple[str | None, str | None]]) -> dict[tuple[str | None, str | None], list[int]]:
+    """Windows that share a (prompt, forced prefix) are generated together (one start sequence per call)."""
+    groups: dict[tuple[str | None, str | None], list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(tuple(k.strip() if k and k.strip() else None for k in key), []).append(i)
     return groups
 
 

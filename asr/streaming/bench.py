@@ -208,7 +208,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--loop", type=int, default=1, help="repeat the file K times into one long stream (1)")
     p.add_argument("--no-baseline", action="store_true", help="skip the recipe's grow-and-retranscribe baseline")
     p.add_argument("--baseline-max-lag", type=float, default=10.0, help="stop the baseline this far behind (10 s)")
-    p.add_argument("--beam-size", type=int, default=None, help="beam size of the stream's decoding (default 1)")
+    p.add_argument("--beam-size", type=int, default=None, help="beam size of the stream's decoding (default 3)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a StreamOptions field")
+    p.add_argument("--no-prefix", action="store_true", help="do not force committed words as the prefix (A/B)")
     p.add_argument("--no-recording", action="store_true", help="do not keep the recordings (memory check)")
     args = p.parse_args(list(argv))
     if args.chunk <= 0 or args.sessions < 1 or args.loop < 1:
@@ -226,7 +228,14 @@ def run(args: argparse.Namespace) -> dict:
             reference = " ".join([f.read().strip()] * args.loop)
     model = args.model or default_model()
     backend = get_backend(model, args.backend)
-    options = StreamOptions(max_session_seconds=audio.size / SAMPLE_RATE + 60.0, keep_recording=not args.no_recording)
+    options = StreamOptions(
+        max_session_seconds=audio.size / SAMPLE_RATE + 60.0,
+        keep_recording=not args.no_recording,
+        force_prefix=not args.no_prefix,
+    )
+    for item in args.set:
+        name, _, value = item.partition("=")
+        options = options.replace(**{name: type(getattr(options, name))(value)})
     if args.beam_size:
         options = options.replace(decode=options.decode.replace(beam_size=args.beam_size))
     # warm-up: the model's working memory for the largest window and batch is allocated before rss_start

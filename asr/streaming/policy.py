@@ -6,11 +6,13 @@ decode, with which prompt, or nothing) and ``step`` (the model's words for that 
 
 * **LocalAgreement-2** (whisper_streaming): a word becomes *committed* when two consecutive hypotheses over the
   buffer agree on it, as part of their longest common prefix after the committed words. The rest of the newest
-  hypothesis is *tentative*. Committed words never change and are never committed twice: words that start
-  before the last committed word ended are dropped, and a repeat of the committed tail at the head of a
-  hypothesis (timestamps drift by a few tens of milliseconds between calls) is cut off, as whisper_streaming's
-  ``HypothesisBuffer`` does.
-* **Prompt**: the committed text before the buffer is fed back, so each call continues the transcript.
+  hypothesis is *tentative*. Committed words never change and are never committed twice.
+* **Prompt and forced prefix**: the committed text before the buffer is fed back as the prompt, and the committed
+  words inside the buffer are forced as the start of the transcript (SimulStreaming does the same), so the model
+  only writes what follows them. It cannot re-transcribe a committed phrase differently and so commit it twice
+  (whisper_streaming's n-gram dedup misses a revised phrase: "the depth in the depth of it well"), and the
+  decoder generates a few new tokens per call instead of the whole buffer. A backend that ignores the prefix
+  still works: the hypothesis is then cut after the committed words by time and by the committed tail's n-grams.
 * **Bounded buffer**: once the buffer is longer than ``trim_seconds`` it is cut at the last committed sentence
   or segment end; past ``max_buffer_seconds`` (below Whisper's 30 s) at the last committed word, committing the
   oldest tentative words first if nothing is committed (a *forced commit*). A tentative word that is
@@ -40,17 +42,24 @@ SENTENCE_END = (".", "?", "!")
 _SKIP_MARGIN = 0.5  # seconds of speech after the last word (and before the window end) that mean a skip
 _SLACK_WORDS = 3  # how far the cut between committed and new words may move from where word times put it
 _MAX_NGRAM = 5  # longest repeat of the committed tail looked for at the head of a hypothesis
-_RECENT_WORDS = 64  # committed words kept for the prompt, the overlap check and trimming
+_RECENT_WORDS = 160  # committed words kept for the prompt, the prefix and trimming (more than 30 s of speech)
 
 
 def _default_decode() -> DecodeOptions:
-    """Greedy, word times on, and the encoder fed the buffer (>= 10 s) rather than Whisper's 30 s.
+    """Beam search of 3, word times on, and the encoder fed the buffer (>= 10 s) rather than Whisper's 30 s.
 
-    The short encoder window makes an update 2 to 4 times cheaper on CPU. Beam search (``beam_size=5``) took
-    about 3 WER points off the committed text here but doubled the update cost, which breaks the latency
-    targets on two cores; it is one ``dataclasses.replace`` away for a faster machine.
+    The short encoder window makes an update 2 to 4 times cheaper on CPU. On the 88 s benchmark file beam 3
+    brought the committed text's WER from 16.5% to 13.6% (offline: 12.4%) for 1.4x the update cost; beam 5 did
+    no better. Under load the scheduler drops to greedy (``StreamOptions.greedy_from_windows``).
     """
-    return DecodeOptions(beam_size=1, word_timestamps=True, vad_filter=False, batch_size=8, encoder_seconds=10.0)
+    return DecodeOptions(
+        beam_size=3,
+        word_timestamps=True,
+        vad_filter=False,
+        batch_size=8,
+        encoder_seconds=10.0,
+        max_tokens_per_second=8.0,  # about twice fast speech; a hallucination loop stops there
+    )
 
 
 @dataclass(frozen=True)
@@ -65,8 +74,11 @@ class StreamOptions:
     pause_seconds: float = 0.5  # silence this long after speech ends the utterance and commits all of it
     speech_pad_seconds: float = 0.2  # audio kept before speech starts and after it stops, so edges are not clipped
     commit_margin_seconds: float = 0.0  # an agreed word needs this much audio after it before it is committed
-    force_commit_seconds: float = 2.5  # a tentative word this far behind the newest audio is committed as it is
+    force_commit_seconds: float = 2.0  # a tentative word this far behind the newest audio is committed as it is
     prompt_chars: int = 200  # committed text fed back as the prompt (whisper_streaming's 200 characters)
+    greedy_from_windows: int = 3  # a worker round with this many windows (sessions) decodes them greedily:
+    # beam search costs 1.4x per window, which three or more live sessions on two cores cannot afford
+    force_prefix: bool = True  # force the committed words inside the buffer as the start of each hypothesis
     max_session_seconds: float = 3600.0  # audio beyond this is ignored (a runaway tab cannot stream forever)
     keep_recording: bool = True  # keep the whole recording (int16, in a temporary file) for saving test cases
     decode: DecodeOptions = field(default_factory=_default_decode)  # how each window is decoded
@@ -86,6 +98,8 @@ class StreamOptions:
             raise ValueError(f"vad_threshold must be between 0 and 1, not {self.vad_threshold!r}")
         if self.min_speech_seconds < 0 or self.speech_pad_seconds < 0 or self.commit_margin_seconds < 0:
             raise ValueError("min_speech_seconds, speech_pad_seconds and commit_margin_seconds must be >= 0")
+        if not isinstance(self.greedy_from_windows, int) or self.greedy_from_windows < 1:
+            raise ValueError(f"greedy_from_windows must be an integer >= 1, not {self.greedy_from_windows!r}")
         if not isinstance(self.prompt_chars, int) or self.prompt_chars < 0:
             raise ValueError(f"prompt_chars must be an integer >= 0, not {self.prompt_chars!r}")
         if not self.max_session_seconds > 0:
@@ -105,6 +119,7 @@ class Request:
     end: float  # absolute seconds: the newest audio included
     prompt: str  # committed text before ``start``
     flush: bool  # end of an utterance or of the stream: commit everything the model returns
+    prefix: str = ""  # committed text inside the window: the transcript is forced to start with it
 
 
 @dataclass(frozen=True)
@@ -233,7 +248,8 @@ class StreamPolicy:
 
     def _request(self, end: float, *, flush: bool) -> Request:
         end = min(end, self.buffer_start + MAX_WINDOW_SECONDS - 0.5)
-        self._in_flight = Request(self.buffer_start, end, self._prompt(), flush)
+        prefix = join_words(self._in_window()) if self.options.force_prefix else ""
+        self._in_flight = Request(self.buffer_start, end, self._prompt(), flush, prefix)
         self._last_request_end = end
         return self._in_flight
 
@@ -258,6 +274,10 @@ class StreamPolicy:
         """Indices into ``_probs`` of the speech frames at or after the buffer start."""
         first = max(int(self.buffer_start / FRAME_SECONDS) - self._probs_from, 0)
         return np.flatnonzero(self._probs[first:] >= self.options.vad_threshold) + first
+
+    def _in_window(self) -> list[Word]:
+        """The committed words inside the buffer (the forced prefix of the next request)."""
+        return [w for w in self._recent if w.end > self.buffer_start + 1e-6]
 
     def _prompt(self) -> str:
         words = [w for w in self._recent if w.end <= self.buffer_start + 1e-6]
@@ -289,7 +309,7 @@ class StreamPolicy:
             raise RuntimeError("step() must answer the request plan() returned last")
         self._in_flight = None
         self.processed_until = max(self.processed_until, request.end)
-        new = self._new_words(drop_loops(hypothesis.words), request.end)
+        new = self._new_words(hypothesis.words, request)
         if request.flush:
             committed = self._commit(new)
             self._tentative = []
@@ -318,15 +338,27 @@ class StreamPolicy:
     def _has_speech_after(self, t: float) -> bool:
         return self._last_speech_end is not None and self._last_speech_end > t + FRAME_SECONDS
 
-    def _new_words(self, words: Sequence[Word], end: float) -> list[Word]:
-        """The hypothesis minus what is already committed.
+    def _new_words(self, words: Sequence[Word], request: Request) -> list[Word]:
+        """The hypothesis minus what is already committed, with any loop cut off.
 
-        Word times jitter by a tenth of a second or more between calls, so a cut by time alone either repeats a
-        committed word or drops a new one. The cut is first placed by time (a word whose middle lies before the
-        committed end is old), then moved by up to three words to where the hypothesis repeats the longest tail
-        of the committed text, as whisper_streaming's ``HypothesisBuffer`` dedups its n-grams.
+        Normally the hypothesis starts with the forced prefix, and the new words are simply the rest. A loop that
+        starts in the committed tail ("in the" + "in the in the") is cut too. Otherwise (a backend that ignored
+        the prefix) the cut is found as whisper_streaming's ``HypothesisBuffer`` does; see ``_cut_committed``.
         """
-        words = [w for w in words if w.start < end and normalize(w.word)]
+        words = [w for w in words if w.start < request.end and normalize(w.word)]
+        forced = self._in_window() if request.prefix else []
+        if forced and [normalize(w.word) for w in words[: len(forced)]] == [normalize(w.word) for w in forced]:
+            new, tail = words[len(forced) :], list(self._recent)[-_MAX_NGRAM:]
+            kept = drop_loops(tail + new)
+            return list(new[: len(kept) - len(tail)] if len(kept) >= len(tail) else drop_loops(new))
+        return self._cut_committed(list(drop_loops(words)))
+
+    def _cut_committed(self, words: list[Word]) -> list[Word]:
+        """Word times jitter by a tenth of a second or more between calls, so a cut by time alone either repeats
+        a committed word or drops a new one. The cut is first placed by time (a word whose middle lies before
+        the committed end is old), then moved by up to three words to where the hypothesis repeats the longest
+        tail of the committed text (two words at least, unless the cut stays where time put it).
+        """
         if not self._recent:
             return words
         done = self.committed_end
@@ -336,18 +368,25 @@ class StreamPolicy:
         best = (0, 0, by_time)  # (words of committed tail matched, -distance from the time cut, cut)
         for cut in range(max(by_time - _SLACK_WORDS, 0), min(by_time + _SLACK_WORDS, len(words)) + 1):
             for n in range(min(len(tail), cut), 0, -1):
-                if keys[cut - n : cut] == tail[-n:]:
+                if keys[cut - n : cut] == tail[-n:] and (n >= 2 or cut == by_time):
                     best = max(best, (n, -abs(cut - by_time), cut))
                     break
         return words[best[2] :]
 
     def _agreed(self, new: list[Word], end: float) -> list[Word]:
-        """LocalAgreement-2: the longest common prefix of the previous and the new hypothesis."""
-        agreed = []
+        """LocalAgreement-2: the longest common prefix of the previous and the new hypothesis.
+
+        Words are compared without case and punctuation, except the last word of the prefix: its punctuation
+        depends on what follows, which neither hypothesis may have heard yet ("clangs," then "clangs."). Once a
+        comma is committed, the forced prefix steers the model to run-on sentences, so it waits for a match.
+        """
+        agreed: list[Word] = []
         for old, cur in zip(self._tentative, new):
             if normalize(old.word) != normalize(cur.word) or cur.end > end - self.options.commit_margin_seconds:
                 break
             agreed.append(cur)
+        if agreed and self._tentative[len(agreed) - 1].word.strip() != agreed[-1].word.strip():
+            agreed.pop()
         return agreed
 
     def _take_tentative(self, condition) -> list[Word]:

@@ -31,8 +31,7 @@ logger = logging.getLogger(__name__)
 class _Client(Protocol):
     """What the scheduler needs from a session (``StreamingSession`` implements it)."""
 
-    @property
-    def decode_options(self) -> DecodeOptions: ...
+    def decode_options(self, windows: int) -> DecodeOptions: ...
 
     def pending(self) -> bool: ...
 
@@ -116,7 +115,7 @@ class Scheduler:
     def _decode(self, ready: list[tuple[_Client, Request]]) -> tuple[int, float]:
         groups: dict[DecodeOptions, list[tuple[_Client, Request]]] = {}
         for client, request in ready:
-            groups.setdefault(client.decode_options, []).append((client, request))
+            groups.setdefault(client.decode_options(len(ready)), []).append((client, request))
         calls, spent_all = 0, 0.0
         for options, items in groups.items():
             for i in range(0, len(items), options.batch_size):
@@ -156,7 +155,8 @@ class Scheduler:
         self, batch: Sequence[tuple[_Client, Request]], windows: Sequence[np.ndarray], options: DecodeOptions
     ) -> list[Hypothesis]:
         prompts = [r.prompt or None for _, r in batch]
-        results = self.backend.transcribe_windows(windows, options, prompts=prompts)
+        prefixes = [r.prefix or None for _, r in batch]
+        results = self.backend.transcribe_windows(windows, options, prompts=prompts, prefixes=prefixes)
         return [Hypothesis.from_segments(res.segments, r.start, r.end) for (_, r), res in zip(batch, results)]
 
     def drain(self, done: threading.Event, max_rounds: int = 100_000) -> None:

@@ -245,9 +245,13 @@ class StreamingSession:
         self.close()
 
     # ---- the worker side (called by the scheduler) ----------------------------------------------------------
-    @property
-    def decode_options(self) -> DecodeOptions:
-        return self.options.decode
+    def decode_options(self, windows: int) -> DecodeOptions:
+        """How to decode this session's window in a round of ``windows`` windows: beam search while the worker
+        can afford it, greedy once ``greedy_from_windows`` sessions share the round (see ``StreamOptions``)."""
+        decode = self.options.decode
+        if windows >= self.options.greedy_from_windows and decode.beam_size > 1:
+            return dataclasses.replace(decode, beam_size=1)
+        return decode
 
     @property
     def done(self) -> bool:

@@ -27,9 +27,9 @@ class CountingBackend:
         self.multilingual = backend.multilingual
         self.windows: list[float] = []
 
-    def transcribe_windows(self, windows, options, prompts=None):
+    def transcribe_windows(self, windows, options, prompts=None, prefixes=None):
         self.windows.extend(w.size / SAMPLE_RATE for w in windows)
-        return self._backend.transcribe_windows(windows, options, prompts)
+        return self._backend.transcribe_windows(windows, options, prompts, prefixes)
 
 
 def run_stream(sessions, chunks_per_session, scheduler) -> list[list[StreamUpdate]]:
@@ -143,16 +143,26 @@ def four_texts(audio_dir) -> list[tuple[str, np.ndarray]]:
     return out
 
 
+def test_under_load_the_round_decodes_greedily():
+    options = StreamOptions()
+    session = StreamingSession.__new__(StreamingSession)
+    session.options = options
+    assert session.decode_options(1).beam_size == options.decode.beam_size == 3
+    assert session.decode_options(options.greedy_from_windows).beam_size == 1
+
+
 def test_four_concurrent_sessions_give_the_texts_of_four_sequential_ones(four_texts, fw_backend):
     counting = CountingBackend(fw_backend)
     scheduler = Scheduler(counting, threaded=False)
-    sessions = [StreamingSession(scheduler=scheduler) for _ in four_texts]
+    # alone or four at once, the same decoding (greedy): any difference would be cross-talk
+    greedy = StreamOptions(greedy_from_windows=1)
+    sessions = [StreamingSession(scheduler=scheduler, options=greedy) for _ in four_texts]
     together = [u[-1].committed for u in run_stream(sessions, [chunks_of(a) for _, a in four_texts], scheduler)]
     batched_calls = len(counting.windows)
     alone = []
     for _, audio in four_texts:
         solo = Scheduler(fw_backend, threaded=False)
-        with StreamingSession(scheduler=solo) as s:
+        with StreamingSession(scheduler=solo, options=greedy) as s:
             alone.append(run_stream([s], [chunks_of(audio)], solo)[0][-1].committed)
     for s in sessions:
         s.close()
@@ -236,10 +246,10 @@ def test_transformers_backend_streams_too(speech, speech_text):
 class FailingBackend(CountingBackend):
     """The real backend that breaks after its first call, as a model that runs out of memory would."""
 
-    def transcribe_windows(self, windows, options, prompts=None):
+    def transcribe_windows(self, windows, options, prompts=None, prefixes=None):
         if self.windows:
             raise RuntimeError("out of memory")
-        return super().transcribe_windows(windows, options, prompts)
+        return super().transcribe_windows(windows, options, prompts, prefixes)
 
 
 def test_a_failing_model_is_reported_not_hidden(speech, fw_backend):

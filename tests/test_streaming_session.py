@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -265,3 +268,36 @@ def test_a_failing_model_is_reported_not_hidden(speech, fw_backend):
         with pytest.raises(StreamingError, match="out of memory"):
             broken.finish()
         assert healthy.finish().committed and not healthy.update().error
+
+
+def test_a_worker_that_lags_loses_no_words(long_wav, fw_backend):
+    """The worker comes round only after ~30 s of speech arrived (a loaded machine): the session takes all of
+    it, decodes it in windows below 30 s and commits every word, as the offline transcript has them."""
+    audio = load_audio(long_wav)
+    scheduler = Scheduler(fw_backend, threaded=False)
+    with StreamingSession(scheduler=scheduler) as session:
+        for piece in chunks_of(audio):
+            session.feed(piece)  # no round runs while the audio arrives
+        final = session.finish()
+    offline = transcribe(audio, backend=fw_backend).text
+    assert len(final.committed.split()) >= 0.9 * len(offline.split()), (final.committed, offline)
+    assert wer(offline, final.committed) <= 0.2, (final.committed, offline)
+
+
+def test_exiting_while_a_session_decodes_does_not_abort(speech_wav):
+    """Python tearing down while the worker thread is inside the model used to abort the whole process."""
+    code = (
+        "import time\n"
+        "from asr.audio import load_audio\n"
+        "from asr.streaming import StreamingSession\n"
+        f"audio = load_audio({str(speech_wav)!r})\n"
+        "s = StreamingSession()\n"
+        "for i in range(0, audio.size, 8000):\n"
+        "    s.feed(audio[i : i + 8000])\n"
+        "time.sleep(0.3)\n"  # the worker's first round is decoding now
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env, cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "terminate called" not in done.stderr

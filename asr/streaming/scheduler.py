@@ -12,6 +12,7 @@ scheduler and call ``run_once`` themselves against a simulated clock.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -67,6 +68,7 @@ class Scheduler:
         self._wakeups = 0
         self._round_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._stopping = False
         self._name = name or f"asr-stream-{backend.name}"
 
     # ---- sessions -------------------------------------------------------------------------------------------
@@ -175,12 +177,24 @@ class Scheduler:
             self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
             self._thread.start()
 
+    def stop(self, timeout: float = 30.0) -> None:
+        """Let the worker finish its round and end. Called at interpreter exit: a daemon thread still inside
+        CTranslate2 when Python tears down aborts the process ("terminate called without an active exception")."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
     def _loop(self) -> None:
         busy = False
         while True:
             with self._cond:
-                while not busy and self._wakeups == 0:
+                while not busy and self._wakeups == 0 and not self._stopping:
                     self._cond.wait()
+                if self._stopping:
+                    return
                 self._wakeups = 0
             try:
                 busy = self.run_once().windows > 0
@@ -191,6 +205,14 @@ class Scheduler:
 
 _schedulers: dict[tuple[str, str, str], Scheduler] = {}
 _registry_lock = threading.Lock()
+
+
+@atexit.register
+def _stop_all() -> None:
+    with _registry_lock:
+        schedulers = list(_schedulers.values())
+    for scheduler in schedulers:
+        scheduler.stop()
 
 
 def get_scheduler(model: str, backend: str = DEFAULT_BACKEND, device: str = "auto") -> Scheduler:

@@ -338,3 +338,21 @@ def test_a_looping_hypothesis_commits_no_repeated_text():
     p.insert(speech(0.5))
     s = p.step(p.plan(), hyp(loop))
     assert text(s.committed) == "glue the sheet"
+
+
+def test_busy_rounds_trim_the_buffer_shorter():
+    truth = [w(f"word{i}", i * 0.4, i * 0.4 + 0.3) for i in range(120)]
+    longest = {}
+    for busy in (False, True):
+        policy = StreamPolicy(OPTS.replace(trim_seconds=15.0, busy_trim_seconds=8.0))
+        model, windows, t = ScriptedModel(truth), [], 0.0
+        while t < 48.0:
+            policy.insert(speech(0.5))
+            t += 0.5
+            if (req := policy.plan()) is not None:
+                windows.append(req.end - req.start)
+                policy.step(req, model(req), busy=busy)
+        longest[busy] = max(windows[40:])  # after the first trims
+    assert longest[True] < 10.5 < 14.0 < longest[False]
+    with pytest.raises(ValueError, match="busy_trim_seconds"):
+        OPTS.replace(busy_trim_seconds=20.0)

@@ -161,6 +161,7 @@ class StreamingSession:
         self._vad_samples = 0
         self._buffer = _AudioBuffer()
         self._words: list[Word] = []
+        self._busy = False
         self._text = ""
         self._scheduler.register(self)
 
@@ -247,9 +248,11 @@ class StreamingSession:
     # ---- the worker side (called by the scheduler) ----------------------------------------------------------
     def decode_options(self, windows: int) -> DecodeOptions:
         """How to decode this session's window in a round of ``windows`` windows: beam search while the worker
-        can afford it, greedy once ``greedy_from_windows`` sessions share the round (see ``StreamOptions``)."""
+        can afford it; greedy, and a buffer trimmed at ``busy_trim_seconds``, once ``greedy_from_windows``
+        sessions share the round (see ``StreamOptions``)."""
         decode = self.options.decode
-        if windows >= self.options.greedy_from_windows and decode.beam_size > 1:
+        self._busy = windows >= self.options.greedy_from_windows  # the policy trims shorter in busy rounds
+        if self._busy and decode.beam_size > 1:
             return dataclasses.replace(decode, beam_size=1)
         return decode
 
@@ -297,7 +300,7 @@ class StreamingSession:
         return self._buffer.slice(request.start, request.end)
 
     def apply(self, request: Request, hypothesis: Hypothesis, compute_seconds: float) -> None:
-        result = self._policy.step(request, hypothesis)
+        result = self._policy.step(request, hypothesis, busy=self._busy)
         if result.committed:
             self._words.extend(result.committed)
             self._text = (self._text + "".join(w.word for w in result.committed)).lstrip()

@@ -235,7 +235,10 @@ def run(args: argparse.Namespace) -> dict:
     )
     for item in args.set:
         name, _, value = item.partition("=")
-        options = options.replace(**{name: type(getattr(options, name))(value)})
+        if name not in {f.name for f in dataclasses.fields(StreamOptions)} or name == "decode":
+            raise ValueError(f"--set: {name!r} is not a StreamOptions field")
+        kind = type(getattr(options, name))
+        options = options.replace(**{name: value.lower() in ("1", "true", "yes") if kind is bool else kind(value)})
     if args.beam_size:
         options = options.replace(decode=options.decode.replace(beam_size=args.beam_size))
     # warm-up: the model's working memory for the largest window and batch is allocated before rss_start

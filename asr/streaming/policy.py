@@ -10,8 +10,8 @@ decode, with which prompt, or nothing) and ``step`` (the model's words for that 
 * **Prompt and forced prefix**: the committed text before the buffer is fed back as the prompt, and the committed
   words inside the buffer are forced as the start of the transcript (SimulStreaming does the same), so the model
   only writes what follows them. It cannot re-transcribe a committed phrase differently and so commit it twice
-  (whisper_streaming's n-gram dedup misses a revised phrase: "the depth in the depth of it well"), and the
-  decoder generates a few new tokens per call instead of the whole buffer. A backend that ignores the prefix
+  (whisper_streaming's n-gram dedup misses a revised phrase: "the depth in the depth of it well"). It saves no
+  compute: CTranslate2 runs the forced tokens step by step, as it generates. A backend that ignores the prefix
   still works: the hypothesis is then cut after the committed words by time and by the committed tail's n-grams.
 * **Bounded buffer**: once the buffer is longer than ``trim_seconds`` it is cut at the last committed sentence
   or segment end; past ``max_buffer_seconds`` (below Whisper's 30 s) at the last committed word, committing the
@@ -49,7 +49,7 @@ def _default_decode() -> DecodeOptions:
     """Beam search of 3, word times on, and the encoder fed the buffer (>= 10 s) rather than Whisper's 30 s.
 
     The short encoder window makes an update 2 to 4 times cheaper on CPU. On the 88 s benchmark file beam 3
-    brought the committed text's WER from 16.5% to 13.6% (offline: 12.4%) for 1.4x the update cost; beam 5 did
+    brought the committed text's WER from 16.5% to 13.2% (offline: 12.4%) for 1.4x the update cost; beam 5 did
     no better. Under load the scheduler drops to greedy (``StreamOptions.greedy_from_windows``).
     """
     return DecodeOptions(
@@ -325,7 +325,7 @@ class StreamPolicy:
         self._tentative = new[len(agreed) :]
         aged = self._take_tentative(lambda w: w.end <= request.end - self.options.force_commit_seconds)
         committed = self._commit(agreed + aged)
-        trimmed = self._trim(request, hypothesis, self.options.busy_trim_seconds if busy else None)
+        trimmed = self._trim(request, hypothesis, self.options.busy_trim_seconds if busy else self.options.trim_seconds)
         return StepResult(committed + trimmed, tuple(self._tentative), len(aged) + len(trimmed))
 
     def skipped_speech(self, request: Request, hypothesis: Hypothesis) -> bool:
@@ -408,11 +408,10 @@ class StreamPolicy:
             self._recent.append(w)
         return tuple(kept)
 
-    def _trim(self, request: Request, hypothesis: Hypothesis, trim_seconds: float | None) -> tuple[Word, ...]:
+    def _trim(self, request: Request, hypothesis: Hypothesis, trim_seconds: float) -> tuple[Word, ...]:
         """Keep the buffer bounded; returns words committed by force to make a cut possible."""
         opts = self.options
         length = request.end - self.buffer_start
-        trim_seconds = trim_seconds or opts.trim_seconds
         if length <= trim_seconds:
             return ()
         done = self.committed_end

@@ -34,13 +34,11 @@ class _Client(Protocol):
 
     def decode_options(self, windows: int) -> DecodeOptions: ...
 
-    def pending(self) -> bool: ...
-
     def prepare(self) -> Request | None: ...
 
     def window(self, request: Request) -> np.ndarray: ...
 
-    def apply(self, request: Request, hypothesis: Hypothesis, compute_seconds: float) -> None: ...
+    def apply(self, request: Request, hypothesis: Hypothesis, compute_seconds: float, windows: int) -> None: ...
 
     def fail(self, error: BaseException) -> None: ...
 
@@ -122,11 +120,12 @@ class Scheduler:
         for options, items in groups.items():
             for i in range(0, len(items), options.batch_size):
                 batch = items[i : i + options.batch_size]
-                spent_all += self._decode_batch(batch, options)
+                spent_all += self._decode_batch(batch, options, len(ready))
                 calls += 1
         return calls, spent_all
 
-    def _decode_batch(self, batch: Sequence[tuple[_Client, Request]], options: DecodeOptions) -> float:
+    def _decode_batch(self, batch: Sequence[tuple[_Client, Request]], options: DecodeOptions, round_size: int) -> float:
+        """Decode one batch; ``round_size`` is the number of windows in the whole round (sessions adapt to it)."""
         t0 = time.perf_counter()
         try:
             windows = [client.window(request) for client, request in batch]
@@ -147,7 +146,7 @@ class Scheduler:
         spent = time.perf_counter() - t0
         for (client, request), hypothesis in zip(batch, hypotheses):
             try:
-                client.apply(request, hypothesis, spent)
+                client.apply(request, hypothesis, spent, round_size)
             except Exception as exc:  # noqa: BLE001
                 logger.exception("streaming session failed while applying a hypothesis")
                 client.fail(exc)

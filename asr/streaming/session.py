@@ -161,7 +161,6 @@ class StreamingSession:
         self._vad_samples = 0
         self._buffer = _AudioBuffer()
         self._words: list[Word] = []
-        self._busy = False
         self._text = ""
         self._scheduler.register(self)
 
@@ -251,10 +250,12 @@ class StreamingSession:
         can afford it; greedy, and a buffer trimmed at ``busy_trim_seconds``, once ``greedy_from_windows``
         sessions share the round (see ``StreamOptions``)."""
         decode = self.options.decode
-        self._busy = windows >= self.options.greedy_from_windows  # the policy trims shorter in busy rounds
-        if self._busy and decode.beam_size > 1:
+        if self._busy(windows) and decode.beam_size > 1:
             return dataclasses.replace(decode, beam_size=1)
         return decode
+
+    def _busy(self, windows: int) -> bool:
+        return windows >= self.options.greedy_from_windows
 
     @property
     def done(self) -> bool:
@@ -299,8 +300,9 @@ class StreamingSession:
     def window(self, request: Request) -> np.ndarray:
         return self._buffer.slice(request.start, request.end)
 
-    def apply(self, request: Request, hypothesis: Hypothesis, compute_seconds: float) -> None:
-        result = self._policy.step(request, hypothesis, busy=self._busy)
+    def apply(self, request: Request, hypothesis: Hypothesis, compute_seconds: float, windows: int = 1) -> None:
+        """Take the model's words for ``request``, decoded in a round of ``windows`` windows."""
+        result = self._policy.step(request, hypothesis, busy=self._busy(windows))
         if result.committed:
             self._words.extend(result.committed)
             self._text = (self._text + "".join(w.word for w in result.committed)).lstrip()

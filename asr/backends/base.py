@@ -18,7 +18,14 @@ class WindowResult:
 
 
 class BackendError(RuntimeError):
-    """A backend that cannot be used (missing package, bad model folder), with what to do about it."""
+    """A backend that cannot be used (missing package, bad model folder), with what to do about it.
+
+    The message is kept to one line (library errors such as the hub's offline OSError span several), because
+    the CLIs and the dashboard promise one line per failure.
+    """
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(" ".join(str(message).split()))
 
 
 @runtime_checkable

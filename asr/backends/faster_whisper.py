@@ -96,8 +96,8 @@ class FasterWhisperBackend:
         self.model = model.name
         self.device = pick_device(device)
         self.compute_type = compute_type or ("float16" if self.device == "cuda" else "int8")
-        path = _ct2_path(model)
-        try:
+        try:  # resolving a hub id may download or convert: its failures are load failures too
+            path = _ct2_path(model)
             self._whisper = WhisperModel(
                 path,
                 device=self.device,

@@ -79,6 +79,17 @@ def _number(text: str, spec: str) -> float:
     return value
 
 
+MIN_SNR_DB, MAX_SNR_DB = -20.0, 80.0  # below -20 dB speech is gone; above 80 dB the noise is below float32 detail
+
+
+def _snr(text: str, spec: str) -> float:
+    """An SNR in dB inside the bounds (1e9 used to overflow mid-run; -200 was accepted and meant nothing)."""
+    value = _number(text, spec)
+    if not MIN_SNR_DB <= value <= MAX_SNR_DB:
+        raise NoiseError(f"noise condition {spec!r}: SNR must be between {MIN_SNR_DB:g} and {MAX_SNR_DB:g} dB")
+    return value
+
+
 def parse_condition(text: str) -> NoiseCondition:
     spec = text.strip()
     if spec == "clean":
@@ -86,15 +97,16 @@ def parse_condition(text: str) -> NoiseCondition:
     if "@" not in spec:
         raise NoiseError(f"noise condition {spec!r} has no level; use {USAGE}")
     head, value = spec.rsplit("@", 1)
-    number = _number(value, spec)
     if head == "reverb":
+        number = _number(value, spec)
         if not 0.05 <= number <= MAX_RT60:
             raise NoiseError(f"noise condition {spec!r}: RT60 must be between 0.05 and {MAX_RT60} seconds")
         return NoiseCondition(f"reverb@{number:g}", "reverb", rt60=number)
     if head in ("white", "pink", "babble"):
+        number = _snr(value, spec)
         return NoiseCondition(f"{head}@{number:g}", head, snr_db=number)
     if head.startswith("file:"):
-        directory = head[5:]
+        directory, number = head[5:], _snr(value, spec)
         noise_files(directory)  # fail now, not in the middle of a run
         return NoiseCondition(f"file:{directory}@{number:g}", "file", snr_db=number, directory=directory)
     raise NoiseError(f"unknown noise kind in {spec!r}; use {USAGE}")

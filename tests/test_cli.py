@@ -45,6 +45,20 @@ def test_unknown_model_exits_2_with_one_line():
     assert out.stderr.count("\n") == 1 and "whisper-tiny.en" in out.stderr
 
 
+@pytest.mark.parametrize("backend", ["faster-whisper", "transformers"])
+def test_hub_id_offline_exits_2_with_one_line(backend, tmp_path):
+    """Without a hub a hub id used to exit 1 with a 71-line chained traceback (transformers: exit 2, two lines)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "asr", "transcribe", "x.wav", "--model", "openai/whisper-base.en", "--backend", backend],
+        capture_output=True,
+        text=True,
+        env={**ENV, "TRANSFORMERS_OFFLINE": "1", "ASRQA_CACHE": str(tmp_path)},
+        timeout=300,
+    )
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.count("\n") == 1 and "openai/whisper-base.en" in out.stderr and "Traceback" not in out.stderr
+
+
 @pytest.mark.parametrize(("fmt", "marker"), [("srt", " --> "), ("vtt", "WEBVTT")])
 def test_subtitles(speech_wav, fmt, marker):
     out = run("transcribe", str(speech_wav), "--format", fmt)

@@ -92,6 +92,10 @@ def test_strict_threshold_exits_1_and_resume_skips_stored_rows(built_run, capsys
         (["--max-wer", "accent=en-us"], "not a number"),
         (["--limit", "0"], "--limit"),
         (["--backend", "nope"], "invalid choice"),
+        (["--noise", "white@1e9"], "between -20 and 80 dB"),  # was an OverflowError traceback mid-run
+        (["--noise", "white@-200"], "between -20 and 80 dB"),  # was accepted silently
+        (["--noise", "pink@81"], "between -20 and 80 dB"),
+        (["--model", "openai/whisper-base.en"], "cannot load model 'openai/whisper-base.en'"),  # offline hub id
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, extra, message):

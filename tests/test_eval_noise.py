@@ -92,6 +92,7 @@ def test_clean_is_untouched(utterances):
 def test_parse_conditions():
     specs = [c.spec for c in parse_conditions("clean, white@10,pink@5dB,babble@-3,reverb@0.6,white@10")]
     assert specs == ["clean", "white@10", "pink@5", "babble@-3", "reverb@0.6"]
+    assert [c.snr_db for c in parse_conditions("white@-20,pink@80")] == [-20.0, 80.0]  # the bounds themselves
     for bad, match in [
         ("white", "no level"),
         ("white@loud", "not a number"),
@@ -99,6 +100,9 @@ def test_parse_conditions():
         ("reverb@30", "RT60"),
         ("file:/no/such/dir@5", "does not exist"),
         ("", "no noise condition"),
+        ("white@1e9", "between -20 and 80 dB"),
+        ("babble@-20.5", "between -20 and 80 dB"),
+        ("file:/no/such/dir@100", "between -20 and 80 dB"),
     ]:
         with pytest.raises(NoiseError, match=match):
             parse_conditions(bad)

@@ -20,7 +20,7 @@ from asr.backends import DEFAULT_BACKEND, BackendError
 from asr.models import UnknownModelError
 from asr.results import BACKENDS
 from evaluation.datasets import DatasetError
-from evaluation.noise import USAGE, NoiseError, parse_conditions
+from evaluation.noise import FULL_USAGE, NoiseError, parse_conditions
 from evaluation.normalizer import DEFAULT_NORMALIZER, NORMALIZERS
 from evaluation.runner import RunError
 from evaluation.store import DEFAULT_DATA_DIR, RunNotFound, StoreError, new_run_id
@@ -82,7 +82,7 @@ def _run_parser(sub) -> None:
     p.add_argument(
         "--dataset", default="builtin", help="builtin, recorded, a folder or manifest, or hub:ID[:CONFIG[:SPLIT]]"
     )
-    p.add_argument("--noise", default="clean", help=f"comma-separated conditions: {USAGE}")
+    p.add_argument("--noise", default="clean", help=f"comma-separated conditions: {FULL_USAGE}")
     p.add_argument("--model", default="", help="model name (python -m asr models), folder or hub id")
     p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

@@ -11,6 +11,7 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import math
@@ -22,6 +23,7 @@ import numpy as np
 
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
 from asr.vad import speech_spans
+from evaluation.channel import CHANNEL_USAGE, ChannelCondition, ChannelError, apply_channel, is_channel, parse_channel
 
 KINDS = ("clean", "white", "pink", "babble", "reverb", "file")
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
@@ -41,6 +43,16 @@ class NoiseCondition:
     snr_db: float | None = None  # for white, pink, babble and file
     rt60: float | None = None  # seconds, for reverb
     directory: str | None = None  # for file
+    channel: tuple[ChannelCondition, ...] = ()  # codec or band stages after the noise, in order (spec has them)
+
+    @property
+    def noise_only(self) -> NoiseCondition:
+        """The same noise without the channel: its mix (and random draws) equal the plain noise condition's."""
+        if not self.channel:
+            return self
+        tail = "+".join(c.spec for c in self.channel)
+        spec = "clean" if self.spec == tail else self.spec[: -len(tail) - 1]
+        return NoiseCondition(spec, self.kind, self.snr_db, self.rt60, self.directory)
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,9 @@ class Provenance:
     noise_offset: float | None = None  # file noise: where in that file the noise starts (seconds)
     babble_sources: tuple[str, ...] = ()  # babble: the utterance ids mixed in
     gain: float = 1.0  # the peak guard's scale applied to the whole mix
+    channel: str = ""  # the channel stages applied after the noise, e.g. "codec:opus@12k+loss5"
+    channel_detail: str = ""  # how: encoder, line rate, bitrate, packets lost
+    packets_lost: int | None = None  # packet-loss stages: packets replaced by silence
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,7 @@ class Mixed:
 
 
 USAGE = "clean, white@SNR, pink@SNR, babble@SNR, reverb@RT60 (seconds) or file:DIR@SNR (SNR in dB)"
+FULL_USAGE = f"{USAGE}, each optionally followed by +CHANNEL ({CHANNEL_USAGE})"
 
 
 def _number(text: str, spec: str) -> float:
@@ -91,6 +107,40 @@ def _snr(text: str, spec: str) -> float:
 
 
 def parse_condition(text: str) -> NoiseCondition:
+    """A noise condition, then optional channel stages joined by ``+``: ``white@10+codec:opus@12k+loss5``.
+
+    A channel alone (``codec:mulaw8k``) is clean speech on that line. The canonical spec drops ``clean+``.
+    """
+    tokens = [t.strip() for t in text.strip().split("+")]
+    if not all(tokens):
+        raise NoiseError(f"condition {text.strip()!r} has an empty part around '+'; use {FULL_USAGE}")
+    first_is_channel = is_channel(tokens[0])
+    noise = _parse_noise("clean" if first_is_channel else tokens[0])
+    stages = _parse_stages(text.strip(), tokens[0 if first_is_channel else 1 :])
+    if not stages:
+        return noise
+    tail = "+".join(c.spec for c in stages)
+    return dataclasses.replace(noise, spec=tail if noise.kind == "clean" else f"{noise.spec}+{tail}", channel=stages)
+
+
+def _parse_stages(text: str, tokens: Sequence[str]) -> tuple[ChannelCondition, ...]:
+    stages, i = [], 0
+    while i < len(tokens):
+        token = tokens[i]
+        loss = tokens[i + 1] if i + 1 < len(tokens) and tokens[i + 1].startswith("loss") else None
+        if not is_channel(token):
+            raise NoiseError(
+                f"condition {text!r}: {token!r} is not a channel stage; after the noise use {CHANNEL_USAGE}"
+            )
+        try:
+            stages.append(parse_channel(token, loss))
+        except ChannelError as exc:
+            raise NoiseError(str(exc)) from None
+        i += 2 if loss else 1
+    return tuple(stages)
+
+
+def _parse_noise(text: str) -> NoiseCondition:
     spec = text.strip()
     if spec == "clean":
         return NoiseCondition("clean", "clean")
@@ -279,6 +329,28 @@ class Mixer:
         return cached
 
     def mix(self, utterance_id: str, clean: np.ndarray, condition: NoiseCondition) -> Mixed:
+        """The noise at its SNR, then each channel stage (its packet losses drawn from the same seed)."""
+        mixed = self._mix_noise(utterance_id, clean, condition.noise_only)
+        if not condition.channel:
+            return mixed
+        audio, details, lost = mixed.audio, [], None
+        for stage in condition.channel:
+            result = apply_channel(audio, stage, generator(self.seed, utterance_id, stage))
+            audio = result.audio
+            details.append(result.detail)
+            if stage.loss_percent:
+                lost = (lost or 0) + (result.packets_lost or 0)
+        channel = "+".join(c.spec for c in condition.channel)
+        provenance = dataclasses.replace(
+            mixed.provenance,
+            condition=condition.spec,
+            channel=channel,
+            channel_detail="; ".join(details),
+            packets_lost=lost,
+        )
+        return Mixed(audio, provenance)
+
+    def _mix_noise(self, utterance_id: str, clean: np.ndarray, condition: NoiseCondition) -> Mixed:
         clean = np.asarray(clean, np.float32)
         base = Provenance(condition.spec, condition.kind, self.seed)
         if condition.kind == "clean":

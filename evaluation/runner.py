@@ -54,7 +54,7 @@ class RunOptions:
     """One validation run. Frozen; change with :func:`dataclasses.replace`."""
 
     dataset: str = "builtin"  # builtin, recorded, a folder or manifest, or hub:ID[:CONFIG[:SPLIT]]
-    noise: tuple[str, ...] = ("clean",)  # condition specs, see evaluation.noise.USAGE
+    noise: tuple[str, ...] = ("clean",)  # condition specs, see evaluation.noise.FULL_USAGE
     model: str = ""  # "" is the registry's default model
     backend: str = DEFAULT_BACKEND
     device: str = "auto"
@@ -194,6 +194,9 @@ def _row(sample: Sample, mixed: Mixed, transcript: Transcript, normalizer: Norma
         "babble_sources": ";".join(p.babble_sources),
         "noise_seed": p.seed,
         "mix_gain": p.gain,
+        "channel": p.channel,
+        "channel_detail": p.channel_detail,
+        "packets_lost": p.packets_lost,
     }
 
 

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from asr.audio import SAMPLE_RATE, AudioSource, load_audio, write_wav
+from evaluation.recordstore import SCHEMA as RECORD_SCHEMA
+from evaluation.recordstore import Recordings
 from evaluation.runstore import (  # noqa: F401 - re-exported: the store is the one import for callers
     RUN_STATES,
     Run,
@@ -104,8 +106,9 @@ class Store(RunsMixin):
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 logger.warning("%s: SQLite refused WAL mode (got %s); concurrent writes may wait", self.db_path, mode)
-            conn.executescript(SCHEMA)
+            conn.executescript(SCHEMA + RECORD_SCHEMA)
         self._remove_stale_tmp()
+        self.recordings = Recordings(self._connect, self)  # scripts, record sessions and their takes
 
     # -- connections -------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -148,34 +151,56 @@ class Store(RunsMixin):
         backend: str = "",
     ) -> Case:
         """Save a test case or a flag; the audio (any form ``load_audio`` takes) is kept as 16 kHz mono WAV."""
+        case = self.stage_case(
+            kind,
+            audio,
+            transcript=transcript,
+            reference=reference,
+            reason=reason,
+            labels=labels,
+            notes=notes,
+            model=model,
+            backend=backend,
+        )
+        try:
+            with self._connect(write=True) as conn:
+                self.insert_case(conn, case)
+        except BaseException:
+            self.discard_staged(case)
+            raise
+        logger.info("saved %s %s (%.1f s)", kind, case.id, case.duration)
+        return case
+
+    def stage_case(self, kind: str, audio: AudioSource, **fields: Any) -> Case:
+        """Write a new case's audio into place and return the case; its row is written by ``insert_case``.
+
+        Split so that a caller (a recording session's accepted take) can insert the row in its own transaction.
+        """
         if kind not in KINDS:
             raise StoreError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
         samples = load_audio(audio)
         case_id = uuid.uuid4().hex[:16]
         final = self.audio_dir / f"{case_id}.wav"
         self._write_audio_atomically(final, samples)
-        case = Case(
+        return Case(
             id=case_id,
             kind=kind,
             audio_path=str(final),
-            transcript=str(transcript or ""),
-            reference=str(reference or ""),
-            reason=str(reason or ""),
-            labels=_clean_labels(labels),
-            notes=str(notes or ""),
-            model=str(model or ""),
-            backend=str(backend or ""),
+            transcript=str(fields.get("transcript") or ""),
+            reference=str(fields.get("reference") or ""),
+            reason=str(fields.get("reason") or ""),
+            labels=_clean_labels(fields.get("labels")),
+            notes=str(fields.get("notes") or ""),
+            model=str(fields.get("model") or ""),
+            backend=str(fields.get("backend") or ""),
             status="new",
             created_at=utc_now(),
             duration=samples.size / SAMPLE_RATE,
         )
-        try:
-            self._insert_case(case)
-        except BaseException:
-            final.unlink(missing_ok=True)
-            raise
-        logger.info("saved %s %s (%.1f s)", kind, case_id, case.duration)
-        return case
+
+    def discard_staged(self, case: Case) -> None:
+        """Remove the audio of a staged case whose row was never written."""
+        Path(case.audio_path).unlink(missing_ok=True)
 
     def _write_audio_atomically(self, final: Path, samples: np.ndarray) -> None:
         tmp = final.with_name(f".{final.stem}.tmp.wav")
@@ -188,27 +213,27 @@ class Store(RunsMixin):
             tmp.unlink(missing_ok=True)
             raise
 
-    def _insert_case(self, case: Case) -> None:
-        with self._connect(write=True) as conn:
-            conn.execute(
-                "INSERT INTO cases (id, kind, audio_file, transcript, reference, reason, labels, notes, model,"
-                " backend, status, created_at, duration) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    case.id,
-                    case.kind,
-                    Path(case.audio_path).name,
-                    case.transcript,
-                    case.reference,
-                    case.reason,
-                    json.dumps(case.labels, ensure_ascii=False),
-                    case.notes,
-                    case.model,
-                    case.backend,
-                    case.status,
-                    case.created_at,
-                    case.duration,
-                ),
-            )
+    def insert_case(self, conn: sqlite3.Connection, case: Case) -> None:
+        """Write a staged case's row inside the caller's write transaction."""
+        conn.execute(
+            "INSERT INTO cases (id, kind, audio_file, transcript, reference, reason, labels, notes, model,"
+            " backend, status, created_at, duration) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                case.id,
+                case.kind,
+                Path(case.audio_path).name,
+                case.transcript,
+                case.reference,
+                case.reason,
+                json.dumps(case.labels, ensure_ascii=False),
+                case.notes,
+                case.model,
+                case.backend,
+                case.status,
+                case.created_at,
+                case.duration,
+            ),
+        )
 
     def _case(self, row: sqlite3.Row) -> Case:
         return Case(

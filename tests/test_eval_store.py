@@ -47,24 +47,24 @@ def test_add_case_keeps_audio_and_fields(store):
 
 def test_audio_file_exists_before_row_is_written(store, monkeypatch):
     seen = []
-    original = Store._insert_case
+    original = Store.insert_case
 
-    def checking_insert(self, case):
+    def checking_insert(self, conn, case):
         seen.append(Path(case.audio_path).exists())
-        with sqlite3.connect(self.db_path) as conn:
-            seen.append(conn.execute("SELECT COUNT(*) FROM cases").fetchone()[0])
-        return original(self, case)
+        with sqlite3.connect(self.db_path) as other:
+            seen.append(other.execute("SELECT COUNT(*) FROM cases").fetchone()[0])
+        return original(self, conn, case)
 
-    monkeypatch.setattr(Store, "_insert_case", checking_insert)
+    monkeypatch.setattr(Store, "insert_case", checking_insert)
     store.add_case("test_case", tone(), transcript="a", reference="a")
     assert seen == [True, 0]
 
 
 def test_failed_row_write_leaves_no_audio_and_failed_audio_leaves_no_row(store, monkeypatch):
-    def broken_insert(self, case):
+    def broken_insert(self, conn, case):
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(Store, "_insert_case", broken_insert)
+    monkeypatch.setattr(Store, "insert_case", broken_insert)
     with pytest.raises(sqlite3.OperationalError):
         store.add_case("test_case", tone(), transcript="a", reference="a")
     monkeypatch.undo()

@@ -62,6 +62,9 @@ class DashboardConfig:
         builtin = builtin_dir()
         if builtin is not None:
             paths.append(builtin)
+        real = real_speech_dir()
+        if real is not None:
+            paths.append(real)
         return [str(p.resolve()) for p in paths]
 
     def blocked_paths(self) -> list[str]:
@@ -75,3 +78,10 @@ def builtin_dir() -> Path | None:
     from evaluation.builtin import BUILTIN_DIR
 
     return BUILTIN_DIR.resolve() if BUILTIN_DIR.is_dir() else None
+
+
+def real_speech_dir() -> Path | None:
+    """The real-speech set's folder, when it is built (served for the same reason as the built-in set's)."""
+    from evaluation.realspeech import real_dir
+
+    return real_dir().resolve() if (real_dir() / "metadata.csv").is_file() else None

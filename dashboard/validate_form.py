@@ -24,6 +24,8 @@ def dataset_spec(kind: str, text: str) -> str:
     text = (text or "").strip()
     if kind in ("builtin", "recorded"):
         return kind
+    if kind == "builtin-real":  # the box may name languages: "en" or "fr,it"
+        return f"{kind}:{text.replace(' ', '')}" if text else kind
     if not text:
         raise gr.Error("Type the folder, manifest or hub id of the dataset.")
     if kind == "hub" and not text.startswith("hub:"):

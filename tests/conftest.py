@@ -97,3 +97,14 @@ def silence() -> np.ndarray:
 @pytest.fixture(scope="session")
 def faint_noise() -> np.ndarray:
     return (np.random.default_rng(0).standard_normal(16_000 * 5) * 0.003).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def real_set() -> Path:
+    """The real-speech set (Debian's Asterisk prompts, built by scripts/setup.sh): its folder."""
+    from evaluation.realspeech import real_dir
+
+    path = real_dir()
+    if not (path / "metadata.csv").is_file():
+        pytest.skip("real-speech dataset not built (scripts/setup.sh or python -m evaluation make-real)")
+    return path

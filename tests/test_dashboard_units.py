@@ -70,6 +70,8 @@ def test_dataset_spec_from_the_form():
     assert dataset_spec("hub", "edinburghcstr/edacc") == "hub:edinburghcstr/edacc"
     assert dataset_spec("hub", "hub:a/b:c:test") == "hub:a/b:c:test"
     assert dataset_spec("folder", " /data/set ") == "/data/set"
+    assert dataset_spec("builtin-real", "") == "builtin-real"
+    assert dataset_spec("builtin-real", "fr, it") == "builtin-real:fr,it"
     with pytest.raises(Exception, match="Type the folder"):
         dataset_spec("folder", "  ")
 

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 SOURCES = [
     ("Built-in sample set", "builtin"),
+    ("Real speech (Debian voice prompts, 5 languages)", "builtin-real"),
     ("Local folder or manifest", "folder"),
     ("Hugging Face hub dataset", "hub"),
     ("Recorded test cases", "recorded"),
@@ -86,7 +87,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
     with gr.Row():
         source = gr.Radio(SOURCES, value="builtin", label="Dataset", elem_id="validate-source")
         location = gr.Textbox(
-            label="Folder, manifest file or hub id (ID[:CONFIG[:SPLIT]])",
+            label="Folder, manifest file or hub id (ID[:CONFIG[:SPLIT]]); for real speech: languages (en or fr,it)",
             placeholder="/data/my-set or edinburghcstr/edacc",
             elem_id="validate-location",
         )

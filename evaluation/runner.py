@@ -1,9 +1,11 @@
 """The validation runner: dataset x noise conditions through the engine, scored, stored, summarized.
 
-The dashboard's Validate page and ``python -m evaluation run`` both call :func:`run_validation`. Utterances
-go through ``asr.transcribe.transcribe_many`` (the same VAD, packing and batching as the other pages) in
-chunks; each chunk's rows are stored before the next starts, so a run that is cancelled, interrupted or killed
-is resumed by running it again with the same run id: utterances already stored are skipped.
+The dashboard's Validate page and ``python -m evaluation run`` both call :func:`run_validation`. This module
+is the orchestration: it loads the dataset, registers (or reopens) the run, splits the rows not stored yet into
+batches of row specs and hands them to an executor (:mod:`evaluation.executors`: this process, or a Ray cluster),
+which runs :class:`evaluation.worker.RowWorker` on them. Each batch's rows are stored as it arrives, so a run
+that is cancelled, interrupted or killed is resumed by running it again with the same run id: utterances already
+stored are skipped, whichever executor computed them.
 """
 
 from __future__ import annotations
@@ -18,20 +20,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from asr.backends import DEFAULT_BACKEND, get_backend
 from asr.models import default_model
-from asr.results import BACKENDS, DecodeOptions, Transcript
-from asr.transcribe import transcribe_many
-from evaluation.datasets import DatasetError, DatasetOptions, LoadedDataset, Sample, SkippedRow, load_dataset
-from evaluation.metrics import is_runaway, score
-from evaluation.noise import Mixed, Mixer, NoiseCondition, parse_conditions
+from asr.results import BACKENDS, DecodeOptions
+from evaluation.datasets import DatasetError, DatasetOptions, LoadedDataset, SkippedRow, load_dataset
+from evaluation.executors import ExecutorError, ExecutorOptions, open_executor
+from evaluation.noise import NoiseCondition, parse_conditions
 from evaluation.normalizer import DEFAULT_NORMALIZER, NORMALIZERS, Normalizer, get_normalizer
 from evaluation.report import Summary, summarize
 from evaluation.sources import canonical_source
 from evaluation.store import RunSettings, Store, StoreError, utc_now
 from evaluation.tables import N_BOOTSTRAP
+from evaluation.worker import CancelCheck, Cancelled, RowResult, RowSpec, WorkerOptions
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +46,6 @@ SETTINGS_THAT_MATTER = ("model", "backend", "dataset", "noise", "seed", "normali
 
 class RunError(ValueError):
     """A run that cannot start (bad option, settings that differ from the run being resumed)."""
-
-
-class Cancelled(Exception):
-    """Raised inside a batch when the cancel event is set, to stop between model calls."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +68,12 @@ class RunOptions:
     chunk_size: int = 16  # utterances per model round and per stored chunk
     decode: DecodeOptions = field(default_factory=lambda: DecodeOptions(word_timestamps=False))
     n_boot: int = N_BOOTSTRAP
+    executor: str = "local"  # local, ray or ray://HOST:PORT (see evaluation.executors)
+    workers: int | None = None  # Ray actors (None: as many as the cluster's CPUs allow)
+
+    @property
+    def executor_options(self) -> ExecutorOptions:
+        return ExecutorOptions(self.executor.strip(), self.workers)
 
     def validate(self) -> RunOptions:
         if self.backend not in BACKENDS:
@@ -80,6 +85,10 @@ class RunOptions:
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
             raise RunError(f"limit must be a positive integer, not {self.limit!r}")
         parse_conditions(self.noise)
+        try:
+            self.executor_options.validate()
+        except ExecutorError as exc:
+            raise RunError(str(exc)) from None
         self.decode.validate()
         return self
 
@@ -131,6 +140,7 @@ def make_settings(options: RunOptions, data: LoadedDataset, normalizer: Normaliz
         group_columns=data.group_columns,
         speaker_column=data.speaker_column,
         split=options.split,
+        executor=options.executor_options.validate().name,
         packages=package_versions(),
         created_at=utc_now(),
     )
@@ -157,57 +167,32 @@ def _open_run(store: Store, settings: RunSettings, run_id: str | None) -> tuple[
         raise RunError(str(exc)) from exc
 
 
-def _row(sample: Sample, mixed: Mixed, transcript: Transcript, normalizer: Normalizer) -> dict[str, Any]:
-    s, p = score(sample.text, transcript.text, normalizer), mixed.provenance
-    return {
-        "id": sample.id,
-        "row": sample.row,
-        "speaker": sample.speaker,
-        **sample.groups,
-        "noise": p.condition,
-        "reference": sample.text,
-        "hypothesis": transcript.text,
-        "wer": s.wer,
-        "cer": s.cer,
-        "raw_wer": s.raw_wer,
-        "substitutions": s.substitutions,
-        "deletions": s.deletions,
-        "insertions": s.insertions,
-        "hits": s.hits,
-        "errors": s.errors,
-        "ref_words": s.ref_words,
-        "hyp_words": s.hyp_words,
-        "runaway": is_runaway(transcript.text),
-        "char_errors": s.char_errors,
-        "ref_chars": s.ref_chars,
-        "raw_errors": s.raw_errors,
-        "raw_ref_words": s.raw_ref_words,
-        "audio_seconds": transcript.duration,
-        "compute_seconds": transcript.compute_seconds,
-        "noise_kind": p.kind,
-        "snr_db_requested": p.snr_db_requested,
-        "snr_db_measured": p.snr_db_measured,
-        "rt60": p.rt60,
-        "rt60_measured": p.rt60_measured,
-        "noise_file": p.noise_file,
-        "noise_offset": p.noise_offset,
-        "babble_sources": ";".join(p.babble_sources),
-        "noise_seed": p.seed,
-        "mix_gain": p.gain,
-        "channel": p.channel,
-        "channel_detail": p.channel_detail,
-        "packets_lost": p.packets_lost,
-    }
+def _pending(
+    data: LoadedDataset, conditions: Sequence[NoiseCondition], done: set[tuple[str, str]], seed: int
+) -> list[RowSpec]:
+    """Every (utterance, condition) not stored yet, condition by condition in dataset order."""
+    return [RowSpec(s, c.spec, seed) for c in conditions for s in data.samples if (s.id, c.spec) not in done]
 
 
-@dataclass(frozen=True)
-class _Item:
-    sample: Sample
-    condition: NoiseCondition
+def _batches(specs: Sequence[RowSpec], size: int) -> list[tuple[RowSpec, ...]]:
+    return [tuple(specs[i : i + size]) for i in range(0, len(specs), size)]
 
 
-def _pending(data: LoadedDataset, conditions: Sequence[NoiseCondition], done: set[tuple[str, str]]) -> list[_Item]:
-    return [_Item(s, c) for c in conditions for s in data.samples if (s.id, c.spec) not in done]
+def worker_options(options: RunOptions) -> WorkerOptions:
+    return WorkerOptions(
+        model=options.model_name,
+        backend=options.backend,
+        device=options.device,
+        normalizer=options.normalizer,
+        decode=options.decode,
+    )
+
+
+def babble_pool(data: LoadedDataset, conditions: Sequence[NoiseCondition]) -> dict[str, np.ndarray]:
+    """The clean audio babble is made of (the dataset itself); empty when no condition is babble."""
+    if not any(c.kind == "babble" for c in conditions):
+        return {}
+    return {s.id: s.audio for s in data.samples}
 
 
 def _check_columns(data: LoadedDataset) -> None:
@@ -228,25 +213,18 @@ def run_validation(
     conditions = parse_conditions(options.noise)
     data = load_dataset(_dataset_options(options), store)
     _check_columns(data)
-    backend = get_backend(options.model_name, options.backend, options.device)
-    settings = make_settings(options, data, normalizer)
-    run_id, done = _open_run(store, settings, options.run_id)
-    settings = store.get_run(run_id).settings
-    items = _pending(data, conditions, done)
-    total = len(data.samples) * len(conditions)
-    report = progress or (lambda done_, total_, message: None)
-    report(total - len(items), total, f"run {run_id}: {len(items)} of {total} to transcribe")
-    mixer = Mixer(options.seed, {s.id: s.audio for s in data.samples})
-    started, audio_done, status = time.perf_counter(), 0.0, "finished"
+    run_id, done, settings = _prepare(options, store, data, normalizer)
+    specs = _pending(data, conditions, done, options.seed)
+    executor = open_executor(
+        options.executor_options, worker_options(options), babble_pool(data, conditions), len(specs)
+    )
+    tracker = RunProgress(len(data.samples) * len(conditions), len(done), progress)
+    tracker.start(f"run {run_id}: {len(specs)} of {tracker.total} to transcribe on {executor.label}")
+    status = "finished"
     try:
-        for start in range(0, len(items), options.chunk_size):
-            if cancel is not None and cancel.is_set():
-                raise Cancelled
-            chunk = items[start : start + options.chunk_size]
-            rows = _run_chunk(chunk, mixer, backend, options, normalizer, cancel)
-            store.add_results(run_id, rows)
-            audio_done += sum(r["audio_seconds"] for r in rows)
-            report(total - len(items) + start + len(chunk), total, f"{chunk[-1].condition.spec}: {chunk[-1].sample.id}")
+        for results in executor.results(_batches(specs, options.chunk_size), cancel_check(cancel)):
+            store.add_results(run_id, [r.to_row() for r in results])
+            tracker.add(results)
     except Cancelled:
         status = "cancelled"
     except BaseException as exc:
@@ -254,8 +232,57 @@ def run_validation(
             run_id, "failed" if not isinstance(exc, KeyboardInterrupt) else "cancelled", {"error": str(exc)}
         )
         raise
-    wall = time.perf_counter() - started
-    return _finish(store, run_id, settings, data, status, wall, audio_done, len(done), options.n_boot)
+    finally:
+        executor.close()
+    return _finish(store, run_id, settings, data, status, tracker, len(done), options.n_boot, executor.label)
+
+
+def _prepare(options, store, data, normalizer) -> tuple[str, set[tuple[str, str]], RunSettings]:
+    """Load the local model (errors before a run is registered), then create or reopen the run."""
+    if options.executor_options.name == "local":
+        get_backend(options.model_name, options.backend, options.device)
+    settings = make_settings(options, data, normalizer)
+    run_id, done = _open_run(store, settings, options.run_id)
+    return run_id, done, store.get_run(run_id).settings
+
+
+def cancel_check(cancel: threading.Event | None) -> CancelCheck:
+    return (lambda: False) if cancel is None else cancel.is_set
+
+
+class RunProgress:
+    """Rows done, speed (rtfx: audio seconds per wall second of this call) and ETA, reported as rows arrive."""
+
+    def __init__(self, total: int, resumed: int, report: Progress | None) -> None:
+        self.total, self.done, self.resumed = total, resumed, resumed
+        self.report = report or (lambda done, total, message: None)
+        self.audio_seconds = 0.0
+        self.started = time.perf_counter()
+
+    def start(self, message: str) -> None:
+        self.started = time.perf_counter()
+        self.report(self.done, self.total, message)
+
+    @property
+    def wall_seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def add(self, results: Sequence[RowResult]) -> None:
+        self.done += len(results)
+        self.audio_seconds += sum(r.audio_seconds for r in results)
+        wall = self.wall_seconds
+        rtfx = self.audio_seconds / wall if wall > 0 else 0.0
+        new = self.done - self.resumed
+        eta = wall / new * (self.total - self.done) if new else 0.0
+        last = results[-1] if results else None
+        where = f"{last.condition}: {last.sample_id} · " if last else ""
+        self.report(self.done, self.total, f"{where}{rtfx:.1f}x rtfx · ETA {_clock(eta)}")
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(int(round(seconds)), 0)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def _dataset_options(options: RunOptions) -> DatasetOptions:
@@ -269,19 +296,8 @@ def _dataset_options(options: RunOptions) -> DatasetOptions:
     )
 
 
-def _run_chunk(chunk, mixer, backend, options, normalizer, cancel) -> list[dict[str, Any]]:
-    mixed = [mixer.mix(item.sample.id, item.sample.audio, item.condition) for item in chunk]
-
-    def check(done: float, total: float) -> None:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled
-
-    decode = dataclasses.replace(options.decode, batch_size=max(options.decode.batch_size, 1))
-    transcripts = transcribe_many([m.audio for m in mixed], backend=backend, options=decode, progress=check)
-    return [_row(i.sample, m, t, normalizer) for i, m, t in zip(chunk, mixed, transcripts, strict=True)]
-
-
-def _finish(store, run_id, settings, data, status, wall, audio_done, resumed, n_boot) -> RunResult:
+def _finish(store, run_id, settings, data, status, tracker: RunProgress, resumed, n_boot, executor) -> RunResult:
+    wall, audio_done = tracker.wall_seconds, tracker.audio_seconds
     rows = store.run_results(run_id)
     summary = summarize(rows, settings, n_boot=n_boot)
     skipped = tuple(s.message(data.name) for s in data.skipped)
@@ -290,6 +306,7 @@ def _finish(store, run_id, settings, data, status, wall, audio_done, resumed, n_
         "rows_read": data.rows_read,
         "wall_seconds": wall,
         "audio_seconds_done": audio_done,
+        "executor": executor,  # this call's (a resumed run may have been started on another)
         "overall": summary.overall.to_json(),
     }
     store.finish_run(run_id, status, extra)
@@ -317,4 +334,14 @@ def load_result(store: Store, run_id: str, n_boot: int = N_BOOTSTRAP) -> RunResu
     )
 
 
-__all__ = ["RunOptions", "RunResult", "RunError", "run_validation", "load_result", "SkippedRow", "Progress"]
+__all__ = [
+    "Cancelled",
+    "Progress",
+    "RunError",
+    "RunOptions",
+    "RunProgress",
+    "RunResult",
+    "SkippedRow",
+    "load_result",
+    "run_validation",
+]

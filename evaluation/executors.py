@@ -1,0 +1,96 @@
+"""Where a run's rows are computed: in this process (``local``) or on a Ray cluster (``ray``, ``ray://HOST:PORT``).
+
+Both run the same :class:`evaluation.worker.RowWorker` on the same batches of row specs and hand the results back
+batch by batch, in order; the runner stores each batch as it arrives. So an executor changes where and how fast
+rows are computed, never what they contain.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from evaluation.worker import CancelCheck, Cancelled, RowResult, RowSpec, RowWorker, WorkerOptions
+
+LOCAL = "local"
+RAY = "ray"
+USAGE = "local, ray (a local Ray on this machine, or the cluster RAY_ADDRESS names) or ray://HOST:PORT"
+
+
+class ExecutorError(ValueError):
+    """An executor that cannot be used (Ray missing, cluster unreachable), in one line saying what to do."""
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    name: str = LOCAL  # local, ray or ray://HOST:PORT
+    workers: int | None = None  # Ray: actors (None: one per num_cpus of the cluster's CPUs)
+    cpus_per_worker: float = 1.0  # Ray: num_cpus of each actor; the model's threads follow it
+
+    def validate(self) -> ExecutorOptions:
+        name = self.name.strip()
+        if name not in (LOCAL, RAY) and not (name.startswith("ray://") and len(name) > len("ray://")):
+            raise ExecutorError(f"unknown executor {self.name!r}; use {USAGE}")
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
+            raise ExecutorError(f"workers must be a positive integer, not {self.workers!r}")
+        if not self.cpus_per_worker > 0:
+            raise ExecutorError(f"cpus per worker must be positive, not {self.cpus_per_worker!r}")
+        return self
+
+    @property
+    def address(self) -> str | None:
+        """The cluster to join: ray://HOST:PORT, else RAY_ADDRESS for ``ray``; None starts a local Ray."""
+        if self.name.startswith("ray://"):
+            return self.name
+        if self.name == RAY:
+            return os.environ.get("RAY_ADDRESS") or None
+        return None
+
+
+class Executor(Protocol):
+    label: str  # what the run's settings record, e.g. "local", "ray (local, 2 workers)"
+
+    def results(self, batches: Sequence[Sequence[RowSpec]], cancelled: CancelCheck) -> Iterator[list[RowResult]]:
+        """Each batch's results, batch by batch in the given order; raises Cancelled when ``cancelled()``."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LocalExecutor:
+    """The worker in this process, with the process-wide model (shared with the dashboard's other pages)."""
+
+    label = LOCAL
+
+    def __init__(self, options: WorkerOptions, pool: Mapping[str, np.ndarray]) -> None:
+        self.worker = RowWorker(options, pool)
+
+    def results(self, batches: Sequence[Sequence[RowSpec]], cancelled: CancelCheck) -> Iterator[list[RowResult]]:
+        for batch in batches:
+            if cancelled():
+                raise Cancelled
+            yield self.worker.run(batch, cancelled)
+
+    def close(self) -> None:
+        return None
+
+
+def open_executor(
+    options: ExecutorOptions, worker: WorkerOptions, pool: Mapping[str, np.ndarray], rows: int
+) -> Executor:
+    """The executor for a run of ``rows`` rows; the model is loaded (locally or per actor) before it returns."""
+    options = options.validate()
+    if options.name == LOCAL:
+        return LocalExecutor(worker, pool)
+    try:
+        from evaluation.ray_executor import RayExecutor
+    except ImportError as exc:
+        raise ExecutorError(f"executor {options.name}: Ray is not installed (pip install ray==2.60.0): {exc}") from None
+    return RayExecutor(options, worker, pool, rows)
+
+
+__all__ = ["Executor", "ExecutorError", "ExecutorOptions", "LocalExecutor", "open_executor", "USAGE"]

@@ -82,8 +82,8 @@ def _run_parser(sub) -> None:
     p.add_argument(
         "--dataset",
         default="builtin",
-        help="builtin, builtin-real[:LANG[,LANG]] (real speech; --split dev or heldout), recorded, a folder or "
-        "manifest, or hub:ID[:CONFIG[:SPLIT]]",
+        help="builtin, builtin-real[:LANG[,LANG]] (real speech; --split dev or heldout), probes (non-speech: "
+        "hallucinations), recorded, a folder or manifest, or hub:ID[:CONFIG[:SPLIT]]",
     )
     p.add_argument("--noise", default="clean", help=f"comma-separated conditions: {FULL_USAGE}")
     p.add_argument("--model", default="", help="model name (python -m asr models), folder or hub id")
@@ -228,6 +228,7 @@ def _print_summary(result, out: Path) -> None:
     )
     if o.runaway:
         print(f"{o.runaway} hypothesis(es) are repetition loops (column runaway): they dominate the WER they land in")
+    _print_invented(result)
     if result.resumed_rows:
         print(f"resumed: {result.resumed_rows} rows were already stored")
     if result.skipped:
@@ -235,6 +236,21 @@ def _print_summary(result, out: Path) -> None:
         for message in result.skipped[:10]:
             print(f"  {message}")
     print(f"wrote {out}/results.csv, summary.csv, summary.json, summary.md")
+
+
+def _print_invented(result) -> None:
+    from evaluation.report import invented_rows
+
+    rows = result.rows
+    if "nonspeech_seconds" not in rows.columns or not rows["nonspeech_seconds"].sum():
+        return
+    words, minutes = int(rows["invented_words"].sum()), rows["nonspeech_seconds"].sum() / 60
+    print(f"invented words: {words} over {minutes:.1f} min of non-speech ({words / minutes:.2f} per minute)")
+    listed = invented_rows(rows, result.summary.group_columns)
+    for row in listed.head(10).itertuples(index=False):
+        print(f"  {row.id} [{row.noise}]: {row.invented_text}")
+    if len(listed) > 10:
+        print(f"  ... {len(listed) - 10} more in summary.md")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

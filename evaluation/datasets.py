@@ -187,7 +187,7 @@ def _samples(source: RowSource, options: DatasetOptions) -> LoadedDataset:
     rows_read = 0
     for index, row in _limited(source, options.limit):
         rows_read += 1
-        if _is_empty(row.get(text_col)):
+        if _is_empty(row.get(text_col)) and not source.empty_text_ok:
             skipped.append(SkippedRow(index, text_col, "the reference text is empty"))
             continue
         try:
@@ -199,7 +199,7 @@ def _samples(source: RowSource, options: DatasetOptions) -> LoadedDataset:
             Sample(
                 id=_sample_id(index, row, row.get(audio_col), seen),
                 audio=audio,
-                text=str(row[text_col]).strip(),
+                text="" if _is_empty(row.get(text_col)) else str(row[text_col]).strip(),
                 groups={g: _label(row.get(g)) for g in groups},
                 speaker=None if speaker_col is None or _is_empty(row.get(speaker_col)) else str(row[speaker_col]),
                 row=index,

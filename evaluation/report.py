@@ -104,9 +104,19 @@ def display_table(table: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     out["WER [95% CI]"] = cells
     out["CER"] = [f"{v * 100:.1f}%" if math.isfinite(v) else "n/a" for v in table["cer"]]
     out["utterances"] = table["utterances"]
+    if "invented_per_min" in table.columns and (table["nonspeech_seconds"] > 0).any():
+        out["invented/min"] = [f"{v:.2f}" if math.isfinite(v) else "n/a" for v in table["invented_per_min"]]
     if table["speakers"].notna().any():
         out["speakers"] = table["speakers"]
     return out
+
+
+def invented_rows(rows: pd.DataFrame, group_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """The rows whose transcript has invented words (see evaluation.probes), with those words: what to read."""
+    if "invented_words" not in rows.columns:
+        return pd.DataFrame(columns=["id", "noise", "invented_words", "invented_text"])
+    keep = [c for c in ("id", *group_columns, "noise", "mode", "invented_words", "invented_text") if c in rows.columns]
+    return rows.loc[rows["invented_words"] > 0, keep].reset_index(drop=True)
 
 
 def pivot_markdown(summary: Summary) -> str:
@@ -115,7 +125,13 @@ def pivot_markdown(summary: Summary) -> str:
     return markdown_table(summary.pivot_text.reset_index())
 
 
-def summary_markdown(summary: Summary, settings: RunSettings, run_id: str, skipped: Sequence[str] = ()) -> str:
+def summary_markdown(
+    summary: Summary,
+    settings: RunSettings,
+    run_id: str,
+    skipped: Sequence[str] = (),
+    rows: pd.DataFrame | None = None,
+) -> str:
     o = summary.overall
     parts = [
         f"# Validation run {run_id}",
@@ -143,6 +159,9 @@ def summary_markdown(summary: Summary, settings: RunSettings, run_id: str, skipp
     parts += ["", pivot_markdown(summary)]
     for name, table in summary.tables.items():
         parts += ["", f"## By {name}", "", markdown_table(display_table(table, [name]))]
+    invented = invented_rows(rows, summary.group_columns) if rows is not None else None
+    if invented is not None and len(invented):
+        parts += ["", f"## Invented words ({int(invented['invented_words'].sum())})", "", markdown_table(invented)]
     if skipped:
         parts += ["", f"## Skipped rows ({len(skipped)})", "", *[f"- {s}" for s in skipped]]
     return "\n".join(parts) + "\n"
@@ -163,7 +182,10 @@ def write_outputs(
     paths = {name: out_dir / name for name in ("results.csv", "summary.csv", "summary.json", "summary.md")}
     results_frame(rows, summary.group_columns).to_csv(paths["results.csv"], index=False)
     summary.groups.to_csv(paths["summary.csv"], index=False)
-    data = summary_json(summary, settings, {"run_id": run_id, "skipped": list(skipped), **(extra or {})})
+    invented = _records(invented_rows(rows, summary.group_columns))
+    data = summary_json(
+        summary, settings, {"run_id": run_id, "skipped": list(skipped), "invented": invented, **(extra or {})}
+    )
     paths["summary.json"].write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    paths["summary.md"].write_text(summary_markdown(summary, settings, run_id, skipped), encoding="utf-8")
+    paths["summary.md"].write_text(summary_markdown(summary, settings, run_id, skipped, rows), encoding="utf-8")
     return paths

@@ -52,7 +52,7 @@ class RunError(ValueError):
 class RunOptions:
     """One validation run. Frozen; change with :func:`dataclasses.replace`."""
 
-    dataset: str = "builtin"  # builtin, recorded, a folder or manifest, or hub:ID[:CONFIG[:SPLIT]]
+    dataset: str = "builtin"  # builtin, probes, recorded, a folder or manifest, or hub:ID[:CONFIG[:SPLIT]]
     noise: tuple[str, ...] = ("clean",)  # condition specs, see evaluation.noise.FULL_USAGE
     model: str = ""  # "" is the registry's default model
     backend: str = DEFAULT_BACKEND

@@ -42,6 +42,7 @@ class RowSource:
     base_dir: Path | None = None  # relative audio paths are relative to this folder
     audio_candidates: tuple[str, ...] = AUDIO_NAMES  # audio column names, best first
     default_groups: tuple[str, ...] = ()  # group columns when none are named (empty: the accent column, if any)
+    empty_text_ok: bool = False  # an empty reference is a row to score (the probes: nothing should be heard)
 
     def rows(self, indices: Sequence[int] | None) -> Rows:
         return self.iterate(indices)
@@ -60,6 +61,10 @@ def open_source(source: str, *, split: str | None = None, store: Store | None = 
         return manifest_source(BUILTIN_DIR / "metadata.csv", "builtin")
     if source == REAL or source.startswith(REAL + ":"):
         return real_source(source, split)
+    if source == "probes":
+        from evaluation.probes import probes_source  # probes builds on this module
+
+        return probes_source()
     if source == "recorded":
         if store is None:
             raise DatasetError("dataset recorded: the recorded test cases need the store (--data-dir)")
@@ -74,15 +79,15 @@ def open_source(source: str, *, split: str | None = None, store: Store | None = 
             raise DatasetError(f"dataset {source}: a manifest must be {', '.join(MANIFEST_SUFFIXES)}")
         return manifest_source(path, source)
     raise DatasetError(
-        f"dataset {source!r} not found: use builtin, builtin-real[:LANG], recorded, a folder, a manifest file or "
-        "hub:ID[:CONFIG[:SPLIT]]"
+        f"dataset {source!r} not found: use builtin, builtin-real[:LANG], probes, recorded, a folder, a manifest "
+        "file or hub:ID[:CONFIG[:SPLIT]]"
     )
 
 
 def canonical_source(source: str) -> str:
     """Local paths made absolute (``hub:`` copies too), so a stored run reloads from any working folder."""
     source = str(source).strip()
-    if source in ("builtin", "recorded") or source == REAL or source.startswith(REAL + ":"):
+    if source in ("builtin", "recorded", "probes") or source == REAL or source.startswith(REAL + ":"):
         return source
     if source.startswith("hub:"):
         try:

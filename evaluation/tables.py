@@ -33,7 +33,10 @@ SUM_COLUMNS = (
     "audio_seconds",
     "compute_seconds",
     "runaway",
+    "invented_words",
+    "nonspeech_seconds",
 )
+FLOAT_SUMS = ("audio_seconds", "compute_seconds", "nonspeech_seconds")
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ def group_table(
         "utterances",
         "speakers",
         *SUM_COLUMNS,
+        "invented_per_min",
         "small",
     ]
     return pd.DataFrame.from_records(records, columns=columns)
@@ -141,7 +145,8 @@ def _cell(keys: dict, cell: pd.DataFrame, speaker_column: str | None, n_boot: in
         "raw_wer": _ratio(sums["raw_errors"], sums["raw_ref_words"]),
         "utterances": len(cell),
         "speakers": speakers,
-        **{c: int(v) if c not in ("audio_seconds", "compute_seconds") else v for c, v in sums.items()},
+        **{c: int(v) if c not in FLOAT_SUMS else v for c, v in sums.items()},
+        "invented_per_min": _ratio(sums["invented_words"] * 60.0, sums["nonspeech_seconds"]),
         "small": bool(small),
     }
 

@@ -24,6 +24,7 @@ from evaluation.datasets import Sample
 from evaluation.metrics import UtteranceScore, is_runaway, score
 from evaluation.noise import Mixed, Mixer, Provenance, parse_condition
 from evaluation.normalizer import DEFAULT_NORMALIZER, get_normalizer
+from evaluation.probes import hallucination_fields
 
 CancelCheck = Callable[[], bool]  # true when the run should stop between model calls
 
@@ -166,6 +167,11 @@ class RowWorker:
 
     def _result(self, spec: RowSpec, mixed: Mixed, transcript: Transcript) -> RowResult:
         sample = spec.sample
+        scored = score(sample.text, transcript.text, self.normalizer)
+        speech = float(self.mixer(spec.seed).mask(sample.id, sample.audio).mean()) * sample.seconds
+        invented = hallucination_fields(
+            scored.alignment, scored.ref_words, scored.hypothesis_norm, sample.seconds, speech
+        )
         return RowResult(
             sample_id=sample.id,
             row=sample.row,
@@ -174,11 +180,12 @@ class RowWorker:
             condition=spec.condition,
             reference=sample.text,
             hypothesis=transcript.text,
-            score=score(sample.text, transcript.text, self.normalizer),
+            score=scored,
             runaway=is_runaway(transcript.text),
             audio_seconds=transcript.duration,
             compute_seconds=transcript.compute_seconds,
             provenance=mixed.provenance,
+            extra=invented,
         )
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from dashboard.config import DashboardConfig
+from dashboard.guard import PageGuard
 from dashboard.pages import live, review, transcribe, validate
 
 TITLE = "asr-qa"
@@ -55,7 +57,16 @@ def build_demo(config: DashboardConfig | None = None) -> gr.Blocks:
             module.build(page, config)
     # api_open=False: events are reachable only through the queue the pages use, not as open REST routes.
     demo.queue(api_open=False, default_concurrency_limit=1)
+    make_events_private(demo)
     return demo
+
+
+def make_events_private(demo: gr.Blocks) -> None:
+    """Every event, on every page (and any a later page adds), leaves the API: not in /gradio_api/info, not
+    callable through ``gradio_client``. Done here, once, so a new event cannot be forgotten; the routes that
+    would still run them by name or number are closed by :class:`dashboard.guard.PageGuard`."""
+    for fn in demo.fns.values():
+        fn.api_visibility = "private"
 
 
 def launch_kwargs(config: DashboardConfig) -> dict[str, Any]:
@@ -71,6 +82,8 @@ def launch_kwargs(config: DashboardConfig) -> dict[str, Any]:
         "mcp_server": False,
         "show_error": False,  # unexpected errors are logged on the server, not shown; gr.Error always shows
         "css": CSS,
+        # the Gradio event routes answer only pages this server served (dashboard/guard.py)
+        "app_kwargs": {"middleware": [Middleware(PageGuard)]},
         "theme": gr.themes.Soft(),
     }
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import gradio as gr
 import pandas as pd
 
+from dashboard import confirm
 from dashboard.config import DashboardConfig
 from dashboard.shared import ACCENTS, DEVICES, NOISE_CONDITIONS, esc, get_store, render_diff
 from evaluation.store import STATUSES, Case, CaseNotFound, Store
@@ -26,6 +27,7 @@ KIND_CHOICES = [("all", ALL), ("flags", "flag"), ("test cases", "test_case")]
 STATUS_CHOICES = [("won't fix" if s == "wont_fix" else s, s) for s in STATUSES]  # new → confirmed → fixed / won't fix
 COLUMNS = ["id", "kind", "status", "created", "model", "seconds", "labels", "reason", "transcript", "reference"]
 FIXED_LABELS = ("accent", "noise", "device")
+DELETE_ACTION = "delete-case"
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         elem_id="review-table",
     )
     selected = gr.State(None)  # the id of the case in the detail panel
+    pending = gr.State(None)  # the Confirmation the delete question issued (server-side: no client can set it)
     with gr.Group(visible=False) as detail:
         heading = gr.Markdown(elem_id="review-heading")
         audio = gr.Audio(type="filepath", interactive=False, label="Audio", elem_id="review-audio")
@@ -79,7 +82,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
             delete = gr.Button("Delete", variant="stop", elem_id="review-delete")
         with gr.Row(visible=False) as confirm_row:
             gr.Markdown("Delete this case and its audio for good?")
-            confirm = gr.Button("Yes, delete", variant="stop", elem_id="review-confirm-delete")
+            confirm_button = gr.Button("Yes, delete", variant="stop", elem_id="review-confirm-delete")
             cancel = gr.Button("Cancel", elem_id="review-cancel-delete")
     message = gr.Markdown(elem_id="review-message")
     with gr.Accordion("Export as a validation dataset", open=False):
@@ -104,8 +107,15 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
     def save_case(case_id, *values):
         return _save(store, case_id, *values)
 
-    def delete_case(case_id, *values):
-        return (*_delete(store, case_id), _table(store, Filters(*values)))
+    def ask_delete(case_id):
+        if not case_id:
+            raise gr.Error("Pick a case in the table first.")
+        return gr.Row(visible=True), confirm.issue(DELETE_ACTION, case_id)
+
+    def delete_case(case_id, confirmation, *values):
+        if not confirm.accepts(confirmation, DELETE_ACTION, case_id):
+            raise gr.Error("Press Delete and confirm again: deleting needs the confirmation step.")
+        return (*_delete(store, case_id), None, _table(store, Filters(*values)))
 
     page.load(
         lambda *v: (*_filter_choices(store), list_table(*v)), filters, [model, label, table], api_name="review_load"
@@ -117,17 +127,22 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         table,
         api_name="review_list",
     )
-    table.select(choose, None, [selected, detail, confirm_row, *case_fields], api_name="review_select")
+    table.select(choose, None, [selected, detail, confirm_row, *case_fields], api_name="review_select").then(
+        lambda: None, None, pending, api_name="review_forget_confirmation"
+    )
     save.click(
         save_case,
         [selected, new_status, reference, accent, noise, device, extra, notes],
         message,
         api_name="review_save",
     ).then(list_table, filters, table, api_name="review_refresh_after_save")
-    delete.click(lambda: gr.Row(visible=True), None, confirm_row, api_name="review_ask_delete")
-    cancel.click(lambda: gr.Row(visible=False), None, confirm_row, api_name="review_cancel_delete")
-    confirm.click(
-        delete_case, [selected, *filters], [selected, detail, confirm_row, message, table], api_name="review_delete"
+    delete.click(ask_delete, selected, [confirm_row, pending], api_name="review_ask_delete")
+    cancel.click(lambda: (gr.Row(visible=False), None), None, [confirm_row, pending], api_name="review_cancel_delete")
+    confirm_button.click(
+        delete_case,
+        [selected, pending, *filters],
+        [selected, detail, confirm_row, message, pending, table],
+        api_name="review_delete",
     )
     export.click(
         lambda f, *v: _export(store, config, f, Filters(*v)),

@@ -98,6 +98,7 @@ def _run_parser(sub) -> None:
     p.add_argument("--split", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--normalizer", default=DEFAULT_NORMALIZER, choices=NORMALIZERS)
+    p.add_argument("--language", default=None, help="decode every utterance in this language (default: detect)")
     p.add_argument("--run-id", default=None, help="resume this run (or name a new one)")
     p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="the store (runs, recorded test cases)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -172,6 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         split=args.split,
         seed=args.seed,
         normalizer=args.normalizer,
+        language=args.language,
         run_id=run_id,
     )
     store = Store(args.data_dir)
@@ -226,6 +228,8 @@ def _print_summary(result, out: Path) -> None:
         f"{o.audio_seconds:.1f} s audio, {o.compute_seconds:.1f} s compute, RTF {o.real_time_factor:.3f}, "
         f"{result.speed:.1f}x real time (wall)"
     )
+    if s.languages is not None:
+        print(s.languages.text())
     if o.runaway:
         print(f"{o.runaway} hypothesis(es) are repetition loops (column runaway): they dominate the WER they land in")
     _print_invented(result)

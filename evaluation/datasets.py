@@ -34,6 +34,7 @@ TEXT_COLUMNS = ("text", "sentence", "transcript", "transcription", "normalized_t
 ACCENT_COLUMNS = ("accent", "accents", "l1", "variety")
 SPEAKER_COLUMNS = ("speaker", "speaker_id", "client_id", "spk", "spk_id", "speaker_name")
 MISSING_GROUP = "(none)"  # the group value of a row that leaves a group column empty
+RESULT_GROUPS = ("detected_language",)  # group columns the runner fills from the transcript, not the dataset
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,9 @@ def _resolve_columns(source: RowSource, options: DatasetOptions) -> tuple[str, s
             f"{', '.join(columns) or 'none'})"
         )
     if options.group_columns:
-        groups = tuple(_pick(columns, g, (), "group", name) or g for g in options.group_columns)
+        groups = tuple(
+            g if g in RESULT_GROUPS else _pick(columns, g, (), "group", name) or g for g in options.group_columns
+        )
     elif source.default_groups:
         groups = source.default_groups
     else:
@@ -200,7 +203,7 @@ def _samples(source: RowSource, options: DatasetOptions) -> LoadedDataset:
                 id=_sample_id(index, row, row.get(audio_col), seen),
                 audio=audio,
                 text="" if _is_empty(row.get(text_col)) else str(row[text_col]).strip(),
-                groups={g: _label(row.get(g)) for g in groups},
+                groups={g: _label(row.get(g)) for g in groups if g not in RESULT_GROUPS},
                 speaker=None if speaker_col is None or _is_empty(row.get(speaker_col)) else str(row[speaker_col]),
                 row=index,
             )

@@ -19,7 +19,7 @@ from evaluation.store import RunSettings
 from evaluation.tables import N_BOOTSTRAP, Overall, format_cell, formatted_pivot, group_table, overall, pivot
 
 SYNTHETIC_NOTE = "The built-in set's accents are synthetic (espeak-ng voices), not recordings of real speakers."
-FIRST_COLUMNS = ("id", "speaker", "noise", "reference", "hypothesis", "wer", "cer", "raw_wer")
+FIRST_COLUMNS = ("id", "speaker", "noise", "reference", "hypothesis", "detected_language", "wer", "cer", "raw_wer")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,49 @@ class Summary:
     pivot_text: pd.DataFrame | None = field(repr=False)  # the same, formatted with CI and small-cell marks
     group_columns: tuple[str, ...]
     speaker_column: str | None  # "speaker" when the rows name speakers (the CI resamples them)
+    languages: Languages | None = None  # what language was detected per row (None: rows without the column)
+
+
+REFERENCE_LANGUAGE = "language"  # the dataset column that says what language an utterance is in, when it has one
+
+
+@dataclass(frozen=True)
+class Languages:
+    """How many rows were decoded in each language, and how many in the right one when the dataset says which."""
+
+    detected: Mapping[str, int]  # detected language -> rows, most frequent first
+    rows: int
+    right: int | None  # rows whose detected language is the dataset's language column (None: no such column)
+
+    @property
+    def share_right(self) -> float:
+        return self.right / self.rows if self.right is not None and self.rows else math.nan
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "detected": dict(self.detected),
+            "rows": self.rows,
+            "right": self.right,
+            "share_right": _json_value(self.share_right),
+        }
+
+    def text(self) -> str:
+        counts = ", ".join(f"{lang} {n}" for lang, n in self.detected.items())
+        right = f"; in the dataset's language: {self.right}/{self.rows}" if self.right is not None else ""
+        return f"detected languages: {counts}{right}"
+
+
+def language_counts(rows: pd.DataFrame) -> Languages | None:
+    """The rows' detected languages, checked against the dataset's ``language`` column when there is one."""
+    if "detected_language" not in rows.columns or not len(rows):
+        return None
+    detected = rows["detected_language"].fillna("").astype(str)
+    counts = detected.value_counts()
+    ordered = {str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
+    right = None
+    if REFERENCE_LANGUAGE in rows.columns:
+        right = int((detected == rows[REFERENCE_LANGUAGE].astype(str)).sum())
+    return Languages(ordered, len(rows), right)
 
 
 def summarize(rows: pd.DataFrame, settings: RunSettings, *, n_boot: int = N_BOOTSTRAP) -> Summary:
@@ -55,6 +98,7 @@ def summarize(rows: pd.DataFrame, settings: RunSettings, *, n_boot: int = N_BOOT
         pivot_text=formatted_pivot(by_pair, groups[0]) if by_pair is not None else None,
         group_columns=groups,
         speaker_column=speaker,
+        languages=language_counts(rows),
     )
 
 
@@ -77,6 +121,7 @@ def summary_json(summary: Summary, settings: RunSettings, extra: Mapping[str, An
         "groups": _records(summary.groups),
         "tables": {name: _records(t) for name, t in summary.tables.items()},
         "group_columns": list(summary.group_columns),
+        "languages": summary.languages.to_json() if summary.languages else None,
         "settings": settings.to_json(),
         **(dict(extra) if extra else {}),
     }
@@ -153,6 +198,8 @@ def summary_markdown(
             "",
             f"{o.runaway} hypotheses are repetition loops (`runaway` in results.csv); they dominate their cells.",
         ]
+    if summary.languages is not None:
+        parts += ["", summary.languages.text().capitalize() + "."]
     if settings.dataset == "builtin":
         parts += ["", SYNTHETIC_NOTE]
     parts += ["", "## WER by " + (f"{summary.group_columns[0]} x noise" if summary.group_columns else "noise")]

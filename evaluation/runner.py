@@ -41,7 +41,17 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]  # (items done, items in all, what is happening)
 PACKAGES = ("asr-qa", "faster-whisper", "ctranslate2", "transformers", "torch", "jiwer", "datasets", "numpy")
 RESULT_FIELDS = ("id", "row", "speaker", "noise", "reference", "hypothesis", "wer", "cer", "errors", "ref_words")
-SETTINGS_THAT_MATTER = ("model", "backend", "dataset", "noise", "seed", "normalizer", "normalizer_version", "limit")
+SETTINGS_THAT_MATTER = (
+    "model",
+    "backend",
+    "dataset",
+    "noise",
+    "seed",
+    "normalizer",
+    "normalizer_version",
+    "limit",
+    "language",
+)
 
 
 class RunError(ValueError):
@@ -64,6 +74,8 @@ class RunOptions:
     split: str | None = None
     seed: int = 0  # noise mixing and bootstrap
     normalizer: str = DEFAULT_NORMALIZER
+    language: str | None = None  # decode every utterance in this language (None: English-only models' own, else
+    # detected per utterance and recorded as detected_language)
     run_id: str | None = None  # resume this run (or create it under this id)
     chunk_size: int = 16  # utterances per model round and per stored chunk
     decode: DecodeOptions = field(default_factory=lambda: DecodeOptions(word_timestamps=False))
@@ -84,6 +96,8 @@ class RunOptions:
             raise RunError(f"chunk_size must be a positive integer, not {self.chunk_size!r}")
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
             raise RunError(f"limit must be a positive integer, not {self.limit!r}")
+        if self.language is not None and not (str(self.language).isalpha() and 2 <= len(self.language) <= 8):
+            raise RunError(f"language must be a Whisper language code such as en or fr, not {self.language!r}")
         parse_conditions(self.noise)
         try:
             self.executor_options.validate()
@@ -141,6 +155,7 @@ def make_settings(options: RunOptions, data: LoadedDataset, normalizer: Normaliz
         speaker_column=data.speaker_column,
         split=options.split,
         executor=options.executor_options.validate().name,
+        language=options.language,
         packages=package_versions(),
         created_at=utc_now(),
     )
@@ -184,7 +199,7 @@ def worker_options(options: RunOptions) -> WorkerOptions:
         backend=options.backend,
         device=options.device,
         normalizer=options.normalizer,
-        decode=options.decode,
+        decode=dataclasses.replace(options.decode, language=options.language or options.decode.language),
     )
 
 

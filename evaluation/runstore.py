@@ -48,6 +48,7 @@ class RunSettings:
     speaker_column: str | None = None  # the dataset column naming speakers (the CI resamples them)
     split: str | None = None
     executor: str = "local"  # where the rows were computed: local, ray or ray://HOST:PORT (results do not depend on it)
+    language: str | None = None  # the language every utterance was decoded in (None: the model's own or detected)
     packages: Mapping[str, str] = field(default_factory=dict)  # package name -> version
     created_at: str = ""  # ISO 8601 UTC; filled by create_run when empty
 

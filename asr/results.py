@@ -49,6 +49,7 @@ class DecodeOptions:
     condition_on_previous_text: bool = False  # kept off: feeding back errors makes hallucinations repeat
     compression_ratio_threshold: float | None = 2.4  # text more repetitive than this is decoded again, hotter
     fallback_temperatures: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0)  # Whisper's schedule for those retries
+    seed: int = 0  # run seed: a sampled retry of a window is seeded from it and the window's own audio
     max_tokens_per_second: float | None = None  # cap on generated tokens: this many per second of the window's
     # audio, plus 16 (None: Whisper's 448-token context). A looping window then stops after a few dozen tokens
     # instead of spending seconds on 448; streaming sets it, where one slow call delays every session.

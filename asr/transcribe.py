@@ -68,7 +68,7 @@ def transcribe_many(
     jobs = [_Job(i, spans) for i, a in enumerate(arrays) for spans in _window_spans(a, options, vad)]
     total = sum(a.size for a in arrays) / SAMPLE_RATE
     per_audio: list[list[Segment]] = [[] for _ in arrays]
-    languages: list[str | None] = [None] * len(arrays)
+    languages: list[dict[str, float]] = [{} for _ in arrays]  # per recording: seconds of speech per language
     compute = [0.0] * len(arrays)
     done = 0.0
     for start in range(0, len(jobs), options.batch_size):
@@ -82,7 +82,9 @@ def transcribe_many(
         batch_audio = sum(w.seconds for w in windows) or 1.0
         for job, window, result in zip(batch, windows, results):
             per_audio[job.index].extend(_to_file_time(s, window) for s in result.segments)
-            languages[job.index] = languages[job.index] or result.language
+            if result.segments:
+                seen = languages[job.index]
+                seen[result.language] = seen.get(result.language, 0.0) + window.seconds
             compute[job.index] += spent * window.seconds / batch_audio
             done += window.seconds
         if progress:
@@ -91,9 +93,16 @@ def transcribe_many(
         progress(total, total)
     overhead = (time.perf_counter() - started - sum(compute)) / max(len(arrays), 1)
     return [
-        _transcript(segs, arr, languages[i] or options.language or "en", compute[i] + overhead, backend, options)
+        _transcript(segs, arr, _language(languages[i], options, backend), compute[i] + overhead, backend, options)
         for i, (segs, arr) in enumerate(zip(per_audio, arrays))
     ]
+
+
+def _language(seconds: dict[str, float], options: DecodeOptions, backend: Backend) -> str:
+    """A recording's language: the one most of its decoded speech was detected in (ties: the first)."""
+    if seconds:
+        return max(seconds, key=lambda lang: seconds[lang])
+    return options.language or ("en" if not backend.multilingual else "")
 
 
 def _window_spans(audio: np.ndarray, options: DecodeOptions, vad: VadOptions | None) -> list[tuple[SpeechSpan, ...]]:

@@ -1,7 +1,13 @@
-"""The one interface every backend implements, so that policy and evaluation never see a library object."""
+"""The one interface every backend implements, so that policy and evaluation never see a library object.
+
+Also the few helpers both backends need the same way (device choice, thread count, per-window seeds), so that
+neither backend decides them differently.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -14,7 +20,12 @@ from asr.results import DecodeOptions, Segment
 @dataclass(frozen=True)
 class WindowResult:
     segments: tuple[Segment, ...]  # times are relative to the start of the window
-    language: str  # the language decoded ("en" for English-only models)
+    language: str  # the language decoded: forced, detected for this window, or "en" for English-only models
+    avg_logprob: float = 0.0  # mean log probability of the generated tokens and end-of-text (Whisper's measure)
+    no_speech_prob: float = 0.0  # the model's probability that the window holds no speech
+    text: str = ""  # the decoded text, also when the window was judged silent (the fallback's rules read it)
+    temperature: float = 0.0  # the temperature that produced it (> 0 only for a fallback retry)
+    silent: bool = False  # dropped by Whisper's no-speech rule (no_speech_prob high and avg_logprob low)
 
 
 class BackendError(RuntimeError):
@@ -48,6 +59,47 @@ class Backend(Protocol):
         session's committed text); ``None`` uses ``options.initial_prompt`` for all. ``prefixes`` forces the
         start of each window's transcript (the streaming policy's committed words inside the window): the
         model only generates what follows, and the returned words include the prefix with aligned times.
+        Each window gets its own language (detected per window on multilingual models unless
+        ``options.language`` forces one). At ``options.temperature`` > 0 each window is sampled alone with
+        :func:`window_seed`, so its text depends on the run seed and its own audio, never on batch-mates.
         Implementations must be safe to call from several threads.
         """
         ...
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count): both backends' threads."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def pick_device(device: str, library: str = "torch") -> str:
+    """``auto`` -> ``cuda`` when ``library`` ("torch" or "ctranslate2") sees a GPU, else ``cpu``."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise BackendError(f"device must be auto, cpu or cuda, not {device!r}")
+    if device == "cpu":
+        return device
+    if library == "ctranslate2":
+        import ctranslate2
+
+        has_cuda = ctranslate2.get_cuda_device_count() > 0
+    else:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    if device == "cuda" and not has_cuda:
+        raise BackendError(f"device 'cuda' was asked for, but {library} sees no CUDA device; use --device cpu")
+    return "cuda" if has_cuda else "cpu"
+
+
+def window_seed(seed: int, audio: np.ndarray, temperature: float) -> int:
+    """The sampling seed of one window: from the run seed, the window's own samples and the temperature.
+
+    Hashing the audio (not the window's position) keeps a window's sampled retry the same whatever batch,
+    file position or worker it is decoded in.
+    """
+    digest = hashlib.sha256(np.ascontiguousarray(audio, np.float32).tobytes())
+    digest.update(f"{seed}:{temperature:.3f}".encode())
+    return int.from_bytes(digest.digest()[:4], "little") & 0x7FFFFFFF

@@ -1,86 +1,42 @@
 """faster-whisper (CTranslate2) backend: int8 on CPU, float16 on CUDA; the fast default.
 
-Windows are decoded with faster-whisper's own batched pipeline (one encoder call and one batched generate per
-batch, then its word alignment), so our full-context path runs at the library's speed. The one change is that
-each window may carry its own prompt, which lets the streaming scheduler batch windows of several sessions.
+A batch of windows is encoded in one call, each window's language is detected from that encoding (multilingual
+models, no language forced), and the windows of one language are generated together in one batched call, each
+with its own prompt and forced prefix (which lets the streaming scheduler batch windows of several sessions).
+Words are then aligned by the model's cross-attention (faster-whisper's ``find_alignment``). Nothing a window
+gets depends on its batch-mates: batches are grouped by padded length and language, word timing is computed
+per window, and sampled retries are decoded one window at a time under :func:`asr.backends.base.window_seed`.
+The faster-whisper internals used live in :mod:`asr.compat`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from asr import compat
 from asr.audio import SAMPLE_RATE
-from asr.backends.base import BackendError, WindowResult
+from asr.backends.base import BackendError, WindowResult, cpu_cores, pick_device, window_seed
 from asr.models import ResolvedModel, cache_dir
 from asr.results import DecodeOptions, Segment, Word, split_sentences
 
 logger = logging.getLogger(__name__)
 
 try:
-    from faster_whisper import BatchedInferencePipeline, WhisperModel
-    from faster_whisper.audio import pad_or_trim
+    import ctranslate2
+    from faster_whisper import WhisperModel
     from faster_whisper.tokenizer import Tokenizer
-    from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
 except ImportError as exc:  # pragma: no cover - exercised only without the package
     raise BackendError("the faster-whisper backend needs faster-whisper: pip install faster-whisper") from exc
 
-
-def pick_device(device: str) -> str:
-    if device not in ("auto", "cpu", "cuda"):
-        raise BackendError(f"device must be auto, cpu or cuda, not {device!r}")
-    if device != "auto":
-        return device
-    import ctranslate2
-
-    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-
-
-class _PromptedPipeline(BatchedInferencePipeline):
-    """faster-whisper's batched pipeline, with one prompt per window instead of one for the whole batch."""
-
-    prompts: list[list[int]] = []
-    max_new_tokens: int | None = None
-
-    def generate_segment_batched(self, features, tokenizer, options):
-        model = self.model
-        encoder_output = model.encode(features)
-        max_length = model.max_length
-        if self.max_new_tokens is not None:  # CTranslate2's max_length counts the prompt too
-            max_length = min(max_length, max(len(p) for p in self.prompts) + self.max_new_tokens)
-        results = model.model.generate(
-            encoder_output,
-            [list(p) for p in self.prompts],
-            beam_size=options.beam_size,
-            patience=options.patience,
-            length_penalty=options.length_penalty,
-            max_length=max_length,
-            suppress_blank=options.suppress_blank,
-            suppress_tokens=options.suppress_tokens,
-            return_scores=True,
-            return_no_speech_prob=True,
-            sampling_temperature=options.temperatures[0],
-            sampling_topk=0 if options.temperatures[0] > 0 else 1,  # topk 1 would stay greedy at any temperature
-            repetition_penalty=options.repetition_penalty,
-            no_repeat_ngram_size=options.no_repeat_ngram_size,
-        )
-        output = []
-        for result in results:
-            seq_len = len(result.sequences_ids[0])
-            cum_logprob = result.scores[0] * (seq_len**options.length_penalty)
-            output.append(
-                dict(
-                    avg_logprob=cum_logprob / (seq_len + 1),
-                    no_speech_prob=result.no_speech_prob,
-                    tokens=result.sequences_ids[0],
-                )
-            )
-        return encoder_output, output
+PREPEND_PUNCTUATION = "\"'“¿([{-"  # faster-whisper's defaults: punctuation merged into the next word
+APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"  # ... and into the previous word
+BEST_OF = 5  # samples drawn per window at a temperature > 0 (Whisper's best_of); the likeliest is kept
+MEL_FRAMES = 3000  # Whisper's 30 s of 10 ms mel frames
 
 
 class FasterWhisperBackend:
@@ -93,22 +49,21 @@ class FasterWhisperBackend:
         compute_type: str | None = None,
         cpu_threads: int | None = None,
     ) -> None:
+        compat.faster_whisper_parts()  # fail here, with the version, if its private calls changed
         self.model = model.name
-        self.device = pick_device(device)
+        self.device = pick_device(device, "ctranslate2")
         self.compute_type = compute_type or ("float16" if self.device == "cuda" else "int8")
         try:  # resolving a hub id may download or convert: its failures are load failures too
             path = _ct2_path(model)
             self._whisper = WhisperModel(
-                path,
-                device=self.device,
-                compute_type=self.compute_type,
-                cpu_threads=cpu_threads or os.cpu_count() or 1,
+                path, device=self.device, compute_type=self.compute_type, cpu_threads=cpu_threads or cpu_cores()
             )
         except Exception as exc:
             raise BackendError(f"cannot load model {model.name!r} with faster-whisper: {exc}") from exc
-        self._pipe = _PromptedPipeline(self._whisper)
         self.multilingual = bool(self._whisper.model.is_multilingual)
-        self._lock = threading.Lock()
+        any_language = Tokenizer(self._whisper.hf_tokenizer, self.multilingual, task="transcribe", language="en")
+        self._suppress = list(compat.fw_suppressed_tokens(any_language))  # the same for every language
+        self._seed_lock = threading.Lock()  # CTranslate2's random seed is process-wide
 
     @property
     def whisper_model(self) -> WhisperModel:
@@ -122,112 +77,165 @@ class FasterWhisperBackend:
         prompts: Sequence[str | None] | None = None,
         prefixes: Sequence[str | None] | None = None,
     ) -> list[WindowResult]:
-        if not windows:
-            return []
         prompts = list(prompts) if prompts is not None else [options.initial_prompt] * len(windows)
         prefixes = list(prefixes) if prefixes is not None else [None] * len(windows)
-        feats = [self._whisper.feature_extractor(w)[..., :-1] for w in windows]
-        language = self._language(options, feats[0])
+        if options.temperature > 0 and len(windows) > 1:  # sampled: one window at a time, each under its own seed
+            return [self.transcribe_windows([w], options, [p], [f])[0] for w, p, f in zip(windows, prompts, prefixes)]
+        feats = [self._whisper.feature_extractor(np.asarray(w, np.float32))[..., :-1] for w in windows]
+        frames = [_encoder_frames(f, options.encoder_seconds) for f in feats]
+        results: list[WindowResult | None] = [None] * len(windows)
+        for target in sorted(set(frames)):
+            group = [i for i, n in enumerate(frames) if n == target]
+            for idx, language, encoded in self._encode(feats, group, target, options):
+                decoded = self._decode(
+                    encoded, [windows[i] for i in idx], language, [prompts[i] for i in idx],
+                    [prefixes[i] for i in idx], [feats[i].shape[-1] for i in idx], options,
+                )  # fmt: skip
+                for i, result in zip(idx, decoded):
+                    results[i] = result
+        return results  # type: ignore[return-value]
+
+    def _encode(
+        self, feats: list[np.ndarray], group: list[int], frames: int, options: DecodeOptions
+    ) -> Iterator[tuple[list[int], str, object]]:
+        """(windows, language, encoder output) per language of the group, in a fixed (sorted) order.
+
+        The group is encoded once; only a group of several languages is encoded again per language, since the
+        language token starts the prompt and the alignment of every window generated together.
+        """
+        encoded = compat.fw_encode(self._whisper, np.stack([compat.fw_pad_or_trim(feats[i], frames) for i in group]))
+        languages = self._languages(encoded, options, len(group))
+        for language in sorted(set(languages)):
+            idx = [i for i, lang in zip(group, languages) if lang == language]
+            if len(idx) < len(group):
+                sub = np.stack([compat.fw_pad_or_trim(feats[i], frames) for i in idx])
+                yield idx, language, compat.fw_encode(self._whisper, sub)
+            else:
+                yield idx, language, encoded
+
+    def _languages(self, encoded, options: DecodeOptions, n: int) -> list[str]:
+        """English-only models are "en"; multilingual ones use ``options.language`` or detect each window's."""
+        if not self.multilingual:
+            return ["en"] * n
+        if options.language:
+            return [options.language] * n
+        return [probs[0][0][2:-2] for probs in self._whisper.model.detect_language(encoded)]
+
+    def _decode(
+        self,
+        encoded,
+        windows: list[np.ndarray],
+        language: str,
+        prompts: list[str | None],
+        prefixes: list[str | None],
+        frames: list[int],
+        options: DecodeOptions,
+    ) -> list[WindowResult]:
         tokenizer = Tokenizer(self._whisper.hf_tokenizer, self.multilingual, task=options.task, language=language)
-        topts = _transcription_options(options, tokenizer)
-        # CTranslate2 returns the forced prefix as the start of each sequence, so text and word alignment cover it
-        prompt_ids = [
-            self._whisper.get_prompt(
+        starts = [
+            compat.fw_prompt(
+                self._whisper,
                 tokenizer,
                 tokenizer.encode(" " + p.strip()) if p and p.strip() else [],
-                without_timestamps=True,
                 prefix=f.strip() if f and f.strip() else None,
             )
             for p, f in zip(prompts, prefixes)
         ]
-        metadata = [{"offset": 0.0, "duration": w.size / SAMPLE_RATE, "segments": []} for w in windows]
-        # Windows are grouped by the length they are padded to, so a window's transcript never depends on which
-        # other windows share its batch (an utterance scores the same whatever --limit selects).
-        frames = [_encoder_frames(f, options.encoder_seconds) for f in feats]
-        results: list[WindowResult] = [WindowResult((), language)] * len(windows)
-        for target in sorted(set(frames)):
-            group = [i for i, n in enumerate(frames) if n == target]
-            features = np.stack([pad_or_trim(feats[i], target) for i in group])
-            with self._lock:
-                self._pipe.prompts = [prompt_ids[i] for i in group]
-                self._pipe.max_new_tokens = options.max_new_tokens(max(windows[i].size for i in group) / SAMPLE_RATE)
-                self._pipe.last_speech_timestamp = 0.0
-                outputs = self._pipe.forward(features, tokenizer, [metadata[i] for i in group], topts)
-            for i, out in zip(group, outputs):
-                results[i] = WindowResult(_segments(out, options), language)
+        generated = self._generate(encoded, starts, windows, options)
+        # CTranslate2 returns the forced prefix as the start of each sequence, so text and words cover it
+        tokens = [[t for t in g.sequences_ids[0] if t < tokenizer.eot] for g in generated]
+        words: list[tuple[Word, ...]] = [()] * len(windows)
+        if options.word_timestamps and any(tokens):
+            aligned = compat.fw_align(self._whisper, tokenizer, tokens, encoded, frames)
+            words = [_timed_words(a) for a in aligned]
+        results = []
+        for g, toks, ws, window in zip(generated, tokens, words, windows):
+            n = len(g.sequences_ids[0])
+            avg_logprob = float(g.scores[0]) * n / (n + 1)  # length penalty 1: score * n is the sum
+            text = tokenizer.decode(toks).strip()
+            silent = g.no_speech_prob > options.no_speech_threshold and avg_logprob < options.logprob_threshold
+            segments = () if silent else _segments(text, ws, window.size / SAMPLE_RATE, avg_logprob, g.no_speech_prob)
+            results.append(
+                WindowResult(
+                    segments, language, avg_logprob, float(g.no_speech_prob), text, options.temperature, silent
+                )
+            )
         return results
 
-    def _language(self, options: DecodeOptions, features: np.ndarray) -> str:
-        if not self.multilingual:
-            return "en"
-        if options.language:
-            return options.language
-        language, _, _ = self._whisper.detect_language(features=features)
-        return language
+    def _generate(self, encoded, starts: list[list[int]], windows: list[np.ndarray], options: DecodeOptions) -> list:
+        max_length = self._whisper.max_length
+        if (cap := options.max_new_tokens(max(w.size for w in windows) / SAMPLE_RATE)) is not None:
+            max_length = min(max_length, max(len(s) for s in starts) + cap)  # CTranslate2 counts the prompt too
+        kwargs = dict(
+            max_length=max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=self._suppress,
+        )
+        if options.temperature <= 0:
+            return self._whisper.model.generate(encoded, starts, beam_size=options.beam_size, **kwargs)
+        with self._seed_lock:  # one window (see transcribe_windows): its seed alone decides the samples
+            ctranslate2.set_random_seed(window_seed(options.seed, windows[0], options.temperature))
+            return self._whisper.model.generate(
+                encoded,
+                starts,
+                beam_size=1,
+                num_hypotheses=BEST_OF,
+                sampling_topk=0,  # the whole distribution (topk 1 would stay greedy at any temperature)
+                sampling_temperature=options.temperature,
+                **kwargs,
+            )
 
 
 def _encoder_frames(features: np.ndarray, encoder_seconds: float) -> int:
     """Mel frames to pad a window to: Whisper's 3000 (30 s), or below ``encoder_seconds`` < 30 the window plus
     2 s, rounded up to a whole second and at least ``encoder_seconds``. CTranslate2 encodes fewer frames in
     proportionally less time; the 2 s of trailing silence and the floor keep tiny windows from looping."""
-    full = 3000
     if encoder_seconds >= 30.0:
-        return full
-    per_second = full // 30
+        return MEL_FRAMES
+    per_second = MEL_FRAMES // 30
     needed = features.shape[-1] + 2 * per_second
-    return min(full, max(int(encoder_seconds * per_second), -(-needed // per_second) * per_second))
+    return min(MEL_FRAMES, max(int(encoder_seconds * per_second), -(-needed // per_second) * per_second))
 
 
-def _transcription_options(options: DecodeOptions, tokenizer: Tokenizer) -> TranscriptionOptions:
-    return TranscriptionOptions(
-        beam_size=options.beam_size,
-        best_of=5,
-        patience=1.0,
-        length_penalty=1.0,
-        repetition_penalty=1.0,
-        no_repeat_ngram_size=0,
-        log_prob_threshold=options.logprob_threshold,
-        no_speech_threshold=options.no_speech_threshold,
-        compression_ratio_threshold=2.4,
-        condition_on_previous_text=False,
-        prompt_reset_on_temperature=0.5,
-        temperatures=[options.temperature],
-        initial_prompt=None,
-        prefix=None,
-        suppress_blank=True,
-        suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
-        without_timestamps=True,  # the library's batched default: more accurate than timestamp tokens here
-        max_initial_timestamp=0.0,
-        word_timestamps=options.word_timestamps,
-        prepend_punctuations="\"'“¿([{-",
-        append_punctuations="\"'.。,，!！?？:：”)]}、",
-        multilingual=False,
-        max_new_tokens=None,
-        clip_timestamps=[],
-        hallucination_silence_threshold=None,
-        hotwords=None,
-    )
+def _timed_words(alignment: list[dict]) -> tuple[Word, ...]:
+    """faster-whisper's word-time clean-up for one window: words at a sentence end or after the window's start
+    longer than twice the median word are cut to that, and punctuation joins its word. Per window, so a
+    window's times never depend on the window decoded before it in the batch."""
+    if not alignment:
+        return ()
+    durations = np.array([w["end"] - w["start"] for w in alignment])
+    durations = durations[durations.nonzero()]
+    median = min(0.7, float(np.median(durations))) if durations.size else 0.0
+    longest = median * 2
+    if durations.size:
+        marks = ".。!！?？"
+        for i in range(1, len(alignment)):
+            if alignment[i]["end"] - alignment[i]["start"] > longest:
+                if alignment[i]["word"] in marks:
+                    alignment[i]["end"] = alignment[i]["start"] + longest
+                elif alignment[i - 1]["word"] in marks:
+                    alignment[i]["start"] = alignment[i]["end"] - longest
+    compat.fw_merge_punctuations(alignment, PREPEND_PUNCTUATION, APPEND_PUNCTUATION)
+    words = [[w["word"], float(w["start"]), float(w["end"]), float(w["probability"])] for w in alignment if w["word"]]
+    if words and words[0][2] > median * 4 and words[0][2] - words[0][1] > longest:
+        words[0][1] = max(0.0, words[0][2] - longest)  # a first word stretched over the leading pause
+    return tuple(Word(w, round(s, 2), round(max(e, s), 2), float(np.clip(p, 0.0, 1.0))) for w, s, e, p in words)
 
 
-def _segments(window_output: list[dict], options: DecodeOptions) -> tuple[Segment, ...]:
+def _segments(
+    text: str, words: tuple[Word, ...], duration: float, avg_logprob: float, no_speech_prob: float
+) -> tuple[Segment, ...]:
     """One segment per sentence, rebuilt from the aligned words (the window is decoded without timestamps)."""
-    segments = []
-    for seg in window_output:
-        text = seg["text"].strip()
-        silent = seg["no_speech_prob"] > options.no_speech_threshold and seg["avg_logprob"] < options.logprob_threshold
-        if not text or silent:
-            continue
-        scores = {"avg_logprob": float(seg["avg_logprob"]), "no_speech_prob": float(seg["no_speech_prob"])}
-        words = tuple(
-            Word(w["word"], float(w["start"]), float(w["end"]), float(w["probability"])) for w in seg.get("words") or ()
-        )
-        if not words:
-            segments.append(Segment(float(seg["start"]), float(seg["end"]), text, (), **scores))
-            continue
-        for sentence in split_sentences(words):
-            line = "".join(w.word for w in sentence).strip()
-            segments.append(Segment(sentence[0].start, sentence[-1].end, line, sentence, **scores))
-    return tuple(segments)
+    if not text:
+        return ()
+    scores = {"avg_logprob": avg_logprob, "no_speech_prob": float(no_speech_prob)}
+    if not words:
+        return (Segment(0.0, duration, text, (), **scores),)
+    return tuple(
+        Segment(s[0].start, s[-1].end, "".join(w.word for w in s).strip(), s, **scores) for s in split_sentences(words)
+    )
 
 
 def _ct2_path(model: ResolvedModel) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -112,21 +113,12 @@ def _reference(ref: str | None) -> str | None:
     return path.read_text(encoding="utf-8") if path.is_file() else ref
 
 
-def normalize(text: str) -> str:
-    """Lower case, punctuation removed, single spaces: the simple normalization the table's WER uses."""
-    import jiwer
+def word_error_rate(reference: str, hypothesis: str) -> float | None:
+    """The validation WER (:func:`evaluation.scoring.score`, Whisper's English normalizer); None for an empty reference."""
+    from evaluation.scoring import score
 
-    clean = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip()])
-    return clean(text)
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    import jiwer
-
-    ref, hyp = normalize(reference), normalize(hypothesis)
-    if not ref:
-        return 0.0 if not hyp else 1.0
-    return float(jiwer.wer(ref, hyp))
+    result = score(reference, hypothesis)
+    return None if math.isnan(result.wer) else result.wer
 
 
 def _run_child(approach: str, config: BenchConfig, duration: float, reference: str | None) -> ApproachResult:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 BACKENDS = ("faster-whisper", "transformers")
+COMPRESSION_RATIO_THRESHOLD = 2.4  # Whisper's: text that compresses more than this is a repetition loop
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,9 @@ class DecodeOptions:
     no_speech_threshold: float = 0.6  # with logprob_threshold, Whisper's rule to drop a window as silence
     logprob_threshold: float = -1.0  # a window is dropped when no_speech > threshold and logprob below this
     condition_on_previous_text: bool = False  # kept off: feeding back errors makes hallucinations repeat
-    compression_ratio_threshold: float | None = 2.4  # text more repetitive than this is decoded again, hotter
+    compression_ratio_threshold: float | None = (
+        COMPRESSION_RATIO_THRESHOLD  # text more repetitive than this is decoded again, hotter
+    )
     fallback_temperatures: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0)  # Whisper's schedule for those retries
     seed: int = 0  # run seed: a sampled retry of a window is seeded from it and the window's own audio
     max_tokens_per_second: float | None = None  # cap on generated tokens: this many per second of the window's
@@ -128,7 +131,11 @@ def shift_segment(segment: Segment, offset: float) -> Segment:
 
 
 def compression_ratio(text: str) -> float:
-    """Bytes over zlib-compressed bytes: Whisper's test for a decoder stuck repeating itself (loops score > 2.4)."""
+    """Bytes over zlib-compressed bytes: Whisper's test for a decoder stuck repeating itself.
+
+    Above :data:`COMPRESSION_RATIO_THRESHOLD` the text is a loop: the decoder retries it hotter, and scoring
+    flags it as a runaway.
+    """
     data = text.encode("utf-8")
     return len(data) / len(zlib.compress(data)) if data else 0.0
 

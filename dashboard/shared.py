@@ -19,7 +19,7 @@ import gradio as gr
 from asr.backends import DEFAULT_BACKEND, Backend, BackendError, get_backend
 from asr.models import UnknownModelError, default_model, list_models
 from asr.results import BACKENDS
-from evaluation.metrics import AlignedSpan, align
+from evaluation.scoring import AlignedSpan, align
 from evaluation.store import Store
 
 logger = logging.getLogger(__name__)

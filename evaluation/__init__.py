@@ -1,6 +1,6 @@
 """Validation of speech recognition: WER per accent x noise condition, with confidence intervals and run comparison.
 
 Stages, one module each: ``datasets`` (+ ``sources``, ``builtin``) -> ``noise`` -> ``runner`` (through
-``asr.transcribe``) -> ``metrics`` + ``normalizer`` -> ``tables`` / ``report`` -> ``store`` (+ ``runstore``);
+``asr.transcribe``) -> ``scoring`` (+ ``normalizer``) -> ``tables`` / ``report`` -> ``store`` (+ ``runstore``);
 ``compare`` and ``replay`` read stored runs; ``cli`` and ``bench`` are the terminal front ends. Free of Gradio.
 """

@@ -21,8 +21,8 @@ from asr.models import UnknownModelError
 from asr.results import BACKENDS
 from evaluation.datasets import DatasetError
 from evaluation.noise import FULL_USAGE, NoiseError, parse_conditions
-from evaluation.normalizer import DEFAULT_NORMALIZER, NORMALIZERS
 from evaluation.runner import RunError
+from evaluation.scoring import DEFAULT_NORMALIZER, NORMALIZERS, rows_wer
 from evaluation.store import DEFAULT_DATA_DIR, RunNotFound, StoreError, new_run_id
 
 USER_ERRORS = (DatasetError, NoiseError, RunError, UnknownModelError, BackendError, StoreError, RunNotFound)
@@ -73,8 +73,7 @@ def check_threshold(rows: pd.DataFrame, threshold: Threshold) -> tuple[float, in
         selected = selected[selected[column].astype(str) == wanted]
     if selected.empty:
         raise UsageError(f"--max-wer {threshold.spec!r}: no result matches {threshold.spec.rpartition(':')[0]}")
-    words = selected["ref_words"].sum()
-    return (float(selected["errors"].sum() / words) if words else math.nan), len(selected)
+    return rows_wer(selected), len(selected)
 
 
 def _run_parser(sub) -> None:

@@ -1,25 +1,22 @@
 """Compare two runs group by group: WER deltas with a bootstrap CI, regressions beyond the CI marked.
 
-When both runs scored the same utterances of a group (the usual case: one model change, same dataset and
-noise), the delta's interval comes from a paired bootstrap that resamples speakers (or utterances) and scores
-both runs on each resample, which is far tighter than comparing two independent intervals. Otherwise the two
-runs are resampled independently. A group is a ``regression`` when the whole interval of B - A lies above
-zero, an ``improvement`` when it lies below; a small cell (few utterances or speakers, as in the group tables)
-is never marked, since its interval cannot be trusted.
+The delta's interval is :func:`evaluation.scoring.paired_delta_interval`: paired on the shared utterances when
+both runs scored the same ones (far tighter than two independent intervals), independent otherwise. A group is
+a ``regression`` when the whole interval of B - A lies above zero, an ``improvement`` when it lies below; a
+small cell (:func:`evaluation.scoring.is_small`, the rule the group tables use) is never marked, since its
+interval cannot be trusted.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from evaluation.runner import load_result
+from evaluation.scoring import N_BOOTSTRAP, is_small, paired_delta_interval, rows_wer
 from evaluation.store import Store
-from evaluation.tables import CONFIDENCE, MIN_SPEAKERS, MIN_UTTERANCES, N_BOOTSTRAP
 
 ALL = "(all)"
 
@@ -34,57 +31,6 @@ class Comparison:
     @property
     def regressions(self) -> pd.DataFrame:
         return self.table[self.table["change"] == "regression"]
-
-
-def _cluster_sums(rows: pd.DataFrame, cluster: str, index: pd.Index) -> tuple[np.ndarray, np.ndarray]:
-    sums = rows.groupby(cluster)[["errors", "ref_words"]].sum().reindex(index, fill_value=0)
-    return sums["errors"].to_numpy(float), sums["ref_words"].to_numpy(float)
-
-
-def delta_interval(a: pd.DataFrame, b: pd.DataFrame, *, n_boot: int, seed: int) -> tuple[float, float, bool]:
-    """CI of WER(b) - WER(a), paired on shared utterances when both hold the same ones."""
-    rng = np.random.default_rng(seed)
-    keys_a, keys_b = set(zip(a["id"], a["noise"], strict=True)), set(zip(b["id"], b["noise"], strict=True))
-    paired = keys_a == keys_b and len(keys_a) > 0
-    speaker = "speaker" in a.columns and a["speaker"].notna().all() and "speaker" in b.columns
-    cluster = "speaker" if speaker else "id"
-    if paired:
-        index = pd.Index(sorted(set(a[cluster].astype(str))))
-        ea, wa = _cluster_sums(a.assign(**{cluster: a[cluster].astype(str)}), cluster, index)
-        eb, wb = _cluster_sums(b.assign(**{cluster: b[cluster].astype(str)}), cluster, index)
-        picks = rng.integers(0, index.size, size=(n_boot, index.size))
-        deltas = _ratios(eb[picks], wb[picks]) - _ratios(ea[picks], wa[picks])
-    else:
-        deltas = _independent(b, cluster, rng, n_boot) - _independent(a, cluster, rng, n_boot)
-    deltas = deltas[np.isfinite(deltas)]
-    if deltas.size == 0:
-        return math.nan, math.nan, paired
-    tail = (1 - CONFIDENCE) / 2 * 100
-    return float(np.percentile(deltas, tail)), float(np.percentile(deltas, 100 - tail)), paired
-
-
-def _ratios(errors: np.ndarray, words: np.ndarray) -> np.ndarray:
-    num, den = errors.sum(axis=1), words.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
-
-
-def _independent(rows: pd.DataFrame, cluster: str, rng: np.random.Generator, n_boot: int) -> np.ndarray:
-    key = rows[cluster].astype(str)
-    index = pd.Index(sorted(set(key)))
-    errors, words = _cluster_sums(rows.assign(**{cluster: key}), cluster, index)
-    picks = rng.integers(0, index.size, size=(n_boot, index.size))
-    return _ratios(errors[picks], words[picks])
-
-
-def _is_small(rows: pd.DataFrame) -> bool:
-    speakers = rows["speaker"].nunique() if "speaker" in rows.columns and rows["speaker"].notna().all() else None
-    return len(rows) < MIN_UTTERANCES or (speakers is not None and speakers < MIN_SPEAKERS)
-
-
-def _pooled(rows: pd.DataFrame) -> float:
-    words = rows["ref_words"].sum()
-    return float(rows["errors"].sum() / words) if words else math.nan
 
 
 def _groups(rows: pd.DataFrame, by: list[str]) -> dict[tuple, pd.DataFrame]:
@@ -114,10 +60,11 @@ def compare_runs(store: Store, run_a: str, run_b: str, *, n_boot: int = N_BOOTST
             rows_b = b_groups.get(key)
             if rows_b is None:
                 continue
-            low, high, paired = delta_interval(rows_a, rows_b, n_boot=n_boot, seed=seed)
-            wer_a, wer_b = _pooled(rows_a), _pooled(rows_b)
+            ci, paired = paired_delta_interval(rows_a, rows_b, n_boot=n_boot, seed=seed)
+            low, high = ci.low, ci.high
+            wer_a, wer_b = rows_wer(rows_a), rows_wer(rows_b)
             values = dict(zip(by, key, strict=True))
-            small = _is_small(rows_a) or _is_small(rows_b)
+            small = is_small(rows_a) or is_small(rows_b)
             change = "" if small else "regression" if low > 0 else "improvement" if high < 0 else ""
             records.append(
                 {

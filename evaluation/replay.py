@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 
 from evaluation.datasets import DatasetOptions, LoadedDataset, Sample, load_dataset
-from evaluation.metrics import AlignedSpan, align
 from evaluation.noise import Mixer, Provenance, parse_condition
-from evaluation.normalizer import get_normalizer
+from evaluation.scoring import AlignedSpan, align, get_normalizer
 from evaluation.store import RunSettings, Store
 
 logger = logging.getLogger(__name__)

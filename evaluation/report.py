@@ -15,8 +15,9 @@ from typing import Any
 
 import pandas as pd
 
+from evaluation.scoring import N_BOOTSTRAP, speaker_count
 from evaluation.store import RunSettings
-from evaluation.tables import N_BOOTSTRAP, Overall, format_cell, formatted_pivot, group_table, overall, pivot
+from evaluation.tables import Overall, format_cell, formatted_pivot, group_table, overall, pivot
 
 SYNTHETIC_NOTE = "The built-in set's accents are synthetic (espeak-ng voices), not recordings of real speakers."
 FIRST_COLUMNS = ("id", "speaker", "noise", "reference", "hypothesis", "detected_language", "wer", "cer", "raw_wer")
@@ -30,7 +31,7 @@ class Summary:
     pivot: pd.DataFrame | None = field(repr=False)  # first group column x noise, WER as a fraction
     pivot_text: pd.DataFrame | None = field(repr=False)  # the same, formatted with CI and small-cell marks
     group_columns: tuple[str, ...]
-    speaker_column: str | None  # "speaker" when the rows name speakers (the CI resamples them)
+    speaker_column: str | None  # "speaker" when every row names a speaker (the CIs then resample speakers)
     languages: Languages | None = None  # what language was detected per row (None: rows without the column)
 
 
@@ -79,11 +80,12 @@ def language_counts(rows: pd.DataFrame) -> Languages | None:
 def summarize(rows: pd.DataFrame, settings: RunSettings, *, n_boot: int = N_BOOTSTRAP) -> Summary:
     """Every table of a run from its per-utterance rows (scored rows only)."""
     groups = tuple(g for g in settings.group_columns if g in rows.columns)
-    speaker = "speaker" if "speaker" in rows.columns and rows["speaker"].notna().any() else None
+    speaker = "speaker" if speaker_count(rows) is not None else None
     seed = settings.seed
 
     def table(by: Sequence[str]) -> pd.DataFrame:
-        return group_table(rows, list(by), speaker_column=speaker, n_boot=n_boot, seed=seed)
+        # each cell applies the one blocking rule itself (scoring.block_keys), as the comparison does
+        return group_table(rows, list(by), speaker_column="speaker", n_boot=n_boot, seed=seed)
 
     full = table(["noise", *groups]) if len(rows) else pd.DataFrame()
     tables = {"noise": table(["noise"])} if len(rows) else {}

@@ -29,11 +29,10 @@ from asr.results import BACKENDS, DecodeOptions
 from evaluation.datasets import DatasetError, DatasetOptions, LoadedDataset, SkippedRow, load_dataset
 from evaluation.executors import ExecutorError, ExecutorOptions, open_executor
 from evaluation.noise import NoiseCondition, parse_conditions
-from evaluation.normalizer import DEFAULT_NORMALIZER, NORMALIZERS, Normalizer, get_normalizer
 from evaluation.report import Summary, summarize
+from evaluation.scoring import DEFAULT_NORMALIZER, N_BOOTSTRAP, NORMALIZERS, Normalizer, get_normalizer
 from evaluation.sources import canonical_source
 from evaluation.store import RunSettings, Store, StoreError, utc_now
-from evaluation.tables import N_BOOTSTRAP
 from evaluation.worker import CancelCheck, Cancelled, RowResult, RowSpec, WorkerOptions
 
 logger = logging.getLogger(__name__)

@@ -1,10 +1,9 @@
 """Group tables: pooled WER per accent, per noise condition and the accent x noise pivot, with bootstrap CIs.
 
 Group WER is pooled (all errors / all reference words), as jiwer does for a list and the Open ASR Leaderboard
-per dataset; averaging per-utterance WERs over-weights short utterances. The 95% interval is a percentile
-bootstrap that resamples speakers when the dataset names them (utterances of one speaker are not independent)
-and utterances otherwise. Cells with few utterances or speakers are marked ``small``: their interval is wide
-or degenerate, and a reader should not act on them.
+per dataset; averaging per-utterance WERs over-weights short utterances. Every figure and interval here comes
+from :mod:`evaluation.scoring`: a percentile bootstrap over speakers when every row of the cell names one, over
+utterances otherwise, and the ``small`` mark for cells too small to act on.
 """
 
 from __future__ import annotations
@@ -13,13 +12,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
-N_BOOTSTRAP = 1000  # resamples per cell; the CI moves by well under a point between seeds at this size
-CONFIDENCE = 0.95
-MIN_UTTERANCES = 5  # a cell with fewer utterances is marked small
-MIN_SPEAKERS = 2  # a cell with fewer speakers (when speakers are known) is marked small
+from evaluation.scoring import N_BOOTSTRAP, bootstrap_interval, is_small, rate, speaker_count
+
 SUM_COLUMNS = (
     "errors",
     "ref_words",
@@ -40,12 +36,6 @@ FLOAT_SUMS = ("audio_seconds", "compute_seconds", "nonspeech_seconds")
 
 
 @dataclass(frozen=True)
-class Interval:
-    low: float
-    high: float
-
-
-@dataclass(frozen=True)
 class Overall:
     """Figures over every scored row of a run (all conditions together)."""
 
@@ -57,7 +47,7 @@ class Overall:
     audio_seconds: float  # seconds of audio transcribed
     compute_seconds: float  # model seconds spent on them (VAD and decoding)
     real_time_factor: float  # compute seconds per audio second (below 1 is faster than real time)
-    runaway: int = 0  # hypotheses that are repetition loops (see metrics.is_runaway)
+    runaway: int = 0  # hypotheses that are repetition loops (see scoring.is_runaway)
 
     def to_json(self) -> dict[str, float | int]:
         return {k: _finite(v) for k, v in self.__dict__.items()}
@@ -65,35 +55,6 @@ class Overall:
 
 def _finite(value: float | int) -> float | int | None:
     return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
-def _ratio(num: float, den: float) -> float:
-    return float(num) / float(den) if den else math.nan
-
-
-def bootstrap_interval(
-    errors: np.ndarray,
-    words: np.ndarray,
-    clusters: np.ndarray | None = None,
-    *,
-    n_boot: int = N_BOOTSTRAP,
-    seed: int = 0,
-    confidence: float = CONFIDENCE,
-) -> Interval:
-    """Percentile bootstrap CI of pooled WER, resampling whole clusters (speakers) when given."""
-    errors, words = np.asarray(errors, float), np.asarray(words, float)
-    if clusters is not None:
-        codes, inverse = np.unique(np.asarray(clusters, dtype=str), return_inverse=True)
-        errors = np.bincount(inverse, weights=errors, minlength=codes.size)
-        words = np.bincount(inverse, weights=words, minlength=codes.size)
-    if errors.size == 0 or words.sum() == 0:
-        return Interval(math.nan, math.nan)
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, errors.size, size=(n_boot, errors.size))
-    num, den = errors[picks].sum(axis=1), words[picks].sum(axis=1)
-    ratios = num[den > 0] / den[den > 0]
-    tail = (1 - confidence) / 2 * 100
-    return Interval(float(np.percentile(ratios, tail)), float(np.percentile(ratios, 100 - tail)))
 
 
 def group_table(
@@ -106,14 +67,11 @@ def group_table(
 ) -> pd.DataFrame:
     """One row per group of ``by`` (in order of first appearance): pooled WER, its CI, counts, ``small``."""
     by = [c for c in by if c in rows.columns]
-    use_speakers = bool(speaker_column) and speaker_column in rows.columns
     records = []
     grouped = rows.groupby(by, sort=False, dropna=False) if by else [((), rows)]
     for key, cell in grouped:
         key = key if isinstance(key, tuple) else (key,)
-        records.append(
-            _cell(dict(zip(by, key, strict=True)), cell, speaker_column if use_speakers else None, n_boot, seed)
-        )
+        records.append(_cell(dict(zip(by, key, strict=True)), _as_speaker(cell, speaker_column), n_boot, seed))
     columns = [
         *by,
         "wer",
@@ -130,24 +88,30 @@ def group_table(
     return pd.DataFrame.from_records(records, columns=columns)
 
 
-def _cell(keys: dict, cell: pd.DataFrame, speaker_column: str | None, n_boot: int, seed: int) -> dict:
+def _as_speaker(cell: pd.DataFrame, speaker_column: str | None) -> pd.DataFrame:
+    """The cell with its speaker column under the name scoring reads ("speaker"), or none when not given."""
+    if not speaker_column or speaker_column not in cell.columns:
+        return cell.drop(columns="speaker", errors="ignore")
+    if speaker_column == "speaker":
+        return cell
+    return cell.drop(columns="speaker", errors="ignore").rename(columns={speaker_column: "speaker"})
+
+
+def _cell(keys: dict, cell: pd.DataFrame, n_boot: int, seed: int) -> dict:
     sums = {c: float(cell[c].sum()) if c in cell.columns else 0.0 for c in SUM_COLUMNS}
-    clusters = cell[speaker_column].astype(str).to_numpy() if speaker_column else None
-    ci = bootstrap_interval(cell["errors"].to_numpy(), cell["ref_words"].to_numpy(), clusters, n_boot=n_boot, seed=seed)
-    speakers = int(cell[speaker_column].nunique()) if speaker_column else None
-    small = len(cell) < MIN_UTTERANCES or (speakers is not None and speakers < MIN_SPEAKERS)
+    ci = bootstrap_interval(cell, n_boot=n_boot, seed=seed)
     return {
         **keys,
-        "wer": _ratio(sums["errors"], sums["ref_words"]),
+        "wer": rate(sums["errors"], sums["ref_words"]),
         "wer_ci_low": ci.low,
         "wer_ci_high": ci.high,
-        "cer": _ratio(sums["char_errors"], sums["ref_chars"]),
-        "raw_wer": _ratio(sums["raw_errors"], sums["raw_ref_words"]),
+        "cer": rate(sums["char_errors"], sums["ref_chars"]),
+        "raw_wer": rate(sums["raw_errors"], sums["raw_ref_words"]),
         "utterances": len(cell),
-        "speakers": speakers,
+        "speakers": speaker_count(cell),
         **{c: int(v) if c not in FLOAT_SUMS else v for c, v in sums.items()},
-        "invented_per_min": _ratio(sums["invented_words"] * 60.0, sums["nonspeech_seconds"]),
-        "small": bool(small),
+        "invented_per_min": rate(sums["invented_words"] * 60.0, sums["nonspeech_seconds"]),
+        "small": is_small(cell),
     }
 
 
@@ -156,14 +120,14 @@ def overall(rows: pd.DataFrame) -> Overall:
         return float(rows[column].sum()) if column in rows.columns and len(rows) else 0.0
 
     return Overall(
-        wer=_ratio(total("errors"), total("ref_words")),
-        cer=_ratio(total("char_errors"), total("ref_chars")),
-        raw_wer=_ratio(total("raw_errors"), total("raw_ref_words")),
+        wer=rate(total("errors"), total("ref_words")),
+        cer=rate(total("char_errors"), total("ref_chars")),
+        raw_wer=rate(total("raw_errors"), total("raw_ref_words")),
         utterances=len(rows),
         ref_words=int(total("ref_words")),
         audio_seconds=total("audio_seconds"),
         compute_seconds=total("compute_seconds"),
-        real_time_factor=_ratio(total("compute_seconds"), total("audio_seconds")),
+        real_time_factor=rate(total("compute_seconds"), total("audio_seconds")),
         runaway=int(total("runaway")),
     )
 

@@ -21,10 +21,9 @@ from asr.models import default_model
 from asr.results import DecodeOptions, Transcript
 from asr.transcribe import transcribe_many
 from evaluation.datasets import Sample
-from evaluation.metrics import UtteranceScore, is_runaway, score
 from evaluation.noise import Mixed, Mixer, Provenance, parse_condition
-from evaluation.normalizer import DEFAULT_NORMALIZER, get_normalizer
 from evaluation.probes import hallucination_fields
+from evaluation.scoring import DEFAULT_NORMALIZER, UtteranceScore, get_normalizer, is_runaway, score
 
 CancelCheck = Callable[[], bool]  # true when the run should stop between model calls
 

@@ -8,7 +8,8 @@ import time
 
 import pytest
 from browser_util import chromium, have_espeak, new_page, running_app, screenshot, text_of, wait_for_text
-from conftest import HARVARD, speak
+
+from tests.conftest import HARVARD, speak
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -61,7 +62,7 @@ def _words(text: str) -> list[str]:
 
 
 def test_live_commits_while_speaking_then_saves_a_test_case(app, browser, speech, offline):
-    from evaluation.metrics import score
+    from evaluation.scoring import score
 
     _, seconds = speech
     page = new_page(browser, permissions=["microphone"])

@@ -14,7 +14,7 @@ from dashboard.pages.review import Filters, parse_extra_labels
 from dashboard.shared import confidence_band, render_alignment, render_diff
 from dashboard.validate_form import dataset_spec, noise_specs
 from dashboard.validate_view import wer_colour
-from evaluation.metrics import AlignedSpan
+from evaluation.scoring import AlignedSpan
 
 
 def test_auth_pairs_files_and_mistakes(tmp_path):

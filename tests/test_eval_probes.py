@@ -10,9 +10,9 @@ import pytest
 
 from asr.audio import SAMPLE_RATE
 from evaluation.cli import main
-from evaluation.metrics import score
 from evaluation.probes import MUSIC_DIR, dtmf, invented_words, probes_source, synthetic_clips
 from evaluation.runner import RunOptions, run_validation
+from evaluation.scoring import score
 from evaluation.store import Store
 
 

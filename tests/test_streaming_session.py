@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import HARVARD, speak
 
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
 from asr.results import DecodeOptions
 from asr.streaming import Scheduler, StreamingError, StreamingSession, StreamOptions, StreamUpdate
 from asr.streaming.bench import wer
 from asr.transcribe import transcribe
+from tests.conftest import HARVARD, speak
 
 CHUNK = SAMPLE_RATE // 2
 

@@ -150,25 +150,11 @@ def update_figures(costs: np.ndarray, times: np.ndarray, audio_seconds: float) -
 
 
 def wer(reference: str, hypothesis: str) -> float | None:
-    """Pooled WER after normalization (evaluation's Whisper normalizer when present, else lowercase/punctuation)."""
-    try:
-        from evaluation.metrics import score
-    except ImportError:
-        score = None
-    if score is not None:
-        result = score(reference, hypothesis)
-        return None if math.isnan(result.wer) else round(result.wer, 4)
-    import re
+    """The validation WER (:func:`evaluation.scoring.score`), rounded; None when the reference has no words."""
+    from evaluation.scoring import score
 
-    import jiwer
-
-    def norm(t: str) -> str:
-        return " ".join(re.sub(r"[^\w\s']", " ", t.lower()).split())
-
-    ref, hyp = norm(reference), norm(hypothesis)
-    if not ref:
-        return None
-    return round(jiwer.wer(ref, hyp) if hyp else 1.0, 4)
+    result = score(reference, hypothesis)
+    return None if math.isnan(result.wer) else round(result.wer, 4)
 
 
 def figures(run: StreamRun, offline_text: str, reference: str | None, sessions: int) -> dict:

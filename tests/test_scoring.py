@@ -1,4 +1,4 @@
-"""Metrics against hand-computed alignments and jiwer's own figures, the normalizer on a table, pooled WER, CIs."""
+"""Scoring against hand-computed alignments and jiwer's own figures, the normalizer on a table, pooled WER, CIs."""
 
 from __future__ import annotations
 
@@ -9,9 +9,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.metrics import AlignedSpan, align, pooled_wer, score
-from evaluation.normalizer import get_normalizer
-from evaluation.tables import bootstrap_interval, group_table, overall
+from evaluation.scoring import (
+    AlignedSpan,
+    align,
+    bootstrap_interval,
+    get_normalizer,
+    is_runaway,
+    is_small,
+    normalizer_for,
+    paired_delta_interval,
+    pooled_wer,
+    score,
+)
+from evaluation.tables import group_table, overall
 
 NONE = get_normalizer("none")
 
@@ -134,15 +144,20 @@ def test_pooled_group_wer_equals_corpus_wer():
     assert rows["wer"].mean() != pytest.approx(corpus)  # the mean of utterance WERs is a different number
 
 
+def _counts(errors, words, speakers=None) -> pd.DataFrame:
+    rows = pd.DataFrame({"id": [f"u{i}" for i in range(len(words))], "errors": errors, "ref_words": words})
+    return rows if speakers is None else rows.assign(speaker=speakers)
+
+
 def test_bootstrap_interval_is_sane_and_deterministic():
     rng = np.random.default_rng(1)
     words = rng.integers(5, 15, size=200)
     errors = rng.binomial(words, 0.2)
     point = errors.sum() / words.sum()
-    ci = bootstrap_interval(errors, words, seed=7)
-    assert ci == bootstrap_interval(errors, words, seed=7)
+    ci = bootstrap_interval(_counts(errors, words), seed=7)
+    assert ci == bootstrap_interval(_counts(errors, words), seed=7)
     assert ci.low < point < ci.high and ci.high - ci.low < 0.1
-    small = bootstrap_interval(errors[:20], words[:20], seed=7)
+    small = bootstrap_interval(_counts(errors[:20], words[:20]), seed=7)
     assert small.high - small.low > ci.high - ci.low
 
 
@@ -151,9 +166,41 @@ def test_bootstrap_over_speakers_widens_when_speakers_differ():
     words = np.full(200, 10)
     speakers = np.repeat(np.arange(4), 50)
     errors = rng.binomial(words, np.array([0.05, 0.1, 0.3, 0.5])[speakers])
-    by_utterance = bootstrap_interval(errors, words, seed=3)
-    by_speaker = bootstrap_interval(errors, words, speakers, seed=3)
+    by_utterance = bootstrap_interval(_counts(errors, words), seed=3)
+    by_speaker = bootstrap_interval(_counts(errors, words, speakers), seed=3)
     assert by_speaker.high - by_speaker.low > 2 * (by_utterance.high - by_utterance.low)
+
+
+def test_speakers_count_only_when_every_row_names_one():
+    named = _counts([1] * 6, [10] * 6, ["a"] * 6)
+    assert is_small(named)  # six utterances, one speaker
+    partly = named.assign(speaker=["a"] * 5 + [None])
+    assert not is_small(partly)  # one unnamed row: blocks are utterances, and six are enough
+    rng = np.random.default_rng(4)
+    errors = rng.integers(0, 5, size=40)
+    spread = _counts(errors, [10] * 40, np.repeat(["a", "b"], 20))
+    unnamed = spread.assign(speaker=[None] + ["a"] * 19 + ["b"] * 20)
+    assert bootstrap_interval(unnamed, seed=1) == bootstrap_interval(spread.drop(columns="speaker"), seed=1)
+
+
+def test_paired_delta_is_tighter_than_independent_and_signed():
+    rng = np.random.default_rng(5)
+    words = rng.integers(5, 15, size=100)
+    base = rng.binomial(words, 0.3)
+    a = _counts(base, words).assign(noise="clean")
+    b = a.assign(errors=base + 1)  # every utterance one error worse
+    paired, was_paired = paired_delta_interval(a, b, seed=0)
+    assert was_paired and paired.low > 0
+    apart, was_paired = paired_delta_interval(a, b.assign(id=[f"v{i}" for i in range(100)]), seed=0)
+    assert not was_paired and apart.high - apart.low > 3 * (paired.high - paired.low)
+
+
+def test_normalizer_follows_the_language_unless_named():
+    assert normalizer_for("en").name == "whisper-english" and normalizer_for(None).name == "whisper-english"
+    assert normalizer_for("en-GB").name == "whisper-english"
+    assert normalizer_for("fr").name == "whisper-basic" and normalizer_for("ru").name == "whisper-basic"
+    assert normalizer_for("fr", "none").name == "none"
+    assert normalizer_for("es")("¿Dónde está?") == "dónde está"
 
 
 def test_group_table_marks_small_cells_and_counts_speakers():
@@ -171,8 +218,6 @@ def test_align_uses_the_normalizer():
 
 
 def test_repetition_loops_are_flagged():
-    from evaluation.metrics import is_runaway
-
     assert is_runaway("Blue, the, the, the, the, the, the, the, the, the, the, the, the, the, the, the, the,")
     assert not is_runaway("The birch canoe slid on the smooth planks.")
     assert not is_runaway("")

@@ -3,12 +3,17 @@
 Inputs are what testers and browsers produce: Gradio ``(sample_rate, ndarray)`` tuples (browsers send 48 kHz
 int16, mono or stereo), bare arrays of any integer or float dtype, channel-first or channel-last, and files in
 the common containers. Files are decoded block by block and resampled as a stream, so an hour of 48 kHz stereo
-never sits in memory at its native rate. Resampling is soxr's (no torchaudio). Nothing is peak-normalised:
-dividing by the peak is what turns the recipe's silence into NaN.
+never sits in memory at its native rate. Resampling is soxr's (no torchaudio). Audio in range is never
+peak-normalised (dividing by the peak is what turns the recipe's silence into NaN); float audio beyond
+[-1, 1], which Whisper would hear as clipped noise and transcribe as nothing, is scaled back into range with a
+warning (see :func:`collect_warnings`). A file whose header promises more audio than it holds is an error,
+and only samples really decoded are used, so a truncated file decodes the same way every time.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import io
 import logging
 import os
@@ -26,8 +31,51 @@ MAX_CHANNELS = 64  # a 2-D array whose both sides are longer than this cannot be
 AudioSource = str | os.PathLike | bytes | np.ndarray | tuple
 
 
+INT16_SCALE = 32768.0  # float samples holding int16 values (peak up to this) are divided by it, not by the peak
+EXACT_LENGTH_FORMATS = ("WAV", "WAVEX", "RF64", "W64", "AIFF", "AU", "CAF", "FLAC")  # headers that state the length
+
+
 class AudioError(ValueError):
     """Audio that cannot be used, with a message a tester understands (it names the file when there is one)."""
+
+
+_warnings: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("asr_audio_warnings", default=None)
+
+
+@contextlib.contextmanager
+def collect_warnings() -> Iterator[list[str]]:
+    """Collect the warnings audio loading gives inside the block (per thread/task), for JSON output and pages.
+
+    Warnings are also logged; without a collector they are only logged.
+    """
+    token = _warnings.set([])
+    try:
+        yield _warnings.get()  # type: ignore[misc]
+    finally:
+        _warnings.reset(token)
+
+
+def _warn(message: str) -> None:
+    logger.warning("%s", message)
+    collected = _warnings.get()
+    if collected is not None:
+        collected.append(message)
+
+
+def fit_range(audio: np.ndarray, *, integer_valued: bool, what: str = "audio") -> np.ndarray:
+    """Float audio beyond [-1, 1] scaled back (int16-scale floats by 1/32768, others by the peak), with a warning."""
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if peak <= 1.0:
+        return audio
+    if integer_valued and peak <= INT16_SCALE:
+        _warn(f"{what}: float samples in int16 scale (peak {peak:g}); divided by {INT16_SCALE:g}")
+        return (audio / np.float32(INT16_SCALE)).astype(np.float32)
+    _warn(f"{what}: float samples exceed 1.0 (peak {peak:g}); peak-normalised to 1.0")
+    return (audio / np.float32(peak)).astype(np.float32)
+
+
+def _integer_valued(data: np.ndarray) -> bool:
+    return bool(np.issubdtype(data.dtype, np.floating) and data.size and np.array_equal(data, np.round(data)))
 
 
 def to_float32(data: np.ndarray, *, what: str = "audio") -> np.ndarray:
@@ -74,8 +122,10 @@ def convert(data: np.ndarray, sample_rate: int, *, what: str = "audio") -> np.nd
     """Any array at any rate to mono float32 at ``SAMPLE_RATE``."""
     if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
         raise AudioError(f"{what}: sample rate must be a positive integer, not {sample_rate!r}")
-    mono = to_mono(to_float32(data, what=what), what=what)
-    return np.ascontiguousarray(resample(mono, int(sample_rate)))
+    samples = to_float32(data, what=what)
+    integer_valued = _integer_valued(samples) if np.issubdtype(np.asarray(data).dtype, np.floating) else False
+    mono = to_mono(samples, what=what)
+    return np.ascontiguousarray(resample(fit_range(mono, integer_valued=integer_valued, what=what), int(sample_rate)))
 
 
 def load_audio(source: AudioSource, *, allow_empty: bool = False) -> np.ndarray:
@@ -119,12 +169,14 @@ def decode_file(path: str | os.PathLike | io.IOBase, *, what: str | None = None)
             raise AudioError(f"{what}: is a folder, not an audio file")
         if p.stat().st_size == 0:
             raise AudioError(f"{what}: the file is empty")
+    check_wav_header(path, what)
     errors = []
     for decoder in (_soundfile_blocks, _pyav_blocks):
         if isinstance(path, io.IOBase):
             path.seek(0)
         try:
-            return _resample_stream(decoder(path))
+            audio, integer_valued = _resample_stream(decoder(path, what))
+            return fit_range(audio, integer_valued=integer_valued, what=what)
         except AudioError:
             raise
         except Exception as exc:  # noqa: BLE001 - each library raises its own types
@@ -133,14 +185,53 @@ def decode_file(path: str | os.PathLike | io.IOBase, *, what: str | None = None)
 
 
 BLOCK_FRAMES = 1 << 16
+UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # what streaming writers put in a RIFF size they cannot know yet
 
 
-def _resample_stream(blocks: Iterator[tuple[np.ndarray, int]]) -> np.ndarray:
+def check_wav_header(source: str | os.PathLike | io.IOBase, what: str) -> None:
+    """A RIFF/WAVE header that promises more audio than the file holds is an error naming the file.
+
+    libsndfile silently shortens such a file to what is there, so a header claiming 4 channels at 48 kHz and
+    2 GB of data decoded the real bytes as something else, and the tester got an empty transcript.
+    """
+    if isinstance(source, io.IOBase):
+        source.seek(0)
+        head, size = source.read(1 << 16), source.seek(0, io.SEEK_END)
+        source.seek(0)
+    else:
+        with open(source, "rb") as f:
+            head, size = f.read(1 << 16), os.fstat(f.fileno()).st_size
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return
+    offset = 12
+    while offset + 8 <= len(head):
+        chunk, length = head[offset : offset + 4], int.from_bytes(head[offset + 4 : offset + 8], "little")
+        if chunk == b"fmt " and offset + 16 <= len(head):
+            channels = int.from_bytes(head[offset + 10 : offset + 12], "little")
+            rate = int.from_bytes(head[offset + 12 : offset + 16], "little")
+            if not 0 < channels <= MAX_CHANNELS or rate <= 0:
+                raise AudioError(f"{what}: the WAV header is wrong ({channels} channel(s) at {rate} Hz)")
+        if chunk == b"data":
+            available = size - offset - 8
+            if length not in UNKNOWN_SIZES and length > available:
+                raise AudioError(
+                    f"{what}: the WAV header promises {length} bytes of audio but the file holds {available}: "
+                    "it is truncated or its header is wrong"
+                )
+            return
+        offset += 8 + length + (length & 1)
+
+
+def _resample_stream(blocks: Iterator[tuple[np.ndarray, int]]) -> tuple[np.ndarray, bool]:
+    """The decoded blocks resampled as one stream, and whether every sample was a whole number (int16 scale)."""
     stream = None
     rate = None
+    integer_valued = True
     out: list[np.ndarray] = []
     for block, block_rate in blocks:
-        mono = to_float32(block).mean(axis=1, dtype=np.float32)  # blocks are always (frames, channels)
+        samples = to_float32(block)
+        integer_valued = integer_valued and (samples.size == 0 or _integer_valued(samples))
+        mono = samples.mean(axis=1, dtype=np.float32)  # blocks are always (frames, channels)
         if rate is None:
             rate = block_rate
             if rate != SAMPLE_RATE:
@@ -149,24 +240,36 @@ def _resample_stream(blocks: Iterator[tuple[np.ndarray, int]]) -> np.ndarray:
     if stream is not None:
         out.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
     if rate is None:
-        return np.zeros(0, np.float32)
-    return np.ascontiguousarray(np.concatenate(out).astype(np.float32, copy=False))
+        return np.zeros(0, np.float32), False
+    return np.ascontiguousarray(np.concatenate(out).astype(np.float32, copy=False)), integer_valued
 
 
-def _soundfile_blocks(path) -> Iterator[tuple[np.ndarray, int]]:
+def _soundfile_blocks(path, what: str) -> Iterator[tuple[np.ndarray, int]]:
+    """Blocks of the samples really read. soundfile's ``blocks()`` yields whole blocks even when the file ends
+    early, so a truncated file used to add uninitialised memory (a different number of NaNs on every run)."""
     import soundfile as sf
 
     with sf.SoundFile(path) as f:
-        for block in f.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
+        read = 0
+        while True:
+            block = f.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
+            if not len(block):
+                break
+            read += len(block)
             yield block, f.samplerate
+        if f.format in EXACT_LENGTH_FORMATS and read < f.frames:
+            raise AudioError(
+                f"{what}: the header promises {f.frames} frames ({f.channels} channel(s) at {f.samplerate} Hz) "
+                f"but the file holds {read}: it is truncated or its header is wrong"
+            )
 
 
-def _pyav_blocks(path) -> Iterator[tuple[np.ndarray, int]]:
+def _pyav_blocks(path, what: str) -> Iterator[tuple[np.ndarray, int]]:
     import av
 
     with av.open(path, mode="r", metadata_errors="ignore") as container:
         if not container.streams.audio:
-            raise AudioError(f"{getattr(path, 'name', path)}: the file has no audio stream")
+            raise AudioError(f"{what}: the file has no audio stream")
         stream = container.streams.audio[0]
         # Planar float at the stream's own layout and rate: channels are averaged by to_mono (libswresample's
         # own downmix adds them at -3 dB, which changes the level) and resampling is soxr's.

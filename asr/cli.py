@@ -83,7 +83,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    from asr.audio import AudioError
+    from asr.audio import AudioError, collect_warnings
     from asr.backends import BackendError, get_backend
     from asr.models import UnknownModelError
     from asr.transcribe import transcribe
@@ -97,7 +97,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.files:
         try:
-            with _progress_bar(path, args.no_progress) as progress:
+            with _progress_bar(path, args.no_progress) as progress, collect_warnings() as warnings:
                 result = transcribe(path, backend=backend, options=options, progress=progress)
         except (AudioError, OSError) as exc:
             failed += 1
@@ -110,7 +110,9 @@ def _transcribe(args: argparse.Namespace) -> int:
             failed += 1
             print(f"error: {path}: transcription failed: {exc}", file=sys.stderr)
             continue
-        _emit(path, result, args, many=len(args.files) > 1)
+        for warning in warnings:  # e.g. loud float audio scaled back into range: transcribed, but say so
+            print(f"warning: {warning}", file=sys.stderr)
+        _emit(path, result, args, many=len(args.files) > 1, warnings=warnings)
     return 1 if failed else 0
 
 
@@ -138,9 +140,9 @@ class _progress_bar:
             self.bar.close()
 
 
-def _emit(path: str, result: Transcript, args: argparse.Namespace, many: bool) -> None:
+def _emit(path: str, result: Transcript, args: argparse.Namespace, many: bool, warnings: Sequence[str] = ()) -> None:
     if args.format == "json":
-        print(json.dumps({"file": str(path), **result.to_dict()}, ensure_ascii=False))
+        print(json.dumps({"file": str(path), **result.to_dict(), "warnings": list(warnings)}, ensure_ascii=False))
     elif args.format in ("srt", "vtt"):
         print(to_subtitles(result, args.format))
     else:

@@ -121,6 +121,13 @@ def labels_from(accent: str, noise: str, device: str) -> dict[str, str]:
     return {"accent": accent or "", "noise": noise or "", "device": device or ""}
 
 
+def without_paths(message: str, *paths: object) -> str:
+    """A message for the page with server paths (Gradio's cache, the data folder) cut to their file names."""
+    for path in sorted({str(p) for p in paths if p}, key=len, reverse=True):
+        message = message.replace(path, Path(path).name)
+    return message
+
+
 def esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 

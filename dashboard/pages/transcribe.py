@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from asr.audio import AudioError
+from asr.audio import AudioError, collect_warnings
 from asr.results import Transcript
 from asr.transcribe import transcribe
 from dashboard.config import DashboardConfig
@@ -25,6 +25,7 @@ from dashboard.shared import (
     labels_from,
     load_backend_or_error,
     model_picker,
+    without_paths,
 )
 
 logger = logging.getLogger(__name__)
@@ -94,9 +95,12 @@ def _transcribe(audio_path: str | None, model: str, backend: str, progress=gr.Pr
         progress(done / total if total else 1.0, desc=f"{done:.0f} of {total:.0f} s of audio")
 
     try:
-        result = transcribe(audio_path, backend=engine, progress=report)
+        with collect_warnings() as warnings:
+            result = transcribe(audio_path, backend=engine, progress=report)
     except AudioError as exc:
-        raise gr.Error(str(exc)) from exc
+        raise gr.Error(without_paths(str(exc), audio_path)) from exc
+    for warning in warnings:  # e.g. loud float audio scaled back into range
+        gr.Warning(without_paths(warning, audio_path))
     return Take(audio_path, result), result.text, render_words(result), render_stats(result), result.text, result.text
 
 

@@ -20,12 +20,23 @@ from asr.backends import DEFAULT_BACKEND, BackendError
 from asr.models import UnknownModelError
 from asr.results import BACKENDS
 from evaluation.datasets import DatasetError
+from evaluation.executors import USAGE as EXECUTORS
+from evaluation.executors import ExecutorError
 from evaluation.noise import FULL_USAGE, NoiseError, parse_conditions
 from evaluation.runner import RunError
 from evaluation.scoring import DEFAULT_NORMALIZER, NORMALIZERS, rows_wer
 from evaluation.store import DEFAULT_DATA_DIR, RunNotFound, StoreError, new_run_id
 
-USER_ERRORS = (DatasetError, NoiseError, RunError, UnknownModelError, BackendError, StoreError, RunNotFound)
+USER_ERRORS = (
+    DatasetError,
+    NoiseError,
+    RunError,
+    UnknownModelError,
+    BackendError,
+    StoreError,
+    RunNotFound,
+    ExecutorError,
+)
 
 
 class UsageError(Exception):
@@ -101,6 +112,10 @@ def _run_parser(sub) -> None:
     p.add_argument("--run-id", default=None, help="resume this run (or name a new one)")
     p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="the store (runs, recorded test cases)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--executor", default="local", metavar="local|ray|ray://HOST:PORT", help=f"where rows run: {EXECUTORS}"
+    )
+    p.add_argument("--workers", type=int, default=None, help="Ray actors, one model each (default: one per CPU)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,6 +189,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         normalizer=args.normalizer,
         language=args.language,
         run_id=run_id,
+        executor=args.executor,
+        workers=args.workers,
     )
     store = Store(args.data_dir)
     bar = _Bar(not args.quiet and sys.stderr.isatty())

@@ -79,18 +79,21 @@ class LocalExecutor:
         return None
 
 
-def open_executor(
-    options: ExecutorOptions, worker: WorkerOptions, pool: Mapping[str, np.ndarray], rows: int
-) -> Executor:
-    """The executor for a run of ``rows`` rows; the model is loaded (locally or per actor) before it returns."""
+def open_executor(options: ExecutorOptions, worker: WorkerOptions, pool: Mapping[str, np.ndarray]) -> Executor:
+    """The executor for a run; the local model is loaded, or a Ray cluster reached or started, before it returns."""
     options = options.validate()
     if options.name == LOCAL:
         return LocalExecutor(worker, pool)
+    from asr.models import resolve
+
+    resolve(worker.model_name)  # an unknown model fails here, in one line, not inside every actor
     try:
         from evaluation.ray_executor import RayExecutor
     except ImportError as exc:
-        raise ExecutorError(f"executor {options.name}: Ray is not installed (pip install ray==2.60.0): {exc}") from None
-    return RayExecutor(options, worker, pool, rows)
+        if not (exc.name or "").startswith("ray"):
+            raise
+        raise ExecutorError(f"executor {options.name}: Ray is not installed (pip install ray==2.60.0)") from None
+    return RayExecutor(options, worker, pool)
 
 
 __all__ = ["Executor", "ExecutorError", "ExecutorOptions", "LocalExecutor", "open_executor", "USAGE"]

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from asr.backends import DEFAULT_BACKEND, get_backend
+from asr.backends import DEFAULT_BACKEND
 from asr.models import default_model
 from asr.results import BACKENDS, DecodeOptions
 from evaluation.datasets import DatasetError, DatasetOptions, LoadedDataset, SkippedRow, load_dataset
@@ -227,11 +227,20 @@ def run_validation(
     conditions = parse_conditions(options.noise)
     data = load_dataset(_dataset_options(options), store)
     _check_columns(data)
-    run_id, done, settings = _prepare(options, store, data, normalizer)
+    # The executor first: a model or a cluster that cannot be used fails before a run is registered.
+    executor = open_executor(options.executor_options, worker_options(options), babble_pool(data, conditions))
+    try:
+        return _execute(executor, options, store, data, normalizer, conditions, progress, cancel)
+    finally:
+        executor.close()
+
+
+def _execute(executor, options, store, data, normalizer, conditions, progress, cancel) -> RunResult:
+    """Create or reopen the run, then store each batch of results as the executor hands it back."""
+    settings = make_settings(options, data, normalizer)
+    run_id, done = _open_run(store, settings, options.run_id)
+    settings = store.get_run(run_id).settings
     specs = _pending(data, conditions, done, options.seed)
-    executor = open_executor(
-        options.executor_options, worker_options(options), babble_pool(data, conditions), len(specs)
-    )
     tracker = RunProgress(len(data.samples) * len(conditions), len(done), progress)
     tracker.start(f"run {run_id}: {len(specs)} of {tracker.total} to transcribe on {executor.label}")
     status = "finished"
@@ -246,18 +255,7 @@ def run_validation(
             run_id, "failed" if not isinstance(exc, KeyboardInterrupt) else "cancelled", {"error": str(exc)}
         )
         raise
-    finally:
-        executor.close()
     return _finish(store, run_id, settings, data, status, tracker, len(done), options.n_boot, executor.label)
-
-
-def _prepare(options, store, data, normalizer) -> tuple[str, set[tuple[str, str]], RunSettings]:
-    """Load the local model (errors before a run is registered), then create or reopen the run."""
-    if options.executor_options.name == "local":
-        get_backend(options.model_name, options.backend, options.device)
-    settings = make_settings(options, data, normalizer)
-    run_id, done = _open_run(store, settings, options.run_id)
-    return run_id, done, store.get_run(run_id).settings
 
 
 def cancel_check(cancel: threading.Event | None) -> CancelCheck:

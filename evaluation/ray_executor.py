@@ -1,0 +1,178 @@
+"""The Ray executor: a run's row specs as a Ray dataset, mapped by actors that each hold one RowWorker.
+
+Why it is built this way:
+- Rows (utterance, condition, seed, with the utterance's audio) become a Ray Data dataset with one block per
+  batch of the local executor, and ``map_batches`` runs a callable class on whole blocks. The actor loads the
+  model once; each block is decoded together, so a row has the same batch-mates on Ray as locally.
+- ``preserve_order`` makes the driver receive blocks in the local order, so results.csv is row for row the
+  same; the driver (``iter_batches``) only unpickles results and hands them to the runner, which stores them.
+- A dead actor costs nothing: Ray Data restarts actors and retries their tasks (``max_restarts`` and
+  ``max_task_retries`` of -1, its default for actor pools), and a block reaches the driver once. Rows stored
+  before a crash or a cancel are skipped by the resume, as for the local executor.
+- A local Ray is started without its dashboard, with a bounded object store, and without the Ray Client server.
+  Ray 2.60 does not bind its gRPC servers to loopback only (``127.0.0.1`` is turned into the node's address);
+  its token authentication, on by default, is what keeps other hosts out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import pickle
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import ray
+
+from evaluation.datasets import Sample
+from evaluation.executors import ExecutorError, ExecutorOptions
+from evaluation.worker import CancelCheck, Cancelled, RowResult, RowSpec, RowWorker, WorkerOptions
+
+logger = logging.getLogger(__name__)
+
+OBJECT_STORE_BYTES = 512 * 1024**2  # a local Ray's object store: blocks of audio, not a dataset held whole
+CONNECT_ERRORS = (ConnectionError, TimeoutError, RuntimeError, ValueError, OSError)
+
+
+def spec_frame(batch: Sequence[RowSpec]) -> pd.DataFrame:
+    """One batch of row specs as a Ray Data block: a row per spec, the audio as a float32 array."""
+    return pd.DataFrame(
+        {
+            "id": [s.sample.id for s in batch],
+            "row": [s.sample.row for s in batch],
+            "text": [s.sample.text for s in batch],
+            "speaker": [s.sample.speaker for s in batch],
+            "groups": [json.dumps(dict(s.sample.groups)) for s in batch],
+            "condition": [s.condition for s in batch],
+            "seed": [s.seed for s in batch],
+            "audio": [np.asarray(s.sample.audio, np.float32) for s in batch],
+        }
+    )
+
+
+def frame_specs(frame: pd.DataFrame) -> list[RowSpec]:
+    specs = []
+    for r in frame.itertuples(index=False):
+        speaker = None if r.speaker is None or (isinstance(r.speaker, float) and math.isnan(r.speaker)) else r.speaker
+        audio = np.asarray(r.audio, np.float32)
+        sample = Sample(str(r.id), audio, str(r.text), json.loads(r.groups), speaker, int(r.row))
+        specs.append(RowSpec(sample, str(r.condition), int(r.seed)))
+    return specs
+
+
+class RayRowWorker:
+    """The callable class ``map_batches`` runs: one :class:`RowWorker` (one model) per actor."""
+
+    def __init__(self, options: WorkerOptions, pool: Any = None) -> None:
+        if isinstance(pool, ray.ObjectRef):
+            pool = ray.get(pool)
+        self.worker = RowWorker(options, pool or {})
+
+    def __call__(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        results = self.worker.run(frame_specs(frame))
+        return {"result": np.array([pickle.dumps(r) for r in results], dtype=object)}
+
+
+class RayExecutor:
+    """Runs the batches on a Ray cluster: a local one it starts (and stops), or the one it is told to join."""
+
+    def __init__(self, options: ExecutorOptions, worker: WorkerOptions, pool: Mapping[str, np.ndarray]) -> None:
+        self.options = options
+        self._owns_ray, where = _connect(options)
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        threads = max(int(options.cpus_per_worker), 1)
+        self.workers = options.workers or max(int(cpus // options.cpus_per_worker), 1)
+        self.worker_options = dataclasses.replace(worker, threads=threads)
+        self.pool_ref = ray.put(dict(pool)) if pool else None
+        self.label = f"ray ({where}, {self.workers} worker{'s' if self.workers != 1 else ''})"
+        self._iterator: Iterator | None = None
+        _quiet_ray_data()
+
+    def results(self, batches: Sequence[Sequence[RowSpec]], cancelled: CancelCheck) -> Iterator[list[RowResult]]:
+        if not batches:
+            return
+        dataset = ray.data.from_pandas([spec_frame(b) for b in batches])
+        mapped = dataset.map_batches(
+            RayRowWorker,
+            fn_constructor_kwargs={"options": self.worker_options, "pool": self.pool_ref},
+            batch_size=None,  # a whole block: the batch the local executor would decode together
+            batch_format="pandas",
+            compute=ray.data.ActorPoolStrategy(size=min(self.workers, len(batches))),  # `concurrency=N` before 2.51
+            num_cpus=self.options.cpus_per_worker,
+        )
+        self._iterator = iter(mapped.iter_batches(batch_size=None, batch_format="pandas", prefetch_batches=1))
+        while True:
+            try:
+                frame = next(self._iterator, None)
+            except ray.exceptions.RayError as exc:  # a worker's own error (a dead actor is retried, not raised)
+                raise ExecutorError(f"a Ray worker failed: {_first_line(exc)}") from exc
+            if frame is None:
+                return
+            if cancelled():
+                raise Cancelled
+            yield [pickle.loads(b) for b in frame["result"]]
+
+    def close(self) -> None:
+        """Stops the dataset's execution (a cancel or Ctrl-C leaves nothing running), and a Ray it started."""
+        close = getattr(self._iterator, "close", None)
+        if close is not None:
+            close()
+        self._iterator = None
+        if self._owns_ray and ray.is_initialized():
+            ray.shutdown()
+
+
+def _quiet_ray_data() -> None:
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = False  # the runner reports progress
+    context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+
+
+def _connect(options: ExecutorOptions) -> tuple[bool, str]:
+    """Join the cluster the options name, else start a local Ray; returns (started here, where)."""
+    address = options.address
+    if ray.is_initialized():
+        return False, "connected"
+    if address:
+        try:
+            with warnings.catch_warnings():  # Ray Client's advice about ports: the one-line error says it
+                warnings.simplefilter("ignore")
+                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+        except CONNECT_ERRORS as exc:
+            raise ExecutorError(f"cannot reach the Ray cluster at {address}: {_first_line(exc)}") from None
+        except ImportError as exc:
+            raise ExecutorError(f"executor {address}: {_first_line(exc)} (Ray Client needs ray[client])") from None
+        return False, address
+    ray.init(
+        address="local",
+        num_cpus=_cpu_cores(),
+        include_dashboard=False,
+        object_store_memory=OBJECT_STORE_BYTES,
+        _node_ip_address="127.0.0.1",
+        logging_level=logging.ERROR,  # not the token-authentication notice on every start
+        log_to_driver=False,
+    )
+    return True, "local"
+
+
+def _cpu_cores() -> int:
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+__all__ = ["RayExecutor", "RayRowWorker", "frame_specs", "spec_frame"]

@@ -1,0 +1,157 @@
+"""The Ray executor against the local one, on a local Ray this module starts and stops (real model, real store).
+
+One small sweep (6 utterances x clean and white@10, batches of 4) is run locally once; every Ray run must give
+the same rows: the same sweep, a sweep whose actor is killed mid-run, and a sweep cancelled then resumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pandas as pd
+import psutil
+import pytest
+import ray
+
+from evaluation.report import write_outputs
+from evaluation.runner import RunOptions, run_validation
+from evaluation.store import Store
+
+SWEEP = RunOptions(noise=("clean", "white@10"), limit=6, seed=3, chunk_size=4)
+TIMING = ["compute_seconds"]  # the only columns that may differ: wall-clock shares of a batch
+RAY_START_TIMEOUT_S = 120
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray for this module: 2 CPUs, no dashboard, a small object store; stopped at the end."""
+    done = threading.Event()
+    watchdog = threading.Timer(RAY_START_TIMEOUT_S, lambda: done.is_set() or os.kill(os.getpid(), signal.SIGINT))
+    watchdog.start()
+    try:
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=256 * 1024**2,
+            _node_ip_address="127.0.0.1",
+            log_to_driver=False,
+        )
+    finally:
+        done.set()
+        watchdog.cancel()
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory, fw_backend):
+    root = tmp_path_factory.mktemp("local")
+    result = run_validation(SWEEP, Store(root / "data"))
+    write_outputs(root / "out", result.rows, result.summary, result.settings, result.run_id, None, result.skipped)
+    return result, root / "out"
+
+
+def _on_ray(**changes) -> RunOptions:
+    return dataclasses.replace(SWEEP, executor="ray", workers=2, **changes)
+
+
+def _same_rows(ray_rows: pd.DataFrame, local_rows: pd.DataFrame) -> None:
+    assert ray_rows["id"].tolist() == local_rows["id"].tolist()
+    pd.testing.assert_frame_equal(ray_rows.drop(columns=TIMING), local_rows.drop(columns=TIMING))
+
+
+def _groups(out) -> list[dict]:
+    groups = json.loads((out / "summary.json").read_text())["groups"]
+    return [{k: v for k, v in g.items() if k != "compute_seconds"} for g in groups]
+
+
+def test_ray_sweep_equals_the_local_sweep(ray_cluster, local_run, tmp_path):
+    local, local_out = local_run
+    result = run_validation(_on_ray(), Store(tmp_path / "data"))
+    out = tmp_path / "out"
+    write_outputs(out, result.rows, result.summary, result.settings, result.run_id, None, result.skipped)
+    assert result.status == "finished" and result.settings.executor == "ray"
+    _same_rows(result.rows, local.rows)
+    ray_csv = pd.read_csv(out / "results.csv").drop(columns=TIMING)
+    assert ray_csv.equals(pd.read_csv(local_out / "results.csv").drop(columns=TIMING))
+    assert _groups(out) == _groups(local_out)
+    assert json.loads((out / "summary.json").read_text())["settings"]["executor"] == "ray"
+
+
+def _actor_processes() -> list[psutil.Process]:
+    """This test's Ray actors (descendants of this process running the map worker)."""
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if "MapWorker" in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def test_a_killed_actor_costs_nothing(ray_cluster, local_run, tmp_path):
+    local, _ = local_run
+    killed: list[int] = []
+
+    def progress(done: int, total: int, message: str) -> None:
+        if done and not killed:  # the first batch is stored; the other actor is decoding the second
+            actors = _actor_processes()
+            assert actors, "no Ray actor process found"
+            actors[-1].send_signal(signal.SIGKILL)
+            killed.append(actors[-1].pid)
+
+    store = Store(tmp_path / "data")
+    result = run_validation(_on_ray(), store, progress=progress)
+    assert killed and result.status == "finished"
+    assert not psutil.pid_exists(killed[0]) or psutil.Process(killed[0]).status() == psutil.STATUS_ZOMBIE
+    assert len(store.run_results(result.run_id)) == len(local.rows)  # none lost, none twice
+    _same_rows(result.rows, local.rows)
+
+
+def test_cancelled_ray_run_resumes_to_the_same_rows(ray_cluster, local_run, tmp_path):
+    local, _ = local_run
+    store = Store(tmp_path / "data")
+    options = _on_ray(run_id="resume-me")
+    cancel = threading.Event()
+    first = run_validation(options, store, progress=lambda d, t, m: d and cancel.set(), cancel=cancel)
+    assert first.status == "cancelled" and 0 < len(first.rows) < len(local.rows)
+    assert store.get_run("resume-me").status == "cancelled"
+    second = run_validation(options, store)
+    assert second.status == "finished" and second.resumed_rows == len(first.rows)
+    _same_rows(second.rows, local.rows)
+
+
+def _cli(args: list[str], env: dict[str, str] | None = None, code: str = "") -> subprocess.CompletedProcess:
+    script = f"import sys\n{code}\nfrom evaluation.cli import main\nsys.exit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_unreachable_cluster_and_missing_ray_exit_2_with_one_line(tmp_path):
+    args = ["run", "--limit", "2", "--quiet", "--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "o")]
+    quick = {"RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "1", "RAY_CLIENT_MAX_CONNECTION_TIMEOUT_S": "2"}
+    started = time.perf_counter()
+    done = _cli([*args, "--executor", "ray://127.0.0.1:1"], env=quick)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert "cannot reach the Ray cluster at ray://127.0.0.1:1" in done.stderr
+    assert time.perf_counter() - started < 120
+    missing = _cli([*args, "--executor", "ray"], code="sys.modules['ray'] = None  # as if Ray were not installed")
+    assert missing.returncode == 2 and missing.stderr.strip() == (
+        "error: executor ray: Ray is not installed (pip install ray==2.60.0)"
+    )
+    assert not (tmp_path / "o").exists() and Store(tmp_path / "d").list_runs() == []

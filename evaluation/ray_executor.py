@@ -40,30 +40,32 @@ OBJECT_STORE_BYTES = 512 * 1024**2  # a local Ray's object store: blocks of audi
 CONNECT_ERRORS = (ConnectionError, TimeoutError, RuntimeError, ValueError, OSError)
 
 
+SAMPLE_FIELDS = tuple(f.name for f in dataclasses.fields(Sample))
+
+
 def spec_frame(batch: Sequence[RowSpec]) -> pd.DataFrame:
-    """One batch of row specs as a Ray Data block: a row per spec, the audio as a float32 array."""
-    return pd.DataFrame(
-        {
-            "id": [s.sample.id for s in batch],
-            "row": [s.sample.row for s in batch],
-            "text": [s.sample.text for s in batch],
-            "speaker": [s.sample.speaker for s in batch],
-            "groups": [json.dumps(dict(s.sample.groups)) for s in batch],
-            "condition": [s.condition for s in batch],
-            "seed": [s.seed for s in batch],
-            "audio": [np.asarray(s.sample.audio, np.float32) for s in batch],
-        }
-    )
+    """One batch of row specs as a Ray Data block: a row per spec, a column per Sample field, the audio as float32."""
+    columns: dict[str, list] = {name: [getattr(s.sample, name) for s in batch] for name in SAMPLE_FIELDS}
+    columns["groups"] = [json.dumps(dict(g)) for g in columns["groups"]]
+    columns["audio"] = [np.asarray(a, np.float32) for a in columns["audio"]]
+    columns["condition"] = [s.condition for s in batch]
+    columns["seed"] = [s.seed for s in batch]
+    return pd.DataFrame(columns)
 
 
 def frame_specs(frame: pd.DataFrame) -> list[RowSpec]:
     specs = []
-    for r in frame.itertuples(index=False):
-        speaker = None if r.speaker is None or (isinstance(r.speaker, float) and math.isnan(r.speaker)) else r.speaker
-        audio = np.asarray(r.audio, np.float32)
-        sample = Sample(str(r.id), audio, str(r.text), json.loads(r.groups), speaker, int(r.row))
-        specs.append(RowSpec(sample, str(r.condition), int(r.seed)))
+    for record in frame.to_dict("records"):
+        values = {name: _none_for_nan(record[name]) for name in SAMPLE_FIELDS}
+        values["groups"] = json.loads(values["groups"])
+        values["audio"] = np.asarray(values["audio"], np.float32)
+        specs.append(RowSpec(Sample(**values), str(record["condition"]), int(record["seed"])))
     return specs
+
+
+def _none_for_nan(value: Any) -> Any:
+    """A missing value (a speaker-less row) comes back from a block as NaN; the Sample had None."""
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 class RayRowWorker:

@@ -13,10 +13,11 @@ import gradio as gr
 from asr.backends import BackendError
 from asr.models import UnknownModelError
 from evaluation.datasets import DatasetError
+from evaluation.executors import ExecutorError
 from evaluation.noise import NoiseError
 from evaluation.runner import RunError, RunOptions
 
-USER_ERRORS = (DatasetError, RunError, NoiseError, UnknownModelError, BackendError)
+USER_ERRORS = (DatasetError, RunError, NoiseError, UnknownModelError, BackendError, ExecutorError)
 
 
 def dataset_spec(kind: str, text: str) -> str:
@@ -75,6 +76,7 @@ def run_options(form: tuple) -> list[RunOptions]:
         model,
         backend,
         extra,
+        executor,
     ) = form
     base = RunOptions(
         dataset=dataset_spec(kind, location),
@@ -86,6 +88,7 @@ def run_options(form: tuple) -> list[RunOptions]:
         speaker_column=speaker_col or None,
         split=(split or "").strip() or None,
         seed=int(seed or 0),
+        executor=(executor or "").strip() or "local",
     )
     models = list(dict.fromkeys([model, *(extra or [])]))
     try:

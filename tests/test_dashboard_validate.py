@@ -135,3 +135,18 @@ def test_recorded_test_cases_are_a_dataset(app, browser, speech_wav, speech_text
     status = page.locator("#validate-status").inner_text()
     assert "dataset recorded" in status and "1 utterances" in status
     assert "US" in page.locator("#wer-table").inner_text()
+
+
+def test_executor_shown_and_an_unreachable_ray_cluster_is_one_line(app, browser, finished_run):
+    assert "executor local" in finished_run.locator("#validate-status").inner_text()
+    page = new_page(browser)
+    page.goto(app.url + "/validate")
+    wait_for_text(page, "#validate-conditions", "white@10")
+    page.locator("#validate-limit input").fill("2")
+    page.locator("#validate-executor input, #validate-executor textarea").first.fill("ray://127.0.0.1:1")
+    page.locator("#validate-run").click()
+    error = page.locator(".toast-body.error")
+    error.wait_for(timeout=180_000)  # Ray Client retries the address for about half a minute
+    text = error.inner_text()
+    assert "cannot reach the Ray cluster at ray://127.0.0.1:1" in text and "Traceback" not in text
+    assert [line for line in text.splitlines() if "ray://" in line] == text.splitlines()[-1:]  # one line

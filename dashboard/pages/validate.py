@@ -109,6 +109,9 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
     with gr.Row():
         limit = gr.Number(0, label="Utterances (0: all)", precision=0, minimum=0, elem_id="validate-limit")
         seed = gr.Number(0, label="Seed", precision=0)
+        executor = gr.Textbox(
+            "local", label="Executor (local, ray or ray://HOST:PORT)", max_lines=1, elem_id="validate-executor"
+        )
         run = gr.Button("Run validation", variant="primary", elem_id="validate-run")
         cancel = gr.Button("Cancel", variant="stop", elem_id="validate-cancel")
     status = gr.Markdown(elem_id="validate-status")
@@ -158,6 +161,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         picker.model,
         picker.backend,
         extra_models,
+        executor,
     ]
 
     page.load(lambda: (_run_choices(store),) * 2, None, [runs, baseline], api_name="validate_load_runs")
@@ -281,7 +285,7 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
     lines = [
         f"**Run `{result.run_id}`** ({result.status}): `{esc(settings.model)}` on {esc(settings.backend)}, dataset "
         f"`{esc(settings.dataset)}`, noise {', '.join(f'`{esc(n)}`' for n in settings.noise)}, seed {settings.seed}, "
-        f"normalizer `{esc(settings.normalizer)}`.",
+        f"normalizer `{esc(settings.normalizer)}`, executor `{esc(settings.executor)}`.",
         f"Overall WER **{_pct(o.wer)}** (raw {_pct(o.raw_wer)}), CER {_pct(o.cer)}, {o.utterances} utterances, "
         f"{o.audio_seconds:.0f} s of audio; {result.speed:.1f}x real time in this run."
         if math.isfinite(result.speed)

@@ -24,7 +24,7 @@ from evaluation.executors import USAGE as EXECUTORS
 from evaluation.executors import ExecutorError
 from evaluation.noise import FULL_USAGE, NoiseError, parse_conditions
 from evaluation.runner import RunError
-from evaluation.scoring import DEFAULT_NORMALIZER, NORMALIZERS, rows_wer
+from evaluation.scoring import BY_LANGUAGE, NORMALIZER_SETTINGS, rows_wer
 from evaluation.store import DEFAULT_DATA_DIR, RunNotFound, StoreError, new_run_id
 
 USER_ERRORS = (
@@ -107,7 +107,12 @@ def _run_parser(sub) -> None:
     p.add_argument("--speaker-column", default=None)
     p.add_argument("--split", default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--normalizer", default=DEFAULT_NORMALIZER, choices=NORMALIZERS)
+    p.add_argument(
+        "--normalizer",
+        default=BY_LANGUAGE,
+        choices=NORMALIZER_SETTINGS,
+        help="by-language (default): Whisper's English normalizer for English rows, its basic one otherwise",
+    )
     p.add_argument("--language", default=None, help="decode every utterance in this language (default: detect)")
     p.add_argument("--run-id", default=None, help="resume this run (or name a new one)")
     p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="the store (runs, recorded test cases)")

@@ -34,6 +34,7 @@ TEXT_COLUMNS = ("text", "sentence", "transcript", "transcription", "normalized_t
 ACCENT_COLUMNS = ("accent", "accents", "l1", "variety")
 SPEAKER_COLUMNS = ("speaker", "speaker_id", "client_id", "spk", "spk_id", "speaker_name")
 MISSING_GROUP = "(none)"  # the group value of a row that leaves a group column empty
+REFERENCE_LANGUAGE = "language"  # the column that says what language an utterance is in, when a dataset has one
 RESULT_GROUPS = ("detected_language",)  # group columns the runner fills from the transcript, not the dataset
 
 

@@ -18,8 +18,9 @@ import numpy as np
 
 from evaluation.datasets import DatasetOptions, LoadedDataset, Sample, load_dataset
 from evaluation.noise import Mixer, Provenance, parse_condition
-from evaluation.scoring import AlignedSpan, align, get_normalizer
+from evaluation.scoring import AlignedSpan, align, normalizer_for
 from evaluation.store import RunSettings, Store
+from evaluation.worker import scoring_language
 
 logger = logging.getLogger(__name__)
 
@@ -86,5 +87,9 @@ def check_regenerated(stored: Mapping[str, Any], audio: UtteranceAudio) -> bool:
 
 
 def row_alignment(row: Mapping[str, Any], normalizer: str) -> tuple[AlignedSpan, ...]:
-    """The word alignment of a stored row (reference vs hypothesis) under the run's normalizer."""
-    return align(str(row.get("reference") or ""), str(row.get("hypothesis") or ""), get_normalizer(normalizer))
+    """The word alignment of a stored row (reference vs hypothesis) under the run's normalizer setting."""
+    detected = row.get("detected_language")
+    language = scoring_language(row, str(detected) if isinstance(detected, str) and detected else None)
+    return align(
+        str(row.get("reference") or ""), str(row.get("hypothesis") or ""), normalizer_for(language, normalizer)
+    )

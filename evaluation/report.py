@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from evaluation.datasets import REFERENCE_LANGUAGE
 from evaluation.scoring import N_BOOTSTRAP, speaker_count
 from evaluation.store import RunSettings
 from evaluation.tables import Overall, format_cell, formatted_pivot, group_table, overall, pivot
@@ -35,7 +36,6 @@ class Summary:
     languages: Languages | None = None  # what language was detected per row (None: rows without the column)
 
 
-REFERENCE_LANGUAGE = "language"  # the dataset column that says what language an utterance is in, when it has one
 
 
 @dataclass(frozen=True)

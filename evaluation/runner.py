@@ -30,7 +30,7 @@ from evaluation.datasets import DatasetError, DatasetOptions, LoadedDataset, Ski
 from evaluation.executors import ExecutorError, ExecutorOptions, open_executor
 from evaluation.noise import NoiseCondition, parse_conditions
 from evaluation.report import Summary, summarize
-from evaluation.scoring import DEFAULT_NORMALIZER, N_BOOTSTRAP, NORMALIZERS, Normalizer, get_normalizer
+from evaluation.scoring import BY_LANGUAGE, N_BOOTSTRAP, NORMALIZER_SETTINGS, normalizer_version
 from evaluation.sources import canonical_source
 from evaluation.store import RunSettings, Store, StoreError, utc_now
 from evaluation.worker import CancelCheck, Cancelled, RowResult, RowSpec, WorkerOptions
@@ -72,7 +72,7 @@ class RunOptions:
     speaker_column: str | None = None
     split: str | None = None
     seed: int = 0  # noise mixing and bootstrap
-    normalizer: str = DEFAULT_NORMALIZER
+    normalizer: str = BY_LANGUAGE  # each row by its language (English: Whisper's English one), or one named
     language: str | None = None  # decode every utterance in this language (None: English-only models' own, else
     # detected per utterance and recorded as detected_language)
     run_id: str | None = None  # resume this run (or create it under this id)
@@ -89,8 +89,8 @@ class RunOptions:
     def validate(self) -> RunOptions:
         if self.backend not in BACKENDS:
             raise RunError(f"unknown backend {self.backend!r}; choose one of: {', '.join(BACKENDS)}")
-        if self.normalizer not in NORMALIZERS:
-            raise RunError(f"unknown normalizer {self.normalizer!r}; choose one of: {', '.join(NORMALIZERS)}")
+        if self.normalizer not in NORMALIZER_SETTINGS:
+            raise RunError(f"unknown normalizer {self.normalizer!r}; choose one of: {', '.join(NORMALIZER_SETTINGS)}")
         if not isinstance(self.chunk_size, int) or self.chunk_size < 1:
             raise RunError(f"chunk_size must be a positive integer, not {self.chunk_size!r}")
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
@@ -139,15 +139,15 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def make_settings(options: RunOptions, data: LoadedDataset, normalizer: Normalizer) -> RunSettings:
+def make_settings(options: RunOptions, data: LoadedDataset) -> RunSettings:
     return RunSettings(
         model=options.model_name,
         backend=options.backend,
         dataset=options.dataset,
         noise=tuple(c.spec for c in parse_conditions(options.noise)),
         seed=options.seed,
-        normalizer=normalizer.name,
-        normalizer_version=normalizer.version,
+        normalizer=options.normalizer,
+        normalizer_version=normalizer_version(options.normalizer),
         limit=options.limit,
         text_column=data.text_column,
         group_columns=data.group_columns,
@@ -223,21 +223,20 @@ def run_validation(
 ) -> RunResult:
     """Run (or resume) a validation; returns its tables. Raises DatasetError, RunError or the engine's errors."""
     options = dataclasses.replace(options.validate(), dataset=canonical_source(options.dataset))
-    normalizer = get_normalizer(options.normalizer)
     conditions = parse_conditions(options.noise)
     data = load_dataset(_dataset_options(options), store)
     _check_columns(data)
     # The executor first: a model or a cluster that cannot be used fails before a run is registered.
     executor = open_executor(options.executor_options, worker_options(options), babble_pool(data, conditions))
     try:
-        return _execute(executor, options, store, data, normalizer, conditions, progress, cancel)
+        return _execute(executor, options, store, data, conditions, progress, cancel)
     finally:
         executor.close()
 
 
-def _execute(executor, options, store, data, normalizer, conditions, progress, cancel) -> RunResult:
+def _execute(executor, options, store, data, conditions, progress, cancel) -> RunResult:
     """Create or reopen the run, then store each batch of results as the executor hands it back."""
-    settings = make_settings(options, data, normalizer)
+    settings = make_settings(options, data)
     run_id, done = _open_run(store, settings, options.run_id)
     settings = store.get_run(run_id).settings
     specs = _pending(data, conditions, done, options.seed)

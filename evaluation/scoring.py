@@ -26,12 +26,14 @@ from asr.results import COMPRESSION_RATIO_THRESHOLD, compression_ratio
 from evaluation.normalizer import DEFAULT_NORMALIZER, NORMALIZERS, Normalizer, get_normalizer
 
 __all__ = [
+    "BY_LANGUAGE",
     "CONFIDENCE",
     "DEFAULT_NORMALIZER",
     "MIN_SPEAKERS",
     "MIN_UTTERANCES",
     "N_BOOTSTRAP",
     "NORMALIZERS",
+    "NORMALIZER_SETTINGS",
     "OPS",
     "AlignedSpan",
     "Interval",
@@ -45,6 +47,7 @@ __all__ = [
     "is_runaway",
     "is_small",
     "normalizer_for",
+    "normalizer_version",
     "paired_delta_interval",
     "pooled_wer",
     "rate",
@@ -64,18 +67,29 @@ UTTERANCE = "id"  # the row column naming an utterance
 # ---- normalizer choice ----------------------------------------------------------------------------------------
 
 
+BY_LANGUAGE = "by-language"  # a run's default setting: each utterance scored with the normalizer of its language
+NORMALIZER_SETTINGS = (BY_LANGUAGE, *NORMALIZERS)
+
+
 def normalizer_for(language: str | None = None, name: str | None = None) -> Normalizer:
-    """The normalizer to score text of ``language`` with: the one named, else by language.
+    """The normalizer to score text of ``language`` with: the one named, else (no name, or BY_LANGUAGE) by language.
 
     Whisper's English normalizer rewrites English only (spellings, numbers, contractions); applied to Spanish or
     Russian it would mangle words, so other languages get Whisper's basic normalizer (case, punctuation,
     diacritic-safe), as openai/whisper's multilingual evaluation does. ``None`` means English, the language of
     every English-only model.
     """
-    if name:
+    if name and name != BY_LANGUAGE:
         return get_normalizer(name)
     english = language is None or language.lower().split("-")[0].split("_")[0] == "en"
     return get_normalizer(DEFAULT_NORMALIZER if english else "whisper-basic")
+
+
+def normalizer_version(setting: str) -> str:
+    """The version a run records for its normalizer setting (BY_LANGUAGE: the versions of both it can use)."""
+    if setting == BY_LANGUAGE:
+        return f"en={get_normalizer(DEFAULT_NORMALIZER).version}; other={get_normalizer('whisper-basic').version}"
+    return get_normalizer(setting).version
 
 
 # ---- one utterance --------------------------------------------------------------------------------------------

@@ -20,10 +20,10 @@ from asr.backends import Backend, get_backend
 from asr.models import default_model
 from asr.results import DecodeOptions, Transcript
 from asr.transcribe import transcribe_many
-from evaluation.datasets import Sample
+from evaluation.datasets import MISSING_GROUP, REFERENCE_LANGUAGE, Sample
 from evaluation.noise import Mixed, Mixer, Provenance, parse_condition
 from evaluation.probes import hallucination_fields
-from evaluation.scoring import DEFAULT_NORMALIZER, UtteranceScore, get_normalizer, is_runaway, score
+from evaluation.scoring import BY_LANGUAGE, UtteranceScore, is_runaway, normalizer_for, score
 
 CancelCheck = Callable[[], bool]  # true when the run should stop between model calls
 
@@ -39,7 +39,7 @@ class WorkerOptions:
     model: str = ""  # "" is the registry's default model
     backend: str = "faster-whisper"
     device: str = "auto"
-    normalizer: str = DEFAULT_NORMALIZER
+    normalizer: str = BY_LANGUAGE  # or a normalizer's name, applied to every row
     decode: DecodeOptions = field(default_factory=lambda: DecodeOptions(word_timestamps=False))
     threads: int | None = None  # CPU threads for the model; None: the process-wide shared backend and its default
 
@@ -142,7 +142,6 @@ class RowWorker:
     ) -> None:
         self.options = options
         self.backend = backend or load_worker_backend(options)
-        self.normalizer = get_normalizer(options.normalizer)
         self.decode = dataclasses.replace(options.decode, batch_size=max(options.decode.batch_size, 1))
         self.pool = pool or {}
         self._mixers: dict[int, Mixer] = {}
@@ -168,7 +167,8 @@ class RowWorker:
 
     def _result(self, spec: RowSpec, mixed: Mixed, transcript: Transcript) -> RowResult:
         sample = spec.sample
-        scored = score(sample.text, transcript.text, self.normalizer)
+        normalizer = normalizer_for(scoring_language(sample.groups, transcript.language), self.options.normalizer)
+        scored = score(sample.text, transcript.text, normalizer)
         speech = float(self.mixer(spec.seed).mask(sample.id, sample.audio).mean()) * sample.seconds
         invented = hallucination_fields(
             scored.alignment, scored.ref_words, scored.hypothesis_norm, sample.seconds, speech
@@ -189,6 +189,16 @@ class RowWorker:
             provenance=mixed.provenance,
             extra=invented,
         )
+
+
+def scoring_language(groups: Mapping[str, Any], detected: str | None) -> str | None:
+    """The language a row is scored in: the dataset's ``language`` column when it is a group, else the detected one.
+
+    Replaying a stored row (its alignment on the Validate page) uses the same rule on the stored row, so the
+    alignment shown is the one that was scored.
+    """
+    given = groups.get(REFERENCE_LANGUAGE)
+    return str(given) if given and given != MISSING_GROUP else detected
 
 
 def load_worker_backend(options: WorkerOptions) -> Backend:

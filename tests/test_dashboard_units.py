@@ -148,3 +148,17 @@ def test_live_session_stops_listening_at_the_limit_and_keeps_the_recording(tmp_p
         assert np.isfinite(recording).all()
     finally:
         tab.close()  # a session left decoding at interpreter exit would abort the test process
+
+
+def test_transcribe_stats_say_how_the_language_was_chosen():
+    import dataclasses
+
+    from asr.results import DecodeOptions, Transcript
+    from dashboard.pages.transcribe import render_stats
+
+    detected = Transcript("bonjour", (), (), "fr", 2.0, 1.5, 0.5, "whisper-base", "faster-whisper", DecodeOptions())
+    assert "language **fr** (detected)" in render_stats(detected, multilingual=True)
+    forced = dataclasses.replace(detected, options=DecodeOptions(language="fr"))
+    assert "language **fr** (forced)" in render_stats(forced, multilingual=True)
+    english = dataclasses.replace(detected, language="en", model="whisper-tiny.en")
+    assert "language **en** (English-only model)" in render_stats(english, multilingual=False)

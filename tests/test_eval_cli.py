@@ -60,7 +60,7 @@ def test_run_writes_every_file_with_the_documented_columns(built_run, capsys):
     assert len(summary["groups"]) == 14  # noise x accent, one utterance each
     group = summary["groups"][0]
     assert {"noise", "accent", "wer", "wer_ci_low", "wer_ci_high", "utterances"} <= set(group)
-    assert summary["settings"]["normalizer"] == "whisper-english" and summary["settings"]["seed"] == 1
+    assert summary["settings"]["normalizer"] == "by-language" and summary["settings"]["seed"] == 1
     assert "jiwer" in summary["settings"]["packages"]
     assert all(t["passed"] for t in summary["thresholds"])
 

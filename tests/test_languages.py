@@ -7,7 +7,10 @@ import json
 import pandas as pd
 import pytest
 
+from evaluation.replay import row_alignment
 from evaluation.report import language_counts
+from evaluation.scoring import BY_LANGUAGE, get_normalizer, normalizer_for, normalizer_version, score
+from evaluation.worker import scoring_language
 
 
 def test_language_counts_check_the_detected_language_against_the_dataset():
@@ -34,4 +37,23 @@ def test_language_forced_on_a_multilingual_model(real_set, tmp_path):
     assert main([*args, "--quiet", "--out", str(out), "--data-dir", str(tmp_path / "d")]) == 0
     rows = pd.read_csv(out / "results.csv", keep_default_na=False)
     assert list(rows["detected_language"]) == ["fr", "fr"]
-    assert json.loads((out / "summary.json").read_text())["settings"]["language"] == "fr"
+    settings = json.loads((out / "summary.json").read_text())["settings"]
+    assert settings["language"] == "fr" and settings["normalizer"] == BY_LANGUAGE
+    for row in rows.itertuples():  # French rows are scored with Whisper's basic normalizer, not the English one
+        assert row.errors == score(row.reference, row.hypothesis, get_normalizer("whisper-basic")).errors
+
+
+def test_the_normalizer_follows_the_language_unless_one_is_named():
+    assert normalizer_for("fr", BY_LANGUAGE).name == "whisper-basic"
+    assert normalizer_for("en", BY_LANGUAGE).name == "whisper-english"
+    assert normalizer_for("fr", "whisper-english").name == "whisper-english"
+    version = normalizer_version(BY_LANGUAGE)
+    assert version.startswith("en=transformers-") and "; other=transformers-" in version
+    english, basic = normalizer_for("en"), normalizer_for("it")
+    assert english("I'm colour 2") == "i am color 2" and basic("Perché è così?") == basic("perché è così")
+
+
+def test_a_stored_row_is_replayed_in_the_language_it_was_scored_in():
+    row = {"reference": "Bonjour, Madame!", "hypothesis": "bonjour madame", "detected_language": "fr"}
+    assert [s.op for s in row_alignment(row, BY_LANGUAGE)] == ["equal"]
+    assert scoring_language({"language": "it"}, "fr") == "it" and scoring_language({"language": "(none)"}, "fr") == "fr"

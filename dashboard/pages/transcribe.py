@@ -101,7 +101,7 @@ def _transcribe(audio_path: str | None, model: str, backend: str, progress=gr.Pr
         raise gr.Error(without_paths(str(exc), audio_path)) from exc
     for warning in warnings:  # e.g. loud float audio scaled back into range
         gr.Warning(without_paths(warning, audio_path))
-    return Take(audio_path, result), result.text, render_words(result), render_stats(result), result.text, result.text
+    return Take(audio_path, result), result.text, render_words(result), render_stats(result, engine.multilingual), result.text, result.text
 
 
 def render_words(result: Transcript) -> str:
@@ -117,13 +117,21 @@ def render_words(result: Transcript) -> str:
     return f"<div class='asrqa-words'>{' '.join(spans)}</div><div class='asrqa-legend'>confidence: {legend}</div>"
 
 
-def render_stats(result: Transcript) -> str:
+def render_stats(result: Transcript, multilingual: bool = True) -> str:
     rtf = "instant" if result.compute_seconds <= 0 else f"{result.real_time_factor:.1f}x real time"
     return (
         f"**{result.duration:.1f} s** of audio ({result.speech_seconds:.1f} s speech) in "
         f"**{result.compute_seconds:.2f} s** compute: **{rtf}** · {esc(result.model)} on {esc(result.backend)}"
-        f" · language {esc(result.language)}"
+        f" · language **{esc(result.language)}** ({_language_source(result, multilingual)})"
     )
+
+
+def _language_source(result: Transcript, multilingual: bool) -> str:
+    """Whether the language was forced, detected (multilingual models: per window, the majority shown), or the
+    only one an English-only model has."""
+    if result.options.language:
+        return "forced"
+    return "detected" if multilingual else "English-only model"
 
 
 def _flag(config: DashboardConfig, take: Take | None, reason: str, corrected: str, notes: str) -> str:

@@ -101,7 +101,14 @@ def _transcribe(audio_path: str | None, model: str, backend: str, progress=gr.Pr
         raise gr.Error(without_paths(str(exc), audio_path)) from exc
     for warning in warnings:  # e.g. loud float audio scaled back into range
         gr.Warning(without_paths(warning, audio_path))
-    return Take(audio_path, result), result.text, render_words(result), render_stats(result, engine.multilingual), result.text, result.text
+    return (
+        Take(audio_path, result),
+        result.text,
+        render_words(result),
+        render_stats(result, engine.multilingual),
+        result.text,
+        result.text,
+    )
 
 
 def render_words(result: Transcript) -> str:

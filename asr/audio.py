@@ -180,7 +180,10 @@ def decode_file(path: str | os.PathLike | io.IOBase, *, what: str | None = None)
         except AudioError:
             raise
         except Exception as exc:  # noqa: BLE001 - each library raises its own types
-            errors.append(f"{decoder.__name__.strip('_').split('_')[0]}: {exc}")
+            detail = str(exc)
+            if isinstance(path, (str, os.PathLike)):  # the line names the file once; libraries repeat its path
+                detail = detail.replace(str(path), Path(path).name)
+            errors.append(f"{decoder.__name__.strip('_').split('_')[0]}: {detail}")
     raise AudioError(f"{what}: not a decodable audio file ({'; '.join(errors)[:300]})")
 
 

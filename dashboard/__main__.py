@@ -53,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
         help="require a login; repeat for several users, or give a file with one user:password a line",
     )
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="store and audio folder (./asrqa-data)")
+    p.add_argument(
+        "--dataset-root",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="a folder Validate may read datasets from (repeat for several); the data folder and built-in sets always",
+    )
     p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, help="largest upload accepted")
     p.add_argument("--live-limit", type=float, default=DEFAULT_LIVE_LIMIT_S, help="seconds a live session may run")
     p.add_argument("--live-sessions", type=int, default=DEFAULT_LIVE_SESSIONS, help="live streams served at once")
@@ -85,10 +93,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             live_limit_s=args.live_limit,
             live_sessions=args.live_sessions,
             enable_monitoring=args.enable_monitoring,
+            dataset_roots=tuple(args.dataset_root),
         ).validate()
+        from dashboard import upkeep
         from dashboard.shared import get_store
 
-        get_store(config.data_dir)  # creates the folder and the database now: a bad --data-dir fails here
+        store = get_store(config.data_dir)  # creates the folder and the database now: a bad --data-dir fails here
+        upkeep.use_private_gradio_dir(config)  # before the app is built: Gradio reads it then
+        upkeep.start(config, store)
     except (OSError, ValueError) as exc:
         print(f"python -m dashboard: {exc}", file=sys.stderr)
         return 2

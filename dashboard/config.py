@@ -10,10 +10,12 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from dashboard.roots import DatasetRoots
 from evaluation.store import AUDIO_DIR, DB_NAME, DEFAULT_DATA_DIR
 
 EXPORT_DIR = "exports"  # data_dir/exports: review exports and validation downloads
 RUNS_DIR = "runs"  # data_dir/runs: per-run files the validation page offers for download and playback
+GRADIO_TMP_DIR = "gradio-tmp"  # data_dir/gradio-tmp: Gradio's uploads and served outputs (GRADIO_TEMP_DIR)
 DEFAULT_LIVE_LIMIT_S = 3600.0  # one hour of live audio per session
 DEFAULT_LIVE_SESSIONS = 4  # live streams served at once; a fifth tester waits in the queue
 DEFAULT_MAX_UPLOAD_MB = 500.0  # about 45 minutes of 48 kHz stereo WAV, hours of compressed audio
@@ -28,9 +30,11 @@ class DashboardConfig:
     stream_every: float = 0.5  # seconds of microphone audio per chunk sent by the browser
     enable_monitoring: bool = False  # Gradio's /monitoring page; off unless asked for
     cache_sweep_s: tuple[int, int] = (300, 1800)  # Gradio cache: sweep every 5 min, drop files older than 30 min
+    dataset_roots: tuple[Path, ...] = ()  # --dataset-root: more folders Validate may read datasets from
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
+        object.__setattr__(self, "dataset_roots", tuple(Path(r).expanduser().resolve() for r in self.dataset_roots))
 
     def validate(self) -> DashboardConfig:
         """Reject values a tester could mistype on the command line, quoting them."""
@@ -40,6 +44,9 @@ class DashboardConfig:
             raise ValueError(f"--live-limit must be positive seconds, not {self.live_limit_s!r}")
         if self.live_sessions < 1:
             raise ValueError(f"--live-sessions must be at least 1, not {self.live_sessions!r}")
+        for root in self.dataset_roots:
+            if not root.is_dir():
+                raise ValueError(f"--dataset-root {str(root)!r} is not a folder")
         return self
 
     def replace(self, **changes) -> DashboardConfig:
@@ -53,6 +60,18 @@ class DashboardConfig:
     def runs_dir(self) -> Path:
         return self.data_dir / RUNS_DIR
 
+    @property
+    def gradio_tmp_dir(self) -> Path:
+        return self.data_dir / GRADIO_TMP_DIR
+
+    def roots(self) -> DatasetRoots:
+        """Where pages may read datasets: the data folder (not its uploads), the built-in sets, --dataset-root."""
+        from evaluation.realspeech import real_dir
+
+        builtin = builtin_dir()
+        named = [self.data_dir, real_dir(), *([builtin] if builtin else []), *self.dataset_roots]
+        return DatasetRoots.of(named, excluded=[self.gradio_tmp_dir])
+
     def served_paths(self) -> list[str]:
         """Folders whose files the browser may fetch: recorded audio, exports, run files, the built-in set.
 
@@ -65,6 +84,7 @@ class DashboardConfig:
         real = real_speech_dir()
         if real is not None:
             paths.append(real)
+        paths += self.dataset_roots  # the operator named them: their audio plays on Validate
         return [str(p.resolve()) for p in paths]
 
     def blocked_paths(self) -> list[str]:

@@ -11,6 +11,9 @@ answer only requests that carry what a browser on a page of this server sends:
   stops another website from uploading to a localhost instance) and the request carries the page cookie, an
   HttpOnly, SameSite=Strict value signed with a per-process secret that this middleware sets on every HTML page.
 
+It also makes the login compare user names exactly: Gradio strips the name typed, so "alice " logged in as
+"alice"; a name with surrounding spaces is now refused as incorrect.
+
 This is not authentication: a script that fetches a page first and forges the Origin header acts as the page.
 Access control is ``--auth``; the scripting API is the token-protected ``/api/`` (see README "Security").
 """
@@ -53,6 +56,12 @@ class PageGuard:
         root = scope.get("root_path", "") or ""
         if root and path.startswith(root):
             path = path[len(root) :]
+        if path.rstrip("/") == "/login" and scope.get("method") == "POST":
+            body = await _read_body(receive)
+            if await _padded_username(scope, body):
+                await _refuse(send, 400, "Incorrect credentials.")
+                return
+            receive = _replay(body, receive)
         if path.startswith(GRADIO_PREFIX + "/"):
             sub = path[len(GRADIO_PREFIX) :]
             if sub.startswith(CLOSED_PREFIXES):
@@ -105,6 +114,44 @@ def same_origin(headers: dict[str, str]) -> bool:
     netloc = urlsplit(origin).netloc.lower()
     hosts = {headers.get("host", "").lower(), headers.get("x-forwarded-host", "").split(",")[0].strip().lower()}
     return bool(netloc) and netloc in hosts - {""}
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, original: Receive) -> Receive:
+    """The body already read, then whatever the client sends next (its disconnect)."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return await original()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+async def _padded_username(scope: Scope, body: bytes) -> bool:
+    """The login form's user name has surrounding white space (urlencoded or multipart, as the page sends it)."""
+    from starlette.requests import Request
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(scope, receive).form()
+    except Exception:  # noqa: BLE001 - a form Starlette cannot parse is Gradio's to refuse
+        return False
+    name = form.get("username")
+    return isinstance(name, str) and name != name.strip()
 
 
 def _headers(scope: Scope) -> dict[str, str]:

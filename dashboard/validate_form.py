@@ -12,6 +12,7 @@ import gradio as gr
 
 from asr.backends import BackendError
 from asr.models import UnknownModelError
+from dashboard.roots import DatasetRoots, PathRefused
 from evaluation.datasets import DatasetError
 from evaluation.executors import ExecutorError
 from evaluation.noise import NoiseError
@@ -20,8 +21,18 @@ from evaluation.runner import RunError, RunOptions
 USER_ERRORS = (DatasetError, RunError, NoiseError, UnknownModelError, BackendError, ExecutorError)
 
 
-def dataset_spec(kind: str, text: str) -> str:
-    """The runner's dataset string for the source picked in the form."""
+def dataset_spec(kind: str, text: str, roots: DatasetRoots | None = None) -> str:
+    """The runner's dataset string for the source picked in the form (refused outside ``roots`` when given)."""
+    spec = _dataset_spec(kind, text)
+    if roots is None:
+        return spec
+    try:
+        return roots.check_dataset(spec)
+    except PathRefused as exc:
+        raise gr.Error(str(exc)) from exc
+
+
+def _dataset_spec(kind: str, text: str) -> str:
     text = (text or "").strip()
     if kind in ("builtin", "recorded"):
         return kind
@@ -34,8 +45,18 @@ def dataset_spec(kind: str, text: str) -> str:
     return text
 
 
-def noise_specs(kinds: list[str], snrs: str, rt60s: str, noise_dir: str) -> list[str]:
-    """Noise condition specs from the checkboxes: every noise kind at every SNR, reverb at every RT60."""
+def noise_specs(
+    kinds: list[str], snrs: str, rt60s: str, noise_dir: str, roots: DatasetRoots | None = None
+) -> list[str]:
+    """Noise condition specs from the checkboxes: every noise kind at every SNR, reverb at every RT60.
+
+    A noise folder outside ``roots`` (when given) is refused before anything looks at it.
+    """
+    if roots is not None and (noise_dir or "").strip():
+        try:
+            roots.check_folder(noise_dir.strip(), "noise folder")
+        except PathRefused as exc:
+            raise gr.Error(str(exc)) from exc
 
     def numbers(text: str, what: str) -> list[str]:
         values = [v.strip() for v in (text or "").replace(";", ",").split(",") if v.strip()]
@@ -58,7 +79,7 @@ def noise_specs(kinds: list[str], snrs: str, rt60s: str, noise_dir: str) -> list
     return specs
 
 
-def run_options(form: tuple) -> list[RunOptions]:
+def run_options(form: tuple, roots: DatasetRoots | None = None) -> list[RunOptions]:
     """One ``RunOptions`` per model from the page's form values (in the order of the page's ``form`` list)."""
     (
         kind,
@@ -79,8 +100,8 @@ def run_options(form: tuple) -> list[RunOptions]:
         executor,
     ) = form
     base = RunOptions(
-        dataset=dataset_spec(kind, location),
-        noise=tuple(noise_specs(kinds, snrs, rt60s, noise_dir)),
+        dataset=dataset_spec(kind, location, roots),
+        noise=tuple(noise_specs(kinds, snrs, rt60s, noise_dir, roots)),
         backend=backend,
         limit=int(limit) if limit and float(limit) >= 1 else None,  # 0 or empty: every utterance
         text_column=text_col or None,

@@ -47,7 +47,8 @@ DEFAULT_DATA_DIR = Path("asrqa-data")
 KINDS = ("test_case", "flag")
 STATUSES = ("new", "confirmed", "fixed", "wont_fix")
 BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another writer before giving up
-STALE_TMP_S = 3600  # temporary audio older than this is a crash leftover and is removed at start-up
+STALE_TMP_S = 600  # audio nothing names (a .tmp.wav, or a file whose row was never written or was deleted)
+# older than this is a crash leftover: newer ones may belong to a save in progress
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cases (
@@ -107,7 +108,7 @@ class Store(RunsMixin):
             if str(mode).lower() != "wal":
                 logger.warning("%s: SQLite refused WAL mode (got %s); concurrent writes may wait", self.db_path, mode)
             conn.executescript(SCHEMA + RECORD_SCHEMA)
-        self._remove_stale_tmp()
+        self.sweep_audio()
         self.recordings = Recordings(self._connect, self)  # scripts, record sessions and their takes
 
     # -- connections -------------------------------------------------------------------------------------
@@ -323,12 +324,25 @@ class Store(RunsMixin):
 
         return export_cases(cases, Path(out_dir), fmt)
 
-    def _remove_stale_tmp(self) -> None:
-        cutoff = time.time() - STALE_TMP_S
-        for tmp in self.audio_dir.glob(".*.tmp.wav"):
+    def sweep_audio(self, grace_s: float = STALE_TMP_S) -> int:
+        """Remove audio no case names, older than ``grace_s``: half-written ``.tmp.wav`` files and the WAVs a
+        crash left between writing the file and its row (or between deleting the row and the file).
+
+        Run when a store opens and hourly by the dashboard; returns how many files went.
+        """
+        cutoff = time.time() - grace_s
+        with self._connect() as conn:
+            named = {row[0] for row in conn.execute("SELECT audio_file FROM cases")}
+        removed = 0
+        for path in self.audio_dir.iterdir():
+            leftover = path.name.endswith(".tmp.wav") or (path.suffix == ".wav" and path.name not in named)
             with contextlib.suppress(OSError):
-                if tmp.stat().st_mtime < cutoff:
-                    tmp.unlink()
+                if leftover and path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        if removed:
+            logger.info("removed %d audio file(s) no case names from %s", removed, self.audio_dir)
+        return removed
 
 
 def _clean_labels(labels: Mapping[str, Any] | None) -> dict[str, str]:

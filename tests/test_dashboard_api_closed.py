@@ -1,18 +1,22 @@
-"""The Gradio event API is closed: every event refused to gradio_client, /gradio_api/call|run and a raw queue join.
+"""The dashboard's boundary, probed from outside against the real server.
 
+The Gradio event API is closed: every event refused to gradio_client, /gradio_api/call|run and a raw queue join.
 Each refusal is paired with a positive control (the same request as the page makes it succeeds), so a refusal
-cannot come from a malformed request. The real page still works in a real Chromium, and a page on another
-origin cannot upload.
+cannot come from a malformed request. The real page still works in a real Chromium, a page on another origin
+cannot upload, Validate opens datasets only under the configured roots, uploads live in a private folder under
+the data folder that is emptied at start, and error messages do not show server paths.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
-from browser_util import chromium, new_page, running_app, wait_for_text
+from browser_util import App, chromium, need_browser, new_page, wait_for_text
 
 from evaluation.store import Store
 
@@ -23,9 +27,27 @@ LOCAL_NETWORK_CHECKS_OFF = (
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    with running_app(tmp_path_factory, "api-closed", ["--no-preload"]) as app:
+def extra_root(tmp_path_factory, speech_wav) -> Path:
+    """A folder named with --dataset-root, holding a one-row dataset."""
+    root = tmp_path_factory.mktemp("datasets")
+    (root / "set").mkdir()
+    shutil.copy(speech_wav, root / "set" / "a.wav")
+    (root / "set" / "metadata.csv").write_text("file_name,text,accent\na.wav,hello,us\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, extra_root):
+    need_browser()
+    root = tmp_path_factory.mktemp("api-closed")
+    stale = root / "data" / "gradio-tmp" / "left-by-a-crash" / "old.wav"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"x")
+    app = App(root / "data", root, ["--no-preload", "--dataset-root", str(extra_root)]).start()
+    try:
         yield app
+    finally:
+        app.stop()
 
 
 @pytest.fixture(scope="module")
@@ -128,10 +150,46 @@ def test_the_page_works_and_other_origins_cannot_upload(app, events):
                 _UPLOAD_JS.replace("fetch(url, {", "fetch(url, {mode: 'no-cors', "), app.url + "/gradio_api/upload"
             )
         assert response.value.status == 403
-    uploaded = [p for p in app.log_dir.rglob("*") if p.name == "asrqa-upload-probe.wav"] + [
-        p for p in app.data_dir.rglob("*") if p.name == "asrqa-upload-probe.wav"
-    ]
+    uploaded = [p for p in app.log_dir.rglob("*") if p.name == "asrqa-upload-probe.wav"]
     assert len(uploaded) == 1  # the same-origin one only
+    assert uploaded[0].is_relative_to(app.data_dir / "gradio-tmp")  # the private folder, not /tmp/gradio
+
+
+def test_the_private_upload_folder_was_emptied_at_start(app):
+    assert not (app.data_dir / "gradio-tmp" / "left-by-a-crash").exists()
+    assert (app.data_dir / "gradio-tmp").stat().st_mode & 0o077 == 0
+
+
+def _error(message: dict) -> str:
+    return json.dumps(message.get("output", {}).get("error"))
+
+
+def test_validate_reads_datasets_only_under_the_roots(app, events, extra_root, tmp_path):
+    page = PageClient(app.url, origin=app.url)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "metadata.csv").write_text("file_name,text\nx.wav,secret text\n")
+    (extra_root / "link-out").symlink_to(outside)  # a link inside a root that points out of it
+    refusals = set()
+    for path in ("/etc", "/etc/passwd", "/no/such/folder", str(outside), str(extra_root / "link-out"), "../../etc"):
+        answer = page.call(events["validate_columns"], ["folder", path, ""])
+        assert not answer["success"] and "refused" in _error(answer), path
+        refusals.add(_error(answer).replace(path, "PATH"))
+    assert len(refusals) == 1  # the same line whether the path exists, is a file, a folder or nothing
+    noise = page.call(events["validate_conditions"], [["white"], "10", "", "/no/such/noise"])
+    assert "refused" in json.dumps(noise["output"]) and "does not exist" not in json.dumps(noise["output"])
+    allowed = page.call(events["validate_columns"], ["folder", str(extra_root / "set"), ""])
+    assert allowed["success"] and "accent" in json.dumps(allowed["output"])  # --dataset-root opens
+
+
+def test_errors_do_not_show_server_paths(app, events):
+    page = PageClient(app.url, origin=app.url)
+    form = {"files": ("broken.wav", b"RIFF not really audio", "audio/wav")}
+    uploaded = page.http.post("/gradio_api/upload", files=form, headers=page.headers).json()[0]
+    file_data = {"path": uploaded, "orig_name": "broken.wav", "meta": {"_type": "gradio.FileData"}}
+    answer = page.call(events["transcribe"], [file_data, "whisper-tiny.en", "faster-whisper"])
+    assert not answer["success"] and "broken.wav" in _error(answer)
+    assert str(app.data_dir) not in _error(answer) and "gradio-tmp" not in _error(answer)
 
 
 _UPLOAD_JS = """async (url) => {

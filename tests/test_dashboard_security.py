@@ -62,6 +62,15 @@ def test_wrong_password_is_refused(app, browser):
     assert page.locator("#live-mic").count() == 0
 
 
+def test_user_names_are_compared_exactly(app, browser):
+    for name in (f"{USER} ", f" {USER}", USER.upper()):  # Gradio strips the name: "tester " used to log in
+        page = new_page(browser)
+        _login(page, app, name, PASSWORD)
+        page.get_by_text("Incorrect Credentials").wait_for()
+        assert page.locator("#live-mic").count() == 0, repr(name)
+        page.context.close()
+
+
 def test_login_opens_every_page_but_never_other_files(app, browser):
     page = new_page(browser)
     _login(page, app, FILE_USER, FILE_PASSWORD)  # a user from the --auth file; the password holds colons

@@ -17,7 +17,7 @@ import pandas as pd
 
 from dashboard import confirm
 from dashboard.config import DashboardConfig
-from dashboard.shared import ACCENTS, DEVICES, NOISE_CONDITIONS, esc, get_store, render_diff
+from dashboard.shared import ACCENTS, DEVICES, NOISE_CONDITIONS, esc, get_store, render_diff, without_paths
 from evaluation.store import STATUSES, Case, CaseNotFound, Store
 
 logger = logging.getLogger(__name__)
@@ -246,7 +246,7 @@ def _save(
     try:
         case = store.update_case(case_id, status=status, labels=labels, reference=reference, notes=notes)
     except CaseNotFound as exc:
-        raise gr.Error(f"{exc}; it may have been deleted by someone else.") from exc
+        raise gr.Error(f"{without_paths(str(exc), store.db_path)}; it may have been deleted by someone else.") from exc
     return f"Saved `{case.id}`: status {case.status}."
 
 

@@ -167,14 +167,14 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
     page.load(lambda: (_run_choices(store),) * 2, None, [runs, baseline], api_name="validate_load_runs")
     gr.on(
         [page.load, *(c.change for c in noise_inputs)],
-        _preview_conditions,
+        lambda *v: _preview_conditions(*v, roots=config.roots()),
         noise_inputs,
         conditions,
         api_name="validate_conditions",
         show_progress="hidden",
     )
     inspect.click(
-        lambda s, loc, sp: _inspect(store, s, loc, sp),
+        lambda s, loc, sp: _inspect(store, config, s, loc, sp),
         [source, location, split],
         [text_column, group_columns, speaker_column, columns_note],
         api_name="validate_columns",
@@ -195,7 +195,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
     )
 
     def pick_utterance(t: ValidateTab, evt: gr.SelectData):
-        return _utterance(store, t, evt)
+        return _utterance(store, config, t, evt)
 
     utterances.select(
         pick_utterance,
@@ -205,9 +205,9 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
     )
 
 
-def _preview_conditions(kinds, snrs, rt60s, noise_dir) -> str:
+def _preview_conditions(kinds, snrs, rt60s, noise_dir, roots=None) -> str:
     try:
-        specs = [c.spec for c in parse_conditions(noise_specs(kinds, snrs, rt60s, noise_dir))]
+        specs = [c.spec for c in parse_conditions(noise_specs(kinds, snrs, rt60s, noise_dir, roots))]
     except (NoiseError, gr.Error) as exc:
         return f"⚠️ {esc(exc)} ({esc(USAGE)})"
     return "Conditions: " + ", ".join(f"`{s}`" for s in specs)
@@ -217,8 +217,8 @@ def _run_choices(store: Store) -> gr.Dropdown:
     return gr.Dropdown(choices=[(run_label(r), r.id) for r in store.list_runs()])
 
 
-def _inspect(store: Store, kind: str, location: str, split: str):
-    dataset = dataset_spec(kind, location)
+def _inspect(store: Store, config: DashboardConfig, kind: str, location: str, split: str):
+    dataset = dataset_spec(kind, location, config.roots())
     try:
         columns = list(open_source(dataset, split=split or None, store=store).columns)
     except USER_ERRORS as exc:
@@ -230,7 +230,7 @@ def _inspect(store: Store, kind: str, location: str, split: str):
 
 
 def _run(store: Store, config: DashboardConfig, tab: ValidateTab, *form, progress=gr.Progress()):  # noqa: B008
-    all_options = run_options(form)
+    all_options = run_options(form, config.roots())
     tab.cancel = threading.Event()
     done: list[RunResult] = []
     for n, options in enumerate(all_options, 1):
@@ -308,8 +308,11 @@ def _pct(value: float) -> str:
     return f"{value * 100:.1f}%" if math.isfinite(value) else "n/a"
 
 
-def _utterance(store: Store, tab: ValidateTab, evt: gr.SelectData):
-    """The alignment of one row (S/D/I coloured) and its clean and noisy audio, re-made from the run's seed."""
+def _utterance(store: Store, config: DashboardConfig, tab: ValidateTab, evt: gr.SelectData):
+    """The alignment of one row (S/D/I coloured) and its clean and noisy audio, re-made from the run's seed.
+
+    A run made on the command line may name a dataset or noise folder outside the page's roots: its table is
+    shown, but its audio is not re-made (that would read the files)."""
     result, row = tab.result, dict(zip(tab.columns, evt.row_value or [], strict=False))
     if result is None or "id" not in row or "noise" not in row:
         return gr.Group(visible=False), *[gr.skip()] * 4
@@ -324,6 +327,7 @@ def _utterance(store: Store, tab: ValidateTab, evt: gr.SelectData):
         f"{int(item['insertions'])} inserted; normalizer `{esc(result.settings.normalizer)}`)"
     )
     try:
+        _check_run_paths(config, result.settings)
         audio = utterance_audio(store, result.run_id, str(item["id"]), str(item["noise"]))
     except (KeyError, *USER_ERRORS) as exc:
         gr.Warning(f"The audio could not be re-made: {exc}")
@@ -332,6 +336,15 @@ def _utterance(store: Store, tab: ValidateTab, evt: gr.SelectData):
         heading += "\n\n⚠️ The dataset changed since this run: the audio below may differ from what was scored."
     clean, noisy = (SAMPLE_RATE, audio.clean), (SAMPLE_RATE, audio.noisy)
     return gr.Group(visible=True), heading, render_alignment(spans), clean, noisy
+
+
+def _check_run_paths(config: DashboardConfig, settings) -> None:
+    roots = config.roots()
+    roots.check_dataset(settings.dataset)
+    for spec in settings.noise:  # not parsed: parsing looks at the folder, which would say whether it exists
+        for part in str(spec).split("+"):
+            if part.strip().startswith("file:"):
+                roots.check_folder(part.strip()[5:].rsplit("@", 1)[0], "noise folder")
 
 
 def _compare(store: Store, tab: ValidateTab, baseline_id: str | None):

@@ -92,7 +92,7 @@ def test_uploads_over_the_cap_and_direct_api_calls_are_refused(app, browser):
     _login(page, app, USER, PASSWORD)
     page.locator("#live-mic").wait_for()
     big = b"\0" * (UPLOAD_CAP_MB * 1024 * 1024 + 1024)
-    own = {"Origin": app.url}  # what the page's fetch sends; without it an upload is refused (test_dashboard_api_closed)
+    own = {"Origin": app.url}  # what the page sends; without it uploads are refused (test_dashboard_api_closed)
     response = page.request.post(
         f"{app.url}/gradio_api/upload",
         multipart={"files": {"name": "big.wav", "mimeType": "audio/wav", "buffer": big}},

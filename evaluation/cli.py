@@ -26,6 +26,7 @@ from evaluation.noise import FULL_USAGE, NoiseError, parse_conditions
 from evaluation.runner import RunError
 from evaluation.scoring import BY_LANGUAGE, NORMALIZER_SETTINGS, rows_wer
 from evaluation.store import DEFAULT_DATA_DIR, RunNotFound, StoreError, new_run_id
+from evaluation.streaming import MODES
 
 USER_ERRORS = (
     DatasetError,
@@ -121,6 +122,16 @@ def _run_parser(sub) -> None:
         "--executor", default="local", metavar="local|ray|ray://HOST:PORT", help=f"where rows run: {EXECUTORS}"
     )
     p.add_argument("--workers", type=int, default=None, help="Ray actors, one model each (default: one per CPU)")
+    p.add_argument(
+        "--mode",
+        default="offline",
+        choices=MODES,
+        help="offline (full context), streaming (the live engine on a simulated clock) or both side by side",
+    )
+    p.add_argument(
+        "--stream-seconds", type=float, default=None, help="streaming: join utterances into streams this long"
+    )
+    p.add_argument("--stream-sessions", type=int, default=1, help="streaming: streams at once on one worker (1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,6 +204,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         seed=args.seed,
         normalizer=args.normalizer,
         language=args.language,
+        mode=args.mode,
+        stream_seconds=args.stream_seconds,
+        stream_sessions=args.stream_sessions,
         run_id=run_id,
         executor=args.executor,
         workers=args.workers,
@@ -253,6 +267,11 @@ def _print_summary(result, out: Path) -> None:
         print(s.languages.text())
     if o.runaway:
         print(f"{o.runaway} hypothesis(es) are repetition loops (column runaway): they dominate the WER they land in")
+    if s.streaming is not None:
+        from evaluation.stream_tables import format_streaming
+
+        print("streaming (committed text on the simulated live clock; latency = commit time - word end in the audio):")
+        print(format_streaming(s.streaming, ["noise"]).to_string(index=False))
     _print_invented(result)
     if result.resumed_rows:
         print(f"resumed: {result.resumed_rows} rows were already stored")

@@ -18,9 +18,11 @@ import pandas as pd
 from evaluation.datasets import REFERENCE_LANGUAGE
 from evaluation.scoring import N_BOOTSTRAP, speaker_count
 from evaluation.store import RunSettings
+from evaluation.stream_tables import format_streaming, side_by_side, streaming_table
 from evaluation.tables import Overall, format_cell, formatted_pivot, group_table, overall, pivot
 
 SYNTHETIC_NOTE = "The built-in set's accents are synthetic (espeak-ng voices), not recordings of real speakers."
+INTERNAL_COLUMNS = ("commit_latencies",)  # stored for the group quantiles, left out of results.csv
 FIRST_COLUMNS = ("id", "speaker", "noise", "reference", "hypothesis", "detected_language", "wer", "cer", "raw_wer")
 
 
@@ -34,8 +36,7 @@ class Summary:
     group_columns: tuple[str, ...]
     speaker_column: str | None  # "speaker" when every row names a speaker (the CIs then resample speakers)
     languages: Languages | None = None  # what language was detected per row (None: rows without the column)
-
-
+    streaming: pd.DataFrame | None = field(default=None, repr=False)  # streaming figures by noise (x first group)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ def language_counts(rows: pd.DataFrame) -> Languages | None:
 
 def summarize(rows: pd.DataFrame, settings: RunSettings, *, n_boot: int = N_BOOTSTRAP) -> Summary:
     """Every table of a run from its per-utterance rows (scored rows only)."""
+    streamed = streaming_table(rows, ["noise"], n_boot=n_boot, seed=settings.seed)
+    rows = side_by_side(rows)
     groups = tuple(g for g in settings.group_columns if g in rows.columns)
     speaker = "speaker" if speaker_count(rows) is not None else None
     seed = settings.seed
@@ -101,6 +104,7 @@ def summarize(rows: pd.DataFrame, settings: RunSettings, *, n_boot: int = N_BOOT
         group_columns=groups,
         speaker_column=speaker,
         languages=language_counts(rows),
+        streaming=streamed,
     )
 
 
@@ -124,6 +128,7 @@ def summary_json(summary: Summary, settings: RunSettings, extra: Mapping[str, An
         "tables": {name: _records(t) for name, t in summary.tables.items()},
         "group_columns": list(summary.group_columns),
         "languages": summary.languages.to_json() if summary.languages else None,
+        "streaming": _records(summary.streaming) if summary.streaming is not None else None,
         "settings": settings.to_json(),
         **(dict(extra) if extra else {}),
     }
@@ -132,7 +137,7 @@ def summary_json(summary: Summary, settings: RunSettings, extra: Mapping[str, An
 def results_frame(rows: pd.DataFrame, group_columns: Sequence[str]) -> pd.DataFrame:
     """results.csv: the documented columns first, then everything else the runner recorded."""
     first = [c for c in (*FIRST_COLUMNS[:2], *group_columns, *FIRST_COLUMNS[2:]) if c in rows.columns]
-    return rows[first + [c for c in rows.columns if c not in first]]
+    return rows[first + [c for c in rows.columns if c not in first and c not in INTERNAL_COLUMNS]]
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -208,6 +213,9 @@ def summary_markdown(
     parts += ["", pivot_markdown(summary)]
     for name, table in summary.tables.items():
         parts += ["", f"## By {name}", "", markdown_table(display_table(table, [name]))]
+    if summary.streaming is not None:
+        parts += ["", "## Streaming (committed text on the simulated live clock)", ""]
+        parts += [markdown_table(format_streaming(summary.streaming, ["noise"]))]
     invented = invented_rows(rows, summary.group_columns) if rows is not None else None
     if invented is not None and len(invented):
         parts += ["", f"## Invented words ({int(invented['invented_words'].sum())})", "", markdown_table(invented)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import itertools
 import logging
 import platform
 import threading
@@ -33,6 +34,7 @@ from evaluation.report import Summary, summarize
 from evaluation.scoring import BY_LANGUAGE, N_BOOTSTRAP, NORMALIZER_SETTINGS, normalizer_version
 from evaluation.sources import canonical_source
 from evaluation.store import RunSettings, Store, StoreError, utc_now
+from evaluation.streaming import MODES, StreamModeError, StreamModeOptions, plan_streams
 from evaluation.worker import CancelCheck, Cancelled, RowResult, RowSpec, WorkerOptions
 
 logger = logging.getLogger(__name__)
@@ -50,6 +52,8 @@ SETTINGS_THAT_MATTER = (
     "normalizer_version",
     "limit",
     "language",
+    "mode",
+    "stream_seconds",
 )
 
 
@@ -81,6 +85,17 @@ class RunOptions:
     n_boot: int = N_BOOTSTRAP
     executor: str = "local"  # local, ray or ray://HOST:PORT (see evaluation.executors)
     workers: int | None = None  # Ray actors (None: as many as the cluster's CPUs allow)
+    mode: str = "offline"  # offline, streaming (the live engine on a simulated clock) or both side by side
+    stream_seconds: float | None = None  # streaming: join rows into streams this long, with pauses (None: each alone)
+    stream_sessions: int = 1  # streaming: streams at once on one worker, as that many testers sharing it
+
+    @property
+    def stream_options(self) -> StreamModeOptions:
+        return StreamModeOptions(stream_seconds=self.stream_seconds, sessions=self.stream_sessions)
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return ("offline", "streaming") if self.mode == "both" else (self.mode,)
 
     @property
     def executor_options(self) -> ExecutorOptions:
@@ -98,6 +113,12 @@ class RunOptions:
         if self.language is not None and not (str(self.language).isalpha() and 2 <= len(self.language) <= 8):
             raise RunError(f"language must be a Whisper language code such as en or fr, not {self.language!r}")
         parse_conditions(self.noise)
+        if self.mode not in MODES:
+            raise RunError(f"unknown mode {self.mode!r}; choose one of: {', '.join(MODES)}")
+        try:
+            self.stream_options.validate()
+        except StreamModeError as exc:
+            raise RunError(str(exc)) from None
         try:
             self.executor_options.validate()
         except ExecutorError as exc:
@@ -155,6 +176,9 @@ def make_settings(options: RunOptions, data: LoadedDataset) -> RunSettings:
         split=options.split,
         executor=options.executor_options.validate().name,
         language=options.language,
+        mode=options.mode,
+        stream_seconds=options.stream_seconds,
+        stream_sessions=options.stream_sessions,
         packages=package_versions(),
         created_at=utc_now(),
     )
@@ -182,14 +206,30 @@ def _open_run(store: Store, settings: RunSettings, run_id: str | None) -> tuple[
 
 
 def _pending(
-    data: LoadedDataset, conditions: Sequence[NoiseCondition], done: set[tuple[str, str]], seed: int
+    data: LoadedDataset,
+    conditions: Sequence[NoiseCondition],
+    done: set[tuple[str, str]],
+    seed: int,
+    modes: Sequence[str] = ("offline",),
 ) -> list[RowSpec]:
-    """Every (utterance, condition) not stored yet, condition by condition in dataset order."""
-    return [RowSpec(s, c.spec, seed) for c in conditions for s in data.samples if (s.id, c.spec) not in done]
+    """Every (utterance, condition, mode) not stored yet: condition by condition, mode by mode, in dataset order."""
+    specs = [RowSpec(s, c.spec, seed, m) for c in conditions for m in modes for s in data.samples]
+    return [spec for spec in specs if spec.key not in done]
 
 
-def _batches(specs: Sequence[RowSpec], size: int) -> list[tuple[RowSpec, ...]]:
-    return [tuple(specs[i : i + size]) for i in range(0, len(specs), size)]
+def _batches(specs: Sequence[RowSpec], size: int, stream: StreamModeOptions | None = None) -> list[tuple[RowSpec, ...]]:
+    """Batches of ``size`` rows; streaming rows joined into streams come as whole streams, ``sessions`` at a time."""
+    batches: list[tuple[RowSpec, ...]] = []
+    for mode, group in itertools.groupby(specs, key=lambda s: s.mode):
+        part = list(group)
+        if mode == "streaming" and stream is not None and stream.stream_seconds is not None:
+            seconds, keys = [s.sample.seconds for s in part], [s.condition for s in part]
+            plan = plan_streams(seconds, keys, stream.stream_seconds)
+            for first in range(0, len(plan), stream.sessions):
+                batches.append(tuple(part[i] for rows in plan[first : first + stream.sessions] for i in rows))
+        else:
+            batches += [tuple(part[i : i + size]) for i in range(0, len(part), size)]
+    return batches
 
 
 def worker_options(options: RunOptions) -> WorkerOptions:
@@ -199,6 +239,7 @@ def worker_options(options: RunOptions) -> WorkerOptions:
         device=options.device,
         normalizer=options.normalizer,
         decode=dataclasses.replace(options.decode, language=options.language or options.decode.language),
+        stream=options.stream_options,
     )
 
 
@@ -239,12 +280,13 @@ def _execute(executor, options, store, data, conditions, progress, cancel) -> Ru
     settings = make_settings(options, data)
     run_id, done = _open_run(store, settings, options.run_id)
     settings = store.get_run(run_id).settings
-    specs = _pending(data, conditions, done, options.seed)
-    tracker = RunProgress(len(data.samples) * len(conditions), len(done), progress)
+    specs = _pending(data, conditions, done, options.seed, options.modes)
+    tracker = RunProgress(len(data.samples) * len(conditions) * len(options.modes), len(done), progress)
     tracker.start(f"run {run_id}: {len(specs)} of {tracker.total} to transcribe on {executor.label}")
     status = "finished"
     try:
-        for results in executor.results(_batches(specs, options.chunk_size), cancel_check(cancel)):
+        batches = _batches(specs, options.chunk_size, options.stream_options)
+        for results in executor.results(batches, cancel_check(cancel)):
             store.add_results(run_id, [r.to_row() for r in results])
             tracker.add(results)
     except Cancelled:

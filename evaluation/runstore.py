@@ -20,6 +20,12 @@ import numpy as np
 RUN_STATES = ("running", "finished", "cancelled", "failed")
 
 
+def noise_key(noise: str, mode: str | None = None) -> str:
+    """The stored key of a row's condition: the noise spec, marked ``#streaming`` for a streaming-mode row (so the
+    offline and streaming rows of one utterance and condition are two rows)."""
+    return str(noise) if mode in (None, "offline") else f"{noise}#{mode}"
+
+
 class StoreError(ValueError):
     """A bad argument to the store (unknown status or kind), with the value quoted."""
 
@@ -48,6 +54,9 @@ class RunSettings:
     speaker_column: str | None = None  # the dataset column naming speakers (the CI resamples them)
     split: str | None = None
     executor: str = "local"  # where the rows were computed: local, ray or ray://HOST:PORT (results do not depend on it)
+    mode: str = "offline"  # offline, streaming or both (evaluation.streaming)
+    stream_seconds: float | None = None  # streaming: rows joined into streams this long (None: one stream per row)
+    stream_sessions: int = 1  # streaming: streams at once on one worker
     language: str | None = None  # the language every utterance was decoded in (None: the model's own or detected)
     packages: Mapping[str, str] = field(default_factory=dict)  # package name -> version
     created_at: str = ""  # ISO 8601 UTC; filled by create_run when empty
@@ -121,7 +130,13 @@ class RunsMixin:
             conn.executemany(
                 "INSERT OR REPLACE INTO results (run_id, item_id, noise, seq, data) VALUES (?, ?, ?, ?, ?)",
                 [
-                    (run_id, str(r["id"]), str(r["noise"]), seq + i, json.dumps(dict(r), default=_json_default))
+                    (
+                        run_id,
+                        str(r["id"]),
+                        noise_key(r["noise"], r.get("mode")),
+                        seq + i,
+                        json.dumps(dict(r), default=_json_default),
+                    )
                     for i, r in enumerate(rows)
                 ],
             )

@@ -10,6 +10,7 @@ executor (in this process) and the Ray executor (one worker per actor) run this 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,8 +24,18 @@ from asr.transcribe import transcribe_many
 from evaluation.datasets import MISSING_GROUP, REFERENCE_LANGUAGE, Sample
 from evaluation.noise import Mixed, Mixer, Provenance, parse_condition
 from evaluation.probes import hallucination_fields
+from evaluation.runstore import noise_key
 from evaluation.scoring import BY_LANGUAGE, UtteranceScore, is_runaway, normalizer_for, score
+from evaluation.streaming import StreamModeOptions, StreamOutcome, StreamRunner, percentile
 
+STREAM_COLUMNS = (
+    "first_commit_s",
+    "commit_latency_p50_s",
+    "commit_latency_p95_s",
+    "flips",
+    "duplicate_words",
+    "wer_delta_offline",
+)
 CancelCheck = Callable[[], bool]  # true when the run should stop between model calls
 
 
@@ -42,6 +53,7 @@ class WorkerOptions:
     normalizer: str = BY_LANGUAGE  # or a normalizer's name, applied to every row
     decode: DecodeOptions = field(default_factory=lambda: DecodeOptions(word_timestamps=False))
     threads: int | None = None  # CPU threads for the model; None: the process-wide shared backend and its default
+    stream: StreamModeOptions = field(default_factory=StreamModeOptions)  # how streaming-mode rows are streamed
 
     @property
     def model_name(self) -> str:
@@ -55,11 +67,12 @@ class RowSpec:
     sample: Sample
     condition: str  # a canonical condition spec, e.g. "white@10"
     seed: int
+    mode: str = "offline"  # offline (full context) or streaming (the live engine on a simulated clock)
 
     @property
     def key(self) -> tuple[str, str]:
-        """(utterance id, condition): the row's identity in the store."""
-        return self.sample.id, self.condition
+        """(utterance id, condition key): the row's identity in the store."""
+        return self.sample.id, noise_key(self.condition, self.mode)
 
 
 @dataclass(frozen=True)
@@ -80,10 +93,12 @@ class RowResult:
     compute_seconds: float  # this row's share of its batch's decoding time
     provenance: Provenance
     extra: Mapping[str, Any] = field(default_factory=dict)  # further columns (added after the standard ones)
+    mode: str = "offline"
+    stream: Mapping[str, Any] = field(default_factory=dict)  # streaming figures (STREAM_COLUMNS; empty offline)
 
     @property
     def key(self) -> tuple[str, str]:
-        return self.sample_id, self.condition
+        return self.sample_id, noise_key(self.condition, self.mode)
 
     def to_row(self) -> dict[str, Any]:
         s, p = self.score, self.provenance
@@ -126,6 +141,8 @@ class RowResult:
             "channel": p.channel,
             "channel_detail": p.channel_detail,
             "packets_lost": p.packets_lost,
+            "mode": self.mode,
+            **{c: self.stream.get(c) for c in STREAM_COLUMNS},
             **self.extra,
         }
 
@@ -145,6 +162,7 @@ class RowWorker:
         self.decode = dataclasses.replace(options.decode, batch_size=max(options.decode.batch_size, 1))
         self.pool = pool or {}
         self._mixers: dict[int, Mixer] = {}
+        self._streamer: StreamRunner | None = None
 
     def mixer(self, seed: int) -> Mixer:
         """One mixer per seed: it caches each utterance's speech mask, reused by every condition."""
@@ -153,17 +171,73 @@ class RowWorker:
         return self._mixers[seed]
 
     def run(self, specs: Sequence[RowSpec], cancelled: CancelCheck | None = None) -> list[RowResult]:
-        """Mix, VAD, decode (batched) and score; raises :class:`Cancelled` between model calls when asked."""
-        mixed = [self.mixer(s.seed).mix(s.sample.id, s.sample.audio, parse_condition(s.condition)) for s in specs]
+        """Mix, VAD, decode (batched) and score; raises :class:`Cancelled` between model calls when asked.
 
-        def check(done: float, total: float) -> None:
+        Streaming rows are also decoded offline (the paired difference needs the offline transcript of the same
+        audio); a batch holding both rows of an utterance decodes it offline once.
+        """
+
+        def check(done: float = 0.0, total: float = 0.0) -> None:
             if cancelled is not None and cancelled():
                 raise Cancelled
 
-        check(0.0, 0.0)
-        audios = [m.audio for m in mixed]
-        transcripts = transcribe_many(audios, backend=self.backend, options=self.decode, progress=check)
-        return [self._result(s, m, t) for s, m, t in zip(specs, mixed, transcripts, strict=True)]
+        check()
+        keys = list(dict.fromkeys((s.seed, s.sample.id, s.condition) for s in specs))
+        by_key = {self._key(spec): spec for spec in specs}
+        mixed = {k: self.mixer(k[0]).mix(k[1], by_key[k].sample.audio, parse_condition(k[2])) for k in keys}
+        audios = [mixed[k].audio for k in keys]
+        offline = dict(zip(keys, transcribe_many(audios, backend=self.backend, options=self.decode, progress=check)))
+        streamed = [s for s in specs if s.mode == "streaming"]
+        outcomes: dict[int, StreamOutcome] = {}
+        if streamed:
+            runs = self.streamer().run(
+                [mixed[self._key(s)].audio for s in streamed], [s.condition for s in streamed], check
+            )
+            outcomes = {id(s): o for s, o in zip(streamed, runs, strict=True)}
+        results = []
+        for spec in specs:
+            key = self._key(spec)
+            result = self._result(spec, mixed[key], offline[key])
+            if spec.mode == "streaming":
+                result = self._streaming_result(result, outcomes[id(spec)])
+            results.append(result)
+        return results
+
+    @staticmethod
+    def _key(spec: RowSpec) -> tuple[int, str, str]:
+        return spec.seed, spec.sample.id, spec.condition
+
+    def streamer(self) -> StreamRunner:
+        """The streaming engine on this worker's model, made on first use (offline-only runs never build it)."""
+        if self._streamer is None:
+            self._streamer = StreamRunner(self.backend, self.options.stream)
+        return self._streamer
+
+    def _streaming_result(self, offline: RowResult, outcome: StreamOutcome) -> RowResult:
+        language = scoring_language(offline.groups, offline.detected_language)  # the offline row's rule
+        scored = score(offline.reference, outcome.text, normalizer_for(language, self.options.normalizer))
+        delta = scored.wer - offline.score.wer if scored.ref_words else math.nan
+        figures = {
+            "first_commit_s": outcome.first_commit_s,
+            "commit_latency_p50_s": percentile(outcome.latencies, 50),
+            "commit_latency_p95_s": percentile(outcome.latencies, 95),
+            "flips": outcome.flips,
+            "duplicate_words": outcome.duplicate_words,
+            "wer_delta_offline": delta,
+        }
+        seconds, speech = offline.audio_seconds, offline.audio_seconds - offline.extra["nonspeech_seconds"]
+        invented = hallucination_fields(scored.alignment, scored.ref_words, scored.hypothesis_norm, seconds, speech)
+        extra = {**offline.extra, **invented, "commit_latencies": ";".join(f"{v:g}" for v in outcome.latencies)}
+        return dataclasses.replace(
+            offline,
+            hypothesis=outcome.text,
+            score=scored,
+            runaway=is_runaway(outcome.text),
+            compute_seconds=outcome.compute_seconds,
+            extra=extra,
+            mode="streaming",
+            stream=figures,
+        )
 
     def _result(self, spec: RowSpec, mixed: Mixed, transcript: Transcript) -> RowResult:
         sample = spec.sample

@@ -44,13 +44,14 @@ def test_invented_words_are_edge_insertions():
     assert invented_words(probe.alignment, probe.ref_words, probe.hypothesis_norm) == ("thank", "you")
 
 
-def test_probe_run_on_silence_and_music_gives_no_word(tmp_path, fw_backend):
+def test_probe_run_on_silence_and_music_gives_no_word_on_either_path(tmp_path, fw_backend):
     if not any(MUSIC_DIR.glob("*.wav")):
         pytest.skip(f"no music in {MUSIC_DIR} (scripts/setup.sh installs asterisk-moh-opsound-wav)")
     store = Store(tmp_path / "data")
-    result = run_validation(RunOptions(dataset="probes", model="whisper-tiny.en", seed=1), store)
+    result = run_validation(RunOptions(dataset="probes", model="whisper-tiny.en", seed=1, mode="both"), store)
     rows = result.rows
-    assert len(rows) == len(list(probes_source().rows(None)))
+    assert len(rows) == 2 * len(list(probes_source().rows(None)))
+    assert set(rows["mode"]) == {"offline", "streaming"}, "both paths: full context and the live engine"
     assert set(rows["probe"]) == {"silence", "room tone", "white noise", "pink noise", "dtmf", "beep", "music"}
     chosen = rows[rows["probe"].isin(["silence", "music"])]
     assert len(chosen) >= 2 and (chosen["probe"] == "music").any()

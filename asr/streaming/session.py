@@ -40,6 +40,7 @@ class StreamUpdate:
 
     committed: str = ""  # final text: it never changes again, it only grows
     tentative: str = ""  # the newest hypothesis after the committed text; may still change
+    tentative_words: tuple[Word, ...] = ()  # the same as words with absolute times (what a flip count compares)
     audio_seconds: float = 0.0  # audio received so far
     processed_seconds: float = 0.0  # audio the model has decoded or the VAD has judged silent
     update_seconds: float = 0.0  # compute of the last model call that served this session
@@ -326,6 +327,7 @@ class StreamingSession:
         new = StreamUpdate(
             committed=self._text,
             tentative=join_words(self._policy.tentative),
+            tentative_words=self._policy.tentative,
             processed_seconds=self._policy.processed_until,
             update_seconds=compute_seconds or state.update_seconds,
             committed_words=words,

@@ -1,0 +1,261 @@
+"""Streaming mode of a validation run: rows through the live engine on a simulated clock, scored like any row.
+
+Each row's (noisy, channel-coded) audio, or several rows joined into one long stream with pauses between them
+(``stream_seconds``), is fed in browser-sized chunks to a :class:`asr.streaming.StreamingSession` on an
+unthreaded scheduler. As in ``stream-bench``, the worker's rounds run for real and the clock advances by
+their measured compute, jumping ahead to the next chunk's arrival when the worker is idle; so an hour of
+streams takes minutes, while latencies are what a live user on this machine would see.
+
+What is measured per row (the committed words are assigned to rows by their times in the stream):
+- ``first_commit_s``: from the start of the row's first committed word in the audio to its commit;
+- commit latency of every committed word (clock at commit minus the word's end, as stream-bench);
+- ``flips``: words shown that a later update changed or took back (the words of the previous display that the
+  word alignment to the next display does not keep);
+- ``duplicate_words``: committed words whose audio an already committed word with the same text covers.
+
+``sessions`` streams run at once on one worker, as that many testers sharing it (their windows are batched).
+Because the clock follows measured compute, how much audio each round sees depends on the machine's speed:
+streaming rows are reproducible in what they measure, not byte for byte (offline rows are).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from asr.audio import SAMPLE_RATE
+from asr.backends import Backend
+from asr.results import Word
+from asr.streaming.policy import StreamOptions
+from asr.streaming.scheduler import Scheduler
+from asr.streaming.session import StreamingSession
+
+MODES = ("offline", "streaming", "both")
+DUPLICATE_LOOKBACK = 8  # committed words checked for a duplicate of a new one
+MAX_IDLE_ROUNDS = 50  # rounds with nothing to decode after the last chunk before a stream is declared stuck
+
+
+class StreamModeError(ValueError):
+    """Bad streaming-mode options, in one line."""
+
+
+@dataclass(frozen=True)
+class StreamModeOptions:
+    """How rows are streamed. Frozen; change with :func:`dataclasses.replace`."""
+
+    stream_seconds: float | None = None  # join consecutive rows into streams at least this long; None: one each
+    pause_seconds: float = 0.7  # silence between joined rows (a pause between two sentences)
+    sessions: int = 4  # streams at once on one worker (testers sharing it); 1 is stream-bench's default
+    chunk_seconds: float = 0.5  # what the browser sends at a time
+
+    def validate(self) -> StreamModeOptions:
+        if self.stream_seconds is not None and not (math.isfinite(self.stream_seconds) and self.stream_seconds > 0):
+            raise StreamModeError(f"stream seconds must be a positive number, not {self.stream_seconds!r}")
+        if not (0 <= self.pause_seconds <= 10):
+            raise StreamModeError(f"pause seconds must be between 0 and 10, not {self.pause_seconds!r}")
+        if not isinstance(self.sessions, int) or not 1 <= self.sessions <= 64:
+            raise StreamModeError(f"stream sessions must be an integer from 1 to 64, not {self.sessions!r}")
+        if not 0.02 <= self.chunk_seconds <= 5:
+            raise StreamModeError(f"chunk seconds must be between 0.02 and 5, not {self.chunk_seconds!r}")
+        return self
+
+
+@dataclass(frozen=True)
+class StreamOutcome:
+    """What streaming made of one row."""
+
+    text: str  # the committed words of the row
+    first_commit_s: float | None  # None when nothing was committed
+    latencies: tuple[float, ...]  # per committed word
+    flips: int
+    duplicate_words: int
+    compute_seconds: float  # the row's share of its stream's rounds
+
+
+def plan_streams(seconds: Sequence[float], keys: Sequence[str], stream_seconds: float | None) -> list[list[int]]:
+    """Row indices grouped into streams: consecutive rows with the same key (condition) until ``stream_seconds``."""
+    streams: list[list[int]] = []
+    total = 0.0
+    for i, (length, key) in enumerate(zip(seconds, keys, strict=True)):
+        if not streams or stream_seconds is None or total >= stream_seconds or keys[streams[-1][0]] != key:
+            streams.append([])
+            total = 0.0
+        streams[-1].append(i)
+        total += length
+    return streams
+
+
+def join(audios: Sequence[np.ndarray], pause: float) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """One stream of the rows with ``pause`` seconds of silence between them, and each row's (start, end) in it."""
+    gap = np.zeros(int(round(pause * SAMPLE_RATE)), np.float32)
+    parts, spans, at = [], [], 0
+    for i, audio in enumerate(audios):
+        if i:
+            parts.append(gap)
+            at += gap.size
+        parts.append(np.asarray(audio, np.float32))
+        spans.append((at / SAMPLE_RATE, (at + audio.size) / SAMPLE_RATE))
+        at += audio.size
+    return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), spans
+
+
+def _norm(word: str) -> str:
+    return re.sub(r"[^\w']", "", word.lower())
+
+
+class _Trace:
+    """One stream's committed words with their commit clock, and the shown words later changed."""
+
+    def __init__(self) -> None:
+        self.committed: list[tuple[Word, float]] = []
+        self.flipped: list[Word] = []
+        self.duplicates: list[Word] = []
+        self.shown: list[Word] = []
+        self.compute = 0.0
+
+    def observe(self, committed: Sequence[Word], tentative: Sequence[Word], clock: float) -> None:
+        for word in committed[len(self.committed) :]:
+            if self._duplicate(word):
+                self.duplicates.append(word)
+            self.committed.append((word, clock))
+        shown = [*committed, *tentative]
+        old, new = [_norm(w.word) for w in self.shown], [_norm(w.word) for w in shown]
+        kept: set[int] = set()
+        for block in difflib.SequenceMatcher(None, old, new, autojunk=False).get_matching_blocks():
+            kept.update(range(block.a, block.a + block.size))
+        self.flipped.extend(w for i, w in enumerate(self.shown) if i not in kept)
+        self.shown = shown
+
+    def _duplicate(self, word: Word) -> bool:
+        for old, _ in self.committed[-DUPLICATE_LOOKBACK:]:
+            overlap = min(old.end, word.end) - max(old.start, word.start)
+            shorter = max(min(old.end - old.start, word.end - word.start), 1e-3)
+            if _norm(old.word) == _norm(word.word) and overlap >= 0.5 * shorter:
+                return True
+        return False
+
+
+def _simulate(streams: Sequence[np.ndarray], scheduler: Scheduler, options: StreamOptions, chunk: float) -> list:
+    """All streams at once on the scheduler against one simulated clock; their traces, in order."""
+    step = max(int(round(chunk * SAMPLE_RATE)), 1)
+    sessions = [StreamingSession(options=options, scheduler=scheduler) for _ in streams]
+    traces = [_Trace() for _ in streams]
+    chunks = [math.ceil(a.size / step) for a in streams]
+    fed, clock, idle = [0] * len(streams), 0.0, 0
+    try:
+        while True:
+            _feed(streams, sessions, chunks, fed, step, clock)
+            report = scheduler.run_once()
+            if report.windows:
+                idle = 0
+                clock += report.compute_seconds
+                active = [t for t, s in zip(traces, sessions, strict=True) if not s.done] or traces
+                for trace in active:
+                    trace.compute += report.compute_seconds / len(active)
+            for session, trace in zip(sessions, traces, strict=True):
+                update = session.update()
+                trace.observe(update.committed_words, update.tentative_words, clock)
+            if all(s.done for s in sessions):
+                break
+            pending = [(f + 1) * step / SAMPLE_RATE for f, n in zip(fed, chunks, strict=True) if f < n]
+            if not report.windows and pending:
+                clock = max(clock, min(pending))
+            elif not report.windows:
+                idle += 1
+                if idle > MAX_IDLE_ROUNDS:
+                    raise RuntimeError("a simulated stream did not finish")
+        for session in sessions:
+            session.finish()  # raises the error of a failed session
+    finally:
+        for session in sessions:
+            session.close()
+    return traces
+
+
+def _feed(streams, sessions, chunks, fed, step: int, clock: float) -> None:
+    for i, (audio, session) in enumerate(zip(streams, sessions, strict=True)):
+        while fed[i] < chunks[i] and min((fed[i] + 1) * step, audio.size) / SAMPLE_RATE <= clock + 1e-9:
+            session.feed(audio[fed[i] * step : (fed[i] + 1) * step])
+            fed[i] += 1
+            if fed[i] == chunks[i]:
+                session.end()
+
+
+def _split(trace: _Trace, spans: Sequence[tuple[float, float]]) -> list[StreamOutcome]:
+    """Each row's share of a stream: words by their midpoint, cut halfway through each pause."""
+    cuts = [(a[1] + b[0]) / 2 for a, b in zip(spans, spans[1:])]
+
+    def row_of(word: Word) -> int:
+        return int(np.searchsorted(cuts, (word.start + word.end) / 2))
+
+    total = sum(e - s for s, e in spans) or 1.0
+    out = []
+    for k, (start, end) in enumerate(spans):
+        words = [(w, c) for w, c in trace.committed if row_of(w) == k]
+        first = words[0] if words else None
+        out.append(
+            StreamOutcome(
+                text="".join(w.word for w, _ in words).strip(),
+                first_commit_s=round(first[1] - first[0].start, 4) if first else None,
+                latencies=tuple(round(c - w.end, 4) for w, c in words),
+                flips=sum(1 for w in trace.flipped if row_of(w) == k),
+                duplicate_words=sum(1 for w in trace.duplicates if row_of(w) == k),
+                compute_seconds=trace.compute * (end - start) / total,
+            )
+        )
+    return out
+
+
+class StreamRunner:
+    """Streams batches of row audio through one backend, ``sessions`` streams at a time.
+
+    The model is warmed on the largest window first (as stream-bench does), so the first round's allocation
+    does not land on the first rows' latencies.
+    """
+
+    def __init__(self, backend: Backend, options: StreamModeOptions, stream: StreamOptions | None = None) -> None:
+        self.options = options.validate()
+        self.stream = stream or StreamOptions(keep_recording=False)
+        self.scheduler = Scheduler(backend, threaded=False, name="asr-eval-stream")
+        self._warm = False
+
+    def _warm_up(self) -> None:
+        if not self._warm:
+            window = np.zeros(int(self.stream.max_buffer_seconds * SAMPLE_RATE), np.float32)
+            self.scheduler.backend.transcribe_windows([window] * self.options.sessions, self.stream.decode)
+            self._warm = True
+
+    def run(
+        self, audios: Sequence[np.ndarray], keys: Sequence[str], check: Callable[[], None] | None = None
+    ) -> list[StreamOutcome]:
+        """One outcome per row, in order; rows with the same key next to each other may share a stream.
+
+        ``check`` is called before each group of streams (it raises to cancel the run)."""
+        self._warm_up()
+        seconds = [a.size / SAMPLE_RATE for a in audios]
+        plan = plan_streams(seconds, keys, self.options.stream_seconds)
+        outcomes: list[StreamOutcome | None] = [None] * len(audios)
+        for first in range(0, len(plan), self.options.sessions):
+            if check is not None:
+                check()
+            group = plan[first : first + self.options.sessions]
+            joined = [join([audios[i] for i in rows], self.options.pause_seconds) for rows in group]
+            longest = max(a.size for a, _ in joined) / SAMPLE_RATE
+            options = self.stream.replace(max_session_seconds=longest + 60.0)
+            traces = _simulate([a for a, _ in joined], self.scheduler, options, self.options.chunk_seconds)
+            for rows, (_, spans), trace in zip(group, joined, traces, strict=True):
+                for i, outcome in zip(rows, _split(trace, spans), strict=True):
+                    outcomes[i] = outcome
+        return [o for o in outcomes if o is not None]
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 4) if len(values) else None
+
+
+__all__ = ["MODES", "StreamModeError", "StreamModeOptions", "StreamOutcome", "StreamRunner", "join", "plan_streams"]

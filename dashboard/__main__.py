@@ -94,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             live_sessions=args.live_sessions,
             enable_monitoring=args.enable_monitoring,
             dataset_roots=tuple(args.dataset_root),
+            host=args.host,
         ).validate()
         from dashboard import upkeep
         from dashboard.shared import get_store

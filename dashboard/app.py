@@ -14,7 +14,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from dashboard.config import DashboardConfig
-from dashboard.guard import PageGuard
+from dashboard.guard import PageGuard, is_loopback
 from dashboard.pages import live, review, transcribe, validate
 
 TITLE = "asr-qa"
@@ -83,7 +83,7 @@ def launch_kwargs(config: DashboardConfig) -> dict[str, Any]:
         "show_error": False,  # unexpected errors are logged on the server, not shown; gr.Error always shows
         "css": CSS,
         # the Gradio event routes answer only pages this server served (dashboard/guard.py)
-        "app_kwargs": {"middleware": [Middleware(PageGuard)]},
+        "app_kwargs": {"middleware": [Middleware(PageGuard, loopback_only=is_loopback(config.host))]},
         "theme": gr.themes.Soft(),
     }
 

@@ -31,6 +31,7 @@ class DashboardConfig:
     enable_monitoring: bool = False  # Gradio's /monitoring page; off unless asked for
     cache_sweep_s: tuple[int, int] = (300, 1800)  # Gradio cache: sweep every 5 min, drop files older than 30 min
     dataset_roots: tuple[Path, ...] = ()  # --dataset-root: more folders Validate may read datasets from
+    host: str = "127.0.0.1"  # --host; on loopback the dashboard answers only requests naming a loopback host
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())

@@ -14,6 +14,10 @@ answer only requests that carry what a browser on a page of this server sends:
 It also makes the login compare user names exactly: Gradio strips the name typed, so "alice " logged in as
 "alice"; a name with surrounding spaces is now refused as incorrect.
 
+When the dashboard listens on loopback only (the default), requests must also name a loopback host
+(``127.0.0.1``, ``localhost``, ``[::1]``): a site that rebinds its own DNS name to 127.0.0.1 would otherwise be
+"same origin" with the dashboard in the visitor's browser and could read and drive it.
+
 This is not authentication: a script that fetches a page first and forges the Origin header acts as the page.
 Access control is ``--auth``; the scripting API is the token-protected ``/api/`` (see README "Security").
 """
@@ -38,19 +42,24 @@ GRADIO_PREFIX = "/gradio_api"
 CLOSED_PREFIXES = ("/call/", "/run/", "/api/", "/openapi.json", "/mcp")  # event routes the page never uses
 PAGE_COOKIE = "asrqa_page"
 CLOSED_MESSAGE = "the Gradio event API is closed; scripts use the token-protected /api/ routes"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 FOREIGN_MESSAGE = "refused: not a request from a page served by this dashboard"
 
 
 class PageGuard:
     """ASGI middleware: see the module docstring. ``secret`` signs the page cookie (random per process)."""
 
-    def __init__(self, app: ASGIApp, secret: bytes | None = None) -> None:
+    def __init__(self, app: ASGIApp, secret: bytes | None = None, loopback_only: bool = False) -> None:
         self.app = app
         self.secret = secret or secrets.token_bytes(32)
+        self.loopback_only = loopback_only  # refuse requests naming any other host (DNS rebinding)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if self.loopback_only and host_name(_headers(scope).get("host", "")) not in LOOPBACK_NAMES:
+            await _refuse(send, 403, "refused: this dashboard answers only to 127.0.0.1 and localhost")
             return
         path = scope.get("path", "")
         root = scope.get("root_path", "") or ""
@@ -104,6 +113,18 @@ class PageGuard:
             await send(message)
 
         return wrapped
+
+
+def host_name(host: str) -> str:
+    """``localhost:7860`` -> ``localhost``; ``[::1]:7860`` -> ``::1``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def is_loopback(address: str) -> bool:
+    return address.strip("[]").lower() in LOOPBACK_NAMES
 
 
 def same_origin(headers: dict[str, str]) -> bool:

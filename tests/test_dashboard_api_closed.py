@@ -198,3 +198,17 @@ _UPLOAD_JS = """async (url) => {
     const response = await fetch(url, {method: "POST", body: form});
     return response.status;
 }"""
+
+
+def test_a_rebound_dns_name_is_refused(app):
+    """A site that points its own name at 127.0.0.1 would be "same origin" with the dashboard in a browser."""
+    for host, status in (
+        (f"evil.test:{app.port}", 403),
+        (f"localhost:{app.port}", 200),
+        (f"127.0.0.1:{app.port}", 200),
+    ):
+        answer = httpx.get(app.url + "/", headers={"Host": host}, timeout=30)
+        assert answer.status_code == status, host
+    rebound = PageClient(app.url, origin=f"http://evil.test:{app.port}", cookie=False)
+    rebound.http.headers["Host"] = f"evil.test:{app.port}"
+    assert rebound.http.get("/review").status_code == 403  # no page, so no cookie, and no event

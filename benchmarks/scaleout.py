@@ -1,0 +1,258 @@
+"""``python -m benchmarks ray``: the Ray executor against the local one, and one Ray node against two.
+
+Every measurement runs in a fresh process, one after the other in this command, so the figures are side by side
+on the same (shared) machine; compare their ratios, not their absolute speeds. For each run it prints:
+- end to end: rows and audio seconds per wall second from the run's start (Ray: actor start-up and model loading
+  per actor included; local: the model is loaded before, as a long-lived dashboard has it);
+- steady: rows per second after the first batch arrived, which is what a long sweep sees;
+- driver CPU per row (Ray runs): the driver process's CPU time over the run divided by the rows, against the
+  decode time per row; below 2 % means the driver is not what limits more nodes.
+The scaling part starts a cluster on this machine with ``ray start --head --num-cpus 1`` and adds a second node
+with ``ray start --address ... --num-cpus 1``; each node process is started here with ``--block`` and stopped by
+its own process id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+DEFAULT_NOISE = "clean,white@10,pink@10,babble@5,reverb@0.5"  # the built-in sweep of `benchmarks sweep`
+TARGET_RATIO = 0.9
+TARGET_DRIVER_SHARE = 0.02
+NODE_START_TIMEOUT_S = 120
+NODE_OBJECT_STORE = 400 * 1024**2  # bytes per node: the machine is shared
+AUTH = {"RAY_AUTH_MODE": "token"}  # nodes and drivers share ~/.ray/auth_token (Ray's token authentication)
+
+
+@dataclass(frozen=True)
+class Measured:
+    executor: str
+    rows: int
+    audio_seconds: float
+    wall_seconds: float  # run_validation's own wall time (dataset loading excluded)
+    first_result_seconds: float  # from the run's start to its first stored batch
+    first_rows: int  # rows in the first stored batch
+    last_result_seconds: float
+    driver_cpu_seconds: float  # this process's CPU time from the first stored batch to the last (local: decoding too)
+    compute_seconds: float  # the rows' decode time (the engine's own, summed)
+    hypotheses: str  # every hypothesis, joined: equal runs give the same text
+
+    @property
+    def rtfx(self) -> float:
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds else float("nan")
+
+    @property
+    def steady_rows_per_second(self) -> float:
+        span = self.last_result_seconds - self.first_result_seconds
+        return (self.rows - self.first_rows) / span if span > 0 else float("nan")
+
+    @property
+    def driver_cpu_per_row(self) -> float:
+        """Driver CPU per row in the steady part of the run (start-up, a one-off cost, left out)."""
+        rows = self.rows - self.first_rows
+        return self.driver_cpu_seconds / rows if rows > 0 else float("nan")
+
+    @property
+    def decode_per_row(self) -> float:
+        return self.compute_seconds / self.rows if self.rows else float("nan")
+
+    @property
+    def driver_share(self) -> float:
+        return self.driver_cpu_per_row / self.decode_per_row if self.compute_seconds else float("nan")
+
+
+def measure(executor: str, noise: str, limit: int | None, workers: int | None, chunk: int) -> Measured:
+    """One run in this process (called in a fresh child process by :func:`run_child`)."""
+    from evaluation.runner import RunOptions, run_validation
+    from evaluation.store import Store
+
+    arrivals: list[tuple[float, int, float]] = []  # (seconds since the start, rows done, process CPU seconds)
+    options = RunOptions(
+        dataset="builtin",
+        noise=tuple(noise.split(",")),
+        limit=limit,
+        executor=executor,
+        workers=workers,
+        chunk_size=chunk,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        started = [0.0]
+
+        def progress(done: int, total: int, message: str) -> None:
+            now = time.perf_counter()
+            if not started[0]:
+                started[0] = now
+            else:
+                arrivals.append((now - started[0], done, time.process_time()))
+
+        store = Store(tmp)
+        result = run_validation(options, store, progress=progress)
+        label = str(store.get_run(result.run_id).summary.get("executor", executor))
+    first_t, first_rows, first_cpu = arrivals[0] if arrivals else (0.0, 0, 0.0)
+    return Measured(
+        executor=label,
+        rows=len(result.rows),
+        audio_seconds=result.audio_seconds_done,
+        wall_seconds=result.wall_seconds,
+        first_result_seconds=first_t,
+        first_rows=first_rows,
+        last_result_seconds=arrivals[-1][0] if arrivals else 0.0,
+        driver_cpu_seconds=arrivals[-1][2] - first_cpu if arrivals else 0.0,
+        compute_seconds=float(result.rows["compute_seconds"].sum()),
+        hypotheses="\n".join(result.rows["hypothesis"].astype(str)),
+    )
+
+
+def run_child(executor: str, args: argparse.Namespace, env: dict[str, str] | None = None, **overrides) -> Measured:
+    spec = {"executor": executor, "noise": args.noise, "limit": args.limit, "workers": None, "chunk": args.chunk}
+    spec.update(overrides)
+    command = [sys.executable, "-m", "benchmarks.scaleout", "--child", json.dumps(spec)]
+    done = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=args.timeout
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{executor} run failed: {done.stderr.strip().splitlines()[-1:]}")
+    return Measured(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _row(name: str, m: Measured, driver: bool) -> str:
+    share = f"{m.driver_share * 100:6.2f}%" if driver else "      -"
+    return (
+        f"{name:24} {m.rows:5d} {m.audio_seconds:8.1f} {m.wall_seconds:7.1f} {m.rtfx:6.2f}x "
+        f"{m.first_result_seconds:6.1f} {m.steady_rows_per_second:7.3f} "
+        f"{m.decode_per_row:8.3f} {m.driver_cpu_per_row * 1000:8.2f} {share}"
+    )
+
+
+HEADER = (
+    f"{'run':24} {'rows':>5} {'audio s':>8} {'wall s':>7} {'rtfx':>7} {'1st s':>6} {'rows/s':>7} "
+    f"{'decode/row':>8} {'drv ms/row':>8} {'drv/dec':>7}"
+)
+
+
+def side_by_side(args: argparse.Namespace) -> list[tuple[str, Measured, bool]]:
+    local = run_child("local", args)
+    ray_run = run_child("ray", args, env={"RAY_ADDRESS": ""})
+    if local.hypotheses != ray_run.hypotheses:
+        print("WARNING: the Ray run's hypotheses differ from the local run's")
+    return [("local", local, False), ("ray (local Ray, 2 actors)", ray_run, True)]
+
+
+class Node:
+    """One ``ray start --block`` process (a head or a worker node), stopped by its own process id."""
+
+    def __init__(self, command: list[str], log: Path) -> None:
+        self.log = log
+        env = {**os.environ, **AUTH}
+        self.proc = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()  # --block stops the node's own processes on SIGTERM
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+
+
+def _ray_cli() -> str:
+    return str(Path(sys.executable).with_name("ray"))
+
+
+def _wait_for_cpus(address: str, cpus: int) -> None:
+    check = (
+        "import ray,sys,time\n"
+        f"ray.init(address='{address}', logging_level='ERROR')\n"
+        f"deadline = time.time() + {NODE_START_TIMEOUT_S}\n"
+        f"while ray.cluster_resources().get('CPU', 0) < {cpus} and time.time() < deadline: time.sleep(1)\n"
+        f"sys.exit(0 if ray.cluster_resources().get('CPU', 0) >= {cpus} else 1)\n"
+    )
+    env = {**os.environ, **AUTH}
+    subprocess.run([sys.executable, "-c", check], check=True, timeout=NODE_START_TIMEOUT_S + 60, env=env)
+
+
+def scaling(args: argparse.Namespace, logs: Path) -> list[tuple[str, Measured, bool]]:
+    port = str(args.port)
+    address = f"127.0.0.1:{port}"
+    common = ["--num-cpus", "1", "--object-store-memory", str(NODE_OBJECT_STORE), "--block", "--disable-usage-stats"]
+    head = Node(
+        [_ray_cli(), "start", "--head", "--port", port, "--include-dashboard", "false", *common], logs / "head.log"
+    )
+    nodes = [head]
+    try:
+        _wait_for_cpus(address, 1)
+        env = {"RAY_ADDRESS": address, **AUTH}
+        small = {"limit": args.scaling_limit, "noise": args.scaling_noise, "chunk": args.scaling_chunk}
+        one = run_child("ray", args, env=env, workers=1, **small)
+        nodes.append(Node([_ray_cli(), "start", "--address", address, *common], logs / "worker.log"))
+        _wait_for_cpus(address, 2)
+        two = run_child("ray", args, env=env, workers=2, **small)
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+    if one.hypotheses != two.hypotheses:
+        print("WARNING: the two-node run's hypotheses differ from the one-node run's")
+    return [("cluster, 1 node x 1 CPU", one, True), ("cluster, 2 nodes x 1 CPU", two, True)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks ray", description=__doc__.split("\n")[0])
+    parser.add_argument("--noise", default=DEFAULT_NOISE)
+    parser.add_argument("--limit", type=int, default=None, help="utterances of the built-in set (default all)")
+    parser.add_argument("--chunk", type=int, default=16, help="rows per batch (the runner's chunk_size)")
+    parser.add_argument("--scaling-limit", type=int, default=24, help="utterances for the one vs two node runs")
+    parser.add_argument("--scaling-noise", default="clean,white@10")
+    parser.add_argument("--scaling-chunk", type=int, default=8, help="rows per batch in the one vs two node runs")
+    parser.add_argument("--port", type=int, default=6389, help="the scaling cluster's head port (on 127.0.0.1)")
+    parser.add_argument("--skip", choices=("side-by-side", "scaling"), action="append", default=[])
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds for each run")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        spec = json.loads(args.child)
+        print(
+            json.dumps(asdict(measure(spec["executor"], spec["noise"], spec["limit"], spec["workers"], spec["chunk"])))
+        )
+        return 0
+    load = os.getloadavg()[0]
+    print(f"built-in sweep ({args.noise}), tiny.en, {os.cpu_count()} CPU cores, load average {load:.1f} at start")
+    print("each run in a fresh process, one after the other: compare ratios (the machine is shared)")
+    print(HEADER)
+    rows: list[tuple[str, Measured, bool]] = []
+    if "side-by-side" not in args.skip:
+        for name, m, driver in side_by_side(args):
+            print(_row(name, m, driver), flush=True)
+            rows.append((name, m, driver))
+        local, ray_run = rows[0][1], rows[1][1]
+        print(
+            f"ray / local: end to end {ray_run.rtfx / local.rtfx:.2f}x, steady "
+            f"{ray_run.steady_rows_per_second / local.steady_rows_per_second:.2f}x (target >= {TARGET_RATIO}x); "
+            f"driver CPU per row {ray_run.driver_share * 100:.2f}% of decode time per row "
+            f"(target < {TARGET_DRIVER_SHARE * 100:.0f}%); identical hypotheses: {local.hypotheses == ray_run.hypotheses}"
+        )
+    if "scaling" not in args.skip:
+        with tempfile.TemporaryDirectory() as logs:
+            for name, m, driver in scaling(args, Path(logs)):
+                print(_row(name, m, driver), flush=True)
+                rows.append((name, m, driver))
+        one, two = rows[-2][1], rows[-1][1]
+        print(
+            f"two nodes / one node: end to end {two.rtfx / one.rtfx:.2f}x, steady "
+            f"{two.steady_rows_per_second / one.steady_rows_per_second:.2f}x"
+        )
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

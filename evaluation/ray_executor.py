@@ -41,15 +41,16 @@ CONNECT_ERRORS = (ConnectionError, TimeoutError, RuntimeError, ValueError, OSErr
 
 
 SAMPLE_FIELDS = tuple(f.name for f in dataclasses.fields(Sample))
+SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(RowSpec) if f.name != "sample")  # condition, seed, mode...
 
 
 def spec_frame(batch: Sequence[RowSpec]) -> pd.DataFrame:
-    """One batch of row specs as a Ray Data block: a row per spec, a column per Sample field, the audio as float32."""
+    """One batch of row specs as a Ray Data block: a row per spec, a column per field, the audio as float32."""
     columns: dict[str, list] = {name: [getattr(s.sample, name) for s in batch] for name in SAMPLE_FIELDS}
     columns["groups"] = [json.dumps(dict(g)) for g in columns["groups"]]
     columns["audio"] = [np.asarray(a, np.float32) for a in columns["audio"]]
-    columns["condition"] = [s.condition for s in batch]
-    columns["seed"] = [s.seed for s in batch]
+    for name in SPEC_FIELDS:
+        columns[f"spec_{name}"] = [getattr(s, name) for s in batch]
     return pd.DataFrame(columns)
 
 
@@ -59,7 +60,8 @@ def frame_specs(frame: pd.DataFrame) -> list[RowSpec]:
         values = {name: _none_for_nan(record[name]) for name in SAMPLE_FIELDS}
         values["groups"] = json.loads(values["groups"])
         values["audio"] = np.asarray(values["audio"], np.float32)
-        specs.append(RowSpec(Sample(**values), str(record["condition"]), int(record["seed"])))
+        extra = {name: record[f"spec_{name}"] for name in SPEC_FIELDS}
+        specs.append(RowSpec(Sample(**values), **extra))
     return specs
 
 

@@ -190,6 +190,8 @@ def test_errors_do_not_show_server_paths(app, events):
     answer = page.call(events["transcribe"], [file_data, "whisper-tiny.en", "faster-whisper"])
     assert not answer["success"] and "broken.wav" in _error(answer)
     assert str(app.data_dir) not in _error(answer) and "gradio-tmp" not in _error(answer)
+    missing = page.call(events["validate_open_run"], [None, "no-such-run"])  # said "... in /path/asrqa.sqlite"
+    assert not missing["success"] and "no-such-run" in _error(missing) and str(app.data_dir) not in _error(missing)
 
 
 _UPLOAD_JS = """async (url) => {

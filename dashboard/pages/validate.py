@@ -17,7 +17,7 @@ import pandas as pd
 
 from asr.audio import SAMPLE_RATE
 from dashboard.config import DashboardConfig
-from dashboard.shared import esc, get_store, model_choices, model_picker, render_alignment
+from dashboard.shared import esc, get_store, model_choices, model_picker, render_alignment, without_paths
 from dashboard.validate_form import USER_ERRORS, dataset_spec, noise_specs, run_options
 from dashboard.validate_view import comparison_table, group_chart, run_label, utterance_frame, wer_table
 from evaluation.compare import compare_runs
@@ -222,7 +222,7 @@ def _inspect(store: Store, config: DashboardConfig, kind: str, location: str, sp
     try:
         columns = list(open_source(dataset, split=split or None, store=store).columns)
     except USER_ERRORS as exc:
-        raise gr.Error(str(exc)) from exc
+        raise gr.Error(without_paths(str(exc), store.db_path, store.data_dir)) from exc
     dropdown = gr.Dropdown(choices=columns)
     note = f"Columns of `{esc(dataset)}`: " + ", ".join(f"`{esc(c)}`" for c in columns)
     groups = gr.Dropdown(choices=[*columns, *RESULT_GROUPS])  # detected_language: grouped by what the model heard
@@ -242,7 +242,7 @@ def _run(store: Store, config: DashboardConfig, tab: ValidateTab, *form, progres
         try:
             result = run_validation(options, store, progress=report, cancel=tab.cancel)
         except USER_ERRORS as exc:
-            raise gr.Error(str(exc)) from exc
+            raise gr.Error(without_paths(str(exc), store.db_path, store.data_dir)) from exc
         done.append(result)
         if result.status == "cancelled":
             break
@@ -263,7 +263,7 @@ def _open(store: Store, config: DashboardConfig, tab: ValidateTab, run_id: str |
     try:
         result = load_result(store, run_id)
     except RunNotFound as exc:
-        raise gr.Error(str(exc)) from exc
+        raise gr.Error(without_paths(str(exc), store.db_path, store.data_dir)) from exc
     return _show(config, tab, result)
 
 
@@ -330,7 +330,7 @@ def _utterance(store: Store, config: DashboardConfig, tab: ValidateTab, evt: gr.
         _check_run_paths(config, result.settings)
         audio = utterance_audio(store, result.run_id, str(item["id"]), str(item["noise"]))
     except (KeyError, *USER_ERRORS) as exc:
-        gr.Warning(f"The audio could not be re-made: {exc}")
+        gr.Warning(f"The audio could not be re-made: {without_paths(str(exc), store.db_path, store.data_dir)}")
         return gr.Group(visible=True), heading, render_alignment(spans), None, None
     if not check_regenerated(item, audio):
         heading += "\n\n⚠️ The dataset changed since this run: the audio below may differ from what was scored."
@@ -356,7 +356,7 @@ def _compare(store: Store, tab: ValidateTab, baseline_id: str | None):
     try:
         comparison = compare_runs(store, baseline_id, tab.result.run_id, seed=tab.result.settings.seed)
     except RunNotFound as exc:
-        raise gr.Error(str(exc)) from exc
+        raise gr.Error(without_paths(str(exc), store.db_path, store.data_dir)) from exc
     if comparison.table.empty:
         return "The two runs share no group to compare.", gr.Dataframe(visible=False)
     changes = list(comparison.table["change"])

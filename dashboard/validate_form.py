@@ -34,7 +34,7 @@ def dataset_spec(kind: str, text: str, roots: DatasetRoots | None = None) -> str
 
 def _dataset_spec(kind: str, text: str) -> str:
     text = (text or "").strip()
-    if kind in ("builtin", "recorded"):
+    if kind in ("builtin", "recorded", "probes"):
         return kind
     if kind == "builtin-real":  # the box may name languages: "en" or "fr,it"
         return f"{kind}:{text.replace(' ', '')}" if text else kind
@@ -46,9 +46,15 @@ def _dataset_spec(kind: str, text: str) -> str:
 
 
 def noise_specs(
-    kinds: list[str], snrs: str, rt60s: str, noise_dir: str, roots: DatasetRoots | None = None
+    kinds: list[str],
+    snrs: str,
+    rt60s: str,
+    noise_dir: str,
+    roots: DatasetRoots | None = None,
+    channels: list[str] | tuple[str, ...] = (),
 ) -> list[str]:
-    """Noise condition specs from the checkboxes: every noise kind at every SNR, reverb at every RT60.
+    """Noise condition specs from the checkboxes: every noise kind at every SNR, reverb at every RT60, each on
+    every channel ticked ("none" is the noise alone; no channel ticked: none).
 
     A noise folder outside ``roots`` (when given) is refused before anything looks at it.
     """
@@ -76,7 +82,8 @@ def noise_specs(
         specs += [f"reverb@{rt}" for rt in numbers(rt60s, "RT60 (s)")]
     if (noise_dir or "").strip():
         specs += [f"file:{noise_dir.strip()}@{snr}" for snr in levels]
-    return specs
+    lines = list(channels or ["none"])
+    return [spec if line == "none" else f"{spec}+{line}" for line in lines for spec in specs]
 
 
 def run_options(form: tuple, roots: DatasetRoots | None = None) -> list[RunOptions]:
@@ -92,16 +99,19 @@ def run_options(form: tuple, roots: DatasetRoots | None = None) -> list[RunOptio
         snrs,
         rt60s,
         noise_dir,
+        channels,
         limit,
         seed,
         model,
         backend,
         extra,
         executor,
+        mode,
+        stream_seconds,
     ) = form
     base = RunOptions(
         dataset=dataset_spec(kind, location, roots),
-        noise=tuple(noise_specs(kinds, snrs, rt60s, noise_dir, roots)),
+        noise=tuple(noise_specs(kinds, snrs, rt60s, noise_dir, roots, channels)),
         backend=backend,
         limit=int(limit) if limit and float(limit) >= 1 else None,  # 0 or empty: every utterance
         text_column=text_col or None,
@@ -110,6 +120,8 @@ def run_options(form: tuple, roots: DatasetRoots | None = None) -> list[RunOptio
         split=(split or "").strip() or None,
         seed=int(seed or 0),
         executor=(executor or "").strip() or "local",
+        mode=mode or "offline",
+        stream_seconds=float(stream_seconds) if stream_seconds and float(stream_seconds) > 0 else None,  # 0: each alone
     )
     models = list(dict.fromkeys([model, *(extra or [])]))
     try:

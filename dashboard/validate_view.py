@@ -22,7 +22,7 @@ from evaluation.store import Run  # noqa: E402
 from evaluation.tables import group_table  # noqa: E402
 
 WORST_WER = 0.5  # WER at which a cell is fully red; 0 is green
-UTTERANCE_COLUMNS = ("id", "noise", "wer", "reference", "hypothesis", "snr_db_measured")
+UTTERANCE_COLUMNS = ("id", "noise", "mode", "wer", "reference", "hypothesis", "snr_db_measured")
 
 
 def wer_colour(wer: float) -> str:

@@ -68,6 +68,16 @@ CODECS = {
     "opus": Codec("libopus", "libopus", 16000, (6000, 64000), 12000, True, (("application", "voip"),), True),
     "mp3": Codec("libmp3lame", "mp3", 16000, MP3_16K_RATES, 16000, decoder_skips_priming=True),
 }
+CHANNEL_CHOICES = (  # what the Validate page offers
+    "codec:mulaw8k",
+    "codec:alaw8k",
+    "codec:amrnb@12.2k",
+    "codec:g722",
+    "codec:opus@12k",
+    "codec:opus@12k+loss5",
+    "codec:mp3@16k",
+    "band:300-3400",
+)
 MISSING = {"gsm": "libgsm", "gsm-fr": "libgsm"}  # asked for, but no wheel of PyAV has an encoder for it
 
 

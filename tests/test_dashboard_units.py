@@ -162,3 +162,16 @@ def test_transcribe_stats_say_how_the_language_was_chosen():
     assert "language **fr** (forced)" in render_stats(forced, multilingual=True)
     english = dataclasses.replace(detected, language="en", model="whisper-tiny.en")
     assert "language **en** (English-only model)" in render_stats(english, multilingual=False)
+
+
+def test_noise_specs_cross_the_channels():
+    specs = noise_specs(["clean", "white"], "10", "", "", None, ["none", "codec:mulaw8k", "codec:opus@12k+loss5"])
+    assert specs == [
+        "clean",
+        "white@10",
+        "clean+codec:mulaw8k",
+        "white@10+codec:mulaw8k",
+        "clean+codec:opus@12k+loss5",
+        "white@10+codec:opus@12k+loss5",
+    ]
+    assert noise_specs(["clean"], "", "", "", None, []) == ["clean"]

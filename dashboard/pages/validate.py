@@ -20,14 +20,16 @@ from dashboard.config import DashboardConfig
 from dashboard.shared import esc, get_store, model_choices, model_picker, render_alignment, without_paths
 from dashboard.validate_form import USER_ERRORS, dataset_spec, noise_specs, run_options
 from dashboard.validate_view import comparison_table, group_chart, run_label, utterance_frame, wer_table
+from evaluation.channel import CHANNEL_CHOICES
 from evaluation.compare import compare_runs
 from evaluation.datasets import RESULT_GROUPS
 from evaluation.noise import USAGE, NoiseError, parse_conditions
 from evaluation.replay import check_regenerated, row_alignment, utterance_audio
-from evaluation.report import SYNTHETIC_NOTE, write_outputs
+from evaluation.report import SYNTHETIC_NOTE, markdown_table, write_outputs
 from evaluation.runner import RunResult, load_result, run_validation
 from evaluation.sources import open_source
 from evaluation.store import RunNotFound, Store
+from evaluation.stream_tables import format_streaming
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,10 @@ SOURCES = [
     ("Local folder or manifest", "folder"),
     ("Hugging Face hub dataset", "hub"),
     ("Recorded test cases", "recorded"),
+    ("Hallucination probes (non-speech)", "probes"),
 ]
+CHANNELS = ["none", *CHANNEL_CHOICES]
+MODES = [("Offline (full context)", "offline"), ("Streaming (as on Live)", "streaming"), ("Both, side by side", "both")]
 NOISE_KINDS = ["clean", "white", "pink", "babble", "reverb"]
 DOWNLOADS = (
     ("results.csv", "Results CSV"),
@@ -105,6 +110,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         snrs = gr.Textbox("10", label="SNRs in dB (comma separated)", elem_id="validate-snrs")
         rt60s = gr.Textbox("0.6", label="Reverb RT60s in s")
         noise_dir = gr.Textbox(label="Your noise recordings folder (optional)", placeholder="/data/musan/noise")
+    channels = gr.CheckboxGroup(CHANNELS, value=["none"], label="Channel (after the noise)", elem_id="validate-channel")
     conditions = gr.Markdown(elem_id="validate-conditions")
     with gr.Row():
         limit = gr.Number(0, label="Utterances (0: all)", precision=0, minimum=0, elem_id="validate-limit")
@@ -112,6 +118,8 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         executor = gr.Textbox(
             "local", label="Executor (local, ray or ray://HOST:PORT)", max_lines=1, elem_id="validate-executor"
         )
+        mode = gr.Radio(MODES, value="offline", label="Path", elem_id="validate-mode")
+        stream_seconds = gr.Number(0, label="Join into streams of (s; 0: each alone)", minimum=0)
         run = gr.Button("Run validation", variant="primary", elem_id="validate-run")
         cancel = gr.Button("Cancel", variant="stop", elem_id="validate-cancel")
     status = gr.Markdown(elem_id="validate-status")
@@ -134,7 +142,9 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         alignment = gr.HTML(elem_id="alignment-view")
         with gr.Row():
             clean_audio = gr.Audio(label="Clean", interactive=False, elem_id="clean-audio")
-            noisy_audio = gr.Audio(label="As transcribed (with noise)", interactive=False, elem_id="noisy-audio")
+            noisy_audio = gr.Audio(
+                label="As transcribed (with noise and channel)", interactive=False, elem_id="noisy-audio"
+            )
     with gr.Accordion("Earlier runs and comparison", open=True):
         with gr.Row():
             runs = gr.Dropdown([], label="Run", elem_id="validate-runs")
@@ -147,7 +157,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
     tab = gr.State(lambda: ValidateTab())  # a factory: each tab gets its own
 
     results = [status, table, chart, utterances, *downloads]
-    noise_inputs = [kinds, snrs, rt60s, noise_dir]
+    noise_inputs = [kinds, snrs, rt60s, noise_dir, channels]
     form = [
         source,
         location,
@@ -162,6 +172,8 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         picker.backend,
         extra_models,
         executor,
+        mode,
+        stream_seconds,
     ]
 
     page.load(lambda: (_run_choices(store),) * 2, None, [runs, baseline], api_name="validate_load_runs")
@@ -205,9 +217,9 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
     )
 
 
-def _preview_conditions(kinds, snrs, rt60s, noise_dir, roots=None) -> str:
+def _preview_conditions(kinds, snrs, rt60s, noise_dir, channels, roots=None) -> str:
     try:
-        specs = [c.spec for c in parse_conditions(noise_specs(kinds, snrs, rt60s, noise_dir, roots))]
+        specs = [c.spec for c in parse_conditions(noise_specs(kinds, snrs, rt60s, noise_dir, roots, channels))]
     except (NoiseError, gr.Error) as exc:
         return f"⚠️ {esc(exc)} ({esc(USAGE)})"
     return "Conditions: " + ", ".join(f"`{s}`" for s in specs)
@@ -292,6 +304,8 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
         else f"Overall WER **{_pct(o.wer)}** (raw {_pct(o.raw_wer)}), CER {_pct(o.cer)}, {o.utterances} utterances.",
         "`*` marks a cell with too few utterances or speakers to trust.",
     ]
+    if summary.streaming is not None:
+        lines.append("**Streaming** (committed text on the simulated live clock):\n\n" + _streaming_markdown(summary))
     if result.skipped:
         lines.append(f"⚠️ {len(result.skipped)} dataset row(s) skipped: " + "; ".join(map(esc, result.skipped[:5])))
     files = tuple(str(paths[name]) for name, _ in DOWNLOADS)
@@ -302,6 +316,10 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
         utterance_frame(result.rows, summary.group_columns),
         files,
     )
+
+
+def _streaming_markdown(summary) -> str:
+    return markdown_table(format_streaming(summary.streaming, ["noise"]))
 
 
 def _pct(value: float) -> str:
@@ -317,6 +335,8 @@ def _utterance(store: Store, config: DashboardConfig, tab: ValidateTab, evt: gr.
     if result is None or "id" not in row or "noise" not in row:
         return gr.Group(visible=False), *[gr.skip()] * 4
     match = result.rows[(result.rows["id"].astype(str) == str(row["id"])) & (result.rows["noise"] == row["noise"])]
+    if "mode" in row and "mode" in match.columns:
+        match = match[match["mode"] == row["mode"]]
     if match.empty:
         return gr.Group(visible=False), *[gr.skip()] * 4
     item = match.iloc[0].to_dict()

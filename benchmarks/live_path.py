@@ -1,0 +1,164 @@
+"""``python -m benchmarks.live_path {sweep,match,probes}``: figures for the live path, channels and probes.
+
+- ``sweep``: the built-in sweep (every utterance x the sweep's conditions) through ``evaluation run`` offline
+  and then in streaming mode, one after the other in one process: rtfx (audio seconds per wall second) of each,
+  and audio per CPU second, since on a shared machine wall time mostly measures the neighbours.
+- ``match``: one file through streaming mode (a one-row dataset) and through stream-bench's simulated clock,
+  alternately ``--repeat`` times: committed WER and commit latencies of each, so "within noise" is measured.
+- ``probes``: the hallucination probes on both paths with the default model and VAD: words per probe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+SWEEP_NOISE = "clean,white@10,pink@10,babble@5,reverb@0.5"
+TARGET_RTFX = 8.0  # streaming mode over the built-in sweep, 2 cores
+
+
+def _run(options, label: str) -> dict:
+    from evaluation.runner import run_validation
+    from evaluation.store import Store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cpu = time.process_time()
+        result = run_validation(options, Store(tmp))
+        cpu = time.process_time() - cpu
+    audio = result.audio_seconds_done
+    return {
+        "path": label,
+        "rows": len(result.rows),
+        "audio_s": audio,
+        "wall_s": result.wall_seconds,
+        "rtfx": audio / result.wall_seconds,
+        "audio_per_cpu_s": audio / cpu if cpu else float("nan"),
+        "wer": result.summary.overall.wer,
+        "result": result,
+    }
+
+
+def sweep(args: argparse.Namespace) -> int:
+    from evaluation.runner import RunOptions
+
+    base = RunOptions(dataset="builtin", noise=tuple(args.noise.split(",")), model=args.model, limit=args.limit)
+    _run(dataclasses.replace(base, limit=1, mode="both"), "warm-up")
+    rows = [_run(base, "offline"), _run(dataclasses.replace(base, mode="streaming"), "streaming")]
+    print(f"built-in sweep: model {args.model}, noise {args.noise}, limit {args.limit or 'all'}")
+    print(f"{'path':10} {'rows':>5} {'audio s':>8} {'wall s':>7} {'rtfx':>6} {'audio/CPU s':>11} {'WER':>6}")
+    for r in rows:
+        print(
+            f"{r['path']:10} {r['rows']:5d} {r['audio_s']:8.1f} {r['wall_s']:7.1f} {r['rtfx']:6.1f} "
+            f"{r['audio_per_cpu_s']:11.1f} {r['wer'] * 100:5.1f}%"
+        )
+    s = rows[1]["result"].summary.streaming
+    from evaluation.stream_tables import format_streaming
+
+    print(format_streaming(s, ["noise"]).to_string(index=False))
+    verdict = "meets" if rows[1]["rtfx"] >= TARGET_RTFX else "misses"
+    print(f"streaming target >= {TARGET_RTFX:.0f}x real time on 2 cores: {verdict} it on this machine now")
+    return 0
+
+
+def _one_row_dataset(folder: Path, audio: Path, text: str) -> Path:
+    manifest = folder / "one.csv"
+    with manifest.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["audio", "text"])
+        writer.writerow([str(audio.resolve()), text])
+    return manifest
+
+
+def _stream_bench(audio: np.ndarray, backend, reference: str) -> dict:
+    """stream-bench's measurement: its simulated clock, one session, default options."""
+    from asr.audio import SAMPLE_RATE
+    from asr.streaming.bench import simulate
+    from asr.streaming.policy import StreamOptions
+    from asr.streaming.scheduler import Scheduler
+    from evaluation.scoring import score
+
+    options = StreamOptions(max_session_seconds=audio.size / SAMPLE_RATE + 60.0, keep_recording=False)
+    run = simulate(audio, Scheduler(backend, threaded=False), options, 1, 0.5)
+    return {
+        "wer": score(reference, run.texts[0]).wer,
+        "p50": float(np.percentile(run.latencies, 50)),
+        "p95": float(np.percentile(run.latencies, 95)),
+    }
+
+
+def match(args: argparse.Namespace) -> int:
+    from asr.audio import load_audio
+    from asr.backends import get_backend
+    from evaluation.runner import RunOptions
+
+    reference = Path(args.ref).read_text(encoding="utf-8").strip()
+    audio = load_audio(args.file)
+    backend = get_backend(args.model, "faster-whisper")
+    ours, theirs = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset = _one_row_dataset(Path(tmp), Path(args.file), reference)
+        for _ in range(args.repeat):
+            theirs.append(_stream_bench(audio, backend, reference))
+            options = RunOptions(dataset=str(dataset), model=args.model, mode="streaming")
+            row = _run(options, "streaming")["result"].rows.iloc[0]
+            ours.append({"wer": row["wer"], "p50": row["commit_latency_p50_s"], "p95": row["commit_latency_p95_s"]})
+    print(f"{args.file}: {audio.size / 16000:.1f} s, model {args.model}, {args.repeat} alternating runs (mean ± sd)")
+    print(f"{'':26} {'committed WER':>16} {'latency p50 (s)':>16} {'latency p95 (s)':>16}")
+    for name, runs in (("evaluation --mode streaming", ours), ("stream-bench", theirs)):
+        cells = [_mean_sd([r[k] for r in runs], 100 if k == "wer" else 1) for k in ("wer", "p50", "p95")]
+        print(f"{name:26} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16}")
+    return 0
+
+
+def _mean_sd(values: Sequence[float], scale: float) -> str:
+    values = [v * scale for v in values]
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} ± {sd:.2f}"
+
+
+def probes(args: argparse.Namespace) -> int:
+    from evaluation.runner import RunOptions
+
+    result = _run(RunOptions(dataset="probes", model=args.model, mode="both"), "probes")["result"]
+    rows = result.rows
+    print(f"hallucination probes: model {args.model or 'default'}, default VAD, both paths")
+    table = rows.pivot_table(index="probe", columns="mode", values="invented_words", aggfunc="sum", sort=False)
+    seconds = rows[rows["mode"] == "offline"].groupby("probe", sort=False)["audio_seconds"].sum()
+    table["seconds"] = seconds.round(0)
+    print(table.to_string())
+    worded = rows[rows["invented_words"] > 0]
+    if worded.empty:
+        print("no probe clip produced a word on either path")
+    for row in worded.itertuples(index=False):
+        print(f"  {row.id} [{row.mode}]: {row.invented_text}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.live_path", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("sweep", help="offline and streaming rtfx over the built-in sweep")
+    s.add_argument("--noise", default=SWEEP_NOISE)
+    s.add_argument("--limit", type=int, default=None, help="utterances of the built-in set (default all)")
+    m = sub.add_parser("match", help="streaming mode against stream-bench on one file")
+    m.add_argument("file")
+    m.add_argument("--ref", required=True, help="reference transcript (text file)")
+    m.add_argument("--repeat", type=int, default=3)
+    p = sub.add_parser("probes", help="words invented on the probes, both paths")
+    for q in (s, m, p):
+        q.add_argument("--model", default="whisper-tiny.en")
+    args = parser.parse_args(argv)
+    return {"sweep": sweep, "match": match, "probes": probes}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

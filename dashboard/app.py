@@ -1,6 +1,6 @@
 """The QA dashboard: one Gradio Blocks app, one page per task, composed with ``Blocks.route``.
 
-Live is the main page (``/``), then ``/transcribe``, ``/validate`` and ``/review``. Each page module exposes
+Live is the main page (``/``), then ``/record``, ``/transcribe``, ``/validate`` and ``/review``. Each page module exposes
 ``build(page, config)`` and holds only UI: it turns UI values into options, calls ``asr/`` or ``evaluation/``,
 and renders the result. ``demo`` is built on first access from the defaults (``python -m dashboard`` builds its
 own from the command line), so ``from dashboard.app import demo`` works for ``gradio`` tooling and tests.
@@ -13,13 +13,15 @@ from typing import Any
 import gradio as gr
 from starlette.middleware import Middleware
 
+from dashboard.api import api_routes, ensure_token
 from dashboard.config import DashboardConfig
 from dashboard.guard import PageGuard, is_loopback
-from dashboard.pages import live, review, transcribe, validate
+from dashboard.pages import live, record, review, transcribe, validate
 
 TITLE = "asr-qa"
 PAGES = (  # (navbar name, path, module); the first is the main page at "/"
     ("Live", "", live),
+    ("Record", "record", record),
     ("Transcribe", "transcribe", transcribe),
     ("Validate", "validate", validate),
     ("Review", "review", review),
@@ -40,6 +42,13 @@ CSS = """
 .asrqa-sub { background: #fde68a; color: #111; border-radius: 3px; padding: 0 2px; }
 .asrqa-del { background: #fecaca; color: #111; text-decoration: line-through; border-radius: 3px; padding: 0 2px; }
 .asrqa-ins { background: #bfdbfe; color: #111; border-radius: 3px; padding: 0 2px; }
+.asrqa-prompt { padding: 1rem 1.25rem; border: 1px solid var(--border-color-primary); border-radius: var(--radius-lg);
+  background: var(--block-background-fill); }
+.asrqa-prompt-count { font-size: 0.95rem; color: var(--body-text-color-subdued); margin-bottom: 0.4rem; }
+.asrqa-prompt-text { font-size: 2rem; line-height: 1.3; font-weight: 600; }
+.asrqa-take-wer { font-size: 1.3rem; margin-bottom: 0.4rem; }
+.asrqa-checks ul { list-style: none; padding-left: 0; margin: 0.3rem 0; }
+.asrqa-check-ok { color: var(--body-text-color); } .asrqa-check-bad { color: #b91c1c; font-weight: 600; }
 .asrqa-regression { background: #fecaca; } .asrqa-improvement { background: #bbf7d0; }
 """
 
@@ -83,7 +92,11 @@ def launch_kwargs(config: DashboardConfig) -> dict[str, Any]:
         "show_error": False,  # unexpected errors are logged on the server, not shown; gr.Error always shows
         "css": CSS,
         # the Gradio event routes answer only pages this server served (dashboard/guard.py)
-        "app_kwargs": {"middleware": [Middleware(PageGuard, loopback_only=is_loopback(config.host))]},
+        "app_kwargs": {
+            "middleware": [Middleware(PageGuard, loopback_only=is_loopback(config.host))],
+            # the scripting API (dashboard/api.py), on the same server, behind its token (and the login with --auth)
+            "routes": api_routes(config, ensure_token(config.data_dir)),
+        },
         "theme": gr.themes.Soft(),
     }
 

@@ -137,6 +137,16 @@ def parse_script_file(data: bytes | str, name: str = "script") -> tuple[Prompt, 
     return parse_pasted(text, name)
 
 
+def from_records(records: Sequence[dict], name: str = "prompts") -> tuple[Prompt, ...]:
+    """Prompts from ``{"id", "text", "type"}`` records (the REST API's JSON); ``type`` is optional."""
+    rows = []
+    for n, record in enumerate(records, 1):
+        if not isinstance(record, dict):
+            raise ScriptError(f"{name}: prompt {n}: expected an object with id and text, got {record!r}")
+        rows.append([str(record.get(k) or "") for k in ("id", "text", "type")])
+    return _from_rows(rows, name)
+
+
 def _parse_csv(text: str, name: str) -> tuple[Prompt, ...]:
     rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
     header = [cell.strip().lower() for cell in rows[0]] if rows else []

@@ -8,6 +8,10 @@ All levels are measured where the VAD (``asr.vad``, Silero, with no padding so t
 finds speech: the speech level is the RMS over speech spans, the noise level the RMS over what is left once a
 margin around each span is removed (breaths and word edges are not noise), and the SNR is their power ratio
 with the noise power subtracted from the speech-plus-noise power. Pure numpy apart from the VAD call.
+
+:func:`assess_take` adds the take's full-context transcript and its score against the prompt: the same
+decoding and scoring a validation run of the saved test case does, so the WER a tester sees on the Record
+page is the one Validate will report for that take (the live transcript can differ by a word or two).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 
 from asr.audio import SAMPLE_RATE
 from asr.vad import FRAME, SpeechSpan, VadOptions, speech_spans
+from evaluation.scoring import AlignedSpan, score
 
 CHECK_VAD = VadOptions(speech_pad_ms=0)  # spans that start and end where the speech does
 SNR_CAP_DB = 100.0  # digital silence between words: the noise floor is below anything a microphone gives
@@ -29,8 +34,8 @@ VAD_LEAD_SECONDS = 0.5  # silence put before the take for the VAD only: Silero m
 
 @dataclass(frozen=True)
 class CheckOptions:
-    clip_level: float = 0.98  # |sample| at or above this is at full scale (resampling rounds clipped tops)
-    max_clipped_fraction: float = 0.001  # more than 0.1% of the samples at full scale: the take is clipped
+    clip_level: float = 0.99  # |sample| at or above this is at full scale (resampling rounds clipped tops)
+    max_clipped_fraction: float = 0.002  # more than 0.2% of the samples at full scale: the take is clipped
     min_speech_dbfs: float = -40.0  # speech RMS below this: too quiet (a laptop mic at arm's length is ~ -35)
     min_snr_db: float = 15.0  # below this the noise, not the speaker, dominates the test case
     edge_seconds: float = 0.1  # speech this close to the start or the end was probably cut
@@ -200,3 +205,26 @@ def _snr_check(snr: float | None, o: CheckOptions) -> TakeCheck:
             "snr", False, f"estimated SNR {snr:.1f} dB: noisy (below {o.min_snr_db:g}); find a quieter place"
         )
     return TakeCheck("snr", True, f"estimated SNR {snr:.1f} dB")
+
+
+@dataclass(frozen=True)
+class AssessedTake:
+    transcript: str  # the full-context transcript of the take
+    errors: int  # word errors against the prompt, after normalization
+    ref_words: int  # words of the normalized prompt
+    alignment: tuple[AlignedSpan, ...]
+    report: TakeReport
+
+    @property
+    def wer(self) -> float | None:
+        return self.errors / self.ref_words if self.ref_words else None
+
+
+def assess_take(audio: np.ndarray, prompt: str, backend) -> AssessedTake:
+    """Transcribe the take in full context with ``backend``, score it against ``prompt`` and check its audio."""
+    from asr.transcribe import transcribe
+
+    text = transcribe(audio, backend=backend).text
+    scored = score(prompt, text)
+    report = check_take(audio, words=scored.ref_words)
+    return AssessedTake(text, scored.errors, scored.ref_words, scored.alignment, report)

@@ -145,3 +145,21 @@ def test_accepted_takes_are_the_recorded_dataset_grouped_by_accent_with_speakers
     assert loaded.group_columns == ("accent",) and loaded.speaker_column == "speaker"
     assert sorted(s.text for s in loaded.samples) == ["Pay my bill.", "Press one for sales."]
     assert {(s.groups["accent"], s.speaker) for s in loaded.samples} == {("Scottish", "tester-07")}
+
+
+def test_a_datasets_export_keeps_the_profile_columns(store, session, tmp_path):
+    from datasets import load_from_disk
+
+    _accept(store, session, 0)
+    folder = store.export_cases(store.list_cases(), tmp_path / "export", "datasets")
+    exported = load_from_disk(str(folder))
+    row = exported.remove_columns("audio")[0]  # decoding audio would need torchcodec
+    assert {k: row[k] for k in ("text", "speaker", "accent", "gender", "age_band", "device", "session")} == {
+        "text": "Press one for sales.",
+        "speaker": "tester-07",
+        "accent": "Scottish",
+        "gender": "female",
+        "age_band": "30-44",
+        "device": "headset",
+        "session": session.id,
+    }

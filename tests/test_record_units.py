@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,16 +12,13 @@ from asr.vad import SpeechSpan
 from evaluation.prompts import ScriptError, builtin_names, builtin_script, parse_pasted, parse_script_file
 from evaluation.takes import check_take
 
-ALLISON = Path("/usr/share/asterisk/sounds/en_US_f_Allison")  # real speech (Debian asterisk-core-sounds-en-wav)
 HALF_SECOND = np.zeros(SAMPLE_RATE // 2, np.float32)
 
 
 @pytest.fixture(scope="module")
-def sentence() -> np.ndarray:
+def sentence(real_set) -> np.ndarray:
     """'Please check the number and dial again.', spoken by a person, with half a second of silence each side."""
-    path = ALLISON / "check-number-dial-again.wav"
-    if not path.exists():
-        pytest.skip(f"{path} is missing (apt-get install asterisk-core-sounds-en-wav)")
+    path = real_set / "audio" / "en" / "check-number-dial-again.wav"
     return np.concatenate([HALF_SECOND, load_audio(path), HALF_SECOND])
 
 

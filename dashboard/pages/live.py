@@ -112,18 +112,38 @@ def _close_tab(tab: LiveTab | None) -> None:
 
 
 def _on_start(tab: LiveTab) -> tuple[str, str]:
+    start_listening(tab)
+    return render_view(StreamUpdate()), "<span class='asrqa-readout'>listening…</span>"
+
+
+def start_listening(tab: LiveTab) -> None:
     with tab.lock:
         tab.listening = True
-    return render_view(StreamUpdate()), "<span class='asrqa-readout'>listening…</span>"
 
 
 def _on_chunk(chunk, tab: LiveTab, model: str, backend: str, options: StreamOptions, config: DashboardConfig):
     """Hand the chunk to the session and show its latest state; never waits for the model."""
-    if chunk is None:
+    fed = feed_chunk(tab, chunk, model, backend, options)
+    if fed is None:
         return gr.skip(), gr.skip()
+    update, taken = fed
+    full = not taken and update.audio_seconds >= config.live_limit_s - 0.01
+    return render_view(update), render_readout(update, config, limit_reached=full)
+
+
+def feed_chunk(
+    tab: LiveTab, chunk, model: str, backend: str, options: StreamOptions
+) -> tuple[StreamUpdate, bool] | None:
+    """Feed one microphone chunk to the tab's session (created on the first chunk): the update, and whether
+    the chunk was taken (False once the session's limit is reached). None for a chunk that arrives after stop.
+
+    Shared by Live and Record, so both stream exactly the same way.
+    """
+    if chunk is None:
+        return None
     with tab.lock:
         if not tab.listening:
-            return gr.skip(), gr.skip()
+            return None
         if tab.session is None:
             load_backend_or_error(model, backend)  # a clear message for a bad model, and the model loaded once
             tab.session = StreamingSession(model=model, backend=backend, options=options)
@@ -133,18 +153,24 @@ def _on_chunk(chunk, tab: LiveTab, model: str, backend: str, options: StreamOpti
         taken = session.feed(chunk)
     except AudioError as exc:
         raise gr.Error(str(exc)) from exc
-    update = session.update()
-    full = not taken and update.audio_seconds >= config.live_limit_s - 0.01
-    return render_view(update), render_readout(update, config, limit_reached=full)
+    return session.update(), taken
 
 
 def _on_stop(tab: LiveTab, config: DashboardConfig):
     """Finish the session (commit the tail), keep the whole recording for saving, and free the session."""
+    final = finish_take(tab)
+    if final is None:
+        return gr.skip(), "<span class='asrqa-readout'>Nothing was heard.</span>", None, gr.skip()
+    return render_view(final), render_readout(final, config), (SAMPLE_RATE, tab.take.audio), final.committed
+
+
+def finish_take(tab: LiveTab) -> StreamUpdate | None:
+    """Stop listening, commit the tail and keep the recording as ``tab.take``; None when nothing was heard."""
     with tab.lock:
         tab.listening = False
         session, tab.session = tab.session, None
     if session is None:
-        return gr.skip(), "<span class='asrqa-readout'>Nothing was heard.</span>", None, gr.skip()
+        return None
     try:
         final = session.finish(timeout=FINISH_TIMEOUT_S)
         audio = session.recording()
@@ -154,7 +180,7 @@ def _on_stop(tab: LiveTab, config: DashboardConfig):
         session.close()
     with tab.lock:
         tab.take = LiveTake(audio, final.committed, tab.model, tab.backend)
-    return render_view(final), render_readout(final, config), (SAMPLE_RATE, audio), final.committed
+    return final
 
 
 def _save(config: DashboardConfig, tab: LiveTab, reference, accent, noise, device, notes) -> str:

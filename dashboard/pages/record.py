@@ -1,0 +1,440 @@
+"""Record (`/record`): a prompted recording session that turns a tester's voice into test cases.
+
+A script (built-in, pasted, or an uploaded CSV/TXT) and a speaker profile start a session in the store. Each
+prompt is shown large with its place ("12 / 40"); the tester records it through the same streaming engine as
+Live (``live.feed_chunk`` / ``live.finish_take``), sees the live transcript while speaking, and on stop the
+take's WER against the prompt with the alignment coloured and the take checks (``evaluation.takes``). Accept
+saves it as a test case and moves on; Re-record keeps the prompt; Skip moves on without a take.
+
+The session's place lives in the store, and its id in the browser's local storage, so a reload or a server
+restart comes back to the same prompt; the resume list reaches any open session from any browser.
+Keyboard: R starts and stops recording, A accepts the take (when focus is not in a text box).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from asr.streaming import StreamOptions, StreamUpdate
+from dashboard.config import DashboardConfig
+from dashboard.pages.live import LiveTab, feed_chunk, finish_take, start_listening
+from dashboard.record_view import (
+    SUMMARY_COLUMNS,
+    render_checks,
+    render_live,
+    render_prompt,
+    render_wer,
+    session_choice,
+    summary_frame,
+)
+from dashboard.shared import ACCENTS, DEVICES, NOISE_CONDITIONS, get_store, load_backend_or_error, model_picker
+from evaluation.prompts import ScriptError, builtin_names, builtin_script, parse_pasted, parse_script_file
+from evaluation.recordstore import RecordSession, SessionNotFound, SpeakerProfile, StaleTake
+from evaluation.runstore import StoreError
+from evaluation.store import Store
+from evaluation.takes import AssessedTake, assess_take
+
+logger = logging.getLogger(__name__)
+
+SESSION_KEY = "asrqa-record-session"  # local-storage key of the session this browser records
+SESSION_SECRET = "asrqa-record-session-id"  # only a session id is kept there: nothing secret to protect
+GENDERS = ["", "female", "male", "non-binary", "prefer not to say"]
+AGE_BANDS = ["", "under 18", "18-29", "30-44", "45-59", "60-74", "75+"]
+SAVED = "saved:"  # prefix of a saved script's value in the script list
+SHORTCUTS_JS = """() => {
+  if (window.asrqaRecordKeys) return;
+  window.asrqaRecordKeys = true;
+  document.addEventListener('keydown', (e) => {
+    const t = e.target;
+    if (e.ctrlKey || e.metaKey || e.altKey || (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName)))) return;
+    const key = e.key.toLowerCase();
+    const click = (sel, text) => {
+      const b = [...document.querySelectorAll(sel)].find((x) => !text || x.innerText.trim().startsWith(text));
+      if (b) { b.click(); e.preventDefault(); }
+    };
+    if (key === 'r') {
+      const stop = [...document.querySelectorAll('#record-mic button')].find((x) => x.innerText.trim().startsWith('Stop'));
+      stop ? stop.click() : click('#record-mic button', 'Record');
+    } else if (key === 'a') click('#record-accept');
+  });
+}"""
+
+
+@dataclass(frozen=True)
+class PendingTake:
+    """The take on screen, waiting for Accept or Re-record."""
+
+    index: int  # the prompt it was recorded for
+    audio: np.ndarray
+    take: AssessedTake  # full-context transcript, score against the prompt, checks
+    model: str
+    backend: str
+
+
+class RecordTab(LiveTab):
+    """A tab's streaming state (as Live's) plus the session it records and the take waiting for a decision."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session_id: str | None = None
+        self.pending: PendingTake | None = None
+
+    def __deepcopy__(self, memo) -> RecordTab:
+        return self
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """The page's components that every session change redraws, in handler output order."""
+
+    prompt: gr.HTML
+    live: gr.HTML
+    wer: gr.HTML
+    checks: gr.HTML
+    summary: gr.Dataframe
+    message: gr.Markdown
+    saved_id: gr.BrowserState
+    setup: gr.Accordion  # folded while a session runs, so the prompt is what the tester sees
+
+    def all(self) -> list:
+        return [self.prompt, self.live, self.wer, self.checks, self.summary, self.message, self.saved_id, self.setup]
+
+
+def build(page: gr.Blocks, config: DashboardConfig) -> None:
+    store = get_store(config.data_dir)
+    gr.Markdown(
+        "## Record\nRead a script aloud, one prompt at a time: each take is scored against its prompt and, once "
+        "accepted, saved as a test case with the speaker's profile. Shortcuts: **R** record / stop, **A** accept."
+    )
+    tab = gr.State(RecordTab, delete_callback=_close_tab)
+    saved_id = gr.BrowserState("", storage_key=SESSION_KEY, secret=SESSION_SECRET)
+    setup = _setup_panel()
+    picker = model_picker(page, "record")
+    prompt = gr.HTML(render_prompt(None), elem_id="record-prompt")
+    mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone", elem_id="record-mic")
+    live = gr.HTML(render_live(StreamUpdate()), elem_id="record-live")
+    with gr.Row():
+        wer = gr.HTML(elem_id="record-wer")
+        checks = gr.HTML(elem_id="record-checks")
+    with gr.Row():
+        accept = gr.Button("Accept (A)", variant="primary", elem_id="record-accept")
+        rerecord = gr.Button("Re-record", elem_id="record-rerecord")
+        skip = gr.Button("Skip", elem_id="record-skip")
+    message = gr.Markdown(elem_id="record-message")
+    summary = gr.Dataframe(
+        headers=SUMMARY_COLUMNS, interactive=False, label="This session: WER per prompt type", elem_id="record-summary"
+    )
+    out = Outputs(prompt, live, wer, checks, summary, message, saved_id, setup.panel)
+
+    page.load(
+        lambda t, sid: _restore(store, t, sid),
+        [tab, saved_id],
+        [*out.all(), setup.resume, setup.builtin, tab],  # a load event keeps its state only when it is an output
+        api_name="record_restore",
+    )
+    page.load(None, None, None, js=SHORTCUTS_JS, api_name="record_shortcuts")
+    setup.start.click(
+        lambda t, *v: _start(store, t, *v),
+        [tab, *setup.inputs, picker.model, picker.backend],
+        out.all(),
+        api_name="record_start",
+    )
+    setup.resume_button.click(
+        lambda t, sid: _resume(store, t, sid), [tab, setup.resume], out.all(), api_name="record_resume"
+    )
+    _wire_mic(mic, tab, picker, config, store, out)
+    accept.click(lambda t: _decide(store, t, "accept"), tab, out.all(), api_name="record_accept")
+    rerecord.click(lambda t: _decide(store, t, "rerecord"), tab, out.all(), api_name="record_rerecord")
+    skip.click(lambda t: _decide(store, t, "skip"), tab, out.all(), api_name="record_skip")
+
+
+@dataclass(frozen=True)
+class SetupPanel:
+    panel: gr.Accordion
+    builtin: gr.Dropdown
+    script: gr.Textbox
+    upload: gr.File
+    name: gr.Textbox
+    speaker: gr.Textbox
+    accent: gr.Dropdown
+    gender: gr.Dropdown
+    age: gr.Dropdown
+    device: gr.Dropdown
+    environment: gr.Dropdown
+    start: gr.Button
+    resume: gr.Dropdown
+    resume_button: gr.Button
+
+    @property
+    def inputs(self) -> list:
+        return [
+            self.builtin,
+            self.script,
+            self.upload,
+            self.name,
+            self.speaker,
+            self.accent,
+            self.gender,
+            self.age,
+            self.device,
+            self.environment,
+        ]
+
+
+def _setup_panel() -> SetupPanel:
+    with gr.Accordion("Script and speaker", open=True, elem_id="record-setup") as panel:
+        with gr.Row():
+            builtin = gr.Dropdown(
+                _script_choices([]), value="builtin:harvard", label="Script", elem_id="record-builtin", scale=2
+            )
+            name = gr.Textbox(label="Name for a pasted or uploaded script", elem_id="record-script-name", scale=2)
+            upload = gr.File(
+                label="or upload CSV / TXT (id,text)",
+                file_types=[".csv", ".txt"],
+                type="filepath",
+                elem_id="record-upload",
+                scale=1,
+            )
+        script = gr.Textbox(
+            label="or paste prompts, one a line (used instead of the script above when filled in)",
+            lines=3,
+            elem_id="record-script",
+        )
+        with gr.Row():
+            speaker = gr.Textbox(label="Speaker id (an alias)", placeholder="tester-07", elem_id="record-speaker")
+            accent = gr.Dropdown(
+                ACCENTS, value="", label="Accent or L1", allow_custom_value=True, elem_id="record-accent"
+            )
+            gender = gr.Dropdown(GENDERS, value="", label="Gender (optional)", allow_custom_value=True)
+            age = gr.Dropdown(AGE_BANDS, value="", label="Age band (optional)")
+            device = gr.Dropdown(DEVICES, value="", label="Device", allow_custom_value=True, elem_id="record-device")
+            environment = gr.Dropdown(
+                NOISE_CONDITIONS, value="", label="Environment", allow_custom_value=True, elem_id="record-environment"
+            )
+        start = gr.Button("Start session", variant="primary", elem_id="record-start")
+        with gr.Row():
+            resume = gr.Dropdown([], label="or resume an open session", elem_id="record-resume", scale=4)
+            resume_button = gr.Button("Resume", elem_id="record-resume-button", scale=1)
+    return SetupPanel(
+        panel,
+        builtin,
+        script,
+        upload,
+        name,
+        speaker,
+        accent,
+        gender,
+        age,
+        device,
+        environment,
+        start,
+        resume,
+        resume_button,
+    )
+
+
+def _wire_mic(mic: gr.Audio, tab, picker, config: DashboardConfig, store: Store, out: Outputs) -> None:
+    options = StreamOptions(max_session_seconds=config.live_limit_s)
+    mic.start_recording(
+        _on_start, tab, [out.live, out.wer, out.checks], api_name="record_mic_start", concurrency_limit=None
+    )
+    mic.stream(
+        lambda chunk, t, m, b: _on_chunk(chunk, t, m, b, options),
+        [mic, tab, picker.model, picker.backend],
+        out.live,
+        api_name="record_mic_stream",
+        stream_every=config.stream_every,
+        time_limit=int(config.live_limit_s) + 60,
+        concurrency_limit=config.live_sessions,
+        concurrency_id="live_stream",  # Record and Live share the limit on live streams
+        show_progress="hidden",
+    )
+    mic.stop_recording(
+        lambda t: _on_stop(store, t),
+        tab,
+        [out.live, out.wer, out.checks, out.message],
+        api_name="record_mic_stop",
+        concurrency_limit=config.live_sessions,
+        concurrency_id="live_stop",
+    )
+
+
+def _close_tab(tab) -> None:
+    if isinstance(tab, RecordTab):
+        tab.close()
+
+
+def _script_choices(saved) -> list[tuple[str, str]]:
+    builtins = [(f"built-in: {n}", f"builtin:{n}") for n in builtin_names()]
+    return builtins + [(f"saved: {s.name} ({len(s.prompts)})", f"{SAVED}{s.id}") for s in saved]
+
+
+def _prompts_from(store: Store, choice: str, pasted: str, upload, name: str):
+    """(script name, source, prompts) from the form: an upload, else pasted lines, else the chosen script."""
+    if upload:
+        path = Path(upload)
+        label = (name or "").strip() or path.name
+        return label, "upload", parse_script_file(path.read_bytes(), path.name), None
+    if (pasted or "").strip():
+        return (name or "").strip() or "pasted prompts", "pasted", parse_pasted(pasted), None
+    if (choice or "").startswith(SAVED):
+        return None, None, None, choice[len(SAVED) :]
+    builtin = (choice or "builtin:harvard").removeprefix("builtin:")
+    return builtin, "builtin", builtin_script(builtin), None
+
+
+def _start(
+    store: Store,
+    tab: RecordTab,
+    choice,
+    pasted,
+    upload,
+    name,
+    speaker,
+    accent,
+    gender,
+    age,
+    device,
+    env,
+    model,
+    backend,
+):
+    profile = SpeakerProfile(speaker or "", accent or "", gender or "", age or "", device or "", env or "")
+    try:
+        label, source, prompts, script_id = _prompts_from(store, choice, pasted, upload, name)
+        profile = profile.validate()
+        if script_id is None:
+            script_id = _reuse_or_save(store, label, source, prompts)
+        session = store.recordings.start_session(script_id, profile, model=model or "", backend=backend or "")
+    except (ScriptError, StoreError, SessionNotFound) as exc:
+        raise gr.Error(str(exc)) from exc
+    return _show(store, tab, session, f"Session `{session.id}` started: {session.total} prompts.")
+
+
+def _reuse_or_save(store: Store, label: str, source: str, prompts) -> str:
+    """A built-in script is saved once and reused, so its sessions share one script row."""
+    if source == "builtin":
+        for s in store.recordings.list_scripts():
+            if s.source == "builtin" and s.name == label and s.prompts == tuple(prompts):
+                return s.id
+    return store.recordings.save_script(label, prompts, source).id
+
+
+def _resume(store: Store, tab: RecordTab, session_id: str):
+    if not session_id:
+        raise gr.Error("Pick a session in the list to resume.")
+    try:
+        session = store.recordings.get_session(session_id)
+    except SessionNotFound as exc:
+        raise gr.Error(str(exc)) from exc
+    return _show(store, tab, session, f"Resumed session `{session.id}`.")
+
+
+def _restore(store: Store, tab: RecordTab, saved_id: str):
+    """On page load: the session this browser was recording (if it still exists), and the lists."""
+    session = None
+    if saved_id:
+        try:
+            session = store.recordings.get_session(saved_id)
+        except SessionNotFound:
+            session = None
+    resume = gr.Dropdown(choices=[session_choice(s) for s in store.recordings.list_sessions(open_only=True)])
+    scripts = gr.Dropdown(choices=_script_choices(store.recordings.list_scripts()))
+    if session is None:
+        return (*_blank(), resume, scripts, tab)
+    note = f"Resumed session `{session.id}` at prompt {min(session.position + 1, session.total)} / {session.total}."
+    return (*_show(store, tab, session, note), resume, scripts, tab)
+
+
+def _blank():
+    return (render_prompt(None), gr.skip(), "", "", summary_frame([]), "", "", gr.Accordion(open=True))
+
+
+def _show(store: Store, tab: RecordTab, session: RecordSession, note: str):
+    with tab.lock:
+        tab.session_id = session.id
+        tab.pending = None
+    return (
+        render_prompt(session),
+        render_live(StreamUpdate()),
+        "",
+        "",
+        summary_frame(store.recordings.summary(session.id)),
+        note,
+        session.id,
+        gr.Accordion(open=session.done),
+    )
+
+
+def _on_start(tab: RecordTab):
+    if tab.session_id is None:
+        raise gr.Error("Start or resume a session first: the take needs a prompt.")
+    with tab.lock:
+        tab.pending = None
+    start_listening(tab)
+    return render_live(StreamUpdate()), "", ""
+
+
+def _on_chunk(chunk, tab: RecordTab, model: str, backend: str, options: StreamOptions):
+    if tab.session_id is None:
+        return gr.skip()
+    fed = feed_chunk(tab, chunk, model, backend, options)
+    return gr.skip() if fed is None else render_live(fed[0])
+
+
+def _on_stop(store: Store, tab: RecordTab):
+    """Finish the take: the final transcript, its WER against the prompt, and the checks on its audio."""
+    final = finish_take(tab)
+    if final is None or tab.take is None or tab.session_id is None:
+        return gr.skip(), "", "", "Nothing was heard: record again."
+    session = store.recordings.get_session(tab.session_id)
+    if session.done:
+        return render_live(final), "", "", "This session is finished."
+    backend = load_backend_or_error(tab.take.model, tab.take.backend)
+    take = assess_take(tab.take.audio, session.prompt.text, backend)
+    with tab.lock:
+        tab.pending = PendingTake(session.position, tab.take.audio, take, tab.take.model, tab.take.backend)
+    hint = "Accept it (A), re-record it, or skip the prompt."
+    return render_live(final), render_wer(take), render_checks(take.report), hint
+
+
+def _decide(store: Store, tab: RecordTab, action: str):
+    """Accept, re-record or skip the prompt on screen, then show where the session is now."""
+    if tab.session_id is None:
+        raise gr.Error("Start or resume a session first.")
+    with tab.lock:
+        pending, session_id = tab.pending, tab.session_id
+    session = store.recordings.get_session(session_id)
+    if action != "skip" and pending is None:
+        raise gr.Error("Record the prompt first (press R or the microphone's Record button), then stop.")
+    index = pending.index if pending is not None and action != "skip" else session.position
+    try:
+        note = _apply(store, session, index, action, pending)
+    except StaleTake as exc:
+        note = f"{exc}. Showing where the session is now."
+    return _show(store, tab, store.recordings.get_session(session_id), note)
+
+
+def _apply(store: Store, session: RecordSession, index: int, action: str, pending: PendingTake | None) -> str:
+    if action == "skip":
+        store.recordings.skip(session.id, index)
+        return f"Skipped prompt {index + 1}."
+    take = pending.take
+    fields = {
+        "transcript": take.transcript,
+        "errors": take.errors,
+        "ref_words": take.ref_words,
+        "checks": take.report.to_json(),
+    }
+    if action == "rerecord":
+        store.recordings.rerecord(session.id, index, **fields)
+        return f"Prompt {index + 1}: take discarded; record it again."
+    _, case = store.recordings.accept(
+        session.id, index, pending.audio, model=pending.model, backend=pending.backend, **fields
+    )
+    return f"Prompt {index + 1} saved as test case `{case.id}` ([Review](/review))."

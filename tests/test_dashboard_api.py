@@ -1,0 +1,110 @@
+"""The scripting API on the real server: token from DATA/api-token (0600), the --auth login as well, the Record
+flow through it with real speech (check, accept, a stale index refused, skip, summary)."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+from browser_util import running_app
+
+from dashboard.api import TOKEN_FILE, ensure_token
+
+pytestmark = [pytest.mark.slow]
+
+USER, PASSWORD = "qa", "s3cret-pass"
+
+
+def test_token_is_made_once_with_mode_0600_and_a_loose_mode_is_fixed(tmp_path):
+    token = ensure_token(tmp_path)
+    path = tmp_path / TOKEN_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(token) >= 32
+    assert ensure_token(tmp_path) == token  # the same token on every later start
+    os.chmod(path, 0o644)
+    assert ensure_token(tmp_path) == token and stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.write_text("short\n")
+    with pytest.raises(ValueError, match="shorter than 32 characters; delete the file"):
+        ensure_token(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    with running_app(tmp_path_factory, "api", ["--auth", f"{USER}:{PASSWORD}"]) as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    """An httpx client logged in (the cookie of POST /login) and carrying the bearer token."""
+    httpx = pytest.importorskip("httpx")
+    token = (app.data_dir / TOKEN_FILE).read_text().strip()
+    with httpx.Client(base_url=app.url, timeout=120) as c:
+        assert c.post("/login", data={"username": USER, "password": PASSWORD}).status_code == 200
+        c.headers["Authorization"] = f"Bearer {token}"
+        yield c
+
+
+@pytest.fixture(scope="module")
+def speech(real_set) -> bytes:
+    """'Please check the number and dial again.', as the set keeps it (8 kHz WAV: the API takes any format)."""
+    return (real_set / "audio" / "en" / "check-number-dial-again.wav").read_bytes()
+
+
+def test_token_and_login_are_both_needed(app, client):
+    import httpx
+
+    assert stat.S_IMODE((app.data_dir / TOKEN_FILE).stat().st_mode) == 0o600
+    token_only = httpx.get(f"{app.url}/api/sessions", headers=dict(client.headers), timeout=30)
+    assert token_only.status_code == 401 and "POST /login" in token_only.json()["detail"]
+    login_only = httpx.get(f"{app.url}/api/sessions", cookies=client.cookies, timeout=30)
+    assert login_only.status_code == 401 and "Bearer" in login_only.json()["detail"]
+    wrong = httpx.get(f"{app.url}/api/sessions", cookies=client.cookies, headers={"Authorization": "Bearer x"})
+    assert wrong.status_code == 401
+    assert client.get("/api/sessions").status_code == 200
+
+
+def test_a_session_through_the_api(client, speech):
+    script = client.post(
+        "/api/scripts",
+        json={
+            "name": "ivr",
+            "prompts": [
+                {"id": "pin", "text": "Please enter the conference pin number.", "type": "commands"},
+                {"id": "again", "text": "Please check the number and dial again.", "type": "commands"},
+                {"id": "thanks", "text": "Thank you.", "type": "polite"},
+            ],
+        },
+    )
+    assert script.status_code == 201, script.text
+    session = client.post(
+        "/api/sessions", json={"script_id": script.json()["id"], "speaker": "api-1", "accent": "US", "device": "phone"}
+    )
+    assert session.status_code == 201, session.text
+    sid = session.json()["id"]
+    assert session.json()["prompt"]["id"] == "pin" and session.json()["total"] == 3
+
+    checked = client.post(f"/api/sessions/{sid}/takes", params={"action": "check"}, content=speech)
+    assert checked.status_code == 200, checked.text
+    assert checked.json()["wer"] > 0.5 and "case_id" not in checked.json()  # the wrong prompt read: nothing saved
+    assert client.get(f"/api/sessions/{sid}").json()["position"] == 0
+
+    client.post(f"/api/sessions/{sid}/skip", params={"index": 0}).raise_for_status()
+    accepted = client.post(f"/api/sessions/{sid}/takes", params={"action": "accept", "index": 1}, content=speech)
+    assert accepted.status_code == 200, accepted.text
+    body = accepted.json()
+    # tiny.en may mishear the first word of a clip with no silence before it (the set's clips have none)
+    assert body["wer"] <= 0.3 and body["case_id"] and body["session"]["position"] == 2, body
+    assert {c["name"] for c in body["checks"]["checks"]} >= {"clipping", "level", "snr", "start", "end", "length"}
+
+    stale = client.post(f"/api/sessions/{sid}/takes", params={"action": "accept", "index": 1}, content=b"RIFF")
+    assert stale.status_code == 409 and "not the session's current prompt" in stale.json()["detail"]
+    bad_audio = client.post(f"/api/sessions/{sid}/takes", content=b"not audio at all")
+    assert bad_audio.status_code == 400
+
+    summary = {r["prompt_type"]: r for r in client.get(f"/api/sessions/{sid}/summary").json()["prompt_types"]}
+    assert (summary["commands"]["accepted"], summary["commands"]["skipped"]) == (1, 1)
+    takes = client.get(f"/api/sessions/{sid}/takes").json()["takes"]
+    assert [t["action"] for t in takes] == ["skipped", "accepted"]
+    assert client.get("/api/sessions/nope").status_code == 404
+    assert client.post("/api/sessions", json={"builtin": "digits", "speaker": "x"}).status_code == 400  # no accent

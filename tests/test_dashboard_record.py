@@ -1,0 +1,196 @@
+"""Record in a real browser: Chromium's fake microphone reads a three-prompt script in a real human voice.
+
+Each take is a fresh Chromium whose fake microphone plays one real recording (the real-speech set: Debian's
+Asterisk prompts, a real US-English speaker, converted to the 48 kHz WAV the fake device needs); the browser's local storage is
+carried from one to the next, as one tester's browser would keep it. Every wait is on what the page shows.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from browser_util import REPO, chromium, new_page, running_app, screenshot, wait_for_text
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+PROMPTS = ("check-number-dial-again", "cannot-complete-as-dialed", "agent-pass")
+LEAD_S, TAIL_S = 2.0, 1.5  # silence around each recording: the first second of a capture can be lost
+ACCENT, SPEAKER = "Scottish", "tester-07"
+
+
+@pytest.fixture(scope="module")
+def takes(tmp_path_factory, real_set) -> dict[str, tuple[Path, float, str]]:
+    """name -> (48 kHz mono 16-bit WAV for the fake microphone, its seconds, what is said)."""
+    rows = {r["id"]: r for r in csv.DictReader(open(real_set / "metadata.csv", encoding="utf-8"))}
+    folder = tmp_path_factory.mktemp("record-audio")
+    out = {}
+    for name in PROMPTS:
+        row = rows[f"en/{name}"]
+        wav = folder / f"{name}.wav"
+        pad = ["pad", str(LEAD_S), str(TAIL_S)]
+        subprocess.run(
+            ["sox", str(real_set / row["file_name"]), "-r", "48000", "-c", "1", "-b", "16", str(wav), *pad], check=True
+        )
+        seconds = float(subprocess.run(["soxi", "-D", str(wav)], capture_output=True, text=True, check=True).stdout)
+        out[name] = (wav, seconds, row["text"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    with running_app(tmp_path_factory, "record") as app:
+        yield app
+
+
+class OneTestersBrowser:
+    """One tester's browser: a new Chromium per take (one fake-microphone file each), the same local storage."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.state: dict | None = None
+
+    def open(self, wav: Path):
+        flags = [
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav}%noloop",
+        ]
+        return _Session(self, flags)
+
+    def keep(self, page) -> None:
+        self.state = page.context.storage_state()
+
+    def storage_for(self, url: str) -> dict | None:
+        """The kept local storage, moved to ``url`` (a restarted app listens on a new port)."""
+        if self.state is None:
+            return None
+        state = json.loads(json.dumps(self.state))
+        for origin in state.get("origins", []):
+            origin["origin"] = url
+        return state
+
+
+class _Session:
+    def __init__(self, tester: OneTestersBrowser, flags) -> None:
+        self.tester, self.flags = tester, flags
+
+    def __enter__(self):
+        self._browser = chromium(self.flags)
+        browser = self._browser.__enter__()
+        state = self.tester.storage_for(self.tester.app.url)
+        options = {"permissions": ["microphone"], **({"storage_state": state} if state else {})}
+        self.page = new_page(browser, **options)
+        self.page.goto(self.tester.app.url + "/record")
+        self.page.wait_for_selector("#record-mic")
+        return self.page
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            self.tester.keep(self.page)
+        return self._browser.__exit__(*exc)
+
+
+def _record(page, seconds: float, keys: bool = False) -> None:
+    """Record the whole file: the live text must appear while it plays, then stop once it has all been heard."""
+    if keys:
+        page.locator("body").click(position={"x": 5, "y": 5})  # focus outside any text box
+        page.keyboard.press("r")
+    else:
+        page.locator("#record-mic button", has_text="Record").click()
+    page.wait_for_function(
+        "document.querySelector('#record-live .asrqa-live').innerText.trim().length > 0", timeout=60_000
+    )
+    page.wait_for_function(
+        "([s]) => parseFloat(document.querySelector('#record-heard').dataset.seconds) >= s",
+        arg=[seconds],
+        timeout=120_000,
+    )
+    if keys:
+        page.keyboard.press("r")
+    else:
+        page.locator("#record-mic button", has_text="Stop").click()
+    wait_for_text(page, "#record-wer", "WER", 180_000)
+
+
+def _wer(page) -> float:
+    return float(re.search(r"WER (\d+\.\d)%", page.locator("#record-wer").inner_text()).group(1)) / 100
+
+
+def _saved_case(page) -> str:
+    wait_for_text(page, "#record-message", "saved as test case")
+    return re.search(r"test case ([0-9a-f]{16})", page.locator("#record-message").inner_text()).group(1)
+
+
+def test_a_three_prompt_session_recorded_resumed_reviewed_and_validated(app, takes, tmp_path):
+    from evaluation.scoring import score
+
+    (wav1, s1, text1), (wav2, s2, text2), (wav3, s3, text3) = (takes[n] for n in PROMPTS)
+    tester = OneTestersBrowser(app)
+    with tester.open(wav1) as page:
+        page.locator("#record-script textarea").fill("\n".join([text1, text2, text3]))
+        page.locator("#record-speaker").locator("textarea, input").first.fill(SPEAKER)
+        page.locator("#record-accent input").fill(ACCENT)
+        page.locator("#record-accent input").press("Enter")
+        page.locator("#record-start").click()
+        wait_for_text(page, "#record-prompt", "1 / 3")
+        assert text1 in page.locator("#record-prompt").inner_text()
+        session_id = re.search(r"Session ([0-9a-f]{12}) started", page.locator("#record-message").inner_text()).group(1)
+        _record(page, s1)
+        assert _wer(page) <= 0.3, (page.locator("#record-wer").inner_text(), page.locator("#record-live").inner_text())
+        assert "speech level" in page.locator("#record-checks").inner_text()
+        screenshot(page, "record")
+        page.locator("#record-accept").click()
+        first = _saved_case(page)
+        wait_for_text(page, "#record-prompt", "2 / 3")
+
+    with tester.open(wav3) as page:  # the wrong prompt read for prompt 2: a bad take, re-recorded
+        wait_for_text(page, "#record-prompt", "2 / 3")  # the reload came back to the session's prompt
+        _record(page, s3)
+        assert _wer(page) >= 0.5, page.locator("#record-wer").inner_text()
+        page.locator("#record-rerecord").click()
+        wait_for_text(page, "#record-message", "take discarded")
+        assert text2 in page.locator("#record-prompt").inner_text()
+
+    with tester.open(wav2) as page:  # recorded and accepted with the keyboard shortcuts
+        wait_for_text(page, "#record-prompt", "2 / 3")
+        _record(page, s2, keys=True)
+        assert _wer(page) <= 0.3, (page.locator("#record-wer").inner_text(), page.locator("#record-live").inner_text())
+        page.keyboard.press("a")
+        second = _saved_case(page)
+        wait_for_text(page, "#record-prompt", "3 / 3")
+        wait_for_text(page, "#record-summary", "custom")
+        words = score(text1, text1).ref_words + score(text2, text2).ref_words
+        summary = page.locator("#record-summary").inner_text()
+        assert re.search(rf"custom\s+2\s+1\s+0\s+{words}\s", summary), summary  # accepted, re-recorded, skipped
+
+    app.restart()
+    with tester.open(wav3) as page:
+        wait_for_text(page, "#record-prompt", "3 / 3")
+        assert text3 in page.locator("#record-prompt").inner_text()
+        page.goto(app.url + "/review")
+        page.locator("#review-label input").click()
+        page.get_by_role("option", name=f"session={session_id}").click()
+        wait_for_text(page, "#review-table", first)
+        table = page.locator("#review-table").inner_text()
+        assert second in table and f"accent={ACCENT}" in table and f"speaker={SPEAKER}" in table
+
+    _validate(app, tmp_path, {first: text1, second: text2})
+
+
+def _validate(app, tmp_path, references: dict[str, str]) -> None:
+    """The accepted takes as a validation run, grouped by the profile's accent, each with its prompt as reference."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "evaluation", "run", "--dataset", "recorded", "--data-dir", str(app.data_dir)]
+    done = subprocess.run([*command, "--out", str(out), "--quiet"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = list(csv.DictReader(open(out / "results.csv", encoding="utf-8")))
+    assert {r["id"]: r["reference"] for r in rows} == references
+    assert {(r["accent"], r["speaker"]) for r in rows} == {(ACCENT, SPEAKER)}
+    summary = json.loads((out / "summary.json").read_text())
+    assert [g["accent"] for g in summary["groups"]] == [ACCENT], summary["groups"]

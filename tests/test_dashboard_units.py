@@ -112,12 +112,14 @@ def test_colour_scale_and_confidence_bands():
 
 def test_every_event_has_an_api_name_and_the_pages_are_routed(tmp_path):
     demo = build_demo(DashboardConfig(data_dir=tmp_path))
-    assert [p[0] for p in demo.pages] == ["", "transcribe", "validate", "review"]
-    assert [p[1] for p in demo.pages][1:] == ["Transcribe", "Validate", "Review"]
+    assert [p[0] for p in demo.pages] == ["", "record", "transcribe", "validate", "review"]
+    assert [p[1] for p in demo.pages][1:] == ["Record", "Transcribe", "Validate", "Review"]
     names = [fn.api_name for fn in demo.fns.values()]
     assert names and all(isinstance(n, str) and n for n in names)
     stream = next(fn for fn in demo.fns.values() if fn.api_name == "live_stream")
     assert stream.concurrency_limit == DashboardConfig().live_sessions and stream.time_limit >= 3600
+    record = next(fn for fn in demo.fns.values() if fn.api_name == "record_mic_stream")
+    assert record.concurrency_id == stream.concurrency_id  # Live and Record share the limit on live streams
     assert demo.api_open is False
 
 

@@ -177,3 +177,28 @@ def test_noise_specs_cross_the_channels():
         "white@10+codec:opus@12k+loss5",
     ]
     assert noise_specs(["clean"], "", "", "", None, []) == ["clean"]
+
+
+def test_record_page_reads_an_uploaded_csv_or_txt_script_and_stores_a_builtin_once(tmp_path):
+    from dashboard.pages.record import _prompts_from, _reuse_or_save
+    from evaluation.store import Store
+
+    store = Store(tmp_path / "data")
+    csv_file = tmp_path / "ivr.csv"
+    csv_file.write_text("id,text,type\nsales,Press one for sales.,commands\n", encoding="utf-8")
+    name, source, prompts, _ = _prompts_from(
+        store, "builtin:harvard", "ignored when a file is given", str(csv_file), ""
+    )
+    assert (name, source, [(p.id, p.text, p.type) for p in prompts]) == (
+        "ivr.csv",
+        "upload",
+        [("sales", "Press one for sales.", "commands")],
+    )
+    txt_file = tmp_path / "lines.txt"
+    txt_file.write_text("Good morning.\nGood night.\n", encoding="utf-8")
+    assert [p.text for p in _prompts_from(store, "", "", str(txt_file), "mine")[2]] == ["Good morning.", "Good night."]
+    assert _prompts_from(store, "", "One.\nTwo.", None, "")[:2] == ("pasted prompts", "pasted")
+    name, source, prompts, _ = _prompts_from(store, "builtin:ivr-commands", "", None, "")
+    first = _reuse_or_save(store, name, source, prompts)
+    assert _reuse_or_save(store, name, source, prompts) == first  # a built-in script is stored once
+    assert _prompts_from(store, f"saved:{first}", "", None, "")[3] == first

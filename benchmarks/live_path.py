@@ -51,7 +51,7 @@ def sweep(args: argparse.Namespace) -> int:
     from evaluation.runner import RunOptions
 
     base = RunOptions(dataset="builtin", noise=tuple(args.noise.split(",")), model=args.model, limit=args.limit)
-    _run(dataclasses.replace(base, limit=1, mode="both"), "warm-up")
+    _run(dataclasses.replace(base, noise=("clean",), limit=1, mode="both"), "warm-up")
     rows = [_run(base, "offline"), _run(dataclasses.replace(base, mode="streaming"), "streaming")]
     print(f"built-in sweep: model {args.model}, noise {args.noise}, limit {args.limit or 'all'}")
     print(f"{'path':10} {'rows':>5} {'audio s':>8} {'wall s':>7} {'rtfx':>6} {'audio/CPU s':>11} {'WER':>6}")
@@ -95,11 +95,39 @@ def _stream_bench(audio: np.ndarray, backend, reference: str) -> dict:
     }
 
 
+def real_excerpt(folder: Path, seconds: float = 60.0, every: int = 9) -> tuple[Path, Path]:
+    """About a minute of real speech: every ``every``-th English dev prompt of 6+ words of the real-speech set,
+    joined with 0.7 s pauses until ``seconds`` of speech (the file ``match`` measures by default)."""
+    import soundfile as sf
+
+    from asr.audio import SAMPLE_RATE, load_audio
+    from evaluation.realspeech import real_dir
+
+    root = real_dir()
+    with (root / "metadata.csv").open(encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["language"] == "en" and r["split"] == "dev" and int(r["words"]) >= 6]
+    parts, texts, total = [], [], 0.0
+    for row in rows[::every]:
+        audio = load_audio(root / row["file_name"])
+        parts += [audio, np.zeros(int(0.7 * SAMPLE_RATE), np.float32)]
+        texts.append(row["text"])
+        total += audio.size / SAMPLE_RATE
+        if total >= seconds:
+            break
+    sf.write(folder / "real-excerpt.wav", np.concatenate(parts), SAMPLE_RATE)
+    (folder / "real-excerpt.txt").write_text(" ".join(texts), encoding="utf-8")
+    return folder / "real-excerpt.wav", folder / "real-excerpt.txt"
+
+
 def match(args: argparse.Namespace) -> int:
     from asr.audio import load_audio
     from asr.backends import get_backend
     from evaluation.runner import RunOptions
 
+    if args.file is None:
+        args.file, args.ref = real_excerpt(Path(tempfile.mkdtemp(prefix="live-path-")))
+    elif args.ref is None:
+        raise SystemExit("match: --ref REF is needed with a FILE")
     reference = Path(args.ref).read_text(encoding="utf-8").strip()
     audio = load_audio(args.file)
     backend = get_backend(args.model, "faster-whisper")
@@ -150,8 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--noise", default=SWEEP_NOISE)
     s.add_argument("--limit", type=int, default=None, help="utterances of the built-in set (default all)")
     m = sub.add_parser("match", help="streaming mode against stream-bench on one file")
-    m.add_argument("file")
-    m.add_argument("--ref", required=True, help="reference transcript (text file)")
+    m.add_argument("file", nargs="?", default=None, help="speech audio (default: a real-speech excerpt, 60 s)")
+    m.add_argument("--ref", default=None, help="reference transcript of FILE (text file)")
     m.add_argument("--repeat", type=int, default=3)
     p = sub.add_parser("probes", help="words invented on the probes, both paths")
     for q in (s, m, p):

@@ -1,0 +1,104 @@
+"""``python -m benchmarks asr TARGET``: ours against faster-whisper side by side, on a file, a dataset or long files.
+
+    python -m benchmarks asr builtin-real:en --split dev --min-words 6 --repeat 3
+    python -m benchmarks asr builtin-real:es,fr,it,ru --model whisper-base --min-words 6 --per-language 15
+    python -m benchmarks asr --long en-dev-joined --repeat 3
+    python -m benchmarks asr talk.wav --ref talk.txt
+
+Prints one table per target (see :mod:`benchmarks.sidebyside`); ``--json`` prints the figures and every
+hypothesis instead. Exit 2 with one line on a bad target, 1 when an approach failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks.approaches import APPROACHES, DEFAULT_APPROACHES, LONG_APPROACHES, Models
+from benchmarks.sidebyside import report_json, run_target, table
+from benchmarks.targets import AUDIO_SUFFIXES, TargetError, dataset_target, file_target, long_targets
+from evaluation.realspeech import LONG_FILES
+
+
+def parser() -> argparse.ArgumentParser:
+    from asr.models import default_model
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks asr", description=__doc__.split("\n")[0])
+    p.add_argument("target", nargs="?", help="an audio file, or a dataset (builtin-real:en, a folder, a manifest)")
+    p.add_argument(
+        "--long",
+        nargs="*",
+        choices=tuple(LONG_FILES),
+        default=None,
+        metavar="NAME",
+        help=f"the real-speech long files ({', '.join(LONG_FILES)}; default both): one table each",
+    )
+    p.add_argument("--ref", help="a file's reference: the text, or a text file (default: NAME.txt beside it)")
+    p.add_argument("--model", default=default_model(), help="registered name, hub id or local folder")
+    p.add_argument("--language", default=None, help="force this language on every approach (default: detect)")
+    p.add_argument("--split", default=None, help="dataset split (builtin-real: dev or heldout)")
+    p.add_argument("--min-words", type=int, default=0, help="only utterances with at least this many words")
+    p.add_argument("--per-language", type=int, default=None, help="this many utterances per language")
+    p.add_argument("--ids", nargs="+", default=(), metavar="ID", help="only these utterances (e.g. en/vm-login)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many utterances, spread evenly")
+    p.add_argument(
+        "--approaches",
+        nargs="+",
+        choices=tuple(APPROACHES),
+        default=None,
+        metavar="NAME",
+        help=f"which to run (default: all for a dataset, {' '.join(LONG_APPROACHES)} for --long): "
+        f"{', '.join(APPROACHES)}",
+    )
+    p.add_argument("--repeat", type=int, default=1, help="timed runs per approach: median time, texts compared")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
+    return p
+
+
+def _targets(args: argparse.Namespace) -> list:
+    if args.long is not None:
+        return long_targets(args.long)
+    if not args.target:
+        raise TargetError("give a file or dataset, or --long")
+    path = Path(args.target).expanduser()
+    if path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES:
+        return [file_target(path, args.ref, args.language)]
+    return [dataset_target(args.target, args.split, args.min_words, args.per_language, args.limit, args.ids)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(list(argv) if argv is not None else None)
+    logging.basicConfig(level=logging.ERROR, format="%(message)s")
+    logging.getLogger("benchmarks.sidebyside").setLevel(logging.ERROR if args.json else logging.INFO)
+    from asr.audio import AudioError
+    from asr.backends import BackendError
+    from asr.models import UnknownModelError
+    from evaluation.datasets import DatasetError
+
+    try:
+        targets = _targets(args)
+        models = Models(args.model, args.device, args.language)
+        models.backend("faster-whisper")  # a model that cannot load stops here, with one line
+    except (TargetError, DatasetError, AudioError, UnknownModelError, BackendError, OSError) as exc:
+        print(f"benchmarks asr: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    approaches = args.approaches or (LONG_APPROACHES if args.long is not None else DEFAULT_APPROACHES)
+    reports, failed = [], False
+    for target in targets:
+        if not args.json:
+            print(f"running {len(approaches)} approaches on {target.name} ...", file=sys.stderr, flush=True)
+        results = run_target(target, approaches, models, args.repeat)
+        failed |= any(r.error for r in results)
+        reports.append(report_json(target, results) if args.json else table(target, results, models, args.repeat))
+    if args.json:
+        print(json.dumps({"model": args.model, "cpu_count": os.cpu_count(), "repeat": args.repeat, "targets": reports}))
+    else:
+        print(f"{os.cpu_count()} CPU(s); load average {os.getloadavg()[0]:.1f} at the end\n")
+        print("\n\n".join(reports))
+    return 1 if failed else 0

@@ -1,0 +1,249 @@
+"""Our engine against faster-whisper's own entry points on the same audio, model and process: WER and speed.
+
+The targets of the real-speech work are relative (no worse than the library's greedy WER, so many times its
+throughput), and absolute speeds on a loaded machine are noise, so every approach runs in the same process on the
+same loaded model, round-robin (approach A's first run, B's first run, ..., then the second runs), and the table
+shows ratios. Each approach is warmed up once on the first recording; the timings are the median over
+``--repeat`` runs, and the repeats are compared text for text (the determinism check).
+
+WER goes through :mod:`evaluation.scoring`, pooled per language with the normalizer of that language (Whisper's
+English normalizer for English, its basic normalizer otherwise). Where the dataset says which language each
+utterance is in, the table counts how many the approach decoded in it.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from asr.audio import SAMPLE_RATE
+from benchmarks.approaches import APPROACHES, Decoded, Models
+from evaluation.scoring import normalizer_for, score
+
+logger = logging.getLogger(__name__)
+SHOWN_TEXTS = 3  # a target of at most this many utterances gets every hypothesis printed under its table
+
+
+@dataclass(frozen=True)
+class Utterance:
+    id: str
+    audio: np.ndarray = field(repr=False)
+    text: str  # the reference
+    language: str | None  # the language the utterance is in, when the dataset says (None: unknown)
+
+    @property
+    def seconds(self) -> float:
+        return self.audio.size / SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one table is about: a dataset selection or a long file."""
+
+    name: str
+    utterances: tuple[Utterance, ...]
+    note: str = ""  # how it was selected, for the table's title
+
+    @property
+    def seconds(self) -> float:
+        return sum(u.seconds for u in self.utterances)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Pooled WER of one approach over one language (or all utterances)."""
+
+    errors: int
+    words: int
+    utterances: int
+    right_language: int | None  # decoded in the utterance's language (None: the dataset does not say)
+
+    @property
+    def wer(self) -> float:
+        return self.errors / self.words if self.words else float("nan")
+
+
+@dataclass(frozen=True)
+class ApproachResult:
+    approach: str
+    decoded: tuple[Decoded, ...]  # from the first timed run
+    runs: tuple[float, ...]  # compute seconds of each timed run
+    identical: bool  # every timed run gave the same text for every utterance
+    differing: int  # utterances whose text changed between runs
+    overall: Cell
+    by_language: dict[str, Cell]
+    error: str | None = None
+
+    @property
+    def seconds(self) -> float:
+        return statistics.median(self.runs) if self.runs else float("nan")
+
+
+def rtfx(audio_seconds: float, compute_seconds: float) -> float:
+    """Audio seconds per compute second (the Open ASR Leaderboard's RTFx)."""
+    return audio_seconds / compute_seconds if compute_seconds > 0 else float("inf")
+
+
+def run_target(target: Target, approaches: Sequence[str], models: Models, repeat: int) -> list[ApproachResult]:
+    """Build every approach (model loading untimed), warm each up, then time them round-robin."""
+    audios = [u.audio for u in target.utterances]
+    built, errors = {}, {}
+    for name in approaches:
+        try:
+            built[name] = APPROACHES[name].build(models)
+            built[name](audios[:1])
+        except Exception as exc:  # noqa: BLE001 - an approach that cannot run is reported in its row
+            errors[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    outputs: dict[str, list[list[Decoded]]] = {n: [] for n in built}
+    times: dict[str, list[float]] = {n: [] for n in built}
+    for n in range(max(repeat, 1)):
+        for name, run in built.items():
+            started = time.perf_counter()
+            outputs[name].append(run(audios))
+            times[name].append(time.perf_counter() - started)
+            logger.info("%s run %d: %.1f s", name, n + 1, times[name][-1])
+    results = []
+    for name in approaches:
+        if name in errors:
+            empty = Cell(0, 0, 0, None)
+            results.append(ApproachResult(name, (), (), False, 0, empty, {}, errors[name]))
+            continue
+        runs = outputs[name]
+        differing = sum(len({r[i].text for r in runs}) > 1 for i in range(len(audios)))
+        overall, by_language = score_runs(target.utterances, runs[0])
+        results.append(
+            ApproachResult(name, tuple(runs[0]), tuple(times[name]), differing == 0, differing, overall, by_language)
+        )
+    return results
+
+
+def score_runs(utterances: Sequence[Utterance], decoded: Sequence[Decoded]) -> tuple[Cell, dict[str, Cell]]:
+    """Pooled WER overall and per language (the utterance's, else the decoded one) with that language's normalizer."""
+    sums: dict[str, list[int]] = {}
+    for utt, out in zip(utterances, decoded, strict=True):
+        language = utt.language or out.language or "en"
+        s = score(utt.text, out.text, normalizer_for(language))
+        right = int(utt.language is not None and out.language == utt.language)
+        cell = sums.setdefault(language, [0, 0, 0, 0])
+        for i, v in enumerate((s.errors, s.ref_words, 1, right)):
+            cell[i] += v
+    known = any(u.language is not None for u in utterances)
+
+    def cell(values: Sequence[int]) -> Cell:
+        return Cell(values[0], values[1], values[2], values[3] if known else None)
+
+    total = [sum(v[i] for v in sums.values()) for i in range(4)]
+    return cell(total), {lang: cell(v) for lang, v in sorted(sums.items())}
+
+
+def ratios(results: Sequence[ApproachResult], seconds: float) -> list[str]:
+    """The comparisons the targets are stated in: WER points and throughput of ours against each library path."""
+    ok = {r.approach: r for r in results if r.error is None}
+    lines = []
+    for ours in ("ours-fw", "ours-tf"):
+        if ours not in ok:
+            continue
+        for theirs in ("fw-greedy", "fw-batched", "ours-fw"):
+            if theirs == ours or theirs not in ok:
+                continue
+            a, b = ok[ours], ok[theirs]
+            points = (a.overall.wer - b.overall.wer) * 100
+            speed = rtfx(seconds, a.seconds) / rtfx(seconds, b.seconds)
+            lines.append(f"{ours} vs {theirs}: WER {points:+.2f} points, throughput {speed:.2f}x")
+    return lines
+
+
+def _percent(value: float) -> str:
+    return f"{value * 100:.1f}%" if value == value else "n/a"
+
+
+def table(target: Target, results: Sequence[ApproachResult], models: Models, repeat: int) -> str:
+    """The side-by-side table of one target, per-language rows when it holds several languages, then ratios."""
+    title = (
+        f"{target.name}{f' ({target.note})' if target.note else ''}: {len(target.utterances)} utterance(s), "
+        f"{target.seconds:.1f} s of audio; model {models.model}, {repeat} timed run(s) after a warm-up"
+    )
+    lines = [
+        title,
+        "",
+        "| approach | WER | right language | rtfx | compute s | identical runs |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if r.error:
+            lines.append(f"| {APPROACHES[r.approach].label} | failed: {r.error} | | | | |")
+            continue
+        right = f"{r.overall.right_language}/{r.overall.utterances}" if r.overall.right_language is not None else "-"
+        same = "yes" if r.identical else f"no ({r.differing} differ)"
+        lines.append(
+            f"| {APPROACHES[r.approach].label} | {_percent(r.overall.wer)} | {right} | {rtfx(target.seconds, r.seconds):.1f} "
+            f"| {r.seconds:.2f} | {same if repeat > 1 else '-'} |"
+        )
+    languages = sorted({lang for r in results for lang in r.by_language})
+    if len(languages) > 1:
+        lines += ["", "| approach | " + " | ".join(languages) + " |", "|---|" + "---|" * len(languages)]
+        for r in results:
+            if r.error:
+                continue
+            cells = []
+            for lang in languages:
+                c = r.by_language.get(lang)
+                right = f" ({c.right_language}/{c.utterances} right)" if c and c.right_language is not None else ""
+                cells.append(f"{_percent(c.wer)}{right}" if c else "-")
+            lines.append(f"| {APPROACHES[r.approach].label} | " + " | ".join(cells) + " |")
+    lines += ["", *ratios(results, target.seconds)]
+    if len(target.utterances) <= SHOWN_TEXTS:
+        lines += ["", *texts(target, results)]
+    return "\n".join(lines)
+
+
+def texts(target: Target, results: Sequence[ApproachResult]) -> list[str]:
+    """Each approach's hypothesis of each utterance, with its WER: for a look at a few hard cases."""
+    lines = []
+    for i, utt in enumerate(target.utterances):
+        lines.append(f"{utt.id} reference: {utt.text}")
+        for r in results:
+            if not r.error:
+                d = r.decoded[i]
+                s = score(utt.text, d.text, normalizer_for(utt.language or d.language))
+                lines.append(f"  {r.approach} ({_percent(s.wer)}): {d.text}")
+    return lines
+
+
+def report_json(target: Target, results: Sequence[ApproachResult]) -> dict:
+    def cell(c: Cell) -> dict:
+        wer = c.wer if c.wer == c.wer else None
+        return {
+            "wer": wer,
+            "errors": c.errors,
+            "words": c.words,
+            "utterances": c.utterances,
+            "right_language": c.right_language,
+        }
+
+    return {
+        "target": target.name,
+        "note": target.note,
+        "utterances": len(target.utterances),
+        "audio_seconds": target.seconds,
+        "approaches": {
+            r.approach: {
+                "error": r.error,
+                "compute_seconds": r.seconds if r.runs else None,
+                "runs": list(r.runs),
+                "rtfx": rtfx(target.seconds, r.seconds) if r.runs else None,
+                "identical": r.identical,
+                "differing": r.differing,
+                "overall": cell(r.overall),
+                "by_language": {k: cell(v) for k, v in r.by_language.items()},
+                "texts": {u.id: d.text for u, d in zip(target.utterances, r.decoded, strict=False)},
+                "languages": {u.id: d.language for u, d in zip(target.utterances, r.decoded, strict=False)},
+            }
+            for r in results
+        },
+    }

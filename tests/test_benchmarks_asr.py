@@ -1,0 +1,63 @@
+"""``python -m benchmarks asr`` on real speech: a tiny dataset folder and a file, the table, the JSON, bad targets."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from benchmarks.asr_main import main
+
+PROMPTS = ("en/conf-getpin", "en/vm-login", "en/queue-thankyou")
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(real_set, tmp_path_factory):
+    """Three real English prompts in an audiofolder of their own (metadata.csv with text and language)."""
+    folder = tmp_path_factory.mktemp("tiny")
+    with open(real_set / "metadata.csv", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["id"] in PROMPTS]
+    assert len(rows) == len(PROMPTS)
+    with open(folder / "metadata.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file_name", "id", "text", "language"])
+        for r in rows:
+            name = r["id"].replace("/", "-") + ".wav"
+            shutil.copyfile(real_set / r["file_name"], folder / name)
+            writer.writerow([name, r["id"], r["text"], r["language"]])
+    return folder
+
+
+def test_dataset_folder_prints_the_side_by_side_table(tiny_folder, fw_backend, capsys):
+    assert main([str(tiny_folder), "--approaches", "ours-fw", "fw-greedy", "--repeat", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "3 utterance(s)" in out and "| approach | WER | right language | rtfx |" in out
+    ours = next(line for line in out.splitlines() if line.startswith("| ours, faster-whisper"))
+    library = next(line for line in out.splitlines() if line.startswith("| faster-whisper transcribe, greedy"))
+    for line in (ours, library):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert float(cells[1].rstrip("%")) < 30 and cells[2] == "3/3" and cells[5] == "yes"
+    assert "ours-fw vs fw-greedy: WER" in out and "throughput" in out
+
+
+def test_a_file_with_its_reference_beside_it_and_json(tiny_folder, fw_backend, capsys, tmp_path):
+    wav = tmp_path / "pin.wav"
+    shutil.copyfile(tiny_folder / "en-conf-getpin.wav", wav)
+    wav.with_suffix(".txt").write_text("Please enter the conference pin number.\n")
+    assert main([str(wav), "--approaches", "ours-fw", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["targets"][0]
+    ours = report["approaches"]["ours-fw"]
+    assert report["utterances"] == 1 and ours["overall"]["words"] == 6 and ours["rtfx"] > 0
+    assert "conference" in ours["texts"]["pin"].lower()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["/nonexistent/set"], "not found"), ([], "give a file or dataset")],
+)
+def test_bad_targets_exit_2_with_one_line(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err

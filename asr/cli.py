@@ -1,4 +1,4 @@
-"""``python -m asr``: transcribe files, list models, and run the benchmarks, from a terminal.
+"""``python -m asr``: transcribe files and list models from a terminal (benchmarks: ``python -m benchmarks``).
 
 Exit codes: 0 when every file was transcribed, 1 when any file failed (the others are still transcribed), 2 for
 bad arguments or a model that cannot be loaded. Errors are one line on stderr that names the file, never a
@@ -8,7 +8,6 @@ traceback (``--debug`` shows it).
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
@@ -18,11 +17,6 @@ from collections.abc import Sequence
 from asr.results import BACKENDS, DecodeOptions, Transcript
 
 logger = logging.getLogger("asr")
-
-SUBCOMMANDS = {
-    "bench": "asr.bench",
-    "stream-bench": "asr.streaming.bench",
-}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,8 +29,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    if argv and argv[0] in SUBCOMMANDS:
-        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
     if args.command == "models":
@@ -51,8 +43,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="log details and show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("models", help="list the models, their backends, and whether their weights are present")
-    sub.add_parser("bench", help="compare full-context throughput and WER of both backends (see bench --help)")
-    sub.add_parser("stream-bench", help="simulate live streaming of a file (see stream-bench --help)")
     t = sub.add_parser("transcribe", help="transcribe audio files of any length and format")
     t.add_argument("files", nargs="+", metavar="FILE")
     t.add_argument("--model", default=default_model(), help="registered name, hub id or local folder")

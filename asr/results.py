@@ -103,8 +103,9 @@ class Transcript:
     options: DecodeOptions = field(default_factory=DecodeOptions)
 
     @property
-    def real_time_factor(self) -> float:
-        """Audio seconds per compute second (higher is faster); inf for an instant result."""
+    def rtfx(self) -> float:
+        """Speed as audio seconds per compute second (higher is faster; the Open ASR Leaderboard's RTFx); inf for
+        an instant result."""
         return self.duration / self.compute_seconds if self.compute_seconds > 0 else float("inf")
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,7 +118,7 @@ class Transcript:
             "duration": self.duration,
             "speech_seconds": self.speech_seconds,
             "compute_seconds": self.compute_seconds,
-            "real_time_factor": self.real_time_factor,
+            "rtfx": self.rtfx,
             "model": self.model,
             "backend": self.backend,
             "options": dataclasses.asdict(self.options),

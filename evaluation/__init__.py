@@ -2,5 +2,5 @@
 
 Stages, one module each: ``datasets`` (+ ``sources``, ``builtin``) -> ``noise`` -> ``runner`` (through
 ``asr.transcribe``) -> ``scoring`` (+ ``normalizer``) -> ``tables`` / ``report`` -> ``store`` (+ ``runstore``);
-``compare`` and ``replay`` read stored runs; ``cli`` and ``bench`` are the terminal front ends. Free of Gradio.
+``compare`` and ``replay`` read stored runs; ``cli`` is the terminal front end. Free of Gradio.
 """

@@ -1,4 +1,5 @@
-"""``python -m evaluation``: run a validation, compare runs, list runs, rebuild the built-in set, benchmark.
+"""``python -m evaluation``: run a validation, compare runs, list runs, rebuild the built-in set (sweep
+benchmark: ``python -m benchmarks sweep``).
 
 Exit codes of ``run``: 0 when every ``--max-wer`` threshold holds, 1 when one is exceeded (a CI gate for model
 changes), 2 on bad arguments or an unusable dataset, with a one-line message.
@@ -155,7 +156,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--texts", default=None, help="where the text packages are unpacked (default $ASRQA_CACHE/debian)"
     )
     real.add_argument("--force", action="store_true", help="rebuild even when the set is up to date")
-    sub.add_parser("bench", help="throughput of a whole built-in sweep on each backend", add_help=False)
     return parser
 
 
@@ -260,8 +260,8 @@ def _print_summary(result, out: Path) -> None:
     o = s.overall
     print(
         f"overall WER {o.wer * 100:.2f}% (raw {o.raw_wer * 100:.2f}%), CER {o.cer * 100:.2f}%, {o.utterances} rows, "
-        f"{o.audio_seconds:.1f} s audio, {o.compute_seconds:.1f} s compute, RTF {o.real_time_factor:.3f}, "
-        f"{result.speed:.1f}x real time (wall)"
+        f"{o.audio_seconds:.1f} s audio, {o.compute_seconds:.1f} s compute, rtfx {o.rtfx:.1f} (compute), "
+        f"rtfx {result.rtfx:.1f} (wall)"
     )
     if s.languages is not None:
         print(s.languages.text())
@@ -321,7 +321,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from evaluation.store import Store
 
-    for run in Store(args.data_dir).list_runs():
+    for run in Store(args.data_dir).runs.list_runs():
         wer = (run.summary.get("overall") or {}).get("wer")
         wer_text = f"{wer * 100:.1f}%" if isinstance(wer, (int, float)) else "-"
         s = run.settings
@@ -347,10 +347,6 @@ def cmd_make_real(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:
-        from evaluation.bench import main as bench_main
-
-        return bench_main(argv[1:])
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         args = build_parser().parse_args(argv)

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from asr.audio import SAMPLE_RATE
-
-if TYPE_CHECKING:
-    from evaluation.store import Case
+from evaluation.store import Case
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +54,7 @@ def _rows(cases: Sequence[Case]) -> list[dict[str, object]]:
     return rows
 
 
-def export_cases(cases: Sequence[Case], out_dir: Path, fmt: str = "datasets") -> Path:
+def export_cases(cases: Sequence[Case], out_dir: str | os.PathLike, fmt: str = "datasets") -> Path:
     """Write ``cases`` into ``out_dir`` (created; must be empty or absent) and return it."""
     if fmt not in FORMATS:
         raise ValueError(f"export format must be one of {', '.join(FORMATS)}, not {fmt!r}")

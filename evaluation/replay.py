@@ -69,7 +69,7 @@ def _dataset(settings: RunSettings, store: Store) -> tuple[LoadedDataset, Mixer]
 
 def utterance_audio(store: Store, run_id: str, item_id: str, noise: str) -> UtteranceAudio:
     """The clean and noisy audio of one row of a run; KeyError when the dataset no longer holds it."""
-    settings = store.get_run(run_id).settings
+    settings = store.runs.get_run(run_id).settings
     data, mixer = _dataset(settings, store)
     sample = next((s for s in data.samples if s.id == item_id), None)
     if sample is None:

@@ -194,7 +194,7 @@ def summary_markdown(
         "",
         f"Overall WER {o.wer * 100:.2f}% (raw {o.raw_wer * 100:.2f}%), CER {o.cer * 100:.2f}%, {o.utterances} "
         f"utterances, {o.ref_words} reference words, {o.audio_seconds:.1f} s of audio in {o.compute_seconds:.1f} s "
-        f"of compute (real-time factor {o.real_time_factor:.3f}).",
+        f"of compute (rtfx {o.rtfx:.1f}: audio seconds per compute second).",
         "",
         "WER is pooled (all errors / all reference words) with a 95% bootstrap interval"
         + (" over speakers" if summary.speaker_column else " over utterances")

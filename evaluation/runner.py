@@ -145,8 +145,8 @@ class RunResult:
     resumed_rows: int  # rows found already stored when the call started
 
     @property
-    def speed(self) -> float:
-        """Audio seconds per wall second of this call (noise mixing, VAD, decoding and scoring included)."""
+    def rtfx(self) -> float:
+        """Speed as audio seconds per wall second of this call (noise mixing, VAD, decoding and scoring included)."""
         return self.audio_seconds_done / self.wall_seconds if self.wall_seconds > 0 else float("nan")
 
 
@@ -188,19 +188,19 @@ def _open_run(store: Store, settings: RunSettings, run_id: str | None) -> tuple[
     """Create the run, or reopen it for resuming when ``run_id`` exists and was made the same way."""
     if run_id:
         try:
-            run = store.get_run(run_id)
+            run = store.runs.get_run(run_id)
         except KeyError:
-            return store.create_run(settings, run_id), set()
+            return store.runs.create_run(settings, run_id), set()
         old, new = run.settings.to_json(), settings.to_json()
         for key in SETTINGS_THAT_MATTER:
             if old.get(key) != new.get(key):
                 raise RunError(
                     f"run {run_id} was made with {key}={old.get(key)!r}, not {new.get(key)!r}; use a new run id"
                 )
-        store.reopen_run(run_id)
-        return run_id, store.result_keys(run_id)
+        store.runs.reopen_run(run_id)
+        return run_id, store.runs.result_keys(run_id)
     try:
-        return store.create_run(settings), set()
+        return store.runs.create_run(settings), set()
     except StoreError as exc:
         raise RunError(str(exc)) from exc
 
@@ -279,7 +279,7 @@ def _execute(executor, options, store, data, conditions, progress, cancel) -> Ru
     """Create or reopen the run, then store each batch of results as the executor hands it back."""
     settings = make_settings(options, data)
     run_id, done = _open_run(store, settings, options.run_id)
-    settings = store.get_run(run_id).settings
+    settings = store.runs.get_run(run_id).settings
     specs = _pending(data, conditions, done, options.seed, options.modes)
     tracker = RunProgress(len(data.samples) * len(conditions) * len(options.modes), len(done), progress)
     tracker.start(f"run {run_id}: {len(specs)} of {tracker.total} to transcribe on {executor.label}")
@@ -287,12 +287,12 @@ def _execute(executor, options, store, data, conditions, progress, cancel) -> Ru
     try:
         batches = _batches(specs, options.chunk_size, options.stream_options)
         for results in executor.results(batches, cancel_check(cancel)):
-            store.add_results(run_id, [r.to_row() for r in results])
+            store.runs.add_results(run_id, [r.to_row() for r in results])
             tracker.add(results)
     except Cancelled:
         status = "cancelled"
     except BaseException as exc:
-        store.finish_run(
+        store.runs.finish_run(
             run_id, "failed" if not isinstance(exc, KeyboardInterrupt) else "cancelled", {"error": str(exc)}
         )
         raise
@@ -351,7 +351,7 @@ def _dataset_options(options: RunOptions) -> DatasetOptions:
 
 def _finish(store, run_id, settings, data, status, tracker: RunProgress, resumed, n_boot, executor) -> RunResult:
     wall, audio_done = tracker.wall_seconds, tracker.audio_seconds
-    rows = store.run_results(run_id)
+    rows = store.runs.run_results(run_id)
     summary = summarize(rows, settings, n_boot=n_boot)
     skipped = tuple(s.message(data.name) for s in data.skipped)
     extra = {
@@ -362,15 +362,15 @@ def _finish(store, run_id, settings, data, status, tracker: RunProgress, resumed
         "executor": executor,  # this call's (a resumed run may have been started on another)
         "overall": summary.overall.to_json(),
     }
-    store.finish_run(run_id, status, extra)
+    store.runs.finish_run(run_id, status, extra)
     logger.info("run %s %s: WER %.3f over %d rows", run_id, status, summary.overall.wer, len(rows))
     return RunResult(run_id, status, settings, rows, summary, data.name, skipped, wall, audio_done, resumed)
 
 
 def load_result(store: Store, run_id: str, n_boot: int = N_BOOTSTRAP) -> RunResult:
     """An earlier run's tables, from the store alone (the dashboard's run picker and compare use it)."""
-    run = store.get_run(run_id)
-    rows = store.run_results(run_id)
+    run = store.runs.get_run(run_id)
+    rows = store.runs.run_results(run_id)
     summary = summarize(rows, run.settings, n_boot=n_boot)
     info: Mapping[str, Any] = run.summary
     return RunResult(

@@ -6,10 +6,11 @@ be found and resumed; rows are JSON so that a dataset's own group columns need n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,10 +98,19 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-class RunsMixin:
-    """Run methods of :class:`evaluation.store.Store` (which provides ``_connect`` and ``db_path``)."""
+Connect = Callable[..., contextlib.AbstractContextManager[sqlite3.Connection]]
 
-    db_path: Path
+
+class Runs:
+    """Validation runs and their per-utterance results: the store's ``runs`` part (``store.runs.create_run``).
+
+    It is given the store's connection factory (one connection per call, ``write=True`` for a write
+    transaction) rather than inheriting it, so the store decides how to connect and this part only what to write.
+    """
+
+    def __init__(self, connect: Connect, db_path: Path) -> None:
+        self._connect = connect
+        self.db_path = db_path  # named in not-found messages
 
     def create_run(self, settings: RunSettings, run_id: str | None = None) -> str:
         """Register a run before its first result, so an interrupted run can be found and resumed."""

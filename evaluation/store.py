@@ -18,7 +18,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,8 @@ from evaluation.runstore import (  # noqa: F401 - re-exported: the store is the 
     RUN_STATES,
     Run,
     RunNotFound,
+    Runs,
     RunSettings,
-    RunsMixin,
     StoreError,
     new_run_id,
     utc_now,
@@ -95,7 +95,7 @@ class Case:
     duration: float  # seconds
 
 
-class Store(RunsMixin):
+class Store:
     """Cases, flags, runs and per-utterance results in ``data_dir/asrqa.sqlite``; audio in ``data_dir/audio``."""
 
     def __init__(self, data_dir: str | os.PathLike = DEFAULT_DATA_DIR) -> None:
@@ -109,6 +109,7 @@ class Store(RunsMixin):
                 logger.warning("%s: SQLite refused WAL mode (got %s); concurrent writes may wait", self.db_path, mode)
             conn.executescript(SCHEMA + RECORD_SCHEMA)
         self.sweep_audio()
+        self.runs = Runs(self._connect, self.db_path)  # validation runs and their per-utterance results
         self.recordings = Recordings(self._connect, self)  # scripts, record sessions and their takes
 
     # -- connections -------------------------------------------------------------------------------------
@@ -317,12 +318,6 @@ class Store(RunsMixin):
         with self._connect(write=True) as conn:
             conn.execute("DELETE FROM cases WHERE id = ?", (case_id,))
         Path(case.audio_path).unlink(missing_ok=True)
-
-    def export_cases(self, cases: Sequence[Case], out_dir: str | os.PathLike, fmt: str = "datasets") -> Path:
-        """Write cases as a validation dataset: a ``datasets`` folder (``save_to_disk``) or CSV + WAVs."""
-        from evaluation.export import export_cases
-
-        return export_cases(cases, Path(out_dir), fmt)
 
     def sweep_audio(self, grace_s: float = STALE_TMP_S) -> int:
         """Remove audio no case names, older than ``grace_s``: half-written ``.tmp.wav`` files and the WAVs a

@@ -46,7 +46,7 @@ class Overall:
     ref_words: int
     audio_seconds: float  # seconds of audio transcribed
     compute_seconds: float  # model seconds spent on them (VAD and decoding)
-    real_time_factor: float  # compute seconds per audio second (below 1 is faster than real time)
+    rtfx: float  # audio seconds per compute second (above 1 is faster than real time; the leaderboard's RTFx)
     runaway: int = 0  # hypotheses that are repetition loops (see scoring.is_runaway)
 
     def to_json(self) -> dict[str, float | int]:
@@ -127,7 +127,7 @@ def overall(rows: pd.DataFrame) -> Overall:
         ref_words=int(total("ref_words")),
         audio_seconds=total("audio_seconds"),
         compute_seconds=total("compute_seconds"),
-        real_time_factor=rate(total("compute_seconds"), total("audio_seconds")),
+        rtfx=rate(total("audio_seconds"), total("compute_seconds")),
         runaway=int(total("runaway")),
     )
 

@@ -113,7 +113,7 @@ def test_a_killed_actor_costs_nothing(ray_cluster, local_run, tmp_path):
     result = run_validation(_on_ray(), store, progress=progress)
     assert killed and result.status == "finished"
     assert not psutil.pid_exists(killed[0]) or psutil.Process(killed[0]).status() == psutil.STATUS_ZOMBIE
-    assert len(store.run_results(result.run_id)) == len(local.rows)  # none lost, none twice
+    assert len(store.runs.run_results(result.run_id)) == len(local.rows)  # none lost, none twice
     _same_rows(result.rows, local.rows)
 
 
@@ -124,7 +124,7 @@ def test_cancelled_ray_run_resumes_to_the_same_rows(ray_cluster, local_run, tmp_
     cancel = threading.Event()
     first = run_validation(options, store, progress=lambda d, t, m: d and cancel.set(), cancel=cancel)
     assert first.status == "cancelled" and 0 < len(first.rows) < len(local.rows)
-    assert store.get_run("resume-me").status == "cancelled"
+    assert store.runs.get_run("resume-me").status == "cancelled"
     second = run_validation(options, store)
     assert second.status == "finished" and second.resumed_rows == len(first.rows)
     _same_rows(second.rows, local.rows)
@@ -154,4 +154,4 @@ def test_unreachable_cluster_and_missing_ray_exit_2_with_one_line(tmp_path):
     assert missing.returncode == 2 and missing.stderr.strip() == (
         "error: executor ray: Ray is not installed (pip install ray==2.60.0)"
     )
-    assert not (tmp_path / "o").exists() and Store(tmp_path / "d").list_runs() == []
+    assert not (tmp_path / "o").exists() and Store(tmp_path / "d").runs.list_runs() == []

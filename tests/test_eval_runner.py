@@ -31,7 +31,7 @@ def test_cancel_then_resume_skips_what_was_stored(tmp_path, fw_backend):
     first = run_validation(options, store, progress=progress, cancel=cancel)
     assert first.status == "cancelled" and len(first.rows) == 4
     assert calls[0] == (0, 8) and calls[-1] == (4, 8)
-    assert store.get_run("resumable").status == "cancelled"
+    assert store.runs.get_run("resumable").status == "cancelled"
 
     second = run_validation(options, store, progress=lambda d, t, m: calls.append((d, t)))
     assert second.status == "finished" and second.resumed_rows == 4 and len(second.rows) == 8
@@ -103,7 +103,7 @@ def _fake_run(store: Store, run_id: str, error_rate: float, seed: int, per_accen
     settings = RunSettings(
         model="m", backend="faster-whisper", dataset="builtin", noise=("clean",), group_columns=("accent",)
     )
-    store.create_run(settings, run_id)
+    store.runs.create_run(settings, run_id)
     rows = []
     for accent, shift in (("a", 0.0), ("b", 0.3)):
         for i in range(per_accent):
@@ -118,8 +118,8 @@ def _fake_run(store: Store, run_id: str, error_rate: float, seed: int, per_accen
                     "ref_words": 10,
                 }
             )
-    store.add_results(run_id, rows)
-    store.finish_run(run_id)
+    store.runs.add_results(run_id, rows)
+    store.runs.finish_run(run_id)
 
 
 def test_compare_marks_regressions_beyond_the_ci(tmp_path, capsys):

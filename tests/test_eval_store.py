@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from asr.audio import SAMPLE_RATE, load_audio
+from evaluation.export import export_cases
 from evaluation.store import STATUSES, CaseNotFound, RunNotFound, RunSettings, Store, StoreError
 
 
@@ -113,11 +114,11 @@ def test_two_writers_in_two_threads_lose_nothing(tmp_path):
 def test_restart_sees_everything_newest_first(tmp_path):
     first = Store(tmp_path / "d")
     ids = [first.add_case("test_case", tone(), transcript=str(i), reference=str(i)).id for i in range(3)]
-    run_id = first.create_run(RunSettings(model="m", backend="faster-whisper", dataset="builtin", noise=("clean",)))
-    first.add_results(run_id, [{"id": "u1", "noise": "clean", "wer": 0.5}])
+    run_id = first.runs.create_run(RunSettings(model="m", backend="faster-whisper", dataset="builtin", noise=("clean",)))
+    first.runs.add_results(run_id, [{"id": "u1", "noise": "clean", "wer": 0.5}])
     again = Store(tmp_path / "d")
     assert [c.id for c in again.list_cases()] == ids[::-1]
-    assert again.get_run(run_id).results == 1
+    assert again.runs.get_run(run_id).results == 1
 
 
 def test_filters_update_and_delete(store):
@@ -154,31 +155,31 @@ def test_runs_results_and_resume_keys(store):
         normalizer_version="1",
         packages={"jiwer": "4.0.0"},
     )
-    run_id = store.create_run(settings)
+    run_id = store.runs.create_run(settings)
     with pytest.raises(StoreError):
-        store.create_run(settings, run_id=run_id)
-    store.add_results(run_id, [{"id": "u1", "noise": "clean", "wer": 0.0}, {"id": "u2", "noise": "clean", "wer": 1}])
-    store.add_results(run_id, [{"id": "u1", "noise": "white@10", "wer": np.float32(0.25)}])
-    assert store.result_keys(run_id) == {("u1", "clean"), ("u2", "clean"), ("u1", "white@10")}
-    frame = store.run_results(run_id)
+        store.runs.create_run(settings, run_id=run_id)
+    store.runs.add_results(run_id, [{"id": "u1", "noise": "clean", "wer": 0.0}, {"id": "u2", "noise": "clean", "wer": 1}])
+    store.runs.add_results(run_id, [{"id": "u1", "noise": "white@10", "wer": np.float32(0.25)}])
+    assert store.runs.result_keys(run_id) == {("u1", "clean"), ("u2", "clean"), ("u1", "white@10")}
+    frame = store.runs.run_results(run_id)
     assert list(frame["id"]) == ["u1", "u2", "u1"] and list(frame["wer"]) == [0.0, 1.0, 0.25]
-    run = store.finish_run(run_id, summary={"overall": {"wer": 0.4}})
+    run = store.runs.finish_run(run_id, summary={"overall": {"wer": 0.4}})
     assert run.status == "finished" and run.summary["overall"]["wer"] == 0.4 and run.results == 3
     assert run.settings.noise == ("clean", "white@10") and run.settings.packages == {"jiwer": "4.0.0"}
-    assert [r.id for r in store.list_runs()] == [run_id]
+    assert [r.id for r in store.runs.list_runs()] == [run_id]
     with pytest.raises(RunNotFound):
-        store.get_run("missing")
+        store.runs.get_run("missing")
     with pytest.raises(RunNotFound):
-        store.add_results("missing", [{"id": "x", "noise": "clean"}])
-    store.delete_run(run_id)
-    assert store.list_runs() == []
+        store.runs.add_results("missing", [{"id": "x", "noise": "clean"}])
+    store.runs.delete_run(run_id)
+    assert store.runs.list_runs() == []
 
 
 @pytest.mark.parametrize("fmt", ["datasets", "csv"])
 def test_export_is_a_loadable_dataset(store, tmp_path, fmt):
     store.add_case("test_case", tone(0.5), transcript="hello", reference="hello there", labels={"accent": "a"})
     store.add_case("flag", tone(0.7), transcript="by", reference="bye", reason="wrong", labels={"device": "x"})
-    out = store.export_cases(store.list_cases(), tmp_path / f"export-{fmt}", fmt=fmt)
+    out = export_cases(store.list_cases(), tmp_path / f"export-{fmt}", fmt=fmt)
     if fmt == "csv":
         import pandas as pd
 
@@ -196,4 +197,4 @@ def test_export_is_a_loadable_dataset(store, tmp_path, fmt):
         assert durations == pytest.approx([0.5, 0.7])
         assert set(ds["text"]) == {"hello there", "bye"}
     with pytest.raises(ValueError, match="not empty"):
-        store.export_cases(store.list_cases(), out, fmt=fmt)
+        export_cases(store.list_cases(), out, fmt=fmt)

@@ -14,9 +14,8 @@ import pytest
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
 from asr.results import DecodeOptions
 from asr.streaming import Scheduler, StreamingError, StreamingSession, StreamOptions, StreamUpdate
-from asr.streaming.bench import wer
 from asr.transcribe import transcribe
-from tests.conftest import HARVARD, speak
+from tests.conftest import HARVARD, speak, wer
 
 CHUNK = SAMPLE_RATE // 2
 

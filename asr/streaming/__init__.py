@@ -1,7 +1,8 @@
 """Streaming ASR: committed and tentative text from audio fed in chunks, for an hour, for many users at once.
 
 ``policy`` decides (pure, no clock), ``session`` holds one user's stream, ``scheduler`` serves every session of a
-model with one worker and batched model calls, ``bench`` measures it against the recipe's approach.
+model with one worker and batched model calls, ``simulate`` drives sessions on a simulated live clock (what the
+streaming benchmark and evaluation's streaming mode measure).
 """
 
 from asr.streaming.policy import StreamOptions, StreamPolicy

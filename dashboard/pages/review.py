@@ -2,7 +2,7 @@
 
 Everything shown comes from the store on each load, so what one tester saves appears for another after a
 reload, and survives a restart. The page only turns filters into ``Store.list_cases`` arguments and edits into
-``Store.update_case`` / ``delete_case`` / ``export_cases`` calls.
+``Store.update_case`` / ``delete_case`` and ``evaluation.export.export_cases`` calls.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pandas as pd
 from dashboard import confirm
 from dashboard.config import DashboardConfig
 from dashboard.shared import ACCENTS, DEVICES, NOISE_CONDITIONS, esc, get_store, render_diff, without_paths
+from evaluation.export import export_cases
 from evaluation.store import STATUSES, Case, CaseNotFound, Store
 
 logger = logging.getLogger(__name__)
@@ -47,8 +48,68 @@ class Filters:
         }
 
 
+@dataclass
+class _Listing:
+    """The filters and the table of cases."""
+
+    kind: gr.Dropdown
+    status: gr.Dropdown
+    model: gr.Dropdown
+    label: gr.Dropdown
+    refresh: gr.Button
+    table: gr.Dataframe
+
+    @property
+    def filters(self) -> list:
+        """The filter components, in the order :class:`Filters` takes them."""
+        return [self.kind, self.status, self.model, self.label]
+
+
+@dataclass
+class _Detail:
+    """The panel of the case picked in the table: play, compare, edit, delete with confirmation."""
+
+    group: gr.Group
+    fields: list  # heading, audio, diff, new status, reference, accent, noise, device, extra labels, notes
+    save: gr.Button
+    delete: gr.Button
+    confirm_row: gr.Row
+    confirm: gr.Button
+    cancel: gr.Button
+
+    @property
+    def edits(self) -> list:
+        """What ``_save`` reads: new status, reference, accent, noise, device, extra labels, notes."""
+        return self.fields[3:]
+
+
 def build(page: gr.Blocks, config: DashboardConfig) -> None:
     gr.Markdown("## Review\nFlagged transcripts and saved test cases. Click a row to play, compare and triage it.")
+    listing = _listing()
+    selected = gr.State(None)  # the id of the case in the detail panel
+    pending = gr.State(None)  # the Confirmation the delete question issued (server-side: no client can set it)
+    detail = _detail()
+    message = gr.Markdown(elem_id="review-message")
+    with gr.Accordion("Export as a validation dataset", open=False):
+        fmt = gr.Radio(
+            [("Hugging Face datasets folder", "datasets"), ("CSV + WAV", "csv")], value="datasets", label="Format"
+        )
+        export = gr.Button("Export the cases shown", elem_id="review-export")
+        export_file = gr.File(label="Download", interactive=False, elem_id="review-export-file")
+        export_note = gr.Markdown(elem_id="review-export-note")
+
+    store = get_store(config.data_dir)
+    _wire_listing(page, store, listing)
+    _wire_detail(store, listing, detail, selected, pending, message)
+    export.click(
+        lambda f, *v: _export(store, config, f, Filters(*v)),
+        [fmt, *listing.filters],
+        [export_file, export_note],
+        api_name="review_export",
+    )
+
+
+def _listing() -> _Listing:
     with gr.Row():
         kind = gr.Dropdown(KIND_CHOICES, value=ALL, label="Kind", elem_id="review-kind")
         status = gr.Dropdown([("all", ALL), *STATUS_CHOICES], value=ALL, label="Status", elem_id="review-status")
@@ -63,9 +124,11 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         column_widths=["11%", "6%", "6%", "9%", "8%", "5%", "9%", "8%", "19%", "19%"],
         elem_id="review-table",
     )
-    selected = gr.State(None)  # the id of the case in the detail panel
-    pending = gr.State(None)  # the Confirmation the delete question issued (server-side: no client can set it)
-    with gr.Group(visible=False) as detail:
+    return _Listing(kind, status, model, label, refresh, table)
+
+
+def _detail() -> _Detail:
+    with gr.Group(visible=False) as group:
         heading = gr.Markdown(elem_id="review-heading")
         audio = gr.Audio(type="filepath", interactive=False, label="Audio", elem_id="review-audio")
         diff = gr.HTML(elem_id="review-diff")
@@ -84,28 +147,35 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
             gr.Markdown("Delete this case and its audio for good?")
             confirm_button = gr.Button("Yes, delete", variant="stop", elem_id="review-confirm-delete")
             cancel = gr.Button("Cancel", elem_id="review-cancel-delete")
-    message = gr.Markdown(elem_id="review-message")
-    with gr.Accordion("Export as a validation dataset", open=False):
-        fmt = gr.Radio(
-            [("Hugging Face datasets folder", "datasets"), ("CSV + WAV", "csv")], value="datasets", label="Format"
-        )
-        export = gr.Button("Export the cases shown", elem_id="review-export")
-        export_file = gr.File(label="Download", interactive=False, elem_id="review-export-file")
-        export_note = gr.Markdown(elem_id="review-export-note")
+    fields = [heading, audio, diff, new_status, reference, accent, noise, device, extra, notes]
+    return _Detail(group, fields, save, delete, confirm_row, confirm_button, cancel)
 
-    store = get_store(config.data_dir)
-    filters = [kind, status, model, label]
-    case_fields = [heading, audio, diff, new_status, reference, accent, noise, device, extra, notes]
 
+def _wire_listing(page: gr.Blocks, store: Store, listing: _Listing) -> None:
     def list_table(*values):
         return _table(store, Filters(*values))
+
+    page.load(
+        lambda *v: (*_filter_choices(store), list_table(*v)),
+        listing.filters,
+        [listing.model, listing.label, listing.table],
+        api_name="review_load",
+    )
+    gr.on(
+        [listing.refresh.click, *(f.change for f in listing.filters)],
+        list_table,
+        listing.filters,
+        listing.table,
+        api_name="review_list",
+    )
+
+
+def _wire_detail(store: Store, listing: _Listing, detail: _Detail, selected, pending, message) -> None:
+    """Picking a row, saving edits, and deleting behind the server-issued confirmation."""
 
     def choose(evt: gr.SelectData):
         row = evt.row_value or []
         return _show(store, str(row[0]) if row else None)
-
-    def save_case(case_id, *values):
-        return _save(store, case_id, *values)
 
     def ask_delete(case_id):
         if not case_id:
@@ -117,38 +187,24 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
             raise gr.Error("Press Delete and confirm again: deleting needs the confirmation step.")
         return (*_delete(store, case_id), None, _table(store, Filters(*values)))
 
-    page.load(
-        lambda *v: (*_filter_choices(store), list_table(*v)), filters, [model, label, table], api_name="review_load"
-    )
-    gr.on(
-        [refresh.click, kind.change, status.change, model.change, label.change],
-        list_table,
-        filters,
-        table,
-        api_name="review_list",
-    )
-    table.select(choose, None, [selected, detail, confirm_row, *case_fields], api_name="review_select").then(
-        lambda: None, None, pending, api_name="review_forget_confirmation"
-    )
-    save.click(
-        save_case,
-        [selected, new_status, reference, accent, noise, device, extra, notes],
+    listing.table.select(
+        choose, None, [selected, detail.group, detail.confirm_row, *detail.fields], api_name="review_select"
+    ).then(lambda: None, None, pending, api_name="review_forget_confirmation")
+    detail.save.click(
+        lambda case_id, *values: _save(store, case_id, *values),
+        [selected, *detail.edits],
         message,
         api_name="review_save",
-    ).then(list_table, filters, table, api_name="review_refresh_after_save")
-    delete.click(ask_delete, selected, [confirm_row, pending], api_name="review_ask_delete")
-    cancel.click(lambda: (gr.Row(visible=False), None), None, [confirm_row, pending], api_name="review_cancel_delete")
-    confirm_button.click(
-        delete_case,
-        [selected, pending, *filters],
-        [selected, detail, confirm_row, message, pending, table],
-        api_name="review_delete",
+    ).then(lambda *v: _table(store, Filters(*v)), listing.filters, listing.table, api_name="review_refresh_after_save")
+    detail.delete.click(ask_delete, selected, [detail.confirm_row, pending], api_name="review_ask_delete")
+    detail.cancel.click(
+        lambda: (gr.Row(visible=False), None), None, [detail.confirm_row, pending], api_name="review_cancel_delete"
     )
-    export.click(
-        lambda f, *v: _export(store, config, f, Filters(*v)),
-        [fmt, *filters],
-        [export_file, export_note],
-        api_name="review_export",
+    detail.confirm.click(
+        delete_case,
+        [selected, pending, *listing.filters],
+        [selected, detail.group, detail.confirm_row, message, pending, listing.table],
+        api_name="review_delete",
     )
 
 
@@ -266,7 +322,7 @@ def _export(store: Store, config: DashboardConfig, fmt: str, filters: Filters) -
         raise gr.Error("No cases match the filters: nothing to export.")
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out_dir = config.export_dir / f"cases-{stamp}-{fmt}"
-    folder = store.export_cases(cases, out_dir, fmt)
+    folder = export_cases(cases, out_dir, fmt)
     archive = shutil.make_archive(str(out_dir), "zip", root_dir=folder)
     note = (
         f"Exported {len(cases)} case(s) to `{folder}` on the server. Validate on it with dataset "

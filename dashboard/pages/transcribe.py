@@ -125,10 +125,10 @@ def render_words(result: Transcript) -> str:
 
 
 def render_stats(result: Transcript, multilingual: bool = True) -> str:
-    rtf = "instant" if result.compute_seconds <= 0 else f"{result.real_time_factor:.1f}x real time"
+    rtfx = "instant" if result.compute_seconds <= 0 else f"rtfx {result.rtfx:.1f}"
     return (
         f"**{result.duration:.1f} s** of audio ({result.speech_seconds:.1f} s speech) in "
-        f"**{result.compute_seconds:.2f} s** compute: **{rtf}** · {esc(result.model)} on {esc(result.backend)}"
+        f"**{result.compute_seconds:.2f} s** compute: **{rtfx}** · {esc(result.model)} on {esc(result.backend)}"
         f" · language **{esc(result.language)}** ({_language_source(result, multilingual)})"
     )
 

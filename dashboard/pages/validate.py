@@ -75,12 +75,75 @@ class Rendered:
     files: tuple[str | None, ...]
 
 
+@dataclass
+class _Form:
+    """The run form's components; ``inputs`` is the order ``validate_form.run_options`` reads them in."""
+
+    source: gr.Radio
+    location: gr.Textbox
+    split: gr.Textbox
+    text_column: gr.Dropdown
+    group_columns: gr.Dropdown
+    speaker_column: gr.Dropdown
+    inspect: gr.Button
+    columns_note: gr.Markdown
+    noise: list  # kinds, SNRs, RT60s, noise folder, channels
+    conditions: gr.Markdown
+    limit: gr.Number
+    seed: gr.Number
+    run: gr.Button
+    cancel: gr.Button
+    models: list  # model, backend, extra models, executor, path (mode), stream seconds
+
+    @property
+    def inputs(self) -> list:
+        columns = [self.source, self.location, self.split, self.text_column, self.group_columns, self.speaker_column]
+        return [*columns, *self.noise, self.limit, self.seed, *self.models]
+
+
+@dataclass
+class _Results:
+    """The results area: status, table, chart, per-utterance table, downloads, the utterance detail."""
+
+    status: gr.Markdown
+    table: gr.Dataframe
+    chart: gr.Plot
+    downloads: list
+    utterances: gr.Dataframe
+    detail: list  # group, heading, alignment, clean audio, noisy audio
+
+    @property
+    def outputs(self) -> list:
+        return [self.status, self.table, self.chart, self.utterances, *self.downloads]
+
+
+@dataclass
+class _Earlier:
+    """Earlier runs and the comparison with a baseline."""
+
+    runs: gr.Dropdown
+    open_run: gr.Button
+    baseline: gr.Dropdown
+    compare: gr.Button
+    note: gr.Markdown
+    table: gr.Dataframe
+
+
 def build(page: gr.Blocks, config: DashboardConfig) -> None:
     store = get_store(config.data_dir)
     gr.Markdown(
         "## Validate\nWER per accent and noise condition over a dataset, with 95% bootstrap intervals. "
         f"*{SYNTHETIC_NOTE}*"
     )
+    form = _form(page)
+    results = _results()
+    earlier = _earlier()
+    tab = gr.State(lambda: ValidateTab())  # a factory: each tab gets its own
+    _wire_form(page, store, config, tab, form, results, earlier)
+    _wire_results(store, config, tab, results, earlier)
+
+
+def _form(page: gr.Blocks) -> _Form:
     picker = model_picker(page, "validate")
     extra_models = gr.Dropdown(
         model_choices(),
@@ -122,6 +185,14 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         stream_seconds = gr.Number(0, label="Join into streams of (s; 0: each alone)", minimum=0)
         run = gr.Button("Run validation", variant="primary", elem_id="validate-run")
         cancel = gr.Button("Cancel", variant="stop", elem_id="validate-cancel")
+    return _Form(
+        source, location, split, text_column, group_columns, speaker_column, inspect, columns_note,
+        [kinds, snrs, rt60s, noise_dir, channels], conditions, limit, seed, run, cancel,
+        [picker.model, picker.backend, extra_models, executor, mode, stream_seconds],
+    )  # fmt: skip
+
+
+def _results() -> _Results:
     status = gr.Markdown(elem_id="validate-status")
     table = gr.Dataframe(label="WER by accent x noise", interactive=False, elem_id="wer-table")
     chart = gr.Plot(label="WER per group with 95% CI", elem_id="wer-chart")
@@ -145,6 +216,12 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
             noisy_audio = gr.Audio(
                 label="As transcribed (with noise and channel)", interactive=False, elem_id="noisy-audio"
             )
+    return _Results(
+        status, table, chart, downloads, utterances, [detail, detail_heading, alignment, clean_audio, noisy_audio]
+    )
+
+
+def _earlier() -> _Earlier:
     with gr.Accordion("Earlier runs and comparison", open=True):
         with gr.Row():
             runs = gr.Dropdown([], label="Run", elem_id="validate-runs")
@@ -152,69 +229,55 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         with gr.Row():
             baseline = gr.Dropdown([], label="Compare the run shown with (baseline)", elem_id="validate-baseline")
             compare = gr.Button("Compare", scale=0, elem_id="validate-compare")
-        compare_note = gr.Markdown(elem_id="compare-note")
-        compare_table = gr.Dataframe(interactive=False, visible=False, wrap=True, elem_id="compare-table")
-    tab = gr.State(lambda: ValidateTab())  # a factory: each tab gets its own
+        note = gr.Markdown(elem_id="compare-note")
+        table = gr.Dataframe(interactive=False, visible=False, wrap=True, elem_id="compare-table")
+    return _Earlier(runs, open_run, baseline, compare, note, table)
 
-    results = [status, table, chart, utterances, *downloads]
-    noise_inputs = [kinds, snrs, rt60s, noise_dir, channels]
-    form = [
-        source,
-        location,
-        split,
-        text_column,
-        group_columns,
-        speaker_column,
-        *noise_inputs,
-        limit,
-        seed,
-        picker.model,
-        picker.backend,
-        extra_models,
-        executor,
-        mode,
-        stream_seconds,
-    ]
 
-    page.load(lambda: (_run_choices(store),) * 2, None, [runs, baseline], api_name="validate_load_runs")
+def _wire_form(page, store: Store, config: DashboardConfig, tab, form: _Form, results: _Results, earlier: _Earlier):
+    """The form's events: run lists on load, the conditions preview, column inspection, run and cancel."""
+    page.load(lambda: (_run_choices(store),) * 2, None, [earlier.runs, earlier.baseline], api_name="validate_load_runs")
     gr.on(
-        [page.load, *(c.change for c in noise_inputs)],
+        [page.load, *(c.change for c in form.noise)],
         lambda *v: _preview_conditions(*v, roots=config.roots()),
-        noise_inputs,
-        conditions,
+        form.noise,
+        form.conditions,
         api_name="validate_conditions",
         show_progress="hidden",
     )
-    inspect.click(
+    form.inspect.click(
         lambda s, loc, sp: _inspect(store, config, s, loc, sp),
-        [source, location, split],
-        [text_column, group_columns, speaker_column, columns_note],
+        [form.source, form.location, form.split],
+        [form.text_column, form.group_columns, form.speaker_column, form.columns_note],
         api_name="validate_columns",
     )
-    run.click(
+    form.run.click(
         lambda t, *v: _run(store, config, t, *v),
-        [tab, *form],
-        [*results, runs, baseline],
+        [tab, *form.inputs],
+        [*results.outputs, earlier.runs, earlier.baseline],
         api_name="validate_run",
         concurrency_limit=1,
         concurrency_id="validate_run",
     )
-    cancel.click(_cancel, tab, status, api_name="validate_cancel", concurrency_limit=None)
-    open_run.click(lambda t, r: _open(store, config, t, r), [tab, runs], results, api_name="validate_open_run")
+    form.cancel.click(_cancel, tab, results.status, api_name="validate_cancel", concurrency_limit=None)
 
-    compare.click(
-        lambda t, b: _compare(store, t, b), [tab, baseline], [compare_note, compare_table], api_name="validate_compare"
+
+def _wire_results(store: Store, config: DashboardConfig, tab, results: _Results, earlier: _Earlier):
+    """Reopening a run, comparing with a baseline, and the utterance detail."""
+    earlier.open_run.click(
+        lambda t, r: _open(store, config, t, r), [tab, earlier.runs], results.outputs, api_name="validate_open_run"
+    )
+    earlier.compare.click(
+        lambda t, b: _compare(store, t, b),
+        [tab, earlier.baseline],
+        [earlier.note, earlier.table],
+        api_name="validate_compare",
     )
 
     def pick_utterance(t: ValidateTab, evt: gr.SelectData):
         return _utterance(store, config, t, evt)
 
-    utterances.select(
-        pick_utterance,
-        tab,
-        [detail, detail_heading, alignment, clean_audio, noisy_audio],
-        api_name="validate_utterance",
-    )
+    results.utterances.select(pick_utterance, tab, results.detail, api_name="validate_utterance")
 
 
 def _preview_conditions(kinds, snrs, rt60s, noise_dir, channels, roots=None) -> str:
@@ -226,7 +289,7 @@ def _preview_conditions(kinds, snrs, rt60s, noise_dir, channels, roots=None) -> 
 
 
 def _run_choices(store: Store) -> gr.Dropdown:
-    return gr.Dropdown(choices=[(run_label(r), r.id) for r in store.list_runs()])
+    return gr.Dropdown(choices=[(run_label(r), r.id) for r in store.runs.list_runs()])
 
 
 def _inspect(store: Store, config: DashboardConfig, kind: str, location: str, split: str):
@@ -299,8 +362,8 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
         f"`{esc(settings.dataset)}`, noise {', '.join(f'`{esc(n)}`' for n in settings.noise)}, seed {settings.seed}, "
         f"normalizer `{esc(settings.normalizer)}`, executor `{esc(settings.executor)}`.",
         f"Overall WER **{_pct(o.wer)}** (raw {_pct(o.raw_wer)}), CER {_pct(o.cer)}, {o.utterances} utterances, "
-        f"{o.audio_seconds:.0f} s of audio; {result.speed:.1f}x real time in this run."
-        if math.isfinite(result.speed)
+        f"{o.audio_seconds:.0f} s of audio; rtfx {result.rtfx:.1f} (audio seconds per second) in this run."
+        if math.isfinite(result.rtfx)
         else f"Overall WER **{_pct(o.wer)}** (raw {_pct(o.raw_wer)}), CER {_pct(o.cer)}, {o.utterances} utterances.",
         "`*` marks a cell with too few utterances or speakers to trust.",
     ]

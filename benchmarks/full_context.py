@@ -1,4 +1,4 @@
-"""``python -m asr bench FILE``: throughput, WER and memory of our two paths against the libraries' own.
+"""``python -m benchmarks asr FILE``: throughput, WER and memory of our two paths against the libraries' own.
 
 Four approaches transcribe the same audio:
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -57,10 +56,10 @@ class ApproachResult:
     text: str
     compute_seconds: float  # median over the timed runs
     runs: tuple[float, ...]  # every timed run, seconds
-    real_time_factor: float  # audio seconds per compute second
+    rtfx: float  # audio seconds per compute second
     rss_delta_mb: float  # peak resident set during the runs minus the resident set after loading
     peak_rss_mb: float  # the child's peak resident set during the runs (model included)
-    wer: float | None  # against --ref, normalized (lower case, no punctuation)
+    wer: float | None  # against --ref, scored as validation scores (evaluation.scoring)
     error: str | None = None  # why the approach could not run
 
 
@@ -68,11 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(argv) if argv is not None else None)
     if args.worker:
         return _worker(args)
-    from asr.audio import AudioError, load_audio
+    from asr.audio import SAMPLE_RATE, AudioError, load_audio
     from asr.models import UnknownModelError, resolve
 
     try:
-        duration = load_audio(args.file).size / 16_000
+        duration = load_audio(args.file).size / SAMPLE_RATE
         resolve(args.model)
     except (AudioError, UnknownModelError, OSError) as exc:
         print(f"bench: {args.file}: {exc}", file=sys.stderr)
@@ -92,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     from asr.models import default_model
 
-    p = argparse.ArgumentParser(prog="python -m asr bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks asr", description=__doc__.split("\n\n")[0])
     p.add_argument("file", metavar="FILE")
     p.add_argument("--ref", help="reference transcript: a text file, or the text itself")
     p.add_argument("--model", default=default_model(), help="registered name, hub id or local folder")
@@ -113,16 +112,8 @@ def _reference(ref: str | None) -> str | None:
     return path.read_text(encoding="utf-8") if path.is_file() else ref
 
 
-def word_error_rate(reference: str, hypothesis: str) -> float | None:
-    """The validation WER (:func:`evaluation.scoring.score`, Whisper's English normalizer); None for an empty reference."""
-    from evaluation.scoring import score
-
-    result = score(reference, hypothesis)
-    return None if math.isnan(result.wer) else result.wer
-
-
 def _run_child(approach: str, config: BenchConfig, duration: float, reference: str | None) -> ApproachResult:
-    cmd = [sys.executable, "-m", "asr.bench", config.file, "--worker", approach, "--model", config.model]
+    cmd = [sys.executable, "-m", "benchmarks.full_context", config.file, "--worker", approach, "--model", config.model]
     cmd += ["--repeat", str(config.repeat), "--beam-size", str(config.beam_size)]
     cmd += ["--batch-size", str(config.batch_size), "--device", config.device]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_root(), os.environ.get("PYTHONPATH")]))}
@@ -139,11 +130,17 @@ def _run_child(approach: str, config: BenchConfig, duration: float, reference: s
         text=data["text"],
         compute_seconds=median,
         runs=runs,
-        real_time_factor=duration / median if median > 0 else float("inf"),
+        rtfx=duration / median if median > 0 else float("inf"),
         rss_delta_mb=data["rss_delta_mb"],
         peak_rss_mb=data["peak_rss_mb"],
-        wer=word_error_rate(reference, data["text"]) if reference is not None else None,
+        wer=_wer(reference, data["text"]) if reference is not None else None,
     )
+
+
+def _wer(reference: str, hypothesis: str) -> float | None:
+    from benchmarks.figures import wer  # here, not at the top: the timed child processes never score
+
+    return wer(reference, hypothesis)
 
 
 def _root() -> str:
@@ -216,16 +213,11 @@ def _library(args: argparse.Namespace) -> Callable:
 def _pipeline(args: argparse.Namespace) -> Callable:
     """The Gradio recipe: ``transcriber({"sampling_rate": sr, "raw": y})["text"]`` after ``y /= max|y|``."""
     import numpy as np
-    import torch
-    from transformers import pipeline
 
     from asr.audio import SAMPLE_RATE
-    from asr.backends.transformers import _model_source, cpu_cores, pick_device
-    from asr.models import resolve
+    from benchmarks.recipe import recipe_pipeline
 
-    torch.set_num_threads(cpu_cores())  # as our backend does, so threads are not what is compared
-    device = pick_device(args.device)
-    transcriber = pipeline("automatic-speech-recognition", model=_model_source(resolve(args.model)), device=device)
+    transcriber = recipe_pipeline(args.model, args.device)
 
     def run(audio) -> str:
         y = audio.astype(np.float32)
@@ -295,9 +287,9 @@ def _report(config: BenchConfig, duration: float, reference: str | None, results
 
     def ratio(ours: str, theirs: str) -> float | None:
         a, b = by_name.get(ours), by_name.get(theirs)
-        if not a or not b or a.error or b.error or not b.real_time_factor:
+        if not a or not b or a.error or b.error or not b.rtfx:
             return None
-        return a.real_time_factor / b.real_time_factor
+        return a.rtfx / b.rtfx
 
     def wer_gap(ours: str, theirs: str) -> float | None:
         a, b = by_name.get(ours), by_name.get(theirs)
@@ -331,7 +323,7 @@ def _table(report: dict) -> str:
         f"batch {cfg['batch_size']}, {cfg['repeat']} timed run(s) after one warm-up, {report['cpu_count']} CPU(s)"
         + (", CUDA" if report["cuda"] else ""),
         "",
-        f"| {'approach':43} | RTF (x real time) | compute s | WER   | peak RSS delta MB |",
+        f"| {'approach':43} | rtfx              | compute s | WER   | peak RSS delta MB |",
         f"|{'-' * 45}|-------------------|-----------|-------|-------------------|",
     ]
     for name, r in report["approaches"].items():
@@ -340,7 +332,7 @@ def _table(report: dict) -> str:
             continue
         wer = f"{r['wer']:.3f}" if r["wer"] is not None else "  -  "
         lines.append(
-            f"| {LABELS[name]:43} | {r['real_time_factor']:17.1f} | {r['compute_seconds']:9.2f} | {wer} "
+            f"| {LABELS[name]:43} | {r['rtfx']:17.1f} | {r['compute_seconds']:9.2f} | {wer} "
             f"| {r['rss_delta_mb']:17.0f} |"
         )
     ratios = report["ratios"]

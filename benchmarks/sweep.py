@@ -1,4 +1,4 @@
-"""``python -m evaluation bench``: throughput of a whole built-in sweep on each backend.
+"""``python -m benchmarks sweep``: throughput of a whole built-in sweep on each backend.
 
 The figure is audio seconds per wall second over the sweep (every utterance x every condition), with noise
 mixing, VAD, decoding, scoring and storing included; dataset decoding and model loading are reported apart,
@@ -15,10 +15,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from asr.backends import BackendError
+from asr.models import UnknownModelError
 from asr.results import BACKENDS
+from evaluation.runner import RunError
 
 DEFAULT_NOISE = "clean,white@10,pink@10,babble@5,reverb@0.5"
-TARGET_SPEED = 20.0  # x real time, tiny.en on faster-whisper, 2 CPU cores
+TARGET_RTFX = 20.0  # audio seconds per wall second, tiny.en on faster-whisper, 2 CPU cores
 
 
 @dataclass(frozen=True)
@@ -33,11 +36,12 @@ class BenchResult:
     wer: float
 
     @property
-    def speed(self) -> float:
+    def rtfx(self) -> float:
+        """Audio seconds per wall second over the sweep."""
         return self.audio_seconds / self.wall_seconds if self.wall_seconds else float("nan")
 
     @property
-    def cpu_speed(self) -> float:
+    def cpu_rtfx(self) -> float:
         """Audio seconds per CPU second: a quiet machine with N free cores gives about N times this."""
         return self.audio_seconds / self.cpu_seconds if self.cpu_seconds else float("nan")
 
@@ -74,7 +78,7 @@ def bench_backend(backend: str, model: str, noise: str, limit: int | None, devic
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluation bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks sweep", description=__doc__.split("\n")[0])
     parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated backends")
     parser.add_argument("--model", default="whisper-tiny.en")
     parser.add_argument("--noise", default=DEFAULT_NOISE)
@@ -84,24 +88,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     import os
 
     print(f"built-in sweep: model {args.model}, noise {args.noise}, {os.cpu_count()} CPU cores")
-    header = f"{'backend':15} {'rows':>5} {'audio s':>8} {'wall s':>7} {'x real time':>11} {'CPU s':>7} {'audio/CPU s':>11} {'load s':>7} {'WER':>6}"
+    header = f"{'backend':15} {'rows':>5} {'audio s':>8} {'wall s':>7} {'rtfx':>11} {'CPU s':>7} {'CPU rtfx':>11} {'load s':>7} {'WER':>6}"
     print(header)
     status = 0
     for backend in args.backends.split(","):
         try:
             r = bench_backend(backend.strip(), args.model, args.noise, args.limit, args.device)
-        except Exception as exc:  # noqa: BLE001 - one backend failing must not hide the other's figures
+        except (BackendError, UnknownModelError, RunError) as exc:  # one backend failing must not hide the other's
             print(f"{backend:15} unavailable: {str(exc).splitlines()[0][:100]}")
             status = 1
             continue
         print(
-            f"{r.backend:15} {r.rows:5d} {r.audio_seconds:8.1f} {r.wall_seconds:7.1f} {r.speed:10.1f}x "
-            f"{r.cpu_seconds:7.1f} {r.cpu_speed:10.1f}x {r.load_seconds:7.1f} {r.wer * 100:5.1f}%",
+            f"{r.backend:15} {r.rows:5d} {r.audio_seconds:8.1f} {r.wall_seconds:7.1f} {r.rtfx:11.1f} "
+            f"{r.cpu_seconds:7.1f} {r.cpu_rtfx:11.1f} {r.load_seconds:7.1f} {r.wer * 100:5.1f}%",
             flush=True,
         )
         if r.backend == "faster-whisper" and args.model == "whisper-tiny.en":
-            verdict = "meets" if r.speed >= TARGET_SPEED else "misses"
-            print(f"  target >= {TARGET_SPEED:.0f}x real time (2 cores): {verdict} it on this machine now")
+            verdict = "meets" if r.rtfx >= TARGET_RTFX else "misses"
+            print(f"  target rtfx >= {TARGET_RTFX:.0f} (2 cores): {verdict} it on this machine now")
     return status
 
 

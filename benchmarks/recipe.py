@@ -1,4 +1,4 @@
-"""The Gradio recipe's streaming demo, replayed on the benchmark's clock: the baseline of ``stream-bench``.
+"""The Gradio recipe's streaming demo, replayed on the benchmark's clock: the baseline of ``benchmarks stream``.
 
 The recipe appends every chunk, peak-normalised by its own maximum, to a growing array and runs the transformers
 pipeline over all of it on every chunk. Each update therefore costs more than the last, the text falls behind
@@ -16,6 +16,7 @@ import numpy as np
 
 from asr.audio import SAMPLE_RATE
 from asr.results import Transcript
+from benchmarks.figures import update_figures, wer
 
 logger = logging.getLogger(__name__)
 
@@ -24,23 +25,26 @@ class BaselineUnavailable(RuntimeError):
     """The recipe's pipeline cannot be built here (the message says why)."""
 
 
-def recipe_pipeline(model: str):
-    """The recipe's ``pipeline("automatic-speech-recognition", ...)`` on ``model``."""
-    try:
-        from asr.backends import get_backend
+def recipe_pipeline(model: str, device: str = "cpu"):
+    """The recipe's ``pipeline("automatic-speech-recognition", model=...)`` on ``model``'s Hugging Face weights.
 
-        return get_backend(model, "transformers").pipeline
-    except Exception as exc:  # noqa: BLE001 - fall back to building the pipeline directly
-        first = exc
+    Threads are set as our transformers backend sets them, so that threads are not what a benchmark compares.
+    """
     try:
+        import torch
         from transformers import pipeline
+    except ImportError as exc:
+        raise BaselineUnavailable(f"the recipe needs transformers and torch: {exc}") from exc
+    from asr.backends.base import BackendError, cpu_cores, pick_device
+    from asr.convert import ConversionError, hf_model_dir
+    from asr.models import UnknownModelError, resolve
 
-        from asr.convert import hf_model_dir
-        from asr.models import resolve
-
-        return pipeline("automatic-speech-recognition", model=str(hf_model_dir(resolve(model))), device="cpu")
-    except Exception as exc:  # noqa: BLE001
-        raise BaselineUnavailable(f"no transformers pipeline for {model!r}: {first}; {exc}") from exc
+    torch.set_num_threads(cpu_cores())
+    try:
+        source = str(hf_model_dir(resolve(model)))
+        return pipeline("automatic-speech-recognition", model=source, device=pick_device(device))
+    except (BackendError, ConversionError, UnknownModelError, OSError, ValueError) as exc:
+        raise BaselineUnavailable(f"no transformers pipeline for {model!r}: {exc}") from exc
 
 
 def recipe_update(pipe, stream: np.ndarray | None, chunk: np.ndarray) -> tuple[np.ndarray, str]:
@@ -52,12 +56,12 @@ def recipe_update(pipe, stream: np.ndarray | None, chunk: np.ndarray) -> tuple[n
     return stream, pipe({"sampling_rate": SAMPLE_RATE, "raw": stream})["text"]
 
 
-def run_baseline(
-    audio: np.ndarray, model: str, chunk: float, offline: Transcript, *, max_lag: float = 10.0, **_: object
-) -> dict | None:
-    """Replay the recipe on ``audio``; the figures of ``stream-bench`` for it (None when it cannot run)."""
-    from asr.streaming.bench import update_figures, wer
+def run_baseline(audio: np.ndarray, model: str, chunk: float, offline: Transcript, *, max_lag: float = 10.0) -> dict:
+    """Replay the recipe on ``audio``: the figures of ``benchmarks stream`` for it.
 
+    ``{"available": False, "stop_reason": ...}`` when its pipeline cannot be built (transformers missing, no
+    Hugging Face weights for ``model``); any other failure is raised.
+    """
     try:
         pipe = recipe_pipeline(model)
     except BaselineUnavailable as exc:
@@ -76,7 +80,7 @@ def run_baseline(
         t0 = time.perf_counter()
         try:
             stream, text = recipe_update(pipe, stream, piece)
-        except Exception as exc:  # noqa: BLE001 - the recipe's failure is what we report
+        except ValueError as exc:  # the pipeline refusing input past 30 s: the recipe's failure is what we report
             stopped_at, reason = arrival, f"error: {str(exc).splitlines()[0][:200]}"
             break
         costs.append(time.perf_counter() - t0)

@@ -47,10 +47,6 @@ class ResolvedModel:
     format: str  # "ctranslate2", "transformers" or "hub"
     path: str  # a local folder, or the hub id when format is "hub"
 
-    @property
-    def is_local(self) -> bool:
-        return self.format != "hub"
-
 
 def cache_dir() -> Path:
     """Where converted and assembled models are kept (``ASRQA_CACHE``, default ``~/.cache/asr-qa``)."""

@@ -47,7 +47,6 @@ class DecodeOptions:
     vad_filter: bool = True  # drop non-speech before decoding (stops hallucinations on silence and noise)
     no_speech_threshold: float = 0.6  # with logprob_threshold, Whisper's rule to drop a window as silence
     logprob_threshold: float = -1.0  # a window is dropped when no_speech > threshold and logprob below this
-    condition_on_previous_text: bool = False  # kept off: feeding back errors makes hallucinations repeat
     compression_ratio_threshold: float | None = (
         COMPRESSION_RATIO_THRESHOLD  # text more repetitive than this is decoded again, hotter
     )
@@ -123,12 +122,6 @@ class Transcript:
             "backend": self.backend,
             "options": dataclasses.asdict(self.options),
         }
-
-
-def shift_segment(segment: Segment, offset: float) -> Segment:
-    """Move a window-relative segment (and its words) to absolute time."""
-    words = tuple(dataclasses.replace(w, start=w.start + offset, end=w.end + offset) for w in segment.words)
-    return dataclasses.replace(segment, start=segment.start + offset, end=segment.end + offset, words=words)
 
 
 def compression_ratio(text: str) -> float:

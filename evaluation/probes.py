@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
+from evaluation.rowsource import Rows, RowSource
 from evaluation.scoring import AlignedSpan
-from evaluation.sources import Rows, RowSource
 
 logger = logging.getLogger(__name__)
 

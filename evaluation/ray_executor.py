@@ -31,7 +31,7 @@ import pandas as pd
 import ray
 
 from evaluation.datasets import Sample
-from evaluation.executors import ExecutorError, ExecutorOptions
+from evaluation.executor_options import ExecutorError, ExecutorOptions
 from evaluation.worker import CancelCheck, Cancelled, RowResult, RowSpec, RowWorker, WorkerOptions
 
 logger = logging.getLogger(__name__)

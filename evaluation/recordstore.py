@@ -22,13 +22,10 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from evaluation.prompts import Prompt
 from evaluation.runstore import StoreError, utc_now
-
-if TYPE_CHECKING:
-    from evaluation.store import Case
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scripts (
@@ -225,7 +222,7 @@ class Recordings:
         checks: Mapping[str, Any],
         model: str = "",
         backend: str = "",
-    ) -> tuple[Take, Case]:
+    ) -> tuple[Take, Any]:  # the take and the store's new Case (not imported: the store imports this module)
         """Save prompt ``index``'s take as a test case (reference = prompt, labels = profile) and move on."""
         session = self.get_session(session_id)
         prompt = self._current(session, index)

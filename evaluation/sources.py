@@ -9,50 +9,21 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from evaluation.builtin import BUILTIN_DIR
+from evaluation.rowsource import AUDIO_NAMES, DatasetError, Rows, RowSource  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     from evaluation.store import Store
 
-AUDIO_NAMES = ("audio", "audio_filepath", "file_name", "audio_path", "path", "file", "filename", "wav")
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 METADATA_NAMES = tuple(f"metadata{s}" for s in MANIFEST_SUFFIXES)
 DEFAULT_SPLITS = ("test", "validation", "train")
 SCRIPT_MESSAGE = "Dataset scripts are no longer supported"
 REAL = "builtin-real"  # the real-speech set (evaluation.realspeech), optionally ":LANG[,LANG]"
-
-Rows = Iterator[tuple[int, Mapping[str, Any]]]
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be used at all (missing, no such column, nothing usable), with what to do."""
-
-
-@dataclass(frozen=True)
-class RowSource:
-    name: str  # what messages call the dataset
-    columns: tuple[str, ...]
-    iterate: Callable[[Sequence[int] | None], Rows]  # all rows, or only these row numbers
-    length: int | None  # None for a stream
-    base_dir: Path | None = None  # relative audio paths are relative to this folder
-    audio_candidates: tuple[str, ...] = AUDIO_NAMES  # audio column names, best first
-    default_groups: tuple[str, ...] = ()  # group columns when none are named (empty: the accent column, if any)
-    empty_text_ok: bool = False  # an empty reference is a row to score (the probes: nothing should be heard)
-
-    def rows(self, indices: Sequence[int] | None) -> Rows:
-        return self.iterate(indices)
-
-    def read_remote(self, url: str) -> bytes:
-        """Audio stored at a URL (hub datasets that keep audio as files): read through datasets' fsspec."""
-        from datasets.utils.file_utils import xopen
-
-        with xopen(url, "rb") as f:
-            return f.read()
 
 
 def open_source(source: str, *, split: str | None = None, store: Store | None = None) -> RowSource:
@@ -62,7 +33,7 @@ def open_source(source: str, *, split: str | None = None, store: Store | None = 
     if source == REAL or source.startswith(REAL + ":"):
         return real_source(source, split)
     if source == "probes":
-        from evaluation.probes import probes_source  # probes builds on this module
+        from evaluation.probes import probes_source
 
         return probes_source()
     if source == "recorded":
@@ -264,7 +235,7 @@ def hub_source(spec: str, split: str | None) -> RowSource:
     iterator = iter(stream)
     try:
         first = next(iterator, None)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - hub, network and decoding errors of the first row all end the load
         raise _stream_error(spec, exc) from exc
     if first is None:
         raise DatasetError(f"dataset {spec}: the split is empty")

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser_util import App, chromium, need_browser, new_page, wait_for_text
 
 from evaluation.store import Store
+from tests.browser_util import App, chromium, need_browser, new_page, wait_for_text
 
 pytestmark = [pytest.mark.browser]
 LOCAL_NETWORK_CHECKS_OFF = (

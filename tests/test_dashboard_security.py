@@ -6,7 +6,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from browser_util import chromium, new_page, running_app
+
+from tests.browser_util import chromium, new_page, running_app
 
 pytestmark = [pytest.mark.browser]
 

@@ -7,7 +7,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from browser_util import (
+
+from tests.browser_util import (
     chromium,
     click_table_cell,
     new_page,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 
 import pytest
-from browser_util import chromium, click_table_cell, new_page, running_app, screenshot, wait_for_text
+
+from tests.browser_util import chromium, click_table_cell, new_page, running_app, screenshot, wait_for_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -177,7 +177,6 @@ def test_hub_parquet_stream(tmp_path, wavs):
 
 
 def test_hub_audio_files_without_torchcodec_are_explained(tmp_path, wavs):
-    pytest.importorskip("datasets")
     try:
         import torchcodec  # noqa: F401
 

@@ -72,7 +72,6 @@ def test_noisy_run_tables_replay_and_alignment(tmp_path, fw_backend):
 
 
 def test_transformers_backend_runs_the_same_validation(tmp_path):
-    pytest.importorskip("transformers")
     store = Store(tmp_path / "data")
     result = run_validation(RunOptions(noise=("clean",), limit=2, backend="transformers"), store)
     assert result.settings.backend == "transformers" and len(result.rows) == 2

@@ -231,13 +231,9 @@ def test_shared_worker_serves_threads_feeding_at_once(speech, speech_text):
 
 
 def test_transformers_backend_streams_too(speech, speech_text):
-    pytest.importorskip("transformers")
-    try:
-        from asr.backends import get_backend
+    from asr.backends import get_backend
 
-        backend = get_backend("whisper-tiny.en", "transformers")
-    except Exception as exc:  # noqa: BLE001 - the backend is another issue's; skip where it cannot load
-        pytest.skip(f"transformers backend unavailable: {exc}")
+    backend = get_backend("whisper-tiny.en", "transformers")  # a requirement: failing to load is a failure
     scheduler = Scheduler(backend, threaded=False)
     options = StreamOptions(step_seconds=2.0)
     with StreamingSession(scheduler=scheduler, options=options) as session:
@@ -284,16 +280,27 @@ def test_a_worker_that_lags_loses_no_words(long_wav, fw_backend):
 
 
 def test_exiting_while_a_session_decodes_does_not_abort(speech_wav):
-    """Python tearing down while the worker thread is inside the model used to abort the whole process."""
+    """Python tearing down while the worker thread is inside the model used to abort the whole process.
+
+    The script exits the moment the worker enters the real model (an event set on the way in), so the exit
+    always happens mid-decode, however loaded the machine is."""
     code = (
-        "import time\n"
+        "import threading\n"
         "from asr.audio import load_audio\n"
-        "from asr.streaming import StreamingSession\n"
+        "from asr.models import default_model\n"
+        "from asr.streaming import StreamingSession, get_scheduler\n"
         f"audio = load_audio({str(speech_wav)!r})\n"
-        "s = StreamingSession()\n"
+        "scheduler = get_scheduler(default_model())\n"  # the shared, threaded worker a live page uses
+        "backend, inside = scheduler.backend, threading.Event()\n"
+        "decode = backend.transcribe_windows\n"
+        "def entering(*args, **kwargs):\n"
+        "    inside.set()\n"
+        "    return decode(*args, **kwargs)\n"
+        "backend.transcribe_windows = entering\n"
+        "s = StreamingSession(scheduler=scheduler)\n"
         "for i in range(0, audio.size, 8000):\n"
         "    s.feed(audio[i : i + 8000])\n"
-        "time.sleep(0.3)\n"  # the worker's first round is decoding now
+        "assert inside.wait(240), 'the worker never decoded'\n"  # exit now: the worker is inside the model
     )
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"}

@@ -34,11 +34,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from asr.audio import SAMPLE_RATE
-from asr.results import DecodeOptions, Segment, Word
+from asr.results import SENTENCE_ENDS, DecodeOptions, Segment, Word
 from asr.vad import FRAME, MAX_WINDOW_SECONDS
 
 FRAME_SECONDS = FRAME / SAMPLE_RATE  # one VAD probability covers this much audio (32 ms)
-SENTENCE_END = (".", "?", "!")
 _SKIP_MARGIN = 0.5  # seconds of speech after the last word (and before the window end) that mean a skip
 _SLACK_WORDS = 3  # how far the cut between committed and new words may move from where word times put it
 _MAX_NGRAM = 5  # longest repeat of the committed tail looked for at the head of a hypothesis
@@ -416,7 +415,7 @@ class StreamPolicy:
             return ()
         done = self.committed_end
         cuts = [t for t in hypothesis.segment_ends if self.buffer_start < t <= done + 1e-6]
-        cuts += [w.end for w in self._recent if w.end > self.buffer_start and w.word.rstrip().endswith(SENTENCE_END)]
+        cuts += [w.end for w in self._recent if w.end > self.buffer_start and w.word.rstrip().endswith(SENTENCE_ENDS)]
         if cuts:
             self._move_start(max(cuts))
         if request.end - self.buffer_start <= opts.max_buffer_seconds:

@@ -1,6 +1,7 @@
 """Live (`/`): microphone streaming through ``asr.streaming``, committed text black, tentative tail grey.
 
-How it copes with Gradio's streaming (see the issue's facts):
+How it copes with Gradio's streaming (a ``gr.Audio(streaming=True)`` stream event calls its handler once per
+chunk, and a chunk waits while the handler is busy):
 - the stream handler only feeds the chunk to the session and reads its latest update, both instant; the shared
   scheduler's worker transcribes. So the handler is never busy when the next chunk comes, and nothing is lost;
 - ``stop_recording`` carries only the last chunk, so the session keeps the whole recording itself, and the stop

@@ -81,17 +81,17 @@ def _one_row_dataset(folder: Path, audio: Path, text: str) -> Path:
 def _stream_bench(audio: np.ndarray, backend, reference: str) -> dict:
     """stream-bench's measurement: its simulated clock, one session, default options."""
     from asr.audio import SAMPLE_RATE
-    from asr.streaming.bench import simulate
     from asr.streaming.policy import StreamOptions
-    from asr.streaming.scheduler import Scheduler
+    from asr.streaming.simulate import simulate
     from evaluation.scoring import score
 
     options = StreamOptions(max_session_seconds=audio.size / SAMPLE_RATE + 60.0, keep_recording=False)
-    run = simulate(audio, Scheduler(backend, threaded=False), options, 1, 0.5)
+    run = simulate(audio, backend, options, sessions=1, chunk_seconds=0.5)
+    latencies = run.latencies()
     return {
         "wer": score(reference, run.texts[0]).wer,
-        "p50": float(np.percentile(run.latencies, 50)),
-        "p95": float(np.percentile(run.latencies, 95)),
+        "p50": float(np.percentile(latencies, 50)),
+        "p95": float(np.percentile(latencies, 95)),
     }
 
 

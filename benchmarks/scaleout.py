@@ -96,7 +96,7 @@ def measure(executor: str, noise: str, limit: int | None, workers: int | None, c
 
         store = Store(tmp)
         result = run_validation(options, store, progress=progress)
-        label = str(store.get_run(result.run_id).summary.get("executor", executor))
+        label = str(store.runs.get_run(result.run_id).summary.get("executor", executor))
     first_t, first_rows, first_cpu = arrivals[0] if arrivals else (0.0, 0, 0.0)
     return Measured(
         executor=label,

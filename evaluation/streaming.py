@@ -2,13 +2,13 @@
 
 Each row's (noisy, channel-coded) audio, or several rows joined into one long stream with pauses between them
 (``stream_seconds``), is fed in browser-sized chunks to a :class:`asr.streaming.StreamingSession` on an
-unthreaded scheduler. As in ``stream-bench``, the worker's rounds run for real and the clock advances by
+unthreaded scheduler. As in ``benchmarks stream``, the worker's rounds run for real and the clock advances by
 their measured compute, jumping ahead to the next chunk's arrival when the worker is idle; so an hour of
 streams takes minutes, while latencies are what a live user on this machine would see.
 
 What is measured per row (the committed words are assigned to rows by their times in the stream):
 - ``first_commit_s``: from the start of the row's first committed word in the audio to its commit;
-- commit latency of every committed word (clock at commit minus the word's end, as stream-bench);
+- commit latency of every committed word (clock at commit minus the word's end, as ``benchmarks stream``);
 - ``flips``: words shown that a later update changed or took back (the words of the previous display that the
   word alignment to the next display does not keep);
 - ``duplicate_words``: committed words whose audio an already committed word with the same text covers.
@@ -50,7 +50,7 @@ class StreamModeOptions:
 
     stream_seconds: float | None = None  # join consecutive rows into streams at least this long; None: one each
     pause_seconds: float = 0.7  # silence between joined rows (a pause between two sentences)
-    sessions: int = 4  # streams at once on one worker (testers sharing it); 1 is stream-bench's default
+    sessions: int = 4  # streams at once on one worker (testers sharing it); 1 is ``benchmarks stream``'s default
     chunk_seconds: float = 0.5  # what the browser sends at a time
 
     def validate(self) -> StreamModeOptions:
@@ -214,7 +214,7 @@ def _split(trace: _Trace, spans: Sequence[tuple[float, float]]) -> list[StreamOu
 class StreamRunner:
     """Streams batches of row audio through one backend, ``sessions`` streams at a time.
 
-    The model is warmed on the largest window first (as stream-bench does), so the first round's allocation
+    The model is warmed on the largest window first (as ``benchmarks stream`` does), so the first round's allocation
     does not land on the first rows' latencies.
     """
 

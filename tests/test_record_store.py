@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from asr.audio import SAMPLE_RATE
+from evaluation.export import export_cases
 from evaluation.prompts import builtin_script, parse_pasted
 from evaluation.recordstore import SessionNotFound, SpeakerProfile, StaleTake
 from evaluation.runstore import StoreError
@@ -151,7 +152,7 @@ def test_a_datasets_export_keeps_the_profile_columns(store, session, tmp_path):
     from datasets import load_from_disk
 
     _accept(store, session, 0)
-    folder = store.export_cases(store.list_cases(), tmp_path / "export", "datasets")
+    folder = export_cases(store.list_cases(), tmp_path / "export", "datasets")
     exported = load_from_disk(str(folder))
     row = exported.remove_columns("audio")[0]  # decoding audio would need torchcodec
     assert {k: row[k] for k in ("text", "speaker", "accent", "gender", "age_band", "device", "session")} == {

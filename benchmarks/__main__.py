@@ -7,7 +7,10 @@ import sys
 from collections.abc import Sequence
 
 COMMANDS = {
-    "asr": ("benchmarks.full_context", "full context: our two paths against faster-whisper's and transformers' own"),
+    "asr": (
+        "benchmarks.asr_main",
+        "full context: ours against faster-whisper's own, on a file, a dataset or long files",
+    ),
     "stream": ("benchmarks.stream", "live streaming of a file on a simulated clock, against the Gradio recipe"),
     "sweep": ("benchmarks.sweep", "throughput of a whole built-in validation sweep on each backend"),
 }

@@ -4,6 +4,7 @@
     python -m benchmarks asr builtin-real:es,fr,it,ru --model whisper-base --min-words 6 --per-language 15
     python -m benchmarks asr --long en-dev-joined --repeat 3
     python -m benchmarks asr talk.wav --ref talk.txt
+    python -m benchmarks asr --isolated talk.wav --ref talk.txt   # one child process per approach, with memory
 
 Prints one table per target (see :mod:`benchmarks.sidebyside`); ``--json`` prints the figures and every
 hypothesis instead. Exit 2 with one line on a bad target, 1 when an approach failed.
@@ -73,7 +74,12 @@ def _targets(args: argparse.Namespace) -> list:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(list(argv) if argv is not None else None)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--isolated" in argv:  # the per-process measurement: peak memory, and the transformers pipeline recipe
+        from benchmarks.full_context import main as isolated
+
+        return isolated([a for a in argv if a != "--isolated"])
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(message)s")
     logging.getLogger("benchmarks.sidebyside").setLevel(logging.ERROR if args.json else logging.INFO)
     from asr.audio import AudioError
@@ -102,3 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{os.cpu_count()} CPU(s); load average {os.getloadavg()[0]:.1f} at the end\n")
         print("\n\n".join(reports))
     return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""``python -m benchmarks asr FILE``: throughput, WER and memory of our two paths against the libraries' own.
+"""``python -m benchmarks asr --isolated FILE``: throughput, WER and memory of our two paths against the libraries' own.
 
 Four approaches transcribe the same audio:
 
@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     from asr.models import default_model
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks asr", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks asr --isolated", description=__doc__.split("\n\n")[0])
     p.add_argument("file", metavar="FILE")
     p.add_argument("--ref", help="reference transcript: a text file, or the text itself")
     p.add_argument("--model", default=default_model(), help="registered name, hub id or local folder")

@@ -1,4 +1,4 @@
-"""``python -m benchmarks asr``: every approach really runs on a short real recording and the JSON has its fields."""
+"""``python -m benchmarks asr --isolated``: every approach really runs on a short real recording and the JSON has its fields."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_bench(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "benchmarks", "asr", *args],
+        [sys.executable, "-m", "benchmarks", "asr", "--isolated", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

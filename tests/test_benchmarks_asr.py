@@ -58,6 +58,8 @@ def test_a_file_with_its_reference_beside_it_and_json(tiny_folder, fw_backend, c
     [(["/nonexistent/set"], "not found"), ([], "give a file or dataset")],
 )
 def test_bad_targets_exit_2_with_one_line(args, message, capsys):
-    assert main(args) == 2
+    from benchmarks.__main__ import main as benchmarks
+
+    assert benchmarks(["asr", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err

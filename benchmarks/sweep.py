@@ -19,6 +19,7 @@ from asr.backends import BackendError
 from asr.models import UnknownModelError
 from asr.results import BACKENDS
 from evaluation.runner import RunError
+from evaluation.scoring import rate
 
 DEFAULT_NOISE = "clean,white@10,pink@10,babble@5,reverb@0.5"
 TARGET_RTFX = 20.0  # audio seconds per wall second, tiny.en on faster-whisper, 2 CPU cores
@@ -38,12 +39,12 @@ class BenchResult:
     @property
     def rtfx(self) -> float:
         """Audio seconds per wall second over the sweep."""
-        return self.audio_seconds / self.wall_seconds if self.wall_seconds else float("nan")
+        return rate(self.audio_seconds, self.wall_seconds)
 
     @property
     def cpu_rtfx(self) -> float:
         """Audio seconds per CPU second: a quiet machine with N free cores gives about N times this."""
-        return self.audio_seconds / self.cpu_seconds if self.cpu_seconds else float("nan")
+        return rate(self.audio_seconds, self.cpu_seconds)
 
 
 def bench_backend(backend: str, model: str, noise: str, limit: int | None, device: str) -> BenchResult:

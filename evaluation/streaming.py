@@ -33,11 +33,10 @@ from asr.backends import Backend
 from asr.results import Word
 from asr.streaming.policy import StreamOptions
 from asr.streaming.scheduler import Scheduler
-from asr.streaming.session import StreamingSession
+from asr.streaming.simulate import simulate
 
 MODES = ("offline", "streaming", "both")
 DUPLICATE_LOOKBACK = 8  # committed words checked for a duplicate of a new one
-MAX_IDLE_ROUNDS = 50  # rounds with nothing to decode after the last chunk before a stream is declared stuck
 
 
 class StreamModeError(ValueError):
@@ -141,49 +140,20 @@ class _Trace:
 
 
 def _simulate(streams: Sequence[np.ndarray], scheduler: Scheduler, options: StreamOptions, chunk: float) -> list:
-    """All streams at once on the scheduler against one simulated clock; their traces, in order."""
-    step = max(int(round(chunk * SAMPLE_RATE)), 1)
-    sessions = [StreamingSession(options=options, scheduler=scheduler) for _ in streams]
+    """All streams at once on the scheduler against one simulated clock (:func:`asr.streaming.simulate.simulate`,
+    each stream stopped with its last chunk); their traces, in order, each round's compute shared by the
+    streams still running."""
     traces = [_Trace() for _ in streams]
-    chunks = [math.ceil(a.size / step) for a in streams]
-    fed, clock, idle = [0] * len(streams), 0.0, 0
-    try:
-        while True:
-            _feed(streams, sessions, chunks, fed, step, clock)
-            report = scheduler.run_once()
-            if report.windows:
-                idle = 0
-                clock += report.compute_seconds
-                active = [t for t, s in zip(traces, sessions, strict=True) if not s.done] or traces
-                for trace in active:
-                    trace.compute += report.compute_seconds / len(active)
-            for session, trace in zip(sessions, traces, strict=True):
-                update = session.update()
-                trace.observe(update.committed_words, update.tentative_words, clock)
-            if all(s.done for s in sessions):
-                break
-            pending = [(f + 1) * step / SAMPLE_RATE for f, n in zip(fed, chunks, strict=True) if f < n]
-            if not report.windows and pending:
-                clock = max(clock, min(pending))
-            elif not report.windows:
-                idle += 1
-                if idle > MAX_IDLE_ROUNDS:
-                    raise RuntimeError("a simulated stream did not finish")
-        for session in sessions:
-            session.finish()  # raises the error of a failed session
-    finally:
-        for session in sessions:
-            session.close()
+
+    def observe(session: int, update, clock: float) -> None:
+        traces[session].observe(update.committed_words, update.tentative_words, clock)
+
+    run = simulate(list(streams), scheduler, options, chunk_seconds=chunk, stop_with_last_chunk=True, on_update=observe)
+    for r in run.rounds:
+        active = r.active or tuple(range(len(traces)))
+        for i in active:
+            traces[i].compute += r.compute_seconds / len(active)
     return traces
-
-
-def _feed(streams, sessions, chunks, fed, step: int, clock: float) -> None:
-    for i, (audio, session) in enumerate(zip(streams, sessions, strict=True)):
-        while fed[i] < chunks[i] and min((fed[i] + 1) * step, audio.size) / SAMPLE_RATE <= clock + 1e-9:
-            session.feed(audio[fed[i] * step : (fed[i] + 1) * step])
-            fed[i] += 1
-            if fed[i] == chunks[i]:
-                session.end()
 
 
 def _split(trace: _Trace, spans: Sequence[tuple[float, float]]) -> list[StreamOutcome]:

@@ -14,7 +14,7 @@ so their latency and WER figures are the same measurement.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,13 +61,14 @@ class Round:
     clock: float  # simulated clock at the round's start
     compute_seconds: float  # measured compute of the round
     windows: int  # windows decoded in the round (one per session served)
+    active: tuple[int, ...] = ()  # sessions not yet finished after the round (what its compute is shared by)
 
 
 @dataclass(frozen=True)
 class SimulatedStream:
     """Everything the simulated live run observed."""
 
-    audio_seconds: float  # length of the stream (per session)
+    audio_seconds: float  # length of the (longest) stream
     clock_seconds: float  # simulated clock at the end (audio length plus the final lag)
     rounds: tuple[Round, ...]
     updates: tuple[UpdateRecord, ...]  # each change of what a session showed, in clock order
@@ -83,27 +84,41 @@ class SimulatedStream:
 
 ProgressCallback = Callable[[float], None]  # the simulated clock after every decoding round, and once more when
 # every word is committed (before the sessions close): where a benchmark samples memory
+UpdateCallback = Callable[[int, StreamUpdate, float], None]  # (session, what it shows, clock) after each round
+MAX_IDLE_ROUNDS = 50  # rounds with nothing to decode after the last chunk before a stream is declared stuck
+
+
+class StuckStream(RuntimeError):
+    """A stream that stopped making progress after its last chunk (a session that never finishes)."""
 
 
 def simulate(
-    audio: np.ndarray,
+    audio: np.ndarray | Sequence[np.ndarray],
     backend: Backend | Scheduler,
     options: StreamOptions | None = None,
     *,
-    sessions: int = 1,
+    sessions: int | None = None,
     chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+    stop_with_last_chunk: bool = False,
     on_round: ProgressCallback | None = None,
+    on_update: UpdateCallback | None = None,
 ) -> SimulatedStream:
-    """Stream float32 16 kHz ``audio`` to ``sessions`` sessions in ``chunk_seconds`` pieces on a simulated clock.
+    """Stream float32 16 kHz audio to sessions in ``chunk_seconds`` pieces on one simulated clock.
 
+    ``audio`` is one array, streamed to each of ``sessions`` sessions (default 1: testers saying the same thing),
+    or one array per session (different streams of any lengths sharing the worker). ``stop_with_last_chunk``
+    ends each stream as its last chunk arrives (a tester pressing stop as they finish speaking); otherwise every
+    stream ends once the worker is idle after the last chunk (a tester who waits for the text to settle).
     ``backend`` may be an unthreaded :class:`Scheduler` (a caller that warmed it up or shares it) or a backend,
     for which one is made. A failed session raises its error (:meth:`StreamingSession.finish`).
     """
-    if sessions < 1 or not chunk_seconds > 0:
-        raise ValueError(f"sessions must be >= 1 and chunk_seconds > 0, not {sessions} and {chunk_seconds}")
+    streams = _streams(audio, sessions)
+    if not chunk_seconds > 0:
+        raise ValueError(f"chunk_seconds must be > 0, not {chunk_seconds}")
     scheduler = backend if isinstance(backend, Scheduler) else Scheduler(backend, threaded=False)
-    options = options or StreamOptions(max_session_seconds=audio.size / SAMPLE_RATE + 60.0)
-    run = _Run(np.asarray(audio, dtype=np.float32), scheduler, options, sessions, chunk_seconds, on_round)
+    longest = max(a.size for a in streams) / SAMPLE_RATE
+    options = options or StreamOptions(max_session_seconds=longest + 60.0)
+    run = _Run(streams, scheduler, options, chunk_seconds, stop_with_last_chunk, on_round, on_update)
     try:
         run.stream()
         run.drain()
@@ -112,66 +127,96 @@ def simulate(
         run.close()
 
 
+def _streams(audio: np.ndarray | Sequence[np.ndarray], sessions: int | None) -> list[np.ndarray]:
+    if isinstance(audio, np.ndarray):
+        if sessions is not None and sessions < 1:
+            raise ValueError(f"sessions must be >= 1, not {sessions}")
+        return [np.asarray(audio, dtype=np.float32)] * (sessions or 1)
+    streams = [np.asarray(a, dtype=np.float32) for a in audio]
+    if not streams or (sessions is not None and sessions != len(streams)):
+        raise ValueError(f"sessions must be >= 1 and match the {len(streams)} streams given, not {sessions}")
+    return streams
+
+
 class _Run:
     """The state of one simulation: the clock, the chunks fed so far, and what was observed."""
 
-    def __init__(self, audio, scheduler, options, sessions, chunk_seconds, on_round) -> None:
-        self.audio, self.scheduler, self.on_round = audio, scheduler, on_round
+    def __init__(self, streams, scheduler, options, chunk_seconds, stop_with_last_chunk, on_round, on_update) -> None:
+        self.streams, self.scheduler = streams, scheduler
+        self.on_round, self.on_update, self.stop_with_last_chunk = on_round, on_update, stop_with_last_chunk
         self.step = max(int(round(chunk_seconds * SAMPLE_RATE)), 1)
-        self.n_chunks = math.ceil(audio.size / self.step)
-        self.sessions = [StreamingSession(options=options, scheduler=scheduler) for _ in range(sessions)]
-        self.clock, self.fed, self.max_buffer = 0.0, 0, 0.0
+        self.n_chunks = [math.ceil(a.size / self.step) for a in streams]
+        self.sessions = [StreamingSession(options=options, scheduler=scheduler) for _ in streams]
+        self.clock, self.fed, self.max_buffer = 0.0, [0] * len(streams), 0.0
         self.rounds: list[Round] = []
         self.updates: list[UpdateRecord] = []
         self.words: list[CommittedWord] = []
-        self.seen = [0] * sessions
-        self.last_shown = [("", "")] * sessions
+        self.seen = [0] * len(streams)
+        self.last_shown = [("", "")] * len(streams)
 
-    def _arrival(self, chunk: int) -> float:
-        return min((chunk + 1) * self.step, self.audio.size) / SAMPLE_RATE
+    def _arrival(self, i: int) -> float:
+        return min((self.fed[i] + 1) * self.step, self.streams[i].size) / SAMPLE_RATE
+
+    def _pending(self) -> list[int]:
+        return [i for i, n in enumerate(self.n_chunks) if self.fed[i] < n]
+
+    def _feed(self) -> None:
+        for i in self._pending():
+            audio, session = self.streams[i], self.sessions[i]
+            while self.fed[i] < self.n_chunks[i] and self._arrival(i) <= self.clock + 1e-9:
+                session.feed(audio[self.fed[i] * self.step : (self.fed[i] + 1) * self.step])
+                self.fed[i] += 1
+                if self.fed[i] == self.n_chunks[i] and self.stop_with_last_chunk:
+                    session.end()
 
     def stream(self) -> None:
         """Feed chunks as the clock reaches their arrival; run rounds; jump the clock over idle time."""
         while True:
-            while self.fed < self.n_chunks and self._arrival(self.fed) <= self.clock + 1e-9:
-                piece = self.audio[self.fed * self.step : (self.fed + 1) * self.step]
-                for s in self.sessions:
-                    s.feed(piece)
-                self.fed += 1
+            self._feed()
             report = self.scheduler.run_once()
             self.max_buffer = max([self.max_buffer] + [s.buffer_seconds for s in self.sessions])
             if report.windows:
                 self._round(report)
-            elif self.fed < self.n_chunks:
-                self.clock = self._arrival(self.fed)
+            elif self._pending():
+                self.clock = max(self.clock, min(self._arrival(i) for i in self._pending()))
             else:
                 return
 
     def drain(self) -> None:
         """End every stream and run rounds until each has committed all of its words."""
         for s in self.sessions:
-            s.end()
+            if not s.done:
+                s.end()
+        idle = 0
         while not all(s.done for s in self.sessions):
             report = self.scheduler.run_once()
             if report.windows:
+                idle = 0
                 self._round(report)
-            else:  # the VAD's last judgement still costs time the user waits
-                self.clock += report.compute_seconds
-                self._collect([s.update() for s in self.sessions])
+                continue
+            self.clock += report.compute_seconds  # the VAD's last judgement still costs time the user waits
+            self._collect([s.update() for s in self.sessions])
+            idle += 1
+            if idle > MAX_IDLE_ROUNDS:
+                raise StuckStream(f"a simulated stream did not finish within {MAX_IDLE_ROUNDS} idle rounds")
         for s in self.sessions:
             s.finish()  # raises the error of a failed session
         if self.on_round is not None:
             self.on_round(self.clock)
 
     def _round(self, report: RoundReport) -> None:
-        self.rounds.append(Round(self.clock, report.compute_seconds, report.windows))
+        start = self.clock
         self.clock += report.compute_seconds
         self._collect([s.update() for s in self.sessions])
+        active = tuple(i for i, s in enumerate(self.sessions) if not s.done)
+        self.rounds.append(Round(start, report.compute_seconds, report.windows, active))
         if self.on_round is not None:
             self.on_round(self.clock)
 
     def _collect(self, shown: list[StreamUpdate]) -> None:
         for i, update in enumerate(shown):
+            if self.on_update is not None:
+                self.on_update(i, update, self.clock)
             if (update.committed, update.tentative) != self.last_shown[i]:
                 self.updates.append(UpdateRecord(i, self.clock, update.committed, update.tentative))
                 self.last_shown[i] = (update.committed, update.tentative)
@@ -181,7 +226,7 @@ class _Run:
 
     def result(self) -> SimulatedStream:
         return SimulatedStream(
-            audio_seconds=self.audio.size / SAMPLE_RATE,
+            audio_seconds=max(a.size for a in self.streams) / SAMPLE_RATE,
             clock_seconds=self.clock,
             rounds=tuple(self.rounds),
             updates=tuple(self.updates),

@@ -176,7 +176,7 @@ def test_validate_reads_datasets_only_under_the_roots(app, events, extra_root, t
         assert not answer["success"] and "refused" in _error(answer), path
         refusals.add(_error(answer).replace(path, "PATH"))
     assert len(refusals) == 1  # the same line whether the path exists, is a file, a folder or nothing
-    noise = page.call(events["validate_conditions"], [["white"], "10", "", "/no/such/noise"])
+    noise = page.call(events["validate_conditions"], [["white"], "10", "", "/no/such/noise", ["none"]])
     assert "refused" in json.dumps(noise["output"]) and "does not exist" not in json.dumps(noise["output"])
     allowed = page.call(events["validate_columns"], ["folder", str(extra_root / "set"), ""])
     assert allowed["success"] and "accent" in json.dumps(allowed["output"])  # --dataset-root opens

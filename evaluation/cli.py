@@ -123,6 +123,7 @@ def _run_parser(sub) -> None:
         "--executor", default="local", metavar="local|ray|ray://HOST:PORT", help=f"where rows run: {EXECUTORS}"
     )
     p.add_argument("--workers", type=int, default=None, help="Ray actors, one model each (default: one per CPU)")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0, help="Ray num_cpus per actor (= model threads)")
     p.add_argument(
         "--mode",
         default="offline",
@@ -210,6 +211,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_id=run_id,
         executor=args.executor,
         workers=args.workers,
+        cpus_per_worker=args.cpus_per_worker,
     )
     store = Store(args.data_dir)
     bar = _Bar(not args.quiet and sys.stderr.isatty())

@@ -85,6 +85,7 @@ class RunOptions:
     n_boot: int = N_BOOTSTRAP
     executor: str = "local"  # local, ray or ray://HOST:PORT (see evaluation.executors)
     workers: int | None = None  # Ray actors (None: as many as the cluster's CPUs allow)
+    cpus_per_worker: float = 1.0  # Ray: num_cpus of each actor; the model's threads follow it
     mode: str = "offline"  # offline, streaming (the live engine on a simulated clock) or both side by side
     stream_seconds: float | None = None  # streaming: join rows into streams this long, with pauses (None: each alone)
     stream_sessions: int = 1  # streaming: streams at once on one worker, as that many testers sharing it
@@ -99,7 +100,7 @@ class RunOptions:
 
     @property
     def executor_options(self) -> ExecutorOptions:
-        return ExecutorOptions(self.executor.strip(), self.workers)
+        return ExecutorOptions(self.executor.strip(), self.workers, self.cpus_per_worker)
 
     def validate(self) -> RunOptions:
         if self.backend not in BACKENDS:

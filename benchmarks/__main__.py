@@ -1,4 +1,4 @@
-"""``python -m benchmarks asr|stream|sweep ...``: run one benchmark (``--help`` after the name for its options)."""
+"""``python -m benchmarks asr|stream|sweep|ray ...``: run one benchmark (``--help`` after the name for its options)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ COMMANDS = {
     ),
     "stream": ("benchmarks.stream", "live streaming of a file on a simulated clock, against the Gradio recipe"),
     "sweep": ("benchmarks.sweep", "throughput of a whole built-in validation sweep on each backend"),
+    "ray": ("benchmarks.scaleout", "the Ray executor against the local one, and one Ray node against two"),
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS:
-        print("usage: python -m benchmarks {asr,stream,sweep} ...", file=sys.stderr)
+        print(f"usage: python -m benchmarks {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
         for name, (_, help_text) in COMMANDS.items():
             print(f"  {name:7} {help_text}", file=sys.stderr)
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2

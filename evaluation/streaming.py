@@ -11,7 +11,9 @@ What is measured per row (the committed words are assigned to rows by their time
 - commit latency of every committed word (clock at commit minus the word's end, as ``benchmarks stream``);
 - ``flips``: words shown that a later update changed or took back (the words of the previous display that the
   word alignment to the next display does not keep);
-- ``duplicate_words``: committed words whose audio an already committed word with the same text covers.
+- ``duplicate_words``: committed words whose audio an already committed word with the same text covers, and
+  commits that start by repeating, word for word, the three or more words committed just before them (Whisper
+  re-reading its prompt over a short final window).
 
 ``sessions`` streams run at once on one worker, as that many testers sharing it (their windows are batched).
 Because the clock follows measured compute, how much audio each round sees depends on the machine's speed:
@@ -37,6 +39,7 @@ from asr.streaming.simulate import simulate
 
 MODES = ("offline", "streaming", "both")
 DUPLICATE_LOOKBACK = 8  # committed words checked for a duplicate of a new one
+MIN_REPEAT = 3  # a new commit starting with this many words just committed repeats them
 
 
 class StreamModeError(ValueError):
@@ -118,8 +121,10 @@ class _Trace:
         self.compute = 0.0
 
     def observe(self, committed: Sequence[Word], tentative: Sequence[Word], clock: float) -> None:
-        for word in committed[len(self.committed) :]:
-            if self._duplicate(word):
+        batch = list(committed[len(self.committed) :])
+        repeated = self._repeat(batch)
+        for i, word in enumerate(batch):
+            if i < repeated or self._duplicate(word):
                 self.duplicates.append(word)
             self.committed.append((word, clock))
         shown = [*committed, *tentative]
@@ -129,6 +134,16 @@ class _Trace:
             kept.update(range(block.a, block.a + block.size))
         self.flipped.extend(w for i, w in enumerate(self.shown) if i not in kept)
         self.shown = shown
+
+    def _repeat(self, batch: Sequence[Word]) -> int:
+        """Words at the start of a new commit that repeat, word for word, the ones committed just before it (3 or
+        more: a re-decoded prompt; people rarely say three words twice in a row)."""
+        before = [_norm(w.word) for w, _ in self.committed]
+        new = [_norm(w.word) for w in batch]
+        for k in range(min(len(new), len(before)), MIN_REPEAT - 1, -1):
+            if new[:k] == before[-k:]:
+                return k
+        return 0
 
     def _duplicate(self, word: Word) -> bool:
         for old, _ in self.committed[-DUPLICATE_LOOKBACK:]:

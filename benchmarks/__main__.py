@@ -1,4 +1,4 @@
-"""``python -m benchmarks asr|stream|sweep|ray ...``: run one benchmark (``--help`` after the name for its options)."""
+"""``python -m benchmarks asr|stream|sweep|live|ray ...``: run one benchmark (``--help`` after the name for its options)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ COMMANDS = {
     ),
     "stream": ("benchmarks.stream", "live streaming of a file on a simulated clock, against the Gradio recipe"),
     "sweep": ("benchmarks.sweep", "throughput of a whole built-in validation sweep on each backend"),
+    "live": ("benchmarks.live_path", "streaming mode over the sweep, against stream on one file; hallucination probes"),
     "ray": ("benchmarks.scaleout", "the Ray executor against the local one, and one Ray node against two"),
 }
 

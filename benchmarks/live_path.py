@@ -1,4 +1,4 @@
-"""``python -m benchmarks.live_path {sweep,match,probes}``: figures for the live path, channels and probes.
+"""``python -m benchmarks live {sweep,match,probes}``: figures for the live path, channels and probes.
 
 - ``sweep``: the built-in sweep (every utterance x the sweep's conditions) through ``evaluation run`` offline
   and then in streaming mode, one after the other in one process: rtfx (audio seconds per wall second) of each,
@@ -172,7 +172,7 @@ def probes(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.live_path", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks live", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("sweep", help="offline and streaming rtfx over the built-in sweep")
     s.add_argument("--noise", default=SWEEP_NOISE)

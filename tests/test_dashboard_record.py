@@ -22,6 +22,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 PROMPTS = ("check-number-dial-again", "cannot-complete-as-dialed", "agent-pass")
 LEAD_S, TAIL_S = 2.0, 1.5  # silence around each recording: the first second of a capture can be lost
 ACCENT, SPEAKER = "Scottish", "tester-07"
+# The prompt read: tiny.en on a fake microphone under a loaded machine loses a word or two now and then (the first
+# word of a clip, or a word Chromium's starved fake device skips). Another prompt read: almost every word wrong.
+RIGHT_WER, WRONG_WER = 0.45, 0.75
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +121,16 @@ def _record(page, seconds: float, keys: bool = False) -> None:
     wait_for_text(page, "#record-wer", "WER", 180_000)
 
 
-def _wer(page) -> float:
-    return float(re.search(r"WER (\d+\.\d)%", page.locator("#record-wer").inner_text()).group(1)) / 100
+def _wer(page, prompt: str | None = None) -> float:
+    """The take's WER as shown; with ``prompt``, also checked to be the shown transcript's WER against it."""
+    from evaluation.scoring import score
+
+    shown = page.locator("#record-wer").inner_text()
+    wer = float(re.search(r"WER (\d+\.\d)%", shown).group(1)) / 100
+    if prompt is not None:
+        transcript = re.search(r"Full-context transcript: (.*)", shown).group(1).strip()
+        assert wer == pytest.approx(score(prompt, transcript).wer, abs=0.0006), (shown, prompt)
+    return wer
 
 
 def _saved_case(page) -> str:
@@ -142,7 +153,10 @@ def test_a_three_prompt_session_recorded_resumed_reviewed_and_validated(app, tak
         assert text1 in page.locator("#record-prompt").inner_text()
         session_id = re.search(r"Session ([0-9a-f]{12}) started", page.locator("#record-message").inner_text()).group(1)
         _record(page, s1)
-        assert _wer(page) <= 0.3, (page.locator("#record-wer").inner_text(), page.locator("#record-live").inner_text())
+        assert _wer(page, text1) <= RIGHT_WER, (
+            page.locator("#record-wer").inner_text(),
+            page.locator("#record-live").inner_text(),
+        )
         assert "speech level" in page.locator("#record-checks").inner_text()
         screenshot(page, "record")
         page.locator("#record-accept").click()
@@ -152,7 +166,7 @@ def test_a_three_prompt_session_recorded_resumed_reviewed_and_validated(app, tak
     with tester.open(wav3) as page:  # the wrong prompt read for prompt 2: a bad take, re-recorded
         wait_for_text(page, "#record-prompt", "2 / 3")  # the reload came back to the session's prompt
         _record(page, s3)
-        assert _wer(page) >= 0.5, page.locator("#record-wer").inner_text()
+        assert _wer(page, text2) >= WRONG_WER, page.locator("#record-wer").inner_text()
         page.locator("#record-rerecord").click()
         wait_for_text(page, "#record-message", "take discarded")
         assert text2 in page.locator("#record-prompt").inner_text()
@@ -160,7 +174,10 @@ def test_a_three_prompt_session_recorded_resumed_reviewed_and_validated(app, tak
     with tester.open(wav2) as page:  # recorded and accepted with the keyboard shortcuts
         wait_for_text(page, "#record-prompt", "2 / 3")
         _record(page, s2, keys=True)
-        assert _wer(page) <= 0.3, (page.locator("#record-wer").inner_text(), page.locator("#record-live").inner_text())
+        assert _wer(page) <= RIGHT_WER, (
+            page.locator("#record-wer").inner_text(),
+            page.locator("#record-live").inner_text(),
+        )
         page.keyboard.press("a")
         second = _saved_case(page)
         wait_for_text(page, "#record-prompt", "3 / 3")
@@ -174,11 +191,12 @@ def test_a_three_prompt_session_recorded_resumed_reviewed_and_validated(app, tak
         wait_for_text(page, "#record-prompt", "3 / 3")
         assert text3 in page.locator("#record-prompt").inner_text()
         page.goto(app.url + "/review")
-        page.locator("#review-label input").click()
-        page.get_by_role("option", name=f"session={session_id}").click()
+        page.locator("#review-session input").click()  # the takes of this session
+        page.get_by_role("option", name=re.compile(f"^{SPEAKER} · {ACCENT} · pasted prompts")).click()
         wait_for_text(page, "#review-table", first)
         table = page.locator("#review-table").inner_text()
-        assert second in table and f"accent={ACCENT}" in table and f"speaker={SPEAKER}" in table
+        assert second in table and f"session={session_id}" in table, table
+        assert f"accent={ACCENT}" in table and f"speaker={SPEAKER}" in table, table
 
     _validate(app, tmp_path, {first: text1, second: text2})
 

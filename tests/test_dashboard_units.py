@@ -202,3 +202,25 @@ def test_record_page_reads_an_uploaded_csv_or_txt_script_and_stores_a_builtin_on
     first = _reuse_or_save(store, name, source, prompts)
     assert _reuse_or_save(store, name, source, prompts) == first  # a built-in script is stored once
     assert _prompts_from(store, f"saved:{first}", "", None, "")[3] == first
+
+
+def test_review_lists_the_takes_of_one_record_session(tmp_path):
+    import numpy as np
+
+    from dashboard.pages.review import Filters
+    from evaluation.prompts import parse_pasted
+    from evaluation.recordstore import SpeakerProfile
+    from evaluation.store import Store
+
+    store = Store(tmp_path / "data")
+    script = store.recordings.save_script("two", parse_pasted("One.\nTwo."))
+    tone = np.full(16_000, 0.1, np.float32)
+    ids = {}
+    for speaker in ("a", "b"):
+        session = store.recordings.start_session(script.id, SpeakerProfile(speaker, "US"))
+        _, case = store.recordings.accept(session.id, 0, tone, transcript="one", errors=0, ref_words=1, checks={})
+        ids[session.id] = case.id
+    store.add_case("test_case", tone, transcript="x", reference="x")  # not from a session
+    for session_id, case_id in ids.items():
+        assert [c.id for c in Filters("all", "all", "all", "all", session_id).cases(store)] == [case_id]
+    assert len(Filters("all", "all", "all", "all").cases(store)) == 3

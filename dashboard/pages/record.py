@@ -46,7 +46,23 @@ SESSION_SECRET = "asrqa-record-session-id"  # only a session id is kept there: n
 GENDERS = ["", "female", "male", "non-binary", "prefer not to say"]
 AGE_BANDS = ["", "under 18", "18-29", "30-44", "45-59", "60-74", "75+"]
 SAVED = "saved:"  # prefix of a saved script's value in the script list
-SHORTCUTS_JS = """() => {
+# Runs once when the page loads. (1) A take becomes a dataset row, so it is recorded as the microphone gives it:
+# the browser's echo cancellation, noise suppression and automatic gain (on by default) would rescale and filter
+# every take differently, and the take checks would measure the browser rather than the microphone and the room.
+# (2) The keyboard shortcuts.
+PAGE_JS = """() => {
+  const media = navigator.mediaDevices;
+  if (media && !media.asrqaRaw) {
+    const open = media.getUserMedia.bind(media);
+    media.getUserMedia = (c) => {
+      if (c && c.audio) {
+        const audio = typeof c.audio === 'object' ? c.audio : {};
+        c = {...c, audio: {...audio, echoCancellation: false, noiseSuppression: false, autoGainControl: false}};
+      }
+      return open(c);
+    };
+    media.asrqaRaw = true;
+  }
   if (window.asrqaRecordKeys) return;
   window.asrqaRecordKeys = true;
   document.addEventListener('keydown', (e) => {
@@ -137,7 +153,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         [*out.all(), setup.resume, setup.builtin, tab],  # a load event keeps its state only when it is an output
         api_name="record_restore",
     )
-    page.load(None, None, None, js=SHORTCUTS_JS, api_name="record_shortcuts")
+    page.load(None, None, None, js=PAGE_JS, api_name="record_page_js")
     setup.start.click(
         lambda t, *v: _start(store, t, *v),
         [tab, *setup.inputs, picker.model, picker.backend],

@@ -17,6 +17,7 @@ import pandas as pd
 
 from dashboard import confirm
 from dashboard.config import DashboardConfig
+from dashboard.record_view import session_choice
 from dashboard.shared import ACCENTS, DEVICES, NOISE_CONDITIONS, esc, get_store, render_diff, without_paths
 from evaluation.export import export_cases
 from evaluation.store import STATUSES, Case, CaseNotFound, Store
@@ -37,6 +38,7 @@ class Filters:
     status: str
     model: str
     label: str  # "key=value" or ALL
+    session: str = ALL  # a Record session's id: its accepted takes only
 
     def query(self) -> dict:
         key, _, value = self.label.partition("=")
@@ -47,6 +49,12 @@ class Filters:
             "label": (key, value) if self.label != ALL and value else None,
         }
 
+    def cases(self, store: Store) -> list[Case]:
+        cases = store.list_cases(**self.query())
+        if self.session and self.session != ALL:
+            cases = [c for c in cases if c.labels.get("session") == self.session]
+        return cases
+
 
 @dataclass
 class _Listing:
@@ -56,13 +64,14 @@ class _Listing:
     status: gr.Dropdown
     model: gr.Dropdown
     label: gr.Dropdown
+    session: gr.Dropdown  # a Record session (its takes)
     refresh: gr.Button
     table: gr.Dataframe
 
     @property
     def filters(self) -> list:
         """The filter components, in the order :class:`Filters` takes them."""
-        return [self.kind, self.status, self.model, self.label]
+        return [self.kind, self.status, self.model, self.label, self.session]
 
 
 @dataclass
@@ -115,6 +124,7 @@ def _listing() -> _Listing:
         status = gr.Dropdown([("all", ALL), *STATUS_CHOICES], value=ALL, label="Status", elem_id="review-status")
         model = gr.Dropdown([ALL], value=ALL, label="Model", elem_id="review-model")
         label = gr.Dropdown([ALL], value=ALL, label="Label", elem_id="review-label")
+        session = gr.Dropdown([ALL], value=ALL, label="Record session", elem_id="review-session")
         refresh = gr.Button("Refresh", scale=0, elem_id="review-refresh")
     table = gr.Dataframe(
         pd.DataFrame(columns=COLUMNS),
@@ -124,7 +134,7 @@ def _listing() -> _Listing:
         column_widths=["11%", "6%", "6%", "9%", "8%", "5%", "9%", "8%", "19%", "19%"],
         elem_id="review-table",
     )
-    return _Listing(kind, status, model, label, refresh, table)
+    return _Listing(kind, status, model, label, session, refresh, table)
 
 
 def _detail() -> _Detail:
@@ -158,7 +168,7 @@ def _wire_listing(page: gr.Blocks, store: Store, listing: _Listing) -> None:
     page.load(
         lambda *v: (*_filter_choices(store), list_table(*v)),
         listing.filters,
-        [listing.model, listing.label, listing.table],
+        [listing.model, listing.label, listing.session, listing.table],
         api_name="review_load",
     )
     gr.on(
@@ -208,15 +218,20 @@ def _wire_detail(store: Store, listing: _Listing, detail: _Detail, selected, pen
     )
 
 
-def _filter_choices(store: Store) -> tuple[gr.Dropdown, gr.Dropdown]:
+def _filter_choices(store: Store) -> tuple[gr.Dropdown, gr.Dropdown, gr.Dropdown]:
     cases = store.list_cases()
     models = sorted({c.model for c in cases if c.model})
     labels = sorted({f"{k}={v}" for c in cases for k, v in c.labels.items()})
-    return gr.Dropdown(choices=[ALL, *models]), gr.Dropdown(choices=[ALL, *labels])
+    sessions = [session_choice(s) for s in store.recordings.list_sessions()]
+    return (
+        gr.Dropdown(choices=[ALL, *models]),
+        gr.Dropdown(choices=[ALL, *labels]),
+        gr.Dropdown(choices=[ALL, *sessions]),
+    )
 
 
 def _table(store: Store, filters: Filters) -> pd.DataFrame:
-    rows = [_row(c) for c in store.list_cases(**filters.query())]
+    rows = [_row(c) for c in filters.cases(store)]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -317,7 +332,7 @@ def _delete(store: Store, case_id: str | None) -> tuple:
 
 
 def _export(store: Store, config: DashboardConfig, fmt: str, filters: Filters) -> tuple[str | None, str]:
-    cases = store.list_cases(**filters.query())
+    cases = filters.cases(store)
     if not cases:
         raise gr.Error("No cases match the filters: nothing to export.")
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")

@@ -7,9 +7,9 @@ import os
 import stat
 
 import pytest
-from browser_util import running_app
 
 from dashboard.api import TOKEN_FILE, ensure_token
+from tests.browser_util import running_app
 
 pytestmark = [pytest.mark.slow]
 

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from browser_util import REPO, chromium, new_page, running_app, screenshot, wait_for_text
+
+from tests.browser_util import REPO, chromium, new_page, running_app, screenshot, wait_for_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

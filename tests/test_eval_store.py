@@ -114,7 +114,9 @@ def test_two_writers_in_two_threads_lose_nothing(tmp_path):
 def test_restart_sees_everything_newest_first(tmp_path):
     first = Store(tmp_path / "d")
     ids = [first.add_case("test_case", tone(), transcript=str(i), reference=str(i)).id for i in range(3)]
-    run_id = first.runs.create_run(RunSettings(model="m", backend="faster-whisper", dataset="builtin", noise=("clean",)))
+    run_id = first.runs.create_run(
+        RunSettings(model="m", backend="faster-whisper", dataset="builtin", noise=("clean",))
+    )
     first.runs.add_results(run_id, [{"id": "u1", "noise": "clean", "wer": 0.5}])
     again = Store(tmp_path / "d")
     assert [c.id for c in again.list_cases()] == ids[::-1]
@@ -158,7 +160,9 @@ def test_runs_results_and_resume_keys(store):
     run_id = store.runs.create_run(settings)
     with pytest.raises(StoreError):
         store.runs.create_run(settings, run_id=run_id)
-    store.runs.add_results(run_id, [{"id": "u1", "noise": "clean", "wer": 0.0}, {"id": "u2", "noise": "clean", "wer": 1}])
+    store.runs.add_results(
+        run_id, [{"id": "u1", "noise": "clean", "wer": 0.0}, {"id": "u2", "noise": "clean", "wer": 1}]
+    )
     store.runs.add_results(run_id, [{"id": "u1", "noise": "white@10", "wer": np.float32(0.25)}])
     assert store.runs.result_keys(run_id) == {("u1", "clean"), ("u2", "clean"), ("u1", "white@10")}
     frame = store.runs.run_results(run_id)

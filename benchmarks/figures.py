@@ -6,8 +6,6 @@ import math
 
 import numpy as np
 
-from evaluation.scoring import score
-
 MINUTE = 60.0
 
 
@@ -29,6 +27,11 @@ def update_figures(costs: np.ndarray, times: np.ndarray, audio_seconds: float) -
 
 
 def wer(reference: str, hypothesis: str) -> float | None:
-    """The validation WER (:func:`evaluation.scoring.score`), rounded; None when the reference has no words."""
+    """The validation WER (:func:`evaluation.scoring.score`), rounded; None when the reference has no words.
+
+    Imported here, not at the top: scoring brings pandas and jiwer, which would inflate the memory the streaming
+    benchmark measures before its sessions start."""
+    from evaluation.scoring import score
+
     result = score(reference, hypothesis)
     return None if math.isnan(result.wer) else round(result.wer, 4)

@@ -105,9 +105,11 @@ def faster_whisper_parts() -> dict[str, Callable]:
     }
 
 
-def fw_prompt(whisper, tokenizer, previous: list[int], prefix: str | None) -> list[int]:
-    """Start tokens without timestamps: ``<|startofprev|>`` + previous, sot, language, task, notimestamps, prefix."""
-    return faster_whisper_parts()["get_prompt"](whisper, tokenizer, previous, without_timestamps=True, prefix=prefix)
+def fw_prompt(whisper, tokenizer, previous: list[int], prefix: str | None, timestamps: bool = False) -> list[int]:
+    """Start tokens: ``<|startofprev|>`` + previous, sot, language, task, notimestamps (unless ``timestamps``),
+    the forced prefix."""
+    get_prompt = faster_whisper_parts()["get_prompt"]
+    return get_prompt(whisper, tokenizer, previous, without_timestamps=not timestamps, prefix=prefix)
 
 
 def fw_encode(whisper, features):

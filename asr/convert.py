@@ -210,9 +210,13 @@ def special_tokens(tokenizer_json: dict) -> SpecialTokens:
 
 def generation_config_dict(dims: WhisperDims, ct2_config: dict, tokens: SpecialTokens) -> dict:
     """What openai/whisper-* ``generation_config.json`` holds, for English-only or multilingual models."""
+    from asr.alignment import default_heads  # one rule for both backends and the conversion
+
     eot, sot = tokens["<|endoftext|>"], tokens["<|startoftranscript|>"]
     config = {
-        "alignment_heads": [list(h) for h in ct2_config.get("alignment_heads") or _default_heads(dims)],
+        "alignment_heads": [
+            list(h) for h in ct2_config.get("alignment_heads") or default_heads(dims.decoder_layers, dims.decoder_heads)
+        ],
         "begin_suppress_tokens": list(ct2_config.get("suppress_ids_begin") or [220, eot]),
         "suppress_tokens": list(ct2_config.get("suppress_ids") or []),
         "bos_token_id": sot,
@@ -235,11 +239,6 @@ def generation_config_dict(dims: WhisperDims, ct2_config: dict, tokens: SpecialT
     else:
         config["forced_decoder_ids"] = [[1, tokens["<|notimestamps|>"]]]
     return config
-
-
-def _default_heads(dims: WhisperDims) -> list[list[int]]:
-    """CTranslate2's own default when a model has none: every head of the upper half of the decoder."""
-    return [[la, h] for la in range(dims.decoder_layers // 2, dims.decoder_layers) for h in range(dims.decoder_heads)]
 
 
 def model_config(dims: WhisperDims, generation: dict):

@@ -4,6 +4,8 @@ The VAD finds speech, speech is packed into <= 30 s windows, and windows are dec
 both backends get past Whisper's 30-second context (the recipe's pipeline fails there), and why silence and
 faint noise give an empty transcript rather than an invented sentence. Several recordings can be transcribed
 together (:func:`transcribe_many`) so that short utterances share batches, which is what evaluation needs.
+A window's text never depends on its batch-mates (see :mod:`asr.backends.base`), so a recording gives the same
+transcript alone, in any batch and on every run.
 """
 
 from __future__ import annotations
@@ -11,15 +13,25 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from asr.audio import SAMPLE_RATE, AudioSource, load_audio
-from asr.backends import DEFAULT_BACKEND, Backend, WindowResult, get_backend
+from asr.backends import DEFAULT_BACKEND, Backend, get_backend
+from asr.fallback import undercovered, with_fallback
 from asr.models import default_model
-from asr.results import DecodeOptions, Segment, Transcript, Word, compression_ratio
-from asr.vad import MAX_WINDOW_SECONDS, SpeechSpan, VadOptions, Window, group_spans, make_window, speech_spans
+from asr.results import DecodeOptions, Segment, Transcript, Word
+from asr.vad import (
+    MAX_WINDOW_SECONDS,
+    SpeechSpan,
+    VadOptions,
+    Window,
+    group_spans,
+    make_window,
+    speech_spans,
+    split_group,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +42,14 @@ ProgressCallback = Callable[[float, float], None]  # (audio seconds done, audio 
 class _Job:
     index: int  # which recording
     spans: tuple[SpeechSpan, ...]  # the speech the window holds, in file samples
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    segments: list[Segment]  # in file time
+    language: str
+    retried: bool  # decoded again by the temperature fallback
+    split: bool  # decoded again in halves because its words covered too little of its speech
 
 
 def transcribe(
@@ -60,6 +80,7 @@ def transcribe_many(
 ) -> list[Transcript]:
     """Transcribe several recordings, sharing model batches between them. Results keep the input order."""
     options = (options or DecodeOptions()).validate()
+    vad = vad or VadOptions()
     backend = backend or get_backend(model or default_model(), backend_name)
     arrays = [load_audio(a) for a in audios]
     started = time.perf_counter()
@@ -67,35 +88,74 @@ def transcribe_many(
     # that batch is decoded, then dropped.
     jobs = [_Job(i, spans) for i, a in enumerate(arrays) for spans in _window_spans(a, options, vad)]
     total = sum(a.size for a in arrays) / SAMPLE_RATE
-    per_audio: list[list[Segment]] = [[] for _ in arrays]
-    languages: list[dict[str, float]] = [{} for _ in arrays]  # per recording: seconds of speech per language
-    compute = [0.0] * len(arrays)
+    state = _State(len(arrays))
     done = 0.0
     for start in range(0, len(jobs), options.batch_size):
         batch = jobs[start : start + options.batch_size]
         windows = [make_window(arrays[j.index], j.spans) for j in batch]
         t0 = time.perf_counter()
-        results = _with_fallback(
-            backend, windows, options, backend.transcribe_windows([w.audio for w in windows], options)
-        )
+        decoded = _decode(backend, [arrays[j.index] for j in batch], windows, options)
         spent = time.perf_counter() - t0
         batch_audio = sum(w.seconds for w in windows) or 1.0
-        for job, window, result in zip(batch, windows, results):
-            per_audio[job.index].extend(_to_file_time(s, window) for s in result.segments)
-            if result.segments:
-                seen = languages[job.index]
-                seen[result.language] = seen.get(result.language, 0.0) + window.seconds
-            compute[job.index] += spent * window.seconds / batch_audio
+        for job, window, result in zip(batch, windows, decoded):
+            state.add(job.index, result, window.seconds, spent * window.seconds / batch_audio)
             done += window.seconds
         if progress:
             progress(min(done, total), total)
     if progress:
         progress(total, total)
-    overhead = (time.perf_counter() - started - sum(compute)) / max(len(arrays), 1)
-    return [
-        _transcript(segs, arr, _language(languages[i], options, backend), compute[i] + overhead, backend, options)
-        for i, (segs, arr) in enumerate(zip(per_audio, arrays))
-    ]
+    overhead = (time.perf_counter() - started - sum(state.compute)) / max(len(arrays), 1)
+    return [_transcript(arr, i, state, overhead, backend, options, vad) for i, arr in enumerate(arrays)]
+
+
+@dataclass
+class _State:
+    """What the batches have produced so far, per recording."""
+
+    n: int
+    segments: list[list[Segment]] = field(default_factory=list)
+    languages: list[dict[str, float]] = field(default_factory=list)  # seconds of decoded speech per language
+    compute: list[float] = field(default_factory=list)
+    retried: list[int] = field(default_factory=list)
+    split: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.segments = [[] for _ in range(self.n)]
+        self.languages = [{} for _ in range(self.n)]
+        self.compute, self.retried, self.split = [0.0] * self.n, [0] * self.n, [0] * self.n
+
+    def add(self, index: int, result: _Decoded, seconds: float, compute: float) -> None:
+        self.segments[index].extend(result.segments)
+        if result.segments:
+            seen = self.languages[index]
+            seen[result.language] = seen.get(result.language, 0.0) + seconds
+        self.compute[index] += compute
+        self.retried[index] += result.retried
+        self.split[index] += result.split
+
+
+def _decode(backend: Backend, files: list[np.ndarray], windows: list[Window], options: DecodeOptions) -> list[_Decoded]:
+    """One batched call, Whisper's fallback for the windows that need it, and every window whose words cover
+    much less than its speech decoded again in halves (kept when the halves give more words)."""
+    audio = [w.audio for w in windows]
+    results, retried = with_fallback(backend, audio, options, backend.transcribe_windows(audio, options))
+    out = []
+    for file, window, result, again in zip(files, windows, results, retried):
+        segments = [_to_file_time(s, window) for s in result.segments]
+        halves = split_group(file, window.spans) if undercovered(result, window.seconds) else []
+        split = False
+        if len(halves) == 2:
+            parts = _decode(backend, [file, file], [make_window(file, h) for h in halves], options)
+            whole = [s for p in parts for s in p.segments]
+            if _word_count(whole) > _word_count(segments):
+                segments, split = whole, True
+                logger.info("a %.1f s window ended early; decoded again in halves", window.seconds)
+        out.append(_Decoded(segments, result.language, again, split))
+    return out
+
+
+def _word_count(segments: list[Segment]) -> int:
+    return sum(len(s.text.split()) for s in segments)
 
 
 def _language(seconds: dict[str, float], options: DecodeOptions, backend: Backend) -> str:
@@ -105,42 +165,13 @@ def _language(seconds: dict[str, float], options: DecodeOptions, backend: Backen
     return options.language or ("en" if not backend.multilingual else "")
 
 
-def _window_spans(audio: np.ndarray, options: DecodeOptions, vad: VadOptions | None) -> list[tuple[SpeechSpan, ...]]:
+def _window_spans(audio: np.ndarray, options: DecodeOptions, vad: VadOptions) -> list[tuple[SpeechSpan, ...]]:
     if options.vad_filter:
         spans = speech_spans(audio, vad)
     else:
         step = int(MAX_WINDOW_SECONDS * SAMPLE_RATE)
         spans = [SpeechSpan(s, min(s + step, audio.size)) for s in range(0, audio.size, step)]
     return group_spans(spans)
-
-
-def _looping(result: WindowResult, options: DecodeOptions) -> float:
-    """How far a window's text is past the compression-ratio threshold (> 0: the decoder repeated itself)."""
-    if options.compression_ratio_threshold is None:
-        return 0.0
-    return compression_ratio(" ".join(s.text for s in result.segments)) - options.compression_ratio_threshold
-
-
-def _with_fallback(
-    backend: Backend, windows: list[Window], options: DecodeOptions, results: list[WindowResult]
-) -> list[WindowResult]:
-    """Decode looping windows again at Whisper's rising temperatures, as Whisper does one window at a time.
-
-    Batched decoding has no fallback of its own, and tiny models at temperature 0 sometimes loop ("the, the,
-    the, ..."), which turns one utterance's WER into 1000 %. Only the looping windows are decoded again.
-    """
-    results = list(results)
-    for i, window in enumerate(windows):
-        best = results[i]
-        for temperature in options.fallback_temperatures if _looping(best, options) > 0 else ():
-            hotter = options.replace(temperature=temperature, beam_size=1)
-            retry = backend.transcribe_windows([window.audio], hotter)[0]
-            if _looping(retry, options) < _looping(best, options):
-                best = retry
-            if _looping(best, options) <= 0:
-                break
-        results[i] = best
-    return results
 
 
 def _to_file_time(segment: Segment, window: Window) -> Segment:
@@ -154,27 +185,30 @@ def _to_file_time(segment: Segment, window: Window) -> Segment:
 
 
 def _transcript(
-    segments: list[Segment],
     audio: np.ndarray,
-    language: str,
-    compute_seconds: float,
+    index: int,
+    state: _State,
+    overhead: float,
     backend: Backend,
     options: DecodeOptions,
+    vad: VadOptions,
 ) -> Transcript:
-    segments.sort(key=lambda s: s.start)
     duration = audio.size / SAMPLE_RATE
-    segments = [_clamp(s, duration) for s in segments]
+    segments = [_clamp(s, duration) for s in sorted(state.segments[index], key=lambda s: s.start)]
     return Transcript(
         text=" ".join(s.text for s in segments).strip(),
         segments=tuple(segments),
         words=tuple(w for s in segments for w in s.words),
-        language=language,
+        language=_language(state.languages[index], options, backend),
         duration=duration,
         speech_seconds=sum(s.end - s.start for s in segments),
-        compute_seconds=max(compute_seconds, 0.0),
+        compute_seconds=max(state.compute[index] + overhead, 0.0),
         model=backend.model,
         backend=backend.name,
         options=options,
+        vad=vad if options.vad_filter else None,
+        windows_retried=state.retried[index],
+        windows_split=state.split[index],
     )
 
 

@@ -133,3 +133,15 @@ def test_beam_search_and_no_word_timestamps(tf_backend, speech_wav, speech_text)
     assert wer(speech_text, beam.text) < 0.5
     assert beam.words == () and len(beam.segments) == 1  # without words, a window is one segment
     assert beam.options.beam_size == 5
+
+
+def test_sampled_retries_are_seeded_per_window(tf_backend, speech_wav):
+    """transformers samples a retry under a seed made from the run seed and the window's own audio."""
+    speech = load_audio(speech_wav)
+    a, b = speech[: 5 * 16000], speech[5 * 16000 : 9 * 16000]
+    hot = DecodeOptions(temperature=1.0, seed=7, word_timestamps=False)
+    alone = tf_backend.transcribe_windows([a], hot)[0]
+    in_batch = tf_backend.transcribe_windows([b, a], hot)[1]
+    assert alone.text and alone.text == in_batch.text == tf_backend.transcribe_windows([a], hot)[0].text
+    others = {tf_backend.transcribe_windows([a], hot.replace(seed=s))[0].text for s in (8, 9, 10)}
+    assert others != {alone.text}, "other seeds should draw something else at temperature 1"

@@ -1,24 +1,55 @@
-"""The engine on real human speech (Debian's asterisk prompts): languages per window, whole long prompts,
-utterance starts, identical text on every run and in any batch."""
+"""The engine on real human speech: the real-speech set (Debian's Asterisk prompts, built by setup with
+``python -m evaluation make-real``) decoded by the real tiny.en and whisper-base."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import csv
+import json
+from functools import cache
 
+import numpy as np
 import pytest
 
-from asr.audio import load_audio
+from asr.audio import SAMPLE_RATE, load_audio
 from asr.models import UnknownModelError
+from asr.results import DecodeOptions
+from asr.transcribe import transcribe, transcribe_many
+from evaluation.realspeech import real_dir
+from evaluation.scoring import score
+from tests.conftest import check_invariants
 
-SOUNDS = Path("/usr/share/asterisk/sounds")
-FRENCH = SOUNDS / "fr_CA_f_June" / "agent-loginok.wav"  # "Vous êtes maintenant en ligne."
-ITALIAN = SOUNDS / "it_IT_m_Carlo" / "agent-loginok.wav"  # "Operatore connesso."
+LONG = "en/basic-pbx-ivr-main"  # 25 s, seven sentences ("Thank you for calling Super Awesome Company, ...")
+PIN = "en/conf-getpin"  # "Please enter the conference pin number." (its start used to come out as "He sent to")
+JOINED = ("en/vm-savefolder", "en/transfer", "en/entr-num-rmv-blklist", "en/queue-callswaiting")
+FRENCH, ITALIAN = "fr/agent-loginok", "it/agent-loginok"  # "Vous êtes maintenant en ligne." / "Operatore connesso."
 
 
-def _real(path: Path):
+@cache
+def _rows() -> dict[str, dict[str, str]]:
+    path = real_dir() / "metadata.csv"
     if not path.exists():
-        pytest.skip(f"real speech {path} is absent (scripts/setup.sh installs asterisk-core-sounds-*-wav)")
-    return load_audio(path)
+        return {}
+    with open(path, newline="", encoding="utf-8") as f:
+        return {row["id"]: row for row in csv.DictReader(f)}
+
+
+def _prompt(prompt_id: str) -> tuple[np.ndarray, str]:
+    row = _rows().get(prompt_id)
+    if row is None:
+        pytest.skip(f"the real-speech set has no {prompt_id} in {real_dir()} (run: python -m evaluation make-real)")
+    return load_audio(real_dir() / row["file_name"]), row["text"]
+
+
+def _wer(reference: str, hypothesis: str) -> float:
+    return score(reference, hypothesis).wer
+
+
+def _joined() -> tuple[np.ndarray, str]:
+    """Four dev prompts joined with 0.7 s pauses (about 14 s)."""
+    pause = np.zeros(int(0.7 * SAMPLE_RATE), np.float32)
+    parts = [_prompt(p) for p in JOINED]
+    audio = np.concatenate([x for a, _ in parts for x in (a, pause)])
+    return audio, " ".join(t for _, t in parts)
 
 
 @pytest.fixture(scope="session")
@@ -31,10 +62,36 @@ def base_fw():
         pytest.skip(f"whisper-base is not installed: {exc}")
 
 
-def test_each_window_of_a_batch_gets_its_own_language(base_fw):
-    from asr.transcribe import transcribe_many
+def test_the_25_second_prompt_comes_out_whole(fw_backend):
+    audio, text = _prompt(LONG)
+    result = transcribe(audio, backend=fw_backend)
+    assert _wer(text, result.text) <= 0.15, result.text
+    assert "operator" in result.text.lower(), "the last sentence must be there"
+    check_invariants(result)
 
-    french, italian = _real(FRENCH), _real(ITALIAN)
+
+def test_an_utterance_start_is_kept(fw_backend):
+    audio, _ = _prompt(PIN)
+    assert transcribe(audio, backend=fw_backend).text.lower().startswith("please enter the conference")
+
+
+def test_three_runs_give_identical_output(fw_backend):
+    audio, text = _joined()
+    runs = [json.dumps(transcribe(audio, backend=fw_backend).to_dict()["segments"]) for _ in range(3)]
+    assert runs[0] == runs[1] == runs[2]
+    assert _wer(text, " ".join(s["text"] for s in json.loads(runs[0]))) < 0.3
+
+
+def test_a_file_alone_and_in_a_batch_gives_the_same_transcript(fw_backend):
+    audio, _ = _prompt(PIN)
+    others = [_prompt(p)[0] for p in JOINED]
+    alone = transcribe(audio, backend=fw_backend)
+    batched = transcribe_many([others[0], audio, others[1], others[2]], backend=fw_backend)[1]
+    assert alone.text == batched.text and alone.words == batched.words
+
+
+def test_each_window_of_a_batch_gets_its_own_language(base_fw):
+    (french, _), (italian, _) = _prompt(FRENCH), _prompt(ITALIAN)
     results = transcribe_many([french, italian], backend=base_fw)
     assert [r.language for r in results] == ["fr", "it"]
     assert "ligne" in results[0].text.lower()
@@ -43,8 +100,13 @@ def test_each_window_of_a_batch_gets_its_own_language(base_fw):
 
 
 def test_a_forced_language_is_kept(base_fw):
-    from asr.results import DecodeOptions
-    from asr.transcribe import transcribe
-
-    result = transcribe(_real(FRENCH), backend=base_fw, options=DecodeOptions(language="fr"))
+    french, _ = _prompt(FRENCH)
+    result = transcribe(french, backend=base_fw, options=DecodeOptions(language="fr"))
     assert result.language == "fr" and "ligne" in result.text.lower()
+
+
+def test_the_options_that_made_a_transcript_are_recorded(fw_backend):
+    audio, _ = _prompt(PIN)
+    record = transcribe(audio, backend=fw_backend, options=DecodeOptions(seed=3)).to_dict()
+    assert record["options"]["seed"] == 3 and record["options"]["beam_size"] == 1
+    assert record["vad"]["speech_pad_ms"] > 0 and record["windows_retried"] == 0

@@ -9,6 +9,7 @@ import soundfile as sf
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
 from asr.results import DecodeOptions
 from asr.transcribe import transcribe, transcribe_many
+from asr.vad import VadOptions
 from tests.conftest import HARVARD, check_invariants, wer
 
 
@@ -87,11 +88,14 @@ def test_a_window_stuck_in_a_loop_is_decoded_again(fw_backend):
     clean = load_audio("evaluation/builtin/audio/en-us_m3_02.flac")
     noise = np.random.default_rng(0).standard_normal(clean.size).astype(np.float32)
     noisy = clean + noise * np.sqrt(np.mean(clean**2))  # 0 dB SNR
-    whisper_window = DecodeOptions(encoder_seconds=30.0)  # the loop shows with Whisper's full 30 s padding
-    looping = transcribe(noisy, backend=fw_backend, options=whisper_window.replace(compression_ratio_threshold=None))
+    # the loop shows with Whisper's full 30 s padding, <|notimestamps|> and the earlier VAD padding
+    whisper_window = DecodeOptions(encoder_seconds=30.0, timestamp_tokens=False)
+    vad = VadOptions(speech_pad_ms=200, min_silence_ms=160)
+    looping = transcribe(noisy, backend=fw_backend, options=whisper_window.replace(fallback_temperatures=()), vad=vad)
     assert compression_ratio(looping.text) > COMPRESSION_RATIO_THRESHOLD, (
         "the clip no longer loops: pick another for this test"
     )
-    repaired = transcribe(noisy, backend=fw_backend, options=whisper_window)
+    repaired = transcribe(noisy, backend=fw_backend, options=whisper_window, vad=vad)
+    assert repaired.windows_retried == 1
     assert compression_ratio(repaired.text) <= COMPRESSION_RATIO_THRESHOLD
     assert len(repaired.text.split()) < 30

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import threading
 
-from asr.backends.base import Backend, BackendError, WindowResult
+from asr.backends.base import Backend, BackendError, WindowResult, pick_device
 from asr.models import resolve
 from asr.results import BACKENDS
 
 __all__ = ["Backend", "BackendError", "WindowResult", "load_backend", "get_backend", "DEFAULT_BACKEND"]
 
 DEFAULT_BACKEND = "faster-whisper"
-_cache: dict[tuple[str, str, str], Backend] = {}
+_LIBRARY = {"faster-whisper": "ctranslate2", "transformers": "torch"}  # what each backend asks for a GPU
+_cache: dict[tuple[str, str, str, str], Backend] = {}
 _cache_lock = threading.Lock()
 
 
@@ -32,8 +33,16 @@ def load_backend(model: str, backend: str = DEFAULT_BACKEND, device: str = "auto
 
 
 def get_backend(model: str, backend: str = DEFAULT_BACKEND, device: str = "auto") -> Backend:
-    """Like :func:`load_backend`, but loads each (model, backend, device) once per process."""
-    key = (model, backend, device)
+    """Like :func:`load_backend`, but loads each model once per process and backend.
+
+    The cache is keyed by where the weights are (the resolved model) and the device actually used, so
+    " whisper-tiny.en", a folder given by two paths, or ``auto`` and ``cpu`` on a machine without a GPU share
+    one loaded model.
+    """
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    resolved = resolve(model)
+    key = (resolved.format, resolved.path, backend, pick_device(device, _LIBRARY[backend]))
     with _cache_lock:
         if key not in _cache:
             _cache[key] = load_backend(model, backend, device)

@@ -5,14 +5,14 @@ models, no language forced), and the windows of one language are generated toget
 with its own prompt and forced prefix (which lets the streaming scheduler batch windows of several sessions).
 Words are then aligned by the model's cross-attention (faster-whisper's ``find_alignment``). Nothing a window
 gets depends on its batch-mates: batches are grouped by padded length and language, word timing is computed
-per window, and sampled retries are decoded one window at a time under :func:`asr.backends.base.window_seed`.
+per window, and fallback retries are decoded one window at a time, without sampling (see ``_retry_settings``:
+CTranslate2's sampler cannot be seeded per call).
 The faster-whisper internals used live in :mod:`asr.compat`.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -20,14 +20,13 @@ import numpy as np
 
 from asr import compat
 from asr.audio import SAMPLE_RATE
-from asr.backends.base import BackendError, WindowResult, cpu_cores, pick_device, window_seed
+from asr.backends.base import BackendError, WindowResult, cpu_cores, pick_device
 from asr.models import ResolvedModel, cache_dir
 from asr.results import DecodeOptions, Segment, Word, split_sentences
 
 logger = logging.getLogger(__name__)
 
 try:
-    import ctranslate2
     from faster_whisper import WhisperModel
     from faster_whisper.tokenizer import Tokenizer
 except ImportError as exc:  # pragma: no cover - exercised only without the package
@@ -35,7 +34,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the pack
 
 PREPEND_PUNCTUATION = "\"'“¿([{-"  # faster-whisper's defaults: punctuation merged into the next word
 APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"  # ... and into the previous word
-BEST_OF = 5  # samples drawn per window at a temperature > 0 (Whisper's best_of); the likeliest is kept
+RETRY_NO_REPEAT_NGRAM = 3  # a fallback retry never repeats a 3-gram (see _retry_settings)
 MEL_FRAMES = 3000  # Whisper's 30 s of 10 ms mel frames
 
 
@@ -63,7 +62,6 @@ class FasterWhisperBackend:
         self.multilingual = bool(self._whisper.model.is_multilingual)
         any_language = Tokenizer(self._whisper.hf_tokenizer, self.multilingual, task="transcribe", language="en")
         self._suppress = list(compat.fw_suppressed_tokens(any_language))  # the same for every language
-        self._seed_lock = threading.Lock()  # CTranslate2's random seed is process-wide
 
     @property
     def whisper_model(self) -> WhisperModel:
@@ -79,7 +77,7 @@ class FasterWhisperBackend:
     ) -> list[WindowResult]:
         prompts = list(prompts) if prompts is not None else [options.initial_prompt] * len(windows)
         prefixes = list(prefixes) if prefixes is not None else [None] * len(windows)
-        if options.temperature > 0 and len(windows) > 1:  # sampled: one window at a time, each under its own seed
+        if options.temperature > 0 and len(windows) > 1:  # a fallback retry: one window at a time
             return [self.transcribe_windows([w], options, [p], [f])[0] for w, p, f in zip(windows, prompts, prefixes)]
         feats = [self._whisper.feature_extractor(np.asarray(w, np.float32))[..., :-1] for w in windows]
         frames = [_encoder_frames(f, options.encoder_seconds) for f in feats]
@@ -138,54 +136,60 @@ class FasterWhisperBackend:
                 tokenizer,
                 tokenizer.encode(" " + p.strip()) if p and p.strip() else [],
                 prefix=f.strip() if f and f.strip() else None,
+                timestamps=options.timestamp_tokens,
             )
             for p, f in zip(prompts, prefixes)
         ]
         generated = self._generate(encoded, starts, windows, options)
         # CTranslate2 returns the forced prefix as the start of each sequence, so text and words cover it
-        tokens = [[t for t in g.sequences_ids[0] if t < tokenizer.eot] for g in generated]
+        tokens = [[t for t in g[0] if t < tokenizer.eot] for g in generated]
         words: list[tuple[Word, ...]] = [()] * len(windows)
         if options.word_timestamps and any(tokens):
             aligned = compat.fw_align(self._whisper, tokenizer, tokens, encoded, frames)
             words = [_timed_words(a) for a in aligned]
         results = []
-        for g, toks, ws, window in zip(generated, tokens, words, windows):
-            n = len(g.sequences_ids[0])
-            avg_logprob = float(g.scores[0]) * n / (n + 1)  # length penalty 1: score * n is the sum
+        for (_, avg_logprob, no_speech), toks, ws, window in zip(generated, tokens, words, windows):
             text = tokenizer.decode(toks).strip()
-            silent = g.no_speech_prob > options.no_speech_threshold and avg_logprob < options.logprob_threshold
-            segments = () if silent else _segments(text, ws, window.size / SAMPLE_RATE, avg_logprob, g.no_speech_prob)
-            results.append(
-                WindowResult(
-                    segments, language, avg_logprob, float(g.no_speech_prob), text, options.temperature, silent
-                )
-            )
+            silent = no_speech > options.no_speech_threshold and avg_logprob < options.logprob_threshold
+            segments = () if silent else _segments(text, ws, window.size / SAMPLE_RATE, avg_logprob, no_speech)
+            results.append(WindowResult(segments, language, avg_logprob, no_speech, text, options.temperature, silent))
         return results
 
-    def _generate(self, encoded, starts: list[list[int]], windows: list[np.ndarray], options: DecodeOptions) -> list:
+    def _generate(
+        self, encoded, starts: list[list[int]], windows: list[np.ndarray], options: DecodeOptions
+    ) -> list[tuple[list[int], float, float]]:
+        """(tokens, avg_logprob, no_speech_prob) per window, in one batched call (greedy, beam search, or a
+        fallback retry at a temperature > 0: see :func:`_retry_settings`)."""
+        seconds = max(w.size for w in windows) / SAMPLE_RATE
         max_length = self._whisper.max_length
-        if (cap := options.max_new_tokens(max(w.size for w in windows) / SAMPLE_RATE)) is not None:
+        if (cap := options.max_new_tokens(seconds)) is not None:
             max_length = min(max_length, max(len(s) for s in starts) + cap)  # CTranslate2 counts the prompt too
-        kwargs = dict(
+        generated = self._whisper.model.generate(
+            encoded,
+            starts,
+            beam_size=options.beam_size if options.temperature <= 0 else 1,
+            **_retry_settings(options.temperature),
             max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
             suppress_tokens=self._suppress,
         )
-        if options.temperature <= 0:
-            return self._whisper.model.generate(encoded, starts, beam_size=options.beam_size, **kwargs)
-        with self._seed_lock:  # one window (see transcribe_windows): its seed alone decides the samples
-            ctranslate2.set_random_seed(window_seed(options.seed, windows[0], options.temperature))
-            return self._whisper.model.generate(
-                encoded,
-                starts,
-                beam_size=1,
-                num_hypotheses=BEST_OF,
-                sampling_topk=0,  # the whole distribution (topk 1 would stay greedy at any temperature)
-                sampling_temperature=options.temperature,
-                **kwargs,
-            )
+        out = []
+        for g in generated:
+            n = len(g.sequences_ids[0])
+            out.append((g.sequences_ids[0], float(g.scores[0]) * n / (n + 1), float(g.no_speech_prob)))
+        return out
+
+
+def _retry_settings(temperature: float) -> dict:
+    """How a fallback "temperature" is decoded here: greedy with a repetition penalty that grows with it and no
+    repeated 3-gram, rather than sampled. CTranslate2 seeds its sampler once per worker thread, at first use, so
+    no seed given before a call makes that call's samples reproducible; this keeps a retry the same on every
+    run and in every batch, and it breaks the loops the fallback exists for."""
+    if temperature <= 0:
+        return {}
+    return {"repetition_penalty": 1.0 + temperature / 2, "no_repeat_ngram_size": RETRY_NO_REPEAT_NGRAM}
 
 
 def _encoder_frames(features: np.ndarray, encoder_seconds: float) -> int:

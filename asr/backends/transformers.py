@@ -15,55 +15,32 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from asr import compat
+from asr.alignment import default_heads, jump_times, words_from_jumps
 from asr.audio import SAMPLE_RATE
-from asr.backends.base import BackendError, WindowResult
+from asr.backends.base import BackendError, WindowResult, cpu_cores, pick_device, window_seed
 from asr.models import ResolvedModel
 from asr.results import DecodeOptions, Segment, Word, split_sentences
 
 try:
     import torch
-    from transformers import (
-        GenerationMixin,
-        LogitsProcessor,
-        LogitsProcessorList,
-        pipeline,
-    )
+    from transformers import LogitsProcessor, LogitsProcessorList, pipeline
     from transformers.modeling_outputs import BaseModelOutput
-    from transformers.models.whisper.tokenization_whisper import _combine_tokens_into_words
     from transformers.utils import logging as hf_logging
 except ImportError as exc:  # pragma: no cover - exercised only without the packages
     raise BackendError("the transformers backend needs transformers and torch: pip install transformers torch") from exc
 
 logger = logging.getLogger(__name__)
 
-FRAMES_PER_SECOND = 50  # encoder output frames per second of audio (Whisper's 20 ms)
-MEDIAN_FILTER = 7  # openai/whisper's smoothing of the alignment heads' attention
 NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "my", "yue"}  # words are split at characters, not spaces
-
-
-def cpu_cores() -> int:
-    """The cores this process may run on (a container's CPU set, not the host's count)."""
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def pick_device(device: str) -> str:
-    if device not in ("auto", "cpu", "cuda"):
-        raise BackendError(f"device must be auto, cpu or cuda, not {device!r}")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise BackendError("device 'cuda' was asked for, but torch sees no CUDA device; use --device cpu")
-    return device
+BEST_OF = 5  # samples drawn per window at a temperature > 0 (Whisper's best_of); the likeliest is kept
+__all__ = ["TransformersBackend", "cpu_cores", "pick_device"]
 
 
 @dataclass(frozen=True)
@@ -80,7 +57,8 @@ class TransformersBackend:
 
     def __init__(self, resolved: ResolvedModel, device: str = "auto") -> None:
         self.model = resolved.name
-        self.device = pick_device(device)
+        compat.transformers_parts()  # fail here, with the version, if its private calls changed
+        self.device = pick_device(device, "torch")
         torch.set_num_threads(cpu_cores())  # torch's default may be lower than the cores this process may use
         source = _model_source(resolved)
         dtype = torch.float16 if self.device == "cuda" else torch.float32
@@ -101,7 +79,11 @@ class TransformersBackend:
         self._eot = int(gen.eos_token_id if isinstance(gen.eos_token_id, int) else gen.eos_token_id[0])
         self._no_timestamps = int(gen.no_timestamps_token_id)
         self._no_speech = _no_speech_id(self._tokenizer)
-        self._heads = [tuple(h) for h in (getattr(gen, "alignment_heads", None) or _default_heads(self._model))]
+        config = self._model.config
+        heads = getattr(gen, "alignment_heads", None) or default_heads(
+            config.decoder_layers, config.decoder_attention_heads
+        )
+        self._heads = [tuple(h) for h in heads]
         self._suppress_always = _mask(gen.suppress_tokens, self._model.config.vocab_size, self.device)
         self._suppress_at_begin = _mask(gen.begin_suppress_tokens, self._model.config.vocab_size, self.device)
         # transformers fills every None of a passed generation config from the model's own, so the settings
@@ -122,10 +104,11 @@ class TransformersBackend:
             return []
         prompts = list(prompts) if prompts is not None else [options.initial_prompt] * len(windows)
         prefixes = list(prefixes) if prefixes is not None else [None] * len(windows)
+        if options.temperature > 0:  # sampled: one window at a time, each under its own seed
+            return [self._sampled(w, p, f, options) for w, p, f in zip(windows, prompts, prefixes)]
         results: list[WindowResult | None] = [None] * len(windows)
         with self._lock, torch.inference_mode():
-            features = self._input_features(windows)
-            encoded = self._model.model.encoder(features).last_hidden_state
+            encoded = self._model.model.encoder(self._input_features(windows)).last_hidden_state
             languages = self._languages(encoded, options)
             for (prompt, forced), idx in _group_by_prompt(list(zip(prompts, prefixes))).items():
                 seconds = max(windows[i].size for i in idx) / SAMPLE_RATE
@@ -133,6 +116,18 @@ class TransformersBackend:
                 for i, result in zip(idx, self._results(encoded[idx], decoded, [windows[i] for i in idx], options)):
                     results[i] = result
         return results  # type: ignore[return-value]
+
+    def _sampled(self, window: np.ndarray, prompt: str | None, forced: str | None, options: DecodeOptions):
+        """:data:`BEST_OF` samples of one window under its own seed (run seed + its audio); the likeliest wins."""
+        with self._lock, torch.inference_mode():
+            torch.manual_seed(window_seed(options.seed, window, options.temperature))
+            encoded = self._model.model.encoder(self._input_features([window])).last_hidden_state
+            language = self._languages(encoded, options)[0]
+            seconds = window.size / SAMPLE_RATE
+            decoded = self._generate(encoded, [language], prompt, forced, seconds, options, samples=BEST_OF)
+            many = encoded.expand(len(decoded), -1, -1)
+            results = self._results(many, decoded, [window] * len(decoded), options)
+        return max(results, key=lambda r: r.avg_logprob)
 
     def _input_features(self, windows: Sequence[np.ndarray]) -> torch.Tensor:
         feats = self._features(
@@ -158,6 +153,7 @@ class TransformersBackend:
         forced: str | None,
         seconds: float,
         options: DecodeOptions,
+        samples: int = 1,
     ) -> list[_Decoded]:
         """One batched ``generate`` call from Whisper's start tokens, the prompt if any, <|notimestamps|> and the
         forced start of the transcript if any (it is kept in the tokens, so it is scored and aligned too).
@@ -165,13 +161,14 @@ class TransformersBackend:
         Windows are decoded without timestamp tokens, as faster-whisper's batched pipeline and the recipe's
         pipeline do: on our test speech this is both faster and more accurate (timestamp mode dropped a whole
         sentence of an 87 s file). Segment and word times come from the alignment instead.
-        ``GenerationMixin.generate`` is called rather than Whisper's ``generate``, whose extra machinery
-        (sequential seeking, forced ids) has nothing to do for a window that is already <= 30 s of speech.
+        ``GenerationMixin.generate`` is called rather than Whisper's ``generate`` (see
+        :func:`asr.compat.hf_generate`). ``samples`` > 1 returns that many samples of each window, in order.
         """
         config = copy.deepcopy(self._generation)
         config.num_beams = options.beam_size
-        if options.temperature > 0:
-            config.do_sample, config.temperature = True, options.temperature
+        if options.temperature > 0:  # Whisper samples from the whole distribution: no top-k, no top-p
+            config.do_sample, config.temperature, config.top_k, config.top_p = True, options.temperature, 0, 1.0
+            config.num_return_sequences = samples
         prefixes = [self._prefix(language, options) for language in languages]
         text = self._forced(forced)
         start = torch.tensor(
@@ -181,7 +178,7 @@ class TransformersBackend:
         if (cap := options.max_new_tokens(seconds)) is not None:
             config.max_length = min(config.max_length, start.shape[1] + cap)
         suppress = _Suppress(self._suppress_always, self._suppress_at_begin, start.shape[1])
-        sequences = GenerationMixin.generate(
+        sequences = compat.hf_generate(
             self._model,
             encoder_outputs=BaseModelOutput(last_hidden_state=encoded),
             decoder_input_ids=start,
@@ -190,10 +187,11 @@ class TransformersBackend:
             generation_config=config,
             logits_processor=LogitsProcessorList([suppress]),
         )
-        decoded = []
-        for row, prefix, language in zip(sequences[:, start.shape[1] :].tolist(), prefixes, languages):
-            decoded.append(_Decoded(prefix, text + self._text(row), language))
-        return decoded
+        per_row = [(p, lang) for p, lang in zip(prefixes, languages) for _ in range(len(sequences) // len(prefixes))]
+        return [
+            _Decoded(prefix, text + self._text(row), language)
+            for row, (prefix, language) in zip(sequences[:, start.shape[1] :].tolist(), per_row)
+        ]
 
     def _forced(self, forced: str | None) -> list[int]:
         """Tokens of the forced transcript start, at most half the context (as faster-whisper's ``prefix``)."""
@@ -237,31 +235,42 @@ class TransformersBackend:
         for b, (d, window) in enumerate(zip(decoded, windows)):
             n_prefix = len(d.prefix) + 1  # with <|notimestamps|>
             stats = _scores(logits[b], n_prefix, rows[b][n_prefix:], self._eot, self._no_speech)
-            jump_times = None
+            jumps = None
             if options.word_timestamps and len(rows[b]) > n_prefix + 1:
                 attention = torch.stack([out.cross_attentions[la][b, h, : len(rows[b])] for la, h in self._heads])
-                jump_times = _jump_times(attention, len(d.prefix), window.size)
-            segments = self._segments(d, jump_times, stats, window.size / SAMPLE_RATE)
+                jumps = jump_times(attention, len(d.prefix), window.size)
+            text = self._tokenizer.decode(d.tokens).strip()
+            segments = self._segments(d, text, jumps, stats, window.size / SAMPLE_RATE)
             silent = (
                 stats.no_speech_prob > options.no_speech_threshold and stats.avg_logprob < options.logprob_threshold
             )
-            results.append(WindowResult(() if silent else segments, d.language))
+            results.append(
+                WindowResult(
+                    () if silent else segments,
+                    d.language,
+                    stats.avg_logprob,
+                    stats.no_speech_prob,
+                    text,
+                    options.temperature,
+                    silent,
+                )
+            )
         return results
 
     def _text(self, tokens: list[int]) -> list[int]:
         return [t for t in tokens if t < self._eot]
 
     def _segments(
-        self, d: _Decoded, jump_times: np.ndarray | None, stats: _Scores, duration: float
+        self, d: _Decoded, text: str, jumps: np.ndarray | None, stats: _Scores, duration: float
     ) -> tuple[Segment, ...]:
         """With words, one segment per sentence, from its first to its last word; without, the whole window."""
-        text = self._tokenizer.decode(d.tokens).strip()
         if not text:
             return ()
-        if jump_times is None:
+        if jumps is None:
             return (Segment(0.0, duration, text, (), stats.avg_logprob, stats.no_speech_prob),)
         split_as = "chinese" if d.language in NO_SPACE_LANGUAGES else "english"
-        words = _words(self._tokenizer, d.tokens, jump_times, stats.token_probs, split_as)
+        words_text, word_tokens, _ = compat.hf_combine_tokens_into_words(self._tokenizer, d.tokens, split_as)
+        words: tuple[Word, ...] = words_from_jumps(words_text, word_tokens, jumps, stats.token_probs)
         return tuple(
             Segment(
                 start=sentence[0].start,
@@ -277,15 +286,15 @@ class TransformersBackend:
     @contextlib.contextmanager
     def _attention(self, implementation: str | None) -> Iterator[None]:
         """Attention weights need the eager implementation; switch only for the scoring pass."""
-        previous = self._model.config._attn_implementation
+        previous = compat.hf_attn_implementation(self._model)
         if implementation is None or implementation == previous:
             yield
             return
-        self._model.set_attn_implementation(implementation)
+        compat.hf_set_attn_implementation(self._model, implementation)
         try:
             yield
         finally:
-            self._model.set_attn_implementation(previous)
+            compat.hf_set_attn_implementation(self._model, previous)
 
 
 class _Suppress(LogitsProcessor):
@@ -333,70 +342,6 @@ def _scores(logits: torch.Tensor, n_prefix: int, targets: list[int], eot: int, n
     )
 
 
-def _jump_times(attention: torch.Tensor, n_sot: int, samples: int) -> np.ndarray:
-    """openai/whisper's ``find_alignment``: the time at which DTW enters each token of the scored row.
-
-    ``attention`` is (heads, tokens, 1500) for the row sot.., <|notimestamps|>, text.., <|endoftext|>; the result
-    has one time per text token plus one for the end of text.
-    """
-    n_frames = max(samples * FRAMES_PER_SECOND // SAMPLE_RATE, 1)
-    weights = attention[..., :n_frames].float()
-    weights = weights / weights.sum(-1, keepdim=True).clamp_min(1e-10)  # softmax over the real audio only
-    std, mean = torch.std_mean(weights, dim=-2, keepdim=True, unbiased=False)
-    weights = _median_filter((weights - mean) / std.clamp_min(1e-10), MEDIAN_FILTER)
-    matrix = weights.mean(0)[n_sot:-1]
-    text_idx, time_idx = _dtw(-matrix.cpu().numpy())
-    jumps = np.pad(np.diff(text_idx), (1, 0), constant_values=1).astype(bool)
-    return time_idx[jumps] / FRAMES_PER_SECOND
-
-
-def _words(
-    tokenizer, tokens: list[int], jump_times: np.ndarray, token_probs: np.ndarray, split_as: str
-) -> tuple[Word, ...]:
-    """Group the tokens into words; a word's probability is the mean of its tokens' (as in faster-whisper)."""
-    words, word_tokens, _ = _combine_tokens_into_words(tokenizer, tokens, split_as)
-    bounds = np.pad(np.cumsum([len(t) for t in word_tokens]), (1, 0))
-    last = len(jump_times) - 1
-    result = []
-    for word, i, j in zip(words, bounds[:-1], bounds[1:]):
-        start, end = float(jump_times[min(i, last)]), float(jump_times[min(j, last)])
-        probability = float(np.clip(np.mean(token_probs[i:j]), 0.0, 1.0)) if j > i else 0.0
-        result.append(Word(word, start, max(end, start), probability))
-    return tuple(result)
-
-
-def _dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """openai/whisper's dynamic time warping, one anti-diagonal at a time (vectorized; no numba needed)."""
-    n, m = cost.shape
-    acc = np.full((n + 1, m + 1), np.inf)
-    acc[0, 0] = 0.0
-    trace = np.zeros((n + 1, m + 1), np.int8)
-    for k in range(2, n + m + 1):
-        i = np.arange(max(1, k - m), min(n, k - 1) + 1)
-        j = k - i
-        candidates = np.stack([acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1]])
-        choice = np.argmin(candidates, axis=0)
-        acc[i, j] = cost[i - 1, j - 1] + candidates[choice, np.arange(i.size)]
-        trace[i, j] = choice
-    trace[0, :], trace[:, 0] = 2, 1
-    i, j, path = n, m, []
-    while i > 0 or j > 0:
-        path.append((i - 1, j - 1))
-        step = trace[i, j]
-        i, j = (i - 1, j - 1) if step == 0 else (i - 1, j) if step == 1 else (i, j - 1)
-    text_idx, time_idx = np.array(path[::-1]).T
-    return text_idx, time_idx
-
-
-def _median_filter(x: torch.Tensor, width: int) -> torch.Tensor:
-    """Median over the last axis with reflect padding, as openai/whisper smooths attention."""
-    pad = width // 2
-    if x.shape[-1] <= pad:
-        return x
-    padded = torch.nn.functional.pad(x[None], (pad, pad, 0, 0), mode="reflect")[0]
-    return padded.unfold(-1, width, 1).sort()[0][..., pad]
-
-
 def _group_by_prompt(keys: list[tuple[str | None, str | None]]) -> dict[tuple[str | None, str | None], list[int]]:
     """Windows that share a (prompt, forced prefix) are generated together (one start sequence per call)."""
     groups: dict[tuple[str | None, str | None], list[int]] = {}
@@ -411,12 +356,6 @@ def _no_speech_id(tokenizer) -> int | None:
         if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
             return token_id
     return None
-
-
-def _default_heads(model) -> list[tuple[int, int]]:
-    """Without alignment heads in the config, use every head of the decoder's upper half (as CTranslate2 does)."""
-    layers, heads = model.config.decoder_layers, model.config.decoder_attention_heads
-    return [(la, h) for la in range(layers // 2, layers) for h in range(heads)]
 
 
 def _model_source(resolved: ResolvedModel) -> str:

@@ -58,6 +58,7 @@ def _default_decode() -> DecodeOptions:
         batch_size=8,
         encoder_seconds=10.0,
         max_tokens_per_second=8.0,  # about twice fast speech; a hallucination loop stops there
+        timestamp_tokens=False,  # streaming was tuned (forced prefix, commits) without Whisper's timestamp tokens
     )
 
 

@@ -1,0 +1,96 @@
+"""Whisper's temperature fallback for batched windows, and the check that a window was decoded whole.
+
+Batched decoding has no fallback of its own. Whisper decodes a window at temperature 0 and, when the text is
+too repetitive (compression ratio above :data:`asr.results.COMPRESSION_RATIO_THRESHOLD`) or too unlikely (mean log
+probability below :data:`asr.results.LOGPROB_THRESHOLD`), decodes it again at rising temperatures, keeping the
+first retry that passes, else the likeliest among those not too repetitive. Here the same rule runs per window,
+with one more: a retry that keeps fewer than half of the first decode's distinct words is never chosen (a prompt
+that really repeats itself is not replaced by a shorter garbled sample). Retries are decoded one window at a
+time, so they never depend on batch-mates: the transformers backend samples under a seed made from the run seed
+and the window's audio; faster-whisper, whose sampler cannot be seeded per call, decodes each "temperature"
+greedily with a rising repetition penalty instead (see ``asr/backends/faster_whisper.py``).
+
+A window can also end early: the decoder emits end-of-text after the first sentence of a 25 s window and the
+rest is silently lost. :func:`undercovered` notices when the decoded words cover much less of the window than
+the VAD found speech, and the caller decodes the window again in halves.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from asr.backends.base import Backend, WindowResult
+from asr.results import DecodeOptions, compression_ratio
+
+KEEP_WORDS = 0.5  # a retry must keep at least this share of the first decode's distinct words
+MIN_SPLIT_SECONDS = 8.0  # windows shorter than this are never split for coverage
+UNCOVERED_SECONDS = 3.0  # speech after the last decoded word, beyond which a window is undercovered ...
+UNCOVERED_SHARE = 0.3  # ... when it is also more than this share of the window
+MIN_WORDS_PER_SECOND = 0.8  # without word times: fewer words than this per second of speech is undercovered
+
+
+def needs_retry(result: WindowResult, options: DecodeOptions) -> bool:
+    """Whisper's rule: too repetitive or too unlikely, unless the window is judged silence."""
+    if result.silent or not result.text:
+        return False
+    limit = options.compression_ratio_threshold
+    repetitive = limit is not None and compression_ratio(result.text) > limit
+    unlikely = options.logprob_threshold is not None and result.avg_logprob < options.logprob_threshold
+    return repetitive or unlikely
+
+
+def with_fallback(
+    backend: Backend, windows: Sequence[np.ndarray], options: DecodeOptions, results: Sequence[WindowResult]
+) -> tuple[list[WindowResult], list[bool]]:
+    """``results`` with every window that needs it decoded again, and which windows were."""
+    out, retried = list(results), [False] * len(results)
+    for i, (audio, first) in enumerate(zip(windows, results)):
+        if options.fallback_temperatures and needs_retry(first, options):
+            out[i], retried[i] = _retry(backend, audio, options, first), True
+    return out, retried
+
+
+def _retry(backend: Backend, audio: np.ndarray, options: DecodeOptions, first: WindowResult) -> WindowResult:
+    tried = [first]
+    for temperature in options.fallback_temperatures:
+        retry = backend.transcribe_windows([audio], options.replace(temperature=temperature, beam_size=1))[0]
+        tried.append(retry)
+        if not needs_retry(retry, options) and _keeps_words(retry, first):
+            return retry
+    return best_of(tried, first, options)
+
+
+def best_of(tried: Sequence[WindowResult], first: WindowResult, options: DecodeOptions) -> WindowResult:
+    """Whisper's choice when every temperature failed: the likeliest decode that is not too repetitive (else
+    the likeliest), among those that kept most of the first decode's words (the first always qualifies)."""
+    kept = [r for r in tried if r is first or _keeps_words(r, first)]
+    limit = options.compression_ratio_threshold
+    fluent = [r for r in kept if limit is None or compression_ratio(r.text) <= limit]
+    return max(fluent or kept, key=lambda r: r.avg_logprob)
+
+
+def _distinct_words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
+
+
+def _keeps_words(retry: WindowResult, first: WindowResult) -> bool:
+    return len(_distinct_words(retry.text)) >= KEEP_WORDS * len(_distinct_words(first.text))
+
+
+def undercovered(result: WindowResult, seconds: float) -> bool:
+    """True when a window of ``seconds`` of VAD speech was decoded into much less: fewer than
+    :data:`MIN_WORDS_PER_SECOND` words per second of it, or a last word ending more than
+    :data:`UNCOVERED_SECONDS` (and :data:`UNCOVERED_SHARE`) before the window does.
+
+    The word rate is the test that catches a decode that stopped at its first sentence: the alignment stretches
+    the few words it has over the whole window, so their times alone would not show it."""
+    if seconds < MIN_SPLIT_SECONDS or result.silent:
+        return False
+    if len(result.text.split()) < MIN_WORDS_PER_SECOND * seconds:
+        return True
+    words = [w for s in result.segments for w in s.words]
+    missing = seconds - words[-1].end if words else 0.0
+    return missing > UNCOVERED_SECONDS and missing > UNCOVERED_SHARE * seconds

@@ -1,0 +1,67 @@
+"""Whisper's temperature fallback and the coverage check: the rules on made window results, then seeded
+retries on the real tiny.en (the same window gives the same retry alone, in a batch and on every run)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from asr.backends.base import WindowResult, window_seed
+from asr.fallback import best_of, needs_retry, undercovered
+from asr.results import COMPRESSION_RATIO_THRESHOLD, LOGPROB_THRESHOLD, DecodeOptions, Segment, Word, compression_ratio
+
+OPTIONS = DecodeOptions()
+LOOP = "the the the the the the the the the the the the the the the the the the the the the the"
+
+
+def _result(text: str, logprob: float = -0.3, no_speech: float = 0.0, silent: bool = False) -> WindowResult:
+    segments = () if silent else (Segment(0.0, 1.0, text),)
+    return WindowResult(segments, "en", logprob, no_speech, text, 0.0, silent)
+
+
+def test_retry_on_repetition_or_low_likelihood_but_not_on_silence():
+    assert compression_ratio(LOOP) > COMPRESSION_RATIO_THRESHOLD
+    assert needs_retry(_result(LOOP), OPTIONS)
+    assert needs_retry(_result("press one for sales", LOGPROB_THRESHOLD - 0.1), OPTIONS)
+    assert not needs_retry(_result("press one for sales"), OPTIONS)
+    assert not needs_retry(_result("uh", LOGPROB_THRESHOLD - 1, no_speech=0.9, silent=True), OPTIONS)
+
+
+def test_best_is_the_likeliest_fluent_retry_that_keeps_the_words():
+    first = _result("to decrease the audio volume press four to decrease your speaking volume press seven", -1.2)
+    garbled = _result("to decrease", -0.2)  # likelier, but drops most of the words: never chosen
+    fluent = _result("to decrease the audio volume press four to decrease your speaking volume press 7", -1.1)
+    looping = _result(LOOP, -0.05)  # likeliest, but too repetitive
+    assert best_of([first, garbled, fluent, looping], first, OPTIONS) is fluent
+    assert best_of([first, garbled], first, OPTIONS) is first
+
+
+def test_a_window_that_ends_at_its_first_sentence_is_undercovered():
+    def window(n: int, step: float) -> WindowResult:
+        words = tuple(Word(f" w{i}", i * step, i * step + 0.3, 0.9) for i in range(n))
+        text = "".join(w.word for w in words).strip()
+        return WindowResult((Segment(0.0, words[-1].end, text, words),), "en", -0.2, 0.0, text)
+
+    assert undercovered(window(30, 0.4), 25.0)  # words up to 12 s of 25
+    assert undercovered(window(7, 3.5), 25.0)  # seven words stretched over the whole window
+    assert not undercovered(window(7, 0.4), 5.0)  # short windows are never split
+    assert not undercovered(window(60, 0.4), 25.0)
+
+
+def test_window_seed_depends_on_the_audio_seed_and_temperature_only():
+    audio = np.linspace(-0.1, 0.1, 16000, dtype=np.float32)
+    assert window_seed(0, audio, 0.2) == window_seed(0, audio.copy(), 0.2)
+    assert len({window_seed(0, audio, 0.2), window_seed(1, audio, 0.2), window_seed(0, audio, 0.4)}) == 3
+    assert window_seed(0, audio, 0.2) != window_seed(0, audio[::-1].copy(), 0.2)
+
+
+def test_retries_are_the_same_alone_in_a_batch_and_on_every_run(fw_backend, speech_wav):
+    from asr.audio import load_audio
+
+    speech = load_audio(speech_wav)
+    a, b = speech[: 6 * 16000], speech[6 * 16000 :]
+    hot = DecodeOptions(temperature=0.6)
+    alone = fw_backend.transcribe_windows([a], hot)[0]
+    again = fw_backend.transcribe_windows([a], hot)[0]
+    in_batch = fw_backend.transcribe_windows([b, a], hot)[1]
+    assert alone.text and alone.text == again.text == in_batch.text
+    assert alone.temperature == 0.6 and alone.segments == in_batch.segments

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
-from asr.vad import speech_spans
+from asr.vad import VadOptions, speech_spans
 from evaluation.channel import CHANNEL_USAGE, ChannelCondition, ChannelError, apply_channel, is_channel, parse_channel
 
 KINDS = ("clean", "white", "pink", "babble", "reverb", "file")
@@ -198,10 +198,15 @@ def generator(seed: int, utterance_id: str, condition: NoiseCondition) -> np.ran
     return np.random.default_rng(np.random.SeedSequence([int(seed), _stable(utterance_id), _stable(condition.spec)]))
 
 
+# The speech level behind every SNR: spans padded 200 ms and cut at 160 ms pauses, fixed here so that a change of
+# the decoder's VAD defaults (asr.vad.VadOptions) never changes how loud a condition's noise is.
+SNR_VAD = VadOptions(min_silence_ms=160, speech_pad_ms=200)
+
+
 def speech_mask(clean: np.ndarray) -> np.ndarray:
     """Samples the VAD calls speech; the whole utterance when it finds none (tones, very short clips)."""
     mask = np.zeros(clean.size, bool)
-    for span in speech_spans(clean):
+    for span in speech_spans(clean, SNR_VAD):
         mask[span.start : span.end] = True
     if not mask.any():
         mask[:] = True

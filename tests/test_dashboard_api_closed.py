@@ -111,7 +111,7 @@ def test_every_event_is_refused_to_every_client(app, events, case_id):
         for raw in (foreign, no_cookie, no_origin):
             assert raw.join(index, []).status_code == 403, (name, raw.headers)
     page = PageClient(app.url, origin=app.url)  # the control: the page's own request is served
-    listed = page.call(events["review_list"], ["all", "all", "all", "all"])
+    listed = page.call(events["review_list"], ["all", "all", "all", "all", "all"])
     assert listed["success"] and case_id in json.dumps(listed["output"])
 
 
@@ -120,13 +120,13 @@ def test_delete_needs_the_servers_confirmation_step(app, events, case_id):
     page = PageClient(app.url, origin=app.url)
     row = {"index": [0, 0], "value": case_id, "row_value": [case_id], "col_value": [case_id]}
     assert page.call(events["review_select"], [], row)["success"]
-    skipped = page.call(events["review_delete"], [None, None, "all", "all", "all", "all"])
+    skipped = page.call(events["review_delete"], [None, None, "all", "all", "all", "all", "all"])
     assert not skipped["success"] and "confirm" in json.dumps(skipped["output"])
     assert store.get_case(case_id).id == case_id  # still there
     assert page.call(events["review_ask_delete"], [None])["success"]
-    done = page.call(events["review_delete"], [None, None, "all", "all", "all", "all"])
+    done = page.call(events["review_delete"], [None, None, "all", "all", "all", "all", "all"])
     assert done["success"] and case_id not in [c.id for c in store.list_cases()]
-    again = page.call(events["review_delete"], [None, None, "all", "all", "all", "all"])
+    again = page.call(events["review_delete"], [None, None, "all", "all", "all", "all", "all"])
     assert not again["success"]  # the confirmation was used up
 
 

@@ -99,3 +99,13 @@ def test_a_window_stuck_in_a_loop_is_decoded_again(fw_backend):
     assert repaired.windows_retried == 1
     assert compression_ratio(repaired.text) <= COMPRESSION_RATIO_THRESHOLD
     assert len(repaired.text.split()) < 30
+
+
+def test_the_backend_cache_is_keyed_by_the_resolved_model(fw_backend):
+    """The same weights asked for by another spelling, or on the device auto picks, are the one loaded model."""
+    from asr.backends import get_backend
+    from asr.backends.base import pick_device
+
+    assert get_backend("  whisper-tiny.en ", "faster-whisper") is fw_backend
+    same_device = pick_device("auto", "ctranslate2")
+    assert get_backend("whisper-tiny.en", "faster-whisper", device=same_device) is fw_backend

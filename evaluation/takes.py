@@ -26,7 +26,10 @@ from asr.audio import SAMPLE_RATE
 from asr.vad import FRAME, SpeechSpan, VadOptions, speech_spans
 from evaluation.scoring import AlignedSpan, score
 
-CHECK_VAD = VadOptions(speech_pad_ms=0)  # spans that start and end where the speech does
+# Spans that start and end where the speech does: no padding, and a 160 ms pause ends a span, so the silence
+# before and after the speech (and between words, for the noise estimate) is found; set here rather than taken
+# from the decoding defaults, which keep pauses inside spans on purpose.
+CHECK_VAD = VadOptions(min_silence_ms=160, speech_pad_ms=0)
 SNR_CAP_DB = 100.0  # digital silence between words: the noise floor is below anything a microphone gives
 SILENCE_DBFS = -120.0  # the level reported for an all-zero signal
 VAD_LEAD_SECONDS = 0.5  # silence put before the take for the VAD only: Silero misses speech in its first frames

@@ -65,7 +65,7 @@ def test_upload_transcribe_flag_review_restart(app, browser, speech_wav, expecte
     words = page.locator("#transcript-words .asrqa-word[title]")
     assert words.count() == len(expected.words)
     stats = page.locator("#transcribe-stats").inner_text()
-    assert "real time" in stats and f"{expected.duration:.1f} s" in stats
+    assert "rtfx" in stats and f"{expected.duration:.1f} s" in stats
     screenshot(page, "transcribe")
 
     page.get_by_text("Flag this transcript").click()

@@ -24,15 +24,15 @@ BLOCK_SAMPLES = 600 * SAMPLE_RATE  # VAD runs over ten minutes at a time
 @dataclass(frozen=True)
 class VadOptions:
     """How speech is found. The defaults were chosen on real speech (the real-speech dev set, tiny.en): with
-    200 ms of padding and 160 ms pauses ending a span, utterance starts were cut ("Please enter" came out as
+    0.2 s of padding and 0.16 s pauses ending a span, utterance starts were cut ("Please enter" came out as
     "He sent to") and a 25 s prompt of many short spans decoded as its first sentence only; faster-whisper's
-    own sequential defaults (400 ms pad, 2 s pauses) keep onsets and natural pauses (dev WER 6.3% -> 5.1%)."""
+    own sequential defaults (0.4 s pad, 2 s pauses) keep onsets and natural pauses (dev WER 6.3% -> 5.1%)."""
 
     threshold: float = 0.5  # speech probability above which a frame is speech
-    min_speech_ms: int = 250  # shorter bursts are dropped (clicks, breaths)
-    min_silence_ms: int = 2000  # a pause at least this long ends a span; shorter pauses stay in the window
-    speech_pad_ms: int = 400  # kept on each side of a span so word onsets and ends are not clipped
-    max_speech_s: float = MAX_WINDOW_SECONDS  # longer spans are split at their quietest point
+    min_speech_seconds: float = 0.25  # shorter bursts are dropped (clicks, breaths)
+    min_silence_seconds: float = 2.0  # a pause at least this long ends a span; shorter pauses stay in the window
+    speech_pad_seconds: float = 0.4  # kept on each side of a span so word onsets and ends are not clipped
+    max_speech_seconds: float = MAX_WINDOW_SECONDS  # longer spans are split at their quietest point
 
 
 @dataclass(frozen=True)
@@ -53,16 +53,21 @@ def speech_probabilities(audio: np.ndarray) -> np.ndarray:
     return np.asarray(compat.silero_model()(padded), dtype=np.float32).reshape(-1)
 
 
+def _ms(seconds: float) -> int:
+    """Silero's options are whole milliseconds; the project's settings are seconds (as the streaming ones)."""
+    return int(round(seconds * 1000))
+
+
 def speech_spans(audio: np.ndarray, options: VadOptions | None = None) -> list[SpeechSpan]:
     """Spans of speech in mono 16 kHz audio, in order, never overlapping."""
     get_speech_timestamps, FwVadOptions = compat.silero_speech_timestamps()
     options = options or VadOptions()
     fw_options = FwVadOptions(
         threshold=options.threshold,
-        min_speech_duration_ms=options.min_speech_ms,
-        min_silence_duration_ms=options.min_silence_ms,
-        speech_pad_ms=options.speech_pad_ms,
-        max_speech_duration_s=options.max_speech_s,
+        min_speech_duration_ms=_ms(options.min_speech_seconds),
+        min_silence_duration_ms=_ms(options.min_silence_seconds),
+        speech_pad_ms=_ms(options.speech_pad_seconds),
+        max_speech_duration_s=options.max_speech_seconds,
     )
     spans: list[SpeechSpan] = []
     # Blocks bound the VAD's working copies (an hour at once would hold three copies of the audio); a span cut

@@ -200,7 +200,7 @@ def generator(seed: int, utterance_id: str, condition: NoiseCondition) -> np.ran
 
 # The speech level behind every SNR: spans padded 200 ms and cut at 160 ms pauses, fixed here so that a change of
 # the decoder's VAD defaults (asr.vad.VadOptions) never changes how loud a condition's noise is.
-SNR_VAD = VadOptions(min_silence_ms=160, speech_pad_ms=200)
+SNR_VAD = VadOptions(min_silence_seconds=0.16, speech_pad_seconds=0.2)
 
 
 def speech_mask(clean: np.ndarray) -> np.ndarray:

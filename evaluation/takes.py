@@ -29,7 +29,7 @@ from evaluation.scoring import AlignedSpan, score
 # Spans that start and end where the speech does: no padding, and a 160 ms pause ends a span, so the silence
 # before and after the speech (and between words, for the noise estimate) is found; set here rather than taken
 # from the decoding defaults, which keep pauses inside spans on purpose.
-CHECK_VAD = VadOptions(min_silence_ms=160, speech_pad_ms=0)
+CHECK_VAD = VadOptions(min_silence_seconds=0.16, speech_pad_seconds=0.0)
 SNR_CAP_DB = 100.0  # digital silence between words: the noise floor is below anything a microphone gives
 SILENCE_DBFS = -120.0  # the level reported for an all-zero signal
 VAD_LEAD_SECONDS = 0.5  # silence put before the take for the VAD only: Silero misses speech in its first frames

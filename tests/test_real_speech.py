@@ -109,4 +109,4 @@ def test_the_options_that_made_a_transcript_are_recorded(fw_backend):
     audio, _ = _prompt(PIN)
     record = transcribe(audio, backend=fw_backend, options=DecodeOptions(seed=3)).to_dict()
     assert record["options"]["seed"] == 3 and record["options"]["beam_size"] == 1
-    assert record["vad"]["speech_pad_ms"] > 0 and record["windows_retried"] == 0
+    assert record["vad"]["speech_pad_seconds"] > 0 and record["windows_retried"] == 0

@@ -90,7 +90,7 @@ def test_a_window_stuck_in_a_loop_is_decoded_again(fw_backend):
     noisy = clean + noise * np.sqrt(np.mean(clean**2))  # 0 dB SNR
     # the loop shows with Whisper's full 30 s padding, <|notimestamps|> and the earlier VAD padding
     whisper_window = DecodeOptions(encoder_seconds=30.0, timestamp_tokens=False)
-    vad = VadOptions(speech_pad_ms=200, min_silence_ms=160)
+    vad = VadOptions(speech_pad_seconds=0.2, min_silence_seconds=0.16)
     looping = transcribe(noisy, backend=fw_backend, options=whisper_window.replace(fallback_temperatures=()), vad=vad)
     assert compression_ratio(looping.text) > COMPRESSION_RATIO_THRESHOLD, (
         "the clip no longer loops: pick another for this test"

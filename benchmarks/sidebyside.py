@@ -23,7 +23,7 @@ import numpy as np
 
 from asr.audio import SAMPLE_RATE
 from benchmarks.approaches import APPROACHES, Decoded, Models
-from evaluation.scoring import normalizer_for, score
+from evaluation.scoring import normalizer_for, rate, score
 
 logger = logging.getLogger(__name__)
 SHOWN_TEXTS = 3  # a target of at most this many utterances gets every hypothesis printed under its table
@@ -65,7 +65,7 @@ class Cell:
 
     @property
     def wer(self) -> float:
-        return self.errors / self.words if self.words else float("nan")
+        return rate(self.errors, self.words)
 
 
 @dataclass(frozen=True)

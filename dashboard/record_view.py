@@ -11,6 +11,7 @@ from asr.streaming import StreamUpdate
 from dashboard.pages.live import render_view
 from dashboard.shared import esc, render_alignment
 from evaluation.recordstore import RecordSession, TypeSummary
+from evaluation.scoring import rate
 from evaluation.takes import AssessedTake, TakeReport
 
 SUMMARY_COLUMNS = ["prompt type", "accepted", "re-recorded", "skipped", "words", "WER"]
@@ -74,7 +75,7 @@ def summary_frame(rows: list[TypeSummary]) -> pd.DataFrame:
     accepted = [r for r in rows if r.ref_words]
     if len(accepted) > 1:
         words = sum(r.ref_words for r in accepted)
-        total = sum(r.errors for r in accepted) / words
+        total = rate(sum(r.errors for r in accepted), words)
         data.append(
             [
                 "all",

@@ -26,6 +26,7 @@ from typing import Any
 
 from evaluation.prompts import Prompt
 from evaluation.runstore import StoreError, utc_now
+from evaluation.scoring import rate
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scripts (
@@ -143,7 +144,7 @@ class TypeSummary:
     @property
     def wer(self) -> float | None:
         """Pooled over the accepted takes (errors / reference words), None before the first one."""
-        return self.errors / self.ref_words if self.ref_words else None
+        return rate(self.errors, self.ref_words) if self.ref_words else None
 
 
 class Recordings:

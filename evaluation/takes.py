@@ -24,7 +24,7 @@ import numpy as np
 
 from asr.audio import SAMPLE_RATE
 from asr.vad import FRAME, SpeechSpan, VadOptions, speech_spans
-from evaluation.scoring import AlignedSpan, score
+from evaluation.scoring import AlignedSpan, rate, score
 
 # Spans that start and end where the speech does: no padding, and a 160 ms pause ends a span, so the silence
 # before and after the speech (and between words, for the noise estimate) is found; set here rather than taken
@@ -220,7 +220,7 @@ class AssessedTake:
 
     @property
     def wer(self) -> float | None:
-        return self.errors / self.ref_words if self.ref_words else None
+        return rate(self.errors, self.ref_words) if self.ref_words else None
 
 
 def assess_take(audio: np.ndarray, prompt: str, backend) -> AssessedTake:

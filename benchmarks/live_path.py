@@ -16,24 +16,20 @@ import dataclasses
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.scratch import timed_run
 
 SWEEP_NOISE = "clean,white@10,pink@10,babble@5,reverb@0.5"
 TARGET_RTFX = 8.0  # streaming mode over the built-in sweep, 2 cores
 
 
 def _run(options, label: str) -> dict:
-    from evaluation.runner import run_validation
-    from evaluation.store import Store
-
-    with tempfile.TemporaryDirectory() as tmp:
-        cpu = time.process_time()
-        result = run_validation(options, Store(tmp))
-        cpu = time.process_time() - cpu
+    run = timed_run(options)
+    result, cpu = run.result, run.cpu_seconds
     audio = result.audio_seconds_done
     return {
         "path": label,

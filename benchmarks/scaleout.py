@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from benchmarks.scratch import timed_run
+
 DEFAULT_NOISE = "clean,white@10,pink@10,babble@5,reverb@0.5"  # the built-in sweep of `benchmarks sweep`
 TARGET_RATIO = 0.9
 TARGET_DRIVER_SHARE = 0.02
@@ -71,8 +73,7 @@ class Measured:
 
 def measure(executor: str, noise: str, limit: int | None, workers: int | None, chunk: int) -> Measured:
     """One run in this process (called in a fresh child process by :func:`run_child`)."""
-    from evaluation.runner import RunOptions, run_validation
-    from evaluation.store import Store
+    from evaluation.runner import RunOptions
 
     arrivals: list[tuple[float, int, float]] = []  # (seconds since the start, rows done, process CPU seconds)
     options = RunOptions(
@@ -83,19 +84,17 @@ def measure(executor: str, noise: str, limit: int | None, workers: int | None, c
         workers=workers,
         chunk_size=chunk,
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        started = [0.0]
+    started = [0.0]
 
-        def progress(done: int, total: int, message: str) -> None:
-            now = time.perf_counter()
-            if not started[0]:
-                started[0] = now
-            else:
-                arrivals.append((now - started[0], done, time.process_time()))
+    def progress(done: int, total: int, message: str) -> None:
+        now = time.perf_counter()
+        if not started[0]:
+            started[0] = now
+        else:
+            arrivals.append((now - started[0], done, time.process_time()))
 
-        store = Store(tmp)
-        result = run_validation(options, store, progress=progress)
-        label = str(store.runs.get_run(result.run_id).summary.get("executor", executor))
+    run = timed_run(options, progress=progress)
+    result, label = run.result, run.executor
     first_t, first_rows, first_cpu = arrivals[0] if arrivals else (0.0, 0, 0.0)
     return Measured(
         executor=label,

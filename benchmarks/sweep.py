@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from asr.backends import BackendError
 from asr.models import UnknownModelError
 from asr.results import BACKENDS
+from benchmarks.scratch import timed_run
 from evaluation.runner import RunError
 from evaluation.scoring import rate
 
@@ -51,8 +51,7 @@ def bench_backend(backend: str, model: str, noise: str, limit: int | None, devic
     from asr.backends import get_backend
     from asr.transcribe import transcribe
     from evaluation.datasets import DatasetOptions, load_dataset
-    from evaluation.runner import RunOptions, run_validation
-    from evaluation.store import Store
+    from evaluation.runner import RunOptions
 
     started = time.perf_counter()
     engine = get_backend(model, backend, device)
@@ -62,16 +61,14 @@ def bench_backend(backend: str, model: str, noise: str, limit: int | None, devic
     options = RunOptions(
         dataset="builtin", noise=tuple(noise.split(",")), model=model, backend=backend, device=device, limit=limit
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        cpu = time.process_time()
-        result = run_validation(options, Store(tmp))
-        cpu = time.process_time() - cpu
+    run = timed_run(options)
+    result = run.result
     return BenchResult(
         backend=backend,
         rows=len(result.rows),
         audio_seconds=result.audio_seconds_done,
         wall_seconds=result.wall_seconds,
-        cpu_seconds=cpu,
+        cpu_seconds=run.cpu_seconds,
         compute_seconds=result.summary.overall.compute_seconds,
         load_seconds=load,
         wer=result.summary.overall.wer,

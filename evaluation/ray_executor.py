@@ -20,7 +20,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import pickle
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 import ray
 
+from asr.backends.base import cpu_cores
 from evaluation.datasets import Sample
 from evaluation.executor_options import ExecutorError, ExecutorOptions
 from evaluation.worker import CancelCheck, Cancelled, RowResult, RowSpec, RowWorker, WorkerOptions
@@ -157,7 +157,7 @@ def _connect(options: ExecutorOptions) -> tuple[bool, str]:
         return False, address
     ray.init(
         address="local",
-        num_cpus=_cpu_cores(),
+        num_cpus=cpu_cores(),
         include_dashboard=False,
         object_store_memory=OBJECT_STORE_BYTES,
         _node_ip_address="127.0.0.1",
@@ -165,13 +165,6 @@ def _connect(options: ExecutorOptions) -> tuple[bool, str]:
         log_to_driver=False,
     )
     return True, "local"
-
-
-def _cpu_cores() -> int:
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _first_line(exc: BaseException) -> str:

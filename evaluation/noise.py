@@ -198,7 +198,7 @@ def generator(seed: int, utterance_id: str, condition: NoiseCondition) -> np.ran
     return np.random.default_rng(np.random.SeedSequence([int(seed), _stable(utterance_id), _stable(condition.spec)]))
 
 
-# The speech level behind every SNR: spans padded 200 ms and cut at 160 ms pauses, fixed here so that a change of
+# The speech level behind every SNR: spans padded 0.2 s and cut at 0.16 s pauses, fixed here so that a change of
 # the decoder's VAD defaults (asr.vad.VadOptions) never changes how loud a condition's noise is.
 SNR_VAD = VadOptions(min_silence_seconds=0.16, speech_pad_seconds=0.2)
 

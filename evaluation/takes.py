@@ -26,7 +26,7 @@ from asr.audio import SAMPLE_RATE
 from asr.vad import FRAME, SpeechSpan, VadOptions, speech_spans
 from evaluation.scoring import AlignedSpan, rate, score
 
-# Spans that start and end where the speech does: no padding, and a 160 ms pause ends a span, so the silence
+# Spans that start and end where the speech does: no padding, and a 0.16 s pause ends a span, so the silence
 # before and after the speech (and between words, for the noise estimate) is found; set here rather than taken
 # from the decoding defaults, which keep pauses inside spans on purpose.
 CHECK_VAD = VadOptions(min_silence_seconds=0.16, speech_pad_seconds=0.0)

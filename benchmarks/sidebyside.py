@@ -27,6 +27,7 @@ from evaluation.scoring import normalizer_for, rate, score
 
 logger = logging.getLogger(__name__)
 SHOWN_TEXTS = 3  # a target of at most this many utterances gets every hypothesis printed under its table
+SHOWN_SECONDS = 60.0  # ... when none is longer than this (a long file's text is in --json)
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,7 @@ def table(target: Target, results: Sequence[ApproachResult], models: Models, rep
                 cells.append(f"{_percent(c.wer)}{right}" if c else "-")
             lines.append(f"| {APPROACHES[r.approach].label} | " + " | ".join(cells) + " |")
     lines += ["", *ratios(results, target.seconds)]
-    if len(target.utterances) <= SHOWN_TEXTS:
+    if len(target.utterances) <= SHOWN_TEXTS and all(u.seconds <= SHOWN_SECONDS for u in target.utterances):
         lines += ["", *texts(target, results)]
     return "\n".join(lines)
 

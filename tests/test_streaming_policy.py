@@ -196,6 +196,79 @@ def test_finish_commits_the_rest_and_closes():
         p.insert(speech(0.5))
 
 
+SENTENCE = "The box was thrown beside the parked truck."
+
+
+def committed_sentence() -> StreamPolicy:
+    """A policy whose buffer holds 2.8 s of speech: one sentence, all committed by agreement, nothing tentative."""
+    p = StreamPolicy(OPTS.replace(force_commit_seconds=5.0))  # every word committed by agreement, none by age
+    p.insert(speech(2.3))
+    p.step(p.plan(), hyp(words_at(SENTENCE, 0.0, 0.32)))
+    p.insert(speech(0.5))
+    s = p.step(p.plan(), hyp(words_at(SENTENCE, 0.0, 0.32)))
+    assert text(s.committed) == SENTENCE and s.tentative == ()
+    return p
+
+
+def test_finish_with_everything_committed_and_no_new_speech_calls_no_model():
+    """The stream ends right after the last update committed the whole sentence: a flush over the same audio
+    with the sentence as forced prefix made Whisper read it out twice (en-gb-scotland_m7_06, en-gb-x-rp_m7_06)."""
+    p = committed_sentence()
+    p.finish()
+    assert p.plan() is None and p.finished
+    assert p.processed_until == pytest.approx(p.audio_end)
+
+
+def test_a_pause_after_a_fully_committed_utterance_restarts_the_buffer_without_a_model_call():
+    p = committed_sentence()
+    p.insert(silence(OPTS.pause_seconds + 0.1))
+    assert p.plan() is None and not p.finished
+    assert p.buffer_start == pytest.approx(2.8 + OPTS.speech_pad_seconds, abs=FRAME_SECONDS)
+    p.insert(speech(1.0))
+    assert p.plan().prompt == SENTENCE
+
+
+def test_a_model_that_stopped_before_the_speech_did_still_gets_its_flush():
+    p = StreamPolicy(OPTS)
+    p.insert(speech(2.0))
+    p.step(p.plan(), hyp(words_at("one two", 0.0)))
+    p.insert(speech(0.5))
+    assert text(p.step(p.plan(), hyp(words_at("one two", 0.0))).committed) == "one two"
+    p.finish()
+    req = p.plan()  # speech runs to 2.5 s, the committed words end at 0.7 s
+    assert req is not None and req.flush
+    assert text(p.step(req, hyp(words_at("one two three four five six", 0.0))).committed) == "three four five six"
+
+
+def test_a_flush_that_reads_the_whole_forced_prefix_again_commits_only_new_words():
+    """The prefix is longer than the five-word tail that loop detection used to look back over."""
+    p = committed_sentence()
+    p.insert(speech(0.3))
+    p.finish()
+    req = p.plan()
+    assert req.flush and req.prefix == SENTENCE
+    again = words_at(SENTENCE, 0.0, 0.32) + [
+        w(t, 2.8 + i * 0.03, 2.82 + i * 0.03) for i, t in enumerate(SENTENCE.split())
+    ]
+    assert p.step(req, hyp(again)).committed == ()
+    assert p.finished
+
+
+def test_a_hypothesis_that_reads_the_prompt_out_again_commits_only_new_words():
+    p = committed_sentence()
+    p.insert(silence(OPTS.pause_seconds + 0.1))
+    assert p.plan() is None
+    p.insert(speech(1.0))
+    req = p.plan()
+    assert req.prompt == SENTENCE and req.prefix == ""
+    reread = words_at(SENTENCE, req.start, 0.1) + [w("Then", req.start + 0.85, req.end)]
+    for _ in range(2):
+        s = p.step(req, hyp(reread))
+        assert text(s.committed) in ("", "Then") and text(s.tentative) in ("", "Then")
+        p.insert(speech(0.5))
+        req = p.plan()
+
+
 def test_forced_commit_when_hypotheses_never_agree():
     opts = OPTS.replace(force_commit_seconds=2.0)
     p = StreamPolicy(opts)

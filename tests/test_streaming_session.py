@@ -307,3 +307,14 @@ def test_exiting_while_a_session_decodes_does_not_abort(speech_wav):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env, cwd=root)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "terminate called" not in done.stderr
+
+
+@pytest.mark.parametrize("name", ["en-gb-scotland_m7_06", "en-gb-x-rp_m7_06"])
+def test_stopping_right_after_the_last_commit_does_not_commit_the_utterance_twice(name, fw_backend):
+    """These built-in utterances commit in full just before their last chunk; the final flush used to decode the
+    same audio with the sentence as forced prefix, and tiny.en read it out a second time."""
+    from asr.streaming.simulate import simulate
+
+    audio = load_audio(Path(__file__).parents[1] / "evaluation" / "builtin" / "audio" / f"{name}.flac")
+    run = simulate(audio, fw_backend, StreamOptions(keep_recording=False), chunk_seconds=0.5, stop_with_last_chunk=True)
+    assert run.texts == ("The box was thrown beside the parked truck.",)

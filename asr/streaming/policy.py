@@ -21,6 +21,8 @@ decode, with which prompt, or nothing) and ``step`` (the model's words for that 
 * **VAD**: with no speech in the buffer nothing is planned and the buffer follows the newest audio, so silence
   never reaches the model; a pause of ``pause_seconds`` after speech ends the utterance: one last call over it
   commits everything, and the buffer restarts after it. ``finish`` does the same for the end of the stream.
+  When every word is already committed and no speech came after the last window, that call is skipped: over
+  the same audio, with the utterance as forced prefix, Whisper only reads the utterance out a second time.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ _SKIP_MARGIN = 0.5  # seconds of speech after the last word (and before the wind
 _SLACK_WORDS = 3  # how far the cut between committed and new words may move from where word times put it
 _MAX_NGRAM = 5  # longest repeat of the committed tail looked for at the head of a hypothesis
 _RECENT_WORDS = 160  # committed words kept for the prompt, the prefix and trimming (more than 30 s of speech)
+_MIN_WORD_SECONDS = 0.1  # less new speech than this cannot hold a word: a flush over it is not decoded
+_MIN_REPEAT = 3  # a hypothesis that opens with this many committed words again re-read them (see drop_loops)
 
 
 def _default_decode() -> DecodeOptions:
@@ -244,7 +248,10 @@ class StreamPolicy:
             return None
         speech_end = self._last_speech_end if self._last_speech_end is not None else self.audio_end
         if self._finishing or self.audio_end - speech_end >= opts.pause_seconds:
-            return self._request(min(self.audio_end, speech_end + opts.speech_pad_seconds), flush=True)
+            end = min(self.audio_end, speech_end + opts.speech_pad_seconds)
+            if self._all_heard(speech_end):
+                return self._settle(end)
+            return self._request(end, flush=True)
         if self.audio_end - self._last_request_end < opts.step_seconds:
             return None
         return self._request(self.audio_end, flush=False)
@@ -255,6 +262,23 @@ class StreamPolicy:
         self._in_flight = Request(self.buffer_start, end, self._prompt(), flush, prefix)
         self._last_request_end = end
         return self._in_flight
+
+    def _all_heard(self, speech_end: float) -> bool:
+        """Nothing tentative, under a word's worth of speech since the last window, and committed words up to
+        the speech end (a model that stopped early gets its flush: the words it skipped may still come)."""
+        new_speech = speech_end - max(self._last_request_end, self.buffer_start)
+        return (
+            not self._tentative and new_speech < _MIN_WORD_SECONDS and self.committed_end >= speech_end - _SKIP_MARGIN
+        )
+
+    def _settle(self, end: float) -> None:
+        """End an utterance without a model call: every word the model said is committed and no speech came
+        after its last window. Decoding the same audio again with the whole utterance as the forced prefix (or
+        the prompt) only makes Whisper read it out a second time."""
+        self.processed_until = max(self.processed_until, end)
+        self._move_start(end)
+        if self._finishing and not self._has_speech_after(end):
+            self._close()
 
     def _has_speech(self) -> bool:
         speech_seconds = self._speech_frames().size * FRAME_SECONDS
@@ -352,8 +376,9 @@ class StreamPolicy:
         words = [w for w in words if w.start < request.end and normalize(w.word)]
         forced = self._in_window() if request.prefix else []
         if forced and [normalize(w.word) for w in words[: len(forced)]] == [normalize(w.word) for w in forced]:
-            new, tail = words[len(forced) :], list(self._recent)[-_MAX_NGRAM:]
-            kept = drop_loops(tail + new)
+            # the tail reaches back over the whole prefix: Whisper may read all of it again after itself
+            new, tail = words[len(forced) :], list(self._recent)[-max(_MAX_NGRAM, len(forced)) :]
+            kept = drop_loops(tail + new, longest=max(10, len(tail)))
             return list(new[: len(kept) - len(tail)] if len(kept) >= len(tail) else drop_loops(new))
         return self._cut_committed(list(drop_loops(words)))
 
@@ -368,14 +393,19 @@ class StreamPolicy:
         done = self.committed_end
         by_time = sum(1 for w in words if (w.start + w.end) / 2 < done)
         keys = [normalize(w.word) for w in words]
-        tail = [normalize(w.word) for w in self._recent][-_MAX_NGRAM:]
+        recent = [normalize(w.word) for w in self._recent]
+        tail = recent[-_MAX_NGRAM:]
         best = (0, 0, by_time)  # (words of committed tail matched, -distance from the time cut, cut)
         for cut in range(max(by_time - _SLACK_WORDS, 0), min(by_time + _SLACK_WORDS, len(words)) + 1):
             for n in range(min(len(tail), cut), 0, -1):
                 if keys[cut - n : cut] == tail[-n:] and (n >= 2 or cut == by_time):
                     best = max(best, (n, -abs(cut - by_time), cut))
                     break
-        return words[best[2] :]
+        # the prompt read out again: the new words open with the committed text's last words, however late
+        reread = next(
+            (n for n in range(min(len(keys), len(recent)), _MIN_REPEAT - 1, -1) if keys[:n] == recent[-n:]), 0
+        )
+        return words[max(best[2], reread) :]
 
     def _agreed(self, new: list[Word], end: float) -> list[Word]:
         """LocalAgreement-2: the longest common prefix of the previous and the new hypothesis.

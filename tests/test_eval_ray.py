@@ -100,21 +100,32 @@ def _actor_processes() -> list[psutil.Process]:
 
 def test_a_killed_actor_costs_nothing(ray_cluster, local_run, tmp_path):
     local, _ = local_run
-    killed: list[int] = []
+    killed: list[tuple[int, float]] = []  # (pid, start time): a pid alone may be reused by a restarted worker
 
     def progress(done: int, total: int, message: str) -> None:
         if done and not killed:  # the first batch is stored; the other actor is decoding the second
             actors = _actor_processes()
             assert actors, "no Ray actor process found"
-            actors[-1].send_signal(signal.SIGKILL)
-            killed.append(actors[-1].pid)
+            victim = actors[-1]
+            killed.append((victim.pid, victim.create_time()))
+            victim.send_signal(signal.SIGKILL)
 
     store = Store(tmp_path / "data")
     result = run_validation(_on_ray(), store, progress=progress)
     assert killed and result.status == "finished"
-    assert not psutil.pid_exists(killed[0]) or psutil.Process(killed[0]).status() == psutil.STATUS_ZOMBIE
+    pid, started = killed[0]
+    assert _gone(pid, started), "the killed actor's process is still running"
     assert len(store.runs.run_results(result.run_id)) == len(local.rows)  # none lost, none twice
     _same_rows(result.rows, local.rows)
+
+
+def _gone(pid: int, started: float) -> bool:
+    """Whether the process that had this pid and start time has ended (a zombie counts as ended)."""
+    try:
+        process = psutil.Process(pid)
+        return process.create_time() != started or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def test_cancelled_ray_run_resumes_to_the_same_rows(ray_cluster, local_run, tmp_path):

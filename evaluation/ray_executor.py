@@ -9,9 +9,11 @@ Why it is built this way:
 - A dead actor costs nothing: Ray Data restarts actors and retries their tasks (``max_restarts`` and
   ``max_task_retries`` of -1, its default for actor pools), and a block reaches the driver once. Rows stored
   before a crash or a cancel are skipped by the resume, as for the local executor.
-- A local Ray is started without its dashboard, with a bounded object store, and without the Ray Client server.
-  Ray 2.60 does not bind its gRPC servers to loopback only (``127.0.0.1`` is turned into the node's address);
-  its token authentication, on by default, is what keeps other hosts out.
+- A local Ray listens on loopback only: Ray's servers (GCS, raylet, object manager, workers, runtime-env agent)
+  bind 127.0.0.1 when the node's address is 127.0.0.1, but ``ray.init`` turns ``_node_ip_address="127.0.0.1"``
+  into the machine's address unless Ray believes it runs on one machine only (the switch
+  ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` reads, set here for the start only). It starts without its dashboard,
+  metrics collection, usage stats or the Ray Client server, with a bounded object store.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import pickle
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -37,6 +41,7 @@ from evaluation.worker import CancelCheck, Cancelled, RowResult, RowSpec, RowWor
 logger = logging.getLogger(__name__)
 
 OBJECT_STORE_BYTES = 512 * 1024**2  # a local Ray's object store: blocks of audio, not a dataset held whole
+LOOPBACK = "127.0.0.1"
 CONNECT_ERRORS = (ConnectionError, TimeoutError, RuntimeError, ValueError, OSError)
 
 
@@ -155,16 +160,48 @@ def _connect(options: ExecutorOptions) -> tuple[bool, str]:
         except ImportError as exc:
             raise ExecutorError(f"executor {address}: {_first_line(exc)} (Ray Client needs ray[client])") from None
         return False, address
-    ray.init(
-        address="local",
-        num_cpus=cpu_cores(),
-        include_dashboard=False,
-        object_store_memory=OBJECT_STORE_BYTES,
-        _node_ip_address="127.0.0.1",
-        logging_level=logging.ERROR,  # not the token-authentication notice on every start
-        log_to_driver=False,
-    )
+    start_local_ray(cpu_cores(), OBJECT_STORE_BYTES)
     return True, "local"
+
+
+def start_local_ray(num_cpus: int, object_store_bytes: int) -> None:
+    """A Ray on this machine for one run: loopback only, no dashboard, no metrics, no usage stats."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # read at start, by the driver and the node processes
+    with _single_machine():
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            object_store_memory=object_store_bytes,
+            _node_ip_address=LOOPBACK,
+            _system_config={"enable_metrics_collection": False},
+            logging_level=logging.ERROR,  # not the token-authentication notice on every start
+            log_to_driver=False,
+        )
+    node_ip = ray.util.get_node_ip_address()
+    if node_ip != LOOPBACK:
+        logger.warning("the local Ray listens on %s, not on loopback only (Ray %s)", node_ip, ray.__version__)
+
+
+@contextmanager
+def _single_machine() -> Iterator[None]:
+    """Ray's own one-machine mode for the start: it then keeps 127.0.0.1 as the node's address.
+
+    ``ray._private.ray_constants.ENABLE_RAY_CLUSTER`` is what ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` sets at
+    import; set here rather than through the environment because Ray may already be imported, and only for the
+    start, so a later ``ray.init(address=...)`` in this process still finds the address other nodes reach.
+    """
+    from ray._private import ray_constants
+
+    if not hasattr(ray_constants, "ENABLE_RAY_CLUSTER"):  # a Ray after 2.60 that moved it: start, and warn after
+        yield
+        return
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
 
 
 def _first_line(exc: BaseException) -> str:
@@ -172,4 +209,4 @@ def _first_line(exc: BaseException) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
-__all__ = ["RayExecutor", "RayRowWorker", "frame_specs", "spec_frame"]
+__all__ = ["RayExecutor", "RayRowWorker", "frame_specs", "spec_frame", "start_local_ray"]

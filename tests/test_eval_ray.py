@@ -20,6 +20,7 @@ import psutil
 import pytest
 import ray
 
+from evaluation.ray_executor import start_local_ray
 from evaluation.report import write_outputs
 from evaluation.runner import RunOptions, run_validation
 from evaluation.store import Store
@@ -31,19 +32,12 @@ RAY_START_TIMEOUT_S = 120
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """A local Ray for this module: 2 CPUs, no dashboard, a small object store; stopped at the end."""
+    """A local Ray for this module as the executor starts one (loopback, no dashboard), 2 CPUs; stopped at the end."""
     done = threading.Event()
     watchdog = threading.Timer(RAY_START_TIMEOUT_S, lambda: done.is_set() or os.kill(os.getpid(), signal.SIGINT))
     watchdog.start()
     try:
-        ray.init(
-            address="local",
-            num_cpus=2,
-            include_dashboard=False,
-            object_store_memory=256 * 1024**2,
-            _node_ip_address="127.0.0.1",
-            log_to_driver=False,
-        )
+        start_local_ray(num_cpus=2, object_store_bytes=256 * 1024**2)  # the executor's own local start
     finally:
         done.set()
         watchdog.cancel()
@@ -84,6 +78,26 @@ def test_ray_sweep_equals_the_local_sweep(ray_cluster, local_run, tmp_path):
     assert ray_csv.equals(pd.read_csv(local_out / "results.csv").drop(columns=TIMING))
     assert _groups(out) == _groups(local_out)
     assert json.loads((out / "summary.json").read_text())["settings"]["executor"] == "ray"
+
+
+def _listening(processes: list[psutil.Process]) -> list[tuple[str, str, int]]:
+    found = []
+    for proc in processes:
+        try:
+            found += [(proc.name(), c.laddr.ip, c.laddr.port) for c in proc.net_connections("inet") if not c.raddr]
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def test_the_local_ray_listens_on_loopback_only(ray_cluster):
+    """Every Ray process this test started (GCS, raylet, agents, workers) listens on 127.0.0.1 and nowhere else."""
+    assert ray.get(ray.remote(lambda: ray.util.get_node_ip_address()).remote()) == "127.0.0.1"
+    sockets = _listening(psutil.Process().children(recursive=True) + [psutil.Process()])
+    names = {name for name, _, _ in sockets}
+    assert {"gcs_server", "raylet"} <= names, sockets  # the servers are there to be checked
+    outside = [s for s in sockets if s[1] not in ("127.0.0.1", "::ffff:127.0.0.1", "::1")]
+    assert not outside, f"listening beyond loopback: {outside}"
 
 
 def _actor_processes() -> list[psutil.Process]:

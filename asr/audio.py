@@ -183,6 +183,8 @@ def decode_file(path: str | os.PathLike | io.IOBase, *, what: str | None = None)
             detail = str(exc)
             if isinstance(path, (str, os.PathLike)):  # the line names the file once; libraries repeat its path
                 detail = detail.replace(str(path), Path(path).name)
+            else:  # not the stream's memory address: the same bytes give the same message in any process
+                detail = detail.replace(str(path), "the bytes")
             errors.append(f"{decoder.__name__.strip('_').split('_')[0]}: {detail}")
     raise AudioError(f"{what}: not a decodable audio file ({'; '.join(errors)[:300]})")
 

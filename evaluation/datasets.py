@@ -11,9 +11,10 @@ Audio columns are read with ``Audio(decode=False)`` and decoded here, so ``datas
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,12 +22,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
+from evaluation.rowsource import Rows
+from evaluation.shards import AudioRef, read_values
 from evaluation.sources import DatasetError, RowSource, open_source
 
 if TYPE_CHECKING:
     from evaluation.store import Store
 
-__all__ = ["DatasetError", "DatasetOptions", "LoadedDataset", "Sample", "SkippedRow", "load_dataset"]
+__all__ = ["DatasetError", "DatasetOptions", "LoadedDataset", "Sample", "SkippedRow", "load_dataset", "read_audio"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,14 +62,17 @@ class DatasetOptions:
 @dataclass(frozen=True)
 class Sample:
     id: str  # unique within the dataset and stable between loads (resuming relies on it)
-    audio: np.ndarray = field(repr=False)  # mono float32 at 16 kHz
+    audio: np.ndarray | None = field(repr=False)  # mono float32 at 16 kHz; None while left in the dataset's files
     text: str  # the reference, raw (normalized only when scored)
     groups: Mapping[str, str]  # group column -> value
     speaker: str | None  # the speaker, when the dataset names one
     row: int  # the row in the source (counted from 0, as datasets does)
+    audio_ref: AudioRef | None = None  # where the audio lies when the worker reads it (see read_audio)
 
     @property
     def seconds(self) -> float:
+        if self.audio is None:
+            raise ValueError(f"sample {self.id}: its audio is not read yet (it is read by the worker)")
         return self.audio.size / SAMPLE_RATE
 
 
@@ -93,7 +99,13 @@ class LoadedDataset:
 
     @property
     def audio_seconds(self) -> float:
-        return sum(s.seconds for s in self.samples)
+        """Seconds of audio read here (samples whose audio the workers read count for nothing)."""
+        return sum(s.seconds for s in self.samples if s.audio is not None)
+
+    @property
+    def deferred(self) -> bool:
+        """Whether the samples' audio is left in the dataset's files, for the workers to read."""
+        return any(s.audio_ref is not None for s in self.samples)
 
 
 def _pick(columns: Iterable[str], given: str | None, known: tuple[str, ...], what: str, name: str) -> str | None:
@@ -157,7 +169,7 @@ def _sample_id(row_index: int, row: Mapping[str, Any], audio_value: Any, seen: s
     if not _is_empty(row.get("id")):
         base = str(row["id"])
     else:
-        path = audio_value.get("path") if isinstance(audio_value, Mapping) else audio_value
+        path = audio_value.get("path") if isinstance(audio_value, (Mapping, AudioRef)) else audio_value
         base = Path(str(path)).stem if isinstance(path, str) and path else f"row-{row_index}"
     ident = base if base not in seen else f"{base}#{row_index}"
     seen.add(ident)
@@ -183,26 +195,29 @@ def _decode(value: Any, source: RowSource) -> np.ndarray:
     raise AudioError(f"no audio (got {type(value).__name__} {str(value)[:60]!r})")
 
 
-def _samples(source: RowSource, options: DatasetOptions) -> LoadedDataset:
+def _samples(source: RowSource, options: DatasetOptions, defer: bool) -> LoadedDataset:
     text_col, audio_col, groups, speaker_col = _resolve_columns(source, options)
+    defer = defer and source.deferred is not None and audio_col in source.deferred_columns
     samples: list[Sample] = []
     skipped: list[SkippedRow] = []
     seen: set[str] = set()
     rows_read = 0
-    for index, row in _limited(source, options.limit):
+    for index, row in _limited(source.deferred if defer else source.rows, source.length, options.limit):
         rows_read += 1
         if _is_empty(row.get(text_col)) and not source.empty_text_ok:
             skipped.append(SkippedRow(index, text_col, "the reference text is empty"))
             continue
+        value = row.get(audio_col)
         try:
-            audio = _decode(row.get(audio_col), source)
+            audio = None if isinstance(value, AudioRef) else _decode(value, source)
         except (AudioError, OSError) as exc:
             skipped.append(SkippedRow(index, audio_col, f"undecodable audio: {exc}"))
             continue
         samples.append(
             Sample(
-                id=_sample_id(index, row, row.get(audio_col), seen),
+                id=_sample_id(index, row, value, seen),
                 audio=audio,
+                audio_ref=value if isinstance(value, AudioRef) else None,
                 text="" if _is_empty(row.get(text_col)) else str(row[text_col]).strip(),
                 groups={g: _label(row.get(g)) for g in groups if g not in RESULT_GROUPS},
                 speaker=None if speaker_col is None or _is_empty(row.get(speaker_col)) else str(row[speaker_col]),
@@ -221,25 +236,30 @@ def _samples(source: RowSource, options: DatasetOptions) -> LoadedDataset:
     )
 
 
-def _limited(source: RowSource, limit: int | None) -> Iterator[tuple[int, Mapping[str, Any]]]:
+def _limited(rows: Callable[[Any], Rows], length: int | None, limit: int | None) -> Rows:
     """Evenly spaced rows of a dataset of known length (so every group shows up), else the first ones."""
     if limit is None:
-        yield from source.rows(None)
+        yield from rows(None)
         return
-    if source.length is not None and source.length > limit:
-        yield from source.rows(sorted({int(round(i)) for i in np.linspace(0, source.length - 1, limit)}))
+    if length is not None and length > limit:
+        yield from rows(sorted({int(round(i)) for i in np.linspace(0, length - 1, limit)}))
         return
-    for n, item in enumerate(source.rows(None)):
+    for n, item in enumerate(rows(None)):
         if n >= limit:
             return
         yield item
 
 
-def load_dataset(options: DatasetOptions, store: Store | None = None) -> LoadedDataset:
-    """Load every usable sample of ``options.source`` (the store is needed for ``recorded``)."""
+def load_dataset(options: DatasetOptions, store: Store | None = None, defer_audio: bool = False) -> LoadedDataset:
+    """Load every usable sample of ``options.source`` (the store is needed for ``recorded``).
+
+    ``defer_audio``: where the dataset keeps its audio in Parquet or Arrow files, leave it there (each sample an
+    ``audio_ref``, its ``audio`` None) for the worker that decodes the row to read with :func:`read_audio`; rows
+    whose audio cannot be decoded are then skipped by the worker, with the same message.
+    """
     options = options.validate()
     source = open_source(options.source, split=options.split, store=store)
-    loaded = _samples(source, options)
+    loaded = _samples(source, options, defer_audio)
     logger.info(
         "dataset %s: %d samples (%.0f s), %d rows skipped",
         loaded.name,
@@ -248,3 +268,27 @@ def load_dataset(options: DatasetOptions, store: Store | None = None) -> LoadedD
         len(loaded.skipped),
     )
     return loaded
+
+
+def read_audio(samples: Sequence[Sample]) -> tuple[list[Sample], list[SkippedRow]]:
+    """Samples whose audio was left in the dataset's files, with it read and decoded; the undecodable skipped.
+
+    The one place such audio is read (in the worker that decodes the rows); samples already holding audio pass
+    through. A skipped row gets the message the driver gives one it cannot decode.
+    """
+    refs = [s.audio_ref for s in samples if s.audio is None and s.audio_ref is not None]
+    values = iter(read_values(refs)) if refs else iter(())
+    ready: list[Sample] = []
+    skipped: list[SkippedRow] = []
+    for sample in samples:
+        ref = sample.audio_ref
+        if sample.audio is not None or ref is None:
+            ready.append(sample)
+            continue
+        value = next(values)
+        where = RowSource(ref.file, (), lambda indices: iter(()), None, base_dir=Path(ref.file).parent)
+        try:
+            ready.append(dataclasses.replace(sample, audio=_decode(value, where)))
+        except (AudioError, OSError) as exc:
+            skipped.append(SkippedRow(sample.row, ref.column, f"undecodable audio: {exc}"))
+    return ready, skipped

@@ -13,14 +13,18 @@ from typing import Protocol
 import numpy as np
 
 from evaluation.executor_options import LOCAL, RAY, USAGE, ExecutorError, ExecutorOptions  # noqa: F401 - re-exported
-from evaluation.worker import CancelCheck, Cancelled, RowResult, RowSpec, RowWorker, WorkerOptions
+from evaluation.worker import Batch, CancelCheck, Cancelled, RowSpec, RowWorker, WorkerOptions, read_specs
 
 
 class Executor(Protocol):
     label: str  # what the run's settings record, e.g. "local", "ray (local, 2 workers)"
 
-    def results(self, batches: Sequence[Sequence[RowSpec]], cancelled: CancelCheck) -> Iterator[list[RowResult]]:
-        """Each batch's results, batch by batch in the given order; raises Cancelled when ``cancelled()``."""
+    def results(self, batches: Sequence[Sequence[RowSpec]], cancelled: CancelCheck) -> Iterator[Batch]:
+        """Each batch's results, batch by batch in the given order; raises Cancelled when ``cancelled()``.
+
+        A sample whose audio was left in the dataset's files (``Sample.audio_ref``) is read by the worker
+        (:func:`evaluation.worker.read_specs`); one it cannot decode comes back as a :class:`SkippedRow`.
+        """
         ...
 
     def close(self) -> None: ...
@@ -34,11 +38,12 @@ class LocalExecutor:
     def __init__(self, options: WorkerOptions, pool: Mapping[str, np.ndarray]) -> None:
         self.worker = RowWorker(options, pool)
 
-    def results(self, batches: Sequence[Sequence[RowSpec]], cancelled: CancelCheck) -> Iterator[list[RowResult]]:
+    def results(self, batches: Sequence[Sequence[RowSpec]], cancelled: CancelCheck) -> Iterator[Batch]:
         for batch in batches:
             if cancelled():
                 raise Cancelled
-            yield self.worker.run(batch, cancelled)
+            specs, skipped = read_specs(batch)
+            yield [*skipped, *self.worker.run(specs, cancelled)]
 
     def close(self) -> None:
         return None
@@ -61,4 +66,4 @@ def open_executor(options: ExecutorOptions, worker: WorkerOptions, pool: Mapping
     return RayExecutor(options, worker, pool)
 
 
-__all__ = ["Executor", "ExecutorError", "ExecutorOptions", "LocalExecutor", "open_executor", "USAGE"]
+__all__ = ["Batch", "Executor", "ExecutorError", "ExecutorOptions", "LocalExecutor", "open_executor", "USAGE"]

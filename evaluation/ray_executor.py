@@ -36,7 +36,8 @@ import ray
 from asr.backends.base import cpu_cores
 from evaluation.datasets import Sample
 from evaluation.executor_options import ExecutorError, ExecutorOptions
-from evaluation.worker import CancelCheck, Cancelled, RowResult, RowSpec, RowWorker, WorkerOptions
+from evaluation.shards import AudioRef
+from evaluation.worker import Batch, CancelCheck, Cancelled, RowSpec, RowWorker, WorkerOptions, read_specs
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +51,15 @@ SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(RowSpec) if f.name != "sa
 
 
 def spec_frame(batch: Sequence[RowSpec]) -> pd.DataFrame:
-    """One batch of row specs as a Ray Data block: a row per spec, a column per field, the audio as float32."""
+    """One batch of row specs as a Ray Data block: a row per spec, a column per field, the audio as float32.
+
+    A sample whose audio is left in the dataset's files carries its reference instead (empty audio): the actor
+    reads the audio, so the block holds a few hundred bytes per row.
+    """
     columns: dict[str, list] = {name: [getattr(s.sample, name) for s in batch] for name in SAMPLE_FIELDS}
     columns["groups"] = [json.dumps(dict(g)) for g in columns["groups"]]
-    columns["audio"] = [np.asarray(a, np.float32) for a in columns["audio"]]
+    columns["audio"] = [np.asarray(() if a is None else a, np.float32) for a in columns["audio"]]
+    columns["audio_ref"] = [json.dumps(dataclasses.asdict(r)) if r else "" for r in columns["audio_ref"]]
     for name in SPEC_FIELDS:
         columns[f"spec_{name}"] = [getattr(s, name) for s in batch]
     return pd.DataFrame(columns)
@@ -64,7 +70,8 @@ def frame_specs(frame: pd.DataFrame) -> list[RowSpec]:
     for record in frame.to_dict("records"):
         values = {name: _none_for_nan(record[name]) for name in SAMPLE_FIELDS}
         values["groups"] = json.loads(values["groups"])
-        values["audio"] = np.asarray(values["audio"], np.float32)
+        values["audio_ref"] = AudioRef(**json.loads(values["audio_ref"])) if values["audio_ref"] else None
+        values["audio"] = None if values["audio_ref"] else np.asarray(values["audio"], np.float32)
         extra = {name: record[f"spec_{name}"] for name in SPEC_FIELDS}
         specs.append(RowSpec(Sample(**values), **extra))
     return specs
@@ -84,7 +91,8 @@ class RayRowWorker:
         self.worker = RowWorker(options, pool or {})
 
     def __call__(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        results = self.worker.run(frame_specs(frame))
+        specs, skipped = read_specs(frame_specs(frame))  # audio left in the dataset's files is read here
+        results = [*skipped, *self.worker.run(specs)]
         return {"result": np.array([pickle.dumps(r) for r in results], dtype=object)}
 
 
@@ -103,7 +111,7 @@ class RayExecutor:
         self._iterator: Iterator | None = None
         _quiet_ray_data()
 
-    def results(self, batches: Sequence[Sequence[RowSpec]], cancelled: CancelCheck) -> Iterator[list[RowResult]]:
+    def results(self, batches: Sequence[Sequence[RowSpec]], cancelled: CancelCheck) -> Iterator[Batch]:
         if not batches:
             return
         dataset = ray.data.from_pandas([spec_frame(b) for b in batches])

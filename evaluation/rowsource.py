@@ -31,6 +31,10 @@ class RowSource:
     audio_candidates: tuple[str, ...] = AUDIO_NAMES  # audio column names, best first
     default_groups: tuple[str, ...] = ()  # group columns when none are named (empty: the accent column, if any)
     empty_text_ok: bool = False  # an empty reference is a row to score (the probes: nothing should be heard)
+    # The same rows with each audio value of these columns an evaluation.shards.AudioRef, nothing of the audio
+    # read (Parquet or Arrow files): a cluster's workers then read each row's audio themselves. None: no such.
+    deferred: Callable[[Sequence[int] | None], Rows] | None = None
+    deferred_columns: tuple[str, ...] = ()
 
     def rows(self, indices: Sequence[int] | None) -> Rows:
         return self.iterate(indices)

@@ -266,7 +266,7 @@ def run_validation(
     """Run (or resume) a validation; returns its tables. Raises DatasetError, RunError or the engine's errors."""
     options = dataclasses.replace(options.validate(), dataset=canonical_source(options.dataset))
     conditions = parse_conditions(options.noise)
-    data = load_dataset(_dataset_options(options), store)
+    data = load_dataset(_dataset_options(options), store, defer_audio=_workers_read_audio(options, conditions))
     _check_columns(data)
     # The executor first: a model or a cluster that cannot be used fails before a run is registered.
     executor = open_executor(options.executor_options, worker_options(options), babble_pool(data, conditions))
@@ -274,6 +274,15 @@ def run_validation(
         return _execute(executor, options, store, data, conditions, progress, cancel)
     finally:
         executor.close()
+
+
+def _workers_read_audio(options: RunOptions, conditions: Sequence[NoiseCondition]) -> bool:
+    """On a cluster the workers read each row's audio from the dataset's files, unless the driver needs it:
+    babble noise is made of the whole set's clean audio, and streams joined to a length are planned on each
+    row's duration. The local executor reads the dataset here, as it always has."""
+    if options.executor_options.validate().name == "local" or any(c.kind == "babble" for c in conditions):
+        return False
+    return not ("streaming" in options.modes and options.stream_seconds is not None)
 
 
 def _execute(executor, options, store, data, conditions, progress, cancel) -> RunResult:
@@ -285,11 +294,14 @@ def _execute(executor, options, store, data, conditions, progress, cancel) -> Ru
     tracker = RunProgress(len(data.samples) * len(conditions) * len(options.modes), len(done), progress)
     tracker.start(f"run {run_id}: {len(specs)} of {tracker.total} to transcribe on {executor.label}")
     status = "finished"
+    skipped: set[SkippedRow] = set(data.skipped)  # and the rows the workers could not decode
     try:
         batches = _batches(specs, options.chunk_size, options.stream_options)
-        for results in executor.results(batches, cancel_check(cancel)):
+        for batch in executor.results(batches, cancel_check(cancel)):
+            results = [r for r in batch if isinstance(r, RowResult)]
+            skipped.update(r for r in batch if isinstance(r, SkippedRow))
             store.runs.add_results(run_id, [r.to_row() for r in results])
-            tracker.add(results)
+            tracker.add(results, len(batch) - len(results))
     except Cancelled:
         status = "cancelled"
     except BaseException as exc:
@@ -297,6 +309,7 @@ def _execute(executor, options, store, data, conditions, progress, cancel) -> Ru
             run_id, "failed" if not isinstance(exc, KeyboardInterrupt) else "cancelled", {"error": str(exc)}
         )
         raise
+    data = dataclasses.replace(data, skipped=tuple(sorted(skipped, key=lambda s: s.row)))
     return _finish(store, run_id, settings, data, status, tracker, len(done), options.n_boot, executor.label)
 
 
@@ -321,8 +334,8 @@ class RunProgress:
     def wall_seconds(self) -> float:
         return time.perf_counter() - self.started
 
-    def add(self, results: Sequence[RowResult]) -> None:
-        self.done += len(results)
+    def add(self, results: Sequence[RowResult], skipped: int = 0) -> None:
+        self.done += len(results) + skipped
         self.audio_seconds += sum(r.audio_seconds for r in results)
         wall = self.wall_seconds
         rtfx = self.audio_seconds / wall if wall > 0 else 0.0

@@ -9,15 +9,19 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evaluation.builtin import BUILTIN_DIR
 from evaluation.rowsource import AUDIO_NAMES, DatasetError, Rows, RowSource  # noqa: F401 - re-exported
+from evaluation.shards import ARROW, PARQUET, audio_columns, schema_of, shard_rows
 
 if TYPE_CHECKING:
     from evaluation.store import Store
+
+logger = logging.getLogger(__name__)
 
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 METADATA_NAMES = tuple(f"metadata{s}" for s in MANIFEST_SUFFIXES)
@@ -170,7 +174,7 @@ def _audio_columns(features) -> list[str]:
 
 
 def arrow_source(dataset, name: str) -> RowSource:
-    """A ``datasets.Dataset`` (from ``load_from_disk``): Audio columns read undecoded."""
+    """A ``datasets.Dataset`` (from ``load_from_disk``): Audio columns read undecoded, or left in its files."""
     from datasets import Audio
 
     typed = _audio_columns(dataset.features)
@@ -183,7 +187,30 @@ def arrow_source(dataset, name: str) -> RowSource:
         yield from zip(numbers, chosen, strict=True)
 
     candidates = tuple(dict.fromkeys([*typed, *AUDIO_NAMES]))
-    return RowSource(name, tuple(dataset.column_names), iterate, len(dataset), audio_candidates=candidates)
+    source = RowSource(name, tuple(dataset.column_names), iterate, len(dataset), audio_candidates=candidates)
+    return _with_shards(source, _arrow_files(dataset), ARROW)
+
+
+def _arrow_files(dataset) -> list[str]:
+    """The Arrow files holding a dataset's rows in order; empty when its rows are not simply those files'."""
+    files = [f["filename"] for f in dataset.cache_files]
+    if not files or getattr(dataset, "_indices", None) is not None:  # a select() or shuffle() over the files
+        return []
+    return files
+
+
+def _with_shards(source: RowSource, files: Sequence[str], kind: str) -> RowSource:
+    """The source, able to leave its audio in its files for the workers when they hold it as datasets does."""
+    if not files:
+        return source
+    try:
+        audio = audio_columns(schema_of(files[0], kind), source.audio_candidates)
+    except (OSError, ValueError) as exc:
+        logger.info("dataset %s: its files cannot be read in shards (%s); the driver reads them", source.name, exc)
+        return source
+    if not audio:
+        return source
+    return dataclasses.replace(source, deferred=shard_rows(files, kind, audio), deferred_columns=tuple(audio))
 
 
 def parse_hub(spec: str) -> tuple[str, str | None, str | None]:
@@ -224,14 +251,69 @@ def _open_hub(repo: str, config: str | None, spec: str):
 
 
 def hub_source(spec: str, split: str | None) -> RowSource:
-    """``hub:ID[:CONFIG[:SPLIT]]``, streamed: rows are read only as far as the sample limit needs."""
+    """``hub:ID[:CONFIG[:SPLIT]]``, streamed: rows are read only as far as the sample limit needs.
+
+    A dataset kept as Parquet files (or a local ``save_to_disk`` copy) can also leave its audio in its files for
+    the workers of a cluster (see :mod:`evaluation.shards`); the stream is then opened only if the rows are read
+    here (the local executor).
+    """
+    repo, config, hub_split = parse_hub(spec)
+    shards = _hub_shards(repo, config, hub_split or split, spec)
+    if shards is None:
+        return _stream_source(spec, _open_stream(repo, config, hub_split or split, spec))
+    files, kind = shards
+    try:
+        schema = schema_of(files[0], kind)
+    except (OSError, ValueError) as exc:  # noqa: BLE001 - the stream says what is wrong, if anything is
+        logger.info("dataset %s: cannot read %s (%s); streamed", spec, files[0], exc)
+        return _stream_source(spec, _open_stream(repo, config, hub_split or split, spec))
+    typed = audio_columns(schema, AUDIO_NAMES)
+
+    def iterate(indices: Sequence[int] | None) -> Rows:
+        yield from _stream_source(spec, _open_stream(repo, config, hub_split or split, spec)).rows(indices)
+
+    source = RowSource(spec, tuple(schema.names), iterate, None, audio_candidates=(*typed, *AUDIO_NAMES))
+    return _with_shards(source, files, kind)
+
+
+def _hub_shards(repo: str, config: str | None, split: str | None, spec: str) -> tuple[list[str], str] | None:
+    """The files of the split (URLs on the hub, paths for a local copy) when they are Parquet or Arrow files.
+
+    The hub's data files come from ``datasets.load_dataset_builder`` (what ``load_dataset`` itself reads); a
+    dataset in another format (audio folders, WebDataset, JSON) is streamed by the driver as before.
+    """
+    local = Path(repo).expanduser()
+    if local.is_dir() and ((local / "dataset_dict.json").exists() or (local / "state.json").exists()):
+        from datasets import load_from_disk
+
+        files = _arrow_files(_pick_split(load_from_disk(str(local)), split, spec))
+        return (files, ARROW) if files else None
+    import datasets
+
+    try:
+        builder = datasets.load_dataset_builder(repo, config)
+        files = list(_pick_split(dict(builder.config.data_files or {}), split, spec))
+    except DatasetError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the stream's own open says what is wrong, in its words
+        logger.info("dataset %s: no data files listed (%s: %s); streamed", spec, type(exc).__name__, exc)
+        return None
+    if not files or not all(str(f).split("?")[0].endswith(".parquet") for f in files):
+        return None
+    return [str(f) for f in files], PARQUET
+
+
+def _open_stream(repo: str, config: str | None, split: str | None, spec: str):
     from datasets import Audio
 
-    repo, config, hub_split = parse_hub(spec)
-    stream = _pick_split(_open_hub(repo, config, spec), hub_split or split, spec)
-    typed = _audio_columns(stream.features)
-    for column in typed:
+    stream = _pick_split(_open_hub(repo, config, spec), split, spec)
+    for column in _audio_columns(stream.features):
         stream = stream.cast_column(column, Audio(decode=False))
+    return stream
+
+
+def _stream_source(spec: str, stream) -> RowSource:
+    typed = _audio_columns(stream.features)
     iterator = iter(stream)
     try:
         first = next(iterator, None)

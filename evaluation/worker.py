@@ -21,7 +21,7 @@ from asr.backends import Backend, get_backend
 from asr.models import default_model
 from asr.results import DecodeOptions, Transcript
 from asr.transcribe import transcribe_many
-from evaluation.datasets import MISSING_GROUP, REFERENCE_LANGUAGE, Sample
+from evaluation.datasets import MISSING_GROUP, REFERENCE_LANGUAGE, Sample, SkippedRow, read_audio
 from evaluation.noise import Mixed, Mixer, Provenance, parse_condition
 from evaluation.probes import hallucination_fields
 from evaluation.runstore import noise_key
@@ -182,6 +182,8 @@ class RowWorker:
                 raise Cancelled
 
         check()
+        if not specs:
+            return []
         keys = list(dict.fromkeys((s.seed, s.sample.id, s.condition) for s in specs))
         by_key = {self._key(spec): spec for spec in specs}
         mixed = {k: self.mixer(k[0]).mix(k[1], by_key[k].sample.audio, parse_condition(k[2])) for k in keys}
@@ -261,8 +263,24 @@ class RowWorker:
             audio_seconds=transcript.duration,
             compute_seconds=transcript.compute_seconds,
             provenance=mixed.provenance,
-            extra=invented,
+            extra={**invented, "windows_retried": transcript.windows_retried},  # rows the fallback decoded again
         )
+
+
+Batch = list["RowResult | SkippedRow"]  # a batch's results, and its rows whose audio the worker could not decode
+
+
+def read_specs(specs: Sequence[RowSpec]) -> tuple[list[RowSpec], list[SkippedRow]]:
+    """The specs with the audio their samples left in the dataset's files read here, each utterance once.
+
+    A worker calls it on each batch before :meth:`RowWorker.run`; rows whose audio cannot be decoded come back
+    as skipped rows (the message the driver gives such a row), their specs left out.
+    """
+    if all(s.sample.audio is not None for s in specs):
+        return list(specs), []
+    ready, skipped = read_audio(list({s.sample.id: s.sample for s in specs}.values()))
+    by_id = {sample.id: sample for sample in ready}
+    return [dataclasses.replace(s, sample=by_id[s.sample.id]) for s in specs if s.sample.id in by_id], skipped
 
 
 def scoring_language(groups: Mapping[str, Any], detected: str | None) -> str | None:
@@ -296,4 +314,13 @@ def load_worker_backend(options: WorkerOptions) -> Backend:
     return backend
 
 
-__all__ = ["Cancelled", "RowResult", "RowSpec", "RowWorker", "WorkerOptions", "load_worker_backend"]
+__all__ = [
+    "Cancelled",
+    "RowResult",
+    "RowSpec",
+    "Batch",
+    "RowWorker",
+    "WorkerOptions",
+    "load_worker_backend",
+    "read_specs",
+]

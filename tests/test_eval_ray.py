@@ -155,6 +155,40 @@ def test_cancelled_ray_run_resumes_to_the_same_rows(ray_cluster, local_run, tmp_
     _same_rows(second.rows, local.rows)
 
 
+def _real_speech_parquet(real_set, folder, rows: int = 5):
+    """Real-speech prompts as a hub-layout dataset: two Parquet shards, audio bytes inside, one row not audio."""
+    import datasets
+
+    meta = pd.read_csv(real_set / "metadata.csv")
+    meta = meta[(meta["language"] == "en") & (meta["split"] == "dev")].head(rows)
+    audio = [{"bytes": (real_set / f).read_bytes(), "path": f} for f in meta["file_name"]]
+    audio[2] = {"bytes": b"not audio at all", "path": "broken.wav"}  # skipped, by the driver or by a worker
+    data = datasets.Dataset.from_dict({"audio": audio, "text": list(meta["text"]), "accent": list(meta["accent"])})
+    data = data.cast_column("audio", datasets.Audio(decode=False))  # the hub's Audio feature, bytes inside
+    (folder / "data").mkdir(parents=True)
+    for i in range(2):
+        data.shard(2, i, contiguous=True).to_parquet(str(folder / "data" / f"test-0000{i}-of-00002.parquet"))
+    return f"hub:{folder}"
+
+
+def test_ray_workers_read_the_hub_shards_the_driver_plans(ray_cluster, real_set, fw_backend, tmp_path, monkeypatch):
+    """A hub-layout Parquet dataset: locally the driver decodes every row; on Ray only the actors read audio."""
+    import evaluation.datasets as datasets_module
+
+    dataset = _real_speech_parquet(real_set, tmp_path / "hub")
+    options = RunOptions(dataset=dataset, noise=("clean",), seed=3, chunk_size=2)
+    decoded: list[int] = []
+    real_load = datasets_module.load_audio
+    monkeypatch.setattr(datasets_module, "load_audio", lambda *a, **k: decoded.append(1) or real_load(*a, **k))
+    local = run_validation(options, Store(tmp_path / "local"))
+    assert len(decoded) == 5 and len(local.rows) == 4  # the driver decoded every row, one of them not audio
+    decoded.clear()
+    ray_run = run_validation(dataclasses.replace(options, executor="ray", workers=2), Store(tmp_path / "ray"))
+    assert decoded == [], "the driver decoded audio on Ray"
+    _same_rows(ray_run.rows, local.rows)
+    assert ray_run.skipped == local.skipped and len(local.skipped) == 1 and "row 2, column 'audio'" in local.skipped[0]
+
+
 def _cli(args: list[str], env: dict[str, str] | None = None, code: str = "") -> subprocess.CompletedProcess:
     script = f"import sys\n{code}\nfrom evaluation.cli import main\nsys.exit(main(sys.argv[1:]))"
     return subprocess.run(

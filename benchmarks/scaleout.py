@@ -15,8 +15,10 @@ its own process id.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -25,6 +27,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from benchmarks.scratch import timed_run
 
 DEFAULT_NOISE = "clean,white@10,pink@10,babble@5,reverb@0.5"  # the built-in sweep of `benchmarks sweep`
@@ -32,6 +36,7 @@ TARGET_RATIO = 0.9
 TARGET_DRIVER_SHARE = 0.02
 NODE_START_TIMEOUT_S = 120
 NODE_OBJECT_STORE = 400 * 1024**2  # bytes per node: the machine is shared
+TIMING = ["compute_seconds"]  # the only column two equal runs may differ in: a wall-clock share of a batch
 AUTH = {"RAY_AUTH_MODE": "token"}  # nodes and drivers share ~/.ray/auth_token (Ray's token authentication)
 
 
@@ -47,6 +52,10 @@ class Measured:
     driver_cpu_seconds: float  # this process's CPU time from the first stored batch to the last (local: decoding too)
     compute_seconds: float  # the rows' decode time (the engine's own, summed)
     hypotheses: str  # every hypothesis, joined: equal runs give the same text
+    results_digest: str  # sha256 of results.csv without compute_seconds: equal runs give the same digest
+    groups_digest: str  # sha256 of summary.json's groups without compute_seconds
+    fallback_rows: int  # rows with a window the temperature fallback decoded again
+    driver_peak_rss_mb: float  # this process's peak resident memory (Ray: the driver only)
 
     @property
     def rtfx(self) -> float:
@@ -71,18 +80,19 @@ class Measured:
         return self.driver_cpu_per_row / self.decode_per_row if self.compute_seconds else float("nan")
 
 
-def measure(executor: str, noise: str, limit: int | None, workers: int | None, chunk: int) -> Measured:
+def measure(spec: dict) -> Measured:
     """One run in this process (called in a fresh child process by :func:`run_child`)."""
     from evaluation.runner import RunOptions
 
     arrivals: list[tuple[float, int, float]] = []  # (seconds since the start, rows done, process CPU seconds)
     options = RunOptions(
-        dataset="builtin",
-        noise=tuple(noise.split(",")),
-        limit=limit,
-        executor=executor,
-        workers=workers,
-        chunk_size=chunk,
+        dataset=spec["dataset"],
+        split=spec["split"],
+        noise=tuple(spec["noise"].split(",")),
+        limit=spec["limit"],
+        executor=spec["executor"],
+        workers=spec["workers"],
+        chunk_size=spec["chunk"],
     )
     started = [0.0]
 
@@ -107,11 +117,30 @@ def measure(executor: str, noise: str, limit: int | None, workers: int | None, c
         driver_cpu_seconds=arrivals[-1][2] - first_cpu if arrivals else 0.0,
         compute_seconds=float(result.rows["compute_seconds"].sum()),
         hypotheses="\n".join(result.rows["hypothesis"].astype(str)),
+        **_digests(result),
+        fallback_rows=int((result.rows.get("windows_retried", pd.Series(dtype=int)).fillna(0) > 0).sum()),
+        driver_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     )
+
+
+def _digests(result) -> dict[str, str]:
+    """What the run writes (results.csv, summary.json), hashed without the wall-clock column."""
+    from evaluation.report import write_outputs
+
+    with tempfile.TemporaryDirectory() as out:
+        paths = write_outputs(Path(out), result.rows, result.summary, result.settings, "run", None, result.skipped)
+        rows = pd.read_csv(paths["results.csv"]).drop(columns=TIMING).to_csv(index=False)
+        groups = json.loads(paths["summary.json"].read_text())["groups"]
+    groups = [{k: v for k, v in g.items() if k not in TIMING} for g in groups]
+    return {
+        "results_digest": hashlib.sha256(rows.encode()).hexdigest(),
+        "groups_digest": hashlib.sha256(json.dumps(groups, sort_keys=True).encode()).hexdigest(),
+    }
 
 
 def run_child(executor: str, args: argparse.Namespace, env: dict[str, str] | None = None, **overrides) -> Measured:
     spec = {"executor": executor, "noise": args.noise, "limit": args.limit, "workers": None, "chunk": args.chunk}
+    spec |= {"dataset": args.dataset, "split": args.split}
     spec.update(overrides)
     command = [sys.executable, "-m", "benchmarks.scaleout", "--child", json.dumps(spec)]
     done = subprocess.run(
@@ -140,7 +169,12 @@ HEADER = (
 def _report_differences(what: str, a: Measured, b: Measured) -> None:
     pairs = list(zip(a.hypotheses.split("\n"), b.hypotheses.split("\n"), strict=True))
     differ = [(x, y) for x, y in pairs if x != y]
-    print(f"{what}: {len(pairs) - len(differ)} of {len(pairs)} hypotheses identical")
+    same_csv, same_groups = a.results_digest == b.results_digest, a.groups_digest == b.groups_digest
+    print(
+        f"{what}: {len(pairs) - len(differ)} of {len(pairs)} hypotheses identical ({a.fallback_rows} and "
+        f"{b.fallback_rows} rows hit the fallback); results.csv {'identical' if same_csv else 'DIFFERENT'}, "
+        f"summary.json groups {'identical' if same_groups else 'DIFFERENT'}"
+    )
     for x, y in differ[:5]:
         print(f"  {x[:70]!r} vs {y[:70]!r}")
 
@@ -150,6 +184,41 @@ def side_by_side(args: argparse.Namespace) -> list[tuple[str, Measured, bool]]:
     ray_run = run_child("ray", args, env={"RAY_ADDRESS": ""})
     _report_differences("the Ray run", local, ray_run)
     return [("local", local, False), ("ray (local Ray, 2 actors)", ray_run, True)]
+
+
+def parquet_copy(args: argparse.Namespace, folder: Path, shards: int = 4) -> str:
+    """The chosen rows as a hub-layout Parquet dataset (audio as float WAV bytes inside), for ``hub:FOLDER``.
+
+    The Ray runs' workers then read each row's audio from these shards (the driver reads ids and references);
+    the local run streams them through ``datasets`` as it would a hub dataset.
+    """
+    import io
+
+    import datasets
+    import soundfile
+
+    from asr.audio import SAMPLE_RATE
+    from evaluation.datasets import DatasetOptions, load_dataset
+
+    data = load_dataset(DatasetOptions(args.dataset, limit=args.limit, split=args.split))
+
+    def wav(audio) -> bytes:
+        buffer = io.BytesIO()
+        soundfile.write(buffer, audio, SAMPLE_RATE, format="WAV", subtype="FLOAT")  # lossless: the same samples
+        return buffer.getvalue()
+
+    columns = {
+        "id": [s.id for s in data.samples],
+        "audio": [{"bytes": wav(s.audio), "path": f"{s.id}.wav"} for s in data.samples],
+        "text": [s.text for s in data.samples],
+        **{g: [s.groups[g] for s in data.samples] for g in data.group_columns},
+    }
+    table = datasets.Dataset.from_dict(columns).cast_column("audio", datasets.Audio(decode=False))
+    (folder / "data").mkdir(parents=True)
+    for i in range(shards):
+        part = table.shard(shards, i, contiguous=True)
+        part.to_parquet(str(folder / "data" / f"test-{i:05d}-of-{shards:05d}.parquet"))
+    return f"hub:{folder}"
 
 
 class Node:
@@ -218,7 +287,14 @@ def _after_first(m: Measured) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks ray", description=__doc__.split("\n")[0])
     parser.add_argument("--noise", default=DEFAULT_NOISE)
-    parser.add_argument("--limit", type=int, default=None, help="utterances of the built-in set (default all)")
+    parser.add_argument("--dataset", default="builtin", help="as evaluation run --dataset (default builtin)")
+    parser.add_argument("--split", default=None, help="as evaluation run --split")
+    parser.add_argument(
+        "--parquet",
+        action="store_true",
+        help="copy the rows to a hub-layout Parquet dataset first: the Ray workers read the audio from its shards",
+    )
+    parser.add_argument("--limit", type=int, default=None, help="utterances of the dataset (default all)")
     parser.add_argument("--chunk", type=int, default=16, help="rows per batch (the runner's chunk_size)")
     parser.add_argument("--scaling-limit", type=int, default=63, help="utterances for the one vs two node runs")
     parser.add_argument("--scaling-noise", default="clean,white@10")
@@ -229,13 +305,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        spec = json.loads(args.child)
-        print(
-            json.dumps(asdict(measure(spec["executor"], spec["noise"], spec["limit"], spec["workers"], spec["chunk"])))
-        )
+        print(json.dumps(asdict(measure(json.loads(args.child)))))
         return 0
+    with tempfile.TemporaryDirectory() as scratch:
+        if args.parquet:
+            args.dataset, args.split, args.limit = parquet_copy(args, Path(scratch) / "hub"), None, None
+        _measure_all(args)
+    return 0
+
+
+def _measure_all(args: argparse.Namespace) -> None:
     load = os.getloadavg()[0]
-    print(f"built-in sweep ({args.noise}), tiny.en, {os.cpu_count()} CPU cores, load average {load:.1f} at start")
+    print(f"{args.dataset} ({args.noise}), tiny.en, {os.cpu_count()} CPU cores, load average {load:.1f} at start")
     print("each run in a fresh process, one after the other: compare ratios (the machine is shared)")
     print(HEADER)
     rows: list[tuple[str, Measured, bool]] = []
@@ -246,7 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         local, ray_run = rows[0][1], rows[1][1]
         print(
             f"ray / local throughput {ray_run.rtfx / local.rtfx:.2f}x (target >= {TARGET_RATIO}x); driver CPU per row "
-            f"{ray_run.driver_share * 100:.2f}% of decode time per row (target < {TARGET_DRIVER_SHARE * 100:.0f}%)"
+            f"{ray_run.driver_share * 100:.2f}% of decode time per row (target < {TARGET_DRIVER_SHARE * 100:.0f}%); "
+            f"peak RSS local {local.driver_peak_rss_mb:.0f} MB, Ray driver {ray_run.driver_peak_rss_mb:.0f} MB"
         )
     if "scaling" not in args.skip:
         with tempfile.TemporaryDirectory() as logs:
@@ -259,7 +341,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{_after_first(two) / _after_first(one):.2f}x after the first result"
         )
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
-    return 0
 
 
 if __name__ == "__main__":

@@ -52,9 +52,9 @@ class DecodeOptions:
     # text compressing better than compression_ratio_threshold is a loop: decoded again hotter (None: never)
     compression_ratio_threshold: float | None = COMPRESSION_RATIO_THRESHOLD
     fallback_temperatures: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0)  # Whisper's schedule for those retries
-    timestamp_tokens: bool = True  # Whisper's timestamp mode for windows under 15 s (faster-whisper only): on
-    # the real-speech dev set 4.6% WER against 5.1% with <|notimestamps|>, and no slower; longer windows decode
-    # without (see faster_whisper.TIMESTAMP_MODE_SAMPLES). Words and segments still come from the alignment.
+    timestamp_tokens: bool = True  # Whisper's timestamp mode (faster-whisper only), with its seek rule: a window
+    # whose decode ends at a timestamp before its end has the rest decoded (asr/backends/seek.py). On the
+    # real-speech dev set 4.6% WER against 5.1% with <|notimestamps|>. Words and segments come from the alignment.
     seed: int = 0  # run seed: a sampled retry of a window is seeded from it and the window's own audio
     max_tokens_per_second: float | None = None  # cap on generated tokens: this many per second of the window's
     # audio, plus 16 (None: Whisper's 448-token context). A looping window then stops after a few dozen tokens

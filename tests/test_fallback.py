@@ -4,8 +4,10 @@ retries on the real tiny.en (the same window gives the same retry alone, in a ba
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from asr.backends.base import WindowResult, window_seed
+from asr.backends.seek import joined, seek_point
 from asr.fallback import best_of, needs_retry, undercovered
 from asr.results import COMPRESSION_RATIO_THRESHOLD, LOGPROB_THRESHOLD, DecodeOptions, Segment, Word, compression_ratio
 
@@ -65,3 +67,35 @@ def test_retries_are_the_same_alone_in_a_batch_and_on_every_run(fw_backend, spee
     in_batch = fw_backend.transcribe_windows([b, a], hot)[1]
     assert alone.text and alone.text == again.text == in_batch.text
     assert alone.temperature == 0.6 and alone.segments == in_batch.segments
+
+
+T0 = 50257  # a timestamp_begin: tokens from it on are timestamps, 0.02 s each
+SAMPLES_30S = 30 * 16000
+
+
+@pytest.mark.parametrize(
+    ("tokens", "kept", "seek_seconds"),
+    [
+        ([T0, 1, 2, T0 + 100], 4, None),  # single timestamp ending: the whole window was consumed
+        ([T0, 1, 2, T0 + 100, T0 + 100], 4, 2.0),  # a complete segment, then end-of-text: seek to its end
+        ([T0, 1, T0 + 50, T0 + 50, 2, 3], 3, 1.0),  # an unfinished segment after 1 s: dropped, decoded again
+        ([T0, 1, 2, T0 + 1475, T0 + 1475], 5, None),  # seek 29.5 s: less than SEEK_MIN_SECONDS left
+        ([1, 2, 3], 3, None),  # no timestamps (max_length reached in text): kept as decoded
+        ([T0, T0], 2, None),  # a seek to 0 would never advance
+    ],
+)
+def test_whispers_seek_rule(tokens, kept, seek_seconds):
+    out, seek = seek_point(tokens, T0, SAMPLES_30S)
+    assert out == tokens[:kept]
+    assert seek == (None if seek_seconds is None else int(seek_seconds * 16000))
+
+
+def test_a_decoded_rest_is_joined_in_window_time():
+    first = WindowResult((Segment(0.0, 2.0, "One two.", (Word(" One", 0.1, 0.5, 0.9),)),), "en", -0.2, 0.1, "One two.")
+    rest = WindowResult((Segment(0.5, 1.0, "Three.", (Word(" Three.", 0.5, 1.0, 0.8),)),), "en", -0.5, 0.3, "Three.")
+    both = joined(first, rest, 2.0)
+    assert both.text == "One two. Three." and both.no_speech_prob == 0.1
+    assert [(s.start, s.end) for s in both.segments] == [(0.0, 2.0), (2.5, 3.0)]
+    assert both.segments[1].words[0].start == 2.5
+    assert both.avg_logprob == pytest.approx((-0.2 * 2 - 0.5) / 3)
+    assert joined(first, WindowResult((), "en", -2.0, 0.9, "uh", silent=True), 2.0) == first

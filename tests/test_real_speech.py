@@ -90,6 +90,41 @@ def test_a_file_alone_and_in_a_batch_gives_the_same_transcript(fw_backend):
     assert alone.text == batched.text and alone.words == batched.words
 
 
+def _joined_file_clip(start: float, end: float) -> np.ndarray:
+    path = real_dir() / "long" / "en-dev-joined.wav"
+    if not path.exists():
+        pytest.skip(f"the real-speech long files are not built ({path}; run: python -m evaluation make-real)")
+    return load_audio(path)[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
+
+
+# 30 s of the joined dev file (one window) whose timestamp-mode decode ends at a timestamp after "carried away by
+# monkeys", 3 s before the window's end, as Whisper's loop would seek on from: the last sentence was lost
+MONKEYS = (163.4, 193.5)
+
+
+def test_a_window_that_stops_at_a_timestamp_has_its_rest_decoded(fw_backend, monkeypatch):
+    import asr.backends.seek as seek
+
+    clip = _joined_file_clip(*MONKEYS)
+    result = transcribe(clip, backend=fw_backend)
+    assert "carried away by monkeys" in result.text.lower()
+    assert "weasels have eaten our phone system" in result.text.lower(), result.text
+    check_invariants(result)
+    words = [w.word.strip(" .").lower() for w in result.words]
+    assert words[-2:] == ["phone", "system"] and result.words[-1].end > result.duration - 3.0
+    monkeypatch.setattr(seek, "SEEK_MIN_SECONDS", 1e9)  # Whisper's seek off: the sentence is lost again
+    assert "weasels" not in transcribe(clip, backend=fw_backend).text.lower()
+
+
+def test_a_decoded_rest_is_the_same_alone_in_a_batch_and_on_every_run(fw_backend):
+    clip = _joined_file_clip(*MONKEYS)
+    pin, _ = _prompt(PIN)
+    runs = [transcribe(clip, backend=fw_backend).to_dict() for _ in range(2)]
+    batched = transcribe_many([pin, clip, _joined()[0]], backend=fw_backend)[1].to_dict()
+    for record in (runs[1], batched):
+        assert json.dumps(record["segments"]) == json.dumps(runs[0]["segments"])
+
+
 def test_each_window_of_a_batch_gets_its_own_language(base_fw):
     (french, _), (italian, _) = _prompt(FRENCH), _prompt(ITALIAN)
     results = transcribe_many([french, italian], backend=base_fw)

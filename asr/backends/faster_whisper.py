@@ -6,7 +6,9 @@ with its own prompt and forced prefix (which lets the streaming scheduler batch 
 Words are then aligned by the model's cross-attention (faster-whisper's ``find_alignment``). Nothing a window
 gets depends on its batch-mates: batches are grouped by padded length and language, word timing is computed
 per window, and fallback retries are decoded one window at a time, without sampling (see ``_retry_settings``:
-CTranslate2's sampler cannot be seeded per call).
+CTranslate2's sampler cannot be seeded per call). Windows decode in Whisper's timestamp mode, and a window
+whose decode stopped at a timestamp before its end has the rest decoded in a follow-up batch, as Whisper's own
+loop seeks on (:mod:`asr.backends.seek`).
 The faster-whisper internals used live in :mod:`asr.compat`.
 """
 
@@ -21,6 +23,7 @@ import numpy as np
 from asr import compat
 from asr.audio import SAMPLE_RATE
 from asr.backends.base import BackendError, WindowResult, cpu_cores, pick_device
+from asr.backends.seek import joined, seek_point
 from asr.models import ResolvedModel, cache_dir
 from asr.results import DecodeOptions, Segment, Word, split_sentences
 
@@ -34,9 +37,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without the pack
 
 PREPEND_PUNCTUATION = "\"'“¿([{-"  # faster-whisper's defaults: punctuation merged into the next word
 APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"  # ... and into the previous word
-TIMESTAMP_MODE_SAMPLES = 15 * SAMPLE_RATE  # longer windows decode with <|notimestamps|>: in timestamp mode
-# Whisper may stop at a timestamp before the window's end and expect the caller to seek on, which a batched window
-# does not (the 8-minute joined real-speech file: 6.9% WER in timestamp mode, 3.8% without)
 RETRY_NO_REPEAT_NGRAM = 3  # a fallback retry never repeats a 3-gram (see _retry_settings)
 MEL_FRAMES = 3000  # Whisper's 30 s of 10 ms mel frames
 
@@ -85,6 +85,7 @@ class FasterWhisperBackend:
         feats = [self._whisper.feature_extractor(np.asarray(w, np.float32))[..., :-1] for w in windows]
         frames = [_encoder_frames(f, options.encoder_seconds) for f in feats]
         results: list[WindowResult | None] = [None] * len(windows)
+        seeks: list[int | None] = [None] * len(windows)
         for target in sorted(set(frames)):
             group = [i for i, n in enumerate(frames) if n == target]
             for idx, language, encoded in self._encode(feats, group, target, options):
@@ -92,9 +93,32 @@ class FasterWhisperBackend:
                     encoded, [windows[i] for i in idx], language, [prompts[i] for i in idx],
                     [prefixes[i] for i in idx], [feats[i].shape[-1] for i in idx], options,
                 )  # fmt: skip
-                for i, result in zip(idx, decoded):
-                    results[i] = result
-        return results  # type: ignore[return-value]
+                for i, (result, seek) in zip(idx, decoded):
+                    results[i], seeks[i] = result, seek
+        return self._seek_on(windows, options, prompts, results, seeks)  # type: ignore[arg-type]
+
+    def _seek_on(
+        self,
+        windows: Sequence[np.ndarray],
+        options: DecodeOptions,
+        prompts: list[str | None],
+        results: list[WindowResult],
+        seeks: list[int | None],
+    ) -> list[WindowResult]:
+        """Whisper's seek inside batched windows: every window whose timestamp-mode decode stopped before its
+        end (see :func:`asr.backends.seek.seek_point`) has the rest of its audio decoded, in one follow-up batch
+        (which seeks again where needed), and joined to what it had."""
+        todo = [i for i, s in enumerate(seeks) if s is not None]
+        if not todo:
+            return results
+        # the remainder keeps the window's own prompt: conditioning it on the text before the seek point, as
+        # Whisper's loop does, would give each remainder a prompt of its own length, which CTranslate2 cannot batch
+        rest = self.transcribe_windows(
+            [np.asarray(windows[i])[seeks[i] :] for i in todo], options, prompts=[prompts[i] for i in todo]
+        )
+        for i, r in zip(todo, rest):
+            results[i] = joined(results[i], r, seeks[i] / SAMPLE_RATE)  # type: ignore[operator]
+        return results
 
     def _encode(
         self, feats: list[np.ndarray], group: list[int], frames: int, options: DecodeOptions
@@ -131,7 +155,8 @@ class FasterWhisperBackend:
         prefixes: list[str | None],
         frames: list[int],
         options: DecodeOptions,
-    ) -> list[WindowResult]:
+    ) -> list[tuple[WindowResult, int | None]]:
+        """Each window's result, and where its decode stopped when Whisper's rule says to decode on from there."""
         tokenizer = Tokenizer(self._whisper.hf_tokenizer, self.multilingual, task=options.task, language=language)
         starts = [
             compat.fw_prompt(
@@ -139,24 +164,29 @@ class FasterWhisperBackend:
                 tokenizer,
                 tokenizer.encode(" " + p.strip()) if p and p.strip() else [],
                 prefix=f.strip() if f and f.strip() else None,
-                timestamps=options.timestamp_tokens and w.size < TIMESTAMP_MODE_SAMPLES,
+                timestamps=options.timestamp_tokens,
             )
-            for p, f, w in zip(prompts, prefixes, windows)
+            for p, f in zip(prompts, prefixes)
         ]
         generated = self._generate(encoded, starts, windows, options)
+        cuts = [
+            seek_point(g[0], tokenizer.timestamp_begin, w.size) if _seeks(options, f) else (g[0], None)
+            for g, w, f in zip(generated, windows, prefixes)
+        ]
         # CTranslate2 returns the forced prefix as the start of each sequence, so text and words cover it
-        tokens = [[t for t in g[0] if t < tokenizer.eot] for g in generated]
+        tokens = [[t for t in kept if t < tokenizer.eot] for kept, _ in cuts]
         words: list[tuple[Word, ...]] = [()] * len(windows)
         if options.word_timestamps and any(tokens):
             aligned = compat.fw_align(self._whisper, tokenizer, tokens, encoded, frames)
             words = [_timed_words(a) for a in aligned]
         results = []
-        for (_, avg_logprob, no_speech), toks, ws, window in zip(generated, tokens, words, windows):
+        for (_, avg_logprob, no_speech), toks, ws, window, (_, seek) in zip(generated, tokens, words, windows, cuts):
             text = tokenizer.decode(toks).strip()
             silent = no_speech > options.no_speech_threshold and avg_logprob < options.logprob_threshold
-            segments = () if silent else _segments(text, ws, window.size / SAMPLE_RATE, avg_logprob, no_speech)
+            seconds = (seek or window.size) / SAMPLE_RATE  # what the kept tokens cover
+            segments = () if silent else _segments(text, ws, seconds, avg_logprob, no_speech)
             results.append(WindowResult(segments, language, avg_logprob, no_speech, text, options.temperature, silent))
-        return results
+        return [(r, None if r.silent else seek) for r, (_, seek) in zip(results, cuts)]
 
     def _generate(
         self, encoded, starts: list[list[int]], windows: list[np.ndarray], options: DecodeOptions
@@ -183,6 +213,12 @@ class FasterWhisperBackend:
             n = len(g.sequences_ids[0])
             out.append((g.sequences_ids[0], float(g.scores[0]) * n / (n + 1), float(g.no_speech_prob)))
         return out
+
+
+def _seeks(options: DecodeOptions, prefix: str | None) -> bool:
+    """Whether Whisper's seek rule applies: timestamp mode, and no forced prefix (a streaming window's prefix
+    is text already committed; the policy, not the backend, decides what follows it)."""
+    return options.timestamp_tokens and not (prefix and prefix.strip())
 
 
 def _retry_settings(temperature: float) -> dict:

@@ -65,6 +65,7 @@ class FasterWhisperBackend:
         self.multilingual = bool(self._whisper.model.is_multilingual)
         any_language = Tokenizer(self._whisper.hf_tokenizer, self.multilingual, task="transcribe", language="en")
         self._suppress = list(compat.fw_suppressed_tokens(any_language))  # the same for every language
+        self._text_tokenizer = any_language  # text tokens are the same in every language (prompt lengths)
 
     @property
     def whisper_model(self) -> WhisperModel:
@@ -84,11 +85,12 @@ class FasterWhisperBackend:
             return [self.transcribe_windows([w], options, [p], [f])[0] for w, p, f in zip(windows, prompts, prefixes)]
         feats = [self._whisper.feature_extractor(np.asarray(w, np.float32))[..., :-1] for w in windows]
         frames = [_encoder_frames(f, options.encoder_seconds) for f in feats]
+        keys = [(n, self._prompt_length(p)) for n, p in zip(frames, prompts)]
         results: list[WindowResult | None] = [None] * len(windows)
         seeks: list[int | None] = [None] * len(windows)
-        for target in sorted(set(frames)):
-            group = [i for i, n in enumerate(frames) if n == target]
-            for idx, language, encoded in self._encode(feats, group, target, options):
+        for target in sorted(set(keys)):
+            group = [i for i, key in enumerate(keys) if key == target]
+            for idx, language, encoded in self._encode(feats, group, target[0], options):
                 decoded = self._decode(
                     encoded, [windows[i] for i in idx], language, [prompts[i] for i in idx],
                     [prefixes[i] for i in idx], [feats[i].shape[-1] for i in idx], options,
@@ -119,6 +121,16 @@ class FasterWhisperBackend:
         for i, r in zip(todo, rest):
             results[i] = joined(results[i], r, seeks[i] / SAMPLE_RATE)  # type: ignore[operator]
         return results
+
+    def _prompt_length(self, prompt: str | None) -> int:
+        """Tokens before ``<|startoftranscript|>``. CTranslate2 generates windows together only when that token
+        sits at one position in all of them, so windows are grouped by it (streaming sessions with committed
+        texts of different lengths, batched in one scheduler round, failed with "requires the
+        <|startoftranscript|> token to be at the same position in all batches")."""
+        if not prompt or not prompt.strip():
+            return 0
+        tokens = len(self._text_tokenizer.encode(" " + prompt.strip()))
+        return 1 + min(tokens, self._whisper.max_length // 2 - 1)  # <|startofprev|> + what get_prompt keeps
 
     def _encode(
         self, feats: list[np.ndarray], group: list[int], frames: int, options: DecodeOptions

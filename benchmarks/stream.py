@@ -23,8 +23,9 @@ import numpy as np
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
 from asr.backends import DEFAULT_BACKEND, get_backend
 from asr.models import default_model
+from asr.streaming.clock import CLOCKS, cost_model_for, fit
 from asr.streaming.policy import StreamOptions
-from asr.streaming.scheduler import Scheduler
+from asr.streaming.scheduler import RoundReport, Scheduler
 from asr.streaming.simulate import SimulatedStream, simulate
 from asr.transcribe import transcribe
 from asr.vad import speech_probabilities
@@ -72,10 +73,25 @@ class _MemoryProbe:
             self.next_log += LOG_EVERY
 
 
-def measure(audio: np.ndarray, scheduler: Scheduler, options: StreamOptions, sessions: int, chunk: float) -> StreamRun:
+class _Recorder(Scheduler):
+    """An unthreaded scheduler that keeps every round's report (the calibration's data)."""
+
+    def __init__(self, backend) -> None:
+        super().__init__(backend, threaded=False)
+        self.reports: list[RoundReport] = []
+
+    def run_once(self) -> RoundReport:
+        report = super().run_once()
+        self.reports.append(report)
+        return report
+
+
+def measure(
+    audio: np.ndarray, scheduler: Scheduler, options: StreamOptions, sessions: int, chunk: float, clock: str
+) -> StreamRun:
     """The engine's simulated live run, with memory sampled around it."""
     probe = _MemoryProbe(audio.size / SAMPLE_RATE)
-    stream = simulate(audio, scheduler, options, sessions=sessions, chunk_seconds=chunk, on_round=probe)
+    stream = simulate(audio, scheduler, options, sessions=sessions, chunk_seconds=chunk, on_round=probe, clock=clock)
     return StreamRun(
         stream=stream,
         rss_start_mb=probe.start,
@@ -95,6 +111,10 @@ def figures(run: StreamRun, offline_text: str, reference: str | None, sessions: 
     return {
         "sessions": sessions,
         "audio_seconds": round(stream.audio_seconds, 3),
+        "clock": stream.clock,
+        "cost_model": stream.cost_model.describe() if stream.cost_model else None,
+        "measured_compute_seconds": round(float(costs.sum()), 3),
+        "clock_compute_seconds": round(sum(r.cost_seconds for r in stream.rounds), 3),
         **update_figures(costs, times, stream.audio_seconds),
         "commit_latency_p50": pct(latencies, 50),
         "commit_latency_p95": pct(latencies, 95),
@@ -130,7 +150,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a StreamOptions field")
     p.add_argument("--no-prefix", action="store_true", help="do not force committed words as the prefix (A/B)")
     p.add_argument("--no-recording", action="store_true", help="do not keep the recordings (memory check)")
+    p.add_argument("--clock", choices=CLOCKS, default="measured", help="advance the clock by measured compute "
+                   "(default: this machine as loaded now) or by the calibrated cost model (reproducible)")  # fmt: skip
+    p.add_argument("--calibrate", action="store_true", help="fit the modelled clock's coefficients to this run's "
+                   "measured rounds and print them (one session, measured clock)")  # fmt: skip
     args = p.parse_args(list(argv))
+    if args.calibrate and (args.sessions != 1 or args.clock != "measured"):
+        p.error("--calibrate measures one session on the measured clock")
     if args.chunk <= 0 or args.sessions < 1 or args.loop < 1:
         p.error("--chunk must be > 0, --sessions and --loop >= 1")
     return args
@@ -163,12 +189,20 @@ def run(args: argparse.Namespace) -> dict:
     longest = audio[: int(options.max_buffer_seconds * SAMPLE_RATE)]
     backend.transcribe_windows([longest] * args.sessions, options.decode)
     speech_probabilities(longest[:SAMPLE_RATE])  # loads the VAD model
-    result = measure(audio, Scheduler(backend, threaded=False), options, args.sessions, args.chunk)
+    scheduler = _Recorder(backend)
+    result = measure(audio, scheduler, options, args.sessions, args.chunk, args.clock)
+    rounds = [(r.work, r.compute_seconds) for r in scheduler.reports if r.work]
+    modelled = cost_model_for(model, args.backend)
     t0 = time.perf_counter()
     offline = transcribe(audio, backend=backend)
     logger.info("offline transcript in %.1f s", time.perf_counter() - t0)
     out = {"model": model, "backend": args.backend, "chunk_seconds": args.chunk, "loop": args.loop}
     out.update(figures(result, offline.text, reference, args.sessions))
+    out["modelled_compute_seconds"] = round(sum(modelled.round(w) for w, _ in rounds), 3)  # same rounds, the model
+    if args.calibrate:
+        fitted = fit(rounds, f"{model}/{args.backend}, fitted to {len(rounds)} rounds of {args.file}")
+        out["calibrated"] = fitted.describe()
+        out["calibrated_compute_seconds"] = round(sum(fitted.round(w) for w, _ in rounds), 3)
     out["offline_text"] = offline.text
     out["options"] = dataclasses.asdict(options)
     out["baseline"] = (
@@ -180,6 +214,9 @@ def run(args: argparse.Namespace) -> dict:
 ROWS = (
     ("audio_seconds", "audio streamed (s)"),
     ("sessions", "sessions at once"),
+    ("clock", "clock"),
+    ("measured_compute_seconds", "measured compute (s)"),
+    ("modelled_compute_seconds", "modelled compute, same rounds (s)"),
     ("update_p50", "update p50 (s)"),
     ("update_p95_first_min", "update p95, first minute (s)"),
     ("update_p95_last_min", "update p95, last minute (s)"),
@@ -203,6 +240,9 @@ def table(out: dict) -> str:
         ours, theirs = out.get(key, ""), base.get(key, "")
         lines.append(f"{label:32} {_cell(ours):>14}  {_cell(theirs)}")
     lines.append(f"committed text: {out['committed_text'][:300]}{'...' if len(out['committed_text']) > 300 else ''}")
+    if out.get("calibrated"):
+        lines.append(f"calibrated cost model: {out['calibrated']}")
+        lines.append(f"  on this run's rounds: {out['calibrated_compute_seconds']} s modelled")
     return "\n".join(lines)
 
 

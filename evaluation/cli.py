@@ -134,6 +134,13 @@ def _run_parser(sub) -> None:
         "--stream-seconds", type=float, default=None, help="streaming: join utterances into streams this long"
     )
     p.add_argument("--stream-sessions", type=int, default=1, help="streaming: streams at once on one worker (1)")
+    p.add_argument(
+        "--stream-clock",
+        default="modelled",
+        choices=("modelled", "measured"),
+        help="streaming: advance the simulated clock by the calibrated cost model (default; the same rows every "
+        "run) or by measured compute (this machine as loaded now)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,6 +215,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         mode=args.mode,
         stream_seconds=args.stream_seconds,
         stream_sessions=args.stream_sessions,
+        stream_clock=args.stream_clock,
         run_id=run_id,
         executor=args.executor,
         workers=args.workers,

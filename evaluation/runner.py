@@ -54,6 +54,7 @@ SETTINGS_THAT_MATTER = (
     "language",
     "mode",
     "stream_seconds",
+    "stream_clock",
 )
 
 
@@ -89,10 +90,14 @@ class RunOptions:
     mode: str = "offline"  # offline, streaming (the live engine on a simulated clock) or both side by side
     stream_seconds: float | None = None  # streaming: join rows into streams this long, with pauses (None: each alone)
     stream_sessions: int = 1  # streaming: streams at once on one worker, as that many testers sharing it
+    stream_clock: str = "modelled"  # streaming: the simulated clock follows the cost model (reproducible rows)
+    # or the measured compute ("measured": this machine as loaded now; rows change from run to run)
 
     @property
     def stream_options(self) -> StreamModeOptions:
-        return StreamModeOptions(stream_seconds=self.stream_seconds, sessions=self.stream_sessions)
+        return StreamModeOptions(
+            stream_seconds=self.stream_seconds, sessions=self.stream_sessions, clock=self.stream_clock
+        )
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -180,9 +185,22 @@ def make_settings(options: RunOptions, data: LoadedDataset) -> RunSettings:
         mode=options.mode,
         stream_seconds=options.stream_seconds,
         stream_sessions=options.stream_sessions,
+        **_clock_settings(options),
         packages=package_versions(),
         created_at=utc_now(),
     )
+
+
+def _clock_settings(options: RunOptions) -> dict[str, Any]:
+    """The streaming clock and its cost model, recorded so that modelled figures can be reproduced."""
+    if "streaming" not in options.modes:
+        return {}
+    if options.stream_clock != "modelled":
+        return {"stream_clock": options.stream_clock}
+    from asr.streaming.clock import cost_model_for
+
+    cost = cost_model_for(options.model_name, options.backend)
+    return {"stream_clock": options.stream_clock, "stream_cost_model": cost.describe()}
 
 
 def _open_run(store: Store, settings: RunSettings, run_id: str | None) -> tuple[str, set[tuple[str, str]]]:

@@ -58,6 +58,9 @@ class RunSettings:
     mode: str = "offline"  # offline, streaming or both (evaluation.streaming)
     stream_seconds: float | None = None  # streaming: rows joined into streams this long (None: one stream per row)
     stream_sessions: int = 1  # streaming: streams at once on one worker
+    stream_clock: str = ""  # streaming: what the simulated clock advanced by, modelled or measured ("": no
+    # streaming rows, or a run made before the modelled clock, which was measured)
+    stream_cost_model: Mapping[str, Any] = field(default_factory=dict)  # the modelled clock's coefficients
     language: str | None = None  # the language every utterance was decoded in (None: the model's own or detected)
     packages: Mapping[str, str] = field(default_factory=dict)  # package name -> version
     created_at: str = ""  # ISO 8601 UTC; filled by create_run when empty
@@ -67,6 +70,7 @@ class RunSettings:
         data["noise"] = list(self.noise)
         data["group_columns"] = list(self.group_columns)
         data["packages"] = dict(self.packages)
+        data["stream_cost_model"] = dict(self.stream_cost_model)
         return data
 
     @classmethod

@@ -2,9 +2,12 @@
 
 Each row's (noisy, channel-coded) audio, or several rows joined into one long stream with pauses between them
 (``stream_seconds``), is fed in browser-sized chunks to a :class:`asr.streaming.StreamingSession` on an
-unthreaded scheduler. As in ``benchmarks stream``, the worker's rounds run for real and the clock advances by
-their measured compute, jumping ahead to the next chunk's arrival when the worker is idle; so an hour of
-streams takes minutes, while latencies are what a live user on this machine would see.
+unthreaded scheduler. As in ``benchmarks stream``, the worker's rounds run for real and the simulated clock
+jumps ahead to the next chunk's arrival when the worker is idle, so an hour of streams takes minutes. By default
+the clock advances by the *modelled* cost of each round (:mod:`asr.streaming.clock`, calibrated on this machine
+for the model), so a row's committed text, latencies and flips are the same on every run, under any load and
+whatever other rows streamed beside it; ``clock="measured"`` advances it by the measured compute instead (what a
+user on this machine, loaded as it is now, would see; it changes from run to run).
 
 What is measured per row (the committed words are assigned to rows by their times in the stream):
 - ``first_commit_s``: from the start of the row's first committed word in the audio to its commit;
@@ -15,24 +18,27 @@ What is measured per row (the committed words are assigned to rows by their time
   commits that start by repeating, word for word, the three or more words committed just before them (Whisper
   re-reading its prompt over a short final window).
 
-``sessions`` streams run at once on one worker, as that many testers sharing it (their windows are batched).
-Because the clock follows measured compute, how much audio each round sees depends on the machine's speed:
-streaming rows are reproducible in what they measure, not byte for byte (offline rows are).
+``sessions`` streams run at once on one worker, as that many testers sharing it (their windows are batched and
+share one clock). The measured compute of each row is reported beside (``compute_seconds``), never on the clock.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
+import queue
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from asr.audio import SAMPLE_RATE
 from asr.backends import Backend
+from asr.backends.base import cpu_cores
 from asr.results import Word
+from asr.streaming.clock import CLOCKS, CostModel, cost_model_for
 from asr.streaming.policy import StreamOptions
 from asr.streaming.scheduler import Scheduler
 from asr.streaming.simulate import simulate
@@ -52,8 +58,9 @@ class StreamModeOptions:
 
     stream_seconds: float | None = None  # join consecutive rows into streams at least this long; None: one each
     pause_seconds: float = 0.7  # silence between joined rows (a pause between two sentences)
-    sessions: int = 4  # streams at once on one worker (testers sharing it); 1 is ``benchmarks stream``'s default
+    sessions: int = 1  # streams at once on one worker (testers sharing it; their windows share one clock)
     chunk_seconds: float = 0.5  # what the browser sends at a time
+    clock: str = "modelled"  # what the simulated clock advances by: the cost model (reproducible) or "measured"
 
     def validate(self) -> StreamModeOptions:
         if self.stream_seconds is not None and not (math.isfinite(self.stream_seconds) and self.stream_seconds > 0):
@@ -64,6 +71,8 @@ class StreamModeOptions:
             raise StreamModeError(f"stream sessions must be an integer from 1 to 64, not {self.sessions!r}")
         if not 0.02 <= self.chunk_seconds <= 5:
             raise StreamModeError(f"chunk seconds must be between 0.02 and 5, not {self.chunk_seconds!r}")
+        if self.clock not in CLOCKS:
+            raise StreamModeError(f"stream clock must be one of {', '.join(CLOCKS)}, not {self.clock!r}")
         return self
 
 
@@ -154,16 +163,21 @@ class _Trace:
         return False
 
 
-def _simulate(streams: Sequence[np.ndarray], scheduler: Scheduler, options: StreamOptions, chunk: float) -> list:
+def _simulate(
+    streams: Sequence[np.ndarray], scheduler: Scheduler, options: StreamOptions, chunk: float, cost: CostModel | None
+) -> list:
     """All streams at once on the scheduler against one simulated clock (:func:`asr.streaming.simulate.simulate`,
-    each stream stopped with its last chunk); their traces, in order, each round's compute shared by the
-    streams still running."""
+    each stream stopped with its last chunk; modelled with ``cost``, measured when None); their traces, in
+    order, each round's measured compute shared by the streams still running."""
     traces = [_Trace() for _ in streams]
 
     def observe(session: int, update, clock: float) -> None:
         traces[session].observe(update.committed_words, update.tentative_words, clock)
 
-    run = simulate(list(streams), scheduler, options, chunk_seconds=chunk, stop_with_last_chunk=True, on_update=observe)
+    run = simulate(
+        list(streams), scheduler, options, chunk_seconds=chunk, stop_with_last_chunk=True, on_update=observe,
+        clock="measured" if cost is None else "modelled", cost_model=cost,
+    )  # fmt: skip
     for r in run.rounds:
         active = r.active or tuple(range(len(traces)))
         for i in active:
@@ -199,20 +213,36 @@ def _split(trace: _Trace, spans: Sequence[tuple[float, float]]) -> list[StreamOu
 class StreamRunner:
     """Streams batches of row audio through one backend, ``sessions`` streams at a time.
 
-    The model is warmed on the largest window first (as ``benchmarks stream`` does), so the first round's allocation
-    does not land on the first rows' latencies.
+    On the modelled clock a stream's result depends only on its own audio (each group of streams has its own
+    clock, and a window decodes to the same words on any thread count: see ``tests/test_eval_streaming_clock.py``),
+    so groups run in parallel on ``lanes`` one-thread copies of the model, one group per lane at a time: on two
+    cores that is faster than one model on two threads, and no row changes. The measured clock keeps one lane
+    (parallel groups would slow each other's measured rounds). The model is warmed on the largest window first
+    (as ``benchmarks stream`` does), so the first round's allocation does not land on the first rows' latencies.
     """
 
-    def __init__(self, backend: Backend, options: StreamModeOptions, stream: StreamOptions | None = None) -> None:
+    def __init__(
+        self, backend: Backend, options: StreamModeOptions, stream: StreamOptions | None = None, *, lanes: int = 0
+    ) -> None:
         self.options = options.validate()
         self.stream = stream or StreamOptions(keep_recording=False)
-        self.scheduler = Scheduler(backend, threaded=False, name="asr-eval-stream")
+        modelled = self.options.clock == "modelled"
+        self.cost = cost_model_for(backend.model, backend.name) if modelled else None  # recorded with the run
+        count = (lanes or _default_lanes(backend)) if modelled else 1
+        backends = [backend] if count == 1 else [_one_thread_copy(backend) for _ in range(count)]
+        self._lanes: queue.SimpleQueue[Scheduler] = queue.SimpleQueue()
+        for b in backends:
+            self._lanes.put(Scheduler(b, threaded=False, name="asr-eval-stream"))
+        self.lanes = count
         self._warm = False
 
     def _warm_up(self) -> None:
         if not self._warm:
             window = np.zeros(int(self.stream.max_buffer_seconds * SAMPLE_RATE), np.float32)
-            self.scheduler.backend.transcribe_windows([window] * self.options.sessions, self.stream.decode)
+            for _ in range(self.lanes):
+                scheduler = self._lanes.get()
+                scheduler.backend.transcribe_windows([window] * self.options.sessions, self.stream.decode)
+                self._lanes.put(scheduler)
             self._warm = True
 
     def run(
@@ -224,19 +254,44 @@ class StreamRunner:
         self._warm_up()
         seconds = [a.size / SAMPLE_RATE for a in audios]
         plan = plan_streams(seconds, keys, self.options.stream_seconds)
+        groups = [plan[i : i + self.options.sessions] for i in range(0, len(plan), self.options.sessions)]
         outcomes: list[StreamOutcome | None] = [None] * len(audios)
-        for first in range(0, len(plan), self.options.sessions):
+
+        def one(group: list[list[int]]) -> None:
             if check is not None:
                 check()
-            group = plan[first : first + self.options.sessions]
             joined = [join([audios[i] for i in rows], self.options.pause_seconds) for rows in group]
             longest = max(a.size for a, _ in joined) / SAMPLE_RATE
             options = self.stream.replace(max_session_seconds=longest + 60.0)
-            traces = _simulate([a for a, _ in joined], self.scheduler, options, self.options.chunk_seconds)
+            scheduler = self._lanes.get()
+            try:
+                traces = _simulate([a for a, _ in joined], scheduler, options, self.options.chunk_seconds, self.cost)
+            finally:
+                self._lanes.put(scheduler)
             for rows, (_, spans), trace in zip(group, joined, traces, strict=True):
                 for i, outcome in zip(rows, _split(trace, spans), strict=True):
                     outcomes[i] = outcome
+
+        if self.lanes == 1:
+            for group in groups:
+                one(group)
+        else:
+            with ThreadPoolExecutor(self.lanes, thread_name_prefix="asr-eval-lane") as pool:
+                for future in [pool.submit(one, g) for g in groups]:
+                    future.result()  # re-raises a lane's error (or Cancelled) here
         return [o for o in outcomes if o is not None]
+
+
+def _default_lanes(backend: Backend) -> int:
+    """One lane per core for faster-whisper on CPU (its one-thread copies run side by side); else one."""
+    return cpu_cores() if backend.name == "faster-whisper" and backend.device == "cpu" else 1
+
+
+def _one_thread_copy(backend: Backend) -> Backend:
+    from asr.backends.faster_whisper import FasterWhisperBackend
+    from asr.models import resolve
+
+    return FasterWhisperBackend(resolve(backend.model), device=backend.device, cpu_threads=1)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

@@ -212,7 +212,8 @@ class RowWorker:
     def streamer(self) -> StreamRunner:
         """The streaming engine on this worker's model, made on first use (offline-only runs never build it)."""
         if self._streamer is None:
-            self._streamer = StreamRunner(self.backend, self.options.stream)
+            lanes = 1 if self.options.threads is not None else 0  # a worker with a CPU share: one lane
+            self._streamer = StreamRunner(self.backend, self.options.stream, lanes=lanes)
         return self._streamer
 
     def _streaming_result(self, offline: RowResult, outcome: StreamOutcome) -> RowResult:

@@ -22,8 +22,10 @@ from typing import Protocol
 
 import numpy as np
 
+from asr.audio import SAMPLE_RATE
 from asr.backends import DEFAULT_BACKEND, Backend, get_backend
 from asr.results import DecodeOptions
+from asr.streaming.clock import WHISPER_SECONDS, WindowWork, encoded_seconds
 from asr.streaming.policy import Hypothesis, Request
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class RoundReport:
     model_calls: int  # backend calls made (one per batch)
     compute_seconds: float  # wall seconds of the whole round: VAD, model calls and policy
     model_seconds: float  # wall seconds inside the backend
+    work: tuple[WindowWork, ...] = ()  # every model decode of a window (what the modelled clock charges)
 
 
 class Scheduler:
@@ -109,10 +112,11 @@ class Scheduler:
                     continue
                 if request is not None:
                     ready.append((client, request))
-            calls, model_seconds = self._decode(ready)
-            return RoundReport(len(ready), calls, time.perf_counter() - started, model_seconds)
+            work: list[WindowWork] = []
+            calls, model_seconds = self._decode(ready, work)
+            return RoundReport(len(ready), calls, time.perf_counter() - started, model_seconds, tuple(work))
 
-    def _decode(self, ready: list[tuple[_Client, Request]]) -> tuple[int, float]:
+    def _decode(self, ready: list[tuple[_Client, Request]], work: list[WindowWork]) -> tuple[int, float]:
         groups: dict[DecodeOptions, list[tuple[_Client, Request]]] = {}
         for client, request in ready:
             groups.setdefault(client.decode_options(len(ready)), []).append((client, request))
@@ -120,24 +124,28 @@ class Scheduler:
         for options, items in groups.items():
             for i in range(0, len(items), options.batch_size):
                 batch = items[i : i + options.batch_size]
-                spent_all += self._decode_batch(batch, options, len(ready))
+                spent_all += self._decode_batch(batch, options, len(ready), work)
                 calls += 1
         return calls, spent_all
 
-    def _decode_batch(self, batch: Sequence[tuple[_Client, Request]], options: DecodeOptions, round_size: int) -> float:
-        """Decode one batch; ``round_size`` is the number of windows in the whole round (sessions adapt to it)."""
+    def _decode_batch(
+        self, batch: Sequence[tuple[_Client, Request]], options: DecodeOptions, round_size: int, work: list[WindowWork]
+    ) -> float:
+        """Decode one batch; ``round_size`` is the number of windows in the whole round (sessions adapt to it).
+        Each decode of a window is appended to ``work``."""
         t0 = time.perf_counter()
         try:
             windows = [client.window(request) for client, request in batch]
             hypotheses = self._hypotheses(batch, windows, options)
+            work += [self._work(w, h, options) for w, h in zip(windows, hypotheses)]
             retry = [i for i, ((c, r), h) in enumerate(zip(batch, hypotheses)) if c.skipped_speech(r, h)]
-            if retry and options.encoder_seconds < 30.0:
+            if retry and options.encoder_seconds < WHISPER_SECONDS:
                 # Whisper sometimes ends a short encoder window early; the full 30 s context does not
-                again = self._hypotheses(
-                    [batch[i] for i in retry], [windows[i] for i in retry], options.replace(encoder_seconds=30.0)
-                )
+                full = options.replace(encoder_seconds=WHISPER_SECONDS)
+                again = self._hypotheses([batch[i] for i in retry], [windows[i] for i in retry], full)
                 for i, hypothesis in zip(retry, again):
                     hypotheses[i] = hypothesis
+                    work.append(self._work(windows[i], hypothesis, full))
         except Exception as exc:  # noqa: BLE001 - reported to every session of the batch
             logger.exception("streaming model call failed")
             for client, _ in batch:
@@ -151,6 +159,11 @@ class Scheduler:
                 logger.exception("streaming session failed while applying a hypothesis")
                 client.fail(exc)
         return spent
+
+    def _work(self, window: np.ndarray, hypothesis: Hypothesis, options: DecodeOptions) -> WindowWork:
+        seconds = window.size / SAMPLE_RATE
+        encoded = encoded_seconds(seconds, options, self.backend.name)
+        return WindowWork(seconds, encoded, options.beam_size, len(hypothesis.words))
 
     def _hypotheses(
         self, batch: Sequence[tuple[_Client, Request]], windows: Sequence[np.ndarray], options: DecodeOptions

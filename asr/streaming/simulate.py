@@ -1,10 +1,14 @@
 """Streaming on a simulated live clock: what a live user would see, computed faster than real time.
 
 The audio is cut into chunks that "arrive" on a simulated clock, as a browser sends them. The scheduler's rounds
-run for real, unthreaded; the clock advances by each round's measured compute and jumps to the next chunk's
-arrival when the worker is idle. So update costs and commit latencies (the clock when a word became final minus
-the time its audio ended) are what a user on this machine would see live, while an hour of audio takes minutes.
-With several sessions the streams share one model and one worker, as several testers would.
+run for real, unthreaded; the clock advances by each round's cost and jumps to the next chunk's arrival when the
+worker is idle. So update costs and commit latencies (the clock when a word became final minus the time its audio
+ended) are what a live user would see, while an hour of audio takes minutes. With several sessions the streams
+share one model and one worker, as several testers would.
+
+The cost of a round is its measured compute (``clock="measured"``: this machine as loaded now; the audio each
+round sees, and so the text, changes with the load) or a deterministic model of what it decoded
+(``clock="modelled"``, :mod:`asr.streaming.clock`: the same audio and options give the same result every run).
 
 This is the engine's own driver of a :class:`~asr.streaming.session.StreamingSession` (a pure function of the
 audio, the options and the backend's speed): the streaming benchmark and evaluation's streaming mode both run it,
@@ -21,6 +25,7 @@ import numpy as np
 
 from asr.audio import SAMPLE_RATE
 from asr.backends.base import Backend
+from asr.streaming.clock import CLOCKS, CostModel, cost_model_for
 from asr.streaming.policy import StreamOptions
 from asr.streaming.scheduler import RoundReport, Scheduler
 from asr.streaming.session import StreamingSession, StreamUpdate
@@ -62,6 +67,7 @@ class Round:
     compute_seconds: float  # measured compute of the round
     windows: int  # windows decoded in the round (one per session served)
     active: tuple[int, ...] = ()  # sessions not yet finished after the round (what its compute is shared by)
+    cost_seconds: float = 0.0  # what the clock advanced by: the measured compute, or the modelled cost
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,8 @@ class SimulatedStream:
     texts: tuple[str, ...]  # each session's final committed text
     max_buffer_seconds: float  # the longest buffer any session held
     recording_bytes: int  # all sessions' kept recordings (int16 on disk)
+    clock: str = "measured"  # what the clock advanced by (see CLOCKS)
+    cost_model: CostModel | None = None  # the modelled clock's coefficients (None: measured)
 
     def latencies(self, session: int | None = None) -> np.ndarray:
         """Commit latency of every committed word (of one session, or of all)."""
@@ -102,6 +110,8 @@ def simulate(
     stop_with_last_chunk: bool = False,
     on_round: ProgressCallback | None = None,
     on_update: UpdateCallback | None = None,
+    clock: str = "measured",
+    cost_model: CostModel | None = None,
 ) -> SimulatedStream:
     """Stream float32 16 kHz audio to sessions in ``chunk_seconds`` pieces on one simulated clock.
 
@@ -110,15 +120,22 @@ def simulate(
     ends each stream as its last chunk arrives (a tester pressing stop as they finish speaking); otherwise every
     stream ends once the worker is idle after the last chunk (a tester who waits for the text to settle).
     ``backend`` may be an unthreaded :class:`Scheduler` (a caller that warmed it up or shares it) or a backend,
-    for which one is made. A failed session raises its error (:meth:`StreamingSession.finish`).
+    for which one is made. A failed session raises its error (:meth:`StreamingSession.finish`). ``clock`` is
+    "measured" or "modelled"; the modelled clock uses ``cost_model``, by default the one calibrated for the
+    backend's model (:func:`asr.streaming.clock.cost_model_for`).
     """
     streams = _streams(audio, sessions)
     if not chunk_seconds > 0:
         raise ValueError(f"chunk_seconds must be > 0, not {chunk_seconds}")
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, not {clock!r}")
     scheduler = backend if isinstance(backend, Scheduler) else Scheduler(backend, threaded=False)
+    if clock == "modelled" and cost_model is None:
+        cost_model = cost_model_for(scheduler.backend.model, scheduler.backend.name)
     longest = max(a.size for a in streams) / SAMPLE_RATE
     options = options or StreamOptions(max_session_seconds=longest + 60.0)
-    run = _Run(streams, scheduler, options, chunk_seconds, stop_with_last_chunk, on_round, on_update)
+    cost = cost_model if clock == "modelled" else None
+    run = _Run(streams, scheduler, options, chunk_seconds, stop_with_last_chunk, on_round, on_update, cost)
     try:
         run.stream()
         run.drain()
@@ -141,8 +158,10 @@ def _streams(audio: np.ndarray | Sequence[np.ndarray], sessions: int | None) -> 
 class _Run:
     """The state of one simulation: the clock, the chunks fed so far, and what was observed."""
 
-    def __init__(self, streams, scheduler, options, chunk_seconds, stop_with_last_chunk, on_round, on_update) -> None:
-        self.streams, self.scheduler = streams, scheduler
+    def __init__(
+        self, streams, scheduler, options, chunk_seconds, stop_with_last_chunk, on_round, on_update, cost
+    ) -> None:
+        self.streams, self.scheduler, self.cost = streams, scheduler, cost
         self.on_round, self.on_update, self.stop_with_last_chunk = on_round, on_update, stop_with_last_chunk
         self.step = max(int(round(chunk_seconds * SAMPLE_RATE)), 1)
         self.n_chunks = [math.ceil(a.size / self.step) for a in streams]
@@ -194,7 +213,7 @@ class _Run:
                 idle = 0
                 self._round(report)
                 continue
-            self.clock += report.compute_seconds  # the VAD's last judgement still costs time the user waits
+            self.clock += self._cost(report)  # the VAD's last judgement still costs time the user waits
             self._collect([s.update() for s in self.sessions])
             idle += 1
             if idle > MAX_IDLE_ROUNDS:
@@ -204,12 +223,15 @@ class _Run:
         if self.on_round is not None:
             self.on_round(self.clock)
 
+    def _cost(self, report: RoundReport) -> float:
+        return report.compute_seconds if self.cost is None else self.cost.round(report.work)
+
     def _round(self, report: RoundReport) -> None:
-        start = self.clock
-        self.clock += report.compute_seconds
+        start, cost = self.clock, self._cost(report)
+        self.clock += cost
         self._collect([s.update() for s in self.sessions])
         active = tuple(i for i, s in enumerate(self.sessions) if not s.done)
-        self.rounds.append(Round(start, report.compute_seconds, report.windows, active))
+        self.rounds.append(Round(start, report.compute_seconds, report.windows, active, cost))
         if self.on_round is not None:
             self.on_round(self.clock)
 
@@ -234,6 +256,8 @@ class _Run:
             texts=tuple(s.update().committed for s in self.sessions),
             max_buffer_seconds=self.max_buffer,
             recording_bytes=sum(s.recording_bytes for s in self.sessions),
+            clock="measured" if self.cost is None else "modelled",
+            cost_model=self.cost,
         )
 
     def close(self) -> None:

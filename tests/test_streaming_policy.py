@@ -429,3 +429,37 @@ def test_busy_rounds_trim_the_buffer_shorter():
     assert longest[True] < 10.5 < 14.0 < longest[False]
     with pytest.raises(ValueError, match="busy_trim_seconds"):
         OPTS.replace(busy_trim_seconds=20.0)
+
+
+def test_a_phrase_really_said_twice_is_kept():
+    """Two prompts of the joined real-speech file: "... or press 2 to erase your temporary greeting" and "Your
+    temporary greeting has been removed". Offline keeps both copies; loop detection used to drop the second."""
+    said = words_at("press 2 to erase your temporary greeting your temporary greeting has been removed", 0.0)
+    assert text(drop_loops(said)) == text(said)
+    at_the_end = words_at("erase your temporary greeting your temporary greeting", 0.0)  # nothing after it: a loop
+    assert text(drop_loops(at_the_end)) == "erase your temporary greeting"
+    squeezed = (
+        words_at("erase your temporary greeting", 0.0)
+        + [w(t, 1.6 + i * 0.03, 1.62 + i * 0.03) for i, t in enumerate("your temporary greeting".split())]
+        + [w("has", 1.8, 2.0)]
+    )  # a re-read squeezed into a moment, even with a word after it
+    assert text(drop_loops(squeezed)) == "erase your temporary greeting"
+
+
+def test_a_repeat_across_two_commits_is_kept_when_really_said():
+    """The first copy is committed before the second is heard: the forced prefix's tail plus the new words hold
+    the repeat, and it is kept when really said (other words follow, each copy takes its time)."""
+    p = StreamPolicy(OPTS)
+    p.insert(speech(3.0))
+    first = words_at("please erase your temporary greeting", 0.0)
+    committed = list(p.step(p.plan(), hyp(first)).committed)
+    p.insert(speech(0.5))
+    committed += p.step(p.plan(), hyp(first)).committed
+    assert text(committed) == "please erase your temporary greeting"
+    more = words_at("please erase your temporary greeting your temporary greeting has been removed", 0.0)
+    for seconds in (2.0, 0.5):
+        p.insert(speech(seconds))
+        committed += p.step(p.plan(), hyp(more)).committed
+    p.finish()
+    committed += p.step(p.plan(), hyp(more)).committed
+    assert text(committed) == text(more)

@@ -1,8 +1,9 @@
 """Streaming ASR: committed and tentative text from audio fed in chunks, for an hour, for many users at once.
 
-``policy`` decides (pure, no clock), ``session`` holds one user's stream, ``scheduler`` serves every session of a
-model with one worker and batched model calls, ``simulate`` drives sessions on a simulated live clock (what the
-streaming benchmark and evaluation's streaming mode measure).
+``policy`` decides (pure, no clock; ``hypothesis`` holds what it exchanges with the model), ``session`` holds
+one user's stream, ``scheduler`` serves every session of a model with one worker and batched model calls,
+``simulate`` drives sessions on a simulated live clock (``clock``: measured, or modelled by a calibrated cost
+model), which the streaming benchmark and evaluation's streaming mode measure.
 """
 
 from asr.streaming.policy import StreamOptions, StreamPolicy

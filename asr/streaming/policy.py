@@ -28,7 +28,6 @@ decode, with which prompt, or nothing) and ``step`` (the model's words for that 
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,7 +35,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from asr.audio import SAMPLE_RATE
-from asr.results import SENTENCE_ENDS, DecodeOptions, Segment, Word
+from asr.results import SENTENCE_ENDS, DecodeOptions, Word
+from asr.streaming.hypothesis import (  # noqa: F401 - Hypothesis, Request, StepResult, join_words: re-exported
+    Hypothesis,
+    Request,
+    StepResult,
+    drop_loops,
+    join_words,
+    normalize,
+)
 from asr.vad import FRAME, MAX_WINDOW_SECONDS
 
 FRAME_SECONDS = FRAME / SAMPLE_RATE  # one VAD probability covers this much audio (32 ms)
@@ -116,71 +123,6 @@ class StreamOptions:
 
     def replace(self, **changes) -> StreamOptions:
         return dataclasses.replace(self, **changes).validate()
-
-
-@dataclass(frozen=True)
-class Request:
-    """One stretch of the buffer to decode; the session cuts the audio, the scheduler batches requests."""
-
-    start: float  # absolute seconds: the buffer start
-    end: float  # absolute seconds: the newest audio included
-    prompt: str  # committed text before ``start``
-    flush: bool  # end of an utterance or of the stream: commit everything the model returns
-    prefix: str = ""  # committed text inside the window: the transcript is forced to start with it
-
-
-@dataclass(frozen=True)
-class Hypothesis:
-    """What the model heard in a request's window, in absolute seconds."""
-
-    words: tuple[Word, ...]
-    segment_ends: tuple[float, ...] = ()  # where the model closed a segment (good places to cut the buffer)
-
-    @classmethod
-    def from_segments(cls, segments: Sequence[Segment], offset: float, end: float) -> Hypothesis:
-        """From window-relative segments; times are moved by ``offset`` and kept at or before ``end``."""
-
-        def clamp(t: float) -> float:
-            return min(max(t + offset, offset), end)
-
-        words = tuple(
-            Word(w.word, clamp(w.start), max(clamp(w.end), clamp(w.start)), w.probability)
-            for s in segments
-            for w in s.words
-        )
-        return cls(words, tuple(clamp(s.end) for s in segments))
-
-
-@dataclass(frozen=True)
-class StepResult:
-    committed: tuple[Word, ...]  # words that became final in this step, in order
-    tentative: tuple[Word, ...]  # the newest hypothesis after the committed words (may still change)
-    forced: int  # how many of ``committed`` were committed without agreement (age or buffer limit)
-
-
-def normalize(word: str) -> str:
-    """The form two hypotheses are compared in: case and punctuation differ between calls."""
-    return re.sub(r"[^\w']+", "", word.lower())
-
-
-def join_words(words: Sequence[Word]) -> str:
-    return "".join(w.word for w in words).strip()
-
-
-def drop_loops(words: Sequence[Word], longest: int = 10) -> Sequence[Word]:
-    """Cut a hypothesis where it starts repeating itself (Whisper's hallucination loop), keeping the first pass.
-
-    A phrase of three or more words said twice in a row, or one or two words said three times, is taken for a
-    loop: people rarely do that, and committing it would duplicate text.
-    """
-    keys = [normalize(w.word) for w in words]
-    for i in range(len(keys)):
-        for n in range(1, min(longest, (len(keys) - i) // 2) + 1):
-            if keys[i : i + n] != keys[i + n : i + 2 * n]:
-                continue
-            if n >= 3 or keys[i : i + n] == keys[i + 2 * n : i + 3 * n]:
-                return words[: i + n]
-    return words
 
 
 class StreamPolicy:

@@ -22,7 +22,8 @@ import numpy as np
 
 from asr.streaming import StreamOptions, StreamUpdate
 from dashboard.config import DashboardConfig
-from dashboard.pages.live import LiveTab, feed_chunk, finish_take, start_listening
+from dashboard.pages.live import LiveTab, feed_chunk, finish_take, start_listening, streaming_mic
+from dashboard.record_layout import PAGE_JS, SAVED, script_choices, setup_panel
 from dashboard.record_view import (
     SUMMARY_COLUMNS,
     render_checks,
@@ -32,8 +33,8 @@ from dashboard.record_view import (
     session_choice,
     summary_frame,
 )
-from dashboard.shared import ACCENTS, DEVICES, NOISE_CONDITIONS, get_store, load_backend_or_error, model_picker
-from evaluation.prompts import ScriptError, builtin_names, builtin_script, parse_pasted, parse_script_file
+from dashboard.shared import get_store, load_backend_or_error, model_picker
+from evaluation.prompts import ScriptError, builtin_script, parse_pasted, parse_script_file
 from evaluation.recordstore import RecordSession, SessionNotFound, SpeakerProfile, StaleTake
 from evaluation.runstore import StoreError
 from evaluation.store import Store
@@ -43,42 +44,6 @@ logger = logging.getLogger(__name__)
 
 SESSION_KEY = "asrqa-record-session"  # local-storage key of the session this browser records
 SESSION_SECRET = "asrqa-record-session-id"  # only a session id is kept there: nothing secret to protect
-GENDERS = ["", "female", "male", "non-binary", "prefer not to say"]
-AGE_BANDS = ["", "under 18", "18-29", "30-44", "45-59", "60-74", "75+"]
-SAVED = "saved:"  # prefix of a saved script's value in the script list
-# Runs once when the page loads. (1) A take becomes a dataset row, so it is recorded as the microphone gives it:
-# the browser's echo cancellation, noise suppression and automatic gain (on by default) would rescale and filter
-# every take differently, and the take checks would measure the browser rather than the microphone and the room.
-# (2) The keyboard shortcuts.
-PAGE_JS = """() => {
-  const media = navigator.mediaDevices;
-  if (media && !media.asrqaRaw) {
-    const open = media.getUserMedia.bind(media);
-    media.getUserMedia = (c) => {
-      if (c && c.audio) {
-        const audio = typeof c.audio === 'object' ? c.audio : {};
-        c = {...c, audio: {...audio, echoCancellation: false, noiseSuppression: false, autoGainControl: false}};
-      }
-      return open(c);
-    };
-    media.asrqaRaw = true;
-  }
-  if (window.asrqaRecordKeys) return;
-  window.asrqaRecordKeys = true;
-  document.addEventListener('keydown', (e) => {
-    const t = e.target;
-    if (e.ctrlKey || e.metaKey || e.altKey || (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName)))) return;
-    const key = e.key.toLowerCase();
-    const click = (sel, text) => {
-      const b = [...document.querySelectorAll(sel)].find((x) => !text || x.innerText.trim().startsWith(text));
-      if (b) { b.click(); e.preventDefault(); }
-    };
-    if (key === 'r') {
-      const stop = [...document.querySelectorAll('#record-mic button')].find((x) => x.innerText.trim().startsWith('Stop'));
-      stop ? stop.click() : click('#record-mic button', 'Record');
-    } else if (key === 'a') click('#record-accept');
-  });
-}"""
 
 
 @dataclass(frozen=True)
@@ -129,10 +94,10 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
     )
     tab = gr.State(RecordTab, delete_callback=_close_tab)
     saved_id = gr.BrowserState("", storage_key=SESSION_KEY, secret=SESSION_SECRET)
-    setup = _setup_panel()
+    setup = setup_panel()
     picker = model_picker(page, "record")
     prompt = gr.HTML(render_prompt(None), elem_id="record-prompt")
-    mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone", elem_id="record-mic")
+    mic = streaming_mic("record-mic")
     live = gr.HTML(render_live(StreamUpdate()), elem_id="record-live")
     with gr.Row():
         wer = gr.HTML(elem_id="record-wer")
@@ -169,91 +134,6 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
     skip.click(lambda t: _decide(store, t, "skip"), tab, out.all(), api_name="record_skip")
 
 
-@dataclass(frozen=True)
-class SetupPanel:
-    panel: gr.Accordion
-    builtin: gr.Dropdown
-    script: gr.Textbox
-    upload: gr.File
-    name: gr.Textbox
-    speaker: gr.Textbox
-    accent: gr.Dropdown
-    gender: gr.Dropdown
-    age: gr.Dropdown
-    device: gr.Dropdown
-    environment: gr.Dropdown
-    start: gr.Button
-    resume: gr.Dropdown
-    resume_button: gr.Button
-
-    @property
-    def inputs(self) -> list:
-        return [
-            self.builtin,
-            self.script,
-            self.upload,
-            self.name,
-            self.speaker,
-            self.accent,
-            self.gender,
-            self.age,
-            self.device,
-            self.environment,
-        ]
-
-
-def _setup_panel() -> SetupPanel:
-    with gr.Accordion("Script and speaker", open=True, elem_id="record-setup") as panel:
-        with gr.Row():
-            builtin = gr.Dropdown(
-                _script_choices([]), value="builtin:harvard", label="Script", elem_id="record-builtin", scale=2
-            )
-            name = gr.Textbox(label="Name for a pasted or uploaded script", elem_id="record-script-name", scale=2)
-            upload = gr.File(
-                label="or upload CSV / TXT (id,text)",
-                file_types=[".csv", ".txt"],
-                type="filepath",
-                elem_id="record-upload",
-                scale=1,
-            )
-        script = gr.Textbox(
-            label="or paste prompts, one a line (used instead of the script above when filled in)",
-            lines=3,
-            elem_id="record-script",
-        )
-        with gr.Row():
-            speaker = gr.Textbox(label="Speaker id (an alias)", placeholder="tester-07", elem_id="record-speaker")
-            accent = gr.Dropdown(
-                ACCENTS, value="", label="Accent or L1", allow_custom_value=True, elem_id="record-accent"
-            )
-            gender = gr.Dropdown(GENDERS, value="", label="Gender (optional)", allow_custom_value=True)
-            age = gr.Dropdown(AGE_BANDS, value="", label="Age band (optional)")
-            device = gr.Dropdown(DEVICES, value="", label="Device", allow_custom_value=True, elem_id="record-device")
-            environment = gr.Dropdown(
-                NOISE_CONDITIONS, value="", label="Environment", allow_custom_value=True, elem_id="record-environment"
-            )
-        start = gr.Button("Start session", variant="primary", elem_id="record-start")
-        with gr.Row():
-            resume = gr.Dropdown([], label="or resume an open session", elem_id="record-resume", scale=4)
-            resume_button = gr.Button("Resume", elem_id="record-resume-button", scale=1)
-    return SetupPanel(
-        panel,
-        builtin,
-        script,
-        upload,
-        name,
-        speaker,
-        accent,
-        gender,
-        age,
-        device,
-        environment,
-        start,
-        resume,
-        resume_button,
-    )
-
-
 def _wire_mic(mic: gr.Audio, tab, picker, config: DashboardConfig, store: Store, out: Outputs) -> None:
     options = StreamOptions(max_session_seconds=config.live_limit_s)
     mic.start_recording(
@@ -283,11 +163,6 @@ def _wire_mic(mic: gr.Audio, tab, picker, config: DashboardConfig, store: Store,
 def _close_tab(tab) -> None:
     if isinstance(tab, RecordTab):
         tab.close()
-
-
-def _script_choices(saved) -> list[tuple[str, str]]:
-    builtins = [(f"built-in: {n}", f"builtin:{n}") for n in builtin_names()]
-    return builtins + [(f"saved: {s.name} ({len(s.prompts)})", f"{SAVED}{s.id}") for s in saved]
 
 
 def _prompts_from(store: Store, choice: str, pasted: str, upload, name: str):
@@ -360,7 +235,7 @@ def _restore(store: Store, tab: RecordTab, saved_id: str):
         except SessionNotFound:
             session = None
     resume = gr.Dropdown(choices=[session_choice(s) for s in store.recordings.list_sessions(open_only=True)])
-    scripts = gr.Dropdown(choices=_script_choices(store.recordings.list_scripts()))
+    scripts = gr.Dropdown(choices=script_choices(store.recordings.list_scripts()))
     if session is None:
         return (*_blank(), resume, scripts, tab)
     note = f"Resumed session `{session.id}` at prompt {min(session.position + 1, session.total)} / {session.total}."

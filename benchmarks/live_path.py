@@ -3,8 +3,9 @@
 - ``sweep``: the built-in sweep (every utterance x the sweep's conditions) through ``evaluation run`` offline
   and then in streaming mode, one after the other in one process: rtfx (audio seconds per wall second) of each,
   and audio per CPU second, since on a shared machine wall time mostly measures the neighbours.
-- ``match``: one file through streaming mode (a one-row dataset) and through stream-bench's simulated clock,
-  alternately ``--repeat`` times: committed WER and commit latencies of each, so "within noise" is measured.
+- ``match``: one file through streaming mode (a one-row dataset) and through the simulated clock of
+  ``python -m benchmarks stream``, alternately ``--repeat`` times: committed WER and commit latencies of each,
+  so "within noise" is measured.
 - ``probes``: the hallucination probes on both paths with the default model and VAD: words per probe.
 """
 
@@ -75,7 +76,7 @@ def _one_row_dataset(folder: Path, audio: Path, text: str) -> Path:
 
 
 def _stream_bench(audio: np.ndarray, backend, reference: str) -> dict:
-    """stream-bench's measurement: its simulated clock, one session, default options."""
+    """The measurement of ``python -m benchmarks stream``: its simulated clock, one session, default options."""
     from asr.audio import SAMPLE_RATE
     from asr.streaming.policy import StreamOptions
     from asr.streaming.simulate import simulate
@@ -137,7 +138,7 @@ def match(args: argparse.Namespace) -> int:
             ours.append({"wer": row["wer"], "p50": row["commit_latency_p50_s"], "p95": row["commit_latency_p95_s"]})
     print(f"{args.file}: {audio.size / 16000:.1f} s, model {args.model}, {args.repeat} alternating runs (mean ± sd)")
     print(f"{'':26} {'committed WER':>16} {'latency p50 (s)':>16} {'latency p95 (s)':>16}")
-    for name, runs in (("evaluation --mode streaming", ours), ("stream-bench", theirs)):
+    for name, runs in (("evaluation --mode streaming", ours), ("benchmarks stream", theirs)):
         cells = [_mean_sd([r[k] for r in runs], 100 if k == "wer" else 1) for k in ("wer", "p50", "p95")]
         print(f"{name:26} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16}")
     return 0
@@ -173,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = sub.add_parser("sweep", help="offline and streaming rtfx over the built-in sweep")
     s.add_argument("--noise", default=SWEEP_NOISE)
     s.add_argument("--limit", type=int, default=None, help="utterances of the built-in set (default all)")
-    m = sub.add_parser("match", help="streaming mode against stream-bench on one file")
+    m = sub.add_parser("match", help="streaming mode against `benchmarks stream` on one file")
     m.add_argument("file", nargs="?", default=None, help="speech audio (default: a real-speech excerpt, 60 s)")
     m.add_argument("--ref", default=None, help="reference transcript of FILE (text file)")
     m.add_argument("--repeat", type=int, default=3)

@@ -162,6 +162,8 @@ def _replay(body: bytes, original: Receive) -> Receive:
 
 async def _padded_username(scope: Scope, body: bytes) -> bool:
     """The login form's user name has surrounding white space (urlencoded or multipart, as the page sends it)."""
+    from starlette.exceptions import HTTPException
+    from starlette.formparsers import MultiPartException
     from starlette.requests import Request
 
     async def receive() -> Message:
@@ -169,7 +171,7 @@ async def _padded_username(scope: Scope, body: bytes) -> bool:
 
     try:
         form = await Request(scope, receive).form()
-    except Exception:  # noqa: BLE001 - a form Starlette cannot parse is Gradio's to refuse
+    except (MultiPartException, HTTPException, ValueError):  # a form Starlette cannot parse is Gradio's to refuse
         return False
     name = form.get("username")
     return isinstance(name, str) and name != name.strip()

@@ -121,6 +121,31 @@ def labels_from(accent: str, noise: str, device: str) -> dict[str, str]:
     return {"accent": accent or "", "noise": noise or "", "device": device or ""}
 
 
+@dataclass(frozen=True)
+class Heard:
+    """What a page heard and transcribed, to be saved as a test case with the tester's ``case_form`` values."""
+
+    audio: object  # a path or mono float32 samples at SAMPLE_RATE (what ``Store.add_case`` takes)
+    transcript: str
+    model: str
+    backend: str
+
+
+def save_test_case(data_dir: Path, heard: Heard, reference, accent, noise, device, notes) -> str:
+    """Store the take as a test case (the reference defaults to the transcript) and say where it is listed."""
+    case = get_store(data_dir).add_case(
+        "test_case",
+        heard.audio,
+        transcript=heard.transcript,
+        reference=reference or heard.transcript,
+        labels=labels_from(accent, noise, device),
+        notes=notes,
+        model=heard.model,
+        backend=heard.backend,
+    )
+    return f"Saved test case `{case.id}` ({case.duration:.1f} s): it is listed on the [Review](/review) page."
+
+
 def without_paths(message: str, *paths: object) -> str:
     """A message for the page with server paths (Gradio's cache, the data folder) cut to their file names."""
     for path in sorted({str(p) for p in paths if p}, key=len, reverse=True):

@@ -21,7 +21,7 @@ import re
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from evaluation.prompts import Prompt
@@ -370,38 +370,13 @@ def _new_take(session: RecordSession, index: int, action: str, case_id, transcri
 
 
 def _insert_take(conn: sqlite3.Connection, take: Take) -> None:
-    conn.execute(
-        "INSERT INTO takes (id, session_id, prompt_index, prompt_id, prompt_type, action, case_id, transcript,"
-        " errors, ref_words, checks, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            take.id,
-            take.session_id,
-            take.prompt_index,
-            take.prompt_id,
-            take.prompt_type,
-            take.action,
-            take.case_id,
-            take.transcript,
-            take.errors,
-            take.ref_words,
-            json.dumps(take.checks, ensure_ascii=False),
-            take.created_at,
-        ),
-    )
+    values = {**asdict(take), "checks": json.dumps(take.checks, ensure_ascii=False)}
+    columns, marks = ", ".join(_TAKE_COLUMNS), ", ".join("?" * len(_TAKE_COLUMNS))
+    conn.execute(f"INSERT INTO takes ({columns}) VALUES ({marks})", [values[c] for c in _TAKE_COLUMNS])
 
 
 def _take(row: sqlite3.Row) -> Take:
-    return Take(
-        row["id"],
-        row["session_id"],
-        int(row["prompt_index"]),
-        row["prompt_id"],
-        row["prompt_type"],
-        row["action"],
-        row["case_id"],
-        row["transcript"],
-        int(row["errors"]),
-        int(row["ref_words"]),
-        json.loads(row["checks"]),
-        row["created_at"],
-    )
+    return Take(**{c: row[c] for c in _TAKE_COLUMNS if c != "checks"}, checks=json.loads(row["checks"]))
+
+
+_TAKE_COLUMNS = tuple(f.name for f in fields(Take))  # the takes table's columns are Take's fields, in order

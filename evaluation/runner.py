@@ -16,8 +16,7 @@ import itertools
 import logging
 import platform
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +29,7 @@ from asr.results import BACKENDS, DecodeOptions
 from evaluation.datasets import DatasetError, DatasetOptions, LoadedDataset, SkippedRow, load_dataset
 from evaluation.executors import ExecutorError, ExecutorOptions, open_executor
 from evaluation.noise import NoiseCondition, parse_conditions
+from evaluation.progress import Progress, RunProgress
 from evaluation.report import Summary, summarize
 from evaluation.scoring import BY_LANGUAGE, N_BOOTSTRAP, NORMALIZER_SETTINGS, normalizer_version
 from evaluation.sources import canonical_source
@@ -39,7 +39,6 @@ from evaluation.worker import CancelCheck, Cancelled, RowResult, RowSpec, Worker
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[int, int, str], None]  # (items done, items in all, what is happening)
 PACKAGES = ("asr-qa", "faster-whisper", "ctranslate2", "transformers", "torch", "jiwer", "datasets", "numpy")
 RESULT_FIELDS = ("id", "row", "speaker", "noise", "reference", "hypothesis", "wer", "cer", "errors", "ref_words")
 SETTINGS_THAT_MATTER = (
@@ -333,41 +332,6 @@ def _execute(executor, options, store, data, conditions, progress, cancel) -> Ru
 
 def cancel_check(cancel: threading.Event | None) -> CancelCheck:
     return (lambda: False) if cancel is None else cancel.is_set
-
-
-class RunProgress:
-    """Rows done, speed (rtfx: audio seconds per wall second of this call) and ETA, reported as rows arrive."""
-
-    def __init__(self, total: int, resumed: int, report: Progress | None) -> None:
-        self.total, self.done, self.resumed = total, resumed, resumed
-        self.report = report or (lambda done, total, message: None)
-        self.audio_seconds = 0.0
-        self.started = time.perf_counter()
-
-    def start(self, message: str) -> None:
-        self.started = time.perf_counter()
-        self.report(self.done, self.total, message)
-
-    @property
-    def wall_seconds(self) -> float:
-        return time.perf_counter() - self.started
-
-    def add(self, results: Sequence[RowResult], skipped: int = 0) -> None:
-        self.done += len(results) + skipped
-        self.audio_seconds += sum(r.audio_seconds for r in results)
-        wall = self.wall_seconds
-        rtfx = self.audio_seconds / wall if wall > 0 else 0.0
-        new = self.done - self.resumed
-        eta = wall / new * (self.total - self.done) if new else 0.0
-        last = results[-1] if results else None
-        where = f"{last.condition}: {last.sample_id} · " if last else ""
-        self.report(self.done, self.total, f"{where}{rtfx:.1f}x rtfx · ETA {_clock(eta)}")
-
-
-def _clock(seconds: float) -> str:
-    seconds = max(int(round(seconds)), 0)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def _dataset_options(options: RunOptions) -> DatasetOptions:

@@ -10,23 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from evaluation.prompts import HARVARD_LISTS
 from evaluation.scoring import score
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-HARVARD = [
-    "The birch canoe slid on the smooth planks.",
-    "Glue the sheet to the dark blue background.",
-    "It is easy to tell the depth of a well.",
-    "These days a chicken leg is a rare dish.",
-    "Rice is often served in round bowls.",
-    "The juice of lemons makes fine punch.",
-    "The box was thrown beside the parked truck.",
-    "The hogs were fed chopped corn and garbage.",
-    "Four hours of steady work faced us.",
-    "A large size in stockings is hard to sell.",
-]
+HARVARD = list(HARVARD_LISTS[:10])  # the project's Harvard sentences (lists 1 and 2), the first ten
 
 
 def wer(reference: str, hypothesis: str) -> float:

@@ -37,7 +37,8 @@ def app(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(app):
     """An httpx client logged in (the cookie of POST /login) and carrying the bearer token."""
-    httpx = pytest.importorskip("httpx")
+    import httpx
+
     token = (app.data_dir / TOKEN_FILE).read_text().strip()
     with httpx.Client(base_url=app.url, timeout=120) as c:
         assert c.post("/login", data={"username": USER, "password": PASSWORD}).status_code == 200

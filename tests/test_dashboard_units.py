@@ -224,3 +224,25 @@ def test_review_lists_the_takes_of_one_record_session(tmp_path):
     for session_id, case_id in ids.items():
         assert [c.id for c in Filters("all", "all", "all", "all", session_id).cases(store)] == [case_id]
     assert len(Filters("all", "all", "all", "all").cases(store)) == 3
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "padded"),
+    [
+        ("application/x-www-form-urlencoded", b"username=+alice&password=x", True),
+        ("application/x-www-form-urlencoded", b"username=alice&password=x", False),
+        (
+            "multipart/form-data; boundary=b",
+            b'--b\r\nContent-Disposition: form-data; name="username"\r\n\r\nbob \r\n--b--\r\n',
+            True,
+        ),
+        ("multipart/form-data", b"--b\r\nnot a form", False),  # no boundary: Starlette refuses it, so does Gradio
+    ],
+)
+def test_login_guard_reads_the_user_name_of_either_form_encoding(content_type, body, padded):
+    import asyncio
+
+    from dashboard.guard import _padded_username
+
+    scope = {"type": "http", "method": "POST", "headers": [(b"content-type", content_type.encode())]}
+    assert asyncio.run(_padded_username(scope, body)) is padded

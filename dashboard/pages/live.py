@@ -22,7 +22,7 @@ import numpy as np
 from asr.audio import SAMPLE_RATE, AudioError
 from asr.streaming import StreamingError, StreamingSession, StreamOptions, StreamUpdate
 from dashboard.config import DashboardConfig
-from dashboard.shared import case_form, esc, get_store, labels_from, load_backend_or_error, model_picker
+from dashboard.shared import Heard, case_form, esc, load_backend_or_error, model_picker, save_test_case
 
 logger = logging.getLogger(__name__)
 
@@ -206,17 +206,8 @@ def _save(config: DashboardConfig, tab: LiveTab, reference, accent, noise, devic
     take = tab.take if isinstance(tab, LiveTab) else None
     if take is None or take.audio.size == 0:
         raise gr.Error("Record something and stop the recording first; then save it.")
-    case = get_store(config.data_dir).add_case(
-        "test_case",
-        take.audio,
-        transcript=take.transcript,
-        reference=reference or take.transcript,
-        labels=labels_from(accent, noise, device),
-        notes=notes,
-        model=take.model,
-        backend=take.backend,
-    )
-    return f"Saved test case `{case.id}` ({case.duration:.1f} s): it is listed on the [Review](/review) page."
+    heard = Heard(take.audio, take.transcript, take.model, take.backend)
+    return save_test_case(config.data_dir, heard, reference, accent, noise, device, notes)
 
 
 def render_view(update: StreamUpdate) -> str:

@@ -18,13 +18,14 @@ from asr.transcribe import transcribe
 from dashboard.config import DashboardConfig
 from dashboard.shared import (
     CONFIDENCE_COLORS,
+    Heard,
     case_form,
     confidence_band,
     esc,
     get_store,
-    labels_from,
     load_backend_or_error,
     model_picker,
+    save_test_case,
     without_paths,
 )
 
@@ -162,14 +163,5 @@ def _save(
 ) -> str:
     if take is None:
         raise gr.Error("Transcribe something first; a test case keeps the audio and the transcript together.")
-    case = get_store(config.data_dir).add_case(
-        "test_case",
-        take.audio_path,
-        transcript=take.transcript.text,
-        reference=reference or take.transcript.text,
-        labels=labels_from(accent, noise, device),
-        notes=notes,
-        model=take.transcript.model,
-        backend=take.transcript.backend,
-    )
-    return f"Saved test case `{case.id}` ({case.duration:.1f} s): it is listed on the [Review](/review) page."
+    heard = Heard(take.audio_path, take.transcript.text, take.transcript.model, take.transcript.backend)
+    return save_test_case(config.data_dir, heard, reference, accent, noise, device, notes)

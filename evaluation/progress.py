@@ -1,0 +1,49 @@
+"""Progress of a validation run as rows arrive: rows done, speed (rtfx) and the time left.
+
+Kept apart from the runner so the one place that turns row results into a progress line is easy to find; the
+dashboard's progress bar and the command line's log lines both read what ``RunProgress.add`` reports.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from evaluation.worker import RowResult
+
+Progress = Callable[[int, int, str], None]  # (items done, items in all, what is happening)
+
+
+class RunProgress:
+    """Rows done, speed (rtfx: audio seconds per wall second of this call) and ETA, reported as rows arrive."""
+
+    def __init__(self, total: int, resumed: int, report: Progress | None) -> None:
+        self.total, self.done, self.resumed = total, resumed, resumed
+        self.report = report or (lambda done, total, message: None)
+        self.audio_seconds = 0.0
+        self.started = time.perf_counter()
+
+    def start(self, message: str) -> None:
+        self.started = time.perf_counter()
+        self.report(self.done, self.total, message)
+
+    @property
+    def wall_seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def add(self, results: Sequence[RowResult], skipped: int = 0) -> None:
+        self.done += len(results) + skipped
+        self.audio_seconds += sum(r.audio_seconds for r in results)
+        wall = self.wall_seconds
+        rtfx = self.audio_seconds / wall if wall > 0 else 0.0
+        new = self.done - self.resumed
+        eta = wall / new * (self.total - self.done) if new else 0.0
+        last = results[-1] if results else None
+        where = f"{last.condition}: {last.sample_id} · " if last else ""
+        self.report(self.done, self.total, f"{where}{rtfx:.1f}x rtfx · ETA {_clock(eta)}")
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(int(round(seconds)), 0)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"

@@ -110,10 +110,10 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
 def streaming_mic(elem_id: str) -> gr.Audio:
     """The microphone that streams to ``feed_chunk`` (Live and Record).
 
-    It draws no waveform while recording: on a 2-core machine Chromium spent about 0.7 CPU seconds per second
-    drawing it (12-15 s of CPU over an 18.5 s stream, 5.3 s without it), CPU that the model decoding the same
-    stream needs; with it the first commit came 8-11 s into the speech under load, without it 4-5 s. The live
-    text is what the tester watches.
+    It draws no waveform while recording: headless Chromium spent 16-17 CPU seconds drawing the page over an
+    18.5 s stream with the waveform and 6-7 s without it, on the 2 cores the model decoding the same stream
+    needs (4 interleaved runs each). The first commit came 3.6-8.5 s after the start with it, 2.5-2.7 s without
+    it; the live text is what the tester watches.
     """
     return gr.Audio(
         sources=["microphone"],

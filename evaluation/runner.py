@@ -148,6 +148,7 @@ class RunResult:
     wall_seconds: float  # this call's wall time, dataset loading and model loading excluded
     audio_seconds_done: float  # audio transcribed by this call (resumed rows excluded)
     resumed_rows: int  # rows found already stored when the call started
+    executor: str = ""  # where this call's rows were computed, e.g. "ray (local, 2 workers)" (settings: the first's)
 
     @property
     def rtfx(self) -> float:
@@ -360,7 +361,7 @@ def _finish(store, run_id, settings, data, status, tracker: RunProgress, resumed
     }
     store.runs.finish_run(run_id, status, extra)
     logger.info("run %s %s: WER %.3f over %d rows", run_id, status, summary.overall.wer, len(rows))
-    return RunResult(run_id, status, settings, rows, summary, data.name, skipped, wall, audio_done, resumed)
+    return RunResult(run_id, status, settings, rows, summary, data.name, skipped, wall, audio_done, resumed, executor)
 
 
 def load_result(store: Store, run_id: str, n_boot: int = N_BOOTSTRAP) -> RunResult:
@@ -380,6 +381,7 @@ def load_result(store: Store, run_id: str, n_boot: int = N_BOOTSTRAP) -> RunResu
         float(info.get("wall_seconds", 0.0)),
         float(info.get("audio_seconds_done", 0.0)),
         0,
+        str(info.get("executor", "")),
     )
 
 

@@ -69,7 +69,8 @@ def _groups(out) -> list[dict]:
 
 def test_ray_sweep_equals_the_local_sweep(ray_cluster, local_run, tmp_path):
     local, local_out = local_run
-    result = run_validation(_on_ray(), Store(tmp_path / "data"))
+    messages: list[str] = []
+    result = run_validation(_on_ray(), Store(tmp_path / "data"), progress=lambda d, t, m: messages.append(m))
     out = tmp_path / "out"
     write_outputs(out, result.rows, result.summary, result.settings, result.run_id, None, result.skipped)
     assert result.status == "finished" and result.settings.executor == "ray"
@@ -78,6 +79,9 @@ def test_ray_sweep_equals_the_local_sweep(ray_cluster, local_run, tmp_path):
     assert ray_csv.equals(pd.read_csv(local_out / "results.csv").drop(columns=TIMING))
     assert _groups(out) == _groups(local_out)
     assert json.loads((out / "summary.json").read_text())["settings"]["executor"] == "ray"
+    assert result.executor == "ray (connected, 2 workers)"  # what the Validate page shows (Ray started here)
+    assert messages[0].endswith("12 of 12 to transcribe on ray (connected, 2 workers)")
+    assert len(messages) == 4 and all(" rtfx · ETA " in m for m in messages[1:])  # a line per batch of 4
 
 
 def _listening(processes: list[psutil.Process]) -> list[tuple[str, str, int]]:

@@ -206,7 +206,7 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
     lines = [
         f"**Run `{result.run_id}`** ({result.status}): `{esc(settings.model)}` on {esc(settings.backend)}, dataset "
         f"`{esc(settings.dataset)}`, noise {', '.join(f'`{esc(n)}`' for n in settings.noise)}, seed {settings.seed}, "
-        f"normalizer `{esc(settings.normalizer)}`, executor `{esc(settings.executor)}`.",
+        f"normalizer `{esc(settings.normalizer)}`, executor `{esc(result.executor or settings.executor)}`.",
         f"Overall WER **{_pct(o.wer)}** (raw {_pct(o.raw_wer)}), CER {_pct(o.cer)}, {o.utterances} utterances, "
         f"{o.audio_seconds:.0f} s of audio; rtfx {result.rtfx:.1f} (audio seconds per second) in this run."
         if math.isfinite(result.rtfx)

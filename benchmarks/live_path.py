@@ -4,8 +4,8 @@
   and then in streaming mode, one after the other in one process: rtfx (audio seconds per wall second) of each,
   and audio per CPU second, since on a shared machine wall time mostly measures the neighbours.
 - ``match``: one file through streaming mode (a one-row dataset) and through the simulated clock of
-  ``python -m benchmarks stream``, alternately ``--repeat`` times: committed WER and commit latencies of each,
-  so "within noise" is measured.
+  ``python -m benchmarks stream``, on the modelled and the measured clock, alternately ``--repeat`` times: committed WER and commit latencies of
+  each (the modelled ones must be identical run to run, and equal with the same end-of-stream rule).
 - ``probes``: the hallucination probes on both paths with the default model and VAD: words per probe.
 """
 
@@ -26,6 +26,11 @@ from benchmarks.scratch import timed_run
 
 SWEEP_NOISE = "clean,white@10,pink@10,babble@5,reverb@0.5"
 TARGET_RTFX = 8.0  # streaming mode over the built-in sweep, 2 cores
+MATCH_ROWS = tuple(
+    f"{path}, {clock}{stop}"
+    for clock in ("modelled", "measured")
+    for path, stop in (("evaluation", ""), ("benchmarks stream", ""), ("benchmarks stream", ", stop"))
+)  # evaluation's streaming mode ends each stream with its last chunk ("stop"); benchmarks stream, when idle after it
 
 
 def _run(options, label: str) -> dict:
@@ -49,14 +54,23 @@ def sweep(args: argparse.Namespace) -> int:
 
     base = RunOptions(dataset="builtin", noise=tuple(args.noise.split(",")), model=args.model, limit=args.limit)
     _run(dataclasses.replace(base, noise=("clean",), limit=1, mode="both"), "warm-up")
-    rows = [_run(base, "offline"), _run(dataclasses.replace(base, mode="streaming"), "streaming")]
-    print(f"built-in sweep: model {args.model}, noise {args.noise}, limit {args.limit or 'all'}")
+    streaming = dataclasses.replace(base, mode="streaming", stream_clock=args.clock)
+    rows = [
+        _run(base, "offline"),
+        _run(streaming, "streaming"),
+        _run(dataclasses.replace(streaming, mode="both"), "both"),
+    ]
+    print(f"built-in sweep: model {args.model}, noise {args.noise}, limit {args.limit or 'all'}, clock {args.clock}")
     print(f"{'path':10} {'rows':>5} {'audio s':>8} {'wall s':>7} {'rtfx':>6} {'audio/CPU s':>11} {'WER':>6}")
     for r in rows:
         print(
             f"{r['path']:10} {r['rows']:5d} {r['audio_s']:8.1f} {r['wall_s']:7.1f} {r['rtfx']:6.1f} "
             f"{r['audio_per_cpu_s']:11.1f} {r['wer'] * 100:5.1f}%"
         )
+    extra = rows[2]["wall_s"] - rows[0]["wall_s"]  # what --mode both adds to an offline run: the streaming path
+    print(
+        f"streaming path alone (both minus offline): {rows[1]['audio_s'] / extra:.1f}x real time" if extra > 0 else ""
+    )
     s = rows[1]["result"].summary.streaming
     from evaluation.stream_tables import format_streaming
 
@@ -75,7 +89,7 @@ def _one_row_dataset(folder: Path, audio: Path, text: str) -> Path:
     return manifest
 
 
-def _stream_bench(audio: np.ndarray, backend, reference: str) -> dict:
+def _stream_bench(audio: np.ndarray, backend, reference: str, clock: str, stop_with_last_chunk: bool) -> dict:
     """The measurement of ``python -m benchmarks stream``: its simulated clock, one session, default options."""
     from asr.audio import SAMPLE_RATE
     from asr.streaming.policy import StreamOptions
@@ -83,12 +97,15 @@ def _stream_bench(audio: np.ndarray, backend, reference: str) -> dict:
     from evaluation.scoring import score
 
     options = StreamOptions(max_session_seconds=audio.size / SAMPLE_RATE + 60.0, keep_recording=False)
-    run = simulate(audio, backend, options, sessions=1, chunk_seconds=0.5)
+    run = simulate(
+        audio, backend, options, sessions=1, chunk_seconds=0.5, clock=clock, stop_with_last_chunk=stop_with_last_chunk
+    )
     latencies = run.latencies()
     return {
         "wer": score(reference, run.texts[0]).wer,
         "p50": float(np.percentile(latencies, 50)),
         "p95": float(np.percentile(latencies, 95)),
+        "text": run.texts[0],
     }
 
 
@@ -128,19 +145,31 @@ def match(args: argparse.Namespace) -> int:
     reference = Path(args.ref).read_text(encoding="utf-8").strip()
     audio = load_audio(args.file)
     backend = get_backend(args.model, "faster-whisper")
-    ours, theirs = [], []
+    runs: dict[str, list[dict]] = {name: [] for name in MATCH_ROWS}
     with tempfile.TemporaryDirectory() as tmp:
         dataset = _one_row_dataset(Path(tmp), Path(args.file), reference)
-        for _ in range(args.repeat):
-            theirs.append(_stream_bench(audio, backend, reference))
-            options = RunOptions(dataset=str(dataset), model=args.model, mode="streaming")
-            row = _run(options, "streaming")["result"].rows.iloc[0]
-            ours.append({"wer": row["wer"], "p50": row["commit_latency_p50_s"], "p95": row["commit_latency_p95_s"]})
+        for _ in range(args.repeat):  # alternating, so a change of load hits every measurement alike
+            for clock in ("modelled", "measured"):
+                options = RunOptions(dataset=str(dataset), model=args.model, mode="streaming", stream_clock=clock)
+                row = _run(options, "streaming")["result"].rows.iloc[0]
+                runs[f"evaluation, {clock}"].append(
+                    {"wer": row["wer"], "p50": row["commit_latency_p50_s"], "p95": row["commit_latency_p95_s"],
+                     "text": row["hypothesis"]}
+                )  # fmt: skip
+                runs[f"benchmarks stream, {clock}"].append(_stream_bench(audio, backend, reference, clock, False))
+                runs[f"benchmarks stream, {clock}, stop"].append(_stream_bench(audio, backend, reference, clock, True))
     print(f"{args.file}: {audio.size / 16000:.1f} s, model {args.model}, {args.repeat} alternating runs (mean ± sd)")
-    print(f"{'':26} {'committed WER':>16} {'latency p50 (s)':>16} {'latency p95 (s)':>16}")
-    for name, runs in (("evaluation --mode streaming", ours), ("benchmarks stream", theirs)):
-        cells = [_mean_sd([r[k] for r in runs], 100 if k == "wer" else 1) for k in ("wer", "p50", "p95")]
-        print(f"{name:26} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16}")
+    print(f"{'':34} {'committed WER %':>16} {'latency p50 (s)':>16} {'latency p95 (s)':>16} {'texts':>6}")
+    for name, rows in runs.items():
+        cells = [_mean_sd([r[k] for r in rows], 100 if k == "wer" else 1) for k in ("wer", "p50", "p95")]
+        print(f"{name:34} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16} {len({r['text'] for r in rows}):>6}")
+    same = all(
+        a["text"] == b["text"] and all(abs(a[k] - b[k]) < 1e-3 for k in ("wer", "p50", "p95"))  # latencies: 4 decimals
+        for a, b in zip(runs["evaluation, modelled"], runs["benchmarks stream, modelled, stop"], strict=True)
+    )
+    print(
+        f"evaluation and benchmarks stream with stop_with_last_chunk on the modelled clock: {'identical' if same else 'DIFFER'}"
+    )
     return 0
 
 
@@ -174,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = sub.add_parser("sweep", help="offline and streaming rtfx over the built-in sweep")
     s.add_argument("--noise", default=SWEEP_NOISE)
     s.add_argument("--limit", type=int, default=None, help="utterances of the built-in set (default all)")
+    s.add_argument("--clock", choices=("modelled", "measured"), default="modelled", help="streaming mode's clock")
     m = sub.add_parser("match", help="streaming mode against `benchmarks stream` on one file")
     m.add_argument("file", nargs="?", default=None, help="speech audio (default: a real-speech excerpt, 60 s)")
     m.add_argument("--ref", default=None, help="reference transcript of FILE (text file)")

@@ -36,6 +36,7 @@ STREAM_COLUMNS = (
     "duplicate_words",
     "wer_delta_offline",
 )
+KEPT_TRANSCRIPTS = 20_000  # offline transcripts a worker keeps for streaming rows of later batches (a few MB)
 CancelCheck = Callable[[], bool]  # true when the run should stop between model calls
 
 
@@ -163,6 +164,7 @@ class RowWorker:
         self.pool = pool or {}
         self._mixers: dict[int, Mixer] = {}
         self._streamer: StreamRunner | None = None
+        self._offline: dict[tuple[int, str, str], Transcript] = {}  # recent offline transcripts, by row key
 
     def mixer(self, seed: int) -> Mixer:
         """One mixer per seed: it caches each utterance's speech mask, reused by every condition."""
@@ -187,8 +189,7 @@ class RowWorker:
         keys = list(dict.fromkeys((s.seed, s.sample.id, s.condition) for s in specs))
         by_key = {self._key(spec): spec for spec in specs}
         mixed = {k: self.mixer(k[0]).mix(k[1], by_key[k].sample.audio, parse_condition(k[2])) for k in keys}
-        audios = [mixed[k].audio for k in keys]
-        offline = dict(zip(keys, transcribe_many(audios, backend=self.backend, options=self.decode, progress=check)))
+        offline = self._offline_transcripts(keys, mixed, check)
         streamed = [s for s in specs if s.mode == "streaming"]
         outcomes: dict[int, StreamOutcome] = {}
         if streamed:
@@ -204,6 +205,21 @@ class RowWorker:
                 result = self._streaming_result(result, outcomes[id(spec)])
             results.append(result)
         return results
+
+    def _offline_transcripts(self, keys, mixed, check) -> dict[tuple[int, str, str], Transcript]:
+        """The offline transcript of each key, decoded in one batch, or kept from an earlier batch of this worker:
+        ``--mode both`` decodes an utterance's offline row and then, in a later batch, its streaming row, whose
+        paired difference needs the same transcript (offline transcripts do not depend on batch-mates)."""
+        todo = [k for k in keys if k not in self._offline]
+        audios = [mixed[k].audio for k in todo]
+        for key, transcript in zip(
+            todo, transcribe_many(audios, backend=self.backend, options=self.decode, progress=check)
+        ):
+            self._offline[key] = transcript
+        offline = {k: self._offline[k] for k in keys}
+        while len(self._offline) > KEPT_TRANSCRIPTS:
+            self._offline.pop(next(iter(self._offline)))
+        return offline
 
     @staticmethod
     def _key(spec: RowSpec) -> tuple[int, str, str]:

@@ -4,8 +4,9 @@
   and then in streaming mode, one after the other in one process: rtfx (audio seconds per wall second) of each,
   and audio per CPU second, since on a shared machine wall time mostly measures the neighbours.
 - ``match``: one file through streaming mode (a one-row dataset) and through the simulated clock of
-  ``python -m benchmarks stream``, on the modelled and the measured clock, alternately ``--repeat`` times: committed WER and commit latencies of
-  each (the modelled ones must be identical run to run, and equal with the same end-of-stream rule).
+  ``python -m benchmarks stream``, on the modelled and the measured clock, alternately ``--repeat`` times:
+  committed WER and commit latencies of each (the modelled ones must be identical run to run, and equal with
+  the same end-of-stream rule).
 - ``probes``: the hallucination probes on both paths with the default model and VAD: words per probe.
 """
 

@@ -1,9 +1,10 @@
 """The Ray executor: a run's row specs as a Ray dataset, mapped by actors that each hold one RowWorker.
 
 Why it is built this way:
-- Rows (utterance, condition, seed, with the utterance's audio) become a Ray Data dataset with one block per
-  batch of the local executor, and ``map_batches`` runs a callable class on whole blocks. The actor loads the
-  model once; each block is decoded together, so a row has the same batch-mates on Ray as locally.
+- Rows (utterance, condition, seed, with the utterance's audio, or where it lies in the dataset's Parquet or
+  Arrow files: see :mod:`evaluation.shards`) become a Ray Data dataset with one block per batch of the local
+  executor, and ``map_batches`` runs a callable class on whole blocks. The actor reads audio left in the files,
+  loads the model once and decodes each block together, so a row has the same batch-mates on Ray as locally.
 - ``preserve_order`` makes the driver receive blocks in the local order, so results.csv is row for row the
   same; the driver (``iter_batches``) only unpickles results and hands them to the runner, which stores them.
 - A dead actor costs nothing: Ray Data restarts actors and retries their tasks (``max_restarts`` and

@@ -193,6 +193,24 @@ def test_ray_workers_read_the_hub_shards_the_driver_plans(ray_cluster, real_set,
     assert ray_run.skipped == local.skipped and len(local.skipped) == 1 and "row 2, column 'audio'" in local.skipped[0]
 
 
+def test_arrow_and_parquet_rows_planned_without_audio_read_back_the_same(real_set, tmp_path):
+    """save_to_disk (Arrow) and Parquet shards: rows planned with no audio, read by rows later, equal the driver's."""
+    import datasets
+    import numpy as np
+
+    from evaluation.datasets import DatasetOptions, load_dataset, read_audio
+
+    hub = _real_speech_parquet(real_set, tmp_path / "hub")
+    datasets.load_dataset(str(tmp_path / "hub"), split="test").save_to_disk(str(tmp_path / "disk"))
+    for source in (hub, str(tmp_path / "disk")):
+        eager = load_dataset(DatasetOptions(source))
+        planned = load_dataset(DatasetOptions(source), defer_audio=True)
+        assert planned.deferred and all(s.audio is None for s in planned.samples)
+        read, skipped = read_audio(planned.samples)
+        assert [s.id for s in read] == [s.id for s in eager.samples] and [s.row for s in skipped] == [2]
+        assert all(np.array_equal(a.audio, b.audio) and a.text == b.text for a, b in zip(read, eager.samples))
+
+
 def _cli(args: list[str], env: dict[str, str] | None = None, code: str = "") -> subprocess.CompletedProcess:
     script = f"import sys\n{code}\nfrom evaluation.cli import main\nsys.exit(main(sys.argv[1:]))"
     return subprocess.run(

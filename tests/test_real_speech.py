@@ -134,6 +134,22 @@ def test_each_window_of_a_batch_gets_its_own_language(base_fw):
     assert [r.text for r in swapped] == [results[1].text, results[0].text]
 
 
+# Russian prompts whisper-base detects as Ukrainian (probability 0.50 and 0.58) on a window encoded at its
+# length plus 2 s, and as Russian on Whisper's 30 s encoding
+RUSSIAN = ("ru/speed-dial-empty", "ru/confbridge-inc-talk-vol-in")
+
+
+def test_an_unclear_language_is_detected_again_on_a_30_second_encoding(base_fw, monkeypatch):
+    import asr.backends.faster_whisper as fw
+
+    clips = [_prompt(p)[0] for p in RUSSIAN] + [_prompt(FRENCH)[0]]
+    assert [r.language for r in transcribe_many(clips, backend=base_fw)] == ["ru", "ru", "fr"]
+    alone = transcribe(clips[0], backend=base_fw)
+    assert alone.text == transcribe_many(clips, backend=base_fw)[0].text
+    monkeypatch.setattr(fw, "LANGUAGE_SURE", 0.0)  # take the short encoding's guess: Ukrainian
+    assert transcribe(clips[0], backend=base_fw).language == "uk"
+
+
 def test_a_forced_language_is_kept(base_fw):
     french, _ = _prompt(FRENCH)
     result = transcribe(french, backend=base_fw, options=DecodeOptions(language="fr"))

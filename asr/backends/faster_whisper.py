@@ -39,6 +39,9 @@ PREPEND_PUNCTUATION = "\"'“¿([{-"  # faster-whisper's defaults: punctuation m
 APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"  # ... and into the previous word
 RETRY_NO_REPEAT_NGRAM = 3  # a fallback retry never repeats a 3-gram (see _retry_settings)
 MEL_FRAMES = 3000  # Whisper's 30 s of 10 ms mel frames
+LANGUAGE_SURE = 0.7  # a language detected with less probability on a window encoded shorter than 30 s is
+# detected again, and the window decoded, on Whisper's 30 s encoding (whisper-base, 60 es/fr/it/ru dev prompts:
+# 3 wrong languages, Russian heard as Ukrainian at 0.50 and 0.58, and 2 of them right at 30 s)
 
 
 class FasterWhisperBackend:
@@ -88,15 +91,21 @@ class FasterWhisperBackend:
         keys = [(n, self._prompt_length(p)) for n, p in zip(frames, prompts)]
         results: list[WindowResult | None] = [None] * len(windows)
         seeks: list[int | None] = [None] * len(windows)
-        for target in sorted(set(keys)):
-            group = [i for i, key in enumerate(keys) if key == target]
-            for idx, language, encoded in self._encode(feats, group, target[0], options):
+        pending = [(n, [i for i, key in enumerate(keys) if key == (n, k)]) for n, k in sorted(set(keys))]
+        unsure: list[int] = []  # windows whose language was unclear on a short encoding: decoded at 30 s next
+        while pending:
+            target, group = pending.pop(0)
+            for idx, language, encoded in self._encode(feats, group, target, options, unsure):
                 decoded = self._decode(
                     encoded, [windows[i] for i in idx], language, [prompts[i] for i in idx],
                     [prefixes[i] for i in idx], [feats[i].shape[-1] for i in idx], options,
                 )  # fmt: skip
                 for i, (result, seek) in zip(idx, decoded):
                     results[i], seeks[i] = result, seek
+            if not pending and unsure:  # by prompt length again, on Whisper's 30 s encoding (never deferred)
+                lengths = sorted({keys[i][1] for i in unsure})
+                pending = [(MEL_FRAMES, [i for i in unsure if keys[i][1] == k]) for k in lengths]
+                unsure = []
         return self._seek_on(windows, options, prompts, results, seeks)  # type: ignore[arg-type]
 
     def _seek_on(
@@ -115,11 +124,16 @@ class FasterWhisperBackend:
             return results
         # the remainder keeps the window's own prompt: conditioning it on the text before the seek point, as
         # Whisper's loop does, would give each remainder a prompt of its own length, which CTranslate2 cannot batch
-        rest = self.transcribe_windows(
-            [np.asarray(windows[i])[seeks[i] :] for i in todo], options, prompts=[prompts[i] for i in todo]
-        )
-        for i, r in zip(todo, rest):
-            results[i] = joined(results[i], r, seeks[i] / SAMPLE_RATE)  # type: ignore[operator]
+        # and the window's language (a remainder of a few seconds is no better place to detect it)
+        for language in sorted({results[i].language for i in todo}):
+            idx = [i for i in todo if results[i].language == language]
+            rest = self.transcribe_windows(
+                [np.asarray(windows[i])[seeks[i] :] for i in idx],
+                options.replace(language=language) if self.multilingual else options,
+                prompts=[prompts[i] for i in idx],
+            )
+            for i, r in zip(idx, rest):
+                results[i] = joined(results[i], r, seeks[i] / SAMPLE_RATE)  # type: ignore[operator]
         return results
 
     def _prompt_length(self, prompt: str | None) -> int:
@@ -133,16 +147,21 @@ class FasterWhisperBackend:
         return 1 + min(tokens, self._whisper.max_length // 2 - 1)  # <|startofprev|> + what get_prompt keeps
 
     def _encode(
-        self, feats: list[np.ndarray], group: list[int], frames: int, options: DecodeOptions
+        self, feats: list[np.ndarray], group: list[int], frames: int, options: DecodeOptions, unsure: list[int]
     ) -> Iterator[tuple[list[int], str, object]]:
         """(windows, language, encoder output) per language of the group, in a fixed (sorted) order.
 
         The group is encoded once; only a group of several languages is encoded again per language, since the
-        language token starts the prompt and the alignment of every window generated together.
+        language token starts the prompt and the alignment of every window generated together. On an encoding
+        shorter than Whisper's 30 s, a window whose language is unclear (see :data:`LANGUAGE_SURE`) is not
+        yielded but added to ``unsure``, for the caller to encode at 30 s, where detection is Whisper's own.
         """
         encoded = compat.fw_encode(self._whisper, np.stack([compat.fw_pad_or_trim(feats[i], frames) for i in group]))
-        languages = self._languages(encoded, options, len(group))
-        for language in sorted(set(languages)):
+        languages, sure = self._languages(encoded, options, len(group))
+        if frames < MEL_FRAMES and not all(sure):
+            unsure += [i for i, ok in zip(group, sure) if not ok]
+            languages = [lang if ok else "" for lang, ok in zip(languages, sure)]
+        for language in sorted(set(languages) - {""}):
             idx = [i for i, lang in zip(group, languages) if lang == language]
             if len(idx) < len(group):
                 sub = np.stack([compat.fw_pad_or_trim(feats[i], frames) for i in idx])
@@ -150,13 +169,15 @@ class FasterWhisperBackend:
             else:
                 yield idx, language, encoded
 
-    def _languages(self, encoded, options: DecodeOptions, n: int) -> list[str]:
-        """English-only models are "en"; multilingual ones use ``options.language`` or detect each window's."""
+    def _languages(self, encoded, options: DecodeOptions, n: int) -> tuple[list[str], list[bool]]:
+        """Each window's language, and whether it is clear: English-only models are "en"; multilingual ones
+        use ``options.language`` or detect each window's (clear when its probability is >= LANGUAGE_SURE)."""
         if not self.multilingual:
-            return ["en"] * n
+            return ["en"] * n, [True] * n
         if options.language:
-            return [options.language] * n
-        return [probs[0][0][2:-2] for probs in self._whisper.model.detect_language(encoded)]
+            return [options.language] * n, [True] * n
+        detected = [probs[0] for probs in self._whisper.model.detect_language(encoded)]
+        return [token[2:-2] for token, _ in detected], [p >= LANGUAGE_SURE for _, p in detected]
 
     def _decode(
         self,

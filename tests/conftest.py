@@ -16,7 +16,10 @@ from evaluation.scoring import score
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-HARVARD = list(HARVARD_LISTS[:10])  # the project's Harvard sentences (lists 1 and 2), the first ten
+# The project's first ten Harvard sentences, the third spelt out: espeak-ng runs "It's easy" together, and tiny.en
+# then mishears that sentence and the next ("the nepf it well. It's the name of chicken"), which the WER bounds of
+# the streaming and backend tests are not about.
+HARVARD = [*HARVARD_LISTS[:2], "It is easy to tell the depth of a well.", *HARVARD_LISTS[3:10]]
 
 
 def wer(reference: str, hypothesis: str) -> float:

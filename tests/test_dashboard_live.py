@@ -2,8 +2,8 @@
 
 The test waits on what the page shows, never on a stretch of wall-clock time: a page-side observer logs every
 change of the committed text together with how much audio the server says it has heard, so "the first commit
-came while the speech was still playing" is judged on the audio's own clock, however loaded the machine is.
-Timeouts only guard against a page that never gets there.
+came while the speech was still playing" is judged on the audio's own clock (a slow test process or a late
+chunk cannot make it pass or fail). Timeouts only guard against a page that never gets there.
 """
 
 from __future__ import annotations

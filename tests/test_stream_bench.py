@@ -44,7 +44,7 @@ def run_json(capsys, *argv) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def test_json_has_every_figure_of_the_issue(capsys, speech_wav, ref_file, fw_backend):
+def test_json_has_every_figure(capsys, speech_wav, ref_file, fw_backend):
     out = run_json(capsys, speech_wav, "--ref", ref_file, "--sessions", "2", "--no-baseline")
     for key in KEYS:
         assert key in out, key

@@ -7,6 +7,9 @@ on the same (shared) machine; compare their ratios, not their absolute speeds. F
 - first result: seconds until the first batch is stored (Ray: start-up, one model per actor, one batch);
 - driver CPU per row (Ray runs): the driver process's CPU time over the run divided by the rows, against the
   decode time per row; below 2 % means the driver is not what limits more nodes.
+Equal runs are checked by digest of results.csv (without compute_seconds) and summary.json's groups, with the
+rows the temperature fallback decoded again counted. ``--parquet`` first copies the rows to a hub-layout
+Parquet dataset, so that the Ray runs' workers read each row's audio from its shards, as for a hub dataset.
 The scaling part starts a cluster on this machine with ``ray start --head --num-cpus 1`` and adds a second node
 with ``ray start --address ... --num-cpus 1``; each node process is started here with ``--block`` and stopped by
 its own process id.

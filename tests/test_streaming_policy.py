@@ -254,6 +254,21 @@ def test_a_flush_that_reads_the_whole_forced_prefix_again_commits_only_new_words
     assert p.finished
 
 
+def test_a_flush_that_reads_prefix_and_new_words_again_commits_them_once():
+    """The joined real-speech file (speech_pad_seconds=0.3): after the forced prefix Whisper wrote the new words,
+    then the whole window once more ("... Press three to record a message for another mailbox. Press two to
+    access ... mailbox."), a phrase longer than the ten words loop detection looked back over."""
+    p = committed_sentence()
+    p.insert(speech(3.0))
+    p.finish()
+    req = p.plan()
+    assert req.flush and req.prefix == SENTENCE
+    rest = "It fell on the road by the gate today"
+    said = words_at(SENTENCE + " " + rest, 0.0, 0.3)
+    again = [w(t, 1.0 + i * 0.1, 1.08 + i * 0.1) for i, t in enumerate((SENTENCE + " " + rest).split())]
+    assert text(p.step(req, hyp(said + again)).committed) == rest
+
+
 def test_a_hypothesis_that_reads_the_prompt_out_again_commits_only_new_words():
     p = committed_sentence()
     p.insert(silence(OPTS.pause_seconds + 0.1))

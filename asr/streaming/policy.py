@@ -320,7 +320,7 @@ class StreamPolicy:
         if forced and [normalize(w.word) for w in words[: len(forced)]] == [normalize(w.word) for w in forced]:
             # the tail reaches back over the whole prefix: Whisper may read all of it again after itself
             new, tail = words[len(forced) :], list(self._recent)[-max(_MAX_NGRAM, len(forced)) :]
-            kept = drop_loops(tail + new, longest=max(10, len(tail)))
+            kept = drop_loops(tail + new, longest=max(10, (len(tail) + len(new)) // 2))
             return list(new[: len(kept) - len(tail)] if len(kept) >= len(tail) else drop_loops(new))
         return self._cut_committed(list(drop_loops(words)))
 

@@ -63,6 +63,7 @@ class DecodeOptions:
     # here a batch is padded to its longest window plus 2 s, and to at least this. Short clips encode 3x faster
     # with the same WER on the built-in set (35.3% both ways; noisy sets no worse), long files are unchanged
     # (their windows are ~30 s). 30 restores Whisper's padding. faster-whisper only: transformers pads to 30 s.
+    # Full-context transcription raises it to 15 on multilingual models (asr.transcribe.MULTILINGUAL_ENCODER_SECONDS).
 
     def validate(self) -> DecodeOptions:
         """Reject bad values and combinations with a message that quotes the value."""

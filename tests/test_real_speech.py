@@ -146,8 +146,18 @@ def test_an_unclear_language_is_detected_again_on_a_30_second_encoding(base_fw, 
     assert [r.language for r in transcribe_many(clips, backend=base_fw)] == ["ru", "ru", "fr"]
     alone = transcribe(clips[0], backend=base_fw)
     assert alone.text == transcribe_many(clips, backend=base_fw)[0].text
-    monkeypatch.setattr(fw, "LANGUAGE_SURE", 0.0)  # take the short encoding's guess: Ukrainian
-    assert transcribe(clips[0], backend=base_fw).language == "uk"
+    short = DecodeOptions()  # the backend alone encodes at the 10 s floor, where the guess was Ukrainian
+    assert base_fw.transcribe_windows(clips[:1], short)[0].language == "ru"
+    monkeypatch.setattr(fw, "LANGUAGE_SURE", 0.0)  # take the short encoding's guess
+    assert base_fw.transcribe_windows(clips[:1], short)[0].language == "uk"
+
+
+def test_multilingual_models_encode_at_least_15_seconds_and_record_it(base_fw, fw_backend):
+    audio, _ = _prompt(FRENCH)
+    assert transcribe(audio, backend=base_fw).to_dict()["options"]["encoder_seconds"] == 15.0
+    assert transcribe(audio, backend=fw_backend).to_dict()["options"]["encoder_seconds"] == 10.0
+    whole = DecodeOptions(encoder_seconds=30.0)  # a longer choice is kept
+    assert transcribe(audio, backend=base_fw, options=whole).to_dict()["options"]["encoder_seconds"] == 30.0
 
 
 def test_a_forced_language_is_kept(base_fw):

@@ -55,7 +55,7 @@ def test_silence_and_faint_blips_never_plan_a_model_call():
     p.insert(silence(5))
     assert p.plan() is None
     assert p.processed_until == pytest.approx(p.audio_end)
-    assert p.buffer_start == pytest.approx(p.audio_end - OPTS.speech_pad_seconds)
+    assert p.buffer_start == pytest.approx(p.audio_end - OPTS.onset_pad_seconds)
     p.insert(speech(0.1))  # a click, shorter than min_speech_seconds
     p.insert(silence(1.0))
     assert p.plan() is None
@@ -69,7 +69,7 @@ def test_speech_onset_starts_the_buffer_just_before_the_speech():
     p.insert(speech(1.0))
     req = p.plan()
     assert req is not None and not req.flush
-    assert req.start == pytest.approx(3.2 - OPTS.speech_pad_seconds, abs=FRAME_SECONDS)
+    assert req.start == pytest.approx(3.2 - OPTS.onset_pad_seconds, abs=FRAME_SECONDS)
     assert req.end == pytest.approx(p.audio_end)
     assert req.prompt == ""
 
@@ -178,7 +178,7 @@ def test_a_pause_commits_everything_tentative_and_restarts_the_buffer():
     p.insert(speech(1.0))
     nxt = p.plan()
     assert nxt.prompt == "hello there friend"
-    assert nxt.start == pytest.approx(p.audio_end - 1.0 - OPTS.speech_pad_seconds, abs=FRAME_SECONDS)
+    assert nxt.start == pytest.approx(p.audio_end - 1.0 - OPTS.onset_pad_seconds, abs=FRAME_SECONDS)
 
 
 def test_finish_commits_the_rest_and_closes():

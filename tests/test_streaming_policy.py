@@ -284,6 +284,28 @@ def test_a_hypothesis_that_reads_the_prompt_out_again_commits_only_new_words():
         req = p.plan()
 
 
+def test_a_new_utterance_that_opens_with_the_last_committed_words_keeps_them():
+    """Two prompts of the joined real-speech file: "... erase your temporary greeting" and, after a pause, "Your
+    temporary greeting has been removed". Said at a speaking pace, they are not Whisper re-reading its prompt."""
+    p = StreamPolicy(OPTS.replace(force_commit_seconds=5.0))
+    first = "please erase your temporary greeting"
+    p.insert(speech(2.3))
+    p.step(p.plan(), hyp(words_at(first, 0.0, 0.45)))
+    p.insert(speech(0.5))
+    assert text(p.step(p.plan(), hyp(words_at(first, 0.0, 0.45))).committed) == first
+    p.insert(silence(OPTS.pause_seconds + 0.1))
+    flush = p.plan()  # the pause ends the utterance: nothing new after the committed words
+    assert flush.flush and p.step(flush, hyp(words_at(first, 0.0, 0.45))).committed == ()
+    p.insert(speech(2.5))
+    req = p.plan()
+    assert req.prompt == first and req.prefix == ""
+    said = words_at("your temporary greeting has been removed", req.start + 0.1, 0.4)
+    s = p.step(req, hyp(said))
+    p.insert(speech(0.5))
+    s = p.step(p.plan(), hyp(said))
+    assert text(s.committed) == "your temporary greeting has been removed"
+
+
 def test_forced_commit_when_hypotheses_never_agree():
     opts = OPTS.replace(force_commit_seconds=2.0)
     p = StreamPolicy(opts)

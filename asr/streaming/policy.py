@@ -46,6 +46,7 @@ _MAX_NGRAM = 5  # longest repeat of the committed tail looked for at the head of
 _RECENT_WORDS = 160  # committed words kept for the prompt, the prefix and trimming (more than 30 s of speech)
 _MIN_WORD_SECONDS = 0.1  # less new speech than this cannot hold a word: a flush over it is not decoded
 _MIN_REPEAT = 3  # a hypothesis that opens with this many committed words again re-read them (see drop_loops)
+_REREAD_WORD_SECONDS = 0.1  # re-read words take less than this each (Whisper stamps them into the window's start)
 
 
 def _default_decode() -> DecodeOptions:
@@ -322,26 +323,26 @@ class StreamPolicy:
     def _cut_committed(self, words: list[Word]) -> list[Word]:
         """Word times jitter by a tenth of a second or more between calls, so a cut by time alone either repeats
         a committed word or drops a new one. The cut is first placed by time (a word whose middle lies before
-        the committed end is old), then moved by up to three words to where the hypothesis repeats the longest
-        tail of the committed text (two words at least, unless the cut stays where time put it).
+        the committed end is old), then moved by up to three words (none starting 0.5 s after the committed end)
+        to where it repeats the longest committed tail (two words at least, unless the cut stays where time put it).
         """
         if not self._recent:
             return words
         done = self.committed_end
         by_time = sum(1 for w in words if (w.start + w.end) / 2 < done)
-        keys = [normalize(w.word) for w in words]
-        recent = [normalize(w.word) for w in self._recent]
+        reach = max(by_time, min(by_time + _SLACK_WORDS, sum(1 for w in words if w.start < done + _SKIP_MARGIN)))
+        keys, recent = [normalize(w.word) for w in words], [normalize(w.word) for w in self._recent]
         tail = recent[-_MAX_NGRAM:]
         best = (0, 0, by_time)  # (words of committed tail matched, -distance from the time cut, cut)
-        for cut in range(max(by_time - _SLACK_WORDS, 0), min(by_time + _SLACK_WORDS, len(words)) + 1):
+        for cut in range(max(by_time - _SLACK_WORDS, 0), reach + 1):
             for n in range(min(len(tail), cut), 0, -1):
                 if keys[cut - n : cut] == tail[-n:] and (n >= 2 or cut == by_time):
                     best = max(best, (n, -abs(cut - by_time), cut))
                     break
-        # the prompt read out again: the new words open with the committed text's last words, however late
-        reread = next(
-            (n for n in range(min(len(keys), len(recent)), _MIN_REPEAT - 1, -1) if keys[:n] == recent[-n:]), 0
-        )
+        # the prompt read out again: the new words open with the committed text's last words squeezed into a moment
+        # (said again at a speaking pace they were said again: "... greeting. Your temporary greeting has been")
+        n = next((n for n in range(min(len(keys), len(recent)), _MIN_REPEAT - 1, -1) if keys[:n] == recent[-n:]), 0)
+        reread = n if n and words[n - 1].end - words[0].start < _REREAD_WORD_SECONDS * n else 0
         return words[max(best[2], reread) :]
 
     def _agreed(self, new: list[Word], end: float) -> list[Word]:

@@ -298,8 +298,9 @@ def _print_invented(result) -> None:
     rows = result.rows
     if "nonspeech_seconds" not in rows.columns or not rows["nonspeech_seconds"].sum():
         return
-    words, minutes = int(rows["invented_words"].sum()), rows["nonspeech_seconds"].sum() / 60
-    print(f"invented words: {words} over {minutes:.1f} min of non-speech ({words / minutes:.2f} per minute)")
+    words, seconds = int(rows["invented_words"].sum()), float(rows["nonspeech_seconds"].sum())
+    span = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
+    print(f"invented words: {words} over {span} of non-speech ({words / (seconds / 60):.2f} per minute)")
     listed = invented_rows(rows, result.summary.group_columns)
     for row in listed.head(10).itertuples(index=False):
         print(f"  {row.id} [{row.noise}]: {row.invented_text}")

@@ -11,12 +11,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 SPELLING_MAP = Path(__file__).resolve().parent / "data" / "english_spelling.json"
 DEFAULT_NORMALIZER = "whisper-english"
+ELLIPSIS = re.compile(r"\.{2,}|\u2026")  # "...", "…": Whisper's English normalizer keeps one of their periods
+# as a word ("your..." -> "your ."), which scored as an inserted word; they are pauses, not words, so they become
+# spaces first (a decimal point, a single period, is left to the normalizer)
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,9 @@ def _whisper_english() -> Normalizer:
     from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
 
     mapping, digest = _spelling_map()
-    version = f"transformers-{_transformers_version()}+spelling-{digest}"
-    return Normalizer(DEFAULT_NORMALIZER, version, EnglishTextNormalizer(mapping))
+    version = f"transformers-{_transformers_version()}+spelling-{digest}+ellipsis-1"
+    english = EnglishTextNormalizer(mapping)
+    return Normalizer(DEFAULT_NORMALIZER, version, lambda text: english(ELLIPSIS.sub(" ", text)))
 
 
 def _whisper_basic() -> Normalizer:

@@ -87,6 +87,9 @@ NORMALIZER_CASES = [
     ("Dr. Who ain't here", "doctor who aint here"),
     ("twenty-first century", "21st century"),
     ("Café résumé naïve", "cafe resume naive"),
+    ("your...", "your"),  # Whisper's normalizer alone keeps a period of an ellipsis: "your ."
+    ("Wait… what", "wait what"),
+    ("It costs 3.50 dollars.", "it costs $3.50"),
 ]
 
 

@@ -260,7 +260,7 @@ def _gate(rows: pd.DataFrame, thresholds: Sequence[Threshold]) -> tuple[list[dic
 
 
 def _print_summary(result, out: Path) -> None:
-    from evaluation.report import display_table
+    from evaluation.report import display_table, overall_path, streaming_overall_text
 
     s = result.summary
     title = f"WER by {s.group_columns[0]} x noise" if s.pivot_text is not None else "WER by noise"
@@ -269,10 +269,12 @@ def _print_summary(result, out: Path) -> None:
     print(table.to_string())
     o = s.overall
     print(
-        f"overall WER {o.wer * 100:.2f}% (raw {o.raw_wer * 100:.2f}%), CER {o.cer * 100:.2f}%, {o.utterances} rows, "
-        f"{o.audio_seconds:.1f} s audio, {o.compute_seconds:.1f} s compute, rtfx {o.rtfx:.1f} (compute), "
-        f"rtfx {result.rtfx:.1f} (wall)"
+        f"overall WER{overall_path(s)} {o.wer * 100:.2f}% (raw {o.raw_wer * 100:.2f}%), CER {o.cer * 100:.2f}%, "
+        f"{o.utterances} rows, {o.audio_seconds:.1f} s audio, {o.compute_seconds:.1f} s compute, rtfx {o.rtfx:.1f} "
+        f"(compute), rtfx {result.rtfx:.1f} (wall)"
     )
+    if s.overall_streaming is not None:
+        print(streaming_overall_text(s).strip())
     if s.languages is not None:
         print(s.languages.text())
     if o.runaway:

@@ -18,7 +18,7 @@ import pandas as pd
 from evaluation.datasets import REFERENCE_LANGUAGE
 from evaluation.scoring import N_BOOTSTRAP, speaker_count
 from evaluation.store import RunSettings
-from evaluation.stream_tables import format_streaming, side_by_side, streaming_table
+from evaluation.stream_tables import STREAMING, format_streaming, side_by_side, streaming_table
 from evaluation.tables import Overall, format_cell, formatted_pivot, group_table, overall, pivot
 
 SYNTHETIC_NOTE = "The built-in set's accents are synthetic (espeak-ng voices), not recordings of real speakers."
@@ -37,6 +37,8 @@ class Summary:
     speaker_column: str | None  # "speaker" when every row names a speaker (the CIs then resample speakers)
     languages: Languages | None = None  # what language was detected per row (None: rows without the column)
     streaming: pd.DataFrame | None = field(default=None, repr=False)  # streaming figures by noise (x first group)
+    overall_mode: str | None = None  # the path ``overall`` pools when the rows say ("offline" or "streaming")
+    overall_streaming: Overall | None = None  # with both paths in a run: the streaming rows' own overall figures
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ def language_counts(rows: pd.DataFrame) -> Languages | None:
 def summarize(rows: pd.DataFrame, settings: RunSettings, *, n_boot: int = N_BOOTSTRAP) -> Summary:
     """Every table of a run from its per-utterance rows (scored rows only)."""
     streamed = streaming_table(rows, ["noise"], n_boot=n_boot, seed=settings.seed)
+    headline, mode, streaming_rows = _headline(rows)
     rows = side_by_side(rows)
     groups = tuple(g for g in settings.group_columns if g in rows.columns)
     speaker = "speaker" if speaker_count(rows) is not None else None
@@ -96,7 +99,7 @@ def summarize(rows: pd.DataFrame, settings: RunSettings, *, n_boot: int = N_BOOT
         tables[g] = table([g])
     by_pair = table([groups[0], "noise"]) if groups and len(rows) else None
     return Summary(
-        overall=overall(rows),
+        overall=overall(headline),
         groups=full,
         tables=tables,
         pivot=pivot(by_pair, groups[0]) if by_pair is not None else None,
@@ -105,7 +108,24 @@ def summarize(rows: pd.DataFrame, settings: RunSettings, *, n_boot: int = N_BOOT
         speaker_column=speaker,
         languages=language_counts(rows),
         streaming=streamed,
+        overall_mode=mode,
+        overall_streaming=overall(streaming_rows) if streaming_rows is not None else None,
     )
+
+
+def _headline(rows: pd.DataFrame) -> tuple[pd.DataFrame, str | None, pd.DataFrame | None]:
+    """The rows the overall figure pools, the path they took, and the streaming rows when both paths ran.
+
+    With ``--mode both`` every utterance is a row twice, once per path: pooling them would count it twice and
+    blend two transcripts into one number. The offline path heads the run; the streaming path gets its own line."""
+    if "mode" not in rows.columns or not len(rows):
+        return rows, None, None
+    streaming = rows["mode"].astype(str) == STREAMING
+    if streaming.all():
+        return rows, STREAMING, None
+    if streaming.any():
+        return rows[~streaming], "offline", rows[streaming]
+    return rows, "offline", None
 
 
 def _json_value(value: Any) -> Any:
@@ -124,6 +144,8 @@ def summary_json(summary: Summary, settings: RunSettings, extra: Mapping[str, An
     """What summary.json holds: overall figures, every group with its CI, the run's settings."""
     return {
         "overall": summary.overall.to_json(),
+        "overall_mode": summary.overall_mode,
+        "overall_streaming": summary.overall_streaming.to_json() if summary.overall_streaming else None,
         "groups": _records(summary.groups),
         "tables": {name: _records(t) for name, t in summary.tables.items()},
         "group_columns": list(summary.group_columns),
@@ -192,9 +214,10 @@ def summary_markdown(
         f"{', '.join(f'`{n}`' for n in settings.noise)}, seed {settings.seed}, normalizer "
         f"`{settings.normalizer}` ({settings.normalizer_version}).",
         "",
-        f"Overall WER {o.wer * 100:.2f}% (raw {o.raw_wer * 100:.2f}%), CER {o.cer * 100:.2f}%, {o.utterances} "
-        f"utterances, {o.ref_words} reference words, {o.audio_seconds:.1f} s of audio in {o.compute_seconds:.1f} s "
-        f"of compute (rtfx {o.rtfx:.1f}: audio seconds per compute second).",
+        f"Overall WER{overall_path(summary)} {o.wer * 100:.2f}% (raw {o.raw_wer * 100:.2f}%), CER {o.cer * 100:.2f}%, "
+        f"{o.utterances} utterances, {o.ref_words} reference words, {o.audio_seconds:.1f} s of audio in "
+        f"{o.compute_seconds:.1f} s of compute (rtfx {o.rtfx:.1f}: audio seconds per compute second)."
+        + streaming_overall_text(summary),
         "",
         "WER is pooled (all errors / all reference words) with a 95% bootstrap interval"
         + (" over speakers" if summary.speaker_column else " over utterances")
@@ -246,3 +269,20 @@ def write_outputs(
     paths["summary.json"].write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     paths["summary.md"].write_text(summary_markdown(summary, settings, run_id, skipped, rows), encoding="utf-8")
     return paths
+
+
+def overall_path(summary: Summary) -> str:
+    """ " (offline)" or " (streaming, committed text)" after "overall WER" when the run says which path it pooled."""
+    if summary.overall_mode == STREAMING:
+        return " (streaming, committed text)"
+    return " (offline)" if summary.overall_streaming is not None else ""
+
+
+def streaming_overall_text(summary: Summary) -> str:
+    """The streaming path's own overall line of a run that took both paths ("" otherwise)."""
+    s = summary.overall_streaming
+    if s is None:
+        return ""
+    return (
+        f" Streaming (committed text): WER {s.wer * 100:.2f}% (raw {s.raw_wer * 100:.2f}%), {s.utterances} utterances."
+    )

@@ -93,6 +93,17 @@ def test_both_modes_side_by_side_and_paired_delta(both):
     assert table.loc["clean", "words_committed"] == len(latencies) == part["hyp_words"].sum()
 
 
+def test_overall_figure_of_both_modes_is_the_offline_path_and_streaming_has_its_own(both):
+    """Pooling both paths' rows would count every utterance twice in one blended figure."""
+    result, _ = both
+    rows, summary = result.rows, result.summary
+    offline, streaming = rows[rows["mode"] == "offline"], rows[rows["mode"] == "streaming"]
+    assert summary.overall_mode == "offline" and summary.overall.utterances == len(offline) == 2 * LIMIT
+    assert summary.overall.wer == pytest.approx(offline["errors"].sum() / offline["ref_words"].sum())
+    assert summary.overall_streaming.utterances == len(streaming)
+    assert summary.overall_streaming.wer == pytest.approx(streaming["errors"].sum() / streaming["ref_words"].sum())
+
+
 def test_resume_keeps_offline_and_streaming_rows_apart(both):
     result, store = both
     again = run_validation(

@@ -26,7 +26,7 @@ from evaluation.compare import compare_runs
 from evaluation.datasets import RESULT_GROUPS
 from evaluation.noise import USAGE, NoiseError, parse_conditions
 from evaluation.replay import check_regenerated, row_alignment, utterance_audio
-from evaluation.report import SYNTHETIC_NOTE, markdown_table, write_outputs
+from evaluation.report import SYNTHETIC_NOTE, markdown_table, overall_path, streaming_overall_text, write_outputs
 from evaluation.runner import RunResult, load_result, run_validation
 from evaluation.sources import open_source
 from evaluation.store import RunNotFound, Store
@@ -207,10 +207,12 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
         f"**Run `{result.run_id}`** ({result.status}): `{esc(settings.model)}` on {esc(settings.backend)}, dataset "
         f"`{esc(settings.dataset)}`, noise {', '.join(f'`{esc(n)}`' for n in settings.noise)}, seed {settings.seed}, "
         f"normalizer `{esc(settings.normalizer)}`, executor `{esc(result.executor or settings.executor)}`.",
-        f"Overall WER **{_pct(o.wer)}** (raw {_pct(o.raw_wer)}), CER {_pct(o.cer)}, {o.utterances} utterances, "
-        f"{o.audio_seconds:.0f} s of audio; rtfx {result.rtfx:.1f} (audio seconds per second) in this run."
+        f"Overall WER{overall_path(summary)} **{_pct(o.wer)}** (raw {_pct(o.raw_wer)}), CER {_pct(o.cer)}, "
+        f"{o.utterances} utterances, {o.audio_seconds:.0f} s of audio; rtfx {result.rtfx:.1f} (audio seconds per "
+        "second) in this run." + streaming_overall_text(summary)
         if math.isfinite(result.rtfx)
-        else f"Overall WER **{_pct(o.wer)}** (raw {_pct(o.raw_wer)}), CER {_pct(o.cer)}, {o.utterances} utterances.",
+        else f"Overall WER{overall_path(summary)} **{_pct(o.wer)}** (raw {_pct(o.raw_wer)}), CER {_pct(o.cer)}, "
+        f"{o.utterances} utterances." + streaming_overall_text(summary),
         "`*` marks a cell with too few utterances or speakers to trust.",
     ]
     if summary.streaming is not None:

@@ -8,8 +8,8 @@ without pulling in the runner or the store.
 
 Group WER is pooled (all errors over all reference words), as jiwer does for a list and the Open ASR Leaderboard
 per dataset; averaging per-utterance WERs over-weights short utterances. Intervals are percentile bootstraps
-over *blocks*: speakers when every row of the set names one (utterances of one speaker are not independent),
-otherwise single utterances.
+over *blocks*: speakers when every row of the set names one and there are at least two (utterances of one
+speaker are not independent), otherwise single utterances.
 """
 
 from __future__ import annotations
@@ -226,15 +226,20 @@ def rows_wer(rows: pd.DataFrame) -> float:
 
 
 def block_keys(rows: pd.DataFrame) -> np.ndarray:
-    """The bootstrap block of each row: its speaker when *every* row names one, else its utterance.
+    """The bootstrap block of each row: its speaker when *every* row names one and there are at least
+    :data:`MIN_SPEAKERS` of them, else its utterance.
 
     ``all()`` rather than ``any()``: with one unnamed row, resampling by speaker would either drop that row or
     lump every unnamed row into one pseudo-speaker, and the interval would describe neither. A set that does not
     fully name speakers is resampled by utterance id (one utterance under several noise conditions is one block:
     same words, same voice), and the small-cell rule then counts utterances only. The same test decides both,
-    for the run summary and for the comparison alike.
+    for the run summary and for the comparison alike. A cell of one speaker (a one-voice dataset such as the
+    real-speech set, or one tester's session) is resampled by utterance too: resampling its single speaker
+    always redraws the same rows, a zero-width interval that looks certain and says nothing. By utterance it
+    gives the spread over this voice's utterances; the cell stays marked small (:func:`is_small`), since it
+    says nothing about other voices.
     """
-    if _names_speakers(rows):
+    if _speaker_blocks(rows):
         return rows[SPEAKER].astype(str).to_numpy()
     if UTTERANCE in rows.columns:
         return rows[UTTERANCE].astype(str).to_numpy()
@@ -243,6 +248,11 @@ def block_keys(rows: pd.DataFrame) -> np.ndarray:
 
 def _names_speakers(rows: pd.DataFrame) -> bool:
     return SPEAKER in rows.columns and len(rows) > 0 and bool(rows[SPEAKER].notna().all())
+
+
+def _speaker_blocks(rows: pd.DataFrame) -> bool:
+    """Whether the rows are resampled by speaker: every row names one, and there are enough speakers to draw."""
+    return _names_speakers(rows) and int(rows[SPEAKER].nunique()) >= MIN_SPEAKERS
 
 
 def speaker_count(rows: pd.DataFrame) -> int | None:
@@ -320,7 +330,7 @@ def paired_delta_interval(
     same = set(zip(*(a[k] for k in keys), strict=True)) == set(zip(*(b[k] for k in keys), strict=True))
     paired = same and len(a) > 0
     if paired:
-        shared = _names_speakers(a) and _names_speakers(b)
+        shared = _speaker_blocks(a) and _speaker_blocks(b)
         blocks_a = a[SPEAKER].astype(str).to_numpy() if shared else a[UTTERANCE].astype(str).to_numpy()
         blocks_b = b[SPEAKER].astype(str).to_numpy() if shared else b[UTTERANCE].astype(str).to_numpy()
         index = np.unique(np.concatenate([blocks_a, blocks_b]))

@@ -226,3 +226,13 @@ def test_repetition_loops_are_flagged():
     assert not is_runaway("")
     rows = _rows(PAIRS).assign(runaway=[True, False, False, False, False])
     assert overall(rows).runaway == 1 and group_table(rows, ["noise"]).loc[0, "runaway"] == 1
+
+
+def test_one_speaker_cell_is_resampled_by_utterance_not_frozen():
+    rng = np.random.default_rng(6)
+    errors = rng.integers(0, 5, size=30)
+    one_voice = _counts(errors, [10] * 30, ["a"] * 30)
+    ci = bootstrap_interval(one_voice, seed=2)
+    assert ci.high - ci.low > 0.02  # a speaker bootstrap of one speaker would give a zero-width interval
+    assert ci == bootstrap_interval(one_voice.drop(columns="speaker"), seed=2)
+    assert is_small(one_voice)  # still marked: it says nothing about other voices

@@ -6,7 +6,7 @@ probability below :data:`asr.results.LOGPROB_THRESHOLD`), decodes it again at ri
 first retry that passes, else the likeliest among those not too repetitive. Here the same rule runs per window,
 with one more: a retry that keeps fewer than half of the first decode's distinct words is never chosen (a prompt
 that really repeats itself is not replaced by a shorter garbled sample). Retries are decoded one window at a
-time, so they never depend on batch-mates: the transformers backend samples under a seed made from the run seed
+time, from the encoding of the first decode where the backend keeps it, so they never depend on batch-mates: the transformers backend samples under a seed made from the run seed
 and the window's audio; faster-whisper, whose sampler cannot be seeded per call, decodes each "temperature"
 greedily with a rising repetition penalty instead (see ``asr/backends/faster_whisper.py``).
 
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from asr.backends.base import Backend, WindowResult
+from asr.backends.base import Backend, EncodedWindows, WindowResult
 from asr.results import DecodeOptions, compression_ratio
 
 KEEP_WORDS = 0.5  # a retry must keep at least this share of the first decode's distinct words
@@ -43,20 +43,25 @@ def needs_retry(result: WindowResult, options: DecodeOptions) -> bool:
 
 
 def with_fallback(
-    backend: Backend, windows: Sequence[np.ndarray], options: DecodeOptions, results: Sequence[WindowResult]
+    backend: Backend, windows: Sequence[np.ndarray], options: DecodeOptions
 ) -> tuple[list[WindowResult], list[bool]]:
-    """``results`` with every window that needs it decoded again, and which windows were."""
-    out, retried = list(results), [False] * len(results)
-    for i, (audio, first) in enumerate(zip(windows, results)):
+    """``windows`` decoded in one batch, every window that needs it decoded again, and which windows were.
+
+    The windows are encoded once (:meth:`Backend.encode_windows`): each retry decodes from that encoding, and
+    gives exactly what decoding the window alone at that temperature would."""
+    encoded = backend.encode_windows(windows, options)
+    out = encoded.decode(options)
+    retried = [False] * len(out)
+    for i, first in enumerate(list(out)):
         if options.fallback_temperatures and needs_retry(first, options):
-            out[i], retried[i] = _retry(backend, audio, options, first), True
+            out[i], retried[i] = _retry(encoded, i, options, first), True
     return out, retried
 
 
-def _retry(backend: Backend, audio: np.ndarray, options: DecodeOptions, first: WindowResult) -> WindowResult:
+def _retry(encoded: EncodedWindows, index: int, options: DecodeOptions, first: WindowResult) -> WindowResult:
     tried = [first]
     for temperature in options.fallback_temperatures:
-        retry = backend.transcribe_windows([audio], options.replace(temperature=temperature, beam_size=1))[0]
+        retry = encoded.decode(options.replace(temperature=temperature, beam_size=1), [index])[0]
         tried.append(retry)
         if not needs_retry(retry, options) and _keeps_words(retry, first):
             return retry

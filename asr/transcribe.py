@@ -141,7 +141,7 @@ def _decode(backend: Backend, files: list[np.ndarray], windows: list[Window], op
     """One batched call, Whisper's fallback for the windows that need it, and every window whose words cover
     much less than its speech decoded again in halves (kept when the halves give more words)."""
     audio = [w.audio for w in windows]
-    results, retried = with_fallback(backend, audio, options, backend.transcribe_windows(audio, options))
+    results, retried = with_fallback(backend, audio, options)
     out = []
     for file, window, result, again in zip(files, windows, results, retried):
         segments = [_to_file_time(s, window) for s in result.segments]

@@ -99,3 +99,66 @@ def test_a_decoded_rest_is_joined_in_window_time():
     assert both.segments[1].words[0].start == 2.5
     assert both.avg_logprob == pytest.approx((-0.2 * 2 - 0.5) / 3)
     assert joined(first, WindowResult((), "en", -2.0, 0.9, "uh", silent=True), 2.0) == first
+
+
+def _with_white_noise(audio: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
+    noise = np.random.default_rng(seed).standard_normal(audio.size)
+    scale = np.sqrt(np.mean(audio**2) / np.mean(noise**2)) * 10 ** (-snr_db / 20)
+    return (audio + scale * noise).astype(np.float32)
+
+
+def test_a_retry_from_the_kept_encoding_is_the_window_decoded_alone(fw_backend, speech_wav):
+    """The fallback decodes retries from the first decode's encoding (a batch's rows): each must be, to the
+    bit, what decoding that window alone at that temperature gives (the path that encoded it every time)."""
+    from asr import compat
+    from asr.audio import SAMPLE_RATE, load_audio
+
+    speech = load_audio(speech_wav)
+    cut = 6 * SAMPLE_RATE
+    windows = [_with_white_noise(speech[:cut], 10, 0), _with_white_noise(speech[:cut], 5, 1)]
+    windows.append(_with_white_noise(speech[cut:], 5, 2))
+    options = DecodeOptions()
+    encoded = fw_backend.encode_windows(windows, options)
+    first = encoded.decode(options)
+    assert first == fw_backend.transcribe_windows(windows, options)
+    noisy = [i for i, r in enumerate(first) if needs_retry(r, options)]
+    assert noisy and len(noisy) < len(windows), [(r.text, r.avg_logprob) for r in first]
+    for i in noisy:
+        for temperature in options.fallback_temperatures:
+            hot = options.replace(temperature=temperature, beam_size=1)
+            again = encoded.decode(hot, [i])
+            assert again == fw_backend.transcribe_windows([windows[i]], hot), (i, temperature)
+            assert again[0].temperature == temperature and again[0].segments[0].words
+    # the premise: CTranslate2 encodes a window in a batch to the same bits as alone
+    whisper = fw_backend.whisper_model
+    feats = [compat.fw_pad_or_trim(whisper.feature_extractor(w)[..., :-1], 1000) for w in windows]
+    batch = np.asarray(compat.fw_encode(whisper, np.stack(feats)))
+    for i, f in enumerate(feats):
+        assert np.array_equal(np.asarray(compat.fw_encode(whisper, f[None]))[0], batch[i])
+
+
+def test_the_fallback_chooses_what_it_chose_when_each_retry_encoded_its_window(fw_backend, speech_wav):
+    """with_fallback over a batch equals the old path, written out here: the batch decoded, then each window
+    that needs it decoded alone at each temperature (encoding it every time) until one passes."""
+    from asr.audio import SAMPLE_RATE, load_audio
+    from asr.fallback import _keeps_words, with_fallback
+
+    speech = load_audio(speech_wav)
+    cut = 6 * SAMPLE_RATE
+    windows = [_with_white_noise(speech[:cut], 5, 1), _with_white_noise(speech[cut:], 10, 4), speech[:cut]]
+    options = DecodeOptions()
+    old = fw_backend.transcribe_windows(windows, options)
+    for i, first in enumerate(list(old)):
+        if needs_retry(first, options):
+            tried = [first]
+            for temperature in options.fallback_temperatures:
+                hot = options.replace(temperature=temperature, beam_size=1)
+                tried.append(fw_backend.transcribe_windows([windows[i]], hot)[0])
+                if not needs_retry(tried[-1], options) and _keeps_words(tried[-1], first):
+                    old[i] = tried[-1]
+                    break
+            else:
+                old[i] = best_of(tried, first, options)
+    results, retried = with_fallback(fw_backend, windows, options)
+    assert any(retried) and not all(retried)
+    assert results == old

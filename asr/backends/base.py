@@ -39,6 +39,33 @@ class BackendError(RuntimeError):
         super().__init__(" ".join(str(message).split()))
 
 
+class EncodedWindows(Protocol):
+    """Windows a backend has made ready to decode (features, encoder output, language), decoded once or again.
+
+    The temperature fallback decodes a window again at up to five temperatures; a backend that keeps its
+    encoding saves the features and the encoder on every retry (most of a retry's cost on CPU).
+    """
+
+    def decode(self, options: DecodeOptions, indices: Sequence[int] | None = None) -> list[WindowResult]:
+        """The windows at ``indices`` (default: all, in order) decoded under ``options``: exactly what
+        ``transcribe_windows`` of those windows alone under ``options`` gives, whatever was decoded before.
+        Only the decoding settings may differ from the options the windows were encoded under (temperature,
+        beam size), not the language, prompt or encoder padding."""
+        ...
+
+
+@dataclass(frozen=True)
+class DecodedAgain:
+    """:class:`EncodedWindows` for a backend that keeps nothing: every decode is a ``transcribe_windows`` call."""
+
+    backend: Backend
+    windows: Sequence[np.ndarray]
+
+    def decode(self, options: DecodeOptions, indices: Sequence[int] | None = None) -> list[WindowResult]:
+        chosen = range(len(self.windows)) if indices is None else indices
+        return self.backend.transcribe_windows([self.windows[i] for i in chosen], options)
+
+
 @runtime_checkable
 class Backend(Protocol):
     name: str  # "faster-whisper" or "transformers"
@@ -64,6 +91,12 @@ class Backend(Protocol):
         :func:`window_seed`, so its text depends on the run seed and its own audio, never on batch-mates.
         Implementations must be safe to call from several threads.
         """
+        ...
+
+    def encode_windows(self, windows: Sequence[np.ndarray], options: DecodeOptions) -> EncodedWindows:
+        """``windows`` (with ``options.initial_prompt``) made ready to decode, possibly several times; its
+        ``decode(options)`` equals ``transcribe_windows(windows, options)``. :class:`DecodedAgain` if the
+        backend keeps nothing between decodes."""
         ...
 
 

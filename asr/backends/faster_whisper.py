@@ -18,11 +18,12 @@ import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import ctranslate2
 import numpy as np
 
 from asr import compat
 from asr.audio import SAMPLE_RATE
-from asr.backends.base import BackendError, WindowResult, cpu_cores, pick_device
+from asr.backends.base import BackendError, EncodedWindows, WindowResult, cpu_cores, pick_device
 from asr.backends.seek import joined, seek_point
 from asr.models import ResolvedModel, cache_dir
 from asr.results import DecodeOptions, Segment, Word, split_sentences
@@ -86,27 +87,29 @@ class FasterWhisperBackend:
         prefixes = list(prefixes) if prefixes is not None else [None] * len(windows)
         if options.temperature > 0 and len(windows) > 1:  # a fallback retry: one window at a time
             return [self.transcribe_windows([w], options, [p], [f])[0] for w, p, f in zip(windows, prompts, prefixes)]
+        return self._encoded(windows, options, prompts).decode(options, prefixes=prefixes)
+
+    def encode_windows(self, windows: Sequence[np.ndarray], options: DecodeOptions) -> EncodedWindows:
+        """The windows' features, encoder outputs and languages, kept to decode them again without encoding."""
+        return self._encoded(windows, options, [options.initial_prompt] * len(windows))
+
+    def _encoded(self, windows: Sequence[np.ndarray], options: DecodeOptions, prompts: list[str | None]) -> _Encoded:
+        """Windows grouped by padded length and prompt length, each group encoded in one call (and split by
+        language); a window whose language was unclear on a short encoding is encoded again at 30 s."""
         feats = [self._whisper.feature_extractor(np.asarray(w, np.float32))[..., :-1] for w in windows]
         frames = [_encoder_frames(f, options.encoder_seconds) for f in feats]
         keys = [(n, self._prompt_length(p)) for n, p in zip(frames, prompts)]
-        results: list[WindowResult | None] = [None] * len(windows)
-        seeks: list[int | None] = [None] * len(windows)
+        groups: list[tuple[list[int], str, object]] = []
         pending = [(n, [i for i, key in enumerate(keys) if key == (n, k)]) for n, k in sorted(set(keys))]
-        unsure: list[int] = []  # windows whose language was unclear on a short encoding: decoded at 30 s next
+        unsure: list[int] = []  # windows whose language was unclear on a short encoding: encoded at 30 s next
         while pending:
             target, group = pending.pop(0)
-            for idx, language, encoded in self._encode(feats, group, target, options, unsure):
-                decoded = self._decode(
-                    encoded, [windows[i] for i in idx], language, [prompts[i] for i in idx],
-                    [prefixes[i] for i in idx], [feats[i].shape[-1] for i in idx], options,
-                )  # fmt: skip
-                for i, (result, seek) in zip(idx, decoded):
-                    results[i], seeks[i] = result, seek
+            groups += self._encode(feats, group, target, options, unsure)
             if not pending and unsure:  # by prompt length again, on Whisper's 30 s encoding (never deferred)
                 lengths = sorted({keys[i][1] for i in unsure})
                 pending = [(MEL_FRAMES, [i for i in unsure if keys[i][1] == k]) for k in lengths]
                 unsure = []
-        return self._seek_on(windows, options, prompts, results, seeks)  # type: ignore[arg-type]
+        return _Encoded(self, list(windows), prompts, [f.shape[-1] for f in feats], groups)
 
     def _seek_on(
         self,
@@ -246,6 +249,58 @@ class FasterWhisperBackend:
             n = len(g.sequences_ids[0])
             out.append((g.sequences_ids[0], float(g.scores[0]) * n / (n + 1), float(g.no_speech_prob)))
         return out
+
+
+class _Encoded:
+    """:class:`~asr.backends.base.EncodedWindows` of this backend: each group of windows encoded together, with
+    its language, decoded again from that encoding (a subset from its rows: CTranslate2 encodes a window in a
+    batch to the same bits as alone on the CPU, checked by tests/test_fallback.py, so a retry decoded from its
+    batch's encoding is the retry decoded alone; on a GPU a subset is encoded again, as before)."""
+
+    def __init__(self, backend: FasterWhisperBackend, windows, prompts, frames, groups) -> None:
+        self._backend, self._windows, self._prompts, self._frames = backend, windows, prompts, frames
+        self._groups: list[tuple[list[int], str, object]] = groups
+        self._kept: dict[tuple[int, ...], tuple[object, np.ndarray]] = {}  # subsets' encodings
+
+    def decode(
+        self,
+        options: DecodeOptions,
+        indices: Sequence[int] | None = None,
+        prefixes: Sequence[str | None] | None = None,
+    ) -> list[WindowResult]:
+        indices = list(range(len(self._windows))) if indices is None else list(indices)
+        prefixes = list(prefixes) if prefixes is not None else [None] * len(self._windows)
+        if options.temperature > 0 and len(indices) > 1:  # a fallback retry: one window at a time
+            return [r for i in indices for r in self.decode(options, [i], prefixes)]
+        results: dict[int, WindowResult] = {}
+        seeks: dict[int, int | None] = {}
+        for group, language, encoded in self._groups:
+            idx = [i for i in group if i in indices]
+            if idx and idx != group and self._backend.device != "cpu":  # no rows of a GPU encoding: encoded again
+                windows, prompts = [self._windows[i] for i in idx], [self._prompts[i] for i in idx]
+                again = self._backend.transcribe_windows(windows, options, prompts, [prefixes[i] for i in idx])
+                results.update(zip(idx, again))
+                seeks.update(dict.fromkeys(idx))
+            elif idx:
+                decoded = self._backend._decode(
+                    encoded if idx == group else self._rows(group, encoded, idx),
+                    [self._windows[i] for i in idx], language, [self._prompts[i] for i in idx],
+                    [prefixes[i] for i in idx], [self._frames[i] for i in idx], options,
+                )  # fmt: skip
+                for i, (result, seek) in zip(idx, decoded):
+                    results[i], seeks[i] = result, seek
+        return self._backend._seek_on(
+            [self._windows[i] for i in indices], options, [self._prompts[i] for i in indices],
+            [results[i] for i in indices], [seeks[i] for i in indices],
+        )  # fmt: skip
+
+    def _rows(self, group: list[int], encoded, idx: list[int]):
+        """The encoder output of some windows of a group: its rows (CPU), kept for the next temperature."""
+        key = tuple(idx)
+        if key not in self._kept:
+            array = np.ascontiguousarray(np.asarray(encoded)[[group.index(i) for i in idx]])
+            self._kept[key] = (ctranslate2.StorageView.from_array(array), array)  # the view shares the array
+        return self._kept[key][0]
 
 
 def _seeks(options: DecodeOptions, prefix: str | None) -> bool:

@@ -24,7 +24,7 @@ import numpy as np
 from asr import compat
 from asr.alignment import default_heads, jump_times, words_from_jumps
 from asr.audio import SAMPLE_RATE
-from asr.backends.base import BackendError, WindowResult, cpu_cores, pick_device, window_seed
+from asr.backends.base import BackendError, DecodedAgain, WindowResult, cpu_cores, pick_device, window_seed
 from asr.models import ResolvedModel
 from asr.results import DecodeOptions, Segment, Word, split_sentences
 
@@ -116,6 +116,10 @@ class TransformersBackend:
                 for i, result in zip(idx, self._results(encoded[idx], decoded, [windows[i] for i in idx], options)):
                     results[i] = result
         return results  # type: ignore[return-value]
+
+    def encode_windows(self, windows: Sequence[np.ndarray], options: DecodeOptions) -> DecodedAgain:
+        """Nothing kept yet: each fallback retry encodes its window again (it is sampled under its own seed)."""
+        return DecodedAgain(self, list(windows))
 
     def _sampled(self, window: np.ndarray, prompt: str | None, forced: str | None, options: DecodeOptions):
         """:data:`BEST_OF` samples of one window under its own seed (run seed + its audio); the likeliest wins."""

@@ -26,6 +26,34 @@ TARGET_RTFX = 20.0  # audio seconds per wall second, tiny.en on faster-whisper, 
 
 
 @dataclass(frozen=True)
+class ConditionFigures:
+    """Where the temperature fallback's retries fall. No time per condition: a batch's time is shared out over
+    its rows by their audio, and one batch can hold rows of two conditions."""
+
+    condition: str
+    rows: int
+    rows_retried: int  # rows with at least one window the fallback decoded again
+    windows_retried: int
+
+
+def per_condition(rows) -> tuple[ConditionFigures, ...]:
+    """The run's rows (results.csv's columns) summed per noise condition."""
+    retried = rows["windows_retried"].fillna(0).astype(int)
+    out = []
+    for condition in dict.fromkeys(rows["noise"]):
+        mine = rows["noise"] == condition
+        out.append(
+            ConditionFigures(
+                condition=str(condition),
+                rows=int(mine.sum()),
+                rows_retried=int((retried[mine] > 0).sum()),
+                windows_retried=int(retried[mine].sum()),
+            )
+        )
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class BenchResult:
     backend: str
     rows: int  # utterance x condition
@@ -35,6 +63,7 @@ class BenchResult:
     compute_seconds: float  # the engine's own model time
     load_seconds: float  # model loading and warm-up
     wer: float
+    conditions: tuple[ConditionFigures, ...] = ()  # per noise condition, in the sweep's order
 
     @property
     def rtfx(self) -> float:
@@ -72,6 +101,7 @@ def bench_backend(backend: str, model: str, noise: str, limit: int | None, devic
         compute_seconds=result.summary.overall.compute_seconds,
         load_seconds=load,
         wer=result.summary.overall.wer,
+        conditions=per_condition(result.rows),
     )
 
 
@@ -101,6 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{r.cpu_seconds:7.1f} {r.cpu_rtfx:11.1f} {r.load_seconds:7.1f} {r.wer * 100:5.1f}%",
             flush=True,
         )
+        for c in r.conditions:
+            print(
+                f"  {c.condition:12} {c.rows:4d} rows, {c.rows_retried:3d} with a retried window "
+                f"({c.windows_retried} windows)"
+            )
         if r.backend == "faster-whisper" and args.model == "whisper-tiny.en":
             verdict = "meets" if r.rtfx >= TARGET_RTFX else "misses"
             print(f"  target rtfx >= {TARGET_RTFX:.0f} (2 cores): {verdict} it on this machine now")

@@ -2,7 +2,8 @@
 
 Why: the backends reach inside faster-whisper (its word alignment, prompt builder, suppressed-token list and
 punctuation merging, none of which is public API), transformers (Whisper's private word grouping and the
-``GenerationMixin.generate`` bypass of Whisper's own ``generate``, the attention-implementation switch) and
+``GenerationMixin.generate`` bypass of Whisper's own ``generate``, the attention-implementation switch, the
+encoder's forward pass on fewer than 30 s of frames) and
 Silero's ONNX graph (its input names). Any of these can change in a minor release without notice. Each touch
 point is a function here; before first use, :func:`check` compares the package's version with the versions
 these touch points were written and tested against and confirms the objects still have the shape we use, and
@@ -177,10 +178,11 @@ def silero_speech_timestamps() -> tuple[Callable, type]:
 
 @functools.cache
 def transformers_parts() -> dict[str, Any]:
-    """Whisper's private word grouping, the plain ``GenerationMixin.generate`` and the attention switch."""
+    """Whisper's private word grouping, the plain ``GenerationMixin.generate``, the attention switch and the
+    encoder's parts (its forward pass refuses fewer than 3000 mel frames; :func:`hf_encode` runs them itself)."""
     check_version("transformers")
     from transformers import GenerationMixin, PreTrainedModel
-    from transformers.models.whisper import tokenization_whisper
+    from transformers.models.whisper import modeling_whisper, tokenization_whisper
 
     pkg = "transformers"
     return {
@@ -189,6 +191,9 @@ def transformers_parts() -> dict[str, Any]:
         ),
         "generate": require(GenerationMixin, "generate", ("generation_config", "logits_processor"), package=pkg),
         "set_attn": require(PreTrainedModel, "set_attn_implementation", package=pkg),
+        "encoder_layer": require(
+            modeling_whisper.WhisperEncoderLayer, "forward", ("hidden_states", "attention_mask"), package=pkg
+        ),
     }
 
 
@@ -204,6 +209,25 @@ def hf_generate(model, **kwargs):
     need, and it rebuilds its logits processors (slow on CPU) on every call.
     """
     return transformers_parts()["generate"](model, **kwargs)
+
+
+def hf_encode(encoder, features):
+    """Whisper's encoder on ``features`` (batch, mels, frames) of up to 3000 frames, as ``WhisperEncoder.forward``
+    computes it for 3000 (inference: no dropout): the first frames/2 positional embeddings are added, which is what
+    CTranslate2 does for a shorter input. ``WhisperEncoder.forward`` itself raises for fewer than 3000 frames."""
+    import torch
+
+    transformers_parts()
+    missing = [n for n in ("conv1", "conv2", "embed_positions", "layers", "layer_norm") if not hasattr(encoder, n)]
+    if missing:
+        raise CompatError(f"transformers {_installed('transformers')}: WhisperEncoder has no {', '.join(missing)}")
+    hidden = torch.nn.functional.gelu(encoder.conv1(features))
+    hidden = torch.nn.functional.gelu(encoder.conv2(hidden)).permute(0, 2, 1)
+    hidden = hidden + encoder.embed_positions.weight[: hidden.shape[1]]
+    for layer in encoder.layers:
+        hidden = layer(hidden, None)
+        hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+    return encoder.layer_norm(hidden)
 
 
 def hf_attn_implementation(model) -> str:

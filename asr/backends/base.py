@@ -127,6 +127,22 @@ def pick_device(device: str, library: str = "torch") -> str:
     return "cuda" if has_cuda else "cpu"
 
 
+MEL_FRAMES = 3000  # Whisper's 30 s of 10 ms mel frames
+MEL_FRAMES_PER_SECOND = MEL_FRAMES // 30
+
+
+def encoder_frames(frames: int, encoder_seconds: float) -> int:
+    """Mel frames to pad a window of ``frames`` to before encoding: Whisper's 3000 (30 s), or below
+    ``encoder_seconds`` < 30 the window plus 2 s, rounded up to a whole second and at least ``encoder_seconds``.
+    The encoder runs in proportionally less time; the 2 s of trailing silence and the floor keep tiny windows from
+    looping. Both backends pad the same way, so they encode a window alike."""
+    if encoder_seconds >= 30.0:
+        return MEL_FRAMES
+    per_second = MEL_FRAMES_PER_SECOND
+    needed = frames + 2 * per_second
+    return min(MEL_FRAMES, max(int(encoder_seconds * per_second), -(-needed // per_second) * per_second))
+
+
 def window_seed(seed: int, audio: np.ndarray, temperature: float) -> int:
     """The sampling seed of one window: from the run seed, the window's own samples and the temperature.
 

@@ -23,8 +23,16 @@ import numpy as np
 
 from asr import compat
 from asr.audio import SAMPLE_RATE
-from asr.backends.base import BackendError, EncodedWindows, WindowResult, cpu_cores, pick_device
-from asr.backends.seek import joined, seek_point
+from asr.backends.base import (
+    MEL_FRAMES,
+    BackendError,
+    EncodedWindows,
+    WindowResult,
+    cpu_cores,
+    encoder_frames,
+    pick_device,
+)
+from asr.backends.seek import applies, decode_rest, seek_point
 from asr.models import ResolvedModel, cache_dir
 from asr.results import DecodeOptions, Segment, Word, split_sentences
 
@@ -39,7 +47,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without the pack
 PREPEND_PUNCTUATION = "\"'“¿([{-"  # faster-whisper's defaults: punctuation merged into the next word
 APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"  # ... and into the previous word
 RETRY_NO_REPEAT_NGRAM = 3  # a fallback retry never repeats a 3-gram (see _retry_settings)
-MEL_FRAMES = 3000  # Whisper's 30 s of 10 ms mel frames
 LANGUAGE_SURE = 0.7  # a language detected with less probability on a window encoded shorter than 30 s is
 # detected again, and the window decoded, on Whisper's 30 s encoding (whisper-base, 60 es/fr/it/ru dev prompts:
 # 3 wrong languages, Russian heard as Ukrainian at 0.50 and 0.58, and 2 of them right at 30 s)
@@ -111,34 +118,6 @@ class FasterWhisperBackend:
                 unsure = []
         return _Encoded(self, list(windows), prompts, [f.shape[-1] for f in feats], groups)
 
-    def _seek_on(
-        self,
-        windows: Sequence[np.ndarray],
-        options: DecodeOptions,
-        prompts: list[str | None],
-        results: list[WindowResult],
-        seeks: list[int | None],
-    ) -> list[WindowResult]:
-        """Whisper's seek inside batched windows: every window whose timestamp-mode decode stopped before its
-        end (see :func:`asr.backends.seek.seek_point`) has the rest of its audio decoded, in one follow-up batch
-        (which seeks again where needed), and joined to what it had."""
-        todo = [i for i, s in enumerate(seeks) if s is not None]
-        if not todo:
-            return results
-        # the remainder keeps the window's own prompt: conditioning it on the text before the seek point, as
-        # Whisper's loop does, would give each remainder a prompt of its own length, which CTranslate2 cannot batch
-        # and the window's language (a remainder of a few seconds is no better place to detect it)
-        for language in sorted({results[i].language for i in todo}):
-            idx = [i for i in todo if results[i].language == language]
-            rest = self.transcribe_windows(
-                [np.asarray(windows[i])[seeks[i] :] for i in idx],
-                options.replace(language=language) if self.multilingual else options,
-                prompts=[prompts[i] for i in idx],
-            )
-            for i, r in zip(idx, rest):
-                results[i] = joined(results[i], r, seeks[i] / SAMPLE_RATE)  # type: ignore[operator]
-        return results
-
     def _prompt_length(self, prompt: str | None) -> int:
         """Tokens before ``<|startoftranscript|>``. CTranslate2 generates windows together only when that token
         sits at one position in all of them, so windows are grouped by it (streaming sessions with committed
@@ -206,7 +185,7 @@ class FasterWhisperBackend:
         ]
         generated = self._generate(encoded, starts, windows, options)
         cuts = [
-            seek_point(g[0], tokenizer.timestamp_begin, w.size) if _seeks(options, f) else (g[0], None)
+            seek_point(g[0], tokenizer.timestamp_begin, w.size) if applies(options, f) else (g[0], None)
             for g, w, f in zip(generated, windows, prefixes)
         ]
         # CTranslate2 returns the forced prefix as the start of each sequence, so text and words cover it
@@ -289,7 +268,10 @@ class _Encoded:
                 )  # fmt: skip
                 for i, (result, seek) in zip(idx, decoded):
                     results[i], seeks[i] = result, seek
-        return self._backend._seek_on(
+        # Whisper's seek inside batched windows: the rest of every window whose timestamp-mode decode stopped
+        # before its end (see asr.backends.seek.seek_point) is decoded in a follow-up batch and joined on
+        return decode_rest(
+            self._backend.transcribe_windows, self._backend.multilingual,
             [self._windows[i] for i in indices], options, [self._prompts[i] for i in indices],
             [results[i] for i in indices], [seeks[i] for i in indices],
         )  # fmt: skip
@@ -303,12 +285,6 @@ class _Encoded:
         return self._kept[key][0]
 
 
-def _seeks(options: DecodeOptions, prefix: str | None) -> bool:
-    """Whether Whisper's seek rule applies: timestamp mode, and no forced prefix (a streaming window's prefix
-    is text already committed; the policy, not the backend, decides what follows it)."""
-    return options.timestamp_tokens and not (prefix and prefix.strip())
-
-
 def _retry_settings(temperature: float) -> dict:
     """How a fallback "temperature" is decoded here: greedy with a repetition penalty that grows with it and no
     repeated 3-gram, rather than sampled. CTranslate2 seeds its sampler once per worker thread, at first use, so
@@ -320,14 +296,9 @@ def _retry_settings(temperature: float) -> dict:
 
 
 def _encoder_frames(features: np.ndarray, encoder_seconds: float) -> int:
-    """Mel frames to pad a window to: Whisper's 3000 (30 s), or below ``encoder_seconds`` < 30 the window plus
-    2 s, rounded up to a whole second and at least ``encoder_seconds``. CTranslate2 encodes fewer frames in
-    proportionally less time; the 2 s of trailing silence and the floor keep tiny windows from looping."""
-    if encoder_seconds >= 30.0:
-        return MEL_FRAMES
-    per_second = MEL_FRAMES // 30
-    needed = features.shape[-1] + 2 * per_second
-    return min(MEL_FRAMES, max(int(encoder_seconds * per_second), -(-needed // per_second) * per_second))
+    """Mel frames to pad a window to (:func:`asr.backends.base.encoder_frames`). CTranslate2 encodes fewer frames
+    in proportionally less time."""
+    return encoder_frames(features.shape[-1], encoder_seconds)
 
 
 def _timed_words(alignment: list[dict]) -> tuple[Word, ...]:

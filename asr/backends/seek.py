@@ -6,16 +6,19 @@ faster-whisper's ``generate_segments``) then *seeks* to the last complete timest
 A batched window has no loop, so the rest of its speech was lost (the 8-minute joined real-speech file lost
 whole sentences). Here the backend finds that point with :func:`seek_point`, decodes the window's remainder in a
 follow-up batch, and :func:`joined` puts the two results together. Pure functions of one window's tokens and
-results, so the outcome never depends on batch-mates.
+results, so the outcome never depends on batch-mates; :func:`decode_rest` runs the follow-up batch the same way
+for both backends.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+import numpy as np
 
 from asr.audio import SAMPLE_RATE
 from asr.backends.base import WindowResult
-from asr.results import Segment, Word
+from asr.results import DecodeOptions, Segment, Word
 
 TIME_PRECISION = 0.02  # seconds per Whisper timestamp token
 SEEK_MIN_SECONDS = 1.0  # a remainder shorter than this is not decoded again (the window's trailing VAD pad);
@@ -42,6 +45,42 @@ def seek_point(tokens: Sequence[int], timestamp_begin: int, samples: int) -> tup
     if seek <= 0 or samples - seek < SEEK_MIN_SECONDS * SAMPLE_RATE:
         return tokens, None
     return tokens[:last], seek
+
+
+def applies(options: DecodeOptions, prefix: str | None) -> bool:
+    """Whether Whisper's seek rule applies: timestamp mode, and no forced prefix (a streaming window's prefix
+    is text already committed; the policy, not the backend, decides what follows it)."""
+    return options.timestamp_tokens and not (prefix and prefix.strip())
+
+
+def decode_rest(
+    decode: Callable[..., list[WindowResult]],
+    multilingual: bool,
+    windows: Sequence[np.ndarray],
+    options: DecodeOptions,
+    prompts: Sequence[str | None],
+    results: list[WindowResult],
+    seeks: Sequence[int | None],
+) -> list[WindowResult]:
+    """``results`` with the rest of every window that has a seek point decoded and joined (see :func:`joined`).
+
+    ``decode`` is the backend's ``transcribe_windows``: the remainders are decoded in one follow-up batch per
+    language (which seeks again where needed), each in its window's language (a remainder of a few seconds is no
+    better place to detect it) and with its window's own prompt. Conditioning a remainder on the text before
+    the seek point, as Whisper's loop does, would give each one a prompt of its own length, which CTranslate2
+    cannot batch.
+    """
+    todo = [i for i, s in enumerate(seeks) if s is not None]
+    for language in sorted({results[i].language for i in todo}):
+        idx = [i for i in todo if results[i].language == language]
+        rest = decode(
+            [np.asarray(windows[i])[seeks[i] :] for i in idx],
+            options.replace(language=language) if multilingual else options,
+            prompts=[prompts[i] for i in idx],
+        )
+        for i, r in zip(idx, rest):
+            results[i] = joined(results[i], r, seeks[i] / SAMPLE_RATE)  # type: ignore[operator]
+    return results
 
 
 def joined(first: WindowResult, rest: WindowResult, offset: float) -> WindowResult:

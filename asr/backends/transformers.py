@@ -2,8 +2,11 @@
 
 The model, tokenizer and feature extractor are loaded exactly as the recipe does, through ``pipeline(...)``
 (for the bundled CTranslate2 models, from the Hugging Face folder that :mod:`asr.convert` makes once). The
-windows given in one call are then decoded together: one encoder pass and one batched ``generate`` without
-timestamp tokens (as faster-whisper's batched pipeline decodes). The pipeline object itself is not called,
+windows given in one call are then decoded together: one encoder pass and one batched ``generate``, in Whisper's
+timestamp mode unless ``DecodeOptions.timestamp_tokens`` is off (openai/whisper's timestamp rules, see
+:mod:`asr.backends.hf_rules`), and a window whose decode stopped at a timestamp before its end has the rest
+decoded in a follow-up batch (Whisper's seek rule, :mod:`asr.backends.seek`), exactly as the faster-whisper
+backend does. The text is the tokens without their timestamps. The pipeline object itself is not called,
 because it hides what word timestamps need: a second, teacher-forced decoder pass over the text gives each
 token's probability (softmax of the model's logits) and the cross-attention of the alignment heads, which
 dynamic time warping turns into word times, following openai/whisper's ``find_alignment``; segments are the
@@ -24,13 +27,24 @@ import numpy as np
 from asr import compat
 from asr.alignment import default_heads, jump_times, words_from_jumps
 from asr.audio import SAMPLE_RATE
-from asr.backends.base import BackendError, DecodedAgain, WindowResult, cpu_cores, pick_device, window_seed
+from asr.backends.base import (
+    MEL_FRAMES,
+    BackendError,
+    DecodedAgain,
+    WindowResult,
+    cpu_cores,
+    encoder_frames,
+    pick_device,
+    window_seed,
+)
+from asr.backends.hf_rules import Scores, Suppress, TimestampRules, token_mask, token_scores
+from asr.backends.seek import applies, decode_rest, seek_point
 from asr.models import ResolvedModel
 from asr.results import DecodeOptions, Segment, Word, split_sentences
 
 try:
     import torch
-    from transformers import LogitsProcessor, LogitsProcessorList, pipeline
+    from transformers import LogitsProcessorList, pipeline
     from transformers.modeling_outputs import BaseModelOutput
     from transformers.utils import logging as hf_logging
 except ImportError as exc:  # pragma: no cover - exercised only without the packages
@@ -48,8 +62,9 @@ class _Decoded:
     """One window's generated tokens, before they become segments."""
 
     prefix: list[int]  # start-of-transcript tokens (sot, language, task) used to decode it
-    tokens: list[int]  # generated text tokens, end-of-text dropped
+    tokens: list[int]  # the forced start and the generated text tokens (no timestamps, no end-of-text)
     language: str
+    seek: int | None = None  # where Whisper's seek rule says to decode on from (sample), None: consumed whole
 
 
 class TransformersBackend:
@@ -84,10 +99,10 @@ class TransformersBackend:
             config.decoder_layers, config.decoder_attention_heads
         )
         self._heads = [tuple(h) for h in heads]
-        self._suppress_always = _mask(gen.suppress_tokens, self._model.config.vocab_size, self.device)
-        self._suppress_at_begin = _mask(gen.begin_suppress_tokens, self._model.config.vocab_size, self.device)
+        self._suppress_always = token_mask(gen.suppress_tokens, self._model.config.vocab_size, self.device)
+        self._suppress_at_begin = token_mask(gen.begin_suppress_tokens, self._model.config.vocab_size, self.device)
         # transformers fills every None of a passed generation config from the model's own, so the settings
-        # replaced here are cleared on the model's config: suppression is done by _Suppress's precomputed masks,
+        # replaced here are cleared on the model's config: suppression is done by Suppress's precomputed masks,
         # and the start tokens (language, task, prompt) are given to generate directly
         gen.suppress_tokens = gen.begin_suppress_tokens = gen.forced_decoder_ids = None
         self._generation = copy.deepcopy(gen)
@@ -105,39 +120,68 @@ class TransformersBackend:
         prompts = list(prompts) if prompts is not None else [options.initial_prompt] * len(windows)
         prefixes = list(prefixes) if prefixes is not None else [None] * len(windows)
         if options.temperature > 0:  # sampled: one window at a time, each under its own seed
-            return [self._sampled(w, p, f, options) for w, p, f in zip(windows, prompts, prefixes)]
-        results: list[WindowResult | None] = [None] * len(windows)
-        with self._lock, torch.inference_mode():
-            encoded = self._model.model.encoder(self._input_features(windows)).last_hidden_state
-            languages = self._languages(encoded, options)
-            for (prompt, forced), idx in _group_by_prompt(list(zip(prompts, prefixes))).items():
-                seconds = max(windows[i].size for i in idx) / SAMPLE_RATE
-                decoded = self._generate(encoded[idx], [languages[i] for i in idx], prompt, forced, seconds, options)
-                for i, result in zip(idx, self._results(encoded[idx], decoded, [windows[i] for i in idx], options)):
-                    results[i] = result
-        return results  # type: ignore[return-value]
+            done = [self._sampled(w, p, f, options) for w, p, f in zip(windows, prompts, prefixes)]
+        else:
+            done = self._batched(windows, prompts, prefixes, options)
+        results, seeks = [r for r, _ in done], [s for _, s in done]
+        # Whisper's seek inside batched windows, as on the faster-whisper backend (asr.backends.seek)
+        return decode_rest(self.transcribe_windows, self.multilingual, windows, options, prompts, results, seeks)
 
     def encode_windows(self, windows: Sequence[np.ndarray], options: DecodeOptions) -> DecodedAgain:
         """Nothing kept yet: each fallback retry encodes its window again (it is sampled under its own seed)."""
         return DecodedAgain(self, list(windows))
 
-    def _sampled(self, window: np.ndarray, prompt: str | None, forced: str | None, options: DecodeOptions):
+    def _batched(
+        self, windows: Sequence[np.ndarray], prompts: list, prefixes: list, options: DecodeOptions
+    ) -> list[tuple[WindowResult, int | None]]:
+        """One encoder pass per padded length among the windows (see :meth:`_encode`), then one ``generate`` per
+        (prompt, forced start) among those."""
+        done: list[tuple[WindowResult, int | None] | None] = [None] * len(windows)
+        with self._lock, torch.inference_mode():
+            for group, encoded in self._encode(windows, options):
+                languages = self._languages(encoded, options)
+                keys = [(prompts[i], prefixes[i]) for i in group]
+                for (prompt, forced), rows in _group_by_prompt(keys).items():
+                    idx = [group[r] for r in rows]
+                    sizes = [windows[i].size for i in idx]
+                    langs = [languages[r] for r in rows]
+                    decoded = self._generate(encoded[rows], langs, prompt, forced, sizes, options)
+                    for i, pair in zip(idx, self._results(encoded[rows], decoded, [windows[i] for i in idx], options)):
+                        done[i] = pair
+        return done  # type: ignore[return-value]
+
+    def _sampled(
+        self, window: np.ndarray, prompt: str | None, forced: str | None, options: DecodeOptions
+    ) -> tuple[WindowResult, int | None]:
         """:data:`BEST_OF` samples of one window under its own seed (run seed + its audio); the likeliest wins."""
         with self._lock, torch.inference_mode():
             torch.manual_seed(window_seed(options.seed, window, options.temperature))
-            encoded = self._model.model.encoder(self._input_features([window])).last_hidden_state
+            [(_, encoded)] = self._encode([window], options)
             language = self._languages(encoded, options)[0]
-            seconds = window.size / SAMPLE_RATE
-            decoded = self._generate(encoded, [language], prompt, forced, seconds, options, samples=BEST_OF)
+            decoded = self._generate(encoded, [language], prompt, forced, [window.size], options, samples=BEST_OF)
             many = encoded.expand(len(decoded), -1, -1)
             results = self._results(many, decoded, [window] * len(decoded), options)
-        return max(results, key=lambda r: r.avg_logprob)
+        return max(results, key=lambda pair: pair[0].avg_logprob)
 
-    def _input_features(self, windows: Sequence[np.ndarray]) -> torch.Tensor:
-        feats = self._features(
-            [np.asarray(w, np.float32) for w in windows], sampling_rate=SAMPLE_RATE, return_tensors="pt"
-        ).input_features
-        return feats.to(self.device, self._model.dtype)
+    def _encode(self, windows: Sequence[np.ndarray], options: DecodeOptions) -> list[tuple[list[int], torch.Tensor]]:
+        """(windows, encoder output) per padded length, shortest first. Each window's log-mel is computed alone
+        and padded with zeros to :func:`asr.backends.base.encoder_frames` (its length plus 2 s, at least
+        ``options.encoder_seconds``), as the faster-whisper backend pads it: both backends then encode a window
+        alike, and a window's encoding never depends on its batch-mates. (The recipe's feature extractor pads
+        the audio to 30 s instead, which hears some words differently and encodes a short prompt 3x slower.)"""
+        feats = [
+            self._features(
+                np.asarray(w, np.float32), sampling_rate=SAMPLE_RATE, padding="longest", return_tensors="pt"
+            ).input_features[0, :, :MEL_FRAMES]
+            for w in windows
+        ]
+        frames = [encoder_frames(f.shape[-1], options.encoder_seconds) for f in feats]
+        out = []
+        for n in sorted(set(frames)):
+            group = [i for i, f in enumerate(frames) if f == n]
+            batch = torch.stack([torch.nn.functional.pad(feats[i], (0, n - feats[i].shape[-1])) for i in group])
+            out.append((group, compat.hf_encode(self._model.model.encoder, batch.to(self.device, self._model.dtype))))
+        return out
 
     def _languages(self, encoded: torch.Tensor, options: DecodeOptions) -> list[str]:
         """English-only models are always "en"; multilingual ones use the option or detect per window."""
@@ -155,18 +199,18 @@ class TransformersBackend:
         languages: list[str],
         prompt: str | None,
         forced: str | None,
-        seconds: float,
+        sizes: list[int],
         options: DecodeOptions,
         samples: int = 1,
     ) -> list[_Decoded]:
-        """One batched ``generate`` call from Whisper's start tokens, the prompt if any, <|notimestamps|> and the
-        forced start of the transcript if any (it is kept in the tokens, so it is scored and aligned too).
+        """One batched ``generate`` call from the prompt if any, Whisper's start tokens, <|notimestamps|> (or, in
+        timestamp mode, <|0.00|> before a forced start) and the forced start of the transcript if any (it is kept
+        in the tokens, so it is scored and aligned too). ``sizes``: each window's samples.
 
-        Windows are decoded without timestamp tokens, as faster-whisper's batched pipeline and the recipe's
-        pipeline do: on our test speech this is both faster and more accurate (timestamp mode dropped a whole
-        sentence of an 87 s file). Segment and word times come from the alignment instead.
-        ``GenerationMixin.generate`` is called rather than Whisper's ``generate`` (see
-        :func:`asr.compat.hf_generate`). ``samples`` > 1 returns that many samples of each window, in order.
+        In timestamp mode each row's decode is cut where Whisper's seek rule says (see :func:`_cut`); segment
+        and word times come from the alignment, not from the timestamps. ``GenerationMixin.generate`` is called
+        rather than Whisper's ``generate`` (see :func:`asr.compat.hf_generate`). ``samples`` > 1 returns that
+        many samples of each window, in order.
         """
         config = copy.deepcopy(self._generation)
         config.num_beams = options.beam_size
@@ -175,13 +219,18 @@ class TransformersBackend:
             config.num_return_sequences = samples
         prefixes = [self._prefix(language, options) for language in languages]
         text = self._forced(forced)
-        start = torch.tensor(
-            [self._prompt(prompt) + p + [self._no_timestamps] + text for p in prefixes], device=self.device
-        )
+        if not options.timestamp_tokens:
+            mode = [self._no_timestamps]
+        else:  # a forced start is an open segment from <|0.00|> (as faster-whisper's prompt has it)
+            mode = [self._no_timestamps + 1] if text else []
+        before = self._prompt(prompt)
+        start = torch.tensor([before + p + mode + text for p in prefixes], device=self.device)
         config.max_length = self._model.config.max_target_positions - 1  # room for <|endoftext|> when scoring
-        if (cap := options.max_new_tokens(seconds)) is not None:
+        if (cap := options.max_new_tokens(max(sizes) / SAMPLE_RATE)) is not None:
             config.max_length = min(config.max_length, start.shape[1] + cap)
-        suppress = _Suppress(self._suppress_always, self._suppress_at_begin, start.shape[1])
+        rules = [Suppress(self._suppress_always, self._suppress_at_begin, start.shape[1])]
+        if options.timestamp_tokens:
+            rules.append(TimestampRules(self._eot, self._no_timestamps, len(before) + len(prefixes[0])))
         sequences = compat.hf_generate(
             self._model,
             encoder_outputs=BaseModelOutput(last_hidden_state=encoded),
@@ -189,13 +238,23 @@ class TransformersBackend:
             # unused by Whisper once encoded; given so that transformers does not warn about padding
             attention_mask=torch.ones(encoded.shape[:2], dtype=torch.long, device=self.device),
             generation_config=config,
-            logits_processor=LogitsProcessorList([suppress]),
+            logits_processor=LogitsProcessorList(rules),
         )
-        per_row = [(p, lang) for p, lang in zip(prefixes, languages) for _ in range(len(sequences) // len(prefixes))]
-        return [
-            _Decoded(prefix, text + self._text(row), language)
-            for row, (prefix, language) in zip(sequences[:, start.shape[1] :].tolist(), per_row)
-        ]
+        per = len(sequences) // len(prefixes)
+        rows = [(p, lang, n) for p, lang, n in zip(prefixes, languages, sizes) for _ in range(per)]
+        out = []
+        for row, (prefix, language, n) in zip(sequences[:, start.shape[1] :].tolist(), rows):
+            kept, seek = self._cut(row, n, options, forced)
+            out.append(_Decoded(prefix, text + self._text(kept), language, seek))
+        return out
+
+    def _cut(self, row: list[int], samples: int, options: DecodeOptions, forced: str | None):
+        """A generated row up to its end-of-text, and where Whisper's seek rule says the window's decode stopped
+        (:func:`asr.backends.seek.seek_point`; None: the window was consumed whole)."""
+        row = row[: row.index(self._eot)] if self._eot in row else row
+        if not applies(options, forced):
+            return row, None
+        return seek_point(row, self._no_timestamps + 1, samples)
 
     def _forced(self, forced: str | None) -> list[int]:
         """Tokens of the forced transcript start, at most half the context (as faster-whisper's ``prefix``)."""
@@ -225,8 +284,12 @@ class TransformersBackend:
         decoded: list[_Decoded],
         windows: list[np.ndarray],
         options: DecodeOptions,
-    ) -> list[WindowResult]:
-        """Score the text with a teacher-forced pass, align words, and build each window's segments."""
+    ) -> list[tuple[WindowResult, int | None]]:
+        """Score the text with a teacher-forced pass, align words, and build each window's segments; with each,
+        where to decode on from (None for a window judged silent, as on the faster-whisper backend).
+
+        The pass is over the text without timestamps after <|notimestamps|>, whichever mode decoded it: that is
+        what openai/whisper's word alignment reads, and the mean log probability is the text's."""
         rows = [d.prefix + [self._no_timestamps] + d.tokens + [self._eot] for d in decoded]
         length = max(len(r) for r in rows)
         ids = torch.tensor([r + [self._eot] * (length - len(r)) for r in rows], device=self.device)
@@ -238,34 +301,28 @@ class TransformersBackend:
         results = []
         for b, (d, window) in enumerate(zip(decoded, windows)):
             n_prefix = len(d.prefix) + 1  # with <|notimestamps|>
-            stats = _scores(logits[b], n_prefix, rows[b][n_prefix:], self._eot, self._no_speech)
+            stats = token_scores(logits[b], n_prefix, rows[b][n_prefix:], self._eot, self._no_speech)
             jumps = None
             if options.word_timestamps and len(rows[b]) > n_prefix + 1:
                 attention = torch.stack([out.cross_attentions[la][b, h, : len(rows[b])] for la, h in self._heads])
                 jumps = jump_times(attention, len(d.prefix), window.size)
             text = self._tokenizer.decode(d.tokens).strip()
-            segments = self._segments(d, text, jumps, stats, window.size / SAMPLE_RATE)
+            segments = self._segments(d, text, jumps, stats, (d.seek or window.size) / SAMPLE_RATE)
             silent = (
                 stats.no_speech_prob > options.no_speech_threshold and stats.avg_logprob < options.logprob_threshold
             )
-            results.append(
-                WindowResult(
-                    () if silent else segments,
-                    d.language,
-                    stats.avg_logprob,
-                    stats.no_speech_prob,
-                    text,
-                    options.temperature,
-                    silent,
-                )
-            )
+            result = WindowResult(
+                () if silent else segments, d.language, stats.avg_logprob, stats.no_speech_prob, text,
+                options.temperature, silent,
+            )  # fmt: skip
+            results.append((result, None if silent else d.seek))
         return results
 
     def _text(self, tokens: list[int]) -> list[int]:
         return [t for t in tokens if t < self._eot]
 
     def _segments(
-        self, d: _Decoded, text: str, jumps: np.ndarray | None, stats: _Scores, duration: float
+        self, d: _Decoded, text: str, jumps: np.ndarray | None, stats: Scores, duration: float
     ) -> tuple[Segment, ...]:
         """With words, one segment per sentence, from its first to its last word; without, the whole window."""
         if not text:
@@ -299,51 +356,6 @@ class TransformersBackend:
             yield
         finally:
             compat.hf_set_attn_implementation(self._model, previous)
-
-
-class _Suppress(LogitsProcessor):
-    """Whisper's suppressed tokens (always, and blank/end-of-text as the first token), as precomputed masks.
-
-    transformers' own processors rebuild their masks with ``torch.isin`` over the whole vocabulary at every
-    decoding step, which on a busy CPU costs more than the tiny model's decoder step.
-    """
-
-    def __init__(self, always: torch.Tensor, at_begin: torch.Tensor, begin_index: int) -> None:
-        self.always, self.at_begin, self.begin_index = always, at_begin, begin_index
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        scores = scores.masked_fill(self.always[: scores.shape[-1]], -float("inf"))
-        if input_ids.shape[-1] == self.begin_index:
-            scores = scores.masked_fill(self.at_begin[: scores.shape[-1]], -float("inf"))
-        return scores
-
-
-def _mask(token_ids, vocab_size: int, device: str) -> torch.Tensor:
-    mask = torch.zeros(vocab_size, dtype=torch.bool)
-    ids = [int(t) for t in token_ids or () if 0 <= int(t) < vocab_size]
-    mask[ids] = True
-    return mask.to(device)
-
-
-@dataclass(frozen=True)
-class _Scores:
-    token_probs: np.ndarray  # probability of each text token (over ordinary tokens), in order
-    avg_logprob: float  # mean log probability of the text tokens and end-of-text
-    no_speech_prob: float  # probability of the no-speech token right after start-of-transcript
-
-
-def _scores(logits: torch.Tensor, n_prefix: int, targets: list[int], eot: int, no_speech: int | None) -> _Scores:
-    """Per-token model probabilities from the teacher-forced logits (row i predicts token i + 1)."""
-    predicted = logits[n_prefix - 1 : n_prefix - 1 + len(targets)]
-    target = torch.tensor(targets, device=logits.device)
-    logprobs = torch.log_softmax(predicted, -1).gather(1, target[:, None])[:, 0]
-    text = torch.softmax(predicted[:-1, :eot], -1).gather(1, target[:-1, None])[:, 0]
-    no_speech_prob = float(torch.softmax(logits[0], -1)[no_speech]) if no_speech is not None else 0.0
-    return _Scores(
-        token_probs=text.cpu().numpy(),
-        avg_logprob=float(logprobs.sum()) / len(targets),  # openai: sum / (text tokens + 1)
-        no_speech_prob=no_speech_prob,
-    )
 
 
 def _group_by_prompt(keys: list[tuple[str | None, str | None]]) -> dict[tuple[str | None, str | None], list[int]]:

@@ -12,7 +12,7 @@ from asr.audio import load_audio
 from asr.backends import BackendError, get_backend
 from asr.models import UnknownModelError, resolve
 from asr.results import DecodeOptions
-from asr.transcribe import transcribe
+from asr.transcribe import transcribe, transcribe_many
 from tests.conftest import HARVARD, check_invariants, wer
 
 
@@ -146,3 +146,95 @@ def test_sampled_retries_are_seeded_per_window(tf_backend, speech_wav):
     assert alone.text and alone.text == in_batch.text == tf_backend.transcribe_windows([a], hot)[0].text
     others = {tf_backend.transcribe_windows([a], hot.replace(seed=s))[0].text for s in (8, 9, 10)}
     assert others != {alone.text}, "other seeds should draw something else at temperature 1"
+
+
+# ---- Whisper's timestamp mode and seek rule on real speech (the faster-whisper backend's decoding) -------------
+
+
+@pytest.fixture(scope="module")
+def monkeys(tf_backend):
+    """30 s of the joined real-speech dev file whose timestamp-mode decode stops at a timestamp after "carried
+    away by monkeys", 3 s before the window's end; and its transcript decoded alone."""
+    from tests.test_real_speech import MONKEYS, _joined_file_clip
+
+    clip = _joined_file_clip(*MONKEYS)
+    return clip, transcribe(clip, backend=tf_backend)
+
+
+def test_a_window_that_stops_at_a_timestamp_has_its_rest_decoded(tf_backend, monkeys, monkeypatch):
+    import asr.backends.seek as seek
+
+    clip, result = monkeys
+    text = result.text.lower()
+    assert "carried away by monkeys" in text and "have eaten our phone system" in text, result.text
+    words = [w.word.strip(" .").lower() for w in result.words]
+    assert words[-2:] == ["phone", "system"] and result.words[-1].end > result.duration - 3.0
+    check_invariants(result)
+    monkeypatch.setattr(seek, "SEEK_MIN_SECONDS", 1e9)  # Whisper's seek off: the last sentence is lost
+    assert "phone system" not in transcribe(clip, backend=tf_backend).text.lower()
+
+
+def test_real_prompts_alone_and_in_a_batch_give_the_same_transcript(tf_backend, monkeys):
+    """Text and word times byte-identical; word probabilities only to 1e-4: torch's CPU matrix products round a
+    row differently with the number of rows beside it (a decoder step of one window against several), which the
+    encoder's (500+ rows a window) does not show. CTranslate2 gives the same bits (tests/test_real_speech.py)."""
+    from tests.test_real_speech import JOINED, PIN, _prompt
+
+    clip, alone = monkeys
+    pin = _prompt(PIN)[0]
+    pin_alone = transcribe(pin, backend=tf_backend)
+    assert pin_alone.text.lower().startswith("please enter the conference"), pin_alone.text
+    batch = transcribe_many([_prompt(JOINED[0])[0], clip, pin, _prompt(JOINED[1])[0]], backend=tf_backend)
+    for one, batched in ((alone, batch[1]), (pin_alone, batch[2])):
+        assert batched.text == one.text
+        assert [(w.word, w.start, w.end) for w in batched.words] == [(w.word, w.start, w.end) for w in one.words]
+        assert np.allclose([w.probability for w in batched.words], [w.probability for w in one.words], atol=1e-4)
+
+
+def test_the_25_second_prompt_comes_out_whole(tf_backend):
+    from tests.test_real_speech import LONG, _prompt
+
+    audio, text = _prompt(LONG)
+    result = transcribe(audio, backend=tf_backend)
+    assert wer(text, result.text) <= 0.15 and "operator" in result.text.lower(), result.text
+    check_invariants(result)
+
+
+def test_timestamp_rules_follow_whisper():
+    """openai/whisper's rules on hand-made scores: a timestamp first (at most 1 s), timestamps in pairs, never
+    decreasing, and a timestamp where the timestamps together are likelier than any text token."""
+    import torch
+
+    from asr.backends.hf_rules import MAX_INITIAL_TIMESTAMP_INDEX, TimestampRules
+
+    eot, no_ts = 10, 20  # text 0..9, end-of-text 10, specials 11..20 (suppressed), timestamps 21..29 (<|0.00|> 21)
+    rules = TimestampRules(eot, no_ts, begin_index=1)
+
+    def allowed(ids: list[int], likely: int | None = None) -> list[int]:
+        scores = torch.zeros(1, 30)
+        scores[0, 11:21] = -float("inf")  # as Suppress leaves them
+        if likely is not None:
+            scores[0, likely] = 10.0
+        return torch.isfinite(rules(torch.tensor([ids]), scores))[0].nonzero()[:, 0].tolist()
+
+    assert allowed([1]) == list(range(21, 30))[: MAX_INITIAL_TIMESTAMP_INDEX + 1]  # a timestamp first
+    assert allowed([1, 22], likely=3) == list(range(0, 11))  # a segment's start: text (or the end)
+    assert allowed([1, 22, 3], likely=3) == [*range(0, 11), *range(23, 30)]  # text, or a later timestamp ...
+    assert allowed([1, 22, 3]) == list(range(23, 30))  # ... only a timestamp when those are likelier together
+    assert allowed([1, 22, 3, 25], likely=eot) == [eot, *range(25, 30)]  # a segment's end: the end, or the next
+    assert allowed([1, 22, 3, 25, 25], likely=3) == list(range(0, 11))  # two timestamps: text again
+
+
+def test_the_encoder_runs_on_fewer_than_30_seconds_as_on_30(tf_backend):
+    """asr.compat.hf_encode (the encoder forward without its 3000-frame check) gives the library's own output at
+    3000 frames, and on fewer frames as many positions as half the frames."""
+    import torch
+
+    from asr import compat
+
+    encoder = tf_backend._model.model.encoder
+    features = torch.randn(1, 80, 3000, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        theirs = encoder(features).last_hidden_state
+        assert torch.allclose(compat.hf_encode(encoder, features), theirs, atol=1e-5)
+        assert compat.hf_encode(encoder, features[..., :1000]).shape == (1, 500, theirs.shape[-1])

@@ -52,9 +52,9 @@ class DecodeOptions:
     # text compressing better than compression_ratio_threshold is a loop: decoded again hotter (None: never)
     compression_ratio_threshold: float | None = COMPRESSION_RATIO_THRESHOLD
     fallback_temperatures: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0)  # Whisper's schedule for those retries
-    timestamp_tokens: bool = True  # Whisper's timestamp mode (faster-whisper only), with its seek rule: a window
-    # whose decode ends at a timestamp before its end has the rest decoded (asr/backends/seek.py). On the
-    # real-speech dev set 4.6% WER against 5.1% with <|notimestamps|>. Words and segments come from the alignment.
+    timestamp_tokens: bool = True  # Whisper's timestamp mode (both backends), with its seek rule: a window whose
+    # decode ends at a timestamp before its end has the rest decoded (asr/backends/seek.py). On the real-speech dev
+    # set 4.6% WER against 5.1% with <|notimestamps|> (faster-whisper). Words and segments come from the alignment.
     seed: int = 0  # run seed: a sampled retry of a window is seeded from it and the window's own audio
     max_tokens_per_second: float | None = None  # cap on generated tokens: this many per second of the window's
     # audio, plus 16 (None: Whisper's 448-token context). A looping window then stops after a few dozen tokens
@@ -62,7 +62,7 @@ class DecodeOptions:
     encoder_seconds: float = 10.0  # least audio the encoder sees per window. Whisper pads every window to 30 s;
     # here a batch is padded to its longest window plus 2 s, and to at least this. Short clips encode 3x faster
     # with the same WER on the built-in set (35.3% both ways; noisy sets no worse), long files are unchanged
-    # (their windows are ~30 s). 30 restores Whisper's padding. faster-whisper only: transformers pads to 30 s.
+    # (their windows are ~30 s). 30 restores Whisper's padding. Both backends pad alike (asr.backends.base).
     # Full-context transcription raises it to 15 on multilingual models (asr.transcribe.MULTILINGUAL_ENCODER_SECONDS).
 
     def validate(self) -> DecodeOptions:

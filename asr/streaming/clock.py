@@ -39,10 +39,9 @@ class WindowWork:
 
 
 def encoded_seconds(seconds: float, options: DecodeOptions, backend: str) -> float:
-    """Audio the encoder sees for a window: faster-whisper pads to the window plus 2 s rounded up to a whole
-    second, at least ``encoder_seconds`` (``asr.backends.faster_whisper._encoder_frames``); transformers always
-    pads to Whisper's 30 s."""
-    if backend != "faster-whisper" or options.encoder_seconds >= WHISPER_SECONDS:
+    """Audio the encoder sees for a window: both backends pad to the window plus 2 s rounded up to a whole
+    second, at least ``encoder_seconds`` (``asr.backends.base.encoder_frames``). ``backend`` is kept for callers."""
+    if options.encoder_seconds >= WHISPER_SECONDS:
         return WHISPER_SECONDS
     return min(WHISPER_SECONDS, max(float(int(options.encoder_seconds)), float(math.ceil(seconds + 2.0))))
 

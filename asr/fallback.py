@@ -5,10 +5,11 @@ too repetitive (compression ratio above :data:`asr.results.COMPRESSION_RATIO_THR
 probability below :data:`asr.results.LOGPROB_THRESHOLD`), decodes it again at rising temperatures, keeping the
 first retry that passes, else the likeliest among those not too repetitive. Here the same rule runs per window,
 with one more: a retry that keeps fewer than half of the first decode's distinct words is never chosen (a prompt
-that really repeats itself is not replaced by a shorter garbled sample). Retries are decoded one window at a
-time, from the encoding of the first decode where the backend keeps it, so they never depend on batch-mates: the transformers backend samples under a seed made from the run seed
-and the window's audio; faster-whisper, whose sampler cannot be seeded per call, decodes each "temperature"
-greedily with a rising repetition penalty instead (see ``asr/backends/faster_whisper.py``).
+that really repeats itself is not replaced by a shorter garbled sample). Retries are decoded from the encoding of
+the first decode where the backend keeps it, and never depend on batch-mates: the transformers backend samples
+each window alone under a seed made from the run seed and the window's audio; faster-whisper, whose sampler
+cannot be seeded per call, decodes each "temperature" greedily with a rising repetition penalty instead (see
+``asr/backends/faster_whisper.py``), which gives a window the same tokens alone or beside others.
 
 A window can also end early: the decoder emits end-of-text after the first sentence of a 25 s window and the
 rest is silently lost. :func:`undercovered` notices when the decoded words cover much less of the window than
@@ -47,25 +48,36 @@ def with_fallback(
 ) -> tuple[list[WindowResult], list[bool]]:
     """``windows`` decoded in one batch, every window that needs it decoded again, and which windows were.
 
-    The windows are encoded once (:meth:`Backend.encode_windows`): each retry decodes from that encoding, and
-    gives exactly what decoding the window alone at that temperature would."""
+    The windows are encoded once (:meth:`Backend.encode_windows`) and every retry decodes from that encoding:
+    at each temperature the windows still failing are decoded in one call, without words (the rules read only
+    text and probabilities), and only the retry each window keeps is decoded again with its words."""
     encoded = backend.encode_windows(windows, options)
-    out = encoded.decode(options)
-    retried = [False] * len(out)
-    for i, first in enumerate(list(out)):
-        if options.fallback_temperatures and needs_retry(first, options):
-            out[i], retried[i] = _retry(encoded, i, options, first), True
-    return out, retried
-
-
-def _retry(encoded: EncodedWindows, index: int, options: DecodeOptions, first: WindowResult) -> WindowResult:
-    tried = [first]
+    first = encoded.decode(options)
+    pending = [i for i, r in enumerate(first) if options.fallback_temperatures and needs_retry(r, options)]
+    tried = {i: [first[i]] for i in pending}
+    passed: dict[int, WindowResult] = {}
     for temperature in options.fallback_temperatures:
-        retry = encoded.decode(options.replace(temperature=temperature, beam_size=1), [index])[0]
-        tried.append(retry)
-        if not needs_retry(retry, options) and _keeps_words(retry, first):
-            return retry
-    return best_of(tried, first, options)
+        if not pending:
+            break
+        hot = options.replace(temperature=temperature, beam_size=1)
+        for i, retry in zip(pending, encoded.decode(hot, pending, words=False)):
+            tried[i].append(retry)
+            if not needs_retry(retry, options) and _keeps_words(retry, first[i]):
+                passed[i] = retry
+        pending = [i for i in pending if i not in passed]
+    out = list(first)
+    for i, results in tried.items():
+        kept = passed[i] if i in passed else best_of(results, first[i], options)
+        out[i] = _with_words(encoded, i, options, kept, first[i])
+    return out, [i in tried for i in range(len(out))]
+
+
+def _with_words(
+    encoded: EncodedWindows, index: int, options: DecodeOptions, chosen: WindowResult, first: WindowResult
+) -> WindowResult:
+    if chosen is first or not options.word_timestamps:  # the first decode has its words; or none are wanted
+        return chosen
+    return encoded.decode(options.replace(temperature=chosen.temperature, beam_size=1), [index])[0]
 
 
 def best_of(tried: Sequence[WindowResult], first: WindowResult, options: DecodeOptions) -> WindowResult:

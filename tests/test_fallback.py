@@ -108,8 +108,9 @@ def _with_white_noise(audio: np.ndarray, snr_db: float, seed: int) -> np.ndarray
 
 
 def test_a_retry_from_the_kept_encoding_is_the_window_decoded_alone(fw_backend, speech_wav):
-    """The fallback decodes retries from the first decode's encoding (a batch's rows): each must be, to the
-    bit, what decoding that window alone at that temperature gives (the path that encoded it every time)."""
+    """The fallback decodes retries from the first decode's encoding, the windows still failing together: each
+    must be, to the bit, what decoding that window alone at that temperature gives (the path that encoded it
+    every time)."""
     from asr import compat
     from asr.audio import SAMPLE_RATE, load_audio
 
@@ -123,12 +124,19 @@ def test_a_retry_from_the_kept_encoding_is_the_window_decoded_alone(fw_backend, 
     assert first == fw_backend.transcribe_windows(windows, options)
     noisy = [i for i, r in enumerate(first) if needs_retry(r, options)]
     assert noisy and len(noisy) < len(windows), [(r.text, r.avg_logprob) for r in first]
-    for i in noisy:
-        for temperature in options.fallback_temperatures:
-            hot = options.replace(temperature=temperature, beam_size=1)
-            again = encoded.decode(hot, [i])
+    for temperature in options.fallback_temperatures:
+        hot = options.replace(temperature=temperature, beam_size=1)
+        together = encoded.decode(hot, range(len(windows)), words=False)  # as the fallback's rules read them
+        for i in noisy:
+            again = encoded.decode(hot, [i])  # the words of the generation made beside the other windows
             assert again == fw_backend.transcribe_windows([windows[i]], hot), (i, temperature)
             assert again[0].temperature == temperature and again[0].segments[0].words
+            quick = together[i]
+            assert (quick.text, quick.avg_logprob, quick.silent) == (
+                again[0].text,
+                again[0].avg_logprob,
+                again[0].silent,
+            )
     # the premise: CTranslate2 encodes a window in a batch to the same bits as alone
     whisper = fw_backend.whisper_model
     feats = [compat.fw_pad_or_trim(whisper.feature_extractor(w)[..., :-1], 1000) for w in windows]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -46,24 +46,37 @@ class EncodedWindows(Protocol):
     encoding saves the features and the encoder on every retry (most of a retry's cost on CPU).
     """
 
-    def decode(self, options: DecodeOptions, indices: Sequence[int] | None = None) -> list[WindowResult]:
+    def decode(
+        self, options: DecodeOptions, indices: Sequence[int] | None = None, words: bool = True
+    ) -> list[WindowResult]:
         """The windows at ``indices`` (default: all, in order) decoded under ``options``: exactly what
         ``transcribe_windows`` of those windows alone under ``options`` gives, whatever was decoded before.
         Only the decoding settings may differ from the options the windows were encoded under (temperature,
-        beam size), not the language, prompt or encoder padding."""
+        beam size), not the language, prompt or encoder padding. ``words=False``: only the text, probabilities
+        and silence are needed (the fallback's rules); words may be left out, and a decode of the same
+        windows and options with words then gives the same text with its words."""
         ...
 
 
 @dataclass(frozen=True)
 class DecodedAgain:
-    """:class:`EncodedWindows` for a backend that keeps nothing: every decode is a ``transcribe_windows`` call."""
+    """:class:`EncodedWindows` for a backend that keeps no encoding: each decode is a ``transcribe_windows``
+    call (its words always included), remembered, so that asking again for the same window and options (the
+    fallback asks for the retry it keeps, with words) costs nothing."""
 
     backend: Backend
     windows: Sequence[np.ndarray]
+    _done: dict = field(default_factory=dict, repr=False, compare=False)  # (index, options) -> result
 
-    def decode(self, options: DecodeOptions, indices: Sequence[int] | None = None) -> list[WindowResult]:
-        chosen = range(len(self.windows)) if indices is None else indices
-        return self.backend.transcribe_windows([self.windows[i] for i in chosen], options)
+    def decode(
+        self, options: DecodeOptions, indices: Sequence[int] | None = None, words: bool = True
+    ) -> list[WindowResult]:
+        chosen = list(range(len(self.windows))) if indices is None else list(indices)
+        todo = [i for i in chosen if (i, options) not in self._done]
+        if todo:
+            decoded = self.backend.transcribe_windows([self.windows[i] for i in todo], options)
+            self._done.update({(i, options): r for i, r in zip(todo, decoded)})
+        return [self._done[(i, options)] for i in chosen]
 
 
 @runtime_checkable

@@ -5,8 +5,9 @@ models, no language forced), and the windows of one language are generated toget
 with its own prompt and forced prefix (which lets the streaming scheduler batch windows of several sessions).
 Words are then aligned by the model's cross-attention (faster-whisper's ``find_alignment``). Nothing a window
 gets depends on its batch-mates: batches are grouped by padded length and language, word timing is computed
-per window, and fallback retries are decoded one window at a time, without sampling (see ``_retry_settings``:
-CTranslate2's sampler cannot be seeded per call). Windows decode in Whisper's timestamp mode, and a window
+per window, and fallback retries are greedy, not sampled (see ``_retry_settings``: CTranslate2's sampler cannot
+be seeded per call), so a retry's tokens are the same alone or beside other windows; the fallback decodes them
+from the batch's kept encoder output (:mod:`asr.backends.encodings`). Windows decode in Whisper's timestamp mode, and a window
 whose decode stopped at a timestamp before its end has the rest decoded in a follow-up batch, as Whisper's own
 loop seeks on (:mod:`asr.backends.seek`).
 The faster-whisper internals used live in :mod:`asr.compat`.
@@ -18,7 +19,6 @@ import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import ctranslate2
 import numpy as np
 
 from asr import compat
@@ -32,7 +32,8 @@ from asr.backends.base import (
     encoder_frames,
     pick_device,
 )
-from asr.backends.seek import applies, decode_rest, seek_point
+from asr.backends.encodings import Encoded
+from asr.backends.seek import applies, seek_point
 from asr.models import ResolvedModel, cache_dir
 from asr.results import DecodeOptions, Segment, Word, split_sentences
 
@@ -100,7 +101,7 @@ class FasterWhisperBackend:
         """The windows' features, encoder outputs and languages, kept to decode them again without encoding."""
         return self._encoded(windows, options, [options.initial_prompt] * len(windows))
 
-    def _encoded(self, windows: Sequence[np.ndarray], options: DecodeOptions, prompts: list[str | None]) -> _Encoded:
+    def _encoded(self, windows: Sequence[np.ndarray], options: DecodeOptions, prompts: list[str | None]) -> Encoded:
         """Windows grouped by padded length and prompt length, each group encoded in one call (and split by
         language); a window whose language was unclear on a short encoding is encoded again at 30 s."""
         feats = [self._whisper.feature_extractor(np.asarray(w, np.float32))[..., :-1] for w in windows]
@@ -116,7 +117,7 @@ class FasterWhisperBackend:
                 lengths = sorted({keys[i][1] for i in unsure})
                 pending = [(MEL_FRAMES, [i for i in unsure if keys[i][1] == k]) for k in lengths]
                 unsure = []
-        return _Encoded(self, list(windows), prompts, [f.shape[-1] for f in feats], groups)
+        return Encoded(self, list(windows), prompts, [f.shape[-1] for f in feats], groups)
 
     def _prompt_length(self, prompt: str | None) -> int:
         """Tokens before ``<|startoftranscript|>``. CTranslate2 generates windows together only when that token
@@ -170,8 +171,10 @@ class FasterWhisperBackend:
         prefixes: list[str | None],
         frames: list[int],
         options: DecodeOptions,
-    ) -> list[tuple[WindowResult, int | None]]:
-        """Each window's result, and where its decode stopped when Whisper's rule says to decode on from there."""
+        generated: list[tuple[list[int], float, float]] | None = None,
+    ) -> tuple[list[tuple[WindowResult, int | None]], list[tuple[list[int], float, float]]]:
+        """Each window's result, and where its decode stopped when Whisper's rule says to decode on from there;
+        and the generation it came from (given ``generated``, an earlier one of these windows, it is not redone)."""
         tokenizer = Tokenizer(self._whisper.hf_tokenizer, self.multilingual, task=options.task, language=language)
         starts = [
             compat.fw_prompt(
@@ -183,7 +186,7 @@ class FasterWhisperBackend:
             )
             for p, f in zip(prompts, prefixes)
         ]
-        generated = self._generate(encoded, starts, windows, options)
+        generated = generated or self._generate(encoded, starts, windows, options)
         cuts = [
             seek_point(g[0], tokenizer.timestamp_begin, w.size) if applies(options, f) else (g[0], None)
             for g, w, f in zip(generated, windows, prefixes)
@@ -201,7 +204,7 @@ class FasterWhisperBackend:
             seconds = (seek or window.size) / SAMPLE_RATE  # what the kept tokens cover
             segments = () if silent else _segments(text, ws, seconds, avg_logprob, no_speech)
             results.append(WindowResult(segments, language, avg_logprob, no_speech, text, options.temperature, silent))
-        return [(r, None if r.silent else seek) for r, (_, seek) in zip(results, cuts)]
+        return [(r, None if r.silent else seek) for r, (_, seek) in zip(results, cuts)], generated
 
     def _generate(
         self, encoded, starts: list[list[int]], windows: list[np.ndarray], options: DecodeOptions
@@ -228,61 +231,6 @@ class FasterWhisperBackend:
             n = len(g.sequences_ids[0])
             out.append((g.sequences_ids[0], float(g.scores[0]) * n / (n + 1), float(g.no_speech_prob)))
         return out
-
-
-class _Encoded:
-    """:class:`~asr.backends.base.EncodedWindows` of this backend: each group of windows encoded together, with
-    its language, decoded again from that encoding (a subset from its rows: CTranslate2 encodes a window in a
-    batch to the same bits as alone on the CPU, checked by tests/test_fallback.py, so a retry decoded from its
-    batch's encoding is the retry decoded alone; on a GPU a subset is encoded again, as before)."""
-
-    def __init__(self, backend: FasterWhisperBackend, windows, prompts, frames, groups) -> None:
-        self._backend, self._windows, self._prompts, self._frames = backend, windows, prompts, frames
-        self._groups: list[tuple[list[int], str, object]] = groups
-        self._kept: dict[tuple[int, ...], tuple[object, np.ndarray]] = {}  # subsets' encodings
-
-    def decode(
-        self,
-        options: DecodeOptions,
-        indices: Sequence[int] | None = None,
-        prefixes: Sequence[str | None] | None = None,
-    ) -> list[WindowResult]:
-        indices = list(range(len(self._windows))) if indices is None else list(indices)
-        prefixes = list(prefixes) if prefixes is not None else [None] * len(self._windows)
-        if options.temperature > 0 and len(indices) > 1:  # a fallback retry: one window at a time
-            return [r for i in indices for r in self.decode(options, [i], prefixes)]
-        results: dict[int, WindowResult] = {}
-        seeks: dict[int, int | None] = {}
-        for group, language, encoded in self._groups:
-            idx = [i for i in group if i in indices]
-            if idx and idx != group and self._backend.device != "cpu":  # no rows of a GPU encoding: encoded again
-                windows, prompts = [self._windows[i] for i in idx], [self._prompts[i] for i in idx]
-                again = self._backend.transcribe_windows(windows, options, prompts, [prefixes[i] for i in idx])
-                results.update(zip(idx, again))
-                seeks.update(dict.fromkeys(idx))
-            elif idx:
-                decoded = self._backend._decode(
-                    encoded if idx == group else self._rows(group, encoded, idx),
-                    [self._windows[i] for i in idx], language, [self._prompts[i] for i in idx],
-                    [prefixes[i] for i in idx], [self._frames[i] for i in idx], options,
-                )  # fmt: skip
-                for i, (result, seek) in zip(idx, decoded):
-                    results[i], seeks[i] = result, seek
-        # Whisper's seek inside batched windows: the rest of every window whose timestamp-mode decode stopped
-        # before its end (see asr.backends.seek.seek_point) is decoded in a follow-up batch and joined on
-        return decode_rest(
-            self._backend.transcribe_windows, self._backend.multilingual,
-            [self._windows[i] for i in indices], options, [self._prompts[i] for i in indices],
-            [results[i] for i in indices], [seeks[i] for i in indices],
-        )  # fmt: skip
-
-    def _rows(self, group: list[int], encoded, idx: list[int]):
-        """The encoder output of some windows of a group: its rows (CPU), kept for the next temperature."""
-        key = tuple(idx)
-        if key not in self._kept:
-            array = np.ascontiguousarray(np.asarray(encoded)[[group.index(i) for i in idx]])
-            self._kept[key] = (ctranslate2.StorageView.from_array(array), array)  # the view shares the array
-        return self._kept[key][0]
 
 
 def _retry_settings(temperature: float) -> dict:

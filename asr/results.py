@@ -55,6 +55,11 @@ class DecodeOptions:
     timestamp_tokens: bool = True  # Whisper's timestamp mode (both backends), with its seek rule: a window whose
     # decode ends at a timestamp before its end has the rest decoded (asr/backends/seek.py). On the real-speech dev
     # set 4.6% WER against 5.1% with <|notimestamps|> (faster-whisper). Words and segments come from the alignment.
+    condition_words: int = 15  # full-context transcription: the last this-many words of a window's text are the
+    # prompt of the next window of its recording, as Whisper conditions on previous text, unless that window was
+    # not decoded cleanly (see asr.transcribe.condition_prompt). 0: every window decoded on its own.
+    condition_run: int = 8  # ... in runs of at most this many windows: each run starts unprompted, so the runs of
+    # one long file decode side by side in batches, and a misheard word never spreads further than its run
     seed: int = 0  # run seed: a sampled retry of a window is seeded from it and the window's own audio
     max_tokens_per_second: float | None = None  # cap on generated tokens: this many per second of the window's
     # audio, plus 16 (None: Whisper's 448-token context). A looping window then stops after a few dozen tokens
@@ -79,6 +84,10 @@ class DecodeOptions:
             raise ValueError(f"encoder_seconds must be between 1 and 30, not {self.encoder_seconds!r}")
         if self.max_tokens_per_second is not None and not self.max_tokens_per_second > 0:
             raise ValueError(f"max_tokens_per_second must be > 0 or None, not {self.max_tokens_per_second!r}")
+        if not isinstance(self.condition_words, int) or self.condition_words < 0:
+            raise ValueError(f"condition_words must be an integer >= 0, not {self.condition_words!r}")
+        if not isinstance(self.condition_run, int) or self.condition_run < 1:
+            raise ValueError(f"condition_run must be an integer >= 1, not {self.condition_run!r}")
         if any(t <= 0 for t in self.fallback_temperatures):
             raise ValueError(f"fallback temperatures must be > 0, not {self.fallback_temperatures!r}")
         return self
@@ -108,6 +117,7 @@ class Transcript:
     vad: Any = None  # the asr.vad.VadOptions that found the speech (None: no VAD), recorded with the decoding
     windows_retried: int = 0  # windows decoded again by the temperature fallback
     windows_split: int = 0  # windows decoded again in halves because their words covered too little speech
+    windows_conditioned: int = 0  # windows prompted with the text of the window before them (condition_words)
 
     @property
     def rtfx(self) -> float:
@@ -132,6 +142,7 @@ class Transcript:
             "vad": dataclasses.asdict(self.vad) if self.vad is not None else None,
             "windows_retried": self.windows_retried,
             "windows_split": self.windows_split,
+            "windows_conditioned": self.windows_conditioned,
         }
 
 

@@ -6,6 +6,14 @@ faint noise give an empty transcript rather than an invented sentence. Several r
 together (:func:`transcribe_many`) so that short utterances share batches, which is what evaluation needs.
 A window's text never depends on its batch-mates (see :mod:`asr.backends.base`), so a recording gives the same
 transcript alone, in any batch and on every run.
+
+Windows of one recording are conditioned on the text before them, as Whisper's loop is (``condition_words``):
+the words "caller" and "star" come out right once the window before said them. Conditioning makes a window wait
+for the one before, so a recording's windows go in runs of ``condition_run``: run k's n-th window is decoded in
+round n together with the n-th window of every other run (of this and every other recording), which keeps the
+batches full; each run starts unprompted, and a window that needed the fallback, was split, or decoded to nothing
+prompts nothing (see :func:`condition_prompt`). Which run a window is in depends only on its recording's own
+windows and the options, so the text never depends on batch size or batch-mates.
 """
 
 from __future__ import annotations
@@ -45,14 +53,19 @@ ProgressCallback = Callable[[float, float], None]  # (audio seconds done, audio 
 class _Job:
     index: int  # which recording
     spans: tuple[SpeechSpan, ...]  # the speech the window holds, in file samples
+    key: int  # the job's number, in recording and window order
+    after: int | None  # the job before it in its run, whose text prompts it (None: the first of its run)
 
 
 @dataclass(frozen=True)
-class _Decoded:
+class DecodedWindow:
+    """One window as full-context transcription decoded it (what :func:`condition_prompt` reads)."""
+
     segments: list[Segment]  # in file time
     language: str
     retried: bool  # decoded again by the temperature fallback
     split: bool  # decoded again in halves because its words covered too little of its speech
+    avg_logprob: float = 0.0  # mean token log probability of the decode kept
 
 
 def transcribe(
@@ -87,28 +100,70 @@ def transcribe_many(
     options = _for_model((options or DecodeOptions()).validate(), backend)
     arrays = [load_audio(a) for a in audios]
     started = time.perf_counter()
-    # Windows hold copies of the speech: an hour of it is ~200 MB, so each batch's windows are made only when
-    # that batch is decoded, then dropped.
-    jobs = [_Job(i, spans) for i, a in enumerate(arrays) for spans in _window_spans(a, options, vad)]
-    total = sum(a.size for a in arrays) / SAMPLE_RATE
     state = _State(len(arrays))
-    done = 0.0
-    for start in range(0, len(jobs), options.batch_size):
-        batch = jobs[start : start + options.batch_size]
-        windows = [make_window(arrays[j.index], j.spans) for j in batch]
-        t0 = time.perf_counter()
-        decoded = _decode(backend, [arrays[j.index] for j in batch], windows, options)
-        spent = time.perf_counter() - t0
-        batch_audio = sum(w.seconds for w in windows) or 1.0
-        for job, window, result in zip(batch, windows, decoded):
-            state.add(job.index, result, window.seconds, spent * window.seconds / batch_audio)
-            done += window.seconds
-        if progress:
-            progress(min(done, total), total)
-    if progress:
-        progress(total, total)
+    _run_rounds(backend, arrays, _rounds(arrays, options, vad), options, state, progress)
     overhead = (time.perf_counter() - started - sum(state.compute)) / max(len(arrays), 1)
     return [_transcript(arr, i, state, overhead, backend, options, vad) for i, arr in enumerate(arrays)]
+
+
+def _rounds(arrays: list[np.ndarray], options: DecodeOptions, vad: VadOptions) -> list[list[_Job]]:
+    """Every recording's windows as jobs, in rounds: round n holds the n-th window of every run (a run is
+    ``condition_run`` consecutive windows of a recording; without conditioning, every window is in round 0)."""
+    rounds: list[list[_Job]] = [[]]
+    key = 0
+    for i, audio in enumerate(arrays):
+        for n, spans in enumerate(_window_spans(audio, options, vad)):
+            step = n % options.condition_run if options.condition_words else 0
+            if step == len(rounds):
+                rounds.append([])
+            rounds[step].append(_Job(i, spans, key, key - 1 if step else None))
+            key += 1
+    return rounds
+
+
+def _run_rounds(
+    backend: Backend,
+    arrays: list[np.ndarray],
+    rounds: list[list[_Job]],
+    options: DecodeOptions,
+    state: _State,
+    progress: ProgressCallback | None,
+) -> None:
+    """Decode the rounds in order, in batches, each window prompted by the one before it in its run."""
+    total = sum(a.size for a in arrays) / SAMPLE_RATE
+    done = 0.0
+    prompts: dict[int, str | None] = {}  # job key -> what it prompts the next window of its run with
+    for jobs in rounds:
+        for start in range(0, len(jobs), options.batch_size):
+            batch = jobs[start : start + options.batch_size]
+            # Windows hold copies of the speech: an hour of it is ~200 MB, so each batch's windows are made only
+            # when that batch is decoded, then dropped.
+            windows = [make_window(arrays[j.index], j.spans) for j in batch]
+            asked = [prompts.pop(j.after, None) if j.after is not None else None for j in batch]
+            t0 = time.perf_counter()
+            decoded = _decode(backend, [arrays[j.index] for j in batch], windows, options, asked)
+            spent = time.perf_counter() - t0
+            batch_audio = sum(w.seconds for w in windows) or 1.0
+            for job, window, result, prompt in zip(batch, windows, decoded, asked):
+                prompts[job.key] = condition_prompt(result, options)
+                state.add(job.index, result, window.seconds, spent * window.seconds / batch_audio, prompt is not None)
+                done += window.seconds
+            if progress:
+                progress(min(done, total), total)
+    if progress:
+        progress(total, total)
+
+
+def condition_prompt(decoded: DecodedWindow, options: DecodeOptions) -> str | None:
+    """The prompt a window gives the next window of its run: its last ``options.condition_words`` words.
+
+    None (the next window decodes unprompted) when conditioning is off or when this window was not decoded
+    cleanly: retried by the fallback (Whisper resets its prompt after a hot retry too), decoded in halves, or
+    empty, so that a misheard or looping window does not lead the next one astray."""
+    words = " ".join(s.text for s in decoded.segments).split()
+    if not options.condition_words or decoded.retried or decoded.split or not words:
+        return None
+    return " ".join(words[-options.condition_words :])
 
 
 @dataclass
@@ -121,13 +176,15 @@ class _State:
     compute: list[float] = field(default_factory=list)
     retried: list[int] = field(default_factory=list)
     split: list[int] = field(default_factory=list)
+    conditioned: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.segments = [[] for _ in range(self.n)]
         self.languages = [{} for _ in range(self.n)]
         self.compute, self.retried, self.split = [0.0] * self.n, [0] * self.n, [0] * self.n
+        self.conditioned = [0] * self.n
 
-    def add(self, index: int, result: _Decoded, seconds: float, compute: float) -> None:
+    def add(self, index: int, result: DecodedWindow, seconds: float, compute: float, conditioned: bool) -> None:
         self.segments[index].extend(result.segments)
         if result.segments:
             seen = self.languages[index]
@@ -135,13 +192,22 @@ class _State:
         self.compute[index] += compute
         self.retried[index] += result.retried
         self.split[index] += result.split
+        self.conditioned[index] += conditioned
 
 
-def _decode(backend: Backend, files: list[np.ndarray], windows: list[Window], options: DecodeOptions) -> list[_Decoded]:
-    """One batched call, Whisper's fallback for the windows that need it, and every window whose words cover
-    much less than its speech decoded again in halves (kept when the halves give more words)."""
+def _decode(
+    backend: Backend,
+    files: list[np.ndarray],
+    windows: list[Window],
+    options: DecodeOptions,
+    prompts: list[str | None] | None = None,
+) -> list[DecodedWindow]:
+    """One batched call (each window with its prompt; None: ``options.initial_prompt``), Whisper's fallback for
+    the windows that need it, and every window whose words cover much less than its speech decoded again in
+    halves, unprompted (kept when the halves give more words)."""
     audio = [w.audio for w in windows]
-    results, retried = with_fallback(backend, audio, options)
+    asked = [p or options.initial_prompt for p in (prompts or [None] * len(windows))]
+    results, retried = _with_fallback(backend, audio, options, asked)
     out = []
     for file, window, result, again in zip(files, windows, results, retried):
         segments = [_to_file_time(s, window) for s in result.segments]
@@ -153,8 +219,24 @@ def _decode(backend: Backend, files: list[np.ndarray], windows: list[Window], op
             if _word_count(whole) > _word_count(segments):
                 segments, split = whole, True
                 logger.info("a %.1f s window ended early; decoded again in halves", window.seconds)
-        out.append(_Decoded(segments, result.language, again, split))
+        out.append(DecodedWindow(segments, result.language, again, split, result.avg_logprob))
     return out
+
+
+def _with_fallback(
+    backend: Backend, audio: list[np.ndarray], options: DecodeOptions, prompts: list[str | None]
+) -> tuple[list, list[bool]]:
+    """Whisper's fallback on the windows of each prompt together (a retry keeps its window's prompt, as in
+    Whisper's loop); a window's result never depends on the windows decoded beside it."""
+    results: list = [None] * len(audio)
+    retried = [False] * len(audio)
+    for prompt in dict.fromkeys(prompts):
+        idx = [i for i, p in enumerate(prompts) if p == prompt]
+        asked = options if prompt == options.initial_prompt else options.replace(initial_prompt=prompt)
+        kept, again = with_fallback(backend, [audio[i] for i in idx], asked)
+        for i, r, a in zip(idx, kept, again):
+            results[i], retried[i] = r, a
+    return results, retried
 
 
 def _for_model(options: DecodeOptions, backend: Backend) -> DecodeOptions:
@@ -220,6 +302,7 @@ def _transcript(
         vad=vad if options.vad_filter else None,
         windows_retried=state.retried[index],
         windows_split=state.split[index],
+        windows_conditioned=state.conditioned[index],
     )
 
 

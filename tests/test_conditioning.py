@@ -1,0 +1,74 @@
+"""Full-context transcription conditions each window on the text of the window before it (Whisper's
+``condition_on_previous_text``), in runs that keep batches full, on real speech (the real-speech set's joined dev
+file, Debian's Asterisk prompts) and the real tiny.en."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from asr.audio import SAMPLE_RATE, load_audio
+from asr.results import DecodeOptions, Segment
+from asr.transcribe import DecodedWindow, condition_prompt, transcribe, transcribe_many
+from asr.vad import group_spans, speech_spans
+from evaluation.realspeech import real_dir
+from tests.conftest import check_invariants
+
+CLIP = (0.0, 80.0)  # the joined dev file's first 80 s: three windows of speech
+
+
+def _clip(start: float, end: float):
+    path = real_dir() / "long" / "en-dev-joined.wav"
+    if not path.exists():
+        pytest.skip(f"the real-speech long files are not built ({path}; run: python -m evaluation make-real)")
+    return load_audio(path)[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
+
+
+def _window(text: str, *, retried: bool = False, split: bool = False) -> DecodedWindow:
+    return DecodedWindow([Segment(0.0, 2.0, text)] if text else [], "en", retried, split)
+
+
+def test_the_prompt_is_the_last_words_of_a_cleanly_decoded_window():
+    options = DecodeOptions(condition_words=3)
+    assert condition_prompt(_window("Press star to cancel this message."), options) == "cancel this message."
+    assert condition_prompt(_window("Goodbye!"), options) == "Goodbye!"
+    assert condition_prompt(_window("Goodbye!"), DecodeOptions(condition_words=0)) is None
+    assert condition_prompt(_window(""), options) is None
+    # a window the fallback decoded again, or one decoded in halves, leads the next one nowhere
+    assert condition_prompt(_window("Press star to cancel.", retried=True), options) is None
+    assert condition_prompt(_window("Press star to cancel.", split=True), options) is None
+
+
+def test_each_window_after_the_first_is_prompted_and_the_options_say_so(fw_backend):
+    clip = _clip(*CLIP)
+    result = transcribe(clip, backend=fw_backend)
+    assert len(group_spans(speech_spans(clip))) == 3
+    assert result.windows_conditioned == 2, result.text
+    record = result.to_dict()
+    assert record["options"]["condition_words"] == 15 and record["options"]["condition_run"] == 8
+    assert record["windows_conditioned"] == 2
+    check_invariants(result)
+    alone = transcribe(clip, backend=fw_backend, options=DecodeOptions(condition_words=0))
+    assert alone.windows_conditioned == 0
+    runs = transcribe(clip, backend=fw_backend, options=DecodeOptions(condition_run=2))
+    assert runs.windows_conditioned == 1  # windows 1-2 are one run, window 3 starts the next
+
+
+def test_a_window_after_one_that_needed_the_fallback_is_not_prompted(fw_backend):
+    clip = _clip(*CLIP)
+    # every window is "too unlikely" at this threshold, so each is retried and prompts nothing
+    strict = DecodeOptions(logprob_threshold=-0.01, fallback_temperatures=(0.2,), word_timestamps=False)
+    result = transcribe(clip, backend=fw_backend, options=strict)
+    assert result.windows_retried == 3 and result.windows_conditioned == 0
+
+
+def test_conditioned_text_is_the_same_alone_in_a_batch_and_at_any_batch_size(fw_backend):
+    clip = _clip(*CLIP)
+    other = _clip(200.0, 240.0)
+    alone = transcribe(clip, backend=fw_backend).to_dict()
+    batched = transcribe_many([other, clip], backend=fw_backend)[1].to_dict()
+    small = transcribe(clip, backend=fw_backend, options=DecodeOptions(batch_size=1)).to_dict()
+    for record in (batched, small):
+        assert json.dumps(record["segments"]) == json.dumps(alone["segments"])
+        assert record["text"] == alone["text"] and record["words"] == alone["words"]

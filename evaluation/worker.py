@@ -189,14 +189,18 @@ class RowWorker:
         keys = list(dict.fromkeys((s.seed, s.sample.id, s.condition) for s in specs))
         by_key = {self._key(spec): spec for spec in specs}
         mixed = {k: self.mixer(k[0]).mix(k[1], by_key[k].sample.audio, parse_condition(k[2])) for k in keys}
-        offline = self._offline_transcripts(keys, mixed, check)
         streamed = [s for s in specs if s.mode == "streaming"]
         outcomes: dict[int, StreamOutcome] = {}
-        if streamed:
-            runs = self.streamer().run(
-                [mixed[self._key(s)].audio for s in streamed], [s.condition for s in streamed], check
+        if streamed:  # the offline transcripts are decoded on one of the streamer's lanes, beside the streams
+            runs, offline = self.streamer().run_beside(
+                [mixed[self._key(s)].audio for s in streamed],
+                [s.condition for s in streamed],
+                check,
+                lambda backend: self._offline_transcripts(keys, mixed, check, backend),
             )
             outcomes = {id(s): o for s, o in zip(streamed, runs, strict=True)}
+        else:
+            offline = self._offline_transcripts(keys, mixed, check)
         results = []
         for spec in specs:
             key = self._key(spec)
@@ -206,15 +210,15 @@ class RowWorker:
             results.append(result)
         return results
 
-    def _offline_transcripts(self, keys, mixed, check) -> dict[tuple[int, str, str], Transcript]:
+    def _offline_transcripts(self, keys, mixed, check, backend=None) -> dict[tuple[int, str, str], Transcript]:
         """The offline transcript of each key, decoded in one batch, or kept from an earlier batch of this worker:
         ``--mode both`` decodes an utterance's offline row and then, in a later batch, its streaming row, whose
-        paired difference needs the same transcript (offline transcripts do not depend on batch-mates)."""
+        paired difference needs the same transcript (offline transcripts do not depend on batch-mates, nor on
+        the thread count of the ``backend`` that decodes them: the worker's, or a streaming lane's copy)."""
         todo = [k for k in keys if k not in self._offline]
         audios = [mixed[k].audio for k in todo]
-        for key, transcript in zip(
-            todo, transcribe_many(audios, backend=self.backend, options=self.decode, progress=check)
-        ):
+        backend = backend or self.backend
+        for key, transcript in zip(todo, transcribe_many(audios, backend=backend, options=self.decode, progress=check)):
             self._offline[key] = transcript
         offline = {k: self._offline[k] for k in keys}
         while len(self._offline) > KEPT_TRANSCRIPTS:

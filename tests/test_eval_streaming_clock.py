@@ -13,6 +13,7 @@ import pytest
 from asr.streaming.clock import CostModel, WindowWork, cost_model_for, encoded_seconds, fit
 from asr.streaming.policy import StreamOptions
 from asr.streaming.simulate import simulate
+from asr.transcribe import transcribe_many
 from evaluation.datasets import DatasetOptions, load_dataset
 from evaluation.report import write_outputs
 from evaluation.runner import RunOptions, run_validation
@@ -128,6 +129,23 @@ def test_a_row_does_not_depend_on_its_batch_mates_or_lanes(real_set, fw_backend)
     other_order = two_lanes.run([audios[3], audios[0]], ["clean", "clean"])
     assert [_strip(o) for o in other_order] == [_strip(one_lane[3]), _strip(one_lane[0])]
     assert all(o.text and o.latencies for o in one_lane)
+
+
+def test_the_offline_decode_beside_the_streams_changes_no_row(real_set, fw_backend):
+    """Streaming mode decodes the rows' offline transcripts on a lane's one-thread copy, beside the streams: the
+    streams come out as without it, and the transcripts as the worker's own two-thread model decodes them."""
+    samples = load_dataset(DatasetOptions("builtin-real:en", split="dev", limit=LIMIT)).samples
+    audios, keys = [s.audio for s in samples], ["clean"] * len(samples)
+    runner = StreamRunner(fw_backend, StreamModeOptions(sessions=1), lanes=2)
+    alone = runner.run(audios, keys)
+    beside, (backend, offline) = runner.run_beside(
+        audios, keys, beside=lambda b: (b, transcribe_many(audios, backend=b))
+    )
+    assert backend is not fw_backend  # it ran on a lane's copy
+    assert [_strip(o) for o in beside] == [_strip(o) for o in alone]
+    direct = transcribe_many(audios, backend=fw_backend)
+    assert [(t.text, t.segments) for t in offline] == [(t.text, t.segments) for t in direct]
+    assert all(t.words for t in offline)
 
 
 def test_windows_with_prompts_of_different_lengths_batch_as_alone(real_set, fw_backend):

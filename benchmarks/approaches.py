@@ -57,10 +57,12 @@ class Approach:
     build: Callable[[Models], Transcriber]  # loading happens here, outside the timings
 
 
-def _ours(backend_name: str) -> Callable[[Models], Transcriber]:
+def _ours(backend_name: str, **changes) -> Callable[[Models], Transcriber]:
+    """Our engine with the options a validation run uses, and ``changes`` to them."""
+
     def build(models: Models) -> Transcriber:
         backend = models.backend(backend_name)
-        options = DecodeOptions(word_timestamps=False, language=models.language)  # as a validation run decodes
+        options = DecodeOptions(word_timestamps=False, language=models.language, **changes)
 
         def run(audios: Sequence[np.ndarray]) -> list[Decoded]:
             return [
@@ -99,6 +101,11 @@ APPROACHES = {
     for a in (
         Approach("ours-fw", "ours, faster-whisper (defaults)", _ours("faster-whisper")),
         Approach("ours-tf", "ours, transformers (defaults)", _ours("transformers")),
+        Approach(  # what conditioning on the window before costs and gives, on a long file
+            "ours-fw-unconditioned",
+            "ours, faster-whisper, windows not conditioned",
+            _ours("faster-whisper", condition_words=0),
+        ),
         Approach("fw-greedy", "faster-whisper transcribe, greedy", _library(beam_size=1)),
         Approach("fw-beam5", "faster-whisper transcribe, beam 5", _library(beam_size=5)),
         Approach("fw-vad", "faster-whisper transcribe, greedy + VAD", _library(beam_size=1, vad_filter=True)),
@@ -109,5 +116,5 @@ APPROACHES = {
         ),
     )
 }
-DEFAULT_APPROACHES = tuple(APPROACHES)
+DEFAULT_APPROACHES = tuple(a for a in APPROACHES if a != "ours-fw-unconditioned")  # the same as ours-fw on short clips
 LONG_APPROACHES = ("ours-fw", "ours-tf", "fw-greedy", "fw-batched")  # a long file: the whole-file paths

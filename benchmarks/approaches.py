@@ -102,9 +102,9 @@ APPROACHES = {
         Approach("ours-fw", "ours, faster-whisper (defaults)", _ours("faster-whisper")),
         Approach("ours-tf", "ours, transformers (defaults)", _ours("transformers")),
         Approach(  # what conditioning on the window before costs and gives, on a long file
-            "ours-fw-unconditioned",
-            "ours, faster-whisper, windows not conditioned",
-            _ours("faster-whisper", condition_words=0),
+            "ours-fw-conditioned",
+            "ours, faster-whisper, each window prompted by the 15 words before",
+            _ours("faster-whisper", condition_words=15),
         ),
         Approach("fw-greedy", "faster-whisper transcribe, greedy", _library(beam_size=1)),
         Approach("fw-beam5", "faster-whisper transcribe, beam 5", _library(beam_size=5)),
@@ -116,5 +116,5 @@ APPROACHES = {
         ),
     )
 }
-DEFAULT_APPROACHES = tuple(a for a in APPROACHES if a != "ours-fw-unconditioned")  # the same as ours-fw on short clips
+DEFAULT_APPROACHES = tuple(a for a in APPROACHES if a != "ours-fw-conditioned")  # the same as ours-fw on short clips
 LONG_APPROACHES = ("ours-fw", "ours-tf", "fw-greedy", "fw-batched")  # a long file: the whole-file paths

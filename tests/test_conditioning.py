@@ -16,6 +16,7 @@ from evaluation.realspeech import real_dir
 from tests.conftest import check_invariants
 
 CLIP = (0.0, 80.0)  # the joined dev file's first 80 s: three windows of speech
+CONDITIONED = DecodeOptions(condition_words=15)  # conditioning is off by default (it did not hold on held-out speech)
 
 
 def _clip(start: float, end: float):
@@ -42,23 +43,23 @@ def test_the_prompt_is_the_last_words_of_a_cleanly_decoded_window():
 
 def test_each_window_after_the_first_is_prompted_and_the_options_say_so(fw_backend):
     clip = _clip(*CLIP)
-    result = transcribe(clip, backend=fw_backend)
+    result = transcribe(clip, backend=fw_backend, options=CONDITIONED)
     assert len(group_spans(speech_spans(clip))) == 3
     assert result.windows_conditioned == 2, result.text
     record = result.to_dict()
     assert record["options"]["condition_words"] == 15 and record["options"]["condition_run"] == 8
     assert record["windows_conditioned"] == 2
     check_invariants(result)
-    alone = transcribe(clip, backend=fw_backend, options=DecodeOptions(condition_words=0))
-    assert alone.windows_conditioned == 0
-    runs = transcribe(clip, backend=fw_backend, options=DecodeOptions(condition_run=2))
+    default = transcribe(clip, backend=fw_backend)
+    assert default.windows_conditioned == 0 and default.to_dict()["options"]["condition_words"] == 0
+    runs = transcribe(clip, backend=fw_backend, options=CONDITIONED.replace(condition_run=2))
     assert runs.windows_conditioned == 1  # windows 1-2 are one run, window 3 starts the next
 
 
 def test_a_window_after_one_that_needed_the_fallback_is_not_prompted(fw_backend):
     clip = _clip(*CLIP)
     # every window is "too unlikely" at this threshold, so each is retried and prompts nothing
-    strict = DecodeOptions(logprob_threshold=-0.01, fallback_temperatures=(0.2,), word_timestamps=False)
+    strict = CONDITIONED.replace(logprob_threshold=-0.01, fallback_temperatures=(0.2,), word_timestamps=False)
     result = transcribe(clip, backend=fw_backend, options=strict)
     assert result.windows_retried == 3 and result.windows_conditioned == 0
 
@@ -66,9 +67,9 @@ def test_a_window_after_one_that_needed_the_fallback_is_not_prompted(fw_backend)
 def test_conditioned_text_is_the_same_alone_in_a_batch_and_at_any_batch_size(fw_backend):
     clip = _clip(*CLIP)
     other = _clip(200.0, 240.0)
-    alone = transcribe(clip, backend=fw_backend).to_dict()
-    batched = transcribe_many([other, clip], backend=fw_backend)[1].to_dict()
-    small = transcribe(clip, backend=fw_backend, options=DecodeOptions(batch_size=1)).to_dict()
+    alone = transcribe(clip, backend=fw_backend, options=CONDITIONED).to_dict()
+    batched = transcribe_many([other, clip], backend=fw_backend, options=CONDITIONED)[1].to_dict()
+    small = transcribe(clip, backend=fw_backend, options=CONDITIONED.replace(batch_size=1)).to_dict()
     for record in (batched, small):
         assert json.dumps(record["segments"]) == json.dumps(alone["segments"])
         assert record["text"] == alone["text"] and record["words"] == alone["words"]

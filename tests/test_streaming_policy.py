@@ -181,6 +181,37 @@ def test_a_pause_commits_everything_tentative_and_restarts_the_buffer():
     assert nxt.start == pytest.approx(p.audio_end - 1.0 - OPTS.onset_pad_seconds, abs=FRAME_SECONDS)
 
 
+def test_a_flush_leaves_the_next_utterances_soft_onset_to_the_next_window():
+    """The speech pad lets a flush hear the soft start of the next prompt ("Thank you. Please. Please hold" on the
+    joined real file): a flush word starting after the VAD's speech end is not committed; the next window, which
+    starts before it, commits it once. At the end of the stream nothing is left out."""
+    p = StreamPolicy(OPTS)
+    p.insert(speech(1.2))
+    p.step(p.plan(), hyp(words_at("thank you", 0.0)))
+    p.insert(silence(0.6))
+    req = p.plan()
+    assert req.flush and req.end == pytest.approx(1.2 + OPTS.speech_pad_seconds, abs=FRAME_SECONDS)
+    s = p.step(req, hyp(words_at("thank you", 0.0) + [w("Please.", 1.45, req.end)]))
+    assert text(s.committed) == "thank you"
+    assert p.buffer_start == pytest.approx(1.45 - OPTS.onset_pad_seconds)
+    p.insert(speech(1.0))
+    nxt = p.plan()
+    assert not nxt.flush and nxt.start <= 1.45 and nxt.prompt == "thank you" and nxt.prefix == ""
+    p.step(nxt, hyp(words_at("please hold", 1.45)))
+    p.insert(silence(0.6))
+    last = p.plan()
+    done = p.step(last, hyp(words_at("please hold", 1.45)))
+    assert text(done.committed) == "please hold"
+    p.insert(speech(0.5))
+    p.step(p.plan(), hyp([w("Bye.", 3.4, 3.9)]))
+    p.insert(silence(0.3))
+    p.finish()
+    end = p.plan()
+    assert end.flush and end.end == pytest.approx(4.2, abs=FRAME_SECONDS)
+    assert text(p.step(end, hyp([w("Bye.", 3.4, 3.9), w("Now.", 4.05, 4.15)])).committed) == "Bye. Now."
+    assert p.finished
+
+
 def test_finish_commits_the_rest_and_closes():
     p = StreamPolicy(OPTS)
     p.insert(speech(1.5))

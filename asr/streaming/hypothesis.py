@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from asr.results import Segment, Word
 
 _SAY_SLACK = 0.1  # seconds word times may overlap between two copies of a phrase really said twice
+LATE_SECONDS = 0.1  # a flush's word starting this long after the VAD's speech end belongs to the next utterance
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,14 @@ def normalize(word: str) -> str:
 
 def join_words(words: Sequence[Word]) -> str:
     return "".join(w.word for w in words).strip()
+
+
+def late_words(words: Sequence[Word], speech_end: float) -> list[Word]:
+    """The words of a flush that start :data:`LATE_SECONDS` after the VAD's speech end: the next utterance's soft
+    onset that the speech pad let in ("Thank you. Please. Please hold" on the joined real-speech file). The policy
+    leaves them to the next window, which hears what follows them."""
+    k = next((i for i, w in enumerate(words) if w.start >= speech_end + LATE_SECONDS), len(words))
+    return list(words[k:])
 
 
 def drop_loops(words: Sequence[Word], longest: int = 10) -> Sequence[Word]:

@@ -10,9 +10,8 @@ decode, with which prompt, or nothing) and ``step`` (the model's words for that 
 * **Prompt and forced prefix**: the committed text before the buffer is fed back as the prompt, and the committed
   words inside the buffer are forced as the start of the transcript (SimulStreaming does the same), so the model
   only writes what follows them. It cannot re-transcribe a committed phrase differently and so commit it twice
-  (whisper_streaming's n-gram dedup misses a revised phrase: "the depth in the depth of it well"). It saves no
-  compute: CTranslate2 runs the forced tokens step by step, as it generates. A backend that ignores the prefix
-  still works: the hypothesis is then cut after the committed words by time and by the committed tail's n-grams.
+  (whisper_streaming's n-gram dedup misses a revised phrase: "the depth in the depth of it well"). A backend
+  that ignores the prefix still works: the hypothesis is then cut after the committed words by time and n-grams.
 * **Bounded buffer**: once the buffer is longer than ``trim_seconds`` it is cut at the last committed sentence
   or segment end; past ``max_buffer_seconds`` (below Whisper's 30 s) at the last committed word, committing the
   oldest tentative words first if nothing is committed (a *forced commit*). A tentative word that is
@@ -20,9 +19,10 @@ decode, with which prompt, or nothing) and ``step`` (the model's words for that 
   produces final text within a bounded delay.
 * **VAD**: with no speech in the buffer nothing is planned and the buffer follows the newest audio, so silence
   never reaches the model; a pause of ``pause_seconds`` after speech ends the utterance: one last call over it
-  commits everything, and the buffer restarts after it. ``finish`` does the same for the end of the stream.
-  When every word is already committed and no speech came after the last window, that call is skipped: over
-  the same audio, with the utterance as forced prefix, Whisper only reads the utterance out a second time.
+  commits everything but words that start after the speech end (the next utterance's soft onset, decoded by
+  the next window), and the buffer restarts after it. ``finish`` does the same for the end of the stream. When
+  every word is committed and no speech came after the last window, that call is skipped (Whisper would only
+  read the utterance, its forced prefix, out a second time).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import numpy as np
 
 from asr.audio import SAMPLE_RATE
 from asr.results import SENTENCE_ENDS, DecodeOptions, Word
-from asr.streaming.hypothesis import Hypothesis, Request, StepResult, drop_loops, join_words, normalize
+from asr.streaming.hypothesis import Hypothesis, Request, StepResult, drop_loops, join_words, late_words, normalize
 from asr.vad import FRAME, MAX_WINDOW_SECONDS
 
 FRAME_SECONDS = FRAME / SAMPLE_RATE  # one VAD probability covers this much audio (32 ms)
@@ -77,7 +77,7 @@ class StreamOptions:
     vad_threshold: float = 0.5  # Silero speech probability above which a 32 ms frame is speech
     min_speech_seconds: float = 0.25  # less speech than this in the buffer does not wake the model (clicks)
     pause_seconds: float = 0.5  # silence this long after speech ends the utterance and commits all of it
-    speech_pad_seconds: float = 0.2  # audio kept after speech stops, so the last word is not clipped
+    speech_pad_seconds: float = 0.4  # audio kept after speech stops (0.2 dropped soft final words: "press pound")
     onset_pad_seconds: float = 0.4  # audio kept before speech starts (0.2 cut "After the tone" to "Left to the tone")
     commit_margin_seconds: float = 0.0  # an agreed word needs this much audio after it before it is committed
     force_commit_seconds: float = 2.0  # a tentative word this far behind the newest audio is committed as it is
@@ -93,6 +93,7 @@ class StreamOptions:
     def validate(self) -> StreamOptions:
         """Reject values that would break the buffer bounds, quoting the bad value."""
         positive = ("step_seconds", "trim_seconds", "max_buffer_seconds", "pause_seconds", "force_commit_seconds")
+        positive += ("max_session_seconds",)
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, not {getattr(self, name)!r}")
@@ -112,8 +113,6 @@ class StreamOptions:
             raise ValueError(f"greedy_from_windows must be an integer >= 1, not {self.greedy_from_windows!r}")
         if not isinstance(self.prompt_chars, int) or self.prompt_chars < 0:
             raise ValueError(f"prompt_chars must be an integer >= 0, not {self.prompt_chars!r}")
-        if not self.max_session_seconds > 0:
-            raise ValueError(f"max_session_seconds must be > 0, not {self.max_session_seconds!r}")
         self.decode.validate()
         return self
 
@@ -277,9 +276,10 @@ class StreamPolicy:
         self.processed_until = max(self.processed_until, request.end)
         new = self._new_words(hypothesis.words, request)
         if request.flush:
-            committed = self._commit(new)
-            self._tentative = []
-            self._move_start(request.end)
+            late = [] if self._finishing else late_words(new, self._last_speech_end or 0.0)  # see late_words
+            committed, self._tentative = self._commit(new[: len(new) - len(late)]), []
+            onset = max(late[0].start - self.options.onset_pad_seconds, self.committed_end) if late else request.end
+            self._move_start(onset)
             if self._finishing and not self._has_speech_after(request.end):
                 self._close()
             return StepResult(committed, (), 0)

@@ -54,14 +54,24 @@ fi
 
 # The torch CPU wheel lies in /opt/wheels on these machines; elsewhere pip fetches torch==2.13.0 from PyPI.
 FIND_LINKS=(); [ -d /opt/wheels ] && FIND_LINKS=(--find-links /opt/wheels)
+# A dropped connection mid-download ("IncompleteRead") is not one of the errors pip retries itself: try again,
+# twice, since a retry reuses what was already downloaded and installed.
+pip_install() {
+  local attempt
+  for attempt in 1 2 3; do
+    .venv/bin/python -m pip install -q "$@" && return 0
+    [ "$attempt" -lt 3 ] && echo "setup: pip install failed (attempt $attempt of 3); trying again" && sleep 5
+  done
+  return 1
+}
 stamp=.venv/.requirements.sha
 want=$(cat requirements.txt requirements-optional.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python packages (first run takes a few minutes)"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q "${FIND_LINKS[@]}" -r requirements.txt
+  pip_install --upgrade pip
+  pip_install "${FIND_LINKS[@]}" -r requirements.txt
   # Whisper base is optional: the tests that use it skip when it cannot be installed.
-  .venv/bin/python -m pip install -q "${FIND_LINKS[@]}" -r requirements-optional.txt \
+  pip_install "${FIND_LINKS[@]}" -r requirements-optional.txt \
     || echo "setup: optional whisper-base packages not installed (tests using them will skip)"
   echo "$want" > "$stamp"
 fi

@@ -48,6 +48,7 @@ class Languages:
     detected: Mapping[str, int]  # detected language -> rows, most frequent first
     rows: int
     right: int | None  # rows whose detected language is the dataset's language column (None: no such column)
+    wrong: Mapping[str, int] = field(default_factory=dict)  # dataset language -> its rows decoded in another
 
     @property
     def share_right(self) -> float:
@@ -59,12 +60,28 @@ class Languages:
             "rows": self.rows,
             "right": self.right,
             "share_right": _json_value(self.share_right),
+            "wrong": dict(self.wrong),
         }
 
     def text(self) -> str:
         counts = ", ".join(f"{lang} {n}" for lang, n in self.detected.items())
         right = f"; in the dataset's language: {self.right}/{self.rows}" if self.right is not None else ""
-        return f"detected languages: {counts}{right}"
+        return f"detected languages: {counts}{right}" + (f". {self.warning()}" if self.warning() else "")
+
+    def warning(self) -> str | None:
+        """What to do when rows were decoded in another language than the dataset's: their WER measures the
+        language mix-up, not the model. The usual cause is an English-only model (``*.en``) on a multilingual
+        set, such as the real-speech set's five languages: it decodes everything as English."""
+        if not self.wrong:
+            return None
+        which = ", ".join(f"{lang} {n}" for lang, n in self.wrong.items())
+        hint = (
+            "an English-only model (such as whisper-tiny.en) hears every language as English: pick a multilingual "
+            "model (whisper-base) or only the English rows (builtin-real:en)"
+            if set(self.detected) == {"en"}
+            else "force the language (--language) or check the dataset's language column"
+        )
+        return f"Rows decoded in another language than the dataset's ({which}), so their WER is not comparable: {hint}"
 
 
 def language_counts(rows: pd.DataFrame) -> Languages | None:
@@ -74,10 +91,13 @@ def language_counts(rows: pd.DataFrame) -> Languages | None:
     detected = rows["detected_language"].fillna("").astype(str)
     counts = detected.value_counts()
     ordered = {str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
-    right = None
+    right, wrong = None, {}
     if REFERENCE_LANGUAGE in rows.columns:
-        right = int((detected == rows[REFERENCE_LANGUAGE].astype(str)).sum())
-    return Languages(ordered, len(rows), right)
+        expected = rows[REFERENCE_LANGUAGE].astype(str)
+        right = int((detected == expected).sum())
+        missed = expected[detected != expected].value_counts()
+        wrong = {str(k): int(v) for k, v in sorted(missed.items(), key=lambda kv: (-kv[1], kv[0]))}
+    return Languages(ordered, len(rows), right, wrong)
 
 
 def summarize(rows: pd.DataFrame, settings: RunSettings, *, n_boot: int = N_BOOTSTRAP) -> Summary:

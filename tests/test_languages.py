@@ -20,6 +20,15 @@ def test_language_counts_check_the_detected_language_against_the_dataset():
     assert list(counts.detected) == ["fr", "es", "it"]  # most frequent first, then by name
     assert language_counts(rows.drop(columns="language")).right is None
     assert language_counts(rows.drop(columns="detected_language")) is None
+    assert dict(counts.wrong) == {"fr": 1} and "(fr 1)" in counts.warning() and "--language" in counts.warning()
+
+
+def test_an_english_only_model_on_other_languages_is_called_out():
+    rows = pd.DataFrame({"detected_language": ["en"] * 5, "language": ["en", "es", "es", "ru", "fr"]})
+    counts = language_counts(rows)
+    assert dict(counts.wrong) == {"es": 2, "fr": 1, "ru": 1}
+    assert "English-only" in counts.warning() and counts.warning() in counts.text()
+    assert language_counts(rows.assign(language="en")).warning() is None
 
 
 def test_language_forced_on_a_multilingual_model(real_set, tmp_path):

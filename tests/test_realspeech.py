@@ -147,7 +147,7 @@ def test_evaluation_run_on_real_english_with_tiny_en(real_set, tmp_path, fw_back
     assert list(rows["detected_language"]) == ["en"] * 3
     assert rows["id"].str.startswith("en/").all() and (rows["hypothesis"].str.len() > 0).all()
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["languages"] == {"detected": {"en": 3}, "rows": 3, "right": 3, "share_right": 1.0}
+    assert summary["languages"] == {"detected": {"en": 3}, "rows": 3, "right": 3, "share_right": 1.0, "wrong": {}}
     assert {t for t in summary["tables"]} == {"noise", "language", "detected_language"}
     printed = capsys.readouterr().out
     assert "WER by language x noise" in printed and "in the dataset's language: 3/3" in printed

@@ -215,6 +215,8 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
         f"{o.utterances} utterances." + streaming_overall_text(summary),
         "`*` marks a cell with too few utterances or speakers to trust.",
     ]
+    if summary.languages is not None and (warning := summary.languages.warning()):
+        lines.append(f"⚠️ {esc(warning)}.")
     if summary.streaming is not None:
         lines.append("**Streaming** (committed text on the simulated live clock):\n\n" + _streaming_markdown(summary))
     if result.skipped:

@@ -66,7 +66,8 @@ class Languages:
     def text(self) -> str:
         counts = ", ".join(f"{lang} {n}" for lang, n in self.detected.items())
         right = f"; in the dataset's language: {self.right}/{self.rows}" if self.right is not None else ""
-        return f"detected languages: {counts}{right}" + (f". {self.warning()}" if self.warning() else "")
+        warning = self.warning()
+        return f"detected languages: {counts}{right}" + (f". {warning}" if warning else "")
 
     def warning(self) -> str | None:
         """What to do when rows were decoded in another language than the dataset's: their WER measures the

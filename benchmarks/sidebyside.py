@@ -4,7 +4,10 @@ The targets of the real-speech work are relative (no worse than the library's gr
 throughput), and absolute speeds on a loaded machine are noise, so every approach runs in the same process on the
 same loaded model, round-robin (approach A's first run, B's first run, ..., then the second runs), and the table
 shows ratios. Each approach is warmed up once on the first recording; the timings are the median over
-``--repeat`` runs, and the repeats are compared text for text (the determinism check).
+``--repeat`` runs, and the repeats are compared text for text (the determinism check). Besides the wall-clock
+compute seconds, each run's process CPU seconds are shown: on a shared machine the wall clock moves with the
+other processes' load, the CPU time much less, so the CPU-time ratio tells whether a change of the wall-clock
+ratio is the code's doing or the load's.
 
 WER goes through :mod:`evaluation.scoring`, pooled per language with the normalizer of that language (Whisper's
 English normalizer for English, its basic normalizer otherwise). Where the dataset says which language each
@@ -74,6 +77,7 @@ class ApproachResult:
     approach: str
     decoded: tuple[Decoded, ...]  # from the first timed run
     runs: tuple[float, ...]  # compute seconds of each timed run
+    cpu_runs: tuple[float, ...]  # process CPU seconds of each timed run (all threads)
     identical: bool  # every timed run gave the same text for every utterance
     differing: int  # utterances whose text changed between runs
     overall: Cell
@@ -83,6 +87,10 @@ class ApproachResult:
     @property
     def seconds(self) -> float:
         return statistics.median(self.runs) if self.runs else float("nan")
+
+    @property
+    def cpu_seconds(self) -> float:
+        return statistics.median(self.cpu_runs) if self.cpu_runs else float("nan")
 
 
 def rtfx(audio_seconds: float, compute_seconds: float) -> float:
@@ -102,24 +110,25 @@ def run_target(target: Target, approaches: Sequence[str], models: Models, repeat
             errors[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     outputs: dict[str, list[list[Decoded]]] = {n: [] for n in built}
     times: dict[str, list[float]] = {n: [] for n in built}
+    cpu: dict[str, list[float]] = {n: [] for n in built}
     for n in range(max(repeat, 1)):
         for name, run in built.items():
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             outputs[name].append(run(audios))
             times[name].append(time.perf_counter() - started)
-            logger.info("%s run %d: %.1f s", name, n + 1, times[name][-1])
+            cpu[name].append(time.process_time() - cpu_started)
+            logger.info("%s run %d: %.1f s (CPU %.1f s)", name, n + 1, times[name][-1], cpu[name][-1])
     results = []
     for name in approaches:
         if name in errors:
             empty = Cell(0, 0, 0, None)
-            results.append(ApproachResult(name, (), (), False, 0, empty, {}, errors[name]))
+            results.append(ApproachResult(name, (), (), (), False, 0, empty, {}, errors[name]))
             continue
         runs = outputs[name]
         differing = sum(len({r[i].text for r in runs}) > 1 for i in range(len(audios)))
         overall, by_language = score_runs(target.utterances, runs[0])
-        results.append(
-            ApproachResult(name, tuple(runs[0]), tuple(times[name]), differing == 0, differing, overall, by_language)
-        )
+        timed = (tuple(times[name]), tuple(cpu[name]))
+        results.append(ApproachResult(name, tuple(runs[0]), *timed, differing == 0, differing, overall, by_language))
     return results
 
 
@@ -155,7 +164,10 @@ def ratios(results: Sequence[ApproachResult], seconds: float) -> list[str]:
             a, b = ok[ours], ok[theirs]
             points = (a.overall.wer - b.overall.wer) * 100
             speed = rtfx(seconds, a.seconds) / rtfx(seconds, b.seconds)
-            lines.append(f"{ours} vs {theirs}: WER {points:+.2f} points, throughput {speed:.2f}x")
+            cpu = b.cpu_seconds / a.cpu_seconds if a.cpu_seconds > 0 else float("inf")
+            lines.append(
+                f"{ours} vs {theirs}: WER {points:+.2f} points, throughput {speed:.2f}x, CPU time {cpu:.2f}x less"
+            )
     return lines
 
 
@@ -172,18 +184,18 @@ def table(target: Target, results: Sequence[ApproachResult], models: Models, rep
     lines = [
         title,
         "",
-        "| approach | WER | right language | rtfx | compute s | identical runs |",
-        "|---|---|---|---|---|---|",
+        "| approach | WER | right language | rtfx | compute s | CPU s | identical runs |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if r.error:
-            lines.append(f"| {APPROACHES[r.approach].label} | failed: {r.error} | | | | |")
+            lines.append(f"| {APPROACHES[r.approach].label} | failed: {r.error} | | | | | |")
             continue
         right = f"{r.overall.right_language}/{r.overall.utterances}" if r.overall.right_language is not None else "-"
         same = "yes" if r.identical else f"no ({r.differing} differ)"
         lines.append(
             f"| {APPROACHES[r.approach].label} | {_percent(r.overall.wer)} | {right} | {rtfx(target.seconds, r.seconds):.1f} "
-            f"| {r.seconds:.2f} | {same if repeat > 1 else '-'} |"
+            f"| {r.seconds:.2f} | {r.cpu_seconds:.2f} | {same if repeat > 1 else '-'} |"
         )
     languages = sorted({lang for r in results for lang in r.by_language})
     if len(languages) > 1:
@@ -237,6 +249,8 @@ def report_json(target: Target, results: Sequence[ApproachResult]) -> dict:
                 "error": r.error,
                 "compute_seconds": r.seconds if r.runs else None,
                 "runs": list(r.runs),
+                "cpu_seconds": r.cpu_seconds if r.cpu_runs else None,
+                "cpu_runs": list(r.cpu_runs),
                 "rtfx": rtfx(target.seconds, r.seconds) if r.runs else None,
                 "identical": r.identical,
                 "differing": r.differing,

@@ -38,8 +38,9 @@ def test_dataset_folder_prints_the_side_by_side_table(tiny_folder, fw_backend, c
     library = next(line for line in out.splitlines() if line.startswith("| faster-whisper transcribe, greedy"))
     for line in (ours, library):
         cells = [c.strip() for c in line.strip("|").split("|")]
-        assert float(cells[1].rstrip("%")) < 30 and cells[2] == "3/3" and cells[5] == "yes"
-    assert "ours-fw vs fw-greedy: WER" in out and "throughput" in out
+        assert float(cells[1].rstrip("%")) < 30 and cells[2] == "3/3" and cells[6] == "yes"
+        assert float(cells[5]) > 0  # the process CPU seconds of the median run
+    assert "ours-fw vs fw-greedy: WER" in out and "throughput" in out and "x less" in out
 
 
 def test_a_file_with_its_reference_beside_it_and_json(tiny_folder, fw_backend, capsys, tmp_path):
@@ -50,6 +51,7 @@ def test_a_file_with_its_reference_beside_it_and_json(tiny_folder, fw_backend, c
     report = json.loads(capsys.readouterr().out)["targets"][0]
     ours = report["approaches"]["ours-fw"]
     assert report["utterances"] == 1 and ours["overall"]["words"] == 6 and ours["rtfx"] > 0
+    assert ours["cpu_seconds"] > 0 and len(ours["cpu_runs"]) == 1
     assert "conference" in ours["texts"]["pin"].lower()
 
 

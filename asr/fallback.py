@@ -4,8 +4,12 @@ Batched decoding has no fallback of its own. Whisper decodes a window at tempera
 too repetitive (compression ratio above :data:`asr.results.COMPRESSION_RATIO_THRESHOLD`) or too unlikely (mean log
 probability below :data:`asr.results.LOGPROB_THRESHOLD`), decodes it again at rising temperatures, keeping the
 first retry that passes, else the likeliest among those not too repetitive. Here the same rule runs per window,
-with one more: a retry that keeps fewer than half of the first decode's distinct words is never chosen (a prompt
-that really repeats itself is not replaced by a shorter garbled sample). Retries are decoded from the encoding of
+with two more. A text that compresses well counts as a loop only when it also outruns the audio (more than
+:data:`LOOP_WORDS_PER_SECOND` words per second of the window): a prompt that really repeats itself ("the conference
+will begin when our glorious leader arrives" said four times) is as many words as its audio holds and is kept, where
+a loop runs on past the speech (every loop measured on real and synthetic speech: 30 or more words per second). And
+a retry that keeps fewer than half of the first decode's distinct words is never chosen (a repeating prompt is not
+replaced by a shorter garbled sample). Retries are decoded from the encoding of
 the first decode where the backend keeps it, and never depend on batch-mates: the transformers backend samples
 each window alone under a seed made from the run seed and the window's audio; faster-whisper, whose sampler
 cannot be seeded per call, decodes each "temperature" greedily with a rising repetition penalty instead (see
@@ -23,9 +27,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from asr.audio import SAMPLE_RATE
 from asr.backends.base import Backend, EncodedWindows, WindowResult
 from asr.results import DecodeOptions, compression_ratio
 
+LOOP_WORDS_PER_SECOND = 5.0  # a repetitive text is a loop only above this many words per second of its window:
+# twice an ordinary speaking rate. The real-speech prompts (all 537 English) reach at most 4.2 words per second of
+# their file; each loop the compression test caught on them and on the synthetic set ran 30 to 135 (a 1.4 s
+# "playback mode" decoded to 54 words, a 0.8 s "March" to 112); the 7 windows of the held-out joined files that
+# really repeat themselves (compression 2.4 to 3.4) run at 1.9 to 2.5, and were garbled by their retries
 KEEP_WORDS = 0.5  # a retry must keep at least this share of the first decode's distinct words
 MIN_SPLIT_SECONDS = 8.0  # windows shorter than this are never split for coverage
 UNCOVERED_SECONDS = 3.0  # speech after the last decoded word, beyond which a window is undercovered ...
@@ -33,12 +43,12 @@ UNCOVERED_SHARE = 0.3  # ... when it is also more than this share of the window
 MIN_WORDS_PER_SECOND = 0.8  # without word times: fewer words than this per second of speech is undercovered
 
 
-def needs_retry(result: WindowResult, options: DecodeOptions) -> bool:
-    """Whisper's rule: too repetitive or too unlikely, unless the window is judged silence."""
+def needs_retry(result: WindowResult, options: DecodeOptions, seconds: float | None = None) -> bool:
+    """Whisper's rule: too repetitive or too unlikely, unless the window is judged silence. Given the window's
+    ``seconds``, a repetitive text is retried only when it outruns them (:data:`LOOP_WORDS_PER_SECOND`)."""
     if result.silent or not result.text:
         return False
-    limit = options.compression_ratio_threshold
-    repetitive = limit is not None and compression_ratio(result.text) > limit
+    repetitive = _repetitive(result, options, seconds)
     unlikely = options.logprob_threshold is not None and result.avg_logprob < options.logprob_threshold
     return repetitive or unlikely
 
@@ -53,7 +63,8 @@ def with_fallback(
     text and probabilities), and only the retry each window keeps is decoded again with its words."""
     encoded = backend.encode_windows(windows, options)
     first = encoded.decode(options)
-    pending = [i for i, r in enumerate(first) if options.fallback_temperatures and needs_retry(r, options)]
+    seconds = [w.size / SAMPLE_RATE for w in windows]
+    pending = [i for i, r in enumerate(first) if options.fallback_temperatures and needs_retry(r, options, seconds[i])]
     tried = {i: [first[i]] for i in pending}
     passed: dict[int, WindowResult] = {}
     for temperature in options.fallback_temperatures:
@@ -62,12 +73,12 @@ def with_fallback(
         hot = options.replace(temperature=temperature, beam_size=1)
         for i, retry in zip(pending, encoded.decode(hot, pending, words=False)):
             tried[i].append(retry)
-            if not needs_retry(retry, options) and _keeps_words(retry, first[i]):
+            if not needs_retry(retry, options, seconds[i]) and _keeps_words(retry, first[i]):
                 passed[i] = retry
         pending = [i for i in pending if i not in passed]
     out = list(first)
     for i, results in tried.items():
-        kept = passed[i] if i in passed else best_of(results, first[i], options)
+        kept = passed[i] if i in passed else best_of(results, first[i], options, seconds[i])
         out[i] = _with_words(encoded, i, options, kept, first[i])
     return out, [i in tried for i in range(len(out))]
 
@@ -80,13 +91,24 @@ def _with_words(
     return encoded.decode(options.replace(temperature=chosen.temperature, beam_size=1), [index])[0]
 
 
-def best_of(tried: Sequence[WindowResult], first: WindowResult, options: DecodeOptions) -> WindowResult:
+def best_of(
+    tried: Sequence[WindowResult], first: WindowResult, options: DecodeOptions, seconds: float | None = None
+) -> WindowResult:
     """Whisper's choice when every temperature failed: the likeliest decode that is not too repetitive (else
     the likeliest), among those that kept most of the first decode's words (the first always qualifies)."""
     kept = [r for r in tried if r is first or _keeps_words(r, first)]
-    limit = options.compression_ratio_threshold
-    fluent = [r for r in kept if limit is None or compression_ratio(r.text) <= limit]
+    fluent = [r for r in kept if not _repetitive(r, options, seconds)]
     return max(fluent or kept, key=lambda r: r.avg_logprob)
+
+
+def _repetitive(result: WindowResult, options: DecodeOptions, seconds: float | None) -> bool:
+    """Compresses better than Whisper's threshold and, given the window's ``seconds``, outruns them."""
+    limit = options.compression_ratio_threshold
+    return limit is not None and compression_ratio(result.text) > limit and _outruns(result.text, seconds)
+
+
+def _outruns(text: str, seconds: float | None) -> bool:
+    return seconds is None or len(text.split()) > LOOP_WORDS_PER_SECOND * seconds
 
 
 def _distinct_words(text: str) -> set[str]:

@@ -59,7 +59,7 @@ class DecodeOptions:
     # prompt of the next window of its recording, as Whisper conditions on previous text, unless that window was
     # not decoded cleanly (see asr.transcribe.condition_prompt). 0 (the default): every window on its own. 15 helps
     # the joined real-speech dev file (3.74% -> 3.02% WER) but not the held-out prompts joined the same way
-    # (4.59% -> 5.81%; 14 minutes of them 6.46% -> 9.66%), so it is off unless asked for.
+    # (1.94% -> 3.37%; 14 minutes of them 4.15% -> 5.81%), so it is off unless asked for.
     condition_run: int = 8  # ... in runs of at most this many windows: each run starts unprompted, so the runs of
     # one long file decode side by side in batches, and a misheard word never spreads further than its run
     seed: int = 0  # run seed: a sampled retry of a window is seeded from it and the window's own audio

@@ -8,7 +8,7 @@ A window's text never depends on its batch-mates (see :mod:`asr.backends.base`),
 transcript alone, in any batch and on every run.
 
 Windows of one recording can be conditioned on the text before them, as Whisper's loop is (``condition_words``;
-off by default: it helped the joined dev file but cost 1.2 to 3.2 points on held-out speech, see the README's
+off by default: it helped the joined dev file but cost 1.4 to 1.7 points on held-out speech, see the README's
 Performance section). When on, the words "caller" and "star" come out right once the window before said them,
 and a window waits for the one before, so a recording's windows go in runs of ``condition_run``: run k's n-th window is decoded in
 round n together with the n-th window of every other run (of this and every other recording), which keeps the

@@ -28,6 +28,16 @@ def test_retry_on_repetition_or_low_likelihood_but_not_on_silence():
     assert not needs_retry(_result("uh", LOGPROB_THRESHOLD - 1, no_speech=0.9, silent=True), OPTIONS)
 
 
+def test_a_repetitive_text_is_a_loop_only_when_it_outruns_its_window():
+    words = len(LOOP.split())  # 22 words that compress like a loop
+    assert needs_retry(_result(LOOP), OPTIONS, seconds=words / 5.0 - 0.1)  # faster than 5 words a second
+    assert not needs_retry(_result(LOOP), OPTIONS, seconds=words / 5.0 + 0.1)  # as many as the audio holds
+    assert needs_retry(_result(LOOP, LOGPROB_THRESHOLD - 0.1), OPTIONS, seconds=30.0)  # unlikely all the same
+    first, retry = _result(LOOP, -0.3), _result("the cat sat on the mat", -1.2)
+    assert best_of([first, retry], first, OPTIONS, seconds=30.0) is first  # fits 30 s: the likeliest wins
+    assert best_of([first, retry], first, OPTIONS, seconds=1.0) is retry  # outruns 1 s: a loop, passed over
+
+
 def test_best_is_the_likeliest_fluent_retry_that_keeps_the_words():
     first = _result("to decrease the audio volume press four to decrease your speaking volume press seven", -1.2)
     garbled = _result("to decrease", -0.2)  # likelier, but drops most of the words: never chosen

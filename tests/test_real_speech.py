@@ -21,6 +21,9 @@ from tests.conftest import check_invariants
 LONG = "en/basic-pbx-ivr-main"  # 25 s, seven sentences ("Thank you for calling Super Awesome Company, ...")
 PIN = "en/conf-getpin"  # "Please enter the conference pin number." (its start used to come out as "He sent to")
 JOINED = ("en/vm-savefolder", "en/transfer", "en/entr-num-rmv-blklist", "en/queue-callswaiting")
+VOLUME_MENU = tuple(f"en/confbridge-{w}-talk-vol-{p}" for w in ("dec", "inc") for p in ("in", "out"))  # held out:
+# "To decrease your speaking volume to other participants..." twice, then "to increase ..." twice (17 s)
+LOOPING = ("en/digits/mon-2", "en/dictate/playback_mode")  # "March", "Playback mode": greedy loops on them
 FRENCH, ITALIAN = "fr/agent-loginok", "it/agent-loginok"  # "Vous êtes maintenant en ligne." / "Operatore connesso."
 
 
@@ -44,10 +47,10 @@ def _wer(reference: str, hypothesis: str) -> float:
     return score(reference, hypothesis).wer
 
 
-def _joined() -> tuple[np.ndarray, str]:
-    """Four dev prompts joined with 0.7 s pauses (about 14 s)."""
+def _joined(prompts: tuple[str, ...] = JOINED) -> tuple[np.ndarray, str]:
+    """Prompts (four dev prompts unless named) joined with 0.7 s pauses (about 14 s)."""
     pause = np.zeros(int(0.7 * SAMPLE_RATE), np.float32)
-    parts = [_prompt(p) for p in JOINED]
+    parts = [_prompt(p) for p in prompts]
     audio = np.concatenate([x for a, _ in parts for x in (a, pause)])
     return audio, " ".join(t for _, t in parts)
 
@@ -88,6 +91,27 @@ def test_a_file_alone_and_in_a_batch_gives_the_same_transcript(fw_backend):
     alone = transcribe(audio, backend=fw_backend)
     batched = transcribe_many([others[0], audio, others[1], others[2]], backend=fw_backend)[1]
     assert alone.text == batched.text and alone.words == batched.words
+
+
+def test_a_prompt_that_repeats_itself_keeps_its_repeats(fw_backend):
+    """A genuine repeat compresses like a loop, but its words fit its audio: it is not retried (a retry forbade
+    the repeat and garbled it: "to decrease your speaking volume to other participants, to increase ..."),
+    while a real loop, many words a second, still is and comes out as the prompt; alone or in a batch alike."""
+    from asr.fallback import needs_retry
+    from asr.results import COMPRESSION_RATIO_THRESHOLD, compression_ratio
+
+    audio, text = _joined(VOLUME_MENU)
+    greedy = fw_backend.transcribe_windows([audio], DecodeOptions())[0]
+    assert compression_ratio(greedy.text) > COMPRESSION_RATIO_THRESHOLD  # the premise: it compresses like a loop
+    assert not needs_retry(greedy, DecodeOptions(), audio.size / SAMPLE_RATE)
+    result = transcribe(audio, backend=fw_backend)
+    assert result.windows_retried == 0 and _wer(text, result.text) == 0.0, result.text
+    (march, march_text), (playback, playback_text) = (_prompt(p) for p in LOOPING)
+    alone = [transcribe(a, backend=fw_backend) for a in (march, playback)]
+    for clip, prompt in zip(alone, (march_text, playback_text)):
+        assert clip.windows_retried == 1 and _wer(prompt, clip.text) == 0.0, clip.text
+    batched = transcribe_many([march, audio, playback], backend=fw_backend)
+    assert [t.text for t in batched] == [alone[0].text, result.text, alone[1].text]
 
 
 def _joined_file_clip(start: float, end: float) -> np.ndarray:

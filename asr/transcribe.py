@@ -38,7 +38,7 @@ from asr.vad import (
     Window,
     group_spans,
     make_window,
-    speech_spans,
+    speech_spans_many,
     split_group,
 )
 
@@ -112,8 +112,8 @@ def _rounds(arrays: list[np.ndarray], options: DecodeOptions, vad: VadOptions) -
     ``condition_run`` consecutive windows of a recording; without conditioning, every window is in round 0)."""
     rounds: list[list[_Job]] = [[]]
     key = 0
-    for i, audio in enumerate(arrays):
-        for n, spans in enumerate(_window_spans(audio, options, vad)):
+    for i, windows in enumerate(_window_spans(arrays, options, vad)):
+        for n, spans in enumerate(windows):
             step = n % options.condition_run if options.condition_words else 0
             if step == len(rounds):
                 rounds.append([])
@@ -259,13 +259,14 @@ def _language(seconds: dict[str, float], options: DecodeOptions, backend: Backen
     return options.language or ("en" if not backend.multilingual else "")
 
 
-def _window_spans(audio: np.ndarray, options: DecodeOptions, vad: VadOptions) -> list[tuple[SpeechSpan, ...]]:
+def _window_spans(
+    arrays: list[np.ndarray], options: DecodeOptions, vad: VadOptions
+) -> list[list[tuple[SpeechSpan, ...]]]:
+    """Each recording's windows (its speech spans grouped); the VAD runs on every recording at once."""
     if options.vad_filter:
-        spans = speech_spans(audio, vad)
-    else:
-        step = int(MAX_WINDOW_SECONDS * SAMPLE_RATE)
-        spans = [SpeechSpan(s, min(s + step, audio.size)) for s in range(0, audio.size, step)]
-    return group_spans(spans)
+        return [group_spans(spans) for spans in speech_spans_many(arrays, vad)]
+    step = int(MAX_WINDOW_SECONDS * SAMPLE_RATE)
+    return [group_spans([SpeechSpan(s, min(s + step, a.size)) for s in range(0, a.size, step)]) for a in arrays]
 
 
 def _to_file_time(segment: Segment, window: Window) -> Segment:

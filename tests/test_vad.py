@@ -63,3 +63,24 @@ def test_streaming_vad_matches_offline_probabilities(speech_wav):
     assert streamed.size == offline.size
     assert np.corrcoef(streamed, offline)[0, 1] > 0.9
     assert ((streamed > 0.5) == (offline > 0.5)).mean() > 0.9
+
+
+def test_blocks_found_on_threads_are_the_spans_of_each_block_alone(monkeypatch):
+    from asr import vad
+    from evaluation.realspeech import real_dir
+
+    path = real_dir() / "long" / "en-dev-joined.wav"
+    if not path.exists():
+        pytest.skip(f"the real-speech long files are not built ({path}; run: python -m evaluation make-real)")
+    clip = load_audio(path)[: 75 * SAMPLE_RATE]  # real speech, 0.7 s pauses: spans cross the block edges
+    block = 30 * SAMPLE_RATE
+    monkeypatch.setattr(vad, "BLOCK_SAMPLES", block)  # three blocks, found side by side on threads
+    alone = [
+        SpeechSpan(offset + s.start, offset + s.end)
+        for offset in range(0, clip.size, block)
+        for s in speech_spans(clip[offset : offset + block])  # one block: found in this thread
+    ]
+    assert len(alone) >= 3
+    assert speech_spans(clip) == alone
+    tail = clip[2 * block :]
+    assert vad.speech_spans_many([clip, tail]) == [alone, speech_spans(tail)]

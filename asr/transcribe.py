@@ -47,6 +47,9 @@ logger = logging.getLogger(__name__)
 MULTILINGUAL_ENCODER_SECONDS = 15.0  # least encoder audio per window on multilingual models: whisper-base on 15 dev
 # prompts each of es/fr/it/ru, WER 18.1% -> 17.3% against the library's 17.4%, French 13.7% -> 12.4% (library 11.6%),
 # at 1.4x the CPU; English-only models keep DecodeOptions.encoder_seconds (chosen on English)
+LONG_FORM_SECONDS = 120.0  # recordings at least this long decode with <|notimestamps|> when
+# DecodeOptions.long_timestamp_tokens is off (README Performance); the one dev prompt of two windows
+# (priv-callee-options, 31 s) lost words without timestamp tokens (dev WER 4.5% -> 4.9%), so shorter ones never do
 ProgressCallback = Callable[[float, float], None]  # (audio seconds done, audio seconds in all); may raise to cancel
 
 
@@ -56,6 +59,7 @@ class _Job:
     spans: tuple[SpeechSpan, ...]  # the speech the window holds, in file samples
     key: int  # the job's number, in recording and window order
     after: int | None  # the job before it in its run, whose text prompts it (None: the first of its run)
+    plain: bool = False  # decoded with <|notimestamps|>: a window of a long recording (see _plain)
 
 
 @dataclass(frozen=True)
@@ -102,9 +106,22 @@ def transcribe_many(
     arrays = [load_audio(a) for a in audios]
     started = time.perf_counter()
     state = _State(len(arrays))
-    _run_rounds(backend, arrays, _rounds(arrays, options, vad), options, state, progress)
+    rounds = _rounds(arrays, options, vad)
+    _run_rounds(backend, arrays, rounds, options, state, progress)
     overhead = (time.perf_counter() - started - sum(state.compute)) / max(len(arrays), 1)
-    return [_transcript(arr, i, state, overhead, backend, options, vad) for i, arr in enumerate(arrays)]
+    plain = {j.index for jobs in rounds for j in jobs if j.plain}
+    return [
+        _transcript(arr, i, state, overhead, backend, _plain(options) if i in plain else options, vad)
+        for i, arr in enumerate(arrays)
+    ]
+
+
+def _plain(options: DecodeOptions) -> DecodeOptions:
+    """How the windows of a recording of :data:`LONG_FORM_SECONDS` or more decode: without timestamp tokens when
+    ``options.long_timestamp_tokens`` is off (measured on the real-speech long files, see the README's Performance)."""
+    if options.timestamp_tokens and not options.long_timestamp_tokens:
+        return options.replace(timestamp_tokens=False)
+    return options
 
 
 def _rounds(arrays: list[np.ndarray], options: DecodeOptions, vad: VadOptions) -> list[list[_Job]]:
@@ -113,11 +130,12 @@ def _rounds(arrays: list[np.ndarray], options: DecodeOptions, vad: VadOptions) -
     rounds: list[list[_Job]] = [[]]
     key = 0
     for i, windows in enumerate(_window_spans(arrays, options, vad)):
+        plain = arrays[i].size >= LONG_FORM_SECONDS * SAMPLE_RATE and _plain(options) != options
         for n, spans in enumerate(windows):
             step = n % options.condition_run if options.condition_words else 0
             if step == len(rounds):
                 rounds.append([])
-            rounds[step].append(_Job(i, spans, key, key - 1 if step else None))
+            rounds[step].append(_Job(i, spans, key, key - 1 if step else None, plain))
             key += 1
     return rounds
 
@@ -134,6 +152,7 @@ def _run_rounds(
     total = sum(a.size for a in arrays) / SAMPLE_RATE
     done = 0.0
     prompts: dict[int, str | None] = {}  # job key -> what it prompts the next window of its run with
+    plain = _plain(options)
     for jobs in rounds:
         for start in range(0, len(jobs), options.batch_size):
             batch = jobs[start : start + options.batch_size]
@@ -142,7 +161,8 @@ def _run_rounds(
             windows = [make_window(arrays[j.index], j.spans) for j in batch]
             asked = [prompts.pop(j.after, None) if j.after is not None else None for j in batch]
             t0 = time.perf_counter()
-            decoded = _decode(backend, [arrays[j.index] for j in batch], windows, options, asked)
+            each = [plain if j.plain else options for j in batch]
+            decoded = _decode(backend, [arrays[j.index] for j in batch], windows, options, asked, each)
             spent = time.perf_counter() - t0
             batch_audio = sum(w.seconds for w in windows) or 1.0
             for job, window, result, prompt in zip(batch, windows, decoded, asked):
@@ -202,20 +222,23 @@ def _decode(
     windows: list[Window],
     options: DecodeOptions,
     prompts: list[str | None] | None = None,
+    each: list[DecodeOptions] | None = None,
 ) -> list[DecodedWindow]:
-    """One batched call (each window with its prompt; None: ``options.initial_prompt``), Whisper's fallback for
-    the windows that need it, and every window whose words cover much less than its speech decoded again in
-    halves, unprompted (kept when the halves give more words)."""
+    """One batched call per prompt and options (each window with its prompt, None: ``options.initial_prompt``,
+    and its options, ``each``, default ``options``), Whisper's fallback for the windows that need it, and every
+    window whose words cover much less than its speech decoded again in halves, unprompted (kept when the halves
+    give more words)."""
     audio = [w.audio for w in windows]
-    asked = [p or options.initial_prompt for p in (prompts or [None] * len(windows))]
-    results, retried = _with_fallback(backend, audio, options, asked)
+    each = each or [options] * len(windows)
+    asked = [p or o.initial_prompt for p, o in zip(prompts or [None] * len(windows), each)]
+    results, retried = _with_fallback(backend, audio, each, asked)
     out = []
-    for file, window, result, again in zip(files, windows, results, retried):
+    for file, window, result, again, opts in zip(files, windows, results, retried, each):
         segments = [_to_file_time(s, window) for s in result.segments]
         halves = split_group(file, window.spans) if undercovered(result, window.seconds) else []
         split = False
         if len(halves) == 2:
-            parts = _decode(backend, [file, file], [make_window(file, h) for h in halves], options)
+            parts = _decode(backend, [file, file], [make_window(file, h) for h in halves], opts)
             whole = [s for p in parts for s in p.segments]
             if _word_count(whole) > _word_count(segments):
                 segments, split = whole, True
@@ -225,14 +248,15 @@ def _decode(
 
 
 def _with_fallback(
-    backend: Backend, audio: list[np.ndarray], options: DecodeOptions, prompts: list[str | None]
+    backend: Backend, audio: list[np.ndarray], each: list[DecodeOptions], prompts: list[str | None]
 ) -> tuple[list, list[bool]]:
-    """Whisper's fallback on the windows of each prompt together (a retry keeps its window's prompt, as in
-    Whisper's loop); a window's result never depends on the windows decoded beside it."""
+    """Whisper's fallback on the windows of each prompt and options together (a retry keeps its window's prompt,
+    as in Whisper's loop); a window's result never depends on the windows decoded beside it."""
     results: list = [None] * len(audio)
     retried = [False] * len(audio)
-    for prompt in dict.fromkeys(prompts):
-        idx = [i for i, p in enumerate(prompts) if p == prompt]
+    keys = list(zip(prompts, each))
+    for prompt, options in dict.fromkeys(keys):
+        idx = [i for i, key in enumerate(keys) if key == (prompt, options)]
         asked = options if prompt == options.initial_prompt else options.replace(initial_prompt=prompt)
         kept, again = with_fallback(backend, [audio[i] for i in idx], asked)
         for i, r, a in zip(idx, kept, again):

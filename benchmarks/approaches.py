@@ -106,6 +106,11 @@ APPROACHES = {
             "ours, faster-whisper, each window prompted by the 15 words before",
             _ours("faster-whisper", condition_words=15),
         ),
+        Approach(  # what decoding long recordings without timestamp tokens (as the batched pipeline) gives
+            "ours-fw-plain-long",
+            "ours, faster-whisper, recordings of 2+ minutes without timestamp tokens",
+            _ours("faster-whisper", long_timestamp_tokens=False),
+        ),
         Approach("fw-greedy", "faster-whisper transcribe, greedy", _library(beam_size=1)),
         Approach("fw-beam5", "faster-whisper transcribe, beam 5", _library(beam_size=5)),
         Approach("fw-vad", "faster-whisper transcribe, greedy + VAD", _library(beam_size=1, vad_filter=True)),
@@ -116,5 +121,7 @@ APPROACHES = {
         ),
     )
 }
-DEFAULT_APPROACHES = tuple(a for a in APPROACHES if a != "ours-fw-conditioned")  # the same as ours-fw on short clips
+DEFAULT_APPROACHES = tuple(  # the other two are the same as ours-fw on short clips
+    a for a in APPROACHES if a not in ("ours-fw-conditioned", "ours-fw-plain-long")
+)
 LONG_APPROACHES = ("ours-fw", "ours-tf", "fw-greedy", "fw-batched")  # a long file: the whole-file paths

@@ -195,3 +195,25 @@ def test_the_options_that_made_a_transcript_are_recorded(fw_backend):
     record = transcribe(audio, backend=fw_backend, options=DecodeOptions(seed=3)).to_dict()
     assert record["options"]["seed"] == 3 and record["options"]["beam_size"] == 1
     assert record["vad"]["speech_pad_seconds"] > 0 and record["windows_retried"] == 0
+
+
+def test_long_recordings_can_decode_without_timestamp_tokens(fw_backend, monkeypatch):
+    import asr.transcribe as full_context
+
+    pin, _ = _prompt(PIN)
+    joined, text = _joined()
+    gap = np.zeros(3 * SAMPLE_RATE, np.float32)  # pauses the VAD ends spans at: three spans, two windows
+    long = np.concatenate([joined, gap, joined, gap, joined])
+    monkeypatch.setattr(full_context, "LONG_FORM_SECONDS", 40.0)  # 48 s counts as long here
+    plain_long = DecodeOptions(long_timestamp_tokens=False)
+    assert transcribe(long, backend=fw_backend).to_dict()["options"]["timestamp_tokens"] is True  # the default
+    results = transcribe_many([pin, long], backend=fw_backend, options=plain_long)
+    assert [r.to_dict()["options"]["timestamp_tokens"] for r in results] == [True, False]
+    assert _wer(" ".join([text] * 3), results[1].text) < 0.3
+    alone = transcribe(pin, backend=fw_backend, options=plain_long).to_dict()
+    assert json.dumps(results[0].to_dict()["segments"]) == json.dumps(alone["segments"])
+    assert results[0].to_dict()["options"] == alone["options"]
+    plain = transcribe(long, backend=fw_backend, options=DecodeOptions(timestamp_tokens=False))
+    assert json.dumps(results[1].to_dict()["segments"]) == json.dumps(plain.to_dict()["segments"])
+    monkeypatch.setattr(full_context, "LONG_FORM_SECONDS", 120.0)  # 48 s is short: timestamp tokens kept
+    assert transcribe(long, backend=fw_backend, options=plain_long).to_dict()["options"]["timestamp_tokens"] is True

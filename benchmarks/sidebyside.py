@@ -166,7 +166,7 @@ def ratios(results: Sequence[ApproachResult], seconds: float) -> list[str]:
             speed = rtfx(seconds, a.seconds) / rtfx(seconds, b.seconds)
             cpu = b.cpu_seconds / a.cpu_seconds if a.cpu_seconds > 0 else float("inf")
             lines.append(
-                f"{ours} vs {theirs}: WER {points:+.2f} points, throughput {speed:.2f}x, CPU time {cpu:.2f}x less"
+                f"{ours} vs {theirs}: WER {points:+.2f} points, throughput {speed:.2f}x, per CPU second {cpu:.2f}x"
             )
     return lines
 

@@ -18,7 +18,7 @@ from evaluation.datasets import DatasetOptions, load_dataset
 from evaluation.report import write_outputs
 from evaluation.runner import RunOptions, run_validation
 from evaluation.store import Store
-from evaluation.streaming import StreamModeOptions, StreamRunner
+from evaluation.streaming import StreamModeOptions, StreamRunner, _lane_copies
 
 LIMIT = 3
 MEASURED = ("compute_seconds",)  # the one measured column of a row: reported beside the clock, never on it
@@ -128,6 +128,13 @@ def test_a_row_does_not_depend_on_its_batch_mates_or_lanes(real_set, fw_backend)
     assert [_strip(o) for o in two_lanes.run(audios, keys)] == [_strip(o) for o in one_lane]
     other_order = two_lanes.run([audios[3], audios[0]], ["clean", "clean"])
     assert [_strip(o) for o in other_order] == [_strip(one_lane[3]), _strip(one_lane[0])]
+    # a later run's lanes are the same loaded copies (no second load), and they stream the same rows
+    copies = _lane_copies(fw_backend, 2)
+    again, lane = StreamRunner(fw_backend, StreamModeOptions(sessions=1), lanes=2).run_beside(
+        audios[:2], keys[:2], beside=lambda b: b
+    )
+    assert lane in copies and fw_backend not in copies and len({id(c) for c in copies}) == 2
+    assert [_strip(o) for o in again] == [_strip(o) for o in one_lane[:2]]
     assert all(o.text and o.latencies for o in one_lane)
 
 

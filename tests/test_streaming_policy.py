@@ -18,7 +18,7 @@ from asr.streaming.policy import (
     join_words,
 )
 
-OPTS = StreamOptions()
+OPTS = StreamOptions(first_window_seconds=0.0)  # the scripted windows below start as soon as speech does
 
 
 def frames(seconds: float, prob: float) -> np.ndarray:
@@ -86,6 +86,31 @@ def test_local_agreement_commits_the_common_prefix_of_two_hypotheses():
     s2 = p.step(r2, hyp(words_at("the birch canoe slid", 0.0)))
     assert text(s2.committed) == "the birch canoe" and text(s2.tentative) == "slid"
     assert s2.forced == 0
+
+
+def test_an_utterances_first_window_waits_for_first_window_seconds_of_buffer():
+    """Its words could only wait for the next window to agree: a short first window is spent, not committed."""
+    opts = dataclasses.replace(OPTS, first_window_seconds=1.5)
+    p = StreamPolicy(opts)
+    p.insert(silence(1.0))
+    p.insert(speech(0.6))  # the buffer holds the 0.4 s onset pad and 0.6 s of speech: 1.0 s
+    assert p.plan() is None
+    p.insert(speech(0.5))
+    first = p.plan()
+    assert first is not None and first.end - first.start == pytest.approx(1.5, abs=FRAME_SECONDS)
+    p.step(first, hyp(words_at("the birch", 1.0)))
+    p.insert(speech(0.5))  # later windows follow the step again, however short the buffer would be
+    second = p.plan()
+    assert second is not None and second.end - first.end == pytest.approx(0.5, abs=FRAME_SECONDS)
+    assert text(p.step(second, hyp(words_at("the birch canoe", 1.0))).committed) == "the birch"
+    p.insert(silence(0.6))  # the pause's flush is never held back
+    assert p.plan().flush
+    off = StreamPolicy(dataclasses.replace(OPTS, first_window_seconds=0.0))
+    off.insert(silence(1.0))
+    off.insert(speech(0.6))
+    assert off.plan() is not None  # without it the 1.0 s buffer is decoded at once
+    with pytest.raises(ValueError, match="first_window"):
+        StreamOptions(first_window_seconds=-1).validate()
 
 
 def test_a_revised_word_stays_tentative_until_two_hypotheses_agree():

@@ -5,9 +5,9 @@ too repetitive (compression ratio above :data:`asr.results.COMPRESSION_RATIO_THR
 probability below :data:`asr.results.LOGPROB_THRESHOLD`), decodes it again at rising temperatures, keeping the
 first retry that passes, else the likeliest among those not too repetitive. Here the same rule runs per window,
 with two more. A text that compresses well counts as a loop only when it also outruns the audio (more than
-:data:`LOOP_WORDS_PER_SECOND` words per second of the window): a prompt that really repeats itself ("the conference
-will begin when our glorious leader arrives" said four times) is as many words as its audio holds and is kept, where
-a loop runs on past the speech (every loop measured on real and synthetic speech: 30 or more words per second). And
+:data:`LOOP_CHARACTERS_PER_SECOND` characters per second of the window): a prompt that really repeats itself ("the
+conference will begin when our glorious leader arrives" said four times) is as long as its audio holds and is
+kept, where a loop runs on past the speech (every loop measured: 82 or more characters per second). And
 a retry that keeps fewer than half of the first decode's distinct words is never chosen (a repeating prompt is not
 replaced by a shorter garbled sample). Retries are decoded from the encoding of
 the first decode where the backend keeps it, and never depend on batch-mates: the transformers backend samples
@@ -31,11 +31,14 @@ from asr.audio import SAMPLE_RATE
 from asr.backends.base import Backend, EncodedWindows, WindowResult
 from asr.results import DecodeOptions, compression_ratio
 
-LOOP_WORDS_PER_SECOND = 5.0  # a repetitive text is a loop only above this many words per second of its window:
-# twice an ordinary speaking rate. The real-speech prompts (all 537 English) reach at most 4.2 words per second of
-# their file; each loop the compression test caught on them and on the synthetic set ran 30 to 135 (a 1.4 s
-# "playback mode" decoded to 54 words, a 0.8 s "March" to 112); the 7 windows of the held-out joined files that
-# really repeat themselves (compression 2.4 to 3.4) run at 1.9 to 2.5, and were garbled by their retries
+LOOP_CHARACTERS_PER_SECOND = 25.0  # a repetitive text is a loop only above this many characters per second of its
+# window: about twice an ordinary speaking rate (the median real-speech prompt of each of the five languages: 8.7 to
+# 14.4 characters per second of its file). Characters, not words: a loop of "11-11-11-..." is one word, and
+# languages differ in word length far more than in characters per second. The 7 windows of the held-out joined files
+# that really repeat themselves (compression 2.4 to 3.4) run at 12.7 to 14.8 and were garbled by their retries;
+# every loop the compression test caught on real speech, the synthetic set and the synthetic set in white noise at
+# 5 dB ran at 82 to 946 (a 0.8 s "March" decoded to 112 "March."), and a loop that fills Whisper's 448 tokens
+# runs at 50 or more in a 30 s window
 KEEP_WORDS = 0.5  # a retry must keep at least this share of the first decode's distinct words
 MIN_SPLIT_SECONDS = 8.0  # windows shorter than this are never split for coverage
 UNCOVERED_SECONDS = 3.0  # speech after the last decoded word, beyond which a window is undercovered ...
@@ -45,7 +48,7 @@ MIN_WORDS_PER_SECOND = 0.8  # without word times: fewer words than this per seco
 
 def needs_retry(result: WindowResult, options: DecodeOptions, seconds: float | None = None) -> bool:
     """Whisper's rule: too repetitive or too unlikely, unless the window is judged silence. Given the window's
-    ``seconds``, a repetitive text is retried only when it outruns them (:data:`LOOP_WORDS_PER_SECOND`)."""
+    ``seconds``, a repetitive text is retried only when it outruns them (:data:`LOOP_CHARACTERS_PER_SECOND`)."""
     if result.silent or not result.text:
         return False
     repetitive = _repetitive(result, options, seconds)
@@ -108,7 +111,7 @@ def _repetitive(result: WindowResult, options: DecodeOptions, seconds: float | N
 
 
 def _outruns(text: str, seconds: float | None) -> bool:
-    return seconds is None or len(text.split()) > LOOP_WORDS_PER_SECOND * seconds
+    return seconds is None or len(text) > LOOP_CHARACTERS_PER_SECOND * seconds
 
 
 def _distinct_words(text: str) -> set[str]:

@@ -8,7 +8,7 @@ import pytest
 
 from asr.backends.base import WindowResult, window_seed
 from asr.backends.seek import joined, seek_point
-from asr.fallback import best_of, needs_retry, undercovered
+from asr.fallback import LOOP_CHARACTERS_PER_SECOND, best_of, needs_retry, undercovered
 from asr.results import COMPRESSION_RATIO_THRESHOLD, LOGPROB_THRESHOLD, DecodeOptions, Segment, Word, compression_ratio
 
 OPTIONS = DecodeOptions()
@@ -29,9 +29,11 @@ def test_retry_on_repetition_or_low_likelihood_but_not_on_silence():
 
 
 def test_a_repetitive_text_is_a_loop_only_when_it_outruns_its_window():
-    words = len(LOOP.split())  # 22 words that compress like a loop
-    assert needs_retry(_result(LOOP), OPTIONS, seconds=words / 5.0 - 0.1)  # faster than 5 words a second
-    assert not needs_retry(_result(LOOP), OPTIONS, seconds=words / 5.0 + 0.1)  # as many as the audio holds
+    fits = len(LOOP) / LOOP_CHARACTERS_PER_SECOND  # the seconds its 87 characters fit
+    assert needs_retry(_result(LOOP), OPTIONS, seconds=fits - 0.1)  # it outruns them
+    assert not needs_retry(_result(LOOP), OPTIONS, seconds=fits + 0.1)  # as long as the audio holds
+    hyphens = "It's T-8-10" + "-11" * 100  # a loop of one "word"
+    assert needs_retry(_result(hyphens), OPTIONS, seconds=3.7)
     assert needs_retry(_result(LOOP, LOGPROB_THRESHOLD - 0.1), OPTIONS, seconds=30.0)  # unlikely all the same
     first, retry = _result(LOOP, -0.3), _result("the cat sat on the mat", -1.2)
     assert best_of([first, retry], first, OPTIONS, seconds=30.0) is first  # fits 30 s: the likeliest wins
@@ -167,16 +169,17 @@ def test_the_fallback_chooses_what_it_chose_when_each_retry_encoded_its_window(f
     options = DecodeOptions()
     old = fw_backend.transcribe_windows(windows, options)
     for i, first in enumerate(list(old)):
-        if needs_retry(first, options):
+        seconds = windows[i].size / SAMPLE_RATE
+        if needs_retry(first, options, seconds):
             tried = [first]
             for temperature in options.fallback_temperatures:
                 hot = options.replace(temperature=temperature, beam_size=1)
                 tried.append(fw_backend.transcribe_windows([windows[i]], hot)[0])
-                if not needs_retry(tried[-1], options) and _keeps_words(tried[-1], first):
+                if not needs_retry(tried[-1], options, seconds) and _keeps_words(tried[-1], first):
                     old[i] = tried[-1]
                     break
             else:
-                old[i] = best_of(tried, first, options)
+                old[i] = best_of(tried, first, options, seconds)
     results, retried = with_fallback(fw_backend, windows, options)
     assert any(retried) and not all(retried)
     assert results == old

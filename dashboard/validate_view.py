@@ -19,6 +19,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from evaluation.compare import Comparison, comparison_text  # noqa: E402
 from evaluation.report import Summary, display_table  # noqa: E402
 from evaluation.store import Run  # noqa: E402
+from evaluation.stream_tables import side_by_side  # noqa: E402
 from evaluation.tables import group_table  # noqa: E402
 
 WORST_WER = 0.5  # WER at which a cell is fully red; 0 is green
@@ -60,7 +61,10 @@ def wer_table(summary: Summary):
 
 
 def group_chart(rows: pd.DataFrame, summary: Summary, seed: int = 0) -> Figure:
-    """WER per group (first group column) and noise condition, bars with 95% CI error bars."""
+    """WER per group (first group column) and noise condition, bars with 95% CI error bars. A run of both paths
+    has a bar per path (``clean`` and ``clean [streaming]``), as the table has a column per path: pooling them
+    would chart a WER that neither path has."""
+    rows = side_by_side(rows)
     group = summary.group_columns[0] if summary.group_columns else None
     by = [group, "noise"] if group else ["noise"]
     table = group_table(rows, by, speaker_column=summary.speaker_column, seed=seed) if len(rows) else pd.DataFrame()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import gradio as gr
+import pandas as pd
 import pytest
 
 from dashboard.__main__ import parse_auth
@@ -13,7 +15,7 @@ from dashboard.config import DashboardConfig
 from dashboard.pages.review import Filters, parse_extra_labels
 from dashboard.shared import confidence_band, render_alignment, render_diff
 from dashboard.validate_form import dataset_spec, noise_specs
-from dashboard.validate_view import wer_colour
+from dashboard.validate_view import group_chart, wer_colour
 from evaluation.scoring import AlignedSpan
 
 
@@ -246,3 +248,25 @@ def test_login_guard_reads_the_user_name_of_either_form_encoding(content_type, b
 
     scope = {"type": "http", "method": "POST", "headers": [(b"content-type", content_type.encode())]}
     assert asyncio.run(_padded_username(scope, body)) is padded
+
+
+def test_the_group_chart_has_a_bar_per_path_in_a_run_of_both():
+    """Offline rows at 10% and streaming rows at 30%: pooled they would chart 20%, which neither path has."""
+    rows = pd.DataFrame(
+        {
+            "id": ["a", "b", "a", "b"],
+            "accent": ["us"] * 4,
+            "noise": ["clean"] * 4,
+            "mode": ["offline", "offline", "streaming", "streaming"],
+            "errors": [1, 1, 3, 3],
+            "ref_words": [10, 10, 10, 10],
+        }
+    )
+    summary = SimpleNamespace(group_columns=["accent"], speaker_column=None)
+    axes = group_chart(rows, summary).axes[0]
+    labels = [t.get_text() for t in axes.get_legend().get_texts()]
+    assert labels == ["clean", "clean [streaming]"]
+    heights = [round(bar.get_height(), 6) for container in axes.containers for bar in getattr(container, "patches", [])]
+    assert heights == [10.0, 30.0]
+    one_path = group_chart(rows[rows["mode"] == "offline"], summary).axes[0]
+    assert [t.get_text() for t in one_path.get_legend().get_texts()] == ["clean"]

@@ -59,7 +59,6 @@ class _Job:
     spans: tuple[SpeechSpan, ...]  # the speech the window holds, in file samples
     key: int  # the job's number, in recording and window order
     after: int | None  # the job before it in its run, whose text prompts it (None: the first of its run)
-    plain: bool = False  # decoded with <|notimestamps|>: a window of a long recording (see _plain)
 
 
 @dataclass(frozen=True)
@@ -106,20 +105,19 @@ def transcribe_many(
     arrays = [load_audio(a) for a in audios]
     started = time.perf_counter()
     state = _State(len(arrays))
-    rounds = _rounds(arrays, options, vad)
-    _run_rounds(backend, arrays, rounds, options, state, progress)
+    _run_rounds(backend, arrays, _rounds(arrays, options, vad), options, state, progress)
     overhead = (time.perf_counter() - started - sum(state.compute)) / max(len(arrays), 1)
-    plain = {j.index for jobs in rounds for j in jobs if j.plain}
     return [
-        _transcript(arr, i, state, overhead, backend, _plain(options) if i in plain else options, vad)
+        _transcript(arr, i, state, overhead, backend, _recording_options(arr, options), vad)
         for i, arr in enumerate(arrays)
     ]
 
 
-def _plain(options: DecodeOptions) -> DecodeOptions:
-    """How the windows of a recording of :data:`LONG_FORM_SECONDS` or more decode: without timestamp tokens when
+def _recording_options(audio: np.ndarray, options: DecodeOptions) -> DecodeOptions:
+    """How a recording's windows decode: one of :data:`LONG_FORM_SECONDS` or more without timestamp tokens when
     ``options.long_timestamp_tokens`` is off (measured on the real-speech long files, see the README's Performance)."""
-    if options.timestamp_tokens and not options.long_timestamp_tokens:
+    long = audio.size >= LONG_FORM_SECONDS * SAMPLE_RATE
+    if long and options.timestamp_tokens and not options.long_timestamp_tokens:
         return options.replace(timestamp_tokens=False)
     return options
 
@@ -130,12 +128,11 @@ def _rounds(arrays: list[np.ndarray], options: DecodeOptions, vad: VadOptions) -
     rounds: list[list[_Job]] = [[]]
     key = 0
     for i, windows in enumerate(_window_spans(arrays, options, vad)):
-        plain = arrays[i].size >= LONG_FORM_SECONDS * SAMPLE_RATE and _plain(options) != options
         for n, spans in enumerate(windows):
             step = n % options.condition_run if options.condition_words else 0
             if step == len(rounds):
                 rounds.append([])
-            rounds[step].append(_Job(i, spans, key, key - 1 if step else None, plain))
+            rounds[step].append(_Job(i, spans, key, key - 1 if step else None))
             key += 1
     return rounds
 
@@ -152,7 +149,6 @@ def _run_rounds(
     total = sum(a.size for a in arrays) / SAMPLE_RATE
     done = 0.0
     prompts: dict[int, str | None] = {}  # job key -> what it prompts the next window of its run with
-    plain = _plain(options)
     for jobs in rounds:
         for start in range(0, len(jobs), options.batch_size):
             batch = jobs[start : start + options.batch_size]
@@ -161,7 +157,7 @@ def _run_rounds(
             windows = [make_window(arrays[j.index], j.spans) for j in batch]
             asked = [prompts.pop(j.after, None) if j.after is not None else None for j in batch]
             t0 = time.perf_counter()
-            each = [plain if j.plain else options for j in batch]
+            each = [_recording_options(arrays[j.index], options) for j in batch]
             decoded = _decode(backend, [arrays[j.index] for j in batch], windows, options, asked, each)
             spent = time.perf_counter() - t0
             batch_audio = sum(w.seconds for w in windows) or 1.0

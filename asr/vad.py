@@ -8,7 +8,6 @@ of speech, which is how both backends get past Whisper's 30-second context.
 from __future__ import annotations
 
 import bisect
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from asr import compat
 from asr.audio import SAMPLE_RATE
+from asr.backends.base import cpu_cores
 
 FRAME = 512  # Silero's window at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous window Silero v6 expects in front of each window
@@ -92,7 +92,7 @@ def speech_spans_many(audios: list[np.ndarray], options: VadOptions | None = Non
         return [SpeechSpan(start, end) for start, end in ends if end > start]
 
     units = [(i, offset) for i, audio in enumerate(audios) for offset in range(0, audio.size, BLOCK_SAMPLES)]
-    threads = min(len(units), _cores())
+    threads = min(len(units), cpu_cores())
     if threads > 1:
         with ThreadPoolExecutor(threads, thread_name_prefix="vad") as pool:
             found = list(pool.map(block_spans, units))
@@ -102,13 +102,6 @@ def speech_spans_many(audios: list[np.ndarray], options: VadOptions | None = Non
     for (index, _), block in zip(units, found):
         spans[index] += block
     return spans
-
-
-def _cores() -> int:
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

@@ -90,15 +90,17 @@ def language_counts(rows: pd.DataFrame) -> Languages | None:
     if "detected_language" not in rows.columns or not len(rows):
         return None
     detected = rows["detected_language"].fillna("").astype(str)
-    counts = detected.value_counts()
-    ordered = {str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
     right, wrong = None, {}
     if REFERENCE_LANGUAGE in rows.columns:
         expected = rows[REFERENCE_LANGUAGE].astype(str)
         right = int((detected == expected).sum())
-        missed = expected[detected != expected].value_counts()
-        wrong = {str(k): int(v) for k, v in sorted(missed.items(), key=lambda kv: (-kv[1], kv[0]))}
-    return Languages(ordered, len(rows), right, wrong)
+        wrong = _most_first(expected[detected != expected])
+    return Languages(_most_first(detected), len(rows), right, wrong)
+
+
+def _most_first(languages: pd.Series) -> dict[str, int]:
+    """Each language's row count, most frequent first (ties by name, so the order never depends on the rows')."""
+    return {str(k): int(v) for k, v in sorted(languages.value_counts().items(), key=lambda kv: (-kv[1], kv[0]))}
 
 
 def summarize(rows: pd.DataFrame, settings: RunSettings, *, n_boot: int = N_BOOTSTRAP) -> Summary:

@@ -28,7 +28,6 @@ import difflib
 import math
 import queue
 import re
-import threading
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +37,7 @@ from typing import TypeVar
 import numpy as np
 
 from asr.audio import SAMPLE_RATE
-from asr.backends import Backend
+from asr.backends import Backend, get_copies
 from asr.backends.base import cpu_cores
 from asr.results import Word
 from asr.streaming.clock import CLOCKS, CostModel, cost_model_for
@@ -233,7 +232,8 @@ class StreamRunner:
         modelled = self.options.clock == "modelled"
         self.cost = cost_model_for(backend.model, backend.name) if modelled else None  # recorded with the run
         count = (lanes or _default_lanes(backend)) if modelled else 1
-        backends = [backend] if count == 1 else _lane_copies(backend, count)
+        # one model per lane (a lane decodes one group at a time), loaded once per process
+        backends = [backend] if count == 1 else get_copies(backend.model, backend.device, count)
         self._lanes: queue.SimpleQueue[Scheduler] = queue.SimpleQueue()
         for b in backends:
             self._lanes.put(Scheduler(b, threaded=False, name="asr-eval-stream"))
@@ -324,27 +324,7 @@ def _default_lanes(backend: Backend) -> int:
     return cpu_cores() if backend.name == "faster-whisper" and backend.device == "cpu" else 1
 
 
-_copies: dict[tuple[str, str], list[Backend]] = {}  # one-thread copies of a model, kept for the next run
-_copies_lock = threading.Lock()
 _warmed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # backend -> the warm-ups it has decoded
-
-
-def _lane_copies(backend: Backend, count: int) -> list[Backend]:
-    """``count`` one-thread copies of ``backend``'s model, loaded once per process like the model itself:
-    every streaming run after the first starts at once (loading and warming two copies of tiny.en took about
-    1.7 s of each built-in streaming sweep, 3-4% of its wall time). Lanes hand a copy to one group at a time."""
-    with _copies_lock:
-        copies = _copies.setdefault((backend.model, backend.device), [])
-        while len(copies) < count:
-            copies.append(_one_thread_copy(backend))
-        return copies[:count]
-
-
-def _one_thread_copy(backend: Backend) -> Backend:
-    from asr.backends.faster_whisper import FasterWhisperBackend
-    from asr.models import resolve
-
-    return FasterWhisperBackend(resolve(backend.model), device=backend.device, cpu_threads=1)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from asr.backends import get_copies
 from asr.streaming.clock import CostModel, WindowWork, cost_model_for, encoded_seconds, fit
 from asr.streaming.policy import StreamOptions
 from asr.streaming.simulate import simulate
@@ -18,7 +19,7 @@ from evaluation.datasets import DatasetOptions, load_dataset
 from evaluation.report import write_outputs
 from evaluation.runner import RunOptions, run_validation
 from evaluation.store import Store
-from evaluation.streaming import StreamModeOptions, StreamRunner, _lane_copies
+from evaluation.streaming import StreamModeOptions, StreamRunner
 
 LIMIT = 3
 MEASURED = ("compute_seconds",)  # the one measured column of a row: reported beside the clock, never on it
@@ -129,7 +130,7 @@ def test_a_row_does_not_depend_on_its_batch_mates_or_lanes(real_set, fw_backend)
     other_order = two_lanes.run([audios[3], audios[0]], ["clean", "clean"])
     assert [_strip(o) for o in other_order] == [_strip(one_lane[3]), _strip(one_lane[0])]
     # a later run's lanes are the same loaded copies (no second load), and they stream the same rows
-    copies = _lane_copies(fw_backend, 2)
+    copies = get_copies(fw_backend.model, fw_backend.device, 2)
     again, lane = StreamRunner(fw_backend, StreamModeOptions(sessions=1), lanes=2).run_beside(
         audios[:2], keys[:2], beside=lambda b: b
     )

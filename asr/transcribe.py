@@ -13,8 +13,11 @@ Performance section). When on, the words "caller" and "star" come out right once
 and a window waits for the one before, so a recording's windows go in runs of ``condition_run``: run k's n-th window is decoded in
 round n together with the n-th window of every other run (of this and every other recording), which keeps the
 batches full; each run starts unprompted, and a window that needed the fallback, was split, or decoded to nothing
-prompts nothing (see :func:`condition_prompt`). Which run a window is in depends only on its recording's own
-windows and the options, so the text never depends on batch size or batch-mates.
+prompts nothing (see :func:`condition_prompt`); nor does a window whose text repeats itself, and a prompted window
+whose text fails Whisper's compression test is decoded again without its prompt (a prompt leads a window whose
+speech really repeats itself astray: :func:`asr.fallback.repeats_itself`).
+Which run a window is in depends only on its recording's own windows and the options, so the text never depends on
+batch size or batch-mates.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import numpy as np
 
 from asr.audio import SAMPLE_RATE, AudioSource, load_audio
 from asr.backends import DEFAULT_BACKEND, Backend, get_backend
-from asr.fallback import undercovered, with_fallback
+from asr.fallback import repeats_itself, undercovered, with_fallback
 from asr.models import default_model
 from asr.results import DecodeOptions, Segment, Transcript, Word
 from asr.vad import (
@@ -70,6 +73,7 @@ class DecodedWindow:
     retried: bool  # decoded again by the temperature fallback
     split: bool  # decoded again in halves because its words covered too little of its speech
     avg_logprob: float = 0.0  # mean token log probability of the decode kept
+    conditioned: bool = False  # the decode kept was prompted by the window before (condition_words)
 
 
 def transcribe(
@@ -161,9 +165,9 @@ def _run_rounds(
             decoded = _decode(backend, [arrays[j.index] for j in batch], windows, options, asked, each)
             spent = time.perf_counter() - t0
             batch_audio = sum(w.seconds for w in windows) or 1.0
-            for job, window, result, prompt in zip(batch, windows, decoded, asked):
+            for job, window, result in zip(batch, windows, decoded):
                 prompts[job.key] = condition_prompt(result, options)
-                state.add(job.index, result, window.seconds, spent * window.seconds / batch_audio, prompt is not None)
+                state.add(job.index, result, window.seconds, spent * window.seconds / batch_audio)
                 done += window.seconds
             if progress:
                 progress(min(done, total), total)
@@ -175,10 +179,14 @@ def condition_prompt(decoded: DecodedWindow, options: DecodeOptions) -> str | No
     """The prompt a window gives the next window of its run: its last ``options.condition_words`` words.
 
     None (the next window decodes unprompted) when conditioning is off or when this window was not decoded
-    cleanly: retried by the fallback (Whisper resets its prompt after a hot retry too), decoded in halves, or
-    empty, so that a misheard or looping window does not lead the next one astray."""
-    words = " ".join(s.text for s in decoded.segments).split()
+    cleanly: retried by the fallback (Whisper resets its prompt after a hot retry too), decoded in halves, empty,
+    or repeating itself (:func:`asr.fallback.repeats_itself`), so that a misheard, looping or repeating window does
+    not lead the next one astray."""
+    text = " ".join(s.text for s in decoded.segments)
+    words = text.split()
     if not options.condition_words or decoded.retried or decoded.split or not words:
+        return None
+    if repeats_itself(text, options):
         return None
     return " ".join(words[-options.condition_words :])
 
@@ -201,7 +209,7 @@ class _State:
         self.compute, self.retried, self.split = [0.0] * self.n, [0] * self.n, [0] * self.n
         self.conditioned = [0] * self.n
 
-    def add(self, index: int, result: DecodedWindow, seconds: float, compute: float, conditioned: bool) -> None:
+    def add(self, index: int, result: DecodedWindow, seconds: float, compute: float) -> None:
         self.segments[index].extend(result.segments)
         if result.segments:
             seen = self.languages[index]
@@ -209,7 +217,7 @@ class _State:
         self.compute[index] += compute
         self.retried[index] += result.retried
         self.split[index] += result.split
-        self.conditioned[index] += conditioned
+        self.conditioned[index] += result.conditioned
 
 
 def _decode(
@@ -223,13 +231,14 @@ def _decode(
     """One batched call per prompt and options (each window with its prompt, None: ``options.initial_prompt``,
     and its options, ``each``, default ``options``), Whisper's fallback for the windows that need it, and every
     window whose words cover much less than its speech decoded again in halves, unprompted (kept when the halves
-    give more words)."""
+    give more words). A prompted window whose text repeats itself is decoded again without its prompt."""
     audio = [w.audio for w in windows]
     each = each or [options] * len(windows)
-    asked = [p or o.initial_prompt for p, o in zip(prompts or [None] * len(windows), each)]
-    results, retried = _with_fallback(backend, audio, each, asked)
+    prompts = prompts or [None] * len(windows)
+    results, retried = _with_fallback(backend, audio, each, [p or o.initial_prompt for p, o in zip(prompts, each)])
+    conditioned = _unmisled(backend, audio, each, prompts, results, retried)
     out = []
-    for file, window, result, again, opts in zip(files, windows, results, retried, each):
+    for file, window, result, again, opts, cond in zip(files, windows, results, retried, each, conditioned):
         segments = [_to_file_time(s, window) for s in result.segments]
         halves = split_group(file, window.spans) if undercovered(result, window.seconds) else []
         split = False
@@ -239,8 +248,30 @@ def _decode(
             if _word_count(whole) > _word_count(segments):
                 segments, split = whole, True
                 logger.info("a %.1f s window ended early; decoded again in halves", window.seconds)
-        out.append(DecodedWindow(segments, result.language, again, split, result.avg_logprob))
+        out.append(DecodedWindow(segments, result.language, again, split, result.avg_logprob, cond and not split))
     return out
+
+
+def _unmisled(
+    backend: Backend,
+    audio: list[np.ndarray],
+    each: list[DecodeOptions],
+    prompts: list[str | None],
+    results: list,
+    retried: list[bool],
+) -> list[bool]:
+    """Every window whose prompted decode repeats itself (:func:`asr.fallback.repeats_itself`) decoded again
+    without its prompt, in place in ``results`` and ``retried``; which windows keep a prompted decode."""
+    misled = [
+        i for i, (p, r, o) in enumerate(zip(prompts, results, each)) if p and not r.silent and repeats_itself(r.text, o)
+    ]
+    if misled:
+        plain = [each[i] for i in misled]
+        again, hot = _with_fallback(backend, [audio[i] for i in misled], plain, [o.initial_prompt for o in plain])
+        for i, r, a in zip(misled, again, hot):
+            results[i], retried[i] = r, a
+        logger.info("%d windows misled by their prompt decoded again without it", len(misled))
+    return [bool(p) and i not in misled for i, p in enumerate(prompts)]
 
 
 def _with_fallback(

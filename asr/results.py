@@ -62,9 +62,9 @@ class DecodeOptions:
     # 5.2% WER, but the held-out prompts joined 1.9% -> 2.7% and 4.1% -> 4.7%, so it stays on unless asked for.
     condition_words: int = 0  # full-context transcription: the last this-many words of a window's text are the
     # prompt of the next window of its recording, as Whisper conditions on previous text, unless that window was
-    # not decoded cleanly (see asr.transcribe.condition_prompt). 0 (the default): every window on its own. 15 helps
-    # the joined real-speech dev file (3.74% -> 3.02% WER) but not the held-out prompts joined the same way
-    # (1.94% -> 3.37%; 14 minutes of them 4.15% -> 5.81%), so it is off unless asked for.
+    # not decoded cleanly or repeats itself (see asr.transcribe.condition_prompt). 0 (the default): every window on
+    # its own. 15 helps the joined real-speech dev file (3.74% -> 3.02% WER) but not the held-out prompts joined the
+    # same way (1.94% -> 3.16%; 14 minutes of them 4.15% -> 3.79%: 11 errors more of 3081), so it is off unless asked.
     condition_run: int = 8  # ... in runs of at most this many windows: each run starts unprompted, so the runs of
     # one long file decode side by side in batches, and a misheard word never spreads further than its run
     seed: int = 0  # run seed: a sampled retry of a window is seeded from it and the window's own audio

@@ -182,6 +182,8 @@ def run(args: argparse.Namespace) -> dict:
         if name not in {f.name for f in dataclasses.fields(StreamOptions)} or name == "decode":
             raise ValueError(f"--set: {name!r} is not a StreamOptions field")
         kind = type(getattr(options, name))
+        if value.lower() == "none" or kind is type(None):  # an optional field: "none", or a number
+            kind = (lambda v: None) if value.lower() == "none" else float  # noqa: E731
         options = options.replace(**{name: value.lower() in ("1", "true", "yes") if kind is bool else kind(value)})
     if args.beam_size:
         options = options.replace(decode=options.decode.replace(beam_size=args.beam_size))

@@ -237,6 +237,38 @@ def test_a_flush_leaves_the_next_utterances_soft_onset_to_the_next_window():
     assert p.finished
 
 
+def heard_past_the_speech(opts: StreamOptions) -> StreamPolicy:
+    """Speech to 1.2 s; the last step's window reaches 1.5 s (0.3 s past the speech end) with "friend" tentative."""
+    p = StreamPolicy(opts)
+    p.insert(speech(1.0))
+    p.step(p.plan(), hyp(words_at("hello there", 0.0)))
+    p.insert(speech(0.2))
+    p.insert(silence(0.32))
+    step = p.plan()
+    assert not step.flush and step.end == pytest.approx(1.5, abs=FRAME_SECONDS)
+    assert text(p.step(step, hyp(words_at("hello there friend", 0.0))).committed) == "hello there"
+    p.insert(silence(0.3))  # the pause: 0.6 s after the speech end
+    return p
+
+
+def test_a_pause_commits_what_the_last_window_heard_without_a_model_call_when_it_reached_past_the_speech():
+    """``flush_heard_seconds``: the flush would decode the same speech again with only trailing silence added."""
+    p = heard_past_the_speech(OPTS)  # the default: 0.2 s
+    assert p.plan() is None  # no model call
+    assert text(p.take_settled()) == "friend" and p.take_settled() == ()
+    assert p.tentative == () and not p.finished
+    assert p.buffer_start == pytest.approx(1.2 + OPTS.speech_pad_seconds, abs=FRAME_SECONDS)
+    p.insert(speech(1.0))
+    nxt = p.plan()
+    assert not nxt.flush and nxt.prompt == "hello there friend"
+    for opts in (OPTS.replace(flush_heard_seconds=None), OPTS.replace(flush_heard_seconds=0.4)):  # off, or short
+        again = heard_past_the_speech(opts)
+        req = again.plan()
+        assert req.flush and again.take_settled() == ()
+    with pytest.raises(ValueError, match="flush_heard"):
+        OPTS.replace(flush_heard_seconds=-0.1)
+
+
 def test_finish_commits_the_rest_and_closes():
     p = StreamPolicy(OPTS)
     p.insert(speech(1.5))

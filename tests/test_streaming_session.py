@@ -318,3 +318,22 @@ def test_stopping_right_after_the_last_commit_does_not_commit_the_utterance_twic
     audio = load_audio(Path(__file__).parents[1] / "evaluation" / "builtin" / "audio" / f"{name}.flac")
     run = simulate(audio, fw_backend, StreamOptions(keep_recording=False), chunk_seconds=0.5, stop_with_last_chunk=True)
     assert run.texts == ("The box was thrown beside the parked truck.",)
+
+
+def test_a_pause_heard_past_the_speech_commits_without_the_flush_decode(fw_backend):
+    """``flush_heard_seconds``: this built-in utterance's last step already reached 0.2 s past the VAD's speech
+    end, so the pause commits that window's words instead of decoding the same speech again: one model call
+    fewer, the same committed text, and the last words shown no later."""
+    from asr.streaming.simulate import simulate
+
+    audio = load_audio(Path(__file__).parents[1] / "evaluation" / "builtin" / "audio" / "en-029_f5_05.flac")
+    runs = [
+        simulate(audio, fw_backend, StreamOptions(keep_recording=False, flush_heard_seconds=reach), clock="modelled")
+        for reach in (None, 0.2)
+    ]
+    windows = [sum(r.windows for r in run.rounds) for run in runs]
+    assert windows[1] == windows[0] - 1
+    assert runs[1].texts == runs[0].texts and runs[0].texts[0]
+    for run in runs:  # every committed word shown once, in order
+        assert "".join(w.text for w in run.words).strip() == run.texts[0]
+    assert runs[1].words[-1].commit_time < runs[0].words[-1].commit_time

@@ -44,6 +44,10 @@ class StreamOptions:
     speech_pad_seconds: float = 0.4  # audio kept after speech stops (0.2 dropped soft final words: "press pound")
     onset_pad_seconds: float = 0.4  # audio kept before speech starts (0.2 cut "After the tone" to "Left to the tone")
     commit_margin_seconds: float = 0.0  # an agreed word needs this much audio after it before it is committed
+    flush_heard_seconds: float | None = 0.2  # an utterance's end commits the last window's tentative words
+    # without the flush's model call when that window reached this far past the VAD's speech end (None: never):
+    # the flush would decode the same speech with only trailing silence added. Joined real file: committed WER
+    # 4.27% either way, latency p50 1.44 s, 4% less compute; 0.0 cost it 0.8 points (5.07%)
     force_commit_seconds: float = 2.0  # a tentative word this far behind the newest audio is committed as it is
     prompt_chars: int = 200  # committed text fed back as the prompt (whisper_streaming's 200 characters)
     busy_trim_seconds: float = 13.0  # trim_seconds in such rounds: 4 sessions' commit latency p50 2.08 -> 1.90 s
@@ -74,6 +78,8 @@ class StreamOptions:
         pads += (self.first_window_seconds,)
         if min(pads) < 0:
             raise ValueError("min_speech, speech_pad, onset_pad, commit_margin and first_window seconds must be >= 0")
+        if self.flush_heard_seconds is not None and not self.flush_heard_seconds >= 0:
+            raise ValueError(f"flush_heard_seconds must be >= 0 or None, not {self.flush_heard_seconds!r}")
         if not isinstance(self.greedy_from_windows, int) or self.greedy_from_windows < 1:
             raise ValueError(f"greedy_from_windows must be an integer >= 1, not {self.greedy_from_windows!r}")
         if not isinstance(self.prompt_chars, int) or self.prompt_chars < 0:

@@ -66,6 +66,8 @@ class StreamPolicy:
         self._finishing = False
         self._recent: deque[Word] = deque(maxlen=_RECENT_WORDS)
         self._tentative: list[Word] = []
+        self._last_flush = False  # the last request was a flush
+        self._settled: tuple[Word, ...] = ()  # words a plan committed without a model call (take_settled)
 
     # ---- audio in -------------------------------------------------------------------------------------------
     @property
@@ -117,6 +119,8 @@ class StreamPolicy:
             end = min(self.audio_end, speech_end + opts.speech_pad_seconds)
             if self._all_heard(speech_end):
                 return self._settle(end)
+            if self._heard_to(speech_end):
+                return self._flush_heard(end)
             return self._request(end, flush=True)
         if self.audio_end - self._last_request_end < opts.step_seconds:
             return None
@@ -132,7 +136,7 @@ class StreamPolicy:
         end = min(end, self.buffer_start + MAX_WINDOW_SECONDS - 0.5)
         prefix = join_words(self._in_window()) if self.options.force_prefix else ""
         self._in_flight = Request(self.buffer_start, end, self._prompt(), flush, prefix)
-        self._last_request_end = end
+        self._last_request_end, self._last_flush = end, flush
         return self._in_flight
 
     def _all_heard(self, speech_end: float) -> bool:
@@ -151,6 +155,33 @@ class StreamPolicy:
         self._move_start(end)
         if self._finishing and not self._has_speech_after(end):
             self._close()
+
+    def _heard_to(self, speech_end: float) -> bool:
+        """The last window (a step, not a flush) reached ``flush_heard_seconds`` past the speech end."""
+        reach = self.options.flush_heard_seconds
+        return (
+            reach is not None
+            and bool(self._tentative)
+            and not self._last_flush
+            and self._last_request_end >= speech_end + reach
+        )
+
+    def _flush_heard(self, end: float) -> None:
+        """End an utterance without a model call, committing the last window's tentative words as a flush
+        would have committed its own (see ``StreamOptions.flush_heard_seconds``)."""
+        new = [w for w in self._tentative if w.start < end]
+        late = [] if self._finishing else late_words(new, self._last_speech_end or 0.0)
+        self._settled += self._commit(new[: len(new) - len(late)])
+        self._tentative = []
+        self.processed_until = max(self.processed_until, end)
+        self._move_start(max(late[0].start - self.options.onset_pad_seconds, self.committed_end) if late else end)
+        if self._finishing and not self._has_speech_after(end):
+            self._close()
+
+    def take_settled(self) -> tuple[Word, ...]:
+        """The words committed by ``plan`` itself since the last call (see :meth:`_flush_heard`)."""
+        settled, self._settled = self._settled, ()
+        return settled
 
     def _has_speech(self) -> bool:
         speech_seconds = self._speech_frames().size * FRAME_SECONDS

@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -289,9 +290,16 @@ class StreamingSession:
                 self._absorb(np.zeros(pad, np.float32))
             self._policy.finish()
         request = self._policy.plan()
+        settled = self._policy.take_settled()
+        self._take(settled)
         self._buffer.trim(self._policy.buffer_start)
-        self._publish(0.0)
+        self._publish(0.0, committed_changed=bool(settled))
         return request
+
+    def _take(self, committed: Sequence[Word]) -> None:
+        if committed:
+            self._words.extend(committed)
+            self._text = (self._text + "".join(w.word for w in committed)).lstrip()
 
     def _absorb(self, audio: np.ndarray) -> None:
         self._buffer.append(audio)
@@ -304,9 +312,7 @@ class StreamingSession:
     def apply(self, request: Request, hypothesis: Hypothesis, compute_seconds: float, windows: int = 1) -> None:
         """Take the model's words for ``request``, decoded in a round of ``windows`` windows."""
         result = self._policy.step(request, hypothesis, busy=self._busy(windows))
-        if result.committed:
-            self._words.extend(result.committed)
-            self._text = (self._text + "".join(w.word for w in result.committed)).lstrip()
+        self._take(result.committed)
         self._buffer.trim(self._policy.buffer_start)
         self._publish(compute_seconds, committed_changed=bool(result.committed))
         if self._policy.finished:

@@ -196,10 +196,16 @@ class _Run:
             self.max_buffer = max([self.max_buffer] + [s.buffer_seconds for s in self.sessions])
             if report.windows:
                 self._round(report)
-            elif self._pending():
+                continue
+            if self._settled():  # words committed without a model call: shown now, on the current clock
+                self._collect([s.update() for s in self.sessions])
+            if self._pending():
                 self.clock = max(self.clock, min(self._arrival(i) for i in self._pending()))
             else:
                 return
+
+    def _settled(self) -> bool:
+        return any(len(s.update().committed_words) != seen for s, seen in zip(self.sessions, self.seen))
 
     def drain(self) -> None:
         """End every stream and run rounds until each has committed all of its words."""

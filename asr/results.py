@@ -55,11 +55,12 @@ class DecodeOptions:
     timestamp_tokens: bool = True  # Whisper's timestamp mode (both backends), with its seek rule: a window whose
     # decode ends at a timestamp before its end has the rest decoded (asr/backends/seek.py). On the real-speech dev
     # set 4.6% WER against 5.1% with <|notimestamps|> (faster-whisper). Words and segments come from the alignment.
-    long_timestamp_tokens: bool = True  # full-context transcription: timestamp mode also on recordings of two minutes
-    # or more (asr.transcribe.LONG_FORM_SECONDS). False: they decode with <|notimestamps|>, as faster-whisper's
-    # BatchedInferencePipeline does, and their transcripts' options say timestamp_tokens=False: 0.8x to 0.9x the CPU on
-    # the real-speech long files (no timestamp tokens, no seek-rule follow-up decodes), 13-minute dev file 5.4% ->
-    # 5.2% WER, but the held-out prompts joined 1.9% -> 2.7% and 4.1% -> 4.7%, so it stays on unless asked for.
+    long_timestamp_tokens: bool = False  # full-context transcription: timestamp mode also on recordings of two
+    # minutes or more (asr.transcribe.LONG_FORM_SECONDS). False (the default): they decode as faster-whisper's
+    # BatchedInferencePipeline does, with <|notimestamps|> and windows packed from the VAD's sentences (VadOptions.
+    # for_long_form), and their transcripts' options say so. Against timestamp mode with 2 s pauses (README
+    # Performance): 13-minute dev file 5.4% -> 4.6% WER (the pipeline's), joined dev file 3.7% -> 3.6%, held-out
+    # prompts joined 1.9% both ways and 4.1% -> 4.4%, at 1.07x the pipeline's throughput instead of 0.97x.
     condition_words: int = 0  # full-context transcription: the last this-many words of a window's text are the
     # prompt of the next window of its recording, as Whisper conditions on previous text, unless that window was
     # not decoded cleanly or repeats itself (see asr.transcribe.condition_prompt). 0 (the default): every window on

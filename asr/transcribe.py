@@ -112,7 +112,9 @@ def transcribe_many(
     _run_rounds(backend, arrays, _rounds(arrays, options, vad), options, state, progress)
     overhead = (time.perf_counter() - started - sum(state.compute)) / max(len(arrays), 1)
     return [
-        _transcript(arr, i, state, overhead, backend, _recording_options(arr, options), vad)
+        _transcript(
+            arr, i, state, overhead, backend, _recording_options(arr, options), _recording_vad(arr, options, vad)
+        )
         for i, arr in enumerate(arrays)
     ]
 
@@ -124,6 +126,14 @@ def _recording_options(audio: np.ndarray, options: DecodeOptions) -> DecodeOptio
     if long and options.timestamp_tokens and not options.long_timestamp_tokens:
         return options.replace(timestamp_tokens=False)
     return options
+
+
+def _recording_vad(audio: np.ndarray, options: DecodeOptions, vad: VadOptions) -> VadOptions:
+    """How a recording's speech is found: a long one decoded without timestamp tokens is searched as the batched
+    pipeline searches it (:meth:`VadOptions.for_long_form`: its windows pack full from sentences), others with
+    ``vad`` (its pause rule was chosen on the real-speech prompts)."""
+    long = audio.size >= LONG_FORM_SECONDS * SAMPLE_RATE
+    return vad.for_long_form() if long and not _recording_options(audio, options).timestamp_tokens else vad
 
 
 def _rounds(arrays: list[np.ndarray], options: DecodeOptions, vad: VadOptions) -> list[list[_Job]]:
@@ -315,7 +325,8 @@ def _window_spans(
 ) -> list[list[tuple[SpeechSpan, ...]]]:
     """Each recording's windows (its speech spans grouped); the VAD runs on every recording at once."""
     if options.vad_filter:
-        return [group_spans(spans) for spans in speech_spans_many(arrays, vad)]
+        each = [_recording_vad(a, options, vad) for a in arrays]
+        return [group_spans(spans) for spans in speech_spans_many(arrays, each)]
     step = int(MAX_WINDOW_SECONDS * SAMPLE_RATE)
     return [group_spans([SpeechSpan(s, min(s + step, a.size)) for s in range(0, a.size, step)]) for a in arrays]
 

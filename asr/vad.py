@@ -8,6 +8,8 @@ of speech, which is how both backends get past Whisper's 30-second context.
 from __future__ import annotations
 
 import bisect
+import dataclasses
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -35,6 +37,19 @@ class VadOptions:
     min_silence_seconds: float = 2.0  # a pause at least this long ends a span; shorter pauses stay in the window
     speech_pad_seconds: float = 0.4  # kept on each side of a span so word onsets and ends are not clipped
     max_speech_seconds: float = MAX_WINDOW_SECONDS  # longer spans are split at their quietest point
+    # A long recording decoded without timestamp tokens (asr.transcribe._recording_vad) is searched with the batched
+    # pipeline's rule instead: every pause this long ends a span and no burst is too short, so windows pack full
+    # from sentences (the 13-minute dev file: 27 windows, not 29 of spans cut near 30 s); see for_long_form
+    long_form_min_silence_seconds: float = 0.16
+    long_form_min_speech_seconds: float = 0.0
+
+    def for_long_form(self) -> VadOptions:
+        """The options a long recording decoded without timestamp tokens is searched with (recorded with it)."""
+        return dataclasses.replace(
+            self,
+            min_silence_seconds=self.long_form_min_silence_seconds,
+            min_speech_seconds=self.long_form_min_speech_seconds,
+        )
 
 
 @dataclass(frozen=True)
@@ -65,8 +80,11 @@ def speech_spans(audio: np.ndarray, options: VadOptions | None = None) -> list[S
     return speech_spans_many([audio], options)[0]
 
 
-def speech_spans_many(audios: list[np.ndarray], options: VadOptions | None = None) -> list[list[SpeechSpan]]:
-    """:func:`speech_spans` of each recording, its blocks and the recordings run side by side on threads.
+def speech_spans_many(
+    audios: list[np.ndarray], options: VadOptions | Sequence[VadOptions] | None = None
+) -> list[list[SpeechSpan]]:
+    """:func:`speech_spans` of each recording (with its own options, given a list), its blocks and the
+    recordings run side by side on threads.
 
     Why: Silero runs one thread per call (faster-whisper's session), 1.5 s of one core on a 13-minute file while
     the other core idles. Blocks bound the VAD's working copies (an hour at once would hold three copies of the
@@ -75,19 +93,22 @@ def speech_spans_many(audios: list[np.ndarray], options: VadOptions | None = Non
     spans, which pack_windows joins again.
     """
     get_speech_timestamps, FwVadOptions = compat.silero_speech_timestamps()
-    options = options or VadOptions()
-    fw_options = FwVadOptions(
-        threshold=options.threshold,
-        min_speech_duration_ms=_ms(options.min_speech_seconds),
-        min_silence_duration_ms=_ms(options.min_silence_seconds),
-        speech_pad_ms=_ms(options.speech_pad_seconds),
-        max_speech_duration_s=options.max_speech_seconds,
-    )
+    each = list(options) if isinstance(options, Sequence) else [options or VadOptions()] * len(audios)
+    fw_options = [
+        FwVadOptions(
+            threshold=o.threshold,
+            min_speech_duration_ms=_ms(o.min_speech_seconds),
+            min_silence_duration_ms=_ms(o.min_silence_seconds),
+            speech_pad_ms=_ms(o.speech_pad_seconds),
+            max_speech_duration_s=o.max_speech_seconds,
+        )
+        for o in each
+    ]
 
     def block_spans(unit: tuple[int, int]) -> list[SpeechSpan]:
         index, offset = unit
         block = audios[index][offset : offset + BLOCK_SAMPLES]
-        found = get_speech_timestamps(block, fw_options, sampling_rate=SAMPLE_RATE)
+        found = get_speech_timestamps(block, fw_options[index], sampling_rate=SAMPLE_RATE)
         ends = ((offset + int(s["start"]), offset + min(int(s["end"]), block.size)) for s in found)
         return [SpeechSpan(start, end) for start, end in ends if end > start]
 

@@ -106,10 +106,10 @@ APPROACHES = {
             "ours, faster-whisper, each window prompted by the 15 words before",
             _ours("faster-whisper", condition_words=15),
         ),
-        Approach(  # what decoding long recordings without timestamp tokens (as the batched pipeline) gives
-            "ours-fw-plain-long",
-            "ours, faster-whisper, recordings of 2+ minutes without timestamp tokens",
-            _ours("faster-whisper", long_timestamp_tokens=False),
+        Approach(  # the default before long recordings decoded as the batched pipeline does
+            "ours-fw-stamped-long",
+            "ours, faster-whisper, recordings of 2+ minutes in timestamp mode, 2 s pauses",
+            _ours("faster-whisper", long_timestamp_tokens=True),
         ),
         Approach("fw-greedy", "faster-whisper transcribe, greedy", _library(beam_size=1)),
         Approach("fw-beam5", "faster-whisper transcribe, beam 5", _library(beam_size=5)),
@@ -122,6 +122,6 @@ APPROACHES = {
     )
 }
 DEFAULT_APPROACHES = tuple(  # the other two are the same as ours-fw on short clips
-    a for a in APPROACHES if a not in ("ours-fw-conditioned", "ours-fw-plain-long")
+    a for a in APPROACHES if a not in ("ours-fw-conditioned", "ours-fw-stamped-long")
 )
 LONG_APPROACHES = ("ours-fw", "ours-tf", "fw-greedy", "fw-batched")  # a long file: the whole-file paths

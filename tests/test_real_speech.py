@@ -197,23 +197,25 @@ def test_the_options_that_made_a_transcript_are_recorded(fw_backend):
     assert record["vad"]["speech_pad_seconds"] > 0 and record["windows_retried"] == 0
 
 
-def test_long_recordings_can_decode_without_timestamp_tokens(fw_backend, monkeypatch):
+def test_long_recordings_decode_as_the_batched_pipeline_unless_asked(fw_backend, monkeypatch):
     import asr.transcribe as full_context
+    from asr.vad import VadOptions
 
     pin, _ = _prompt(PIN)
     joined, text = _joined()
     gap = np.zeros(3 * SAMPLE_RATE, np.float32)  # pauses the VAD ends spans at: three spans, two windows
     long = np.concatenate([joined, gap, joined, gap, joined])
     monkeypatch.setattr(full_context, "LONG_FORM_SECONDS", 40.0)  # 48 s counts as long here
-    plain_long = DecodeOptions(long_timestamp_tokens=False)
-    assert transcribe(long, backend=fw_backend).to_dict()["options"]["timestamp_tokens"] is True  # the default
-    results = transcribe_many([pin, long], backend=fw_backend, options=plain_long)
-    assert [r.to_dict()["options"]["timestamp_tokens"] for r in results] == [True, False]
-    assert _wer(" ".join([text] * 3), results[1].text) < 0.3
-    alone = transcribe(pin, backend=fw_backend, options=plain_long).to_dict()
-    assert json.dumps(results[0].to_dict()["segments"]) == json.dumps(alone["segments"])
-    assert results[0].to_dict()["options"] == alone["options"]
-    plain = transcribe(long, backend=fw_backend, options=DecodeOptions(timestamp_tokens=False))
-    assert json.dumps(results[1].to_dict()["segments"]) == json.dumps(plain.to_dict()["segments"])
+    records = [r.to_dict() for r in transcribe_many([pin, long], backend=fw_backend)]  # the defaults
+    assert [r["options"]["timestamp_tokens"] for r in records] == [True, False]
+    assert [r["vad"]["min_silence_seconds"] for r in records] == [2.0, VadOptions().long_form_min_silence_seconds]
+    assert _wer(" ".join([text] * 3), records[1]["text"]) < 0.3
+    alone = transcribe(pin, backend=fw_backend).to_dict()  # the short one: as alone, timestamp tokens kept
+    assert json.dumps(records[0]["segments"]) == json.dumps(alone["segments"])
+    assert records[0]["options"] == alone["options"] and records[0]["vad"] == alone["vad"]
+    plain = transcribe(long, backend=fw_backend, options=DecodeOptions(timestamp_tokens=False)).to_dict()
+    assert json.dumps(records[1]["segments"]) == json.dumps(plain["segments"]) and plain["vad"] == records[1]["vad"]
+    stamped = transcribe(long, backend=fw_backend, options=DecodeOptions(long_timestamp_tokens=True)).to_dict()
+    assert stamped["options"]["timestamp_tokens"] is True and stamped["vad"] == alone["vad"]
     monkeypatch.setattr(full_context, "LONG_FORM_SECONDS", 120.0)  # 48 s is short: timestamp tokens kept
-    assert transcribe(long, backend=fw_backend, options=plain_long).to_dict()["options"]["timestamp_tokens"] is True
+    assert transcribe(long, backend=fw_backend).to_dict()["options"]["timestamp_tokens"] is True

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from asr.audio import SAMPLE_RATE, load_audio
-from asr.vad import FRAME, SpeechSpan, StreamingVad, pack_windows, speech_probabilities, speech_spans
+from asr.vad import (
+    FRAME,
+    SpeechSpan,
+    StreamingVad,
+    VadOptions,
+    pack_windows,
+    speech_probabilities,
+    speech_spans,
+)
 
 
 def test_silence_and_faint_noise_have_no_speech(silence, faint_noise):
@@ -84,3 +92,20 @@ def test_blocks_found_on_threads_are_the_spans_of_each_block_alone(monkeypatch):
     assert speech_spans(clip) == alone
     tail = clip[2 * block :]
     assert vad.speech_spans_many([clip, tail]) == [alone, speech_spans(tail)]
+
+
+def test_long_form_spans_pack_windows_fuller_from_sentences():
+    from asr import vad
+    from evaluation.realspeech import real_dir
+
+    path = real_dir() / "long" / "en-dev-long.wav"
+    if not path.exists():
+        pytest.skip(f"the real-speech long files are not built ({path}; run: python -m evaluation make-real)")
+    clip = load_audio(path)[: 120 * SAMPLE_RATE]  # real prompts with 0.35 s pauses: one span cut at every 30 s
+    options = [VadOptions(), VadOptions().for_long_form()]
+    spans = vad.speech_spans_many([clip, clip], options)  # each recording with its own options
+    assert spans == [speech_spans(clip), speech_spans(clip, options[1])]
+    assert len(spans[1]) > 4 * len(spans[0])  # sentences, not 30 s cuts
+    seconds = [[sum(s.seconds for s in w) for w in vad.group_spans(found)] for found in spans]
+    assert max(seconds[1]) <= vad.MAX_WINDOW_SECONDS and len(seconds[1]) == len(seconds[0])
+    assert sum(seconds[1][:-1]) > sum(seconds[0][:-1]) + 1.0  # the full windows hold more: less left over

@@ -206,7 +206,10 @@ def test_long_recordings_decode_as_the_batched_pipeline_unless_asked(fw_backend,
     gap = np.zeros(3 * SAMPLE_RATE, np.float32)  # pauses the VAD ends spans at: three spans, two windows
     long = np.concatenate([joined, gap, joined, gap, joined])
     monkeypatch.setattr(full_context, "LONG_FORM_SECONDS", 40.0)  # 48 s counts as long here
-    records = [r.to_dict() for r in transcribe_many([pin, long], backend=fw_backend)]  # the defaults
+    results = transcribe_many([pin, long], backend=fw_backend)  # the defaults, with words
+    check_invariants(results[1])
+    assert results[1].words and results[1].words[-1].end > 40.0  # the words reach the last copy
+    records = [r.to_dict() for r in results]
     assert [r["options"]["timestamp_tokens"] for r in records] == [True, False]
     assert [r["vad"]["min_silence_seconds"] for r in records] == [2.0, VadOptions().long_form_min_silence_seconds]
     assert _wer(" ".join([text] * 3), records[1]["text"]) < 0.3

@@ -106,8 +106,7 @@ def best_of(
 
 def _repetitive(result: WindowResult, options: DecodeOptions, seconds: float | None) -> bool:
     """Compresses better than Whisper's threshold and, given the window's ``seconds``, outruns them."""
-    limit = options.compression_ratio_threshold
-    return limit is not None and compression_ratio(result.text) > limit and _outruns(result.text, seconds)
+    return repeats_itself(result.text, options) and _outruns(result.text, seconds)
 
 
 def _outruns(text: str, seconds: float | None) -> bool:
@@ -132,7 +131,7 @@ def repeats_itself(text: str, options: DecodeOptions) -> bool:
     held-out prompts joined, the prompted windows whose speech really repeats itself ("the conference will begin
     when our glorious leader arrives", the volume menu) lost or gained a repeat: 98 -> 64 errors of 1687 words."""
     limit = options.compression_ratio_threshold
-    return limit is not None and bool(text) and compression_ratio(text) > limit
+    return limit is not None and compression_ratio(text) > limit
 
 
 def undercovered(result: WindowResult, seconds: float) -> bool:

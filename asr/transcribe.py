@@ -122,8 +122,7 @@ def transcribe_many(
 def _recording_options(audio: np.ndarray, options: DecodeOptions) -> DecodeOptions:
     """How a recording's windows decode: one of :data:`LONG_FORM_SECONDS` or more without timestamp tokens when
     ``options.long_timestamp_tokens`` is off (measured on the real-speech long files, see the README's Performance)."""
-    long = audio.size >= LONG_FORM_SECONDS * SAMPLE_RATE
-    if long and options.timestamp_tokens and not options.long_timestamp_tokens:
+    if _long(audio) and options.timestamp_tokens and not options.long_timestamp_tokens:
         return options.replace(timestamp_tokens=False)
     return options
 
@@ -132,8 +131,11 @@ def _recording_vad(audio: np.ndarray, options: DecodeOptions, vad: VadOptions) -
     """How a recording's speech is found: a long one decoded without timestamp tokens is searched as the batched
     pipeline searches it (:meth:`VadOptions.for_long_form`: its windows pack full from sentences), others with
     ``vad`` (its pause rule was chosen on the real-speech prompts)."""
-    long = audio.size >= LONG_FORM_SECONDS * SAMPLE_RATE
-    return vad.for_long_form() if long and not _recording_options(audio, options).timestamp_tokens else vad
+    return vad.for_long_form() if _long(audio) and not _recording_options(audio, options).timestamp_tokens else vad
+
+
+def _long(audio: np.ndarray) -> bool:
+    return audio.size >= LONG_FORM_SECONDS * SAMPLE_RATE
 
 
 def _rounds(arrays: list[np.ndarray], options: DecodeOptions, vad: VadOptions) -> list[list[_Job]]:

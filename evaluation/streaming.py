@@ -242,14 +242,15 @@ class StreamRunner:
     def _warm_up(self) -> None:
         """Each lane's model decodes the largest window once, the first time a run needs it at this size."""
         samples = int(self.stream.max_buffer_seconds * SAMPLE_RATE)
+        key = (samples, self.options.sessions, self.stream.decode)
         for _ in range(self.lanes):
             scheduler = self._lanes.get()
             try:
                 done = _warmed.setdefault(scheduler.backend, set())
-                if (samples, self.options.sessions, self.stream.decode) not in done:
+                if key not in done:
                     window = np.zeros(samples, np.float32)
                     scheduler.backend.transcribe_windows([window] * self.options.sessions, self.stream.decode)
-                    done.add((samples, self.options.sessions, self.stream.decode))
+                    done.add(key)
             finally:
                 self._lanes.put(scheduler)
 

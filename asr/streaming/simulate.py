@@ -197,15 +197,13 @@ class _Run:
             if report.windows:
                 self._round(report)
                 continue
-            if self._settled():  # words committed without a model call: shown now, on the current clock
-                self._collect([s.update() for s in self.sessions])
+            shown = [s.update() for s in self.sessions]
+            if any(len(u.committed_words) != seen for u, seen in zip(shown, self.seen)):
+                self._collect(shown)  # words committed without a model call: shown now, on the current clock
             if self._pending():
                 self.clock = max(self.clock, min(self._arrival(i) for i in self._pending()))
             else:
                 return
-
-    def _settled(self) -> bool:
-        return any(len(s.update().committed_words) != seen for s, seen in zip(self.sessions, self.seen))
 
     def drain(self) -> None:
         """End every stream and run rounds until each has committed all of its words."""

@@ -112,6 +112,11 @@ APPROACHES = {
             _ours("faster-whisper", long_timestamp_tokens=True),
         ),
         Approach("fw-greedy", "faster-whisper transcribe, greedy", _library(beam_size=1)),
+        Approach(  # what the library's greedy owes to its text conditioning, on a long file
+            "fw-greedy-unconditioned",
+            "faster-whisper transcribe, greedy, condition_on_previous_text=False",
+            _library(beam_size=1, condition_on_previous_text=False),
+        ),
         Approach("fw-beam5", "faster-whisper transcribe, beam 5", _library(beam_size=5)),
         Approach("fw-vad", "faster-whisper transcribe, greedy + VAD", _library(beam_size=1, vad_filter=True)),
         Approach(
@@ -121,7 +126,7 @@ APPROACHES = {
         ),
     )
 }
-DEFAULT_APPROACHES = tuple(  # the other two are the same as ours-fw on short clips
-    a for a in APPROACHES if a not in ("ours-fw-conditioned", "ours-fw-stamped-long")
+DEFAULT_APPROACHES = tuple(  # these three are variants for long files (one window: next to no difference)
+    a for a in APPROACHES if a not in ("ours-fw-conditioned", "ours-fw-stamped-long", "fw-greedy-unconditioned")
 )
 LONG_APPROACHES = ("ours-fw", "ours-tf", "fw-greedy", "fw-batched")  # a long file: the whole-file paths

@@ -65,3 +65,24 @@ def test_bad_targets_exit_2_with_one_line(args, message, capsys):
     assert benchmarks(["asr", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+def test_the_library_greedy_without_its_text_conditioning(tiny_folder, fw_backend, capsys, tmp_path):
+    """The long-file variant of the library's greedy path runs end to end on real speech, beside fw-greedy, and is
+    left out of a plain run (it differs from fw-greedy only where the library decodes more than one window)."""
+    import numpy as np
+    import soundfile as sf
+
+    from asr.audio import SAMPLE_RATE, load_audio
+    from benchmarks.approaches import DEFAULT_APPROACHES
+
+    pause = np.zeros(int(0.7 * SAMPLE_RATE), np.float32)
+    parts = [load_audio(tiny_folder / f"{p.replace('/', '-')}.wav") for p in PROMPTS]
+    sf.write(tmp_path / "joined.wav", np.concatenate([parts[0], pause, parts[1], pause, parts[2]]), SAMPLE_RATE)
+    texts = {r["id"]: r["text"] for r in csv.DictReader(open(tiny_folder / "metadata.csv", encoding="utf-8"))}
+    (tmp_path / "joined.txt").write_text(" ".join(texts[p] for p in PROMPTS))
+    assert main([str(tmp_path / "joined.wav"), "--approaches", "fw-greedy", "fw-greedy-unconditioned", "--json"]) == 0
+    approaches = json.loads(capsys.readouterr().out)["targets"][0]["approaches"]
+    for name in ("fw-greedy", "fw-greedy-unconditioned"):
+        assert approaches[name]["overall"]["wer"] < 0.3 and "conference" in approaches[name]["texts"]["joined"].lower()
+    assert "fw-greedy-unconditioned" not in DEFAULT_APPROACHES

@@ -37,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
         choices=tuple(LONG_FILES),
         default=None,
         metavar="NAME",
-        help=f"the real-speech long files ({', '.join(LONG_FILES)}; default both): one table each",
+        help=f"the real-speech long files ({', '.join(LONG_FILES)}; default the dev ones): one table each",
     )
     p.add_argument("--ref", help="a file's reference: the text, or a text file (default: NAME.txt beside it)")
     p.add_argument("--model", default=default_model(), help="registered name, hub id or local folder")

@@ -40,7 +40,7 @@ LONG_PROMPT = "basic-pbx-ivr-main"  # the 25 s English prompt ("Thank you for ca
 JOIN_MIN_WORDS = 6  # the joined dev file takes the prompts of at least this many words
 JOIN_PAUSE_S = 0.7  # silence between the joined dev prompts
 LONG_PAUSE_S = 0.35  # silence between the prompts of the long file (every dev prompt: about 13 minutes)
-BUILDER_VERSION = "2"  # part of the build stamp: a change to the builder's output rebuilds the set
+BUILDER_VERSION = "3"  # part of the build stamp: a change to the builder's output rebuilds the set
 COLUMNS = (
     "file_name",
     "id",
@@ -226,10 +226,21 @@ def join(prompts: list[Prompt], pause_s: float) -> tuple[np.ndarray, int, str]:
     return np.concatenate(parts), rate, " ".join(p.text for p in prompts)
 
 
-LONG_FILES = {  # name -> (what, prompts picked, pause)
-    "en-dev-joined": ("English dev prompts of 6+ words", JOIN_MIN_WORDS, JOIN_PAUSE_S),
-    "en-dev-long": ("every English dev prompt", 0, LONG_PAUSE_S),
+LONG_FILES = {  # name -> (what, split, prompts of at least this many words, pause)
+    "en-dev-joined": ("English dev prompts of 6+ words", "dev", JOIN_MIN_WORDS, JOIN_PAUSE_S),
+    "en-dev-long": ("every English dev prompt", "dev", 0, LONG_PAUSE_S),
+    # The same recipes over the held-out prompts: a check that a decoding change chosen on the dev files holds on
+    # speech nobody tuned on. Built here so every check runs on the same bytes (earlier sessions' copies were
+    # made by hand and their figures drifted by a few errors between copies).
+    "en-heldout-joined": (
+        "English held-out prompts of 6+ words (a check, never tuned on)",
+        "heldout",
+        JOIN_MIN_WORDS,
+        JOIN_PAUSE_S,
+    ),
+    "en-heldout-long": ("every English held-out prompt (a check, never tuned on)", "heldout", 0, LONG_PAUSE_S),
 }
+DEV_LONG_FILES = tuple(name for name, (_, split, _, _) in LONG_FILES.items() if split == "dev")
 
 
 def _stamp(prompts: list[Prompt]) -> str:
@@ -305,8 +316,10 @@ def _write_long_files(folder: Path, prompts: list[Prompt]) -> list[list[str]]:
     import soundfile as sf
 
     rows = []
-    for name, (what, min_words, pause) in LONG_FILES.items():
-        chosen = select(prompts, "en", "dev", min_words)
+    for name, (what, split, min_words, pause) in LONG_FILES.items():
+        chosen = select(prompts, "en", split, min_words)
+        if not chosen:  # a partial install (or a test's few prompts) may have no prompt for this recipe
+            continue
         audio, rate, reference = join(chosen, pause)
         sf.write(str(folder / f"{name}.wav"), audio, rate, subtype="PCM_16")
         (folder / f"{name}.txt").write_text(reference + "\n", encoding="utf-8")
@@ -317,7 +330,7 @@ def _write_long_files(folder: Path, prompts: list[Prompt]) -> list[list[str]]:
                 reference,
                 "en",
                 "en-US",
-                "dev",
+                split,
                 str(len(chosen)),
                 f"{pause:g}",
                 f"{audio.size / rate:.3f}",

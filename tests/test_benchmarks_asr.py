@@ -86,3 +86,14 @@ def test_the_library_greedy_without_its_text_conditioning(tiny_folder, fw_backen
     for name in ("fw-greedy", "fw-greedy-unconditioned"):
         assert approaches[name]["overall"]["wer"] < 0.3 and "conference" in approaches[name]["texts"]["joined"].lower()
     assert "fw-greedy-unconditioned" not in DEFAULT_APPROACHES
+
+
+def test_long_files_default_to_the_dev_ones_and_name_the_held_out_ones(real_set):
+    """A plain ``--long`` never runs the held-out files; named, they are the set's own builds with references."""
+    from benchmarks.targets import long_targets
+    from evaluation.realspeech import DEV_LONG_FILES
+
+    assert [t.name for t in long_targets()] == list(DEV_LONG_FILES) == ["en-dev-joined", "en-dev-long"]
+    (held,) = long_targets(["en-heldout-joined"])
+    reference = " ".join((real_set / "long" / "en-heldout-joined.txt").read_text(encoding="utf-8").split())
+    assert held.utterances[0].text == reference and reference.startswith("That agent is")

@@ -86,6 +86,15 @@ def test_build_has_the_columns_splits_and_no_tone_prompts(mini_packages, tmp_pat
     expected = dev_long["duration"].astype(float).sum() + 0.7 * (len(dev_long) - 1)
     assert abs(joined.duration - expected) < 0.01
     assert (out / "long" / "en-dev-joined.txt").read_text().strip() == " ".join(dev_long["text"])
+    # The held-out recipes: the same joins over the prompts nobody tunes on, with their split in the long metadata.
+    held = meta[(meta["language"] == "en") & (meta["split"] == "heldout")]
+    held_joined = held[held["words"].astype(int) >= 6]
+    assert len(held_joined) >= 2
+    assert (out / "long" / "en-heldout-joined.txt").read_text().strip() == " ".join(held_joined["text"])
+    expected = held["duration"].astype(float).sum() + 0.35 * (len(held) - 1)
+    assert abs(sf.info(str(out / "long" / "en-heldout-long.wav")).duration - expected) < 0.01
+    long_meta = pd.read_csv(out / "long" / "metadata.csv").set_index("id")
+    assert long_meta.loc["en-dev-joined", "split"] == "dev" and long_meta.loc["en-heldout-long", "split"] == "heldout"
     assert "CC BY-SA 3.0" in (out / "README.md").read_text()
 
 

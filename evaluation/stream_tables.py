@@ -45,8 +45,42 @@ def _quantile_interval(per_row: list[np.ndarray], clusters, q: float, n_boot: in
     pooled = [np.concatenate([per_row[i] for i in g]) for g in groups]
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(pooled), size=(n_boot, len(pooled)))
-    stats = [np.percentile(np.concatenate([pooled[i] for i in p]), q) for p in picks if sum(pooled[i].size for i in p)]
+    samples = [np.concatenate([pooled[i] for i in p]) for p in picks if sum(pooled[i].size for i in p)]
+    if any(np.isnan(a).any() for a in pooled):  # np.percentile's NaN rule, kept by calling it
+        stats = [np.percentile(a, q) for a in samples]
+    else:
+        stats = percentiles(samples, q)
     return float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
+
+
+def percentiles(samples: Sequence[np.ndarray], q: float, cells: int = 1 << 22) -> np.ndarray:
+    """``np.percentile(a, q)`` of each non-empty, NaN-free sample, computed for many at once.
+
+    Why: the latency intervals take 1000 bootstrap resamples per cell and quantile, and 1000 calls of
+    np.percentile cost about a second per streaming table (1.4% of ``live sweep``'s streaming run). Rows of one
+    sorted grid (padded with inf, ``cells`` values at a time) give the same floats: the index and interpolation
+    below are numpy's linear method, operation for operation (``_quantile``, ``_get_indexes``, ``_lerp``).
+    """
+    sizes = np.array([a.size for a in samples], np.intp)
+    out = np.empty(len(samples))
+    step = max(1, cells // max(int(sizes.max(initial=1)), 1))
+    for at in range(0, len(samples), step):
+        part, n = samples[at : at + step], sizes[at : at + step]
+        grid = np.full((len(part), int(n.max())), np.inf)
+        for row, a in zip(grid, part):
+            row[: a.size] = a
+        grid.sort(axis=1)
+        virtual = (n - 1) * np.true_divide(q, 100)
+        previous = np.floor(virtual)
+        last = virtual >= n - 1  # numpy takes the last value there
+        low = np.where(last, n - 1, previous.astype(np.intp))
+        high = np.where(last, n - 1, low + 1)
+        rows = np.arange(len(part))
+        a, b = grid[rows, low], grid[rows, high]
+        gamma = virtual - np.where(last, -1, previous)
+        diff = b - a
+        out[at : at + step] = np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
+    return out
 
 
 def _offline_twin(cell: pd.DataFrame) -> pd.DataFrame:

@@ -60,6 +60,30 @@ def wer_table(summary: Summary):
     return text.style.apply(colours, axis=None)
 
 
+WORST_INVENTED = 10.0  # invented words per minute of non-speech at which a cell is fully red
+
+
+def invented_table(table: pd.DataFrame, key: str | None):
+    """A probe run's table (see ``evaluation.report.invented_pivot``; ``key`` its group column, None when it has
+    none): invented words per minute of non-speech, green at 0, red from :data:`WORST_INVENTED`, grey where a cell
+    has no non-speech."""
+    text = table.copy()
+    text.columns = [str(c) for c in text.columns]
+    numbers = table.set_axis(text.columns, axis=1)
+    for column in text.columns:
+        if column != key:
+            text[column] = [f"{float(v):.2f}" if math.isfinite(float(v)) else "n/a" for v in text[column]]
+
+    def colours(frame: pd.DataFrame) -> pd.DataFrame:
+        out = pd.DataFrame("", index=frame.index, columns=frame.columns)
+        for column in frame.columns:
+            if column != key:
+                out[column] = [wer_colour(float(v) / WORST_INVENTED * WORST_WER) for v in numbers[column]]
+        return out
+
+    return text.style.apply(colours, axis=None)
+
+
 def group_chart(rows: pd.DataFrame, summary: Summary, seed: int = 0) -> Figure:
     """WER per group (first group column) and noise condition, bars with 95% CI error bars. A run of both paths
     has a bar per path (``clean`` and ``clean [streaming]``), as the table has a column per path: pooling them

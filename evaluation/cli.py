@@ -295,19 +295,10 @@ def _print_summary(result, out: Path) -> None:
 
 
 def _print_invented(result) -> None:
-    from evaluation.report import invented_rows
+    from evaluation.report import invented_lines
 
-    rows = result.rows
-    if "nonspeech_seconds" not in rows.columns or not rows["nonspeech_seconds"].sum():
-        return
-    words, seconds = int(rows["invented_words"].sum()), float(rows["nonspeech_seconds"].sum())
-    span = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
-    print(f"invented words: {words} over {span} of non-speech ({words / (seconds / 60):.2f} per minute)")
-    listed = invented_rows(rows, result.summary.group_columns)
-    for row in listed.head(10).itertuples(index=False):
-        print(f"  {row.id} [{row.noise}]: {row.invented_text}")
-    if len(listed) > 10:
-        print(f"  ... {len(listed) - 10} more in summary.md")
+    for line in invented_lines(result.rows, result.summary.group_columns):
+        print(line)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

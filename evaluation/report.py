@@ -216,6 +216,52 @@ def invented_rows(rows: pd.DataFrame, group_columns: Sequence[str] = ()) -> pd.D
     return rows.loc[rows["invented_words"] > 0, keep].reset_index(drop=True)
 
 
+def invented_lines(rows: pd.DataFrame, group_columns: Sequence[str] = (), listed: int = 10) -> list[str]:
+    """The invented-words total over the run's non-speech and the first ``listed`` invented texts, as the CLI and
+    the Validate page print them ([] when the rows have no non-speech to count over)."""
+    if "nonspeech_seconds" not in rows.columns or not rows["nonspeech_seconds"].sum():
+        return []
+    words, seconds = int(rows["invented_words"].sum()), float(rows["nonspeech_seconds"].sum())
+    span = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
+    lines = [f"invented words: {words} over {span} of non-speech ({words / (seconds / 60):.2f} per minute)"]
+    invented = invented_rows(side_by_side(rows), group_columns)
+    lines += [f"  {row.id} [{row.noise}]: {row.invented_text}" for row in invented.head(listed).itertuples(index=False)]
+    if len(invented) > listed:
+        lines.append(f"  ... {len(invented) - listed} more in summary.md")
+    return lines
+
+
+def invented_pivot(rows: pd.DataFrame, group: str | None) -> pd.DataFrame | None:
+    """Invented words per minute of non-speech by group (rows) x condition (columns; ``clean [streaming]`` beside
+    ``clean`` when both paths ran): the table of a probe run, whose WER is undefined (no reference words).
+    None when the rows have no non-speech."""
+    if "nonspeech_seconds" not in rows.columns or not rows["nonspeech_seconds"].sum():
+        return None
+    rows = side_by_side(rows)
+    keys = [group, "noise"] if group and group in rows.columns else ["noise"]
+    sums = rows.groupby(keys, sort=False)[["invented_words", "nonspeech_seconds"]].sum().reset_index()
+    sums["invented/min"] = [
+        w * 60.0 / s if s > 0 else math.nan for w, s in zip(sums["invented_words"], sums["nonspeech_seconds"])
+    ]
+    if len(keys) == 1:
+        return sums.set_index("noise")[["invented/min"]].T.reset_index(drop=True)
+    table = sums.pivot(index=group, columns="noise", values="invented/min")
+    order = list(dict.fromkeys(rows[group]))
+    return table.reindex(index=order, columns=list(dict.fromkeys(rows["noise"]))).reset_index()
+
+
+def count_text(rows: pd.DataFrame) -> str:
+    """What the overall figure counts: rows are utterance x condition, and a real-speech set's prompts are often
+    a word or two, so the utterances, conditions and reference words are all said ("12 rows (6 utterances x 2
+    conditions), 41 reference words")."""
+    headline, _, _ = _headline(rows)
+    n, words = len(headline), int(headline["ref_words"].sum()) if "ref_words" in headline else 0
+    utterances = headline["id"].nunique() if "id" in headline else n
+    conditions = headline["noise"].nunique() if "noise" in headline else 1
+    counted = f"{n} utterances" if conditions <= 1 else f"{n} rows ({utterances} utterances x {conditions} conditions)"
+    return f"{counted}, {words} reference words"
+
+
 def pivot_markdown(summary: Summary) -> str:
     if summary.pivot_text is None:
         return markdown_table(display_table(summary.tables["noise"], ["noise"])) if summary.tables else ""
@@ -238,7 +284,8 @@ def summary_markdown(
         f"`{settings.normalizer}` ({settings.normalizer_version}).",
         "",
         f"Overall WER{overall_path(summary)} {o.wer * 100:.2f}% (raw {o.raw_wer * 100:.2f}%), CER {o.cer * 100:.2f}%, "
-        f"{o.utterances} utterances, {o.ref_words} reference words, {o.audio_seconds:.1f} s of audio in "
+        f"{count_text(rows) if rows is not None else f'{o.utterances} rows, {o.ref_words} reference words'}, "
+        f"{o.audio_seconds:.1f} s of audio in "
         f"{o.compute_seconds:.1f} s of compute (rtfx {o.rtfx:.1f}: audio seconds per compute second)."
         + streaming_overall_text(summary),
         "",
@@ -306,6 +353,5 @@ def streaming_overall_text(summary: Summary) -> str:
     s = summary.overall_streaming
     if s is None:
         return ""
-    return (
-        f" Streaming (committed text): WER {s.wer * 100:.2f}% (raw {s.raw_wer * 100:.2f}%), {s.utterances} utterances."
-    )
+    wer = f"{s.wer * 100:.2f}% (raw {s.raw_wer * 100:.2f}%)" if math.isfinite(s.wer) else "n/a (no reference words)"
+    return f" Streaming (committed text): WER {wer}, {s.utterances} rows."

@@ -120,6 +120,8 @@ class RunOptions:
         parse_conditions(self.noise)
         if self.mode not in MODES:
             raise RunError(f"unknown mode {self.mode!r}; choose one of: {', '.join(MODES)}")
+        if self.stream_seconds is not None and "streaming" not in self.modes:  # else it would be ignored unseen
+            raise RunError("--stream-seconds joins streams for the streaming path: add --mode streaming or --mode both")
         try:
             self.stream_options.validate()
         except StreamModeError as exc:

@@ -40,8 +40,9 @@ def finished_run(app, browser):
 def test_run_shows_the_accent_by_noise_table_and_the_chart(finished_run):
     page = finished_run
     status = page.locator("#validate-status").inner_text()
-    assert "finished" in status and f"{LIMIT * 2} utterances" in status
+    assert "finished" in status and f"{LIMIT * 2} rows ({LIMIT} utterances x 2 conditions)" in status
     table = page.locator("#wer-table").inner_text()
+    assert "WER by accent x noise" in table
     for header in ("accent", "clean", "white@10", "en-us", "en-gb-scotland", "en-029"):
         assert header in table
     assert "%" in table
@@ -151,3 +152,22 @@ def test_executor_shown_and_an_unreachable_ray_cluster_is_one_line(app, browser,
     text = error.inner_text()
     assert "cannot reach the Ray cluster at ray://127.0.0.1:1" in text and "Traceback" not in text
     assert [line for line in text.splitlines() if "ray://" in line] == text.splitlines()[-1:]  # one line
+
+
+def test_a_probe_run_shows_invented_words_per_minute_by_probe(app, browser):
+    """Probes have no reference words, so no WER: the table shows invented words per minute of non-speech."""
+    page = new_page(browser)
+    page.goto(app.url + "/validate")
+    wait_for_text(page, "#validate-conditions", "white@10")
+    page.get_by_label("Hallucination probes (non-speech)").check()
+    page.locator("#validate-noise").get_by_label("white").uncheck()
+    wait_for_text(page, "#validate-conditions", "Conditions: clean")
+    page.locator("#validate-run").click()
+    wait_for_text(page, "#validate-status", "Invented words:", 600_000)
+    status = page.locator("#validate-status").inner_text()
+    assert "per minute" in status and "0 reference words" in status
+    table = page.locator("#wer-table")
+    assert "Invented words per minute of non-speech by probe" in table.inner_text()
+    for probe in ("silence", "dtmf", "white noise"):
+        assert probe in table.inner_text()
+    assert "n/a" not in table.get_by_text("silence", exact=True).filter(visible=True).first.locator("..").inner_text()

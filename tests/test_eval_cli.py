@@ -96,6 +96,7 @@ def test_strict_threshold_exits_1_and_resume_skips_stored_rows(built_run, capsys
         (["--noise", "white@-200"], "between -20 and 80 dB"),  # was accepted silently
         (["--noise", "pink@81"], "between -20 and 80 dB"),
         (["--model", "openai/whisper-base.en"], "cannot load model 'openai/whisper-base.en'"),  # offline hub id
+        (["--stream-seconds", "30"], "add --mode streaming or --mode both"),  # was ignored: an offline run
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, extra, message):

@@ -21,12 +21,28 @@ from dashboard import validate_layout as layout
 from dashboard.config import DashboardConfig
 from dashboard.shared import esc, get_store, render_alignment, without_paths
 from dashboard.validate_form import USER_ERRORS, dataset_spec, noise_specs, run_options
-from dashboard.validate_view import comparison_table, group_chart, run_label, utterance_frame, wer_table
+from dashboard.validate_view import (
+    comparison_table,
+    group_chart,
+    invented_table,
+    run_label,
+    utterance_frame,
+    wer_table,
+)
 from evaluation.compare import compare_runs
 from evaluation.datasets import RESULT_GROUPS
 from evaluation.noise import USAGE, NoiseError, parse_conditions
 from evaluation.replay import check_regenerated, row_alignment, utterance_audio
-from evaluation.report import SYNTHETIC_NOTE, markdown_table, overall_path, streaming_overall_text, write_outputs
+from evaluation.report import (
+    SYNTHETIC_NOTE,
+    count_text,
+    invented_lines,
+    invented_pivot,
+    markdown_table,
+    overall_path,
+    streaming_overall_text,
+    write_outputs,
+)
 from evaluation.runner import RunResult, load_result, run_validation
 from evaluation.sources import open_source
 from evaluation.store import RunNotFound, Store
@@ -53,6 +69,7 @@ class Rendered:
 
     status: str
     table: object
+    table_label: str  # what the table shows: WER by group x noise, or a probe run's invented words per minute
     chart: object
     utterances: pd.DataFrame
     files: tuple[str | None, ...]
@@ -193,7 +210,7 @@ def _show(config: DashboardConfig, tab: ValidateTab, result: RunResult) -> tuple
     r = _render(config, result)
     tab.columns = list(r.utterances.columns)
     buttons = [gr.DownloadButton(value=path, visible=path is not None) for path in r.files]
-    return (r.status, r.table, r.chart, r.utterances, *buttons)
+    return (r.status, gr.Dataframe(value=r.table, label=r.table_label), r.chart, r.utterances, *buttons)
 
 
 def _render(config: DashboardConfig, result: RunResult) -> Rendered:
@@ -203,18 +220,20 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
         config.runs_dir / result.run_id, result.rows, summary, settings, result.run_id, extra, result.skipped
     )
     o = summary.overall
+    counted = count_text(result.rows)
+    speed = f", {o.audio_seconds:.0f} s of audio; rtfx {result.rtfx:.1f} (audio seconds per second) in this run"
     lines = [
         f"**Run `{result.run_id}`** ({result.status}): `{esc(settings.model)}` on {esc(settings.backend)}, dataset "
         f"`{esc(settings.dataset)}`, noise {', '.join(f'`{esc(n)}`' for n in settings.noise)}, seed {settings.seed}, "
         f"normalizer `{esc(settings.normalizer)}`, executor `{esc(result.executor or settings.executor)}`.",
         f"Overall WER{overall_path(summary)} **{_pct(o.wer)}** (raw {_pct(o.raw_wer)}), CER {_pct(o.cer)}, "
-        f"{o.utterances} utterances, {o.audio_seconds:.0f} s of audio; rtfx {result.rtfx:.1f} (audio seconds per "
-        "second) in this run." + streaming_overall_text(summary)
-        if math.isfinite(result.rtfx)
-        else f"Overall WER{overall_path(summary)} **{_pct(o.wer)}** (raw {_pct(o.raw_wer)}), CER {_pct(o.cer)}, "
-        f"{o.utterances} utterances." + streaming_overall_text(summary),
+        f"{counted}{speed if math.isfinite(result.rtfx) else ''}." + streaming_overall_text(summary),
         "`*` marks a cell with too few utterances or speakers to trust.",
     ]
+    invented = invented_lines(result.rows, summary.group_columns)
+    if invented:  # words the model made up on non-speech (probes) or outside the reference's speech
+        head, *listed = invented
+        lines.append(f"**Invented {esc(head.removeprefix('invented '))}**" + "".join(f"\n- {esc(x)}" for x in listed))
     if summary.languages is not None and (warning := summary.languages.warning()):
         lines.append(f"⚠️ {esc(warning)}.")
     if summary.streaming is not None:
@@ -222,9 +241,16 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
     if result.skipped:
         lines.append(f"⚠️ {len(result.skipped)} dataset row(s) skipped: " + "; ".join(map(esc, result.skipped[:5])))
     files = tuple(str(paths[name]) for name, _ in layout.DOWNLOADS)
+    group = summary.group_columns[0] if summary.group_columns else None
+    table, label = wer_table(summary), f"WER by {group} x noise" if group else "WER by noise"
+    rates = invented_pivot(result.rows, group) if o.ref_words == 0 else None
+    if rates is not None:  # a probe run: no reference words, so no WER; what counts is what was invented
+        table = invented_table(rates, group)
+        label = f"Invented words per minute of non-speech by {group or 'noise'} x noise (0 is right)"
     return Rendered(
         "\n\n".join(lines),
-        wer_table(summary),
+        table,
+        label,
         group_chart(result.rows, summary, settings.seed),
         utterance_frame(result.rows, summary.group_columns),
         files,
@@ -255,7 +281,7 @@ def _utterance(store: Store, config: DashboardConfig, tab: ValidateTab, evt: gr.
     item = match.iloc[0].to_dict()
     spans = row_alignment(item, result.settings.normalizer)
     heading = (
-        f"**{esc(item['id'])}** · {esc(item['noise'])} · WER {_pct(float(item['wer']))} "
+        f"**{esc(item['id'])}** · {esc(item['noise'])}{_made(item)} · WER {_pct(float(item['wer']))} "
         f"({int(item['substitutions'])} substituted, {int(item['deletions'])} deleted, "
         f"{int(item['insertions'])} inserted; normalizer `{esc(result.settings.normalizer)}`)"
     )
@@ -269,6 +295,15 @@ def _utterance(store: Store, config: DashboardConfig, tab: ValidateTab, evt: gr.
         heading += "\n\n⚠️ The dataset changed since this run: the audio below may differ from what was scored."
     clean, noisy = (SAMPLE_RATE, audio.clean), (SAMPLE_RATE, audio.noisy)
     return gr.Group(visible=True), heading, render_alignment(spans), clean, noisy
+
+
+def _made(item: dict) -> str:
+    """How the row's audio and transcript were made, beyond its condition: the path and the channel's codec."""
+    parts = [str(item["mode"])] if str(item.get("mode") or "") == "streaming" else []
+    detail = item.get("channel_detail")
+    if isinstance(detail, str) and detail:
+        parts.append(detail)
+    return "".join(f" · {esc(p)}" for p in parts)
 
 
 def _check_run_paths(config: DashboardConfig, settings) -> None:

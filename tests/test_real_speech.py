@@ -222,3 +222,20 @@ def test_long_recordings_decode_as_the_batched_pipeline_unless_asked(fw_backend,
     assert stamped["options"]["timestamp_tokens"] is True and stamped["vad"] == alone["vad"]
     monkeypatch.setattr(full_context, "LONG_FORM_SECONDS", 120.0)  # 48 s is short: timestamp tokens kept
     assert transcribe(long, backend=fw_backend).to_dict()["options"]["timestamp_tokens"] is True
+
+
+def test_the_transformers_backend_also_detects_an_unclear_language_again_at_30_seconds(monkeypatch):
+    """whisper-base on transformers heard both Russian prompts as Ukrainian on the short encoding (no re-detect)."""
+    import asr.backends.transformers as tf
+    from asr.backends import get_backend
+
+    try:
+        backend = get_backend("whisper-base", "transformers")
+    except UnknownModelError as exc:
+        pytest.skip(f"whisper-base is not installed: {exc}")
+    clips = [_prompt(p)[0] for p in RUSSIAN] + [_prompt(FRENCH)[0]]
+    together = transcribe_many(clips, backend=backend)
+    assert [r.language for r in together] == ["ru", "ru", "fr"]
+    assert transcribe(clips[1], backend=backend).text == together[1].text
+    monkeypatch.setattr(tf, "LANGUAGE_SURE", 0.0)  # take the short encoding's guess
+    assert [r.language for r in transcribe_many(clips[:2], backend=backend)] == ["uk", "uk"]

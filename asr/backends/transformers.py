@@ -51,6 +51,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the pack
 logger = logging.getLogger(__name__)
 
 NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "my", "yue"}  # words are split at characters, not spaces
+LANGUAGE_SURE = (
+    0.7  # as asr.backends.faster_whisper.LANGUAGE_SURE: below it, a short encoding's guess is redone at 30 s
+)
 BEST_OF = 5  # samples drawn per window at a temperature > 0 (Whisper's best_of); the likeliest is kept
 __all__ = ["TransformersBackend", "cpu_cores", "pick_device"]
 
@@ -137,9 +140,28 @@ class TransformersBackend:
         done: list[tuple[WindowResult, int | None] | None] = [None] * len(windows)
         with self._lock, torch.inference_mode():
             encodings = self._encode(windows, options)
+        unsure: list[int] = []  # windows whose language was unclear on a short encoding: encoded at 30 s next
+        self._decode_groups(encodings, windows, prompts, prefixes, options, done, unsure)
+        if unsure:  # detected and decoded on Whisper's 30 s encoding, as on the faster-whisper backend
+            with self._lock, torch.inference_mode():
+                again = self._encode([windows[i] for i in unsure], options, MEL_FRAMES)
+            self._decode_groups(
+                [([unsure[r] for r in g], e) for g, e in again], windows, prompts, prefixes, options, done
+            )
+        return done  # type: ignore[return-value]
+
+    def _decode_groups(self, encodings, windows, prompts, prefixes, options, done, unsure=None) -> None:
+        """Decode each (windows, encoding) group into ``done``; with ``unsure`` given, a window of a short encoding
+        whose language is unclear (faster-whisper's ``LANGUAGE_SURE``) is left out and added to it instead."""
         with self._lock, torch.inference_mode(), _decoder_threads():
             for group, encoded in encodings:
-                languages = self._languages(encoded, options)
+                languages, sure = self._languages(encoded, options)
+                if unsure is not None and encoded.shape[1] < MEL_FRAMES // 2 and not all(sure):
+                    unsure += [i for i, ok in zip(group, sure) if not ok]
+                    rows = [r for r, ok in enumerate(sure) if ok]
+                    group, encoded, languages = [group[r] for r in rows], encoded[rows], [languages[r] for r in rows]
+                    if not group:
+                        continue
                 keys = [(prompts[i], prefixes[i]) for i in group]
                 for (prompt, forced), rows in _group_by_prompt(keys).items():
                     idx = [group[r] for r in rows]
@@ -148,7 +170,6 @@ class TransformersBackend:
                     decoded = self._generate(encoded[rows], langs, prompt, forced, sizes, options)
                     for i, pair in zip(idx, self._results(encoded[rows], decoded, [windows[i] for i in idx], options)):
                         done[i] = pair
-        return done  # type: ignore[return-value]
 
     def _sampled(
         self, window: np.ndarray, prompt: str | None, forced: str | None, options: DecodeOptions
@@ -158,13 +179,20 @@ class TransformersBackend:
             torch.manual_seed(window_seed(options.seed, window, options.temperature))
             [(_, encoded)] = self._encode([window], options)
             with _decoder_threads():
-                language = self._languages(encoded, options)[0]
+                [language], [sure] = self._languages(encoded, options)
+            if not sure and encoded.shape[1] < MEL_FRAMES // 2:  # as in _batched: detected and decoded at 30 s
+                [(_, encoded)] = self._encode([window], options, MEL_FRAMES)
+                with _decoder_threads():
+                    [language], _ = self._languages(encoded, options)
+            with _decoder_threads():
                 decoded = self._generate(encoded, [language], prompt, forced, [window.size], options, samples=BEST_OF)
                 many = encoded.expand(len(decoded), -1, -1)
                 results = self._results(many, decoded, [window] * len(decoded), options)
         return max(results, key=lambda pair: pair[0].avg_logprob)
 
-    def _encode(self, windows: Sequence[np.ndarray], options: DecodeOptions) -> list[tuple[list[int], torch.Tensor]]:
+    def _encode(
+        self, windows: Sequence[np.ndarray], options: DecodeOptions, frames: int | None = None
+    ) -> list[tuple[list[int], torch.Tensor]]:
         """(windows, encoder output) per padded length, shortest first. Each window's log-mel is computed alone
         and padded with zeros to :func:`asr.backends.base.encoder_frames` (its length plus 2 s, at least
         ``options.encoder_seconds``), as the faster-whisper backend pads it: both backends then encode a window
@@ -176,23 +204,30 @@ class TransformersBackend:
             ).input_features[0, :, :MEL_FRAMES]
             for w in windows
         ]
-        frames = [encoder_frames(f.shape[-1], options.encoder_seconds) for f in feats]
+        padded = [frames or encoder_frames(f.shape[-1], options.encoder_seconds) for f in feats]
         out = []
-        for n in sorted(set(frames)):
-            group = [i for i, f in enumerate(frames) if f == n]
+        for n in sorted(set(padded)):
+            group = [i for i, f in enumerate(padded) if f == n]
             batch = torch.stack([torch.nn.functional.pad(feats[i], (0, n - feats[i].shape[-1])) for i in group])
             out.append((group, compat.hf_encode(self._model.model.encoder, batch.to(self.device, self._model.dtype))))
         return out
 
-    def _languages(self, encoded: torch.Tensor, options: DecodeOptions) -> list[str]:
-        """English-only models are always "en"; multilingual ones use the option or detect per window."""
+    def _languages(self, encoded: torch.Tensor, options: DecodeOptions) -> tuple[list[str], list[bool]]:
+        """Each window's language and whether it is clear: English-only models are always "en"; multilingual ones
+        use the option or detect per window, as Whisper does (the first decoder step after start-of-transcript,
+        softmax over the language tokens), clear at faster-whisper's ``LANGUAGE_SURE`` or more."""
+        n = len(encoded)
         if not self.multilingual:
-            return ["en"] * len(encoded)
+            return ["en"] * n, [True] * n
         if options.language:
-            return [options.language] * len(encoded)
-        lang_ids = self._model.detect_language(encoder_outputs=BaseModelOutput(last_hidden_state=encoded))
-        by_id = {i: t.strip("<|>") for t, i in self._model.generation_config.lang_to_id.items()}
-        return [by_id[int(i)] for i in lang_ids]
+            return [options.language] * n, [True] * n
+        gen = self._model.generation_config
+        names, ids = zip(*sorted((t.strip("<|>"), i) for t, i in gen.lang_to_id.items()))
+        start = torch.full((n, 1), int(gen.decoder_start_token_id), device=encoded.device)
+        logits = self._model(encoder_outputs=BaseModelOutput(last_hidden_state=encoded), decoder_input_ids=start).logits
+        probs = logits[:, -1, list(ids)].float().softmax(-1)
+        best = probs.max(-1)
+        return [names[int(i)] for i in best.indices], [float(p) >= LANGUAGE_SURE for p in best.values]
 
     def _generate(
         self,

@@ -71,3 +71,13 @@ def test_word_timestamps_text(speech_wav):
     out = run("transcribe", str(speech_wav), "--word-timestamps")
     assert out.returncode == 0
     assert "->" in out.stdout and "smooth" in out.stdout
+
+
+def test_bench_is_the_side_by_side_benchmark_on_a_file_or_a_dataset(tmp_path):
+    """``python -m asr bench`` runs ``python -m benchmarks asr``; a missing dataset folder is one line, exit 2."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    usage = subprocess.run([sys.executable, "-m", "asr", "bench", "--help"], capture_output=True, text=True, env=env)
+    assert usage.returncode == 0 and "an audio file, or a dataset" in usage.stdout
+    missing = str(tmp_path / "no-such-set")
+    out = subprocess.run([sys.executable, "-m", "asr", "bench", missing], capture_output=True, text=True, env=env)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "not found" in out.stderr, out.stderr

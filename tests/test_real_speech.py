@@ -132,12 +132,14 @@ def test_a_window_that_stops_at_a_timestamp_has_its_rest_decoded(fw_backend, mon
     clip = _joined_file_clip(*MONKEYS)
     result = transcribe(clip, backend=fw_backend)
     assert "carried away by monkeys" in result.text.lower()
-    assert "weasels have eaten our phone system" in result.text.lower(), result.text
+    # "have eaten our phone system", not the whole sentence: on an AMD CPU (CTranslate2 with DNNL, not Intel MKL)
+    # tiny.en spells it "Weasles"; what is tested is that the sentence after the stop is decoded at all
+    assert "have eaten our phone system" in result.text.lower(), result.text
     check_invariants(result)
     words = [w.word.strip(" .").lower() for w in result.words]
     assert words[-2:] == ["phone", "system"] and result.words[-1].end > result.duration - 3.0
     monkeypatch.setattr(seek, "SEEK_MIN_SECONDS", 1e9)  # Whisper's seek off: the sentence is lost again
-    assert "weasels" not in transcribe(clip, backend=fw_backend).text.lower()
+    assert "eaten our phone system" not in transcribe(clip, backend=fw_backend).text.lower()
 
 
 def test_a_decoded_rest_is_the_same_alone_in_a_batch_and_on_every_run(fw_backend):
@@ -158,8 +160,8 @@ def test_each_window_of_a_batch_gets_its_own_language(base_fw):
     assert [r.text for r in swapped] == [results[1].text, results[0].text]
 
 
-# Russian prompts whisper-base detects as Ukrainian (probability 0.50 and 0.58) on a window encoded at its
-# length plus 2 s, and as Russian on Whisper's 30 s encoding
+# Russian prompts whisper-base detects as Ukrainian (probability 0.50 and 0.58 on an Intel CPU with MKL; 0.48 and
+# 0.77 on an AMD one with DNNL) on its short encoding, and as Russian on Whisper's 30 s encoding
 RUSSIAN = ("ru/speed-dial-empty", "ru/confbridge-inc-talk-vol-in")
 
 

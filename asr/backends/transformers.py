@@ -51,9 +51,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the pack
 logger = logging.getLogger(__name__)
 
 NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "my", "yue"}  # words are split at characters, not spaces
-LANGUAGE_SURE = (
-    0.7  # as asr.backends.faster_whisper.LANGUAGE_SURE: below it, a short encoding's guess is redone at 30 s
-)
+LANGUAGE_SURE = 0.8  # as asr.backends.faster_whisper.LANGUAGE_SURE: a short guess below it is redone at 30 s
 BEST_OF = 5  # samples drawn per window at a temperature > 0 (Whisper's best_of); the likeliest is kept
 __all__ = ["TransformersBackend", "cpu_cores", "pick_device"]
 

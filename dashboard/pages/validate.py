@@ -78,8 +78,9 @@ class Rendered:
 def build(page: gr.Blocks, config: DashboardConfig) -> None:
     store = get_store(config.data_dir)
     gr.Markdown(
-        "## Validate\nWER per accent and noise condition over a dataset, with 95% bootstrap intervals. "
-        f"*{SYNTHETIC_NOTE}*"
+        "## Validate\nWER per group (accent, language, ...) and condition (noise, channel) over a dataset, offline "
+        f"or streamed as on Live, with 95% bootstrap intervals. *{SYNTHETIC_NOTE} The Real speech set is recordings "
+        "of real people (Debian's Asterisk voice prompts).*"
     )
     form = layout.form(page)
     results = layout.results()

@@ -36,6 +36,7 @@ from asr.backends.base import (
     window_seed,
 )
 from asr.backends.hf_rules import Scores, Suppress, TimestampRules, token_mask, token_scores
+from asr.backends.hf_support import decoder_threads, group_by_prompt, model_source, no_speech_id
 from asr.backends.seek import applies, decode_rest, seek_point
 from asr.models import ResolvedModel
 from asr.results import DecodeOptions, Segment, Word, split_sentences
@@ -74,7 +75,7 @@ class TransformersBackend:
         compat.transformers_parts()  # fail here, with the version, if its private calls changed
         self.device = pick_device(device, "torch")
         torch.set_num_threads(cpu_cores())  # torch's default may be lower than the cores this process may use
-        source = _model_source(resolved)
+        source = model_source(resolved)
         dtype = torch.float16 if self.device == "cuda" else torch.float32
         bars = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()  # no "Loading weights" bar in a CLI's output or a server's log
@@ -92,7 +93,7 @@ class TransformersBackend:
         self.multilingual = bool(getattr(gen, "is_multilingual", hasattr(gen, "lang_to_id")))
         self._eot = int(gen.eos_token_id if isinstance(gen.eos_token_id, int) else gen.eos_token_id[0])
         self._no_timestamps = int(gen.no_timestamps_token_id)
-        self._no_speech = _no_speech_id(self._tokenizer)
+        self._no_speech = no_speech_id(self._tokenizer)
         config = self._model.config
         heads = getattr(gen, "alignment_heads", None) or default_heads(
             config.decoder_layers, config.decoder_attention_heads
@@ -151,7 +152,7 @@ class TransformersBackend:
     def _decode_groups(self, encodings, windows, prompts, prefixes, options, done, unsure=None) -> None:
         """Decode each (windows, encoding) group into ``done``; with ``unsure`` given, a window of a short encoding
         whose language is unclear (faster-whisper's ``LANGUAGE_SURE``) is left out and added to it instead."""
-        with self._lock, torch.inference_mode(), _decoder_threads():
+        with self._lock, torch.inference_mode(), decoder_threads():
             for group, encoded in encodings:
                 languages, sure = self._languages(encoded, options)
                 if unsure is not None and encoded.shape[1] < MEL_FRAMES // 2 and not all(sure):
@@ -161,7 +162,7 @@ class TransformersBackend:
                     if not group:
                         continue
                 keys = [(prompts[i], prefixes[i]) for i in group]
-                for (prompt, forced), rows in _group_by_prompt(keys).items():
+                for (prompt, forced), rows in group_by_prompt(keys).items():
                     idx = [group[r] for r in rows]
                     sizes = [windows[i].size for i in idx]
                     langs = [languages[r] for r in rows]
@@ -176,13 +177,13 @@ class TransformersBackend:
         with self._lock, torch.inference_mode():
             torch.manual_seed(window_seed(options.seed, window, options.temperature))
             [(_, encoded)] = self._encode([window], options)
-            with _decoder_threads():
+            with decoder_threads():
                 [language], [sure] = self._languages(encoded, options)
             if not sure and encoded.shape[1] < MEL_FRAMES // 2:  # as in _batched: detected and decoded at 30 s
                 [(_, encoded)] = self._encode([window], options, MEL_FRAMES)
-                with _decoder_threads():
+                with decoder_threads():
                     [language], _ = self._languages(encoded, options)
-            with _decoder_threads():
+            with decoder_threads():
                 decoded = self._generate(encoded, [language], prompt, forced, [window.size], options, samples=BEST_OF)
                 many = encoded.expand(len(decoded), -1, -1)
                 results = self._results(many, decoded, [window] * len(decoded), options)
@@ -390,44 +391,3 @@ class TransformersBackend:
             yield
         finally:
             compat.hf_set_attn_implementation(self._model, previous)
-
-
-@contextlib.contextmanager
-def _decoder_threads() -> Iterator[None]:
-    """Decode on one torch thread (the encoder keeps every core). A decoder step is a few hundred small operations;
-    splitting each over the cores costs a synchronisation per operation, which on a shared CPU cost 30x (a step of
-    4 windows: 0.63 s on 2 threads, 0.02 s on 1, load 5 on 2 cores). Process-wide, held under the backend's lock."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _group_by_prompt(keys: list[tuple[str | None, str | None]]) -> dict[tuple[str | None, str | None], list[int]]:
-    """Windows that share a (prompt, forced prefix) are generated together (one start sequence per call)."""
-    groups: dict[tuple[str | None, str | None], list[int]] = {}
-    for i, key in enumerate(keys):
-        groups.setdefault(tuple(k.strip() if k and k.strip() else None for k in key), []).append(i)
-    return groups
-
-
-def _no_speech_id(tokenizer) -> int | None:
-    for token in ("<|nocaptions|>", "<|nospeech|>"):
-        token_id = tokenizer.convert_tokens_to_ids(token)
-        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
-            return token_id
-    return None
-
-
-def _model_source(resolved: ResolvedModel) -> str:
-    """What ``pipeline(model=...)`` gets: the converted folder, a local Hugging Face folder, or the hub id."""
-    if resolved.format == "ctranslate2":
-        from asr.convert import ConversionError, hf_model_dir
-
-        try:
-            return str(hf_model_dir(resolved))
-        except (ConversionError, OSError, KeyError, ValueError) as exc:
-            raise BackendError(f"cannot import the CTranslate2 model {resolved.name!r}: {exc}") from exc
-    return resolved.path

@@ -142,6 +142,12 @@ def pick_device(device: str, library: str = "torch") -> str:
 
 MEL_FRAMES = 3000  # Whisper's 30 s of 10 ms mel frames
 MEL_FRAMES_PER_SECOND = MEL_FRAMES // 30
+LANGUAGE_SURE = 0.8  # a language detected with less probability on a window encoded shorter than 30 s is
+# detected again, and the window decoded, on Whisper's 30 s encoding, on both backends (whisper-base, 60
+# es/fr/it/ru dev prompts: 3 wrong languages, Russian heard as Ukrainian at 0.50 and 0.58, and 2 of them right at
+# 30 s). 0.8, not 0.7: on an AMD CPU, where CTranslate2 computes with DNNL instead of Intel MKL, one of those
+# Russian prompts was Ukrainian at 0.77 on its 15 s encoding (Russian at 30 s); no wrong short guess on either
+# machine was above it
 
 
 def encoder_frames(frames: int, encoder_seconds: float) -> int:

@@ -24,6 +24,7 @@ import numpy as np
 from asr import compat
 from asr.audio import SAMPLE_RATE
 from asr.backends.base import (
+    LANGUAGE_SURE,
     MEL_FRAMES,
     BackendError,
     EncodedWindows,
@@ -48,11 +49,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without the pack
 PREPEND_PUNCTUATION = "\"'“¿([{-"  # faster-whisper's defaults: punctuation merged into the next word
 APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"  # ... and into the previous word
 RETRY_NO_REPEAT_NGRAM = 3  # a fallback retry never repeats a 3-gram (see _retry_settings)
-LANGUAGE_SURE = 0.8  # a language detected with less probability on a window encoded shorter than 30 s is
-# detected again, and the window decoded, on Whisper's 30 s encoding (whisper-base, 60 es/fr/it/ru dev prompts:
-# 3 wrong languages, Russian heard as Ukrainian at 0.50 and 0.58, and 2 of them right at 30 s). 0.8, not 0.7:
-# on an AMD CPU, where CTranslate2 computes with DNNL instead of Intel MKL, one of those Russian prompts was
-# Ukrainian at 0.77 on its 15 s encoding (Russian at 30 s); no wrong short guess on either machine was above it
 
 
 class FasterWhisperBackend:

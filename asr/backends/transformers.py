@@ -26,6 +26,7 @@ from asr import compat
 from asr.alignment import default_heads, jump_times, words_from_jumps
 from asr.audio import SAMPLE_RATE
 from asr.backends.base import (
+    LANGUAGE_SURE,
     MEL_FRAMES,
     BackendError,
     DecodedAgain,
@@ -52,7 +53,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without the pack
 logger = logging.getLogger(__name__)
 
 NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "my", "yue"}  # words are split at characters, not spaces
-LANGUAGE_SURE = 0.8  # as asr.backends.faster_whisper.LANGUAGE_SURE: a short guess below it is redone at 30 s
 BEST_OF = 5  # samples drawn per window at a temperature > 0 (Whisper's best_of); the likeliest is kept
 __all__ = ["TransformersBackend", "cpu_cores", "pick_device"]
 
@@ -151,7 +151,7 @@ class TransformersBackend:
 
     def _decode_groups(self, encodings, windows, prompts, prefixes, options, done, unsure=None) -> None:
         """Decode each (windows, encoding) group into ``done``; with ``unsure`` given, a window of a short encoding
-        whose language is unclear (faster-whisper's ``LANGUAGE_SURE``) is left out and added to it instead."""
+        whose language is unclear (under ``LANGUAGE_SURE``) is left out and added to it instead."""
         with self._lock, torch.inference_mode(), decoder_threads():
             for group, encoded in encodings:
                 languages, sure = self._languages(encoded, options)
@@ -214,7 +214,7 @@ class TransformersBackend:
     def _languages(self, encoded: torch.Tensor, options: DecodeOptions) -> tuple[list[str], list[bool]]:
         """Each window's language and whether it is clear: English-only models are always "en"; multilingual ones
         use the option or detect per window, as Whisper does (the first decoder step after start-of-transcript,
-        softmax over the language tokens), clear at faster-whisper's ``LANGUAGE_SURE`` or more."""
+        softmax over the language tokens), clear at ``LANGUAGE_SURE`` or more."""
         n = len(encoded)
         if not self.multilingual:
             return ["en"] * n, [True] * n

@@ -121,6 +121,29 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
+def one_blas_thread() -> None:
+    """Pins numpy's BLAS to one thread in this process, for good (idempotent; both backends call it on load).
+
+    Why: the log-mel features are a matrix product (``mel_filters @ magnitudes``) in numpy's OpenBLAS, which
+    splits it by its thread count, and on some CPUs (seen on an AMD EPYC with OpenBLAS's Zen kernels; not on
+    the Intel machines) the features then differ in their last bits with that count. Whisper's greedy text on a
+    hard clip follows them: Ray workers (OMP_NUM_THREADS=1) transcribed 1 row in 12 differently from the
+    dashboard (2 threads). One thread everywhere makes a transcript independent of the process that made it.
+    Set once and never restored, so no concurrent session can see another's count; the product is a few
+    milliseconds of a window's decode, and nothing else in the engine multiplies matrices in numpy.
+    """
+    global _blas_pinned
+    if _blas_pinned:
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+    _blas_pinned = True
+
+
+_blas_pinned = False
+
+
 def pick_device(device: str, library: str = "torch") -> str:
     """``auto`` -> ``cuda`` when ``library`` ("torch" or "ctranslate2") sees a GPU, else ``cpu``."""
     if device not in ("auto", "cpu", "cuda"):

@@ -31,6 +31,7 @@ from asr.backends.base import (
     WindowResult,
     cpu_cores,
     encoder_frames,
+    one_blas_thread,
     pick_device,
 )
 from asr.backends.encodings import Encoded
@@ -62,6 +63,7 @@ class FasterWhisperBackend:
         cpu_threads: int | None = None,
     ) -> None:
         compat.faster_whisper_parts()  # fail here, with the version, if its private calls changed
+        one_blas_thread()  # the features, hence the text, the same in every process (see its docstring)
         self.model = model.name
         self.device = pick_device(device, "ctranslate2")
         self.compute_type = compute_type or ("float16" if self.device == "cuda" else "int8")

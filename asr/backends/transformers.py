@@ -33,6 +33,7 @@ from asr.backends.base import (
     WindowResult,
     cpu_cores,
     encoder_frames,
+    one_blas_thread,
     pick_device,
     window_seed,
 )
@@ -73,6 +74,7 @@ class TransformersBackend:
     def __init__(self, resolved: ResolvedModel, device: str = "auto") -> None:
         self.model = resolved.name
         compat.transformers_parts()  # fail here, with the version, if its private calls changed
+        one_blas_thread()  # the features, hence the text, the same in every process (see its docstring)
         self.device = pick_device(device, "torch")
         torch.set_num_threads(cpu_cores())  # torch's default may be lower than the cores this process may use
         source = model_source(resolved)

@@ -101,7 +101,8 @@ def _run_parser(sub) -> None:
     p.add_argument("--model", default="", help="model name (python -m asr models), folder or hub id")
     p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--limit", type=int, default=None, help="utterances taken from the dataset")
+    p.add_argument("--limit", type=int, default=None, help="utterances taken from the dataset, spread evenly over it")
+    p.add_argument("--min-words", type=int, default=0, help="only utterances with this many reference words or more")
     p.add_argument("--out", default=None, help="folder for results.csv and summary.* (default out/RUN_ID)")
     p.add_argument("--max-wer", action="append", default=[], metavar="[COL=VALUE:]LIMIT", help="fail (exit 1) above it")
     p.add_argument("--text-column", default=None)
@@ -205,6 +206,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         backend=args.backend,
         device=args.device,
         limit=args.limit,
+        min_words=args.min_words,
         text_column=args.text_column,
         group_columns=tuple(args.group_column),
         speaker_column=args.speaker_column,

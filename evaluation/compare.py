@@ -83,7 +83,17 @@ def compare_runs(store: Store, run_a: str, run_b: str, *, n_boot: int = N_BOOTST
             )
     differences = tuple(
         f"{k}: {a.settings.to_json().get(k)!r} -> {b.settings.to_json().get(k)!r}"
-        for k in ("model", "backend", "dataset", "noise", "seed", "normalizer", "normalizer_version", "limit")
+        for k in (
+            "model",
+            "backend",
+            "dataset",
+            "noise",
+            "seed",
+            "normalizer",
+            "normalizer_version",
+            "limit",
+            "min_words",
+        )
         if a.settings.to_json().get(k) != b.settings.to_json().get(k)
     )
     return Comparison(run_a, run_b, pd.DataFrame.from_records(records), differences)

@@ -12,6 +12,7 @@ Audio columns are read with ``Audio(decode=False)`` and decoded here, so ``datas
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -49,6 +50,8 @@ class DatasetOptions:
     speaker_column: str | None = None  # None: the first of SPEAKER_COLUMNS present, if any
     audio_column: str | None = None  # None: the Audio-typed column, else a usual name (audio, file_name, ...)
     limit: int | None = None  # rows to read; spread evenly over a local dataset, the first ones of a stream
+    min_words: int = 0  # only rows whose reference has at least this many words (0: all); the limit then spreads
+    # over those, so a small sample of a set full of one-word prompts still holds sentences
     split: str | None = None  # for datasets with several splits (None: SPLIT of hub:, else "test" or the first)
 
     def validate(self) -> DatasetOptions:
@@ -56,6 +59,8 @@ class DatasetOptions:
             raise DatasetError("no dataset given; use builtin, recorded, a folder, a manifest or hub:ID")
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
             raise DatasetError(f"limit must be a positive integer, not {self.limit!r}")
+        if not isinstance(self.min_words, int) or self.min_words < 0:
+            raise DatasetError(f"min_words must be an integer >= 0, not {self.min_words!r}")
         return self
 
 
@@ -202,7 +207,7 @@ def _samples(source: RowSource, options: DatasetOptions, defer: bool) -> LoadedD
     skipped: list[SkippedRow] = []
     seen: set[str] = set()
     rows_read = 0
-    for index, row in _limited(source.deferred if defer else source.rows, source.length, options.limit):
+    for index, row in _selected(source, options, text_col, defer):
         rows_read += 1
         if _is_empty(row.get(text_col)) and not source.empty_text_ok:
             skipped.append(SkippedRow(index, text_col, "the reference text is empty"))
@@ -228,12 +233,35 @@ def _samples(source: RowSource, options: DatasetOptions, defer: bool) -> LoadedD
         logger.warning("skipped %s", skip.message(source.name))
     if not samples:
         reasons = "; ".join(s.message(source.name) for s in skipped[:3])
+        fewer = f" with {options.min_words}+ words in {text_col!r}" if options.min_words else ""
         raise DatasetError(
-            f"dataset {source.name}: no usable rows out of {rows_read}" + (f" ({reasons})" if reasons else "")
+            f"dataset {source.name}: no usable rows{fewer} out of {rows_read}" + (f" ({reasons})" if reasons else "")
         )
     return LoadedDataset(
         source.name, tuple(samples), text_col, audio_col, groups, speaker_col, tuple(skipped), rows_read
     )
+
+
+def _selected(source: RowSource, options: DatasetOptions, text_col: str, defer: bool) -> Rows:
+    """The rows a run takes: those with ``min_words`` reference words or more, then ``limit`` of them spread evenly.
+
+    The word filter reads every row's text first (the audio of the chosen rows only, afterwards); on a stream it
+    keeps the first long-enough rows, reading no further than the limit needs.
+    """
+    rows = source.deferred if defer else source.rows
+    if not options.min_words:
+        return _limited(rows, source.length, options.limit)
+
+    def long_enough(row: Mapping[str, Any]) -> bool:
+        return not _is_empty(row.get(text_col)) and len(str(row[text_col]).split()) >= options.min_words
+
+    if source.length is None:
+        kept = ((index, row) for index, row in rows(None) if long_enough(row))
+        return itertools.islice(kept, options.limit)
+    positions = [n for n, (_, row) in enumerate(source.rows(None)) if long_enough(row)]
+    if options.limit is not None and len(positions) > options.limit:
+        positions = [positions[int(round(i))] for i in np.linspace(0, len(positions) - 1, options.limit)]
+    return rows(positions) if positions else iter(())
 
 
 def _limited(rows: Callable[[Any], Rows], length: int | None, limit: int | None) -> Rows:

@@ -41,6 +41,7 @@ def _dataset(settings: RunSettings, store: Store) -> tuple[LoadedDataset, Mixer]
     key = (
         settings.dataset,
         settings.limit,
+        settings.min_words,
         settings.text_column,
         settings.group_columns,
         settings.speaker_column,
@@ -56,6 +57,7 @@ def _dataset(settings: RunSettings, store: Store) -> tuple[LoadedDataset, Mixer]
         group_columns=settings.group_columns,
         speaker_column=settings.speaker_column,
         limit=settings.limit,
+        min_words=settings.min_words,
         split=settings.split,
     )
     data = load_dataset(options, store)

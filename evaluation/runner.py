@@ -11,10 +11,8 @@ stored are skipped, whichever executor computed them.
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import itertools
 import logging
-import platform
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ from evaluation.executors import ExecutorError, ExecutorOptions, open_executor
 from evaluation.noise import NoiseCondition, parse_conditions
 from evaluation.progress import Progress, RunProgress
 from evaluation.report import Summary, summarize
+from evaluation.runstore import package_versions
 from evaluation.scoring import BY_LANGUAGE, N_BOOTSTRAP, NORMALIZER_SETTINGS, normalizer_version
 from evaluation.sources import canonical_source
 from evaluation.store import RunSettings, Store, StoreError, utc_now
@@ -39,7 +38,6 @@ from evaluation.worker import CancelCheck, Cancelled, RowResult, RowSpec, Worker
 
 logger = logging.getLogger(__name__)
 
-PACKAGES = ("asr-qa", "faster-whisper", "ctranslate2", "transformers", "torch", "jiwer", "datasets", "numpy")
 RESULT_FIELDS = ("id", "row", "speaker", "noise", "reference", "hypothesis", "wer", "cer", "errors", "ref_words")
 SETTINGS_THAT_MATTER = (
     "model",
@@ -50,6 +48,7 @@ SETTINGS_THAT_MATTER = (
     "normalizer",
     "normalizer_version",
     "limit",
+    "min_words",
     "language",
     "mode",
     "stream_seconds",
@@ -70,7 +69,8 @@ class RunOptions:
     model: str = ""  # "" is the registry's default model
     backend: str = DEFAULT_BACKEND
     device: str = "auto"
-    limit: int | None = None  # utterances taken from the dataset
+    limit: int | None = None  # utterances taken from the dataset, spread evenly over it (the first of a stream)
+    min_words: int = 0  # only utterances whose reference has this many words or more (0: all), before the limit
     text_column: str | None = None
     group_columns: tuple[str, ...] = ()  # empty: the accent column when one is recognised
     speaker_column: str | None = None
@@ -113,8 +113,10 @@ class RunOptions:
             raise RunError(f"unknown normalizer {self.normalizer!r}; choose one of: {', '.join(NORMALIZER_SETTINGS)}")
         if not isinstance(self.chunk_size, int) or self.chunk_size < 1:
             raise RunError(f"chunk_size must be a positive integer, not {self.chunk_size!r}")
-        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
-            raise RunError(f"limit must be a positive integer, not {self.limit!r}")
+        try:
+            _dataset_options(self).validate()  # the limit and min_words
+        except DatasetError as exc:
+            raise RunError(str(exc)) from None
         if self.language is not None and not (str(self.language).isalpha() and 2 <= len(self.language) <= 8):
             raise RunError(f"language must be a Whisper language code such as en or fr, not {self.language!r}")
         parse_conditions(self.noise)
@@ -158,16 +160,6 @@ class RunResult:
         return self.audio_seconds_done / self.wall_seconds if self.wall_seconds > 0 else float("nan")
 
 
-def package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
 def make_settings(options: RunOptions, data: LoadedDataset) -> RunSettings:
     return RunSettings(
         model=options.model_name,
@@ -178,6 +170,7 @@ def make_settings(options: RunOptions, data: LoadedDataset) -> RunSettings:
         normalizer=options.normalizer,
         normalizer_version=normalizer_version(options.normalizer),
         limit=options.limit,
+        min_words=options.min_words,
         text_column=data.text_column,
         group_columns=data.group_columns,
         speaker_column=data.speaker_column,
@@ -344,6 +337,7 @@ def _dataset_options(options: RunOptions) -> DatasetOptions:
         group_columns=tuple(options.group_columns),
         speaker_column=options.speaker_column,
         limit=options.limit,
+        min_words=options.min_words,
         split=options.split,
     )
 

@@ -7,7 +7,9 @@ be found and resumed; rows are JSON so that a dataset's own group columns need n
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
+import platform
 import sqlite3
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +21,18 @@ from typing import Any
 import numpy as np
 
 RUN_STATES = ("running", "finished", "cancelled", "failed")
+PACKAGES = ("asr-qa", "faster-whisper", "ctranslate2", "transformers", "torch", "jiwer", "datasets", "numpy")
+
+
+def package_versions() -> dict[str, str]:
+    """The installed versions of what a run's figures depend on, stored in its settings (``packages``)."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
 
 
 def noise_key(noise: str, mode: str | None = None) -> str:
@@ -50,6 +64,7 @@ class RunSettings:
     normalizer: str = ""  # name of the text normalizer applied at scoring time
     normalizer_version: str = ""
     limit: int | None = None  # utterances taken from the dataset (None: all)
+    min_words: int = 0  # only utterances with this many reference words or more were taken (0: all)
     text_column: str | None = None
     group_columns: tuple[str, ...] = ()
     speaker_column: str | None = None  # the dataset column naming speakers (the CI resamples them)

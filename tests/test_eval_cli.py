@@ -91,6 +91,7 @@ def test_strict_threshold_exits_1_and_resume_skips_stored_rows(built_run, capsys
         (["--model", "no-such-model"], "unknown model"),
         (["--max-wer", "accent=en-us"], "not a number"),
         (["--limit", "0"], "--limit"),
+        (["--min-words", "-1"], "min_words must be an integer >= 0"),
         (["--backend", "nope"], "invalid choice"),
         (["--noise", "white@1e9"], "between -20 and 80 dB"),  # was an OverflowError traceback mid-run
         (["--noise", "white@-200"], "between -20 and 80 dB"),  # was accepted silently

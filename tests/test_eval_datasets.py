@@ -84,6 +84,34 @@ def test_hub_stream_limit(saved_dataset):
     assert len(data.samples) == 2 and data.rows_read == 2
 
 
+def test_min_words_spreads_the_limit_over_sentences_only(tmp_path, wavs):
+    """A set full of one-word prompts (the real-speech set) gives a sample of sentences with ``min_words``."""
+    short = ["Yes.", "No thanks.", "Okay.", "Right."]
+    texts = [short[0], short[1], HARVARD[0], short[2], HARVARD[1], short[3], HARVARD[2], HARVARD[3]]
+    rows = [{"file_name": wavs[i % 4].name, "text": t} for i, t in enumerate(texts)]
+    folder = _audiofolder(tmp_path / "mixed", wavs, rows)
+    spread = load_dataset(DatasetOptions(str(folder), limit=2))
+    assert [s.text for s in spread.samples] == [short[0], HARVARD[3]]  # the first and last rows: unchanged
+    sample = load_dataset(DatasetOptions(str(folder), limit=2, min_words=3))
+    assert [s.text for s in sample.samples] == [HARVARD[0], HARVARD[3]]  # first and last of the sentences
+    assert [s.row for s in sample.samples] == [2, 7] and sample.rows_read == 2 and not sample.skipped
+    every = load_dataset(DatasetOptions(str(folder), min_words=2))
+    assert [s.text for s in every.samples] == [short[1], *HARVARD[:4]]
+    assert [s.id for s in load_dataset(DatasetOptions(str(folder), limit=2, min_words=3)).samples] == [
+        s.id for s in sample.samples
+    ]
+    with pytest.raises(DatasetError, match="no usable rows with 50\\+ words in 'text'"):
+        load_dataset(DatasetOptions(str(folder), min_words=50))
+    with pytest.raises(DatasetError, match="min_words must be an integer >= 0, not -1"):
+        load_dataset(DatasetOptions(str(folder), min_words=-1))
+
+
+def test_min_words_on_a_stream_keeps_the_first_long_rows(saved_dataset):
+    spec = f"hub:{saved_dataset}::test"
+    data = load_dataset(DatasetOptions(spec, text_column="sentence_text", limit=2, min_words=9))
+    assert [s.text for s in data.samples] == [h for h in HARVARD[:4] if len(h.split()) >= 9][:2]
+
+
 def _audiofolder(folder: Path, wavs: list[Path], rows: list[dict]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for w in wavs:

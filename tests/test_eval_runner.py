@@ -3,6 +3,7 @@ an utterance's audio; alignments; comparing runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from evaluation.cli import main
 from evaluation.compare import compare_runs
 from evaluation.replay import check_regenerated, row_alignment, utterance_audio
-from evaluation.runner import RunOptions, load_result, run_validation
+from evaluation.runner import RunError, RunOptions, load_result, run_validation
 from evaluation.store import RunSettings, Store
 from tests.conftest import HARVARD, speak
 
@@ -44,6 +45,9 @@ def test_cancel_then_resume_skips_what_was_stored(tmp_path, fw_backend):
     again = load_result(store, "resumable")
     assert again.summary.overall == second.summary.overall
     assert list(again.summary.pivot.columns) == ["clean"]
+    assert again.settings.min_words == 0  # recorded: another selection is another run
+    with pytest.raises(RunError, match="made with min_words=0, not 3"):
+        run_validation(dataclasses.replace(options, min_words=3), store)
 
 
 def test_noisy_run_tables_replay_and_alignment(tmp_path, fw_backend):

@@ -81,24 +81,44 @@ def test_nan_audio_is_an_error_not_a_transcript(fw_backend):
         transcribe(audio, backend=fw_backend)
 
 
+# (built-in utterance, noise seed, SNR in dB) cases where greedy tiny.en loops, tried in order: whether a case loops
+# depends on the CPU's math libraries (it is chaotic: loops are rare and change with the noise seed), so the test uses
+# the first that loops on this machine. The first looped on the Intel machines (CTranslate2 with MKL), not on the AMD
+# EPYC one (DNNL); the others loop there (at 0 dB: 2 of the 63 utterances with seed 0, 2 of the 21 m7_06 cases with
+# seeds 1 to 3), and the fallback repaired each
+LOOP_CASES = (
+    ("en-us_m3_02", 0, 0.0),
+    ("en-gb-x-gbcwmd_m7_06", 0, 0.0),
+    ("en-gb-x-rp_m7_06", 0, 0.0),
+    ("en-gb_m7_06", 3, 0.0),
+)
+
+
 def test_a_window_stuck_in_a_loop_is_decoded_again(fw_backend):
-    """This built-in utterance under white noise at 0 dB makes greedy tiny.en loop; the fallback repairs it."""
+    """A built-in utterance under white noise makes greedy tiny.en loop (the first of :data:`LOOP_CASES` that
+    does on this CPU); the fallback decodes the window again and the loop is gone."""
     from asr.results import COMPRESSION_RATIO_THRESHOLD, compression_ratio
 
-    clean = load_audio("evaluation/builtin/audio/en-us_m3_02.flac")
-    noise = np.random.default_rng(0).standard_normal(clean.size).astype(np.float32)
-    noisy = clean + noise * np.sqrt(np.mean(clean**2))  # 0 dB SNR
     # the loop shows with Whisper's full 30 s padding, <|notimestamps|> and the earlier VAD padding
     whisper_window = DecodeOptions(encoder_seconds=30.0, timestamp_tokens=False)
     vad = VadOptions(speech_pad_seconds=0.2, min_silence_seconds=0.16)
-    looping = transcribe(noisy, backend=fw_backend, options=whisper_window.replace(fallback_temperatures=()), vad=vad)
-    assert compression_ratio(looping.text) > COMPRESSION_RATIO_THRESHOLD, (
-        "the clip no longer loops: pick another for this test"
-    )
+    tried = []
+    for name, seed, snr_db in LOOP_CASES:
+        clean = load_audio(f"evaluation/builtin/audio/{name}.flac")
+        noise = np.random.default_rng(seed).standard_normal(clean.size).astype(np.float32)
+        noisy = clean + noise * np.sqrt(np.mean(clean**2)) * 10 ** (-snr_db / 20)
+        looping = transcribe(
+            noisy, backend=fw_backend, options=whisper_window.replace(fallback_temperatures=()), vad=vad
+        )
+        tried.append(f"{name} seed {seed} at {snr_db:g} dB: {looping.text[:60]!r}")
+        if compression_ratio(looping.text) > COMPRESSION_RATIO_THRESHOLD:
+            break
+    else:
+        pytest.fail("no case of LOOP_CASES loops on this CPU: add one that does\n" + "\n".join(tried))
     repaired = transcribe(noisy, backend=fw_backend, options=whisper_window, vad=vad)
-    assert repaired.windows_retried == 1
-    assert compression_ratio(repaired.text) <= COMPRESSION_RATIO_THRESHOLD
-    assert len(repaired.text.split()) < 30
+    assert repaired.windows_retried == 1, tried[-1]
+    assert compression_ratio(repaired.text) <= COMPRESSION_RATIO_THRESHOLD, (tried[-1], repaired.text)
+    assert len(repaired.text.split()) < 30, (tried[-1], repaired.text)
 
 
 def test_the_backend_cache_is_keyed_by_the_resolved_model(fw_backend):

@@ -50,6 +50,8 @@ CSS = """
 .asrqa-checks ul { list-style: none; padding-left: 0; margin: 0.3rem 0; }
 .asrqa-check-ok { color: var(--body-text-color); } .asrqa-check-bad { color: #b91c1c; font-weight: 600; }
 .asrqa-regression { background: #fecaca; } .asrqa-improvement { background: #bbf7d0; }
+#validate-status { min-height: 5.5rem; }  /* room for a run's progress bar, drawn over it */
+#validate-status th, #validate-status td { overflow-wrap: break-word; word-break: normal; }
 """
 
 

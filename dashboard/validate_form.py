@@ -19,6 +19,13 @@ from evaluation.noise import NoiseError
 from evaluation.runner import RunError, RunOptions
 
 USER_ERRORS = (DatasetError, RunError, NoiseError, UnknownModelError, BackendError, ExecutorError)
+REAL_SPEECH_MIN_WORDS = 3  # the form's "at least N words" for the real-speech set, half of whose prompts are one
+# word (letters, digits, "Added."): a small sample of it is then sentences; other sets default to any length
+
+
+def default_min_words(kind: str) -> int:
+    """The words-per-utterance floor the form proposes when ``kind`` is picked (the tester may change it)."""
+    return REAL_SPEECH_MIN_WORDS if kind == "builtin-real" else 0
 
 
 def dataset_spec(kind: str, text: str, roots: DatasetRoots | None = None) -> str:
@@ -101,6 +108,7 @@ def run_options(form: tuple, roots: DatasetRoots | None = None) -> list[RunOptio
         noise_dir,
         channels,
         limit,
+        min_words,
         seed,
         model,
         backend,
@@ -114,6 +122,7 @@ def run_options(form: tuple, roots: DatasetRoots | None = None) -> list[RunOptio
         noise=tuple(noise_specs(kinds, snrs, rt60s, noise_dir, roots, channels)),
         backend=backend,
         limit=int(limit) if limit and float(limit) >= 1 else None,  # 0 or empty: every utterance
+        min_words=int(min_words or 0),
         text_column=text_col or None,
         group_columns=tuple(group_cols or ()),
         speaker_column=speaker_col or None,

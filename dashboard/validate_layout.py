@@ -47,6 +47,7 @@ class Form:
     noise: list  # kinds, SNRs, RT60s, noise folder, channels
     conditions: gr.Markdown
     limit: gr.Number
+    min_words: gr.Number
     seed: gr.Number
     run: gr.Button
     cancel: gr.Button
@@ -55,7 +56,7 @@ class Form:
     @property
     def inputs(self) -> list:
         columns = [self.source, self.location, self.split, self.text_column, self.group_columns, self.speaker_column]
-        return [*columns, *self.noise, self.limit, self.seed, *self.models]
+        return [*columns, *self.noise, self.limit, self.min_words, self.seed, *self.models]
 
 
 @dataclass
@@ -119,26 +120,36 @@ def form(page: gr.Blocks) -> Form:
     channels = gr.CheckboxGroup(CHANNELS, value=["none"], label="Channel (after the noise)", elem_id="validate-channel")
     conditions = gr.Markdown(elem_id="validate-conditions")
     with gr.Row():
-        limit = gr.Number(0, label="Utterances (0: all)", precision=0, minimum=0, elem_id="validate-limit")
+        limit = gr.Number(
+            0, label="Utterances (0: all; else spread evenly)", precision=0, minimum=0, elem_id="validate-limit"
+        )
+        min_words = gr.Number(
+            0, label="Words per utterance, at least (0: any)", precision=0, minimum=0, elem_id="validate-min-words"
+        )
         seed = gr.Number(0, label="Seed", precision=0)
         executor = gr.Textbox(
             "local", label="Executor (local, ray or ray://HOST:PORT)", max_lines=1, elem_id="validate-executor"
         )
-        mode = gr.Radio(MODES, value="offline", label="Path", elem_id="validate-mode")
+    with gr.Row():
+        mode = gr.Radio(MODES, value="offline", label="Path", elem_id="validate-mode", scale=2)
         stream_seconds = gr.Number(0, label="Join into streams of (s; 0: each alone)", minimum=0)
-        run = gr.Button("Run validation", variant="primary", elem_id="validate-run")
-        cancel = gr.Button("Cancel", variant="stop", elem_id="validate-cancel")
+    with gr.Row():
+        run = gr.Button("Run validation", variant="primary", elem_id="validate-run", scale=3)
+        cancel = gr.Button("Cancel", variant="stop", elem_id="validate-cancel", scale=1)
     return Form(
         source, location, split, text_column, group_columns, speaker_column, inspect, columns_note,
-        [kinds, snrs, rt60s, noise_dir, channels], conditions, limit, seed, run, cancel,
+        [kinds, snrs, rt60s, noise_dir, channels], conditions, limit, min_words, seed, run, cancel,
         [picker.model, picker.backend, extra_models, executor, mode, stream_seconds],
     )  # fmt: skip
 
 
 def results() -> Results:
-    status = gr.Markdown(elem_id="validate-status")
-    table = gr.Dataframe(label="WER by accent x noise", interactive=False, elem_id="wer-table")
-    chart = gr.Plot(label="WER per group with 95% CI", elem_id="wer-chart")
+    status = gr.Markdown(  # never empty: a run's progress bar is drawn over it
+        "*Press **Run validation**: progress shows here, then the tables.*", elem_id="validate-status"
+    )
+    # hidden until a run is shown: empty, a table reads "1 2 3" and the chart is a blank box
+    table = gr.Dataframe(label="WER by accent x noise", interactive=False, visible=False, elem_id="wer-table")
+    chart = gr.Plot(label="WER per group with 95% CI", visible=False, elem_id="wer-chart")
     with gr.Row():
         downloads = [
             gr.DownloadButton(f"Download {label}", visible=False, elem_id=f"download-{name.replace('.', '-')}")
@@ -149,6 +160,7 @@ def results() -> Results:
         interactive=False,
         wrap=True,
         max_height=400,
+        visible=False,
         elem_id="utterance-table",
     )
     with gr.Group(visible=False) as detail:

@@ -128,7 +128,23 @@ def utterance_frame(rows: pd.DataFrame, group_columns: Sequence[str]) -> pd.Data
     out["wer"] = (out["wer"].astype(float) * 100).round(1)
     if "snr_db_measured" in out:
         out["snr_db_measured"] = out["snr_db_measured"].astype(float).round(1)
-    return out.sort_values("wer", ascending=False, na_position="last").rename(columns={"wer": "wer %"})
+    out = out.sort_values("wer", ascending=False, na_position="last")
+    return out.rename(columns={"wer": "wer %", "snr_db_measured": "SNR dB"})  # short headers: narrow columns
+
+
+COLUMN_WIDTHS = {"id": 16, "noise": 17, "mode": 8, "wer %": 6, "SNR dB": 6}  # percent of the table
+GROUP_WIDTH = 8  # each group column (language, accent, ...): its header on one line, not a letter a line
+TEXT_COLUMNS = ("reference", "hypothesis")  # share what is left, so that a sentence wraps inside its cell
+
+
+def utterance_widths(columns: Sequence[str]) -> list[str]:
+    """Column widths of the utterance table: short keys narrow, reference and hypothesis the rest (at least 15%
+    each). Left to the browser, a long reference pushed the hypothesis out of sight and squeezed ``language`` to
+    one letter per line."""
+    fixed = {c: COLUMN_WIDTHS.get(c, GROUP_WIDTH) for c in columns if c not in TEXT_COLUMNS}
+    texts = [c for c in columns if c in TEXT_COLUMNS]
+    share = max((100 - sum(fixed.values())) / len(texts), 15) if texts else 0
+    return [f"{fixed[c] if c in fixed else share:g}%" for c in columns]
 
 
 def run_label(run: Run) -> str:

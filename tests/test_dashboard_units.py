@@ -14,8 +14,8 @@ from dashboard.app import build_demo
 from dashboard.config import DashboardConfig
 from dashboard.pages.review import Filters, parse_extra_labels
 from dashboard.shared import confidence_band, render_alignment, render_diff
-from dashboard.validate_form import dataset_spec, noise_specs
-from dashboard.validate_view import group_chart, wer_colour
+from dashboard.validate_form import REAL_SPEECH_MIN_WORDS, dataset_spec, default_min_words, noise_specs, run_options
+from dashboard.validate_view import group_chart, utterance_widths, wer_colour
 from evaluation.scoring import AlignedSpan
 
 
@@ -76,6 +76,26 @@ def test_dataset_spec_from_the_form():
     assert dataset_spec("builtin-real", "fr, it") == "builtin-real:fr,it"
     with pytest.raises(Exception, match="Type the folder"):
         dataset_spec("folder", "  ")
+
+
+def test_the_form_proposes_sentences_for_real_speech_and_passes_the_floor_on():
+    assert default_min_words("builtin-real") == REAL_SPEECH_MIN_WORDS > 1
+    assert [default_min_words(k) for k in ("builtin", "probes", "recorded", "folder", "hub")] == [0] * 5
+    form = ["builtin-real", "en", "", None, [], None, ["clean"], "10", "0.6", "", ["none"], 3, 3, 0]
+    form += ["tiny.en", "faster-whisper", [], "local", "offline", 0]
+    (options,) = run_options(tuple(form))
+    assert (options.dataset, options.limit, options.min_words) == ("builtin-real:en", 3, 3)
+    form[11:13] = [0, None]  # an emptied box: every utterance, any length
+    assert (run_options(tuple(form))[0].limit, run_options(tuple(form))[0].min_words) == (None, 0)
+
+
+def test_utterance_table_widths_leave_the_text_columns_the_room():
+    columns = ["id", "language", "noise", "mode", "wer %", "reference", "hypothesis", "SNR dB"]
+    widths = [float(w.rstrip("%")) for w in utterance_widths(columns)]
+    assert sum(widths) == pytest.approx(100) and widths[1] >= 8  # "language" on one line
+    assert widths[5] == widths[6] == max(widths)
+    many = ["id", *(f"group{i}" for i in range(9)), "noise", "wer %", "reference", "hypothesis"]
+    assert min(float(w.rstrip("%")) for w in utterance_widths(many)[-2:]) >= 15  # never squeezed out
 
 
 def test_review_filters_and_labels():

@@ -54,6 +54,21 @@ def test_run_shows_the_accent_by_noise_table_and_the_chart(finished_run):
     screenshot(page, "validate")
 
 
+def test_before_a_run_no_empty_tables_and_real_speech_proposes_sentences(app, browser):
+    page = new_page(browser)
+    page.goto(app.url + "/validate")
+    wait_for_text(page, "#validate-conditions", "white@10")
+    assert "progress shows here" in page.locator("#validate-status").inner_text()
+    for empty in ("#wer-table", "#wer-chart", "#utterance-table"):  # empty, the tables read "1 2 3"
+        assert not page.locator(empty).is_visible()
+    words = page.locator("#validate-min-words input")
+    assert words.input_value() == "0"
+    page.get_by_text("Real speech (Debian").click()  # half its prompts are one word: sentences proposed
+    page.wait_for_function("() => document.querySelector('#validate-min-words input').value === '3'")
+    page.get_by_text("Built-in sample set").click()
+    page.wait_for_function("() => document.querySelector('#validate-min-words input').value === '0'")
+
+
 def test_csv_download_has_one_row_per_utterance_and_condition(finished_run):
     page = finished_run
     with page.expect_download() as download:

@@ -20,13 +20,14 @@ from asr.audio import SAMPLE_RATE
 from dashboard import validate_layout as layout
 from dashboard.config import DashboardConfig
 from dashboard.shared import esc, get_store, render_alignment, without_paths
-from dashboard.validate_form import USER_ERRORS, dataset_spec, noise_specs, run_options
+from dashboard.validate_form import USER_ERRORS, dataset_spec, default_min_words, noise_specs, run_options
 from dashboard.validate_view import (
     comparison_table,
     group_chart,
     invented_table,
     run_label,
     utterance_frame,
+    utterance_widths,
     wer_table,
 )
 from evaluation.compare import compare_runs
@@ -109,6 +110,9 @@ def _wire_form(
         api_name="validate_conditions",
         show_progress="hidden",
     )
+    form.source.change(
+        default_min_words, form.source, form.min_words, api_name="validate_min_words", show_progress="hidden"
+    )
     form.inspect.click(
         lambda s, loc, sp: _inspect(store, config, s, loc, sp),
         [form.source, form.location, form.split],
@@ -120,6 +124,7 @@ def _wire_form(
         [tab, *form.inputs],
         [*results.outputs, earlier.runs, earlier.baseline],
         api_name="validate_run",
+        show_progress_on=[results.status],  # one progress bar, not one over every output
         concurrency_limit=1,
         concurrency_id="validate_run",
     )
@@ -211,7 +216,9 @@ def _show(config: DashboardConfig, tab: ValidateTab, result: RunResult) -> tuple
     r = _render(config, result)
     tab.columns = list(r.utterances.columns)
     buttons = [gr.DownloadButton(value=path, visible=path is not None) for path in r.files]
-    return (r.status, gr.Dataframe(value=r.table, label=r.table_label), r.chart, r.utterances, *buttons)
+    table = gr.Dataframe(value=r.table, label=r.table_label, visible=True)
+    utterances = gr.Dataframe(r.utterances, visible=True, column_widths=utterance_widths(tab.columns))
+    return (r.status, table, gr.Plot(r.chart, visible=True), utterances, *buttons)
 
 
 def _render(config: DashboardConfig, result: RunResult) -> Rendered:
@@ -225,7 +232,8 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
     speed = f", {o.audio_seconds:.0f} s of audio; rtfx {result.rtfx:.1f} (audio seconds per second) in this run"
     lines = [
         f"**Run `{result.run_id}`** ({result.status}): `{esc(settings.model)}` on {esc(settings.backend)}, dataset "
-        f"`{esc(settings.dataset)}`, noise {', '.join(f'`{esc(n)}`' for n in settings.noise)}, seed {settings.seed}, "
+        f"`{esc(settings.dataset)}`{_selection(settings)}, noise {', '.join(f'`{esc(n)}`' for n in settings.noise)}, "
+        f"seed {settings.seed}, "
         f"normalizer `{esc(settings.normalizer)}`, executor `{esc(result.executor or settings.executor)}`.",
         f"Overall WER{overall_path(summary)} **{_pct(o.wer)}** (raw {_pct(o.raw_wer)}), CER {_pct(o.cer)}, "
         f"{counted}{speed if math.isfinite(result.rtfx) else ''}." + streaming_overall_text(summary),
@@ -256,6 +264,14 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
         utterance_frame(result.rows, summary.group_columns),
         files,
     )
+
+
+def _selection(settings) -> str:
+    """Which rows of the dataset the run took, as its settings record it (empty: all of them)."""
+    words = f"{settings.min_words}+ words" if settings.min_words else ""
+    if settings.limit:
+        return f" ({settings.limit} utterances spread evenly" + (f" over those of {words})" if words else ")")
+    return f" (utterances of {words})" if words else ""
 
 
 def _streaming_markdown(summary) -> str:

@@ -23,7 +23,11 @@ PIN = "en/conf-getpin"  # "Please enter the conference pin number." (its start u
 JOINED = ("en/vm-savefolder", "en/transfer", "en/entr-num-rmv-blklist", "en/queue-callswaiting")
 VOLUME_MENU = tuple(f"en/confbridge-{w}-talk-vol-{p}" for w in ("dec", "inc") for p in ("in", "out"))  # held out:
 # "To decrease your speaking volume to other participants..." twice, then "to increase ..." twice (17 s)
-LOOPING = ("en/digits/mon-2", "en/dictate/playback_mode")  # "March", "Playback mode": greedy loops on them
+# "March", "Playback mode", "No", "B": greedy tiny.en loops on the first two on the Intel machines (CTranslate2 with
+# MKL), on neither on the AMD EPYC one (DNNL; "March" is retried there only as too unlikely), where the last two do
+# (of the 8 English dev prompts under 1.6 s that loop there, 5 come out as the prompt after the retry; "Location"
+# came out "Location, location.")
+LOOPING = ("en/digits/mon-2", "en/dictate/playback_mode", "en/vm-no", "en/letters/b")
 FRENCH, ITALIAN = "fr/agent-loginok", "it/agent-loginok"  # "Vous êtes maintenant en ligne." / "Operatore connesso."
 
 
@@ -96,7 +100,8 @@ def test_a_file_alone_and_in_a_batch_gives_the_same_transcript(fw_backend):
 def test_a_prompt_that_repeats_itself_keeps_its_repeats(fw_backend):
     """A genuine repeat compresses like a loop, but its words fit its audio: it is not retried (a retry forbade
     the repeat and garbled it: "to decrease your speaking volume to other participants, to increase ..."),
-    while a real loop, many words a second, still is and comes out as the prompt; alone or in a batch alike."""
+    while a real loop, many words a second, still is and comes out as the prompt (the first of :data:`LOOPING` that loops
+    at temperature 0 on this CPU); alone or in a batch alike."""
     from asr.fallback import needs_retry
     from asr.results import COMPRESSION_RATIO_THRESHOLD, compression_ratio
 
@@ -106,12 +111,20 @@ def test_a_prompt_that_repeats_itself_keeps_its_repeats(fw_backend):
     assert not needs_retry(greedy, DecodeOptions(), audio.size / SAMPLE_RATE)
     result = transcribe(audio, backend=fw_backend)
     assert result.windows_retried == 0 and _wer(text, result.text) == 0.0, result.text
-    (march, march_text), (playback, playback_text) = (_prompt(p) for p in LOOPING)
-    alone = [transcribe(a, backend=fw_backend) for a in (march, playback)]
-    for clip, prompt in zip(alone, (march_text, playback_text)):
-        assert clip.windows_retried == 1 and _wer(prompt, clip.text) == 0.0, clip.text
-    batched = transcribe_many([march, audio, playback], backend=fw_backend)
-    assert [t.text for t in batched] == [alone[0].text, result.text, alone[1].text]
+    tried = []
+    for prompt_id in LOOPING:
+        clip, prompt = _prompt(prompt_id)
+        greedy = transcribe(clip, backend=fw_backend, options=DecodeOptions(fallback_temperatures=())).text
+        tried.append(f"{prompt_id}: {greedy[:40]!r}")
+        if compression_ratio(greedy) > COMPRESSION_RATIO_THRESHOLD:
+            break
+    else:
+        pytest.fail("no prompt of LOOPING loops at temperature 0 on this CPU: add one that does\n" + "\n".join(tried))
+    looped = transcribe(clip, backend=fw_backend)
+    assert looped.windows_retried == 1 and _wer(prompt, looped.text) == 0.0, (tried[-1], looped.text)
+    pin = _prompt(PIN)[0]  # a batch-mate that does not loop
+    batched = transcribe_many([clip, audio, pin], backend=fw_backend)
+    assert [t.text for t in batched] == [looped.text, result.text, transcribe(pin, backend=fw_backend).text]
 
 
 def _joined_file_clip(start: float, end: float) -> np.ndarray:

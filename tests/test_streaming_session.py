@@ -169,11 +169,14 @@ def test_four_concurrent_sessions_give_the_texts_of_four_sequential_ones(four_te
     for s in sessions:
         s.close()
     assert batched_calls > 0
-    for (text, _), a, b in zip(four_texts, together, alone):
+    for (text, audio), a, b in zip(four_texts, together, alone):
         assert wer(b, a) <= 0.05, (a, b)  # batching may change a rare word, never the text
-        own = wer(text, a)
-        assert own <= 0.5, (text, a)
-        assert all(own < wer(other, a) for other, _ in four_texts if other != text)  # no cross-talk
+        # about as right as this machine's offline transcript of the same audio (tiny.en mishears these espeak-ng
+        # voices differently on each CPU: offline 0.37 and 0.43 WER on the first two on the AMD EPYC machine)
+        own, offline = wer(text, a), transcribe(audio, backend=fw_backend).text
+        assert own <= wer(text, offline) + 0.25, (text, a, offline)
+        others = [wer(other, a) for other, _ in four_texts if other != text]
+        assert own + 0.3 < min(others), (text, a, others)  # clearly its own speaker's sentences: no cross-talk
 
 
 def test_finish_loses_no_words_at_the_end(audio_dir, fw_backend):

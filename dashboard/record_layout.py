@@ -103,9 +103,11 @@ def setup_panel() -> SetupPanel:
             elem_id="record-script",
         )
         with gr.Row():
-            speaker = gr.Textbox(label="Speaker id (an alias)", placeholder="tester-07", elem_id="record-speaker")
+            speaker = gr.Textbox(
+                label="Speaker id (an alias; required)", placeholder="tester-07", elem_id="record-speaker"
+            )
             accent = gr.Dropdown(
-                ACCENTS, value="", label="Accent or L1", allow_custom_value=True, elem_id="record-accent"
+                ACCENTS, value="", label="Accent or L1 (required)", allow_custom_value=True, elem_id="record-accent"
             )
             gender = gr.Dropdown(GENDERS, value="", label="Gender (optional)", allow_custom_value=True)
             age = gr.Dropdown(AGE_BANDS, value="", label="Age band (optional)")

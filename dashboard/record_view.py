@@ -23,7 +23,9 @@ def render_prompt(session: RecordSession | None) -> str:
             "<div class='asrqa-prompt asrqa-muted'>Choose a script and enter the speaker above, then press "
             "<b>Start session</b> (or resume one).</div>"
         )
-    who = f"{esc(session.profile.speaker)} · {esc(session.profile.accent)} · {esc(session.script.name)}"
+    who = (  # each part named: "harvard · tester-07 · en-GB · harvard" left the tester to guess which was which
+        f"speaker {esc(session.profile.speaker)} ({esc(session.profile.accent)}) · script {esc(session.script.name)}"
+    )
     if session.done:
         return (
             f"<div class='asrqa-prompt'><div class='asrqa-prompt-count'>{session.total} / {session.total} · {who}</div>"
@@ -32,7 +34,7 @@ def render_prompt(session: RecordSession | None) -> str:
     prompt = session.prompt
     return (
         f"<div class='asrqa-prompt'><div class='asrqa-prompt-count'><span id='record-position'>"
-        f"{session.position + 1} / {session.total}</span> · {esc(prompt.type)} · {who}</div>"
+        f"{session.position + 1} / {session.total}</span> · {esc(prompt.type)} prompt · {who}</div>"
         f"<div class='asrqa-prompt-text'>{esc(prompt.text)}</div></div>"
     )
 

@@ -124,14 +124,24 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         [tab, *setup.inputs, picker.model, picker.backend],
         out.all(),
         api_name="record_start",
+        show_progress_on=[out.prompt],  # one status badge (an error: one), not one over each of the eight outputs
     )
     setup.resume_button.click(
-        lambda t, sid: _resume(store, t, sid), [tab, setup.resume], out.all(), api_name="record_resume"
+        lambda t, sid: _resume(store, t, sid),
+        [tab, setup.resume],
+        out.all(),
+        api_name="record_resume",
+        show_progress_on=[out.prompt],
     )
     _wire_mic(mic, tab, picker, config, store, out)
-    accept.click(lambda t: _decide(store, t, "accept"), tab, out.all(), api_name="record_accept")
-    rerecord.click(lambda t: _decide(store, t, "rerecord"), tab, out.all(), api_name="record_rerecord")
-    skip.click(lambda t: _decide(store, t, "skip"), tab, out.all(), api_name="record_skip")
+    for button, action in ((accept, "accept"), (rerecord, "rerecord"), (skip, "skip")):
+        button.click(
+            lambda t, action=action: _decide(store, t, action),
+            tab,
+            out.all(),
+            api_name=f"record_{action}",
+            show_progress_on=[out.prompt],
+        )
 
 
 def _wire_mic(mic: gr.Audio, tab, picker, config: DashboardConfig, store: Store, out: Outputs) -> None:

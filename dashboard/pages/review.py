@@ -131,7 +131,7 @@ def _listing() -> _Listing:
         interactive=False,
         wrap=True,
         max_height=420,
-        column_widths=["11%", "6%", "6%", "9%", "8%", "5%", "9%", "8%", "19%", "19%"],
+        column_widths=["13%", "6%", "6%", "9%", "8%", "7%", "9%", "8%", "17%", "17%"],  # id and "seconds" on one line
         elem_id="review-table",
     )
     return _Listing(kind, status, model, label, session, refresh, table)

@@ -145,7 +145,7 @@ def _run_parser(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m evaluation", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="python -m evaluation", description=__doc__.split("\n\n")[0].replace("``", ""))
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
     c = sub.add_parser("compare", help="per-group WER deltas of RUN_B against RUN_A")

@@ -233,9 +233,10 @@ def _samples(source: RowSource, options: DatasetOptions, defer: bool) -> LoadedD
         logger.warning("skipped %s", skip.message(source.name))
     if not samples:
         reasons = "; ".join(s.message(source.name) for s in skipped[:3])
-        fewer = f" with {options.min_words}+ words in {text_col!r}" if options.min_words else ""
+        if options.min_words and not rows_read:
+            raise DatasetError(f"dataset {source.name}: no row has {options.min_words}+ words in {text_col!r}")
         raise DatasetError(
-            f"dataset {source.name}: no usable rows{fewer} out of {rows_read}" + (f" ({reasons})" if reasons else "")
+            f"dataset {source.name}: no usable rows out of {rows_read}" + (f" ({reasons})" if reasons else "")
         )
     return LoadedDataset(
         source.name, tuple(samples), text_col, audio_col, groups, speaker_col, tuple(skipped), rows_read

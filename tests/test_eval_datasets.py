@@ -100,7 +100,7 @@ def test_min_words_spreads_the_limit_over_sentences_only(tmp_path, wavs):
     assert [s.id for s in load_dataset(DatasetOptions(str(folder), limit=2, min_words=3)).samples] == [
         s.id for s in sample.samples
     ]
-    with pytest.raises(DatasetError, match="no usable rows with 50\\+ words in 'text'"):
+    with pytest.raises(DatasetError, match="no row has 50\\+ words in 'text'"):
         load_dataset(DatasetOptions(str(folder), min_words=50))
     with pytest.raises(DatasetError, match="min_words must be an integer >= 0, not -1"):
         load_dataset(DatasetOptions(str(folder), min_words=-1))

@@ -152,9 +152,16 @@ def run_label(run: Run) -> str:
     overall = (run.summary or {}).get("overall") or {}
     wer = overall.get("wer")
     figure = f"WER {wer * 100:.1f}%" if isinstance(wer, (int, float)) else run.status
-    noise = ",".join(run.settings.noise)
+    settings = run.settings
+    noise = ",".join(settings.noise)
+    taken = [
+        f"{settings.limit} utt." if settings.limit else "",
+        f"{settings.min_words}+ words" if settings.min_words else "",
+    ]
+    taken.append("" if settings.mode == "offline" else settings.mode)  # runs alike but for these were told apart by WER
+    extra = "".join(f" · {t}" for t in taken if t)
     return (
-        f"{run.created_at[:16].replace('T', ' ')} · {run.settings.model} · {run.settings.dataset} · {noise} · {figure}"
+        f"{run.created_at[:16].replace('T', ' ')} · {settings.model} · {settings.dataset}{extra} · {noise} · {figure}"
     )
 
 

@@ -15,7 +15,7 @@ from dashboard.config import DashboardConfig
 from dashboard.pages.review import Filters, parse_extra_labels
 from dashboard.shared import confidence_band, render_alignment, render_diff
 from dashboard.validate_form import REAL_SPEECH_MIN_WORDS, dataset_spec, default_min_words, noise_specs, run_options
-from dashboard.validate_view import group_chart, utterance_widths, wer_colour
+from dashboard.validate_view import group_chart, run_label, utterance_widths, wer_colour
 from evaluation.scoring import AlignedSpan
 
 
@@ -96,6 +96,19 @@ def test_utterance_table_widths_leave_the_text_columns_the_room():
     assert widths[5] == widths[6] == max(widths)
     many = ["id", *(f"group{i}" for i in range(9)), "noise", "wer %", "reference", "hypothesis"]
     assert min(float(w.rstrip("%")) for w in utterance_widths(many)[-2:]) >= 15  # never squeezed out
+
+
+def test_run_labels_tell_apart_runs_that_took_other_rows_or_paths():
+    from evaluation.store import Run, RunSettings
+
+    def label(**changes) -> str:
+        settings = RunSettings("tiny.en", "faster-whisper", "builtin-real:en", ("clean",), **changes)
+        return run_label(Run("r1", settings, "finished", "2026-01-02T03:04:05", None, {"overall": {"wer": 0.25}}, 4))
+
+    assert label() == "2026-01-02 03:04 · tiny.en · builtin-real:en · clean · WER 25.0%"
+    assert label(limit=4, min_words=3, mode="both") == (
+        "2026-01-02 03:04 · tiny.en · builtin-real:en · 4 utt. · 3+ words · both · clean · WER 25.0%"
+    )
 
 
 def test_review_filters_and_labels():

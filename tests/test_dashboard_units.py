@@ -303,3 +303,17 @@ def test_the_group_chart_has_a_bar_per_path_in_a_run_of_both():
     assert heights == [10.0, 30.0]
     one_path = group_chart(rows[rows["mode"] == "offline"], summary).axes[0]
     assert [t.get_text() for t in one_path.get_legend().get_texts()] == ["clean"]
+
+
+def test_a_run_cancelled_before_any_row_shows_no_empty_table_or_chart(tmp_path):
+    from dashboard.pages.validate import ValidateTab, _show
+    from evaluation.runner import load_result
+    from evaluation.store import RunSettings, Store
+
+    config = DashboardConfig(data_dir=tmp_path).validate()
+    store = Store(tmp_path)
+    run_id = store.runs.create_run(RunSettings("tiny.en", "faster-whisper", "builtin", ("clean",)))
+    store.runs.finish_run(run_id, "cancelled", {})
+    status, table, chart, utterances, *_ = _show(config, ValidateTab(), load_result(store, run_id))
+    assert "(cancelled)" in status and "No utterance was scored" in status
+    assert not (table.visible or chart.visible or utterances.visible)

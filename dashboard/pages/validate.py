@@ -198,7 +198,8 @@ def _run(store: Store, config: DashboardConfig, tab: ValidateTab, *form, progres
 
 def _cancel(tab: ValidateTab) -> str:
     tab.cancel.set()
-    return "Cancelling after the current batch… (run it again with the same settings to resume)"
+    # not "run it again to resume": the page starts each run afresh (only `evaluation run --run-id` resumes)
+    return "Cancelling after the current batch… the utterances done so far are kept and shown as a cancelled run."
 
 
 def _open(store: Store, config: DashboardConfig, tab: ValidateTab, run_id: str | None):
@@ -216,9 +217,10 @@ def _show(config: DashboardConfig, tab: ValidateTab, result: RunResult) -> tuple
     r = _render(config, result)
     tab.columns = list(r.utterances.columns)
     buttons = [gr.DownloadButton(value=path, visible=path is not None) for path in r.files]
-    table = gr.Dataframe(value=r.table, label=r.table_label, visible=True)
-    utterances = gr.Dataframe(r.utterances, visible=True, column_widths=utterance_widths(tab.columns))
-    return (r.status, table, gr.Plot(r.chart, visible=True), utterances, *buttons)
+    shown = len(result.rows) > 0  # a run cancelled before its first batch: no empty axes, no "1 2 3" table
+    table = gr.Dataframe(value=r.table, label=r.table_label, visible=shown)
+    utterances = gr.Dataframe(r.utterances, visible=shown, column_widths=utterance_widths(tab.columns))
+    return (r.status, table, gr.Plot(r.chart, visible=shown), utterances, *buttons)
 
 
 def _render(config: DashboardConfig, result: RunResult) -> Rendered:
@@ -247,6 +249,8 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
         lines.append(f"⚠️ {esc(warning)}.")
     if summary.streaming is not None:
         lines.append("**Streaming** (committed text on the simulated live clock):\n\n" + _streaming_markdown(summary))
+    if result.rows.empty:
+        lines.append("No utterance was scored before the run stopped: nothing to tabulate.")
     if result.skipped:
         lines.append(f"⚠️ {len(result.skipped)} dataset row(s) skipped: " + "; ".join(map(esc, result.skipped[:5])))
     files = tuple(str(paths[name]) for name, _ in layout.DOWNLOADS)

@@ -74,6 +74,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         [audio, picker.model, picker.backend],
         [take, text, words, stats, corrected, form.reference],
         api_name="transcribe",
+        show_progress_on=[text],  # one progress bar (and one Error badge), on the transcript box
         concurrency_limit=2,
     )
     flag.click(

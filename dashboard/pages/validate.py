@@ -199,7 +199,8 @@ def _run(store: Store, config: DashboardConfig, tab: ValidateTab, *form, progres
 def _cancel(tab: ValidateTab) -> str:
     tab.cancel.set()
     # not "run it again to resume": the page starts each run afresh (only `evaluation run --run-id` resumes)
-    return "Cancelling after the current batch… the utterances done so far are kept and shown as a cancelled run."
+    # the worker stops at its next model call (evaluation.worker), dropping the unfinished batch of 16
+    return "Cancelling at the next model call… the batches already stored are kept and shown as a cancelled run."
 
 
 def _open(store: Store, config: DashboardConfig, tab: ValidateTab, run_id: str | None):

@@ -76,7 +76,7 @@ class DecodeOptions:
     # here a batch is padded to its longest window plus 2 s, and to at least this. Short clips encode 3x faster
     # with the same WER on the built-in set (35.3% both ways; noisy sets no worse), long files are unchanged
     # (their windows are ~30 s). 30 restores Whisper's padding. Both backends pad alike (asr.backends.base).
-    # Full-context transcription raises it to 15 on multilingual models (asr.transcribe.MULTILINGUAL_ENCODER_SECONDS).
+    # Full-context transcription raises it to 30 on multilingual models (asr.transcribe.MULTILINGUAL_ENCODER_SECONDS).
 
     def validate(self) -> DecodeOptions:
         """Reject bad values and combinations with a message that quotes the value."""

@@ -47,9 +47,11 @@ from asr.vad import (
 
 logger = logging.getLogger(__name__)
 
-MULTILINGUAL_ENCODER_SECONDS = 15.0  # least encoder audio per window on multilingual models: whisper-base on 15 dev
-# prompts each of es/fr/it/ru, WER 18.1% -> 17.3% against the library's 17.4%, French 13.7% -> 12.4% (library 11.6%),
-# at 1.4x the CPU; English-only models keep DecodeOptions.encoder_seconds (chosen on English)
+MULTILINGUAL_ENCODER_SECONDS = 30.0  # multilingual models encode Whisper's full 30 s per window. whisper-base on 15
+# dev prompts each of es/fr/it/ru: on the Intel machines a 15 s floor matched the library (17.3% against 17.4%), but
+# on the AMD EPYC one it gave 20.1% against the library's 18.5%, French +3.3 and Russian +1.8 points; 30 s gave 18.0%
+# (es 35.4, fr 11.6, it 14.7 = the library's; ru 12.5 against 14.7) at 1.8x the CPU of 15 s, still under the
+# library's. English-only models keep DecodeOptions.encoder_seconds (chosen on English)
 LONG_FORM_SECONDS = 120.0  # recordings at least this long decode with <|notimestamps|> when
 # DecodeOptions.long_timestamp_tokens is off (README Performance); the one dev prompt of two windows
 # (priv-callee-options, 31 s) lost words without timestamp tokens (dev WER 4.5% -> 4.9%), so shorter ones never do

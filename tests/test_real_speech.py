@@ -191,12 +191,12 @@ def test_an_unclear_language_is_detected_again_on_a_30_second_encoding(base_fw, 
     assert base_fw.transcribe_windows(clips[:1], short)[0].language == "uk"
 
 
-def test_multilingual_models_encode_at_least_15_seconds_and_record_it(base_fw, fw_backend):
+def test_multilingual_models_encode_whispers_30_seconds_and_record_it(base_fw, fw_backend):
     audio, _ = _prompt(FRENCH)
-    assert transcribe(audio, backend=base_fw).to_dict()["options"]["encoder_seconds"] == 15.0
+    assert transcribe(audio, backend=base_fw).to_dict()["options"]["encoder_seconds"] == 30.0
     assert transcribe(audio, backend=fw_backend).to_dict()["options"]["encoder_seconds"] == 10.0
-    whole = DecodeOptions(encoder_seconds=30.0)  # a longer choice is kept
-    assert transcribe(audio, backend=base_fw, options=whole).to_dict()["options"]["encoder_seconds"] == 30.0
+    english_floor = DecodeOptions(encoder_seconds=10.0)  # the English-only default is raised, not kept
+    assert transcribe(audio, backend=base_fw, options=english_floor).to_dict()["options"]["encoder_seconds"] == 30.0
 
 
 def test_a_forced_language_is_kept(base_fw):
@@ -252,5 +252,7 @@ def test_the_transformers_backend_also_detects_an_unclear_language_again_at_30_s
     together = transcribe_many(clips, backend=backend)
     assert [r.language for r in together] == ["ru", "ru", "fr"]
     assert transcribe(clips[1], backend=backend).text == together[1].text
+    short = DecodeOptions()  # the backend alone encodes at the 10 s floor (full context raises multilingual to 30 s)
+    assert [r.language for r in backend.transcribe_windows(clips[:2], short)] == ["ru", "ru"]
     monkeypatch.setattr(tf, "LANGUAGE_SURE", 0.0)  # take the short encoding's guess
-    assert [r.language for r in transcribe_many(clips[:2], backend=backend)] == ["uk", "uk"]
+    assert [r.language for r in backend.transcribe_windows(clips[:2], short)] == ["uk", "uk"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from evaluation.runner import load_result
+from evaluation.runner import SETTINGS_THAT_MATTER, load_result
 from evaluation.scoring import N_BOOTSTRAP, is_small, paired_delta_interval, rows_wer
 from evaluation.store import Store
 
@@ -83,17 +83,7 @@ def compare_runs(store: Store, run_a: str, run_b: str, *, n_boot: int = N_BOOTST
             )
     differences = tuple(
         f"{k}: {a.settings.to_json().get(k)!r} -> {b.settings.to_json().get(k)!r}"
-        for k in (
-            "model",
-            "backend",
-            "dataset",
-            "noise",
-            "seed",
-            "normalizer",
-            "normalizer_version",
-            "limit",
-            "min_words",
-        )
+        for k in SETTINGS_THAT_MATTER  # the settings a resumed run must share: the ones a comparison names
         if a.settings.to_json().get(k) != b.settings.to_json().get(k)
     )
     return Comparison(run_a, run_b, pd.DataFrame.from_records(records), differences)

@@ -100,11 +100,11 @@ def test_saved_dataset_with_custom_columns_through_the_cli(tmp_path, fw_backend,
     assert "region" in capsys.readouterr().out
 
 
-def _fake_run(store: Store, run_id: str, error_rate: float, seed: int, per_accent: int = 40) -> None:
+def _fake_run(store: Store, run_id: str, error_rate: float, seed: int, per_accent: int = 40, **settings) -> None:
     """Stored rows with known error counts: compare is arithmetic on stored rows, no model needed."""
     rng = np.random.default_rng(seed)
     settings = RunSettings(
-        model="m", backend="faster-whisper", dataset="builtin", noise=("clean",), group_columns=("accent",)
+        model="m", backend="faster-whisper", dataset="builtin", noise=("clean",), group_columns=("accent",), **settings
     )
     store.runs.create_run(settings, run_id)
     rows = []
@@ -154,3 +154,12 @@ def test_compare_never_marks_small_cells(tmp_path):
     assert cells["small"].all() and (cells["change"] == "").all()
     assert (cells.loc[cells["accent"] == "b", "delta"] > 0).all()
     assert not table.loc[table["accent"] == "(all)", "small"].any()
+
+
+def test_compare_names_every_setting_a_resumed_run_must_share(tmp_path):
+    store = Store(tmp_path / "data")
+    _fake_run(store, "base", 0.1, 1, per_accent=3)
+    _fake_run(store, "other", 0.1, 1, per_accent=3, min_words=3, mode="streaming", language="en")
+    differences = compare_runs(store, "base", "other").differences
+    assert [d.split(":")[0] for d in differences] == ["min_words", "language", "mode"]
+    assert compare_runs(store, "base", "base").differences == ()

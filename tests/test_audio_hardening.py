@@ -15,6 +15,7 @@ import pytest
 import soundfile as sf
 
 from asr.audio import AudioError, collect_warnings, load_audio
+from asr.transcribe import transcribe
 from tests.conftest import wer
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -33,7 +34,7 @@ def loud_files(speech_wav, tmp_path_factory) -> dict[str, Path]:
     return files
 
 
-def test_loud_floats_are_transcribed_with_a_warning_in_the_json(loud_files, speech_text):
+def test_loud_floats_are_transcribed_with_a_warning_in_the_json(loud_files, speech_text, fw_backend):
     names = list(loud_files)
     out = subprocess.run(
         [sys.executable, "-m", "asr", "transcribe", *map(str, loud_files.values()), "--json"],
@@ -47,8 +48,11 @@ def test_loud_floats_are_transcribed_with_a_warning_in_the_json(loud_files, spee
     plain = records["plain"]
     assert "smooth" in plain["text"].lower() and plain["warnings"] == []
     for name in ("x10", "x1000", "int16"):
-        # was an empty transcript, exit 0, no warning; the level differs from the plain file's, so a word may too
-        assert wer(speech_text, records[name]["text"]) <= wer(speech_text, plain["text"]) + 0.05, name
+        # was an empty transcript, exit 0, no warning. The level differs from the plain file's, and so may words
+        # (on an AMD EPYC the peak-normalised file's WER was 0.37 against the plain one's 0.20; on Intel within
+        # 0.05): so the CLI's text is checked against the engine's on the same file, and loosely against the text
+        assert records[name]["text"] == transcribe(loud_files[name], backend=fw_backend).text, name
+        assert wer(speech_text, records[name]["text"]) <= 0.5, name
         assert len(records[name]["warnings"]) == 1 and name in records[name]["warnings"][0]
     assert "int16 scale" in records["int16"]["warnings"][0] and "peak-normalised" in records["x10"]["warnings"][0]
     assert out.stderr.count("warning:") == 3

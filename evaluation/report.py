@@ -216,14 +216,20 @@ def invented_rows(rows: pd.DataFrame, group_columns: Sequence[str] = ()) -> pd.D
     return rows.loc[rows["invented_words"] > 0, keep].reset_index(drop=True)
 
 
+MIN_RATE_SECONDS = 10.0  # non-speech below this gets a count, not a per-minute rate (a rate over 0.05 s is noise)
+
+
 def invented_lines(rows: pd.DataFrame, group_columns: Sequence[str] = (), listed: int = 10) -> list[str]:
     """The invented-words total over the run's non-speech and the first ``listed`` invented texts, as the CLI and
     the Validate page print them ([] when the rows have no non-speech to count over)."""
     if "nonspeech_seconds" not in rows.columns or not rows["nonspeech_seconds"].sum():
         return []
     words, seconds = int(rows["invented_words"].sum()), float(rows["nonspeech_seconds"].sum())
-    span = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
-    lines = [f"invented words: {words} over {span} of non-speech ({words / (seconds / 60):.2f} per minute)"]
+    span = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.2f} s"
+    if seconds >= MIN_RATE_SECONDS:
+        lines = [f"invented words: {words} over {span} of non-speech ({words / (seconds / 60):.2f} per minute)"]
+    else:  # speech rows with only their edges as non-speech: "26 over 0.0 s (32500 per minute)" said nothing
+        lines = [f"invented words: {words} (over only {span} of non-speech: too little for a per-minute rate)"]
     invented = invented_rows(side_by_side(rows), group_columns)
     lines += [f"  {row.id} [{row.noise}]: {row.invented_text}" for row in invented.head(listed).itertuples(index=False)]
     if len(invented) > listed:

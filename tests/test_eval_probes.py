@@ -76,3 +76,17 @@ def test_cli_reports_invented_words(tmp_path, fw_backend, capsys):
     assert "invented words: 0 over" in printed and "per minute" in printed
     summary = json.loads((out / "summary.json").read_text())
     assert summary["invented"] == [] and "invented_per_min" in summary["tables"]["probe"][0]
+
+
+def test_invented_words_over_too_little_non_speech_get_a_count_not_a_rate():
+    import pandas as pd
+
+    from evaluation.report import invented_lines
+
+    rows = pd.DataFrame(
+        {"id": ["a", "b"], "noise": ["clean"] * 2, "invented_words": [20, 6], "invented_text": ["x " * 20, "y " * 6]}
+    )
+    few = invented_lines(rows.assign(nonspeech_seconds=[0.03, 0.018]))
+    assert few[0] == "invented words: 26 (over only 0.05 s of non-speech: too little for a per-minute rate)"
+    enough = invented_lines(rows.assign(nonspeech_seconds=[30.0, 30.0]))
+    assert enough[0] == "invented words: 26 over 1.0 min of non-speech (26.00 per minute)"

@@ -261,8 +261,13 @@ def _selected(source: RowSource, options: DatasetOptions, text_col: str, defer: 
         return itertools.islice(kept, options.limit)
     positions = [n for n, (_, row) in enumerate(source.rows(None)) if long_enough(row)]
     if options.limit is not None and len(positions) > options.limit:
-        positions = [positions[int(round(i))] for i in np.linspace(0, len(positions) - 1, options.limit)]
+        positions = [positions[i] for i in _spread(len(positions), options.limit)]
     return rows(positions) if positions else iter(())
+
+
+def _spread(length: int, limit: int) -> list[int]:
+    """``limit`` positions out of ``length``, evenly spaced from the first to the last (so every group shows up)."""
+    return sorted({int(round(i)) for i in np.linspace(0, length - 1, limit)})
 
 
 def _limited(rows: Callable[[Any], Rows], length: int | None, limit: int | None) -> Rows:
@@ -271,7 +276,7 @@ def _limited(rows: Callable[[Any], Rows], length: int | None, limit: int | None)
         yield from rows(None)
         return
     if length is not None and length > limit:
-        yield from rows(sorted({int(round(i)) for i in np.linspace(0, length - 1, limit)}))
+        yield from rows(_spread(length, limit))
         return
     for n, item in enumerate(rows(None)):
         if n >= limit:

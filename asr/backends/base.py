@@ -6,6 +6,7 @@ neither backend decides them differently.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Sequence
@@ -121,6 +122,7 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
+@functools.cache
 def one_blas_thread() -> None:
     """Pins numpy's BLAS to one thread in this process, for good (idempotent; both backends call it on load).
 
@@ -132,16 +134,9 @@ def one_blas_thread() -> None:
     Set once and never restored, so no concurrent session can see another's count; the product is a few
     milliseconds of a window's decode, and nothing else in the engine multiplies matrices in numpy.
     """
-    global _blas_pinned
-    if _blas_pinned:
-        return
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
-    _blas_pinned = True
-
-
-_blas_pinned = False
 
 
 def pick_device(device: str, library: str = "torch") -> str:

@@ -9,7 +9,7 @@ transcript alone, in any batch and on every run.
 
 Windows of one recording can be conditioned on the text before them, as Whisper's loop is (``condition_words``;
 off by default: it helped the joined dev file but costs the held-out prompts joined 11 errors more of 3081 words,
-see the README's Performance section). When on, the words "caller" and "star" come out right once the window before said them,
+see docs/performance-log.md, "Decoding chosen on real speech"). When on, the words "caller" and "star" come out right once the window before said them,
 and a window waits for the one before, so a recording's windows go in runs of ``condition_run``: run k's n-th window is decoded in
 round n together with the n-th window of every other run (of this and every other recording), which keeps the
 batches full; each run starts unprompted, and a window that needed the fallback, was split, or decoded to nothing
@@ -53,7 +53,7 @@ MULTILINGUAL_ENCODER_SECONDS = 30.0  # multilingual models encode Whisper's full
 # (es 35.4, fr 11.6, it 14.7 = the library's; ru 12.5 against 14.7) at 1.8x the CPU of 15 s, still under the
 # library's. English-only models keep DecodeOptions.encoder_seconds (chosen on English)
 LONG_FORM_SECONDS = 120.0  # recordings at least this long decode with <|notimestamps|> when
-# DecodeOptions.long_timestamp_tokens is off (README Performance); the one dev prompt of two windows
+# DecodeOptions.long_timestamp_tokens is off (docs/performance-log.md, "Decoding chosen on real speech"); the one dev prompt of two windows
 # (priv-callee-options, 31 s) lost words without timestamp tokens (dev WER 4.5% -> 4.9%), so shorter ones never do
 ProgressCallback = Callable[[float, float], None]  # (audio seconds done, audio seconds in all); may raise to cancel
 
@@ -123,7 +123,7 @@ def transcribe_many(
 
 def _recording_options(audio: np.ndarray, options: DecodeOptions) -> DecodeOptions:
     """How a recording's windows decode: one of :data:`LONG_FORM_SECONDS` or more without timestamp tokens when
-    ``options.long_timestamp_tokens`` is off (measured on the real-speech long files, see the README's Performance)."""
+    ``options.long_timestamp_tokens`` is off (measured on the real-speech long files, see docs/performance-log.md)."""
     if _long(audio) and options.timestamp_tokens and not options.long_timestamp_tokens:
         return options.replace(timestamp_tokens=False)
     return options

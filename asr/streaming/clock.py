@@ -74,7 +74,7 @@ class CostModel:
 # Calibrated with `python -m benchmarks stream en-dev-joined.wav --ref en-dev-joined.txt --no-baseline --calibrate`
 # (495 s of real speech, 609 rounds of one window, default options, 2 cores shared with other work: load average 6
 # to 8). The fit gives this run's measured compute back in total (162.9 s modelled, 162.9 s measured); rounds of
-# one window cannot tell round_s from window_s apart, so the fit splits their sum. See README "Streaming".
+# one window cannot tell round_s from window_s apart, so the fit splits their sum. See docs/performance-log.md, "Streaming".
 COST_MODELS = {
     ("whisper-tiny.en", "faster-whisper"): CostModel(
         name="whisper-tiny.en/faster-whisper int8, 2 shared cores (load 6-8), calibrated 2026-12-01",

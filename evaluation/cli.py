@@ -262,7 +262,7 @@ def _gate(rows: pd.DataFrame, thresholds: Sequence[Threshold]) -> tuple[list[dic
 
 
 def _print_summary(result, out: Path) -> None:
-    from evaluation.report import display_table, overall_path, streaming_overall_text
+    from evaluation.report import count_text, display_table, overall_path, streaming_overall_text
 
     s = result.summary
     title = f"WER by {s.group_columns[0]} x noise" if s.pivot_text is not None else "WER by noise"
@@ -272,7 +272,7 @@ def _print_summary(result, out: Path) -> None:
     o = s.overall
     print(
         f"overall WER{overall_path(s)} {o.wer * 100:.2f}% (raw {o.raw_wer * 100:.2f}%), CER {o.cer * 100:.2f}%, "
-        f"{o.utterances} rows, {o.audio_seconds:.1f} s audio, {o.compute_seconds:.1f} s compute, rtfx {o.rtfx:.1f} "
+        f"{count_text(result.rows)}, {o.audio_seconds:.1f} s audio, {o.compute_seconds:.1f} s compute, rtfx {o.rtfx:.1f} "
         f"(compute), rtfx {result.rtfx:.1f} (wall)"
     )
     if s.overall_streaming is not None:

@@ -79,6 +79,9 @@ def test_strict_threshold_exits_1_and_resume_skips_stored_rows(built_run, capsys
     assert "resumed: 14 rows were already stored" in printed  # nothing transcribed again
     assert "FAIL: WER" in printed and "exceeds --max-wer 0.01" in printed
     assert "en-gb-scotland" in printed and "clean" in printed and "white@10" in printed  # the accent x noise table
+    words = pd.read_csv(root / "out" / "results.csv")["ref_words"].sum()
+    # the overall line counts rows, utterances and reference words, as summary.md and the Validate page do
+    assert f"14 rows (7 utterances x 2 conditions), {words} reference words" in printed
     summary = json.loads((root / "out" / "summary.json").read_text())
     assert summary["thresholds"][0]["passed"] is False
 

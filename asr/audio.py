@@ -62,9 +62,14 @@ def _warn(message: str) -> None:
         collected.append(message)
 
 
-def fit_range(audio: np.ndarray, *, integer_valued: bool, what: str = "audio") -> np.ndarray:
-    """Float audio beyond [-1, 1] scaled back (int16-scale floats by 1/32768, others by the peak), with a warning."""
-    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+def fit_range(audio: np.ndarray, *, integer_valued: bool, what: str = "audio", peak: float | None = None) -> np.ndarray:
+    """Float audio beyond [-1, 1] scaled back (int16-scale floats by 1/32768, others by the peak), with a warning.
+
+    ``peak`` is the source's own peak when ``audio`` has been resampled: resampling a file that touches full
+    scale overshoots 1.0 a little (soxr's filter rings), which is no reason to rescale it or to warn.
+    """
+    if peak is None:
+        peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     if peak <= 1.0:
         return audio
     if integer_valued and peak <= INT16_SCALE:
@@ -175,8 +180,8 @@ def decode_file(path: str | os.PathLike | io.IOBase, *, what: str | None = None)
         if isinstance(path, io.IOBase):
             path.seek(0)
         try:
-            audio, integer_valued = _resample_stream(decoder(path, what))
-            return fit_range(audio, integer_valued=integer_valued, what=what)
+            audio, integer_valued, peak = _resample_stream(decoder(path, what))
+            return fit_range(audio, integer_valued=integer_valued, what=what, peak=peak)
         except AudioError:
             raise
         except Exception as exc:  # noqa: BLE001 - each library raises its own types
@@ -227,16 +232,19 @@ def check_wav_header(source: str | os.PathLike | io.IOBase, what: str) -> None:
         offset += 8 + length + (length & 1)
 
 
-def _resample_stream(blocks: Iterator[tuple[np.ndarray, int]]) -> tuple[np.ndarray, bool]:
-    """The decoded blocks resampled as one stream, and whether every sample was a whole number (int16 scale)."""
+def _resample_stream(blocks: Iterator[tuple[np.ndarray, int]]) -> tuple[np.ndarray, bool, float]:
+    """The decoded blocks resampled as one stream, whether every sample was a whole number (int16 scale), and
+    the mono peak before resampling (what :func:`fit_range` judges)."""
     stream = None
     rate = None
     integer_valued = True
+    peak = 0.0
     out: list[np.ndarray] = []
     for block, block_rate in blocks:
         samples = to_float32(block)
         integer_valued = integer_valued and (samples.size == 0 or _integer_valued(samples))
         mono = samples.mean(axis=1, dtype=np.float32)  # blocks are always (frames, channels)
+        peak = max(peak, float(np.max(np.abs(mono))) if mono.size else 0.0)
         if rate is None:
             rate = block_rate
             if rate != SAMPLE_RATE:
@@ -245,8 +253,8 @@ def _resample_stream(blocks: Iterator[tuple[np.ndarray, int]]) -> tuple[np.ndarr
     if stream is not None:
         out.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
     if rate is None:
-        return np.zeros(0, np.float32), False
-    return np.ascontiguousarray(np.concatenate(out).astype(np.float32, copy=False)), integer_valued
+        return np.zeros(0, np.float32), False, 0.0
+    return np.ascontiguousarray(np.concatenate(out).astype(np.float32, copy=False)), integer_valued, peak
 
 
 def _soundfile_blocks(path, what: str) -> Iterator[tuple[np.ndarray, int]]:

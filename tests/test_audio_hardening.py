@@ -111,3 +111,19 @@ def test_a_truncated_mp3_decodes_the_same_in_every_process(speech_wav, tmp_path)
     assert len(outputs) == 1 and outputs.pop().split()[1] == "0"
     here = load_audio(cut)
     assert hashlib.sha256(here.tobytes()).hexdigest() in runs[0].stdout and 0 < here.size < load_audio(mp3).size
+
+
+def test_a_full_scale_int16_file_is_not_rescaled_for_its_resampling_overshoot(real_set, tmp_path):
+    """Upsampling a file that touches full scale rings a little above 1.0; that used to be taken for loud floats,
+    peak-normalised with a warning, and ``make-builtin`` no longer gave the committed files byte for byte."""
+    import soxr
+
+    speech, rate = sf.read(real_set / "audio/en/conf-getpin.wav", dtype="float32")
+    full = np.round(speech / np.max(np.abs(speech)) * 32767).astype(np.int16)
+    path = tmp_path / "full-scale.wav"
+    sf.write(path, full, rate, subtype="PCM_16")
+    assert np.max(np.abs(soxr.resample(full / np.float32(32768), rate, 16_000, quality="HQ"))) > 1.0  # it rings
+    with collect_warnings() as warnings:
+        audio = load_audio(path)
+    assert warnings == []
+    assert np.max(np.abs(audio)) > 1.0  # as decoded and resampled, not divided by its own peak

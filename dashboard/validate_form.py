@@ -16,6 +16,7 @@ from dashboard.roots import DatasetRoots, PathRefused
 from evaluation.datasets import DatasetError
 from evaluation.executors import ExecutorError
 from evaluation.noise import NoiseError
+from evaluation.realspeech import LANGUAGES
 from evaluation.runner import RunError, RunOptions
 
 USER_ERRORS = (DatasetError, RunError, NoiseError, UnknownModelError, BackendError, ExecutorError)
@@ -26,6 +27,42 @@ REAL_SPEECH_MIN_WORDS = 3  # the form's "at least N words" for the real-speech s
 def default_min_words(kind: str) -> int:
     """The words-per-utterance floor the form proposes when ``kind`` is picked (the tester may change it)."""
     return REAL_SPEECH_MIN_WORDS if kind == "builtin-real" else 0
+
+
+def english_only(model: str | None) -> bool:
+    """Whisper's naming rule (``tiny.en``, ``openai/whisper-base.en``, ``distil-small.en``): an English-only model
+    hears every language as English, so on the real-speech set only its English rows measure the model."""
+    return str(model or "").strip().rstrip("/").endswith(".en")
+
+
+def default_languages(model: str | None) -> str:
+    """The real-speech languages the form proposes for ``model``: ``en`` for an English-only model (a sample of
+    all five gave fr/ru rows at 100%+ WER that measured the language mix-up), all five for a multilingual one."""
+    return "en" if english_only(model) else ",".join(LANGUAGES)
+
+
+def is_language_list(text: str | None) -> bool:
+    """Whether the languages box holds real-speech languages (``fr, it``), not a folder left from another set."""
+    parts = [p.strip() for p in (text or "").split(",")]
+    return all(p in LANGUAGES for p in parts) and any(parts)
+
+
+def follow_languages(kind: str, model: str | None, location: str | None, proposed: str) -> tuple[str, str]:
+    """The languages box after the dataset or the model changed, and the page's proposal now in it.
+
+    ``proposed`` is what the page last put in the box: a box that differs from it was typed by the tester (told
+    apart by value, not by a typing event, which may arrive after the model's change). Real speech: the model's
+    default (:func:`default_languages`) unless the tester typed languages. Another set: the box is emptied when
+    it holds only the proposal made for real speech, kept when typed.
+    """
+    location = location or ""
+    typed = location != proposed
+    if kind == "builtin-real":
+        if typed and is_language_list(location):
+            return location, proposed
+        default = default_languages(model)
+        return default, default
+    return (location, proposed) if typed else ("", "")
 
 
 def dataset_spec(kind: str, text: str, roots: DatasetRoots | None = None) -> str:
@@ -43,8 +80,9 @@ def _dataset_spec(kind: str, text: str) -> str:
     text = (text or "").strip()
     if kind in ("builtin", "recorded", "probes"):
         return kind
-    if kind == "builtin-real":  # the box may name languages: "en" or "fr,it"
-        return f"{kind}:{text.replace(' ', '')}" if text else kind
+    if kind == "builtin-real":  # the box may name languages: "en" or "fr,it"; all five is the whole set
+        languages = text.replace(" ", "")
+        return f"{kind}:{languages}" if text and set(languages.split(",")) != set(LANGUAGES) else kind
     if not text:
         raise gr.Error("Type the folder, manifest or hub id of the dataset.")
     if kind == "hub" and not text.startswith("hub:"):

@@ -89,6 +89,20 @@ def test_the_form_proposes_sentences_for_real_speech_and_passes_the_floor_on():
     assert (run_options(tuple(form))[0].limit, run_options(tuple(form))[0].min_words) == (None, 0)
 
 
+def test_real_speech_languages_follow_the_model_unless_typed():
+    from dashboard.validate_form import follow_languages
+
+    assert follow_languages("builtin-real", "whisper-tiny.en", "", "") == ("en", "en")
+    assert follow_languages("builtin-real", "openai/whisper-base.en", "", "") == ("en", "en")
+    five = "en,es,fr,it,ru"
+    assert follow_languages("builtin-real", "whisper-base", "en", "en") == (five, five)  # the proposal follows
+    assert follow_languages("builtin-real", "whisper-base", "fr,it", "en") == ("fr,it", "en")  # typed: kept
+    assert follow_languages("builtin-real", "whisper-tiny.en", "/data/set", "") == ("en", "en")  # a folder's path
+    assert follow_languages("builtin", "whisper-tiny.en", "en", "en") == ("", "")  # the proposal, dropped
+    assert follow_languages("folder", "whisper-tiny.en", "/data/set", "") == ("/data/set", "")  # typed: kept
+    assert dataset_spec("builtin-real", "en,es,fr,it,ru") == "builtin-real"  # all five: the whole set, as the CLI
+
+
 def test_utterance_table_widths_leave_the_text_columns_the_room():
     columns = ["id", "language", "noise", "mode", "wer %", "reference", "hypothesis", "SNR dB"]
     widths = [float(w.rstrip("%")) for w in utterance_widths(columns)]

@@ -69,6 +69,33 @@ def test_before_a_run_no_empty_tables_and_real_speech_proposes_sentences(app, br
     page.wait_for_function("() => document.querySelector('#validate-min-words input').value === '0'")
 
 
+def _pick_model(page, name: str) -> None:
+    box = page.locator("#validate-model input")
+    box.fill(name)
+    box.press("Enter")
+
+
+def test_real_speech_languages_follow_the_model_until_typed(app, browser):
+    """tiny.en (the default) proposes `en`, whisper-base all five; languages typed by hand are kept."""
+    page = new_page(browser)
+    page.goto(app.url + "/validate")
+    wait_for_text(page, "#validate-conditions", "white@10")
+    box = page.locator("#validate-location textarea, #validate-location input").first
+    page.get_by_text("Real speech (Debian").click()
+    page.wait_for_function("() => document.querySelector('#validate-location textarea').value === 'en'")
+    _pick_model(page, "whisper-base")
+    page.wait_for_function("() => document.querySelector('#validate-location textarea').value === 'en,es,fr,it,ru'")
+    _pick_model(page, "whisper-tiny.en")
+    page.wait_for_function("() => document.querySelector('#validate-location textarea').value === 'en'")
+    box.fill("fr, it")  # by hand: kept when the model changes
+    _pick_model(page, "whisper-base")
+    page.wait_for_timeout(1500)
+    assert box.input_value() == "fr, it"
+    page.get_by_text("Built-in sample set").click()  # typed: kept for the tester, not silently dropped
+    page.wait_for_timeout(1000)
+    assert box.input_value() == "fr, it"
+
+
 def test_csv_download_has_one_row_per_utterance_and_condition(finished_run):
     page = finished_run
     with page.expect_download() as download:

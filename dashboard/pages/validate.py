@@ -20,7 +20,14 @@ from asr.audio import SAMPLE_RATE
 from dashboard import validate_layout as layout
 from dashboard.config import DashboardConfig
 from dashboard.shared import esc, get_store, render_alignment, without_paths
-from dashboard.validate_form import USER_ERRORS, dataset_spec, default_min_words, noise_specs, run_options
+from dashboard.validate_form import (
+    USER_ERRORS,
+    dataset_spec,
+    default_min_words,
+    follow_languages,
+    noise_specs,
+    run_options,
+)
 from dashboard.validate_view import (
     comparison_table,
     group_chart,
@@ -113,6 +120,7 @@ def _wire_form(
     form.source.change(
         default_min_words, form.source, form.min_words, api_name="validate_min_words", show_progress="hidden"
     )
+    _wire_languages(form)
     form.inspect.click(
         lambda s, loc, sp: _inspect(store, config, s, loc, sp),
         [form.source, form.location, form.split],
@@ -129,6 +137,20 @@ def _wire_form(
         concurrency_id="validate_run",
     )
     form.cancel.click(_cancel, tab, results.status, api_name="validate_cancel", concurrency_limit=None)
+
+
+def _wire_languages(form: layout.Form) -> None:
+    """Real speech's languages follow the model (``en`` for tiny.en, all five for whisper-base) until the tester
+    types in the box (see ``validate_form.follow_languages``)."""
+    proposed = gr.State("")  # what the page last put in the box
+    gr.on(
+        [form.source.change, form.models[0].change],
+        follow_languages,
+        [form.source, form.models[0], form.location, proposed],
+        [form.location, proposed],
+        api_name="validate_languages",
+        show_progress="hidden",
+    )
 
 
 def _wire_results(store: Store, config: DashboardConfig, tab, results: layout.Results, earlier: layout.Earlier):

@@ -17,16 +17,22 @@ import pandas as pd
 from evaluation.scoring import N_BOOTSTRAP, block_keys, paired_delta_interval, rate
 
 STREAMING = "streaming"
+MARK = f" [{STREAMING}]"  # after a streaming row's condition when a run took both paths
 
 
 def side_by_side(rows: pd.DataFrame) -> pd.DataFrame:
     """With both modes in a run, streaming rows' condition reads ``clean [streaming]``: every table shows the two
-    paths as neighbouring columns (and never pools them)."""
+    paths as neighbouring columns (and never pools them).
+
+    Idempotent: rows already marked are left as they are (applied twice, the page's chart read
+    ``clean [streaming] [streaming]``), so a caller may pass rows it has already put side by side."""
     if "mode" not in rows.columns or rows["mode"].nunique() < 2:
         return rows
+    unmarked = (rows["mode"] == STREAMING) & ~rows["noise"].astype(str).str.endswith(MARK)
+    if not unmarked.any():
+        return rows
     out = rows.copy()
-    streaming = out["mode"] == STREAMING
-    out.loc[streaming, "noise"] = out.loc[streaming, "noise"].astype(str) + f" [{STREAMING}]"
+    out.loc[unmarked, "noise"] = out.loc[unmarked, "noise"].astype(str) + MARK
     return out
 
 

@@ -17,6 +17,7 @@ from dashboard.shared import confidence_band, render_alignment, render_diff
 from dashboard.validate_form import REAL_SPEECH_MIN_WORDS, dataset_spec, default_min_words, noise_specs, run_options
 from dashboard.validate_view import group_chart, run_label, utterance_widths, wer_colour
 from evaluation.scoring import AlignedSpan
+from evaluation.stream_tables import side_by_side
 
 
 def test_auth_pairs_files_and_mistakes(tmp_path):
@@ -315,6 +316,8 @@ def test_the_group_chart_has_a_bar_per_path_in_a_run_of_both():
     assert labels == ["clean", "clean [streaming]"]
     heights = [round(bar.get_height(), 6) for container in axes.containers for bar in getattr(container, "patches", [])]
     assert heights == [10.0, 30.0]
+    again = group_chart(side_by_side(rows), summary).axes[0]  # the page passes rows already side by side
+    assert [t.get_text() for t in again.get_legend().get_texts()] == ["clean", "clean [streaming]"]
     one_path = group_chart(rows[rows["mode"] == "offline"], summary).axes[0]
     assert [t.get_text() for t in one_path.get_legend().get_texts()] == ["clean"]
 

@@ -54,7 +54,7 @@ from evaluation.report import (
 from evaluation.runner import RunResult, load_result, run_validation
 from evaluation.sources import open_source
 from evaluation.store import RunNotFound, Store
-from evaluation.stream_tables import format_streaming
+from evaluation.stream_tables import format_streaming, side_by_side
 
 logger = logging.getLogger(__name__)
 
@@ -253,6 +253,7 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
         config.runs_dir / result.run_id, result.rows, summary, settings, result.run_id, extra, result.skipped
     )
     o = summary.overall
+    paths_apart = side_by_side(result.rows)  # once: a run of both paths shows `clean [streaming]` beside `clean`
     counted = count_text(result.rows)
     speed = f", {o.audio_seconds:.0f} s of audio; rtfx {result.rtfx:.1f} (audio seconds per second) in this run"
     lines = [
@@ -264,7 +265,7 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
         f"{counted}{speed if math.isfinite(result.rtfx) else ''}." + streaming_overall_text(summary),
         "`*` marks a cell with too few utterances or speakers to trust.",
     ]
-    invented = invented_lines(result.rows, summary.group_columns)
+    invented = invented_lines(paths_apart, summary.group_columns)
     if invented:  # words the model made up on non-speech (probes) or outside the reference's speech
         head, *listed = invented
         lines.append(f"**Invented {esc(head.removeprefix('invented '))}**" + "".join(f"\n- {esc(x)}" for x in listed))
@@ -279,7 +280,7 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
     files = tuple(str(paths[name]) for name, _ in layout.DOWNLOADS)
     group = summary.group_columns[0] if summary.group_columns else None
     table, label = wer_table(summary), f"WER by {group} x noise" if group else "WER by noise"
-    rates = invented_pivot(result.rows, group) if o.ref_words == 0 else None
+    rates = invented_pivot(paths_apart, group) if o.ref_words == 0 else None
     if rates is not None:  # a probe run: no reference words, so no WER; what counts is what was invented
         table = invented_table(rates, group)
         label = f"Invented words per minute of non-speech by {group or 'noise'} x noise (0 is right)"
@@ -287,7 +288,7 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
         "\n\n".join(lines),
         table,
         label,
-        group_chart(result.rows, summary, settings.seed),
+        group_chart(paths_apart, summary, settings.seed),
         utterance_frame(result.rows, summary.group_columns),
         files,
     )

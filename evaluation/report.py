@@ -354,10 +354,14 @@ def overall_path(summary: Summary) -> str:
     return " (offline)" if summary.overall_streaming is not None else ""
 
 
-def streaming_overall_text(summary: Summary) -> str:
-    """The streaming path's own overall line of a run that took both paths ("" otherwise)."""
+def streaming_overall_text(summary: Summary, digits: int = 2) -> str:
+    """The streaming path's own overall line of a run that took both paths ("" otherwise), its WER to ``digits``
+    decimals as the offline line beside it (two in the CLI and summary.md, one on the Validate page)."""
     s = summary.overall_streaming
     if s is None:
         return ""
-    wer = f"{s.wer * 100:.2f}% (raw {s.raw_wer * 100:.2f}%)" if math.isfinite(s.wer) else "n/a (no reference words)"
+    if math.isfinite(s.wer):
+        wer = f"{s.wer * 100:.{digits}f}% (raw {s.raw_wer * 100:.{digits}f}%)"
+    else:
+        wer = "n/a (no reference words)"
     return f" Streaming (committed text): WER {wer}, {s.utterances} rows."

@@ -334,3 +334,21 @@ def test_a_run_cancelled_before_any_row_shows_no_empty_table_or_chart(tmp_path):
     status, table, chart, utterances, *_ = _show(config, ValidateTab(), load_result(store, run_id))
     assert "(cancelled)" in status and "No utterance was scored" in status
     assert not (table.visible or chart.visible or utterances.visible)
+
+
+def test_a_run_of_both_paths_shows_each_overall_wer_to_one_decimal(tmp_path, fw_backend):
+    """The page's offline line said 1 decimal and the streaming line beside it 2; both as the tables (1)."""
+    import re
+
+    from dashboard.pages.validate import _render
+    from evaluation.runner import RunOptions, run_validation
+    from evaluation.store import Store
+
+    config = DashboardConfig(data_dir=tmp_path).validate()
+    options = RunOptions(noise=("clean",), limit=1, mode="both", model="whisper-tiny.en")
+    rendered = _render(config, run_validation(options, Store(tmp_path)))
+    figures = re.findall(r"WER[^%]*?(\d+\.\d+)%", rendered.status)
+    assert len(figures) >= 2 and {len(f.split(".")[1]) for f in figures} == {1}, rendered.status
+    assert "Streaming (committed text): WER" in rendered.status
+    legend = [t.get_text() for t in rendered.chart.axes[0].get_legend().get_texts()]
+    assert legend == ["clean", "clean [streaming]"]

@@ -262,7 +262,7 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
         f"seed {settings.seed}, "
         f"normalizer `{esc(settings.normalizer)}`, executor `{esc(result.executor or settings.executor)}`.",
         f"Overall WER{overall_path(summary)} **{_pct(o.wer)}** (raw {_pct(o.raw_wer)}), CER {_pct(o.cer)}, "
-        f"{counted}{speed if math.isfinite(result.rtfx) else ''}." + streaming_overall_text(summary),
+        f"{counted}{speed if math.isfinite(result.rtfx) else ''}." + streaming_overall_text(summary, digits=1),
         "`*` marks a cell with too few utterances or speakers to trust.",
     ]
     invented = invented_lines(paths_apart, summary.group_columns)

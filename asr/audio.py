@@ -180,7 +180,7 @@ def decode_file(path: str | os.PathLike | io.IOBase, *, what: str | None = None)
         if isinstance(path, io.IOBase):
             path.seek(0)
         try:
-            audio, integer_valued, peak = _resample_stream(decoder(path, what))
+            audio, integer_valued, peak = _resample_stream(decoder(path, what), what)
             return fit_range(audio, integer_valued=integer_valued, what=what, peak=peak)
         except AudioError:
             raise
@@ -232,7 +232,7 @@ def check_wav_header(source: str | os.PathLike | io.IOBase, what: str) -> None:
         offset += 8 + length + (length & 1)
 
 
-def _resample_stream(blocks: Iterator[tuple[np.ndarray, int]]) -> tuple[np.ndarray, bool, float]:
+def _resample_stream(blocks: Iterator[tuple[np.ndarray, int]], what: str) -> tuple[np.ndarray, bool, float]:
     """The decoded blocks resampled as one stream, whether every sample was a whole number (int16 scale), and
     the mono peak before resampling (what :func:`fit_range` judges)."""
     stream = None
@@ -241,7 +241,7 @@ def _resample_stream(blocks: Iterator[tuple[np.ndarray, int]]) -> tuple[np.ndarr
     peak = 0.0
     out: list[np.ndarray] = []
     for block, block_rate in blocks:
-        samples = to_float32(block)
+        samples = to_float32(block, what=what)
         integer_valued = integer_valued and (samples.size == 0 or _integer_valued(samples))
         mono = samples.mean(axis=1, dtype=np.float32)  # blocks are always (frames, channels)
         peak = max(peak, float(np.max(np.abs(mono))) if mono.size else 0.0)

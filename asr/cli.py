@@ -34,6 +34,8 @@ def _main(argv: list[str]) -> int:
         return _bench(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
+    if not args.debug:  # _transcribe prints each audio warning once, as "warning: FILE: ..."; the log said it again
+        logging.getLogger("asr.audio").setLevel(logging.ERROR)
     if args.command == "models":
         return _models(args)
     return _transcribe(args)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +82,66 @@ def test_bench_is_the_side_by_side_benchmark_on_a_file_or_a_dataset(tmp_path):
     missing = str(tmp_path / "no-such-set")
     out = subprocess.run([sys.executable, "-m", "asr", "bench", missing], capture_output=True, text=True, env=env)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "not found" in out.stderr, out.stderr
+
+
+def _bad_and_good_files(real_set, folder):
+    """A real prompt in every shape a tester may hand over, and every kind of broken file, side by side."""
+    import numpy as np
+    import soundfile as sf
+    import soxr
+
+    speech, rate = sf.read(real_set / "audio/en/conf-getpin.wav", dtype="float32")  # 8 kHz telephone prompt
+    at16 = soxr.resample(speech, rate, 16_000, quality="HQ").astype(np.float32)
+    at48 = soxr.resample(speech, rate, 48_000, quality="HQ").astype(np.float32)
+    good = {
+        "8k.wav": (speech, rate, "PCM_16"),
+        "48k-stereo.wav": (np.stack([at48, at48 * 0.5], 1), 48_000, "PCM_16"),
+        "six-channels.wav": (np.stack([at16 * (0.3 + 0.1 * i) for i in range(6)], 1), 16_000, "PCM_16"),
+        "uint8.wav": (at16, 16_000, "PCM_U8"),
+        "float64.wav": (at16.astype(np.float64), 16_000, "DOUBLE"),
+        "loud.wav": (at16 * 7.5, 16_000, "FLOAT"),
+        "silence.wav": (np.zeros(5 * 16_000, np.float32), 16_000, "PCM_16"),
+    }
+    for name, (samples, sample_rate, subtype) in good.items():
+        sf.write(folder / name, samples, sample_rate, subtype=subtype)
+    nan = at16.copy()
+    nan[1000] = np.nan
+    sf.write(folder / "nan.wav", nan, 16_000, subtype="FLOAT")
+    sf.write(folder / "zero-length.wav", np.zeros(0, np.int16), 16_000, subtype="PCM_16")
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "random.wav").write_bytes(np.random.default_rng(0).bytes(50_000))
+    whole = (folder / "8k.wav").read_bytes()
+    (folder / "truncated.wav").write_bytes(whole[: len(whole) // 2])
+    (folder / "a-folder").mkdir()
+    bad = {
+        "nan.wav": "1 sample(s) are NaN or infinite",
+        "zero-length.wav": "the audio is empty",
+        "empty.wav": "the file is empty",
+        "random.wav": "not a decodable audio file",
+        "truncated.wav": "truncated",
+        "a-folder": "is a folder",
+        "missing.wav": "no such file",
+    }
+    return list(good), bad
+
+
+def test_a_batch_of_bad_files_gives_one_line_each_and_keeps_every_good_result(real_set, tmp_path, fw_backend):
+    """Each broken file is one line naming it (no traceback, no second log line), every good one is transcribed
+    as the engine transcribes it, and a loud float file gets exactly one warning line."""
+    from asr.transcribe import transcribe
+
+    good, bad = _bad_and_good_files(real_set, tmp_path)
+    names = [n for pair in zip(good, bad) for n in pair] + good[len(bad) :]  # bad files between the good ones
+    out = run("transcribe", *(str(tmp_path / n) for n in names), "--json")
+    assert out.returncode == 1
+    records = {Path(r["file"]).name: r for r in map(json.loads, out.stdout.splitlines())}
+    assert list(records) == good
+    for name in good:
+        assert records[name]["text"] == transcribe(tmp_path / name, backend=fw_backend).text, name
+    assert "pin number" in records["8k.wav"]["text"].lower() and records["silence.wav"]["text"] == ""
+    lines = out.stderr.strip().splitlines()
+    assert "Traceback" not in out.stderr and len(lines) == len(bad) + 1, out.stderr
+    for name, problem in bad.items():
+        line = next(line for line in lines if name in line)
+        assert line.startswith(f"error: {tmp_path / name}: ") and line.count(str(tmp_path)) == 1 and problem in line
+    assert lines.count(f"warning: {records['loud.wav']['warnings'][0]}") == 1

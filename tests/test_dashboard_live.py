@@ -93,6 +93,7 @@ def test_live_commits_while_speaking_then_saves_a_test_case(app, browser, speech
     page = new_page(browser, permissions=["microphone"])
     page.goto(app.url + "/")
     page.wait_for_selector("#live-mic")
+    assert not page.locator("#live-save-panel").is_visible()  # nothing to save yet
     page.locator("#live-mic button", has_text="Record").click()
     wait_for_text(page, "#live-readout", "listening", 30_000)  # the start event reached the server
     page.evaluate(LOG_COMMITS)
@@ -117,6 +118,7 @@ def test_live_commits_while_speaking_then_saves_a_test_case(app, browser, speech
     assert _words(final)[-1] == _words(offline)[-1], (final, offline)
 
     page.wait_for_function("document.querySelector('#live-reference textarea').value.trim().length > 0")
+    assert page.locator("#live-recording").is_visible() and page.locator("#live-save").is_visible()
     assert text_of(page, "#live-reference") == final  # the reference is pre-filled, editable
     page.locator("#live-accent input").fill("US")
     page.locator("#live-accent input").press("Enter")

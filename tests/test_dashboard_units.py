@@ -191,7 +191,8 @@ def test_live_session_stops_listening_at_the_limit_and_keeps_the_recording(tmp_p
             for i in range(0, 5 * step, step)  # the resampler holds samples back: 5 chunks pass 1.5 s
         ]
         assert "limit reached" not in readouts[1] and "limit reached" in readouts[-1]
-        view, readout, (out_rate, recording), reference = _on_stop(tab, config)
+        view, readout, (out_rate, recording), reference, panel = _on_stop(tab, config)
+        assert panel.visible and panel.open  # the save panel appears with the recording
         assert out_rate == 16_000 and recording.size == int(1.5 * 16_000)
         assert "finished" in readout and tab.session is None and tab.take is not None
         assert reference == tab.take.transcript

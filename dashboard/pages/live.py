@@ -75,7 +75,9 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
     view = gr.HTML(render_view(StreamUpdate()), elem_id="live-view")
     readout = gr.HTML(render_readout(StreamUpdate(), config), elem_id="live-readout")
     tab = gr.State(LiveTab, delete_callback=_close_tab)
-    with gr.Accordion("Save as test case", open=True, elem_id="live-save-panel"):
+    # shown once there is a recording to save (open before it, it offered an empty player and a Save that
+    # could only fail); it stays while the next recording runs, so the last take can still be saved
+    with gr.Accordion("Save as test case", open=True, visible=False, elem_id="live-save-panel") as save_panel:
         playback = gr.Audio(type="numpy", interactive=False, label="Recording", elem_id="live-recording")
         form = case_form("live")
         save = gr.Button("Save as test case", elem_id="live-save")
@@ -99,7 +101,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
     mic.stop_recording(
         lambda t: _on_stop(t, config),
         tab,
-        [view, readout, playback, form.reference],
+        [view, readout, playback, form.reference, save_panel],
         api_name="live_stop",
         concurrency_limit=config.live_sessions,
         concurrency_id="live_stop",
@@ -176,11 +178,14 @@ def feed_chunk(
 
 
 def _on_stop(tab: LiveTab, config: DashboardConfig):
-    """Finish the session (commit the tail), keep the whole recording for saving, and free the session."""
+    """Finish the session (commit the tail), keep the whole recording for saving (the save panel shown, open),
+    and free the session. Nothing heard: the last take, if any, stays on screen and saveable."""
     final = finish_take(tab)
     if final is None:
-        return gr.skip(), "<span class='asrqa-readout'>Nothing was heard.</span>", None, gr.skip()
-    return render_view(final), render_readout(final, config), (SAMPLE_RATE, tab.take.audio), final.committed
+        return gr.skip(), "<span class='asrqa-readout'>Nothing was heard.</span>", gr.skip(), gr.skip(), gr.skip()
+    recording = (SAMPLE_RATE, tab.take.audio)
+    panel = gr.Accordion(visible=True, open=True)
+    return render_view(final), render_readout(final, config), recording, final.committed, panel
 
 
 def finish_take(tab: LiveTab) -> StreamUpdate | None:

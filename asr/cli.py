@@ -97,6 +97,11 @@ def _transcribe(args: argparse.Namespace) -> int:
     try:
         options = DecodeOptions(beam_size=args.beam_size, language=args.language).validate()
         backend = get_backend(args.model, args.backend, args.device)
+        if args.language not in (None, "en") and not backend.multilingual:  # it was ignored: English, unsaid
+            raise ValueError(
+                f"--language {args.language}: {args.model} is English-only; pick a multilingual model "
+                "(python -m asr models) or leave --language out"
+            )
     except (UnknownModelError, BackendError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -14,6 +14,13 @@ from typing import Any
 BACKENDS = ("faster-whisper", "transformers")
 COMPRESSION_RATIO_THRESHOLD = 2.4  # Whisper's: text that compresses more than this is a repetition loop
 LOGPROB_THRESHOLD = -1.0  # Whisper's: a mean token log probability below this is decoded again (or silence)
+# Whisper's language codes (its tokenizer's, both backends; yue since large-v3). A code outside them used to fail
+# every file of a batch, or every row of a validation run with a traceback, once a window reached the tokenizer.
+WHISPER_LANGUAGES = tuple(
+    "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw he hi hr ht hu hy id "
+    "is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt my ne nl nn no oc pa pl ps pt ro ru sa sd "
+    "si sk sl sn so sq sr su sv sw ta te tg th tk tl tr tt uk ur uz vi yi yo zh yue".split()
+)
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,8 @@ class DecodeOptions:
 
     def validate(self) -> DecodeOptions:
         """Reject bad values and combinations with a message that quotes the value."""
+        if self.language and self.language not in WHISPER_LANGUAGES:  # "" is None (detect), as the backends read it
+            raise ValueError(f"language {self.language!r} is not a Whisper language code (en, fr, de, es, zh, ...)")
         if self.task not in ("transcribe", "translate"):
             raise ValueError(f"task must be 'transcribe' or 'translate', not {self.task!r}")
         if not isinstance(self.beam_size, int) or self.beam_size < 1:

@@ -293,6 +293,8 @@ def _print_summary(result, out: Path) -> None:
         print(f"skipped {len(result.skipped)} dataset row(s):")
         for message in result.skipped[:10]:
             print(f"  {message}")
+        if len(result.skipped) > 10:  # it said "skipped 11" and listed 10, with nothing to say where the 11th was
+            print(f"  ... {len(result.skipped) - 10} more in summary.md and summary.json (skipped)")
     print(f"wrote {out}/results.csv, summary.csv, summary.json, summary.md")
 
 

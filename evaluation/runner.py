@@ -23,7 +23,7 @@ import pandas as pd
 
 from asr.backends import DEFAULT_BACKEND
 from asr.models import default_model
-from asr.results import BACKENDS, DecodeOptions
+from asr.results import BACKENDS, WHISPER_LANGUAGES, DecodeOptions
 from evaluation.datasets import DatasetError, DatasetOptions, LoadedDataset, SkippedRow, load_dataset
 from evaluation.executors import ExecutorError, ExecutorOptions, open_executor
 from evaluation.noise import NoiseCondition, parse_conditions
@@ -117,7 +117,7 @@ class RunOptions:
             _dataset_options(self).validate()  # the limit and min_words
         except DatasetError as exc:
             raise RunError(str(exc)) from None
-        if self.language is not None and not (str(self.language).isalpha() and 2 <= len(self.language) <= 8):
+        if self.language is not None and self.language not in WHISPER_LANGUAGES:
             raise RunError(f"language must be a Whisper language code such as en or fr, not {self.language!r}")
         parse_conditions(self.noise)
         if self.mode not in MODES:

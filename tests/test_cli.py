@@ -46,6 +46,17 @@ def test_unknown_model_exits_2_with_one_line():
     assert out.stderr.count("\n") == 1 and "whisper-tiny.en" in out.stderr
 
 
+@pytest.mark.parametrize(
+    ("language", "message"),
+    [("xx", "language 'xx' is not a Whisper language code"), ("fr", "--language fr: whisper-tiny.en is English-only")],
+)
+def test_a_language_the_model_cannot_decode_exits_2_with_one_line(speech_wav, language, message):
+    """``xx`` failed every file of the batch with the tokenizer's error (exit 1); ``fr`` on tiny.en was ignored."""
+    out = run("transcribe", str(speech_wav), str(speech_wav), "--language", language)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
+
+
 @pytest.mark.parametrize("backend", ["faster-whisper", "transformers"])
 def test_hub_id_offline_exits_2_with_one_line(backend, tmp_path):
     """Without a hub a hub id used to exit 1 with a 71-line chained traceback (transformers: exit 2, two lines)."""

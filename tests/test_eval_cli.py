@@ -101,6 +101,7 @@ def test_strict_threshold_exits_1_and_resume_skips_stored_rows(built_run, capsys
         (["--noise", "pink@81"], "between -20 and 80 dB"),
         (["--model", "openai/whisper-base.en"], "cannot load model 'openai/whisper-base.en'"),  # offline hub id
         (["--stream-seconds", "30"], "add --mode streaming or --mode both"),  # was ignored: an offline run
+        (["--language", "xx", "--limit", "1"], "not 'xx'"),  # was a traceback per row on multilingual models
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, extra, message):
@@ -141,3 +142,43 @@ def test_threshold_syntax():
     assert parse_threshold("0.35").where == () and parse_threshold("35%").max_wer == pytest.approx(0.35)
     t = parse_threshold("noise=white@10,accent=en-gb-scotland:0.5")
     assert t.where == (("noise", "white@10"), ("accent", "en-gb-scotland")) and t.max_wer == 0.5
+
+
+def test_a_folder_with_broken_rows_keeps_every_good_row_and_names_every_bad_one(real_set, tmp_path, capsys):
+    """Two real prompts among eleven broken rows: both are scored, every broken row is named with its reason
+    (the CLI listed 10 of 11 and said nothing of the 11th), and the run exits 0."""
+    import shutil
+
+    import numpy as np
+    import soundfile as sf
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    reference = "Please enter the conference pin number."
+    shutil.copy(real_set / "audio/en/conf-getpin.wav", folder / "good.wav")
+    speech, rate = sf.read(folder / "good.wav", dtype="float32")
+    sf.write(folder / "good-48k-stereo.wav", np.stack([speech, speech], 1).repeat(6, 0), rate * 6, subtype="PCM_16")
+    speech[100] = np.nan
+    sf.write(folder / "nan.wav", speech, rate, subtype="FLOAT")
+    sf.write(folder / "zero-length.wav", np.zeros(0, np.int16), rate)
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "random.wav").write_bytes(np.random.default_rng(0).bytes(20_000))
+    (folder / "truncated.wav").write_bytes((folder / "good.wav").read_bytes()[:20_000])
+    (folder / "a-folder").mkdir()
+    bad = ["nan", "zero-length", "empty", "random", "truncated", "a-folder", "missing", "missing-2", "missing-3"]
+    lines = ["file_name,text", f"good.wav,{reference}"]
+    lines += [f"{name}{'' if name == 'a-folder' else '.wav'},{reference}" for name in bad]
+    lines += ["good.wav,", "good-48k-stereo.wav," + reference, "good.wav"]  # empty text, good, a short row
+    (folder / "metadata.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    args = ["run", "--dataset", str(folder), "--data-dir", str(tmp_path / "d"), "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    results = pd.read_csv(out / "results.csv")
+    assert sorted(results["id"]) == ["good", "good-48k-stereo"] and (results["wer"] <= 0.2).all()
+    skipped = json.loads((out / "summary.json").read_text())["skipped"]
+    assert len(skipped) == 11 and "skipped 11 dataset row(s):" in printed
+    for name in bad:
+        assert sum(f"{name}.wav:" in s or f"{name}:" in s for s in skipped) == 1, name
+    assert sum("the reference text is empty" in s for s in skipped) == 2
+    assert all(s in printed for s in skipped[:10]) and "... 1 more in summary.md and summary.json" in printed

@@ -51,6 +51,8 @@ CSS = """
 .asrqa-check-ok { color: var(--body-text-color); } .asrqa-check-bad { color: #b91c1c; font-weight: 600; }
 .asrqa-regression { background: #fecaca; } .asrqa-improvement { background: #bbf7d0; }
 #validate-status { min-height: 5.5rem; }  /* room for a run's progress bar, drawn over it */
+/* while a run goes, its progress replaces the text under it (drawn over it, the two overlapped) */
+#validate-status [data-testid="markdown-wrapper"].pending { visibility: hidden; }
 #validate-status th, #validate-status td { overflow-wrap: break-word; word-break: normal; }
 """
 

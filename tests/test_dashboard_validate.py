@@ -33,6 +33,13 @@ def finished_run(app, browser):
     wait_for_text(page, "#validate-conditions", "white@10")
     page.locator("#validate-limit input").fill(str(LIMIT))
     page.locator("#validate-run").click()
+    # while it runs, the progress bar stands alone: the text under it is hidden (drawn over, the two overlapped)
+    page.wait_for_function(
+        """() => { const w = document.querySelector('#validate-status [data-testid=markdown-wrapper].pending');
+        return w && getComputedStyle(w).visibility === 'hidden'
+          && document.querySelector('#validate-status .progress-text') !== null; }""",
+        timeout=30_000,
+    )
     wait_for_text(page, "#validate-status", "Overall WER", 600_000)
     return page
 

@@ -334,6 +334,7 @@ def test_a_run_cancelled_before_any_row_shows_no_empty_table_or_chart(tmp_path):
     store.runs.finish_run(run_id, "cancelled", {})
     status, table, chart, utterances, *_ = _show(config, ValidateTab(), load_result(store, run_id))
     assert "(cancelled)" in status and "No utterance was scored" in status
+    assert "WER" not in status and "rtfx" not in status and "`*`" not in status  # no figures of nothing
     assert not (table.visible or chart.visible or utterances.visible)
 
 

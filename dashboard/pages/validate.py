@@ -254,17 +254,7 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
     )
     o = summary.overall
     paths_apart = side_by_side(result.rows)  # once: a run of both paths shows `clean [streaming]` beside `clean`
-    counted = count_text(result.rows)
-    speed = f", {o.audio_seconds:.0f} s of audio; rtfx {result.rtfx:.1f} (audio seconds per second) in this run"
-    lines = [
-        f"**Run `{result.run_id}`** ({result.status}): `{esc(settings.model)}` on {esc(settings.backend)}, dataset "
-        f"`{esc(settings.dataset)}`{_selection(settings)}, noise {', '.join(f'`{esc(n)}`' for n in settings.noise)}, "
-        f"seed {settings.seed}, "
-        f"normalizer `{esc(settings.normalizer)}`, executor `{esc(result.executor or settings.executor)}`.",
-        f"Overall WER{overall_path(summary)} **{_pct(o.wer)}** (raw {_pct(o.raw_wer)}), CER {_pct(o.cer)}, "
-        f"{counted}{speed if math.isfinite(result.rtfx) else ''}." + streaming_overall_text(summary, digits=1),
-        "`*` marks a cell with too few utterances or speakers to trust.",
-    ]
+    lines = _headline(result)
     invented = invented_lines(paths_apart, summary.group_columns)
     if invented:  # words the model made up on non-speech (probes) or outside the reference's speech
         head, *listed = invented
@@ -292,6 +282,28 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
         utterance_frame(result.rows, summary.group_columns),
         files,
     )
+
+
+def _headline(result: RunResult) -> list[str]:
+    """What ran, and the overall figures; a run stopped before its first row has none (it read "WER n/a, CER
+    n/a, 0 utterances, ... rtfx 0.0" and explained the `*` of a table it does not show)."""
+    summary, settings, o = result.summary, result.settings, result.summary.overall
+    lines = [
+        f"**Run `{result.run_id}`** ({result.status}): `{esc(settings.model)}` on {esc(settings.backend)}, dataset "
+        f"`{esc(settings.dataset)}`{_selection(settings)}, noise {', '.join(f'`{esc(n)}`' for n in settings.noise)}, "
+        f"seed {settings.seed}, "
+        f"normalizer `{esc(settings.normalizer)}`, executor `{esc(result.executor or settings.executor)}`."
+    ]
+    if result.rows.empty:
+        return lines
+    speed = f", {o.audio_seconds:.0f} s of audio; rtfx {result.rtfx:.1f} (audio seconds per second) in this run"
+    return [
+        *lines,
+        f"Overall WER{overall_path(summary)} **{_pct(o.wer)}** (raw {_pct(o.raw_wer)}), CER {_pct(o.cer)}, "
+        f"{count_text(result.rows)}{speed if math.isfinite(result.rtfx) else ''}."
+        + streaming_overall_text(summary, digits=1),
+        "`*` marks a cell with too few utterances or speakers to trust.",
+    ]
 
 
 def _selection(settings) -> str:

@@ -154,11 +154,12 @@ class _progress_bar:
 def _emit(path: str, result: Transcript, args: argparse.Namespace, many: bool, warnings: Sequence[str] = ()) -> None:
     if args.format == "json":
         print(json.dumps({"file": str(path), **result.to_dict(), "warnings": list(warnings)}, ensure_ascii=False))
-    elif args.format in ("srt", "vtt"):
+        return
+    if many:  # subtitles too: their cues restart at 1 per file, and ran on from one file into the next unmarked
+        print(f"# {path}")
+    if args.format in ("srt", "vtt"):
         print(to_subtitles(result, args.format))
     else:
-        if many:
-            print(f"# {path}")
         if args.word_timestamps:
             for w in result.words:
                 print(f"[{w.start:8.2f} -> {w.end:8.2f}] {w.word.strip()}  ({w.probability:.2f})")

@@ -79,6 +79,17 @@ def test_subtitles(speech_wav, fmt, marker):
         assert out.stdout.startswith("1\n00:00:0")
 
 
+def test_subtitles_of_several_files_say_which_file_each_cue_belongs_to(speech_wav, tmp_path):
+    """Each file's cues start at 1 again: they used to run on from one file into the next with nothing between."""
+    other = tmp_path / "other.wav"
+    other.write_bytes(speech_wav.read_bytes())
+    out = run("transcribe", str(speech_wav), str(other), "--format", "srt")
+    assert out.returncode == 0
+    first, second = out.stdout.split(f"# {other}\n")
+    assert first.startswith(f"# {speech_wav}\n1\n00:00:0") and second.startswith("1\n00:00:0")
+    assert second == first.split("\n", 1)[1]  # the same audio, the same cues
+
+
 def test_word_timestamps_text(speech_wav):
     out = run("transcribe", str(speech_wav), "--word-timestamps")
     assert out.returncode == 0

@@ -262,16 +262,27 @@ def _gate(rows: pd.DataFrame, thresholds: Sequence[Threshold]) -> tuple[list[dic
 
 
 def _print_summary(result, out: Path) -> None:
-    from evaluation.report import count_text, display_table, overall_path, streaming_overall_text
+    from evaluation.report import count_text, display_table, invented_pivot, overall_path, streaming_overall_text
 
-    s = result.summary
-    title = f"WER by {s.group_columns[0]} x noise" if s.pivot_text is not None else "WER by noise"
-    print(f"run {result.run_id} ({result.status}): {title} (pooled, 95% CI; * = too few utterances to trust)")
-    table = s.pivot_text if s.pivot_text is not None else display_table(s.tables["noise"], ["noise"])
-    print(table.to_string())
-    o = s.overall
+    s, o = result.summary, result.summary.overall
+    group = s.group_columns[0] if s.group_columns else None
+    rates = invented_pivot(result.rows, group) if o.ref_words == 0 else None
+    if rates is not None:  # a probe run: no reference words, so a WER table of n/a; what counts is what was invented
+        by = f"{group} x noise" if group else "noise"
+        print(f"run {result.run_id} ({result.status}): invented words per minute of non-speech by {by} (0 is right)")
+        print(rates.round(2).to_string(index=False))
+    else:
+        title = f"WER by {group} x noise" if s.pivot_text is not None else "WER by noise"
+        print(f"run {result.run_id} ({result.status}): {title} (pooled, 95% CI; * = too few utterances to trust)")
+        table = s.pivot_text if s.pivot_text is not None else display_table(s.tables["noise"], ["noise"])
+        print(table.to_string())
+    wer = (
+        f"{o.wer * 100:.2f}% (raw {o.raw_wer * 100:.2f}%), CER {o.cer * 100:.2f}%"
+        if o.ref_words
+        else "n/a (no reference words)"
+    )
     print(
-        f"overall WER{overall_path(s)} {o.wer * 100:.2f}% (raw {o.raw_wer * 100:.2f}%), CER {o.cer * 100:.2f}%, "
+        f"overall WER{overall_path(s)} {wer}, "
         f"{count_text(result.rows)}, {o.audio_seconds:.1f} s audio, {o.compute_seconds:.1f} s compute, rtfx {o.rtfx:.1f} "
         f"(compute), rtfx {result.rtfx:.1f} (wall)"
     )

@@ -182,3 +182,14 @@ def test_a_folder_with_broken_rows_keeps_every_good_row_and_names_every_bad_one(
         assert sum(f"{name}.wav:" in s or f"{name}:" in s for s in skipped) == 1, name
     assert sum("the reference text is empty" in s for s in skipped) == 2
     assert all(s in printed for s in skipped[:10]) and "... 1 more in summary.md and summary.json" in printed
+
+
+def test_a_probe_run_prints_invented_words_per_minute_not_a_table_of_nan(tmp_path, capsys):
+    """Probes have no reference words: the CLI printed a WER table of n/a and 'overall WER nan% (raw nan%)'; it
+    now prints what the Validate page shows, invented words per minute by probe x condition."""
+    args = ["run", "--dataset", "probes", "--limit", "3", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")]
+    assert main([*args, "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "invented words per minute of non-speech by probe x noise (0 is right)" in printed
+    assert "overall WER n/a (no reference words), 3 utterances, 0 reference words" in printed
+    assert "nan" not in printed.lower() and "silence" in printed

@@ -94,6 +94,7 @@ def test_live_commits_while_speaking_then_saves_a_test_case(app, browser, speech
     page.goto(app.url + "/")
     page.wait_for_selector("#live-mic")
     assert not page.locator("#live-save-panel").is_visible()  # nothing to save yet
+    assert "ready" in page.locator("#live-readout").inner_text()  # not "live", before anything is heard
     page.locator("#live-mic button", has_text="Record").click()
     wait_for_text(page, "#live-readout", "listening", 30_000)  # the start event reached the server
     page.evaluate(LOG_COMMITS)

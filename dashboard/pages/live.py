@@ -26,6 +26,8 @@ from dashboard.shared import Heard, case_form, esc, load_backend_or_error, model
 
 logger = logging.getLogger(__name__)
 
+# before the first recording (it read "live · update 0.00 s · lag 0.0 s · ..." as if a session ran)
+READY = "<span class='asrqa-readout' id='live-readout-text'>ready: press Record and speak</span>"
 FINISH_TIMEOUT_S = 120.0  # longest wait for the worker to decode the tail when the tester stops
 
 
@@ -73,7 +75,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
     picker = model_picker(page, "live")
     mic = streaming_mic("live-mic")
     view = gr.HTML(render_view(StreamUpdate()), elem_id="live-view")
-    readout = gr.HTML(render_readout(StreamUpdate(), config), elem_id="live-readout")
+    readout = gr.HTML(READY, elem_id="live-readout")
     tab = gr.State(LiveTab, delete_callback=_close_tab)
     # shown once there is a recording to save (open before it, it offered an empty player and a Save that
     # could only fail); it stays while the next recording runs, so the last take can still be saved

@@ -26,6 +26,22 @@ ACCENT, SPEAKER = "Scottish", "tester-07"
 # The prompt read: tiny.en on a fake microphone under a loaded machine loses a word or two now and then (the first
 # word of a clip, or a word Chromium's starved fake device skips). Another prompt read: almost every word wrong.
 RIGHT_WER, WRONG_WER = 0.45, 0.75
+# On how many lines a table shows ``needle`` (0: not shown): the most over its copies, since Gradio keeps an
+# unwrapped copy of each cell to measure column widths, which is always on one line.
+LINES_OF = """([selector, needle]) => {
+  const walker = document.createTreeWalker(document.querySelector(selector), NodeFilter.SHOW_TEXT);
+  let lines = 0;
+  while (walker.nextNode()) {
+    const node = walker.currentNode, at = node.data.indexOf(needle);
+    if (at < 0) continue;
+    const range = document.createRange();
+    range.setStart(node, at);
+    range.setEnd(node, at + needle.length);
+    const rects = [...range.getClientRects()].filter((r) => r.width > 0);
+    lines = Math.max(lines, new Set(rects.map((r) => Math.round(r.top))).size);
+  }
+  return lines;
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +214,8 @@ def test_a_three_prompt_session_recorded_resumed_reviewed_and_validated(app, tak
         table = page.locator("#review-table").inner_text()
         assert second in table and f"session={session_id}" in table, table
         assert f"accent={ACCENT}" in table and f"speaker={SPEAKER}" in table, table
+        for label in (f"session={session_id}", f"speaker={SPEAKER}", "script=pasted prompts"):  # none cut in two
+            assert page.evaluate(LINES_OF, ["#review-table", label]) == 1, label
 
     _validate(app, tmp_path, {first: text1, second: text2})
 

@@ -118,6 +118,11 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
     )
 
 
+# id and "seconds" on one line; labels wide enough for "session=<12 hex digits>," (at 9% a Record take's labels
+# broke inside their words at 1280 px: "tes ter-07", "165 12ced84ff", "past ed prompts")
+REVIEW_WIDTHS = ["13%", "6%", "6%", "9%", "8%", "7%", "18%", "7%", "13%", "13%"]
+
+
 def _listing() -> _Listing:
     with gr.Row():
         kind = gr.Dropdown(KIND_CHOICES, value=ALL, label="Kind", elem_id="review-kind")
@@ -131,7 +136,7 @@ def _listing() -> _Listing:
         interactive=False,
         wrap=True,
         max_height=420,
-        column_widths=["13%", "6%", "6%", "9%", "8%", "7%", "9%", "8%", "17%", "17%"],  # id and "seconds" on one line
+        column_widths=REVIEW_WIDTHS,
         elem_id="review-table",
     )
     return _Listing(kind, status, model, label, session, refresh, table)

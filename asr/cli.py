@@ -41,10 +41,17 @@ def _main(argv: list[str]) -> int:
     return _transcribe(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (exit 2), as every other error here, not usage text."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (--help lists the options)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     from asr.models import default_model
 
-    parser = argparse.ArgumentParser(prog="python -m asr", description="Offline Whisper transcription for QA.")
+    parser = _Parser(prog="python -m asr", description="Offline Whisper transcription for QA.")
     parser.add_argument("--debug", action="store_true", help="log details and show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser(

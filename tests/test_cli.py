@@ -40,6 +40,21 @@ def test_json_per_file_and_failures_named_without_traceback(speech_wav, tmp_path
     assert "broken.flac" in errors[0] and "missing.wav: no such file" in errors[1]
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["transcribe"], "the following arguments are required: FILE"),
+        (["transcribe", "x.wav", "--beam-size", "x"], "argument --beam-size: invalid int value: 'x'"),
+        (["transcribe", "x.wav", "--format", "doc"], "argument --format: invalid choice: 'doc'"),
+        (["transcribe", "x.wav", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_a_bad_argument_is_one_line_not_the_usage_text(args, message):
+    """argparse printed its 8-line usage text first; every other error of the CLI is one line."""
+    out = run(*args)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
+
+
 def test_unknown_model_exits_2_with_one_line():
     out = run("transcribe", "x.wav", "--model", "whisper-nope")
     assert out.returncode == 2

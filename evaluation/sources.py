@@ -33,7 +33,7 @@ REAL = "builtin-real"  # the real-speech set (evaluation.realspeech), optionally
 def open_source(source: str, *, split: str | None = None, store: Store | None = None) -> RowSource:
     source = str(source).strip()
     if source == "builtin":
-        return manifest_source(BUILTIN_DIR / "metadata.csv", "builtin")
+        return manifest_source(BUILTIN_DIR / "metadata.csv", "builtin", split)
     if source == REAL or source.startswith(REAL + ":"):
         return real_source(source, split)
     if source == "probes":
@@ -52,7 +52,7 @@ def open_source(source: str, *, split: str | None = None, store: Store | None = 
     if path.is_file():
         if path.suffix.lower() not in MANIFEST_SUFFIXES:
             raise DatasetError(f"dataset {source}: a manifest must be {', '.join(MANIFEST_SUFFIXES)}")
-        return manifest_source(path, source)
+        return manifest_source(path, source, split)
     raise DatasetError(
         f"dataset {source!r} not found: use builtin, builtin-real[:LANG], probes, recorded, a folder, a manifest "
         "file or hub:ID[:CONFIG[:SPLIT]]"
@@ -95,9 +95,23 @@ def _read_table(path: Path):
         raise DatasetError(f"dataset {path}: cannot read the manifest ({exc})") from exc
 
 
-def manifest_source(path: Path, name: str) -> RowSource:
-    """A CSV/TSV/JSONL/Parquet manifest (NeMo's ``audio_filepath`` too); audio paths relative to its folder."""
-    return frame_source(_read_table(path), name, path.parent)
+def manifest_source(path: Path, name: str, split: str | None = None) -> RowSource:
+    """A CSV/TSV/JSONL/Parquet manifest (NeMo's ``audio_filepath`` too); audio paths relative to its folder.
+    ``split`` keeps the rows of its ``split`` column with that value."""
+    frame = _read_table(path)
+    return frame_source(_split_rows(frame, split, name) if split else frame, name, path.parent)
+
+
+def _split_rows(frame, split: str, name: str):
+    """The rows of one split. A folder or manifest used to ignore ``--split`` unseen and score every row."""
+    if "split" not in frame.columns:
+        raise DatasetError(
+            f"dataset {name}: no split column, so no split {split!r} (columns: {', '.join(map(str, frame.columns))})"
+        )
+    splits = sorted(set(frame["split"].dropna().astype(str)))
+    if split not in splits:
+        raise DatasetError(f"dataset {name}: no split {split!r} (splits: {', '.join(splits)})")
+    return frame[frame["split"].astype(str) == split]
 
 
 def frame_source(frame, name: str, base_dir: Path) -> RowSource:
@@ -134,9 +148,7 @@ def real_source(spec: str, split: str | None) -> RowSource:
     if languages:
         frame = frame[frame["language"].isin(languages)]
     if split:
-        if split not in set(frame["split"]):
-            raise DatasetError(f"dataset {spec}: no split {split!r} (splits: {', '.join(sorted(set(frame['split'])))})")
-        frame = frame[frame["split"] == split]
+        frame = _split_rows(frame, split, spec)
     source = frame_source(frame, spec, metadata.parent)
     return dataclasses.replace(source, default_groups=("language",))
 
@@ -148,7 +160,7 @@ def folder_source(path: Path, split: str | None) -> RowSource:
         return arrow_source(_pick_split(load_from_disk(str(path)), split, str(path)), str(path))
     for meta in METADATA_NAMES:
         if (path / meta).exists():
-            return manifest_source(path / meta, str(path))
+            return manifest_source(path / meta, str(path), split)
     raise DatasetError(
         f"dataset {path}: the folder has neither {' nor '.join(METADATA_NAMES[:2])} (audiofolder) nor a dataset "
         "saved with save_to_disk"

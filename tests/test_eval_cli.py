@@ -193,3 +193,27 @@ def test_a_probe_run_prints_invented_words_per_minute_not_a_table_of_nan(tmp_pat
     assert "invented words per minute of non-speech by probe x noise (0 is right)" in printed
     assert "overall WER n/a (no reference words), 3 utterances, 0 reference words" in printed
     assert "nan" not in printed.lower() and "silence" in printed
+
+
+def test_split_picks_the_rows_of_a_folder_s_split_column_and_a_folder_without_one_refuses_it(
+    real_set, tmp_path, capsys
+):
+    """A folder or manifest ignored --split and scored every row (the train rows with the test ones)."""
+    import shutil
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    lines = ["file_name,text,split"]
+    for name, split in (("conf-getpin", "test"), ("conf-full", "train"), ("conf-extended", "train")):
+        shutil.copy(real_set / f"audio/en/{name}.wav", folder / f"{name}.wav")
+        text = pd.read_csv(real_set / "metadata.csv").set_index("id").loc[f"en/{name}", "text"]
+        lines.append(f"{name}.wav,{text},{split}")
+    (folder / "metadata.csv").write_text("\n".join(lines) + "\n")
+    args = ["run", "--dataset", str(folder), "--data-dir", str(tmp_path / "d"), "--quiet"]
+    assert main([*args, "--split", "test", "--out", str(tmp_path / "o")]) == 0
+    assert list(pd.read_csv(tmp_path / "o" / "results.csv")["id"]) == ["conf-getpin"]
+    capsys.readouterr()
+    assert main([*args, "--split", "dev"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: dataset {folder}: no split 'dev' (splits: test, train)"
+    assert main(["run", "--dataset", "builtin", "--split", "test", "--data-dir", str(tmp_path / "d")]) == 2
+    assert "dataset builtin: no split column, so no split 'test'" in capsys.readouterr().err

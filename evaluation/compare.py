@@ -39,6 +39,28 @@ def _groups(rows: pd.DataFrame, by: list[str]) -> dict[tuple, pd.DataFrame]:
     return {(k if isinstance(k, tuple) else (k,)): g for k, g in rows.groupby(by, sort=False, dropna=False)}
 
 
+def _paths(rows: pd.DataFrame) -> set[str]:
+    return set(rows["mode"].dropna().astype(str)) if "mode" in rows.columns else {"offline"}
+
+
+def _same_paths(rows_a: pd.DataFrame, rows_b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
+    """The rows to compare, and whether to compare them per path (``mode``).
+
+    A run of both paths holds two transcripts of each utterance: compared as they were, its groups pooled the
+    offline and the streaming WER (a figure neither path has) against the other run's one path. The paths both
+    runs took are compared, each on its own; two runs of one path each (offline against streaming) as they are.
+    """
+    paths_a, paths_b = _paths(rows_a), _paths(rows_b)
+    common = paths_a & paths_b
+    if (len(paths_a) <= 1 and len(paths_b) <= 1) or not common:
+        return rows_a, rows_b, False
+
+    def keep(rows: pd.DataFrame) -> pd.DataFrame:
+        return rows[rows["mode"].isin(common)] if "mode" in rows.columns else rows
+
+    return keep(rows_a), keep(rows_b), len(common) > 1
+
+
 def _groupings(columns: Sequence[str]) -> list[list[str]]:
     """Overall, per noise, per group column, and the first group column x noise."""
     out: list[list[str]] = [[], ["noise"]]
@@ -52,11 +74,13 @@ def compare_runs(store: Store, run_a: str, run_b: str, *, n_boot: int = N_BOOTST
     """Per-group deltas of run B against run A (B - A; positive is worse)."""
     a, b = load_result(store, run_a), load_result(store, run_b)
     columns = [c for c in a.summary.group_columns if c in b.summary.group_columns]
-    keys = ["noise", *columns]
+    all_a, all_b, by_path = _same_paths(a.rows, b.rows)
+    keys = [*(["mode"] if by_path else []), "noise", *columns]
     records = []
     for by in _groupings(columns):
-        b_groups = _groups(b.rows, by)
-        for key, rows_a in _groups(a.rows, by).items():
+        by = ["mode", *by] if by_path else by
+        b_groups = _groups(all_b, by)
+        for key, rows_a in _groups(all_a, by).items():
             rows_b = b_groups.get(key)
             if rows_b is None:
                 continue

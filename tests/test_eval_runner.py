@@ -145,6 +145,25 @@ def test_compare_marks_regressions_beyond_the_ci(tmp_path, capsys):
     assert main(["compare", "base", "nope", "--data-dir", str(tmp_path / "data")]) == 2
 
 
+def test_compare_with_a_run_of_both_paths_compares_path_with_path(tmp_path):
+    """A run of both paths against an offline run: its offline rows only (pooled with its streaming rows at 50%,
+    B read about 30% against A's 10%: a regression neither path has); two runs of both: path against path."""
+    store = Store(tmp_path / "data")
+    _fake_run(store, "offline", 0.1, 1)
+    store.runs.create_run(RunSettings("m", "faster-whisper", "builtin", ("clean",), group_columns=("accent",)), "both")
+    offline = load_result(store, "offline").rows.to_dict("records")
+    path = {"mode": "streaming", "errors": 5, "first_commit_s": 1.0, "flips": 0, "duplicate_words": 0}
+    streamed = [{**r, **path, "wer_delta_offline": (5 - r["errors"]) / r["ref_words"]} for r in offline]
+    store.runs.add_results("both", [{**r, "mode": "offline"} for r in offline] + streamed)
+    store.runs.finish_run("both")
+    table = compare_runs(store, "offline", "both").table.set_index(["noise", "accent"])
+    assert "mode" not in table.columns and table.loc[("(all)", "(all)"), "delta"] == 0, table
+    assert table.loc[("(all)", "(all)"), "utterances_b"] == len(offline)
+    both = compare_runs(store, "both", "both").table.set_index(["mode", "noise", "accent"])
+    assert both.loc[("streaming", "(all)", "(all)"), "wer_a"] == 0.5 and (both["delta"] == 0).all()
+    assert both.loc[("offline", "(all)", "(all)"), "wer_a"] == load_result(store, "offline").summary.overall.wer
+
+
 def test_compare_never_marks_small_cells(tmp_path):
     store = Store(tmp_path / "data")
     _fake_run(store, "base", 0.1, 1, per_accent=3)

@@ -27,6 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into head: stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except KeyboardInterrupt:  # Ctrl-C before the files (model loading): one line, not a 47-line traceback
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def _main(argv: list[str]) -> int:
@@ -113,10 +116,16 @@ def _transcribe(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     failed = 0
-    for path in args.files:
+    for done, path in enumerate(args.files):
         try:
             with _progress_bar(path, args.no_progress) as progress, collect_warnings() as warnings:
                 result = transcribe(path, backend=backend, options=options, progress=progress)
+        except KeyboardInterrupt:  # Ctrl-C: the transcripts printed so far stand; say which files were not done
+            print(
+                f"interrupted: {path} and the {len(args.files) - done - 1} file(s) after it not transcribed",
+                file=sys.stderr,
+            )
+            return 130
         except (AudioError, OSError) as exc:
             failed += 1
             message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"

@@ -182,3 +182,20 @@ def test_a_batch_of_bad_files_gives_one_line_each_and_keeps_every_good_result(re
         line = next(line for line in lines if name in line)
         assert line.startswith(f"error: {tmp_path / name}: ") and line.count(str(tmp_path)) == 1 and problem in line
     assert lines.count(f"warning: {records['loud.wav']['warnings'][0]}") == 1
+
+
+def test_ctrl_c_keeps_the_transcripts_printed_and_names_the_files_left(real_set, tmp_path):
+    """Ctrl-C printed a 47-line KeyboardInterrupt traceback from inside the encoder."""
+    import signal
+    import time
+
+    short, long = real_set / "audio/en/conf-getpin.wav", real_set / "long/en-dev-long.wav"
+    command = [sys.executable, "-m", "asr", "transcribe", str(short), str(long), str(short)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    assert proc.stdout.readline() == f"# {short}\n"
+    first = proc.stdout.readline()  # the first file is done: the second (13 minutes) is being transcribed
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "pin number" in first.lower() and rest == ""
+    assert err == f"interrupted: {long} and the 1 file(s) after it not transcribed\n"

@@ -354,3 +354,22 @@ def test_a_run_of_both_paths_shows_each_overall_wer_to_one_decimal(tmp_path, fw_
     assert "Streaming (committed text): WER" in rendered.status
     legend = [t.get_text() for t in rendered.chart.axes[0].get_legend().get_texts()]
     assert legend == ["clean", "clean [streaming]"]
+
+
+def test_invented_words_said_only_when_there_is_something_to_say():
+    from dashboard.pages.validate import invented_markdown
+
+    speech = pd.DataFrame(
+        {
+            "id": ["a", "b"],
+            "noise": ["clean"] * 2,
+            "invented_words": [0, 0],
+            "invented_text": ["", ""],
+            "nonspeech_seconds": [0.01, 0.01],
+        }
+    )
+    assert invented_markdown(speech, []) is None  # a speech run's edges: nothing to say
+    made_up = speech.assign(invented_words=[2, 0], invented_text=["thank you", ""])
+    assert "thank you" in invented_markdown(made_up, []) and "2" in invented_markdown(made_up, [])
+    probes = speech.assign(nonspeech_seconds=[30.0, 30.0])  # a probe run with none invented: that is the result
+    assert "0 over 1.0 min of non-speech" in invented_markdown(probes, [])

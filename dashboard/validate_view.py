@@ -16,8 +16,9 @@ matplotlib.use("Agg")  # no display on a server; set before any figure is made
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from dashboard.shared import esc  # noqa: E402
 from evaluation.compare import Comparison, comparison_text  # noqa: E402
-from evaluation.report import Summary, display_table  # noqa: E402
+from evaluation.report import MIN_RATE_SECONDS, Summary, display_table, invented_lines  # noqa: E402
 from evaluation.store import Run  # noqa: E402
 from evaluation.stream_tables import side_by_side  # noqa: E402
 from evaluation.tables import group_table  # noqa: E402
@@ -82,6 +83,19 @@ def invented_table(table: pd.DataFrame, key: str | None):
         return out
 
     return text.style.apply(colours, axis=None)
+
+
+def invented_markdown(rows: pd.DataFrame, group_columns) -> str | None:
+    """Words the model made up on non-speech (probes) or outside the reference's speech, and where; None when
+    there is nothing to say: no non-speech, or no word invented over too little of it for a rate (a speech run's
+    only non-speech is its edges: "Invented words: 0 (over only 0.02 s of non-speech ...)" on every run)."""
+    invented = invented_lines(rows, group_columns)
+    if not invented:
+        return None
+    if not rows["invented_words"].sum() and rows["nonspeech_seconds"].sum() < MIN_RATE_SECONDS:
+        return None
+    head, *listed = invented
+    return f"**Invented {esc(head.removeprefix('invented '))}**" + "".join(f"\n- {esc(x)}" for x in listed)
 
 
 def group_chart(rows: pd.DataFrame, summary: Summary, seed: int = 0) -> Figure:

@@ -357,7 +357,7 @@ def test_a_run_of_both_paths_shows_each_overall_wer_to_one_decimal(tmp_path, fw_
 
 
 def test_invented_words_said_only_when_there_is_something_to_say():
-    from dashboard.pages.validate import invented_markdown
+    from dashboard.validate_view import invented_markdown
 
     speech = pd.DataFrame(
         {

@@ -31,6 +31,7 @@ from dashboard.validate_form import (
 from dashboard.validate_view import (
     comparison_table,
     group_chart,
+    invented_markdown,
     invented_table,
     run_label,
     utterance_frame,
@@ -42,10 +43,8 @@ from evaluation.datasets import RESULT_GROUPS
 from evaluation.noise import USAGE, NoiseError, parse_conditions
 from evaluation.replay import check_regenerated, row_alignment, utterance_audio
 from evaluation.report import (
-    MIN_RATE_SECONDS,
     SYNTHETIC_NOTE,
     count_text,
-    invented_lines,
     invented_pivot,
     markdown_table,
     overall_path,
@@ -303,19 +302,6 @@ def _headline(result: RunResult) -> list[str]:
         + streaming_overall_text(summary, digits=1),
         "`*` marks a cell with too few utterances or speakers to trust.",
     ]
-
-
-def invented_markdown(rows: pd.DataFrame, group_columns) -> str | None:
-    """Words the model made up on non-speech (probes) or outside the reference's speech, and where; None when
-    there is nothing to say: no non-speech, or no word invented over too little of it for a rate (a speech run's
-    only non-speech is its edges: "Invented words: 0 (over only 0.02 s of non-speech ...)" on every run)."""
-    invented = invented_lines(rows, group_columns)
-    if not invented:
-        return None
-    if not rows["invented_words"].sum() and rows["nonspeech_seconds"].sum() < MIN_RATE_SECONDS:
-        return None
-    head, *listed = invented
-    return f"**Invented {esc(head.removeprefix('invented '))}**" + "".join(f"\n- {esc(x)}" for x in listed)
 
 
 def _selection(settings) -> str:

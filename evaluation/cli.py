@@ -199,6 +199,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be at least 1, not {args.limit}")
     run_id = args.run_id or new_run_id()
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():  # found after the run, as a traceback
+        raise UsageError(f"--out {args.out}: is a file; give a folder for results.csv and summary.*")
     options = RunOptions(
         dataset=args.dataset,
         noise=tuple(c.spec for c in parse_conditions(args.noise)),
@@ -390,4 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, *USER_ERRORS) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"error: {message}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a --data-dir or --out that cannot be written (a file, no permission, a full disk)
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2

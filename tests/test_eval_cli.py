@@ -217,3 +217,15 @@ def test_split_picks_the_rows_of_a_folder_s_split_column_and_a_folder_without_on
     assert capsys.readouterr().err.strip() == f"error: dataset {folder}: no split 'dev' (splits: test, train)"
     assert main(["run", "--dataset", "builtin", "--split", "test", "--data-dir", str(tmp_path / "d")]) == 2
     assert "dataset builtin: no split column, so no split 'test'" in capsys.readouterr().err
+
+
+def test_an_out_or_data_dir_that_is_a_file_is_one_line(tmp_path, capsys):
+    """Both were tracebacks, --out only after the whole run had been decoded."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    base = ["run", "--dataset", "builtin", "--limit", "1", "--quiet"]
+    assert main([*base, "--data-dir", str(tmp_path / "d"), "--out", str(a_file)]) == 2
+    assert capsys.readouterr().err == f"error: --out {a_file}: is a file; give a folder for results.csv and summary.*\n"
+    assert main([*base, "--data-dir", str(a_file)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(a_file) in err and "Not a directory" in err

@@ -86,6 +86,8 @@ def check_threshold(rows: pd.DataFrame, threshold: Threshold) -> tuple[float, in
         selected = selected[selected[column].astype(str) == wanted]
     if selected.empty:
         raise UsageError(f"--max-wer {threshold.spec!r}: no result matches {threshold.spec.rpartition(':')[0]}")
+    if "ref_words" in selected.columns and not selected["ref_words"].sum():  # was "FAIL: WER nan", exit 1
+        raise UsageError(f"--max-wer {threshold.spec!r}: its rows have no reference words (probes), so no WER")
     return rows_wer(selected), len(selected)
 
 

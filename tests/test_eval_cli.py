@@ -193,6 +193,8 @@ def test_a_probe_run_prints_invented_words_per_minute_not_a_table_of_nan(tmp_pat
     assert "invented words per minute of non-speech by probe x noise (0 is right)" in printed
     assert "overall WER n/a (no reference words), 3 utterances, 0 reference words" in printed
     assert "nan" not in printed.lower() and "silence" in printed
+    assert main([*args, "--quiet", "--max-wer", "0.5"]) == 2  # was "FAIL: WER nan over 3 rows", exit 1
+    assert "--max-wer '0.5': its rows have no reference words (probes), so no WER" in capsys.readouterr().err
 
 
 def test_split_picks_the_rows_of_a_folder_s_split_column_and_a_folder_without_one_refuses_it(

@@ -344,7 +344,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from evaluation.store import Store
 
-    for run in Store(args.data_dir).runs.list_runs():
+    runs = Store(args.data_dir).runs.list_runs()
+    if not runs:  # it printed nothing, which reads like a hang or a wrong folder
+        print(f"no stored runs in {args.data_dir} (python -m evaluation run stores one; --data-dir names the store)")
+    for run in runs:
         wer = (run.summary.get("overall") or {}).get("wer")
         wer_text = f"{wer * 100:.1f}%" if isinstance(wer, (int, float)) else "-"
         s = run.settings

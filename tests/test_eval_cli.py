@@ -123,6 +123,15 @@ def test_resuming_with_other_settings_exits_2(built_run, capsys):
     assert "was made with noise" in capsys.readouterr().err
 
 
+def test_runs_lists_the_stored_runs_and_says_so_when_there_is_none(built_run, tmp_path, capsys):
+    root, _, _ = built_run
+    capsys.readouterr()
+    assert main(["runs", "--data-dir", str(root / "data")]) == 0
+    assert capsys.readouterr().out.startswith("gate ")
+    assert main(["runs", "--data-dir", str(tmp_path / "empty")]) == 0  # printed nothing
+    assert capsys.readouterr().out.startswith(f"no stored runs in {tmp_path / 'empty'}")
+
+
 def test_unusable_dataset_exits_2(tmp_path, capsys):
     folder = tmp_path / "af"
     folder.mkdir()

@@ -280,11 +280,8 @@ def _print_summary(result, out: Path) -> None:
         print(f"run {result.run_id} ({result.status}): {title} (pooled, 95% CI; * = too few utterances to trust)")
         table = s.pivot_text if s.pivot_text is not None else display_table(s.tables["noise"], ["noise"])
         print(table.to_string())
-    wer = (
-        f"{o.wer * 100:.2f}% (raw {o.raw_wer * 100:.2f}%), CER {o.cer * 100:.2f}%"
-        if o.ref_words
-        else "n/a (no reference words)"
-    )
+    no_wer = "n/a (no reference words)"
+    wer = f"{o.wer * 100:.2f}% (raw {o.raw_wer * 100:.2f}%), CER {o.cer * 100:.2f}%" if o.ref_words else no_wer
     print(
         f"overall WER{overall_path(s)} {wer}, "
         f"{count_text(result.rows)}, {o.audio_seconds:.1f} s audio, {o.compute_seconds:.1f} s compute, rtfx {o.rtfx:.1f} "
@@ -344,8 +341,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from evaluation.store import Store
 
-    runs = Store(args.data_dir).runs.list_runs()
-    if not runs:  # it printed nothing, which reads like a hang or a wrong folder
+    if not (runs := Store(args.data_dir).runs.list_runs()):  # it printed nothing, as if the folder were right
         print(f"no stored runs in {args.data_dir} (python -m evaluation run stores one; --data-dir names the store)")
     for run in runs:
         wer = (run.summary.get("overall") or {}).get("wer")

@@ -65,6 +65,23 @@ def follow_languages(kind: str, model: str | None, location: str | None, propose
     return (location, proposed) if typed else ("", "")
 
 
+LOCATION_BOXES = {  # what the form's one text box means for each dataset kind (no box for the others)
+    "builtin-real": ("Languages (en, or e.g. fr,it; all five: en,es,fr,it,ru)", "en"),
+    "folder": ("Folder or manifest file (CSV, TSV, JSONL, Parquet)", "/data/my-set"),
+    "hub": ("Hugging Face hub id (ID[:CONFIG[:SPLIT]])", "edinburghcstr/edacc"),
+}
+
+
+def location_box(kind: str, model: str | None, location: str | None, proposed: str) -> tuple[gr.Textbox, str]:
+    """The text box for the dataset picked: its label says what to type (one label for folder, hub id and
+    languages at once read as a riddle), hidden where nothing is typed; its value per :func:`follow_languages`."""
+    value, proposed = follow_languages(kind, model, location, proposed)
+    if kind not in LOCATION_BOXES:
+        return gr.Textbox(value=value, visible=False), proposed
+    label, placeholder = LOCATION_BOXES[kind]
+    return gr.Textbox(value=value, label=label, placeholder=placeholder, visible=True), proposed
+
+
 def dataset_spec(kind: str, text: str, roots: DatasetRoots | None = None) -> str:
     """The runner's dataset string for the source picked in the form (refused outside ``roots`` when given)."""
     spec = _dataset_spec(kind, text)

@@ -99,11 +99,8 @@ def form(page: gr.Blocks) -> Form:
     )
     with gr.Row():
         source = gr.Radio(SOURCES, value="builtin", label="Dataset", elem_id="validate-source")
-        location = gr.Textbox(
-            label="Folder, manifest file or hub id (ID[:CONFIG[:SPLIT]]); for real speech: languages (en or fr,it)",
-            placeholder="/data/my-set or edinburghcstr/edacc",
-            elem_id="validate-location",
-        )
+        # labelled and shown for the dataset picked (validate_form.location_box); the built-in set needs none
+        location = gr.Textbox(label="Folder or manifest file", visible=False, elem_id="validate-location")
     with gr.Accordion("Columns (when the dataset's names are not the usual ones)", open=False):
         with gr.Row():
             split = gr.Textbox(label="Split", placeholder="test")

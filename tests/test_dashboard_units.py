@@ -102,6 +102,12 @@ def test_real_speech_languages_follow_the_model_unless_typed():
     assert follow_languages("builtin", "whisper-tiny.en", "en", "en") == ("", "")  # the proposal, dropped
     assert follow_languages("folder", "whisper-tiny.en", "/data/set", "") == ("/data/set", "")  # typed: kept
     assert dataset_spec("builtin-real", "en,es,fr,it,ru") == "builtin-real"  # all five: the whole set, as the CLI
+    from dashboard.validate_form import location_box
+
+    box, proposed = location_box("builtin-real", "whisper-tiny.en", "", "")
+    assert (box.value, proposed, box.visible) == ("en", "en", True) and box.label.startswith("Languages")
+    assert location_box("hub", "whisper-tiny.en", "", "")[0].label.startswith("Hugging Face hub id")
+    assert location_box("builtin", "whisper-tiny.en", "en", "en")[0].visible is False  # nothing to type
 
 
 def test_utterance_table_widths_leave_the_text_columns_the_room():

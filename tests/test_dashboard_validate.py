@@ -88,19 +88,23 @@ def test_real_speech_languages_follow_the_model_until_typed(app, browser):
     page.goto(app.url + "/validate")
     wait_for_text(page, "#validate-conditions", "white@10")
     box = page.locator("#validate-location textarea, #validate-location input").first
+    assert not page.locator("#validate-location").is_visible()  # the built-in set: nothing to type
     page.get_by_text("Real speech (Debian").click()
-    page.wait_for_function("() => document.querySelector('#validate-location textarea').value === 'en'")
+    page.wait_for_function("() => document.querySelector('#validate-location textarea')?.value === 'en'")
+    assert "Languages" in page.locator("#validate-location").inner_text()
     _pick_model(page, "whisper-base")
-    page.wait_for_function("() => document.querySelector('#validate-location textarea').value === 'en,es,fr,it,ru'")
+    page.wait_for_function("() => document.querySelector('#validate-location textarea')?.value === 'en,es,fr,it,ru'")
     _pick_model(page, "whisper-tiny.en")
-    page.wait_for_function("() => document.querySelector('#validate-location textarea').value === 'en'")
+    page.wait_for_function("() => document.querySelector('#validate-location textarea')?.value === 'en'")
     box.fill("fr, it")  # by hand: kept when the model changes
     _pick_model(page, "whisper-base")
     page.wait_for_timeout(1500)
     assert box.input_value() == "fr, it"
-    page.get_by_text("Built-in sample set").click()  # typed: kept for the tester, not silently dropped
-    page.wait_for_timeout(1000)
+    page.get_by_text("Local folder or manifest").click()  # typed: kept for the tester, not silently dropped
+    page.wait_for_function("() => document.querySelector('#validate-location')?.innerText.includes('Folder')")
     assert box.input_value() == "fr, it"
+    page.get_by_text("Built-in sample set").click()
+    page.locator("#validate-location").wait_for(state="hidden")
 
 
 def test_csv_download_has_one_row_per_utterance_and_condition(finished_run):

@@ -24,7 +24,7 @@ from dashboard.validate_form import (
     USER_ERRORS,
     dataset_spec,
     default_min_words,
-    follow_languages,
+    location_box,
     noise_specs,
     run_options,
 )
@@ -141,11 +141,11 @@ def _wire_form(
 
 def _wire_languages(form: layout.Form) -> None:
     """Real speech's languages follow the model (``en`` for tiny.en, all five for whisper-base) until the tester
-    types in the box (see ``validate_form.follow_languages``)."""
+    types in the box (see ``validate_form.location_box``)."""
     proposed = gr.State("")  # what the page last put in the box
     gr.on(
         [form.source.change, form.models[0].change],
-        follow_languages,
+        location_box,
         [form.source, form.models[0], form.location, proposed],
         [form.location, proposed],
         api_name="validate_languages",

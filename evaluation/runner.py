@@ -113,6 +113,8 @@ class RunOptions:
             raise RunError(f"unknown normalizer {self.normalizer!r}; choose one of: {', '.join(NORMALIZER_SETTINGS)}")
         if not isinstance(self.chunk_size, int) or self.chunk_size < 1:
             raise RunError(f"chunk_size must be a positive integer, not {self.chunk_size!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:  # numpy's seeding refused it mid-run, as a traceback
+            raise RunError(f"seed must be an integer >= 0, not {self.seed!r}")
         try:
             _dataset_options(self).validate()  # the limit and min_words
         except DatasetError as exc:

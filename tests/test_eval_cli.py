@@ -101,6 +101,7 @@ def test_strict_threshold_exits_1_and_resume_skips_stored_rows(built_run, capsys
         (["--noise", "pink@81"], "between -20 and 80 dB"),
         (["--model", "openai/whisper-base.en"], "cannot load model 'openai/whisper-base.en'"),  # offline hub id
         (["--stream-seconds", "30"], "add --mode streaming or --mode both"),  # was ignored: an offline run
+        (["--seed", "-1", "--limit", "1"], "seed must be an integer >= 0, not -1"),  # was a numpy traceback mid-run
         (["--language", "xx", "--limit", "1"], "not 'xx'"),  # was a traceback per row on multilingual models
     ],
 )

@@ -379,3 +379,15 @@ def test_invented_words_said_only_when_there_is_something_to_say():
     assert "thank you" in invented_markdown(made_up, []) and "2" in invented_markdown(made_up, [])
     probes = speech.assign(nonspeech_seconds=[30.0, 30.0])  # a probe run with none invented: that is the result
     assert "0 over 1.0 min of non-speech" in invented_markdown(probes, [])
+
+
+def test_review_tells_a_new_tester_how_to_fill_it(tmp_path, speech_wav):
+    from dashboard.pages.review import empty_hint
+    from dashboard.shared import Heard, get_store, save_test_case
+
+    store = get_store(tmp_path)
+    assert "Transcribe" in empty_hint(store) and "Record" in empty_hint(store)
+    save_test_case(
+        tmp_path, Heard(str(speech_wav), "a test", "whisper-tiny.en", "faster-whisper"), "a test", "", "", "", ""
+    )
+    assert empty_hint(store) == ""

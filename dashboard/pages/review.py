@@ -108,7 +108,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         export_note = gr.Markdown(elem_id="review-export-note")
 
     store = get_store(config.data_dir)
-    _wire_listing(page, store, listing)
+    _wire_listing(page, store, listing, message)
     _wire_detail(store, listing, detail, selected, pending, message)
     export.click(
         lambda f, *v: _export(store, config, f, Filters(*v)),
@@ -166,14 +166,14 @@ def _detail() -> _Detail:
     return _Detail(group, fields, save, delete, confirm_row, confirm_button, cancel)
 
 
-def _wire_listing(page: gr.Blocks, store: Store, listing: _Listing) -> None:
+def _wire_listing(page: gr.Blocks, store: Store, listing: _Listing, message) -> None:
     def list_table(*values):
         return _table(store, Filters(*values))
 
     page.load(
-        lambda *v: (*_filter_choices(store), list_table(*v)),
+        lambda *v: (*_filter_choices(store), list_table(*v), empty_hint(store)),
         listing.filters,
-        [listing.model, listing.label, listing.session, listing.table],
+        [listing.model, listing.label, listing.session, listing.table, message],
         api_name="review_load",
     )
     gr.on(
@@ -221,6 +221,17 @@ def _wire_detail(store: Store, listing: _Listing, detail: _Detail, selected, pen
         [selected, detail.group, detail.confirm_row, message, pending, listing.table],
         api_name="review_delete",
     )
+
+
+EMPTY_HINT = (
+    "*Nothing to review yet: flag a transcript on **Transcribe**, or save a test case on **Live**, **Transcribe** "
+    "or **Record**; it is listed here.*"
+)
+
+
+def empty_hint(store: Store) -> str:
+    """What a new tester reads under an empty table (a table of headers alone said nothing of how to fill it)."""
+    return "" if store.list_cases() else EMPTY_HINT
 
 
 def _filter_choices(store: Store) -> tuple[gr.Dropdown, gr.Dropdown, gr.Dropdown]:

@@ -199,3 +199,30 @@ def test_ctrl_c_keeps_the_transcripts_printed_and_names_the_files_left(real_set,
     rest, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "pin number" in first.lower() and rest == ""
     assert err == f"interrupted: {long} and the 1 file(s) after it not transcribed\n"
+
+
+def test_the_progress_bar_on_a_terminal_counts_audio_seconds_per_second(real_set):
+    """The bar began at the first batch's end, so it showed that batch as done in no time ("13502211.51s/s")."""
+    import fcntl
+    import pty
+    import re
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # tqdm needs a width
+    command = [sys.executable, "-m", "asr", "transcribe", str(real_set / "long/en-dev-joined.wav")]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=slave, stdin=subprocess.DEVNULL, env=ENV)
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        shown += chunk
+    assert proc.wait(timeout=300) == 0
+    rates = [float(r) for r in re.findall(rb"([0-9.]+)s/s", shown)]
+    assert b"/495 [" in shown and rates and max(rates) < 1000, shown[-500:]  # tiny.en: tens of audio s per s

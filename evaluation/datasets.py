@@ -197,6 +197,8 @@ def _decode(value: Any, source: RowSource) -> np.ndarray:
         if not path.is_absolute() and source.base_dir is not None:
             path = source.base_dir / path
         return load_audio(path)
+    if _is_empty(value):  # a manifest row without its file: it said "no audio (got str '')" or "(got float 'nan')"
+        raise AudioError("the cell is empty: no audio file is named")
     raise AudioError(f"no audio (got {type(value).__name__} {str(value)[:60]!r})")
 
 

@@ -178,7 +178,7 @@ def test_a_folder_with_broken_rows_keeps_every_good_row_and_names_every_bad_one(
     bad = ["nan", "zero-length", "empty", "random", "truncated", "a-folder", "missing", "missing-2", "missing-3"]
     lines = ["file_name,text", f"good.wav,{reference}"]
     lines += [f"{name}{'' if name == 'a-folder' else '.wav'},{reference}" for name in bad]
-    lines += ["good.wav,", "good-48k-stereo.wav," + reference, "good.wav"]  # empty text, good, a short row
+    lines += ["good.wav,", "good-48k-stereo.wav," + reference, "good.wav", "," + reference]  # a short row, no file
     (folder / "metadata.csv").write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
     args = ["run", "--dataset", str(folder), "--data-dir", str(tmp_path / "d"), "--out", str(out), "--quiet"]
@@ -187,11 +187,14 @@ def test_a_folder_with_broken_rows_keeps_every_good_row_and_names_every_bad_one(
     results = pd.read_csv(out / "results.csv")
     assert sorted(results["id"]) == ["good", "good-48k-stereo"] and (results["wer"] <= 0.2).all()
     skipped = json.loads((out / "summary.json").read_text())["skipped"]
-    assert len(skipped) == 11 and "skipped 11 dataset row(s):" in printed
+    assert len(skipped) == 12 and "skipped 12 dataset row(s):" in printed
     for name in bad:
-        assert sum(f"{name}.wav:" in s or f"{name}:" in s for s in skipped) == 1, name
+        assert sum(f"/{name}.wav:" in s or f"/{name}:" in s for s in skipped) == 1, name
     assert sum("the reference text is empty" in s for s in skipped) == 2
-    assert all(s in printed for s in skipped[:10]) and "... 1 more in summary.md and summary.json" in printed
+    assert all(s in printed for s in skipped[:10]) and "... 2 more in summary.md and summary.json" in printed
+    assert skipped[-1].endswith(
+        "row 13, column 'file_name': undecodable audio: the cell is empty: no audio file is named"
+    )
 
 
 def test_a_probe_run_prints_invented_words_per_minute_not_a_table_of_nan(tmp_path, capsys):

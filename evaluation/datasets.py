@@ -135,7 +135,7 @@ def _resolve_columns(source: RowSource, options: DatasetOptions) -> tuple[str, s
     if audio is None:
         raise DatasetError(
             f"dataset {name}: no audio column (looked for {', '.join(source.audio_candidates)}; columns: "
-            f"{', '.join(columns) or 'none'})"
+            f"{', '.join(columns) or 'none'}); rename the one that holds the audio to one of those"
         )
     if options.group_columns:
         groups = tuple(

@@ -133,6 +133,15 @@ def test_runs_lists_the_stored_runs_and_says_so_when_there_is_none(built_run, tm
     assert capsys.readouterr().out.startswith(f"no stored runs in {tmp_path / 'empty'}")
 
 
+def test_a_manifest_without_a_known_audio_column_says_what_to_do(tmp_path, capsys):
+    """There is no --audio-column: the line said which names it looked for, not that the column must have one."""
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("recording,text\na.wav,hello\n")
+    assert main(["run", "--dataset", str(manifest), "--data-dir", str(tmp_path / "d"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "columns: recording, text); rename the one that holds the audio" in err
+
+
 def test_unusable_dataset_exits_2(tmp_path, capsys):
     folder = tmp_path / "af"
     folder.mkdir()

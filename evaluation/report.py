@@ -264,8 +264,21 @@ def count_text(rows: pd.DataFrame) -> str:
     n, words = len(headline), int(headline["ref_words"].sum()) if "ref_words" in headline else 0
     utterances = headline["id"].nunique() if "id" in headline else n
     conditions = headline["noise"].nunique() if "noise" in headline else 1
-    counted = f"{n} utterances" if conditions <= 1 else f"{n} rows ({utterances} utterances x {conditions} conditions)"
-    return f"{counted}, {words} reference words"
+    if conditions <= 1:
+        counted = plural(n, "utterance")
+    else:
+        counted = f"{plural(n, 'row')} ({plural(utterances, 'utterance')} x {conditions} conditions)"
+    return f"{counted}, {plural(words, 'reference word')}"
+
+
+def _count_of(overall) -> str:
+    """The count line from an overall score alone (no rows at hand)."""
+    return f"{plural(overall.utterances, 'row')}, {plural(overall.ref_words, 'reference word')}"
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 utterance``, ``3 utterances``: a one-row run said "1 utterances, 1 rows"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def pivot_markdown(summary: Summary) -> str:
@@ -290,7 +303,7 @@ def summary_markdown(
         f"`{settings.normalizer}` ({settings.normalizer_version}).",
         "",
         f"Overall WER{overall_path(summary)} {o.wer * 100:.2f}% (raw {o.raw_wer * 100:.2f}%), CER {o.cer * 100:.2f}%, "
-        f"{count_text(rows) if rows is not None else f'{o.utterances} rows, {o.ref_words} reference words'}, "
+        f"{count_text(rows) if rows is not None else _count_of(o)}, "
         f"{o.audio_seconds:.1f} s of audio in "
         f"{o.compute_seconds:.1f} s of compute (rtfx {o.rtfx:.1f}: audio seconds per compute second)."
         + streaming_overall_text(summary),
@@ -364,4 +377,4 @@ def streaming_overall_text(summary: Summary, digits: int = 2) -> str:
         wer = f"{s.wer * 100:.{digits}f}% (raw {s.raw_wer * 100:.{digits}f}%)"
     else:
         wer = "n/a (no reference words)"
-    return f" Streaming (committed text): WER {wer}, {s.utterances} rows."
+    return f" Streaming (committed text): WER {wer}, {plural(s.utterances, 'row')}."

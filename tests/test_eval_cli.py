@@ -11,7 +11,7 @@ import pytest
 
 from evaluation.builtin import ACCENTS
 from evaluation.cli import main, parse_threshold
-from evaluation.report import SYNTHETIC_NOTE
+from evaluation.report import SYNTHETIC_NOTE, count_text
 
 RESULT_COLUMNS = {
     "id",
@@ -253,3 +253,11 @@ def test_an_out_or_data_dir_that_is_a_file_is_one_line(tmp_path, capsys):
     assert main([*base, "--data-dir", str(a_file)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(a_file) in err and "Not a directory" in err
+
+
+def test_count_text_says_one_in_the_singular():
+    """A one-row run said "1 utterances, 1 reference words"; counts of one are singular, others plural."""
+    one = pd.DataFrame({"id": ["a"], "noise": ["clean"], "ref_words": [1]})
+    assert count_text(one) == "1 utterance, 1 reference word"
+    two = pd.DataFrame({"id": ["a", "a"], "noise": ["clean", "white@10"], "ref_words": [3, 3]})
+    assert count_text(two) == "2 rows (1 utterance x 2 conditions), 6 reference words"

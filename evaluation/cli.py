@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
 
 from asr.backends import DEFAULT_BACKEND, BackendError
 from asr.models import UnknownModelError
@@ -25,9 +21,10 @@ from evaluation.executors import USAGE as EXECUTORS
 from evaluation.executors import ExecutorError
 from evaluation.noise import FULL_USAGE, NoiseError, parse_conditions
 from evaluation.runner import RunError
-from evaluation.scoring import BY_LANGUAGE, NORMALIZER_SETTINGS, rows_wer
+from evaluation.scoring import BY_LANGUAGE, NORMALIZER_SETTINGS
 from evaluation.store import DEFAULT_DATA_DIR, RunNotFound, StoreError, new_run_id
 from evaluation.streaming import MODES
+from evaluation.thresholds import ThresholdError, gate, parse_threshold
 
 USER_ERRORS = (
     DatasetError,
@@ -38,6 +35,7 @@ USER_ERRORS = (
     StoreError,
     RunNotFound,
     ExecutorError,
+    ThresholdError,
 )
 
 
@@ -50,45 +48,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise UsageError(f"{self.prog}: {message}")
-
-
-@dataclass(frozen=True)
-class Threshold:
-    spec: str  # as given, e.g. "accent=en-gb-scotland:0.5"
-    where: tuple[tuple[str, str], ...]  # (column, value) pairs every counted row must match; () is overall
-    max_wer: float
-
-
-def parse_threshold(text: str) -> Threshold:
-    """``0.35``, ``35%``, ``accent=en-gb-scotland:0.5`` or ``noise=white@10,accent=en-us:0.4``."""
-    where_text, _, value = text.rpartition(":") if "=" in text else ("", "", text)
-    try:
-        limit = float(value[:-1]) / 100 if value.endswith("%") else float(value)
-    except ValueError:
-        raise UsageError(f"--max-wer {text!r}: {value!r} is not a number (use 0.35, 35% or COLUMN=VALUE:0.5)") from None
-    if not math.isfinite(limit) or limit < 0:
-        raise UsageError(f"--max-wer {text!r}: the limit must be a number >= 0")
-    where = []
-    for part in filter(None, where_text.split(",")):
-        column, sep, wanted = part.partition("=")
-        if not sep or not column.strip():
-            raise UsageError(f"--max-wer {text!r}: expected COLUMN=VALUE:LIMIT, e.g. accent=en-gb-scotland:0.5")
-        where.append((column.strip(), wanted.strip()))
-    return Threshold(text, tuple(where), limit)
-
-
-def check_threshold(rows: pd.DataFrame, threshold: Threshold) -> tuple[float, int]:
-    """Pooled WER of the rows the threshold selects, and how many rows that is."""
-    selected = rows
-    for column, wanted in threshold.where:
-        if column not in rows.columns:
-            raise UsageError(f"--max-wer {threshold.spec!r}: the results have no column {column!r}")
-        selected = selected[selected[column].astype(str) == wanted]
-    if selected.empty:
-        raise UsageError(f"--max-wer {threshold.spec!r}: no result matches {threshold.spec.rpartition(':')[0]}")
-    if "ref_words" in selected.columns and not selected["ref_words"].sum():  # was "FAIL: WER nan", exit 1
-        raise UsageError(f"--max-wer {threshold.spec!r}: its rows have no reference words (probes), so no WER")
-    return rows_wer(selected), len(selected)
 
 
 def _run_parser(sub) -> None:
@@ -239,12 +198,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         bar.close()
     out = Path(args.out) if args.out else Path("out") / result.run_id
     try:
-        gate, failures = _gate(result.rows, thresholds)
-    except UsageError:
+        outcomes, failures = gate(result.rows, thresholds)
+    except ThresholdError:
         write_outputs(out, result.rows, result.summary, result.settings, result.run_id, None, result.skipped)
         raise
     write_outputs(
-        out, result.rows, result.summary, result.settings, result.run_id, {"thresholds": gate}, result.skipped
+        out, result.rows, result.summary, result.settings, result.run_id, {"thresholds": outcomes}, result.skipped
     )
     _print_summary(result, out)
     if args.dataset == "builtin":
@@ -252,17 +211,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     for failure in failures:
         print(f"FAIL: {failure}")
     return 1 if failures else 0
-
-
-def _gate(rows: pd.DataFrame, thresholds: Sequence[Threshold]) -> tuple[list[dict], list[str]]:
-    gate, failures = [], []
-    for t in thresholds:
-        wer, n = check_threshold(rows, t)
-        passed = wer <= t.max_wer
-        gate.append({"threshold": t.spec, "wer": wer, "rows": n, "max_wer": t.max_wer, "passed": passed})
-        if not passed:
-            failures.append(f"WER {wer:.3f} over {n} rows exceeds --max-wer {t.spec}")
-    return gate, failures
 
 
 def _print_summary(result, out: Path) -> None:

@@ -261,3 +261,16 @@ def test_count_text_says_one_in_the_singular():
     assert count_text(one) == "1 utterance, 1 reference word"
     two = pd.DataFrame({"id": ["a", "a"], "noise": ["clean", "white@10"], "ref_words": [3, 3]})
     assert count_text(two) == "2 rows (1 utterance x 2 conditions), 6 reference words"
+
+
+def test_the_gate_pools_the_rows_each_threshold_selects():
+    """evaluation.thresholds (split out of the CLI): a group's limit is checked on its pooled WER (1/10 here,
+    where a mean of utterance WERs would say 0.5), and a threshold that cannot be checked is one clear error."""
+    from evaluation.thresholds import ThresholdError, gate
+
+    rows = pd.DataFrame({"accent": ["a", "a", "b"], "errors": [1, 0, 3], "ref_words": [1, 9, 3]})
+    outcomes, failures = gate(rows, [parse_threshold("accent=a:0.1"), parse_threshold("0.3")])
+    assert [(o["wer"], o["rows"], o["passed"]) for o in outcomes] == [(0.1, 2, True), (4 / 13, 3, False)]
+    assert failures == ["WER 0.308 over 3 rows exceeds --max-wer 0.3"]
+    with pytest.raises(ThresholdError, match="the results have no column 'region'"):
+        gate(rows, [parse_threshold("region=north:0.5")])

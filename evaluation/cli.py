@@ -82,6 +82,9 @@ def _run_parser(sub) -> None:
     p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="the store (runs, recorded test cases)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
+        "--debug", action="store_true", help="log details (each skipped row as it is read, the engine at DEBUG)"
+    )
+    p.add_argument(
         "--executor", default="local", metavar="local|ray|ray://HOST:PORT", help=f"where rows run: {EXECUTORS}"
     )
     p.add_argument("--workers", type=int, default=None, help="Ray actors, one model each (default: one per CPU)")
@@ -317,7 +320,6 @@ def cmd_make_real(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help
@@ -325,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    level = logging.DEBUG if getattr(args, "debug", False) else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "run":
             return cmd_run(args)

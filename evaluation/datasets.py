@@ -231,8 +231,8 @@ def _samples(source: RowSource, options: DatasetOptions, defer: bool) -> LoadedD
                 row=index,
             )
         )
-    for skip in skipped:
-        logger.warning("skipped %s", skip.message(source.name))
+    for skip in skipped:  # DEBUG: the run's summary lists them (the CLI printed each twice, log and summary)
+        logger.debug("skipped %s", skip.message(source.name))
     if not samples:
         reasons = "; ".join(s.message(source.name) for s in skipped[:3])
         if options.min_words and not rows_read:

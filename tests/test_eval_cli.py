@@ -274,3 +274,31 @@ def test_the_gate_pools_the_rows_each_threshold_selects():
     assert failures == ["WER 0.308 over 3 rows exceeds --max-wer 0.3"]
     with pytest.raises(ThresholdError, match="the results have no column 'region'"):
         gate(rows, [parse_threshold("region=north:0.5")])
+
+
+def test_each_skipped_row_is_said_once_in_the_summary_and_logged_only_under_debug(real_set, tmp_path, capsys, caplog):
+    """A skipped row was a WARNING log line on stderr and again a line of the summary; now the summary alone says
+    it (and summary.json keeps it); --debug logs it as it is read."""
+    import logging
+    import shutil
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    shutil.copy(real_set / "audio/en/conf-getpin.wav", folder / "good.wav")
+    rows = ["file_name,text", "good.wav,Please enter the conference pin number.", "good.wav,", "missing.wav,Hello."]
+    (folder / "metadata.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    args = ["run", "--dataset", str(folder), "--data-dir", str(tmp_path / "d"), "--out", str(out), "--quiet"]
+    caplog.set_level(logging.WARNING)
+    assert main(args) == 0
+    said = capsys.readouterr()
+    skipped = json.loads((out / "summary.json").read_text())["skipped"]
+    assert len(skipped) == 2 and "skipped 2 dataset row(s):" in said.out
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    for message in skipped:
+        assert (said.out + said.err + logged).count(message) == 1, message
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="evaluation.datasets")
+    assert main([*args, "--debug"]) == 0
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert all(f"skipped {message}" in debug for message in skipped)

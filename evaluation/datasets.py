@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from asr.audio import SAMPLE_RATE, AudioError, load_audio
+from asr.audio import SAMPLE_RATE, AudioError, collect_warnings, load_audio
 from evaluation.rowsource import Rows
 from evaluation.shards import AudioRef, read_values
 from evaluation.sources import DatasetError, RowSource, open_source
@@ -73,6 +73,7 @@ class Sample:
     speaker: str | None  # the speaker, when the dataset names one
     row: int  # the row in the source (counted from 0, as datasets does)
     audio_ref: AudioRef | None = None  # where the audio lies when the worker reads it (see read_audio)
+    audio_note: str = ""  # what reading it did to the samples ("": nothing), e.g. loud float audio scaled back
 
     @property
     def seconds(self) -> float:
@@ -181,6 +182,15 @@ def _sample_id(row_index: int, row: Mapping[str, Any], audio_value: Any, seen: s
     return ident
 
 
+def _decode_noted(value: Any, source: RowSource) -> tuple[np.ndarray, str]:
+    """The decoded audio and what decoding did to it: the engine's warnings (loud float audio scaled back into
+    range), which results.csv shows in the row's ``audio_note`` rather than a log line a tester never connects
+    with the row. The engine says "WHAT: detail"; the row keeps the detail (the row names its file already)."""
+    with collect_warnings() as notes:
+        audio = _decode(value, source)
+    return audio, "; ".join(note.rsplit(": ", 1)[-1] for note in notes)
+
+
 def _decode(value: Any, source: RowSource) -> np.ndarray:
     if isinstance(value, Mapping):
         if value.get("bytes"):
@@ -216,7 +226,7 @@ def _samples(source: RowSource, options: DatasetOptions, defer: bool) -> LoadedD
             continue
         value = row.get(audio_col)
         try:
-            audio = None if isinstance(value, AudioRef) else _decode(value, source)
+            audio, note = (None, "") if isinstance(value, AudioRef) else _decode_noted(value, source)
         except (AudioError, OSError) as exc:
             skipped.append(SkippedRow(index, audio_col, f"undecodable audio: {exc}"))
             continue
@@ -229,6 +239,7 @@ def _samples(source: RowSource, options: DatasetOptions, defer: bool) -> LoadedD
                 groups={g: _label(row.get(g)) for g in groups if g not in RESULT_GROUPS},
                 speaker=None if speaker_col is None or _is_empty(row.get(speaker_col)) else str(row[speaker_col]),
                 row=index,
+                audio_note=note,
             )
         )
     for skip in skipped:  # DEBUG: the run's summary lists them (the CLI printed each twice, log and summary)
@@ -324,7 +335,8 @@ def read_audio(samples: Sequence[Sample]) -> tuple[list[Sample], list[SkippedRow
         value = next(values)
         where = RowSource(ref.file, (), lambda indices: iter(()), None, base_dir=Path(ref.file).parent)
         try:
-            ready.append(dataclasses.replace(sample, audio=_decode(value, where)))
+            audio, note = _decode_noted(value, where)
+            ready.append(dataclasses.replace(sample, audio=audio, audio_note=note))
         except (AudioError, OSError) as exc:
             skipped.append(SkippedRow(sample.row, ref.column, f"undecodable audio: {exc}"))
     return ready, skipped

@@ -284,7 +284,11 @@ class RowWorker:
             audio_seconds=transcript.duration,
             compute_seconds=transcript.compute_seconds,
             provenance=mixed.provenance,
-            extra={**invented, "windows_retried": transcript.windows_retried},  # rows the fallback decoded again
+            extra={
+                **invented,
+                "windows_retried": transcript.windows_retried,  # rows the fallback decoded again
+                "audio_note": sample.audio_note,  # what reading the file did to it (loud float audio scaled back)
+            },
         )
 
 

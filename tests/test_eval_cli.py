@@ -302,3 +302,25 @@ def test_each_skipped_row_is_said_once_in_the_summary_and_logged_only_under_debu
     assert main([*args, "--debug"]) == 0
     debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
     assert all(f"skipped {message}" in debug for message in skipped)
+
+
+def test_a_row_whose_loud_float_audio_was_scaled_back_says_so_in_results_csv(real_set, tmp_path):
+    """A float file peaking at 4.0 is peak-normalised by the engine, which said so only in a stderr log line;
+    results.csv's audio_note now tells a tester which row it was, and a row read as it is has none."""
+    import shutil
+
+    import soundfile as sf
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    shutil.copy(real_set / "audio/en/conf-getpin.wav", folder / "good.wav")
+    speech, rate = sf.read(folder / "good.wav", dtype="float32")
+    sf.write(folder / "loud.wav", speech * (4.0 / abs(speech).max()), rate, subtype="FLOAT")
+    text = "Please enter the conference pin number."
+    (folder / "metadata.csv").write_text(f"file_name,text\ngood.wav,{text}\nloud.wav,{text}\n")
+    out = tmp_path / "out"
+    args = ["run", "--dataset", str(folder), "--data-dir", str(tmp_path / "d"), "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    notes = pd.read_csv(out / "results.csv", keep_default_na=False).set_index("id")["audio_note"]
+    assert notes["good"] == ""
+    assert notes["loud"] == "float samples exceed 1.0 (peak 4); peak-normalised to 1.0"

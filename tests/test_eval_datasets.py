@@ -242,3 +242,31 @@ def test_builtin_set_regenerates_identically(tmp_path):
         committed = load_audio(BUILTIN_DIR / item.file_name)
         assert committed.size == spoken.size
         assert np.max(np.abs(committed - np.clip(spoken, -1, 1))) < 2 / 32768
+
+
+def test_loud_float_audio_is_noted_on_its_sample_whoever_reads_it(tmp_path, wavs):
+    """The driver (eager) and a worker (read_audio on a planned row) note the same rescale on the same sample:
+    results.csv's audio_note comes from here."""
+    import io
+
+    import datasets
+    import soundfile as sf
+
+    from evaluation.datasets import read_audio
+
+    speech = load_audio(wavs[0])
+    loud = io.BytesIO()
+    sf.write(loud, speech * (3.0 / np.abs(speech).max()), SAMPLE_RATE, format="WAV", subtype="FLOAT")
+    audio = [{"bytes": wavs[0].read_bytes(), "path": "s0.wav"}, {"bytes": loud.getvalue(), "path": "loud.wav"}]
+    data = datasets.Dataset.from_dict({"audio": audio, "text": HARVARD[:2]})
+    (tmp_path / "hub" / "data").mkdir(parents=True)
+    data.cast_column("audio", datasets.Audio(decode=False)).to_parquet(
+        str(tmp_path / "hub" / "data" / "test-00000-of-00001.parquet")
+    )
+    options = DatasetOptions(f"hub:{tmp_path / 'hub'}")
+    eager = load_dataset(options)
+    planned = load_dataset(options, defer_audio=True)
+    assert all(s.audio is None for s in planned.samples)
+    read, skipped = read_audio(planned.samples)
+    expected = ["", "float samples exceed 1.0 (peak 3); peak-normalised to 1.0"]
+    assert [s.audio_note for s in eager.samples] == [s.audio_note for s in read] == expected and not skipped

@@ -186,8 +186,8 @@ def noise_files(directory: str) -> tuple[Path, ...]:
 def _noise_file_audio(path: Path) -> np.ndarray:
     try:
         return load_audio(path)
-    except AudioError as exc:
-        raise NoiseError(f"noise file {path}: {exc}") from exc
+    except AudioError as exc:  # the engine's message names the file already: it said "noise file P: P: ..."
+        raise NoiseError(f"noise file {exc}" if str(path) in str(exc) else f"noise file {path}: {exc}") from exc
 
 
 def _stable(text: str) -> int:

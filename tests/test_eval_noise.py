@@ -111,3 +111,12 @@ def test_parse_conditions():
 def test_babble_needs_other_utterances(utterances):
     with pytest.raises(NoiseError, match="other utterances"):
         Mixer(0, {"u0": utterances["u0"]}).mix("u0", utterances["u0"], parse_condition("babble@5"))
+
+
+def test_an_undecodable_noise_file_is_named_once(utterances, tmp_path):
+    """The message said 'noise file PATH: PATH: ...': the engine's error names the file already."""
+    (tmp_path / "broken.wav").write_bytes(np.random.default_rng(0).bytes(2_000))
+    with pytest.raises(NoiseError) as caught:
+        Mixer(0, utterances).mix("u0", utterances["u0"], parse_condition(f"file:{tmp_path}@10"))
+    message, path = str(caught.value), str(tmp_path / "broken.wav")
+    assert message.startswith(f"noise file {path}: not a decodable audio file") and message.count(path) == 1

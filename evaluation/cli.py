@@ -268,12 +268,29 @@ def _print_invented(result) -> None:
         print(line)
 
 
+def _stored(data_dir: str):
+    """The store in ``data_dir`` for a command that only reads it, or None when there is none: opening one makes
+    its folder and database, so ``runs --data-dir TYPO`` used to leave a new empty store behind."""
+    from evaluation.store import DB_NAME, Store
+
+    folder = Path(data_dir).expanduser()
+    return Store(folder) if (folder / DB_NAME).is_file() or (folder.exists() and not folder.is_dir()) else None
+
+
+def _no_store(data_dir: str) -> str:
+    folder = Path(data_dir).expanduser()
+    return f"{data_dir}: {'no such folder' if not folder.exists() else 'it holds no store'}"
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from evaluation.compare import compare_runs, comparison_text
     from evaluation.report import markdown_table
-    from evaluation.store import Store
 
-    comparison = compare_runs(Store(args.data_dir), args.run_a, args.run_b)
+    if (store := _stored(args.data_dir)) is None:
+        raise UsageError(
+            f"--data-dir {_no_store(args.data_dir)}, so no run {args.run_a!r} (--data-dir names the store)"
+        )
+    comparison = compare_runs(store, args.run_a, args.run_b)
     text = comparison_text(comparison)
     print(f"B = {args.run_b} against A = {args.run_a} (delta = B - A in WER points; positive is worse)")
     for difference in comparison.differences:
@@ -290,9 +307,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from evaluation.store import Store
-
-    if not (runs := Store(args.data_dir).runs.list_runs()):  # it printed nothing, as if the folder were right
+    store = _stored(args.data_dir)  # listing creates nothing: a --data-dir that names no store says so
+    if store is None:
+        print(
+            f"no stored runs in {_no_store(args.data_dir)} (python -m evaluation run stores one; --data-dir names it)"
+        )
+        return 0
+    if not (runs := store.runs.list_runs()):  # it printed nothing, as if the folder were right
         print(f"no stored runs in {args.data_dir} (python -m evaluation run stores one; --data-dir names the store)")
     for run in runs:
         wer = (run.summary.get("overall") or {}).get("wer")

@@ -324,3 +324,18 @@ def test_a_row_whose_loud_float_audio_was_scaled_back_says_so_in_results_csv(rea
     notes = pd.read_csv(out / "results.csv", keep_default_na=False).set_index("id")["audio_note"]
     assert notes["good"] == ""
     assert notes["loud"] == "float samples exceed 1.0 (peak 4); peak-normalised to 1.0"
+
+
+def test_listing_or_comparing_a_data_dir_without_a_store_says_so_and_creates_nothing(tmp_path, capsys):
+    """`runs --data-dir NEW` made NEW (an empty store in it) as a side effect of listing; compare did too."""
+    new, empty = tmp_path / "new", tmp_path / "empty"
+    empty.mkdir()
+    assert main(["runs", "--data-dir", str(new)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"no stored runs in {new}: no such folder") and out.count("\n") == 1
+    assert main(["runs", "--data-dir", str(empty)]) == 0
+    assert capsys.readouterr().out.startswith(f"no stored runs in {empty}: it holds no store")
+    assert main(["compare", "a", "b", "--data-dir", str(new)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --data-dir {new}: no such folder") and err.count("\n") == 1
+    assert not new.exists() and list(empty.iterdir()) == []

@@ -39,7 +39,8 @@ PAGE_JS = """() => {
     if (e.ctrlKey || e.metaKey || e.altKey || (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName)))) return;
     const key = e.key.toLowerCase();
     const click = (sel, text) => {
-      const b = [...document.querySelectorAll(sel)].find((x) => !text || x.innerText.trim().startsWith(text));
+      const shown = (x) => x.offsetParent !== null;  // a hidden button (no session yet) is not pressed
+      const b = [...document.querySelectorAll(sel)].find((x) => shown(x) && (!text || x.innerText.trim().startsWith(text)));
       if (b) { b.click(); e.preventDefault(); }
     };
     if (key === 'r') {

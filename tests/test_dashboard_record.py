@@ -26,6 +26,7 @@ ACCENT, SPEAKER = "Scottish", "tester-07"
 # The prompt read: tiny.en on a fake microphone under a loaded machine loses a word or two now and then (the first
 # word of a clip, or a word Chromium's starved fake device skips). Another prompt read: almost every word wrong.
 RIGHT_WER, WRONG_WER = 0.45, 0.75
+DECISIONS = ("#record-accept", "#record-rerecord", "#record-skip")
 # On how many lines a table shows ``needle`` (0: not shown): the most over its copies, since Gradio keeps an
 # unwrapped copy of each cell to measure column widths, which is always on one line.
 LINES_OF = """([selector, needle]) => {
@@ -165,8 +166,12 @@ def test_a_three_prompt_session_recorded_resumed_reviewed_and_validated(app, tak
         page.locator("#record-speaker").locator("textarea, input").first.fill(SPEAKER)
         page.locator("#record-accent input").fill(ACCENT)
         page.locator("#record-accent input").press("Enter")
+        for button in DECISIONS:  # before a session they could only say "start a session first"
+            assert not page.locator(button).is_visible(), button
         page.locator("#record-start").click()
         wait_for_text(page, "#record-prompt", "1 / 3")
+        for button in DECISIONS:
+            page.locator(button).wait_for(state="visible")
         assert text1 in page.locator("#record-prompt").inner_text()
         session_id = re.search(r"Session ([0-9a-f]{12}) started", page.locator("#record-message").inner_text()).group(1)
         _record(page, s1)
@@ -207,6 +212,13 @@ def test_a_three_prompt_session_recorded_resumed_reviewed_and_validated(app, tak
     with tester.open(wav3) as page:
         wait_for_text(page, "#record-prompt", "3 / 3")
         assert text3 in page.locator("#record-prompt").inner_text()
+        page.locator("#record-skip").click()  # the last prompt skipped: the session is finished
+        wait_for_text(page, "#record-prompt", "Session finished")
+        wait_for_text(page, "#record-message", "Skipped prompt 3")
+        for button in DECISIONS:  # nothing left to accept or skip
+            page.locator(button).wait_for(state="hidden")
+        summary = page.locator("#record-summary").inner_text()
+        assert re.search(rf"custom\s+2\s+1\s+1\s+{words}\s", summary), summary
         page.goto(app.url + "/review")
         page.locator("#review-session input").click()  # the takes of this session
         page.get_by_role("option", name=re.compile(f"^{SPEAKER} · {ACCENT} · pasted prompts")).click()

@@ -81,9 +81,20 @@ class Outputs:
     message: gr.Markdown
     saved_id: gr.BrowserState
     setup: gr.Accordion  # folded while a session runs, so the prompt is what the tester sees
+    decide: gr.Row  # Accept, Re-record, Skip: shown only while a session has a prompt to decide on
 
     def all(self) -> list:
-        return [self.prompt, self.live, self.wer, self.checks, self.summary, self.message, self.saved_id, self.setup]
+        return [
+            self.prompt,
+            self.live,
+            self.wer,
+            self.checks,
+            self.summary,
+            self.message,
+            self.saved_id,
+            self.setup,
+            self.decide,
+        ]
 
 
 def build(page: gr.Blocks, config: DashboardConfig) -> None:
@@ -102,7 +113,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
     with gr.Row():
         wer = gr.HTML(elem_id="record-wer")
         checks = gr.HTML(elem_id="record-checks")
-    with gr.Row():
+    with gr.Row(visible=False) as decide:  # before a session they could only answer "start a session first"
         accept = gr.Button("Accept (A)", variant="primary", elem_id="record-accept")
         rerecord = gr.Button("Re-record", elem_id="record-rerecord")
         skip = gr.Button("Skip", elem_id="record-skip")
@@ -110,7 +121,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
     summary = gr.Dataframe(
         headers=SUMMARY_COLUMNS, interactive=False, label="This session: WER per prompt type", elem_id="record-summary"
     )
-    out = Outputs(prompt, live, wer, checks, summary, message, saved_id, setup.panel)
+    out = Outputs(prompt, live, wer, checks, summary, message, saved_id, setup.panel, decide)
 
     page.load(
         lambda t, sid: _restore(store, t, sid),
@@ -124,7 +135,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         [tab, *setup.inputs, picker.model, picker.backend],
         out.all(),
         api_name="record_start",
-        show_progress_on=[out.prompt],  # one status badge (an error: one), not one over each of the eight outputs
+        show_progress_on=[out.prompt],  # one status badge (an error: one), not one over each of the outputs
     )
     setup.resume_button.click(
         lambda t, sid: _resume(store, t, sid),
@@ -253,7 +264,17 @@ def _restore(store: Store, tab: RecordTab, saved_id: str):
 
 
 def _blank():
-    return (render_prompt(None), gr.skip(), "", "", summary_frame([]), "", "", gr.Accordion(open=True))
+    return (
+        render_prompt(None),
+        gr.skip(),
+        "",
+        "",
+        summary_frame([]),
+        "",
+        "",
+        gr.Accordion(open=True),
+        gr.Row(visible=False),
+    )
 
 
 def _show(store: Store, tab: RecordTab, session: RecordSession, note: str):
@@ -269,6 +290,7 @@ def _show(store: Store, tab: RecordTab, session: RecordSession, note: str):
         note,
         session.id,
         gr.Accordion(open=session.done),
+        gr.Row(visible=not session.done),  # a finished session has no prompt left to accept or skip
     )
 
 

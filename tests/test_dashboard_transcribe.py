@@ -59,6 +59,9 @@ def _saved_id(page) -> str:
 
 
 def test_upload_transcribe_flag_review_restart(app, browser, speech_wav, expected):
+    review = new_page(browser)  # open before anything is saved: it tells how to fill it
+    review.goto(app.url + "/review")
+    wait_for_text(review, "#review-message", "Nothing to review yet")
     page = new_page(browser)
     shown = _transcribe(page, app, speech_wav)
     assert shown == expected.text
@@ -74,6 +77,12 @@ def test_upload_transcribe_flag_review_restart(app, browser, speech_wav, expecte
     page.locator("#flag-button").click()
     case_id = _saved_id(page)
 
+    review.locator("#review-refresh").click()  # Refresh, not a reload: the case is listed and the hint goes
+    wait_for_text(review, "#review-table", case_id)
+    review.wait_for_function("() => !document.querySelector('#review-message').innerText.includes('Nothing')")
+    review.locator("#review-model input").click()  # and the filters offer the case's model
+    review.get_by_role("option", name="whisper-tiny.en", exact=True).wait_for()
+    review.keyboard.press("Escape")
     page.goto(app.url + "/review")
     wait_for_text(page, "#review-table", case_id)
     assert "flag" in page.locator("#review-table").inner_text()

@@ -170,19 +170,16 @@ def _wire_listing(page: gr.Blocks, store: Store, listing: _Listing, message) -> 
     def list_table(*values):
         return _table(store, Filters(*values))
 
-    page.load(
-        lambda *v: (*_filter_choices(store), list_table(*v), empty_hint(store)),
-        listing.filters,
-        [listing.model, listing.label, listing.session, listing.table, message],
-        api_name="review_load",
-    )
-    gr.on(
-        [listing.refresh.click, *(f.change for f in listing.filters)],
-        list_table,
-        listing.filters,
-        listing.table,
-        api_name="review_list",
-    )
+    def reload(*values):
+        """What a page load shows: the filters' choices, the table, and the hint while the store is empty."""
+        return (*_filter_choices(store), list_table(*values), empty_hint(store))
+
+    shown = [listing.model, listing.label, listing.session, listing.table, message]
+    page.load(reload, listing.filters, shown, api_name="review_load")
+    # Refresh redraws as a reload does: a case saved on another page since, with the table alone, left the
+    # "nothing to review yet" hint above it and its model and labels out of the filters.
+    listing.refresh.click(reload, listing.filters, shown, api_name="review_refresh")
+    gr.on([f.change for f in listing.filters], list_table, listing.filters, listing.table, api_name="review_list")
 
 
 def _wire_detail(store: Store, listing: _Listing, detail: _Detail, selected, pending, message) -> None:

@@ -17,6 +17,7 @@ from dashboard.api import api_routes, ensure_token
 from dashboard.config import DashboardConfig
 from dashboard.guard import PageGuard, is_loopback
 from dashboard.pages import live, record, review, transcribe, validate
+from dashboard.shared import WIDE_TABLE
 
 TITLE = "asr-qa"
 PAGES = (  # (navbar name, path, module); the first is the main page at "/"
@@ -54,6 +55,13 @@ CSS = """
 /* while a run goes, its progress replaces the text under it (drawn over it, the two overlapped) */
 #validate-status [data-testid="markdown-wrapper"].pending { visibility: hidden; }
 #validate-status th, #validate-status td { overflow-wrap: break-word; word-break: normal; }
+"""
+# A wide table keeps its words whole in a narrow window: under 1200 px its columns are laid out as at 1200 px and it
+# scrolls sideways. Gradio sizes header and body cells alike from its viewport's width, so the two stay aligned (a
+# min-width on the table alone moved the header off the body); the viewport's parent would clip it, not scroll.
+CSS += f"""
+.{WIDE_TABLE} .virtual-table-viewport {{ min-width: 1200px; }}
+.{WIDE_TABLE} .upload-container {{ overflow-x: auto; }}
 """
 
 

@@ -28,6 +28,7 @@ MODEL_CHOICE_KEY = "asrqa-model-choice"  # local-storage key shared by every pag
 ACCENTS = ["", "US", "British", "Scottish", "Irish", "Welsh", "Indian", "Caribbean", "Australian", "other"]
 NOISE_CONDITIONS = ["", "quiet room", "office", "street", "car", "cafe / babble", "music", "wind", "other"]
 DEVICES = ["", "laptop microphone", "headset", "phone", "desk microphone", "far-field", "other"]
+WIDE_TABLE = "asrqa-wide-table"  # class of a table laid out at 1200 px at least (dashboard.app.CSS), else words break
 
 
 @functools.cache

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from dashboard.shared import model_choices, model_picker
+from dashboard.shared import WIDE_TABLE, model_choices, model_picker
 from evaluation.channel import CHANNEL_CHOICES
 
 SOURCES = [
@@ -159,6 +159,7 @@ def results() -> Results:
         max_height=400,
         visible=False,
         elem_id="utterance-table",
+        elem_classes=[WIDE_TABLE],  # at 820 px its words broke ("stre aming"): scrolls sideways instead
     )
     with gr.Group(visible=False) as detail:
         detail_heading = gr.Markdown()

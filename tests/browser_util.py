@@ -179,3 +179,50 @@ def click_table_cell(page, table_selector: str, text: str) -> None:
 
 def have_espeak() -> bool:
     return shutil.which("espeak-ng") is not None and shutil.which("sox") is not None
+
+
+# A Gradio table as laid out: the words of its header and visible body cells that break across lines (a break at
+# a hyphen is a line break the text allows, not a broken word), and how many header cells sit off their column's
+# body cell in the first row (left edge or width more than a pixel apart).
+TABLE_LAYOUT = """([selector]) => {
+  const root = document.querySelector(selector);
+  const viewport = root.querySelector('.virtual-table-viewport');
+  const broken = [];
+  const walker = document.createTreeWalker(viewport, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    if (node.parentElement.closest('.sizing-body')) continue;  // the unwrapped copy Gradio measures widths with
+    for (const m of node.data.matchAll(/[^\\s-]+/g)) {
+      const range = document.createRange();
+      range.setStart(node, m.index);
+      range.setEnd(node, m.index + m[0].length);
+      const rects = [...range.getClientRects()].filter((r) => r.width > 0);
+      if (new Set(rects.map((r) => Math.round(r.top))).size > 1) broken.push(m[0]);
+    }
+  }
+  const box = (e) => e.getBoundingClientRect();
+  const heads = [...root.querySelectorAll('thead th.header-cell')];
+  const cells = [...root.querySelectorAll('.virtual-row .body-cell')].slice(0, heads.length);
+  const off = heads.filter((h, i) => cells[i] && (Math.abs(box(h).left - box(cells[i]).left) > 1
+    || Math.abs(box(h).width - box(cells[i]).width) > 1)).length;
+  return {broken, misaligned: off, columns: heads.length, cells: cells.length};
+}"""
+
+
+def table_layout(page, selector: str) -> dict:
+    """``TABLE_LAYOUT`` of the table ``selector`` (its body rows drawn)."""
+    page.locator(f"{selector} .virtual-row .body-cell").first.wait_for()
+    return page.evaluate(TABLE_LAYOUT, [selector])
+
+
+def assert_table_whole_at(page, selector: str, width: int) -> None:
+    """At a window ``width`` px wide, the table breaks no word and its header sits over its body."""
+    size = page.viewport_size
+    page.set_viewport_size({"width": width, "height": size["height"]})
+    try:
+        page.wait_for_timeout(1500)  # Gradio re-measures its columns when the table is resized
+        layout = table_layout(page, selector)
+    finally:
+        page.set_viewport_size(size)
+    assert layout["columns"] > 0 and layout["cells"] == layout["columns"], layout
+    assert layout["broken"] == [] and layout["misaligned"] == 0, (width, layout)

@@ -9,6 +9,7 @@ import urllib.request
 import pytest
 
 from tests.browser_util import (
+    assert_table_whole_at,
     chromium,
     click_table_cell,
     new_page,
@@ -86,6 +87,8 @@ def test_upload_transcribe_flag_review_restart(app, browser, speech_wav, expecte
     page.goto(app.url + "/review")
     wait_for_text(page, "#review-table", case_id)
     assert "flag" in page.locator("#review-table").inner_text()
+    assert_table_whole_at(page, "#review-table", 820)  # narrow: it scrolls sideways, words kept whole
+    assert_table_whole_at(page, "#review-table", 1280)
 
     app.restart()
     page.goto(app.url + "/review")

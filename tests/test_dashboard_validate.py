@@ -6,7 +6,15 @@ import csv
 
 import pytest
 
-from tests.browser_util import chromium, click_table_cell, new_page, running_app, screenshot, wait_for_text
+from tests.browser_util import (
+    assert_table_whole_at,
+    chromium,
+    click_table_cell,
+    new_page,
+    running_app,
+    screenshot,
+    wait_for_text,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -59,6 +67,11 @@ def test_run_shows_the_accent_by_noise_table_and_the_chart(finished_run):
     chart.wait_for()
     assert chart.evaluate("img => img.naturalWidth") > 200
     screenshot(page, "validate")
+
+
+def test_the_utterance_table_keeps_its_words_whole_in_a_narrow_window(finished_run):
+    assert_table_whole_at(finished_run, "#utterance-table", 820)  # it scrolls sideways, header over its body
+    assert_table_whole_at(finished_run, "#utterance-table", 1280)
 
 
 def test_before_a_run_no_empty_tables_and_real_speech_proposes_sentences(app, browser):

@@ -18,7 +18,16 @@ import pandas as pd
 from dashboard import confirm
 from dashboard.config import DashboardConfig
 from dashboard.record_view import session_choice
-from dashboard.shared import ACCENTS, DEVICES, NOISE_CONDITIONS, esc, get_store, render_diff, without_paths
+from dashboard.shared import (
+    ACCENTS,
+    DEVICES,
+    NOISE_CONDITIONS,
+    WIDE_TABLE,
+    esc,
+    get_store,
+    render_diff,
+    without_paths,
+)
 from evaluation.export import export_cases
 from evaluation.store import STATUSES, Case, CaseNotFound, Store
 
@@ -138,6 +147,7 @@ def _listing() -> _Listing:
         max_height=420,
         column_widths=REVIEW_WIDTHS,
         elem_id="review-table",
+        elem_classes=[WIDE_TABLE],  # at 820 px its words broke ("sta tus"): scrolls sideways instead
     )
     return _Listing(kind, status, model, label, session, refresh, table)
 

@@ -27,6 +27,24 @@ WORST_WER = 0.5  # WER at which a cell is fully red; 0 is green
 UTTERANCE_COLUMNS = ("id", "noise", "mode", "wer", "reference", "hypothesis", "snr_db_measured")
 
 
+class ProgressLine:
+    """The text over a run's progress bar, from the runner's ``progress(done, total, message)`` reports.
+
+    The first report (``RunProgress.start``) says what the run is, "run ID: 6 of 6 to transcribe on local", and
+    stands alone: with the count in front it read "0/6 run ID: 6 of 6 to transcribe". Each later one (a batch
+    stored) gets the rows done in front: "3/6 clean: en-us_m3_00 · 1.9x rtfx · ETA 0:04"."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix  # "model 1/2 (NAME): " when the form runs several models
+        self.started = False
+
+    def __call__(self, done: int, total: int, message: str) -> str:
+        if not self.started:
+            self.started = True
+            return f"{self.prefix}{message}"
+        return f"{self.prefix}{done}/{total} {message}"
+
+
 def wer_colour(wer: float) -> str:
     """Green (0%) through yellow to red (50% and worse); grey for a cell with no figure."""
     if wer is None or not math.isfinite(wer):

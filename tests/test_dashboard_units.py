@@ -391,3 +391,19 @@ def test_review_tells_a_new_tester_how_to_fill_it(tmp_path, speech_wav):
         tmp_path, Heard(str(speech_wav), "a test", "whisper-tiny.en", "faster-whisper"), "a test", "", "", "", ""
     )
     assert empty_hint(store) == ""
+
+
+def test_the_first_progress_line_says_what_the_run_is_and_later_ones_count_rows():
+    from dashboard.validate_view import ProgressLine
+    from evaluation.progress import RunProgress
+
+    for prefix in ("", "model 1/2 (whisper-tiny.en): "):
+        lines: list[str] = []
+        line = ProgressLine(prefix)
+        tracker = RunProgress(
+            6, 2, lambda done, total, message, lines=lines, line=line: lines.append(line(done, total, message))
+        )
+        tracker.start("run r1: 4 of 6 to transcribe on local")  # resumed: 2 rows were done
+        tracker.add([], skipped=1)
+        assert lines[0] == f"{prefix}run r1: 4 of 6 to transcribe on local"  # not "2/6 run r1: 4 of 6 ..."
+        assert lines[1].startswith(f"{prefix}3/6 ") and "ETA" in lines[1], lines

@@ -29,6 +29,7 @@ from dashboard.validate_form import (
     run_options,
 )
 from dashboard.validate_view import (
+    ProgressLine,
     comparison_table,
     group_chart,
     invented_markdown,
@@ -202,8 +203,8 @@ def _run(store: Store, config: DashboardConfig, tab: ValidateTab, *form, progres
     for n, options in enumerate(all_options, 1):
         prefix = f"model {n}/{len(all_options)} ({options.model_name}): " if len(all_options) > 1 else ""
 
-        def report(finished: int, total: int, message: str, prefix=prefix) -> None:
-            progress(finished / total if total else 0.0, desc=f"{prefix}{finished}/{total} {message}")
+        def report(finished: int, total: int, message: str, line=ProgressLine(prefix)) -> None:
+            progress(finished / total if total else 0.0, desc=line(finished, total, message))
 
         try:
             result = run_validation(options, store, progress=report, cancel=tab.cancel)

@@ -177,6 +177,13 @@ class _progress_bar:
 
 
 def _emit(path: str, result: Transcript, args: argparse.Namespace, many: bool, warnings: Sequence[str] = ()) -> None:
+    """Print one file's result and flush it: piped into a file or another tool, each transcript arrives when its
+    file is done (block-buffered, a batch's first transcripts waited for kilobytes of later ones)."""
+    _print_result(path, result, args, many, warnings)
+    sys.stdout.flush()
+
+
+def _print_result(path: str, result: Transcript, args: argparse.Namespace, many: bool, warnings: Sequence[str]) -> None:
     if args.format == "json":
         print(json.dumps({"file": str(path), **result.to_dict(), "warnings": list(warnings)}, ensure_ascii=False))
         return

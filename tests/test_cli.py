@@ -191,7 +191,13 @@ def test_ctrl_c_keeps_the_transcripts_printed_and_names_the_files_left(real_set,
 
     short, long = real_set / "audio/en/conf-getpin.wav", real_set / "long/en-dev-long.wav"
     command = [sys.executable, "-m", "asr", "transcribe", str(short), str(long), str(short)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    # a shell's background job (CI started with "&") ignores SIGINT, and so would the child: Ctrl-C's default
+    # back; PYTHONUNBUFFERED off, so the first transcript must arrive because the CLI flushes it, not by luck
+    env = {k: v for k, v in ENV.items() if k != "PYTHONUNBUFFERED"}
+    restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=restore
+    )
     assert proc.stdout.readline() == f"# {short}\n"
     first = proc.stdout.readline()  # the first file is done: the second (13 minutes) is being transcribed
     time.sleep(1)

@@ -118,7 +118,8 @@ def test_live_commits_while_speaking_then_saves_a_test_case(app, browser, speech
     assert score(SENTENCES, final).wer <= score(SENTENCES, offline).wer + 0.3, (final, offline)
     assert _words(final)[-1] == _words(offline)[-1], (final, offline)
 
-    page.wait_for_function("document.querySelector('#live-reference textarea').value.trim().length > 0")
+    # the panel appears on stop: until it is drawn there is no textarea (a null read threw instead of waiting)
+    page.wait_for_function("(document.querySelector('#live-reference textarea')?.value || '').trim().length > 0")
     assert page.locator("#live-recording").is_visible() and page.locator("#live-save").is_visible()
     assert text_of(page, "#live-reference") == final  # the reference is pre-filled, editable
     page.locator("#live-accent input").fill("US")

@@ -125,10 +125,10 @@ def _record(page, seconds: float, keys: bool = False) -> None:
     else:
         page.locator("#record-mic button", has_text="Record").click()
     page.wait_for_function(
-        "document.querySelector('#record-live .asrqa-live').innerText.trim().length > 0", timeout=60_000
+        "(document.querySelector('#record-live .asrqa-live')?.innerText || '').trim().length > 0", timeout=60_000
     )
     page.wait_for_function(
-        "([s]) => parseFloat(document.querySelector('#record-heard').dataset.seconds) >= s",
+        "([s]) => parseFloat(document.querySelector('#record-heard')?.dataset.seconds) >= s",
         arg=[seconds],
         timeout=120_000,
     )

@@ -386,11 +386,11 @@ def test_review_tells_a_new_tester_how_to_fill_it(tmp_path, speech_wav):
     from dashboard.shared import Heard, get_store, save_test_case
 
     store = get_store(tmp_path)
-    assert "Transcribe" in empty_hint(store) and "Record" in empty_hint(store)
+    assert "Transcribe" in empty_hint(store.list_cases()) and "Record" in empty_hint(store.list_cases())
     save_test_case(
         tmp_path, Heard(str(speech_wav), "a test", "whisper-tiny.en", "faster-whisper"), "a test", "", "", "", ""
     )
-    assert empty_hint(store) == ""
+    assert empty_hint(store.list_cases()) == ""
 
 
 def test_the_first_progress_line_says_what_the_run_is_and_later_ones_count_rows():

@@ -182,7 +182,8 @@ def _wire_listing(page: gr.Blocks, store: Store, listing: _Listing, message) -> 
 
     def reload(*values):
         """What a page load shows: the filters' choices, the table, and the hint while the store is empty."""
-        return (*_filter_choices(store), list_table(*values), empty_hint(store))
+        cases = store.list_cases()  # once for the filters' choices and the hint
+        return (*_filter_choices(store, cases), list_table(*values), empty_hint(cases))
 
     shown = [listing.model, listing.label, listing.session, listing.table, message]
     page.load(reload, listing.filters, shown, api_name="review_load")
@@ -236,13 +237,12 @@ EMPTY_HINT = (
 )
 
 
-def empty_hint(store: Store) -> str:
+def empty_hint(cases: list[Case]) -> str:
     """What a new tester reads under an empty table (a table of headers alone said nothing of how to fill it)."""
-    return "" if store.list_cases() else EMPTY_HINT
+    return "" if cases else EMPTY_HINT
 
 
-def _filter_choices(store: Store) -> tuple[gr.Dropdown, gr.Dropdown, gr.Dropdown]:
-    cases = store.list_cases()
+def _filter_choices(store: Store, cases: list[Case]) -> tuple[gr.Dropdown, gr.Dropdown, gr.Dropdown]:
     models = sorted({c.model for c in cases if c.model})
     labels = sorted({f"{k}={v}" for c in cases for k, v in c.labels.items()})
     sessions = [session_choice(s) for s in store.recordings.list_sessions()]

@@ -55,7 +55,7 @@ from evaluation.report import (
 from evaluation.runner import RunResult, load_result, run_validation
 from evaluation.sources import open_source
 from evaluation.store import RunNotFound, Store
-from evaluation.stream_tables import format_streaming, side_by_side
+from evaluation.stream_tables import format_streaming
 
 logger = logging.getLogger(__name__)
 
@@ -254,9 +254,8 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
         config.runs_dir / result.run_id, result.rows, summary, settings, result.run_id, extra, result.skipped
     )
     o = summary.overall
-    paths_apart = side_by_side(result.rows)  # once: a run of both paths shows `clean [streaming]` beside `clean`
     lines = _headline(result)
-    if invented := invented_markdown(paths_apart, summary.group_columns):
+    if invented := invented_markdown(result.rows, summary.group_columns):
         lines.append(invented)
     if summary.languages is not None and (warning := summary.languages.warning()):
         lines.append(f"⚠️ {esc(warning)}.")
@@ -269,7 +268,7 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
     files = tuple(str(paths[name]) for name, _ in layout.DOWNLOADS)
     group = summary.group_columns[0] if summary.group_columns else None
     table, label = wer_table(summary), f"WER by {group} x noise" if group else "WER by noise"
-    rates = invented_pivot(paths_apart, group) if o.ref_words == 0 else None
+    rates = invented_pivot(result.rows, group) if o.ref_words == 0 else None
     if rates is not None:  # a probe run: no reference words, so no WER; what counts is what was invented
         table = invented_table(rates, group)
         label = f"Invented words per minute of non-speech by {group or 'noise'} x noise (0 is right)"
@@ -277,7 +276,7 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
         "\n\n".join(lines),
         table,
         label,
-        group_chart(paths_apart, summary, settings.seed),
+        group_chart(result.rows, summary, settings.seed),
         utterance_frame(result.rows, summary.group_columns),
         files,
     )

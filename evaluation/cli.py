@@ -308,13 +308,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     store = _stored(args.data_dir)  # listing creates nothing: a --data-dir that names no store says so
-    if store is None:
-        print(
-            f"no stored runs in {_no_store(args.data_dir)} (python -m evaluation run stores one; --data-dir names it)"
-        )
-        return 0
-    if not (runs := store.runs.list_runs()):  # it printed nothing, as if the folder were right
-        print(f"no stored runs in {args.data_dir} (python -m evaluation run stores one; --data-dir names the store)")
+    runs = store.runs.list_runs() if store is not None else []
+    if not runs:  # no store, or a store without a run: one message (it printed nothing, as if the folder were right)
+        where = args.data_dir if store is not None else _no_store(args.data_dir)
+        print(f"no stored runs in {where} (python -m evaluation run stores one; --data-dir names the store)")
     for run in runs:
         wer = (run.summary.get("overall") or {}).get("wer")
         wer_text = f"{wer * 100:.1f}%" if isinstance(wer, (int, float)) else "-"

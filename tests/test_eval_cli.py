@@ -339,3 +339,17 @@ def test_listing_or_comparing_a_data_dir_without_a_store_says_so_and_creates_not
     err = capsys.readouterr().err
     assert err.startswith(f"error: --data-dir {new}: no such folder") and err.count("\n") == 1
     assert not new.exists() and list(empty.iterdir()) == []
+
+
+def test_runs_says_there_is_none_in_one_message_whatever_the_reason(tmp_path, capsys):
+    """A missing store and a store without a run got two near-identical messages from two places."""
+    from evaluation.store import Store
+
+    Store(tmp_path / "store")  # a store with no run yet (the dashboard makes one when it saves a test case)
+    tails = []
+    for folder, reason in ((tmp_path / "new", ": no such folder"), (tmp_path / "store", "")):
+        assert main(["runs", "--data-dir", str(folder)]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"no stored runs in {folder}{reason} (") and out.count("\n") == 1, out
+        tails.append(out.split(" (", 1)[1])
+    assert tails[0] == tails[1] == "python -m evaluation run stores one; --data-dir names the store)\n"

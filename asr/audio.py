@@ -39,6 +39,13 @@ class AudioError(ValueError):
     """Audio that cannot be used, with a message a tester understands (it names the file when there is one)."""
 
 
+def naming_file(path: str | os.PathLike, error: BaseException | str) -> str:
+    """``error``'s message with ``path`` in it once: the engine's messages name the file already (callers that put
+    it in front again printed "P: P: ..."), an OSError's or a library's may not, so those get it in front."""
+    message, name = str(error), os.fspath(path)
+    return message if name in message else f"{name}: {message}"
+
+
 _warnings: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("asr_audio_warnings", default=None)
 
 

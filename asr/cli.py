@@ -99,7 +99,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    from asr.audio import AudioError, collect_warnings
+    from asr.audio import AudioError, collect_warnings, naming_file
     from asr.backends import BackendError, get_backend
     from asr.models import UnknownModelError
     from asr.transcribe import transcribe
@@ -128,8 +128,7 @@ def _transcribe(args: argparse.Namespace) -> int:
             return 130
         except (AudioError, OSError) as exc:
             failed += 1
-            message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
-            print(f"error: {message}", file=sys.stderr)
+            print(f"error: {naming_file(path, exc)}", file=sys.stderr)
             continue
         except Exception as exc:  # noqa: BLE001 - one file's failure must not stop the others
             if args.debug:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asr.audio import SAMPLE_RATE, AudioError, load_audio
+from asr.audio import SAMPLE_RATE, AudioError, load_audio, naming_file
 from asr.vad import VadOptions, speech_spans
 from evaluation.channel import CHANNEL_USAGE, ChannelCondition, ChannelError, apply_channel, is_channel, parse_channel
 
@@ -187,7 +187,7 @@ def _noise_file_audio(path: Path) -> np.ndarray:
     try:
         return load_audio(path)
     except AudioError as exc:  # the engine's message names the file already: it said "noise file P: P: ..."
-        raise NoiseError(f"noise file {exc}" if str(path) in str(exc) else f"noise file {path}: {exc}") from exc
+        raise NoiseError(f"noise file {naming_file(path, exc)}") from exc
 
 
 def _stable(text: str) -> int:

@@ -232,3 +232,16 @@ def test_the_progress_bar_on_a_terminal_counts_audio_seconds_per_second(real_set
     assert proc.wait(timeout=300) == 0
     rates = [float(r) for r in re.findall(rb"([0-9.]+)s/s", shown)]
     assert b"/495 [" in shown and rates and max(rates) < 1000, shown[-500:]  # tiny.en: tens of audio s per s
+
+
+def test_an_error_message_names_its_file_once(tmp_path):
+    """The CLI and noise files each checked whether the engine's message named the file; one helper does it now."""
+    from asr.audio import AudioError, load_audio, naming_file
+
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"this is no audio at all" * 10)
+    with pytest.raises(AudioError) as caught:
+        load_audio(junk)
+    message = naming_file(junk, caught.value)
+    assert message.startswith(f"{junk}") and message.count(str(junk)) == 1, message
+    assert naming_file(junk, OSError("Permission denied")) == f"{junk}: Permission denied"

@@ -27,6 +27,7 @@ ACCENT, SPEAKER = "Scottish", "tester-07"
 # word of a clip, or a word Chromium's starved fake device skips). Another prompt read: almost every word wrong.
 RIGHT_WER, WRONG_WER = 0.45, 0.75
 DECISIONS = ("#record-accept", "#record-rerecord", "#record-skip")
+TAKE_DECISIONS = DECISIONS[:2]  # Accept and Re-record: only while a take waits for a decision
 # On how many lines a table shows ``needle`` (0: not shown): the most over its copies, since Gradio keeps an
 # unwrapped copy of each cell to measure column widths, which is always on one line.
 LINES_OF = """([selector, needle]) => {
@@ -170,11 +171,14 @@ def test_a_three_prompt_session_recorded_resumed_reviewed_and_validated(app, tak
             assert not page.locator(button).is_visible(), button
         page.locator("#record-start").click()
         wait_for_text(page, "#record-prompt", "1 / 3")
-        for button in DECISIONS:
-            page.locator(button).wait_for(state="visible")
+        page.locator("#record-skip").wait_for(state="visible")
+        for button in TAKE_DECISIONS:  # no take yet: nothing to accept or re-record
+            assert not page.locator(button).is_visible(), button
         assert text1 in page.locator("#record-prompt").inner_text()
         session_id = re.search(r"Session ([0-9a-f]{12}) started", page.locator("#record-message").inner_text()).group(1)
         _record(page, s1)
+        for button in TAKE_DECISIONS:
+            page.locator(button).wait_for(state="visible")
         assert _wer(page, text1) <= RIGHT_WER, (
             page.locator("#record-wer").inner_text(),
             page.locator("#record-live").inner_text(),
@@ -184,14 +188,20 @@ def test_a_three_prompt_session_recorded_resumed_reviewed_and_validated(app, tak
         page.locator("#record-accept").click()
         first = _saved_case(page)
         wait_for_text(page, "#record-prompt", "2 / 3")
+        for button in TAKE_DECISIONS:  # the take was decided on: the next prompt has none yet
+            page.locator(button).wait_for(state="hidden")
 
     with tester.open(wav3) as page:  # the wrong prompt read for prompt 2: a bad take, re-recorded
         wait_for_text(page, "#record-prompt", "2 / 3")  # the reload came back to the session's prompt
+        for button in TAKE_DECISIONS:
+            assert not page.locator(button).is_visible(), button
         _record(page, s3)
         assert _wer(page, text2) >= WRONG_WER, page.locator("#record-wer").inner_text()
         page.locator("#record-rerecord").click()
         wait_for_text(page, "#record-message", "take discarded")
         assert text2 in page.locator("#record-prompt").inner_text()
+        for button in TAKE_DECISIONS:  # the take was discarded: nothing left to accept
+            page.locator(button).wait_for(state="hidden")
 
     with tester.open(wav2) as page:  # recorded and accepted with the keyboard shortcuts
         wait_for_text(page, "#record-prompt", "2 / 3")

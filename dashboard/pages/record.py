@@ -82,6 +82,8 @@ class Outputs:
     saved_id: gr.BrowserState
     setup: gr.Accordion  # folded while a session runs, so the prompt is what the tester sees
     decide: gr.Row  # Accept, Re-record, Skip: shown only while a session has a prompt to decide on
+    accept: gr.Button  # Accept and Re-record: shown only while a take waits for a decision
+    rerecord: gr.Button
 
     def all(self) -> list:
         return [
@@ -94,7 +96,13 @@ class Outputs:
             self.saved_id,
             self.setup,
             self.decide,
+            self.accept,
+            self.rerecord,
         ]
+
+    def take(self) -> list:
+        """What a take's start and stop redraw: live text, WER, checks, then (stop) the message and the buttons."""
+        return [self.live, self.wer, self.checks, self.message, self.accept, self.rerecord]
 
 
 def build(page: gr.Blocks, config: DashboardConfig) -> None:
@@ -114,14 +122,15 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         wer = gr.HTML(elem_id="record-wer")
         checks = gr.HTML(elem_id="record-checks")
     with gr.Row(visible=False) as decide:  # before a session they could only answer "start a session first"
-        accept = gr.Button("Accept (A)", variant="primary", elem_id="record-accept")
-        rerecord = gr.Button("Re-record", elem_id="record-rerecord")
+        # before a take they could only answer "record the prompt first": shown once a take waits for a decision
+        accept = gr.Button("Accept (A)", variant="primary", elem_id="record-accept", visible=False)
+        rerecord = gr.Button("Re-record", elem_id="record-rerecord", visible=False)
         skip = gr.Button("Skip", elem_id="record-skip")
     message = gr.Markdown(elem_id="record-message")
     summary = gr.Dataframe(
         headers=SUMMARY_COLUMNS, interactive=False, label="This session: WER per prompt type", elem_id="record-summary"
     )
-    out = Outputs(prompt, live, wer, checks, summary, message, saved_id, setup.panel, decide)
+    out = Outputs(prompt, live, wer, checks, summary, message, saved_id, setup.panel, decide, accept, rerecord)
 
     page.load(
         lambda t, sid: _restore(store, t, sid),
@@ -157,9 +166,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
 
 def _wire_mic(mic: gr.Audio, tab, picker, config: DashboardConfig, store: Store, out: Outputs) -> None:
     options = StreamOptions(max_session_seconds=config.live_limit_s)
-    mic.start_recording(
-        _on_start, tab, [out.live, out.wer, out.checks], api_name="record_mic_start", concurrency_limit=None
-    )
+    mic.start_recording(_on_start, tab, out.take(), api_name="record_mic_start", concurrency_limit=None)
     mic.stream(
         lambda chunk, t, m, b: _on_chunk(chunk, t, m, b, options),
         [mic, tab, picker.model, picker.backend],
@@ -174,7 +181,7 @@ def _wire_mic(mic: gr.Audio, tab, picker, config: DashboardConfig, store: Store,
     mic.stop_recording(
         lambda t: _on_stop(store, t),
         tab,
-        [out.live, out.wer, out.checks, out.message],
+        out.take(),
         api_name="record_mic_stop",
         concurrency_limit=config.live_sessions,
         concurrency_id="live_stop",
@@ -274,7 +281,13 @@ def _blank():
         "",
         gr.Accordion(open=True),
         gr.Row(visible=False),
+        *_take_buttons(False),
     )
+
+
+def _take_buttons(shown: bool) -> tuple[gr.Button, gr.Button]:
+    """Accept and Re-record, shown while a take waits for a decision (and only then: else they had nothing to do)."""
+    return gr.Button(visible=shown), gr.Button(visible=shown)
 
 
 def _show(store: Store, tab: RecordTab, session: RecordSession, note: str):
@@ -291,6 +304,7 @@ def _show(store: Store, tab: RecordTab, session: RecordSession, note: str):
         session.id,
         gr.Accordion(open=session.done),
         gr.Row(visible=not session.done),  # a finished session has no prompt left to accept or skip
+        *_take_buttons(False),  # the take was decided on (or there is none yet): the next one brings them back
     )
 
 
@@ -300,7 +314,7 @@ def _on_start(tab: RecordTab):
     with tab.lock:
         tab.pending = None
     start_listening(tab)
-    return render_live(StreamUpdate()), "", ""
+    return render_live(StreamUpdate()), "", "", gr.skip(), *_take_buttons(False)  # the last note stays
 
 
 def _on_chunk(chunk, tab: RecordTab, model: str, backend: str, options: StreamOptions):
@@ -314,16 +328,16 @@ def _on_stop(store: Store, tab: RecordTab):
     """Finish the take: the final transcript, its WER against the prompt, and the checks on its audio."""
     final = finish_take(tab)
     if final is None or tab.take is None or tab.session_id is None:
-        return gr.skip(), "", "", "Nothing was heard: record again."
+        return gr.skip(), "", "", "Nothing was heard: record again.", *_take_buttons(False)
     session = store.recordings.get_session(tab.session_id)
     if session.done:
-        return render_live(final), "", "", "This session is finished."
+        return render_live(final), "", "", "This session is finished.", *_take_buttons(False)
     backend = load_backend_or_error(tab.take.model, tab.take.backend)
     take = assess_take(tab.take.audio, session.prompt.text, backend)
     with tab.lock:
         tab.pending = PendingTake(session.position, tab.take.audio, take, tab.take.model, tab.take.backend)
     hint = "Accept it (A), re-record it, or skip the prompt."
-    return render_live(final), render_wer(take), render_checks(take.report), hint
+    return render_live(final), render_wer(take), render_checks(take.report), hint, *_take_buttons(True)
 
 
 def _decide(store: Store, tab: RecordTab, action: str):

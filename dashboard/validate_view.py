@@ -30,7 +30,7 @@ UTTERANCE_COLUMNS = ("id", "noise", "mode", "wer", "reference", "hypothesis", "s
 class ProgressLine:
     """The text over a run's progress bar, from the runner's ``progress(done, total, message)`` reports.
 
-    The first report (``RunProgress.start``) says what the run is, "run ID: 6 of 6 to transcribe on local", and
+    The first report (``RunProgress.start``) says what the run is, "run ID on local: 6 to transcribe", and
     stands alone: with the count in front it read "0/6 run ID: 6 of 6 to transcribe". Each later one (a batch
     stored) gets the rows done in front: "3/6 clean: en-us_m3_00 · 1.9x rtfx · ETA 0:04"."""
 

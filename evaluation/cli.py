@@ -144,9 +144,14 @@ class _Bar:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="utt", file=sys.stderr, dynamic_ncols=True)
+            # the message carries rtfx and ETA (tqdm's own "[00:01<00:02, 3.7utt/s" said them a second time); tqdm
+            # fits the line to the terminal (the message was cut to its last 40 characters: "ranscribe on local")
+            bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt}{postfix}"
+            self.bar = tqdm(
+                total=total, initial=done, postfix=message, file=sys.stderr, dynamic_ncols=True, bar_format=bar_format
+            )
         self.bar.n = done
-        self.bar.set_postfix_str(message[-40:], refresh=False)
+        self.bar.set_postfix_str(message, refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:

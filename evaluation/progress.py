@@ -38,9 +38,21 @@ class RunProgress:
         rtfx = self.audio_seconds / wall if wall > 0 else 0.0
         new = self.done - self.resumed
         eta = wall / new * (self.total - self.done) if new else 0.0
+        if self.done >= self.total:  # the last line stays on screen: "ETA 0:00" after the last row said nothing
+            self.report(self.done, self.total, f"done in {_clock(wall)} · {rtfx:.1f}x rtfx")
+            return
         last = results[-1] if results else None
         where = f"{last.condition}: {last.sample_id} · " if last else ""
         self.report(self.done, self.total, f"{where}{rtfx:.1f}x rtfx · ETA {_clock(eta)}")
+
+
+def start_text(run_id: str, pending: int, stored: int, where: str) -> str:
+    """The first progress line: which run, where, and what is left of it. It read "run ID: 6 of 6 to transcribe"
+    after the bar's own "0/6", the total said twice, and a resumed run's stored rows were left to subtraction."""
+    head = f"run {run_id} on {where}: "
+    if not pending:
+        return f"{head}nothing to transcribe, all {stored} already stored"
+    return f"{head}{pending} to transcribe" + (f", {stored} already stored" if stored else "")
 
 
 def _clock(seconds: float) -> str:

@@ -27,7 +27,7 @@ from asr.results import BACKENDS, WHISPER_LANGUAGES, DecodeOptions
 from evaluation.datasets import DatasetError, DatasetOptions, LoadedDataset, SkippedRow, load_dataset
 from evaluation.executors import ExecutorError, ExecutorOptions, open_executor
 from evaluation.noise import NoiseCondition, parse_conditions
-from evaluation.progress import Progress, RunProgress
+from evaluation.progress import Progress, RunProgress, start_text
 from evaluation.report import Summary, summarize
 from evaluation.runstore import package_versions
 from evaluation.scoring import BY_LANGUAGE, N_BOOTSTRAP, NORMALIZER_SETTINGS, normalizer_version
@@ -307,7 +307,7 @@ def _execute(executor, options, store, data, conditions, progress, cancel) -> Ru
     settings = store.runs.get_run(run_id).settings
     specs = _pending(data, conditions, done, options.seed, options.modes)
     tracker = RunProgress(len(data.samples) * len(conditions) * len(options.modes), len(done), progress)
-    tracker.start(f"run {run_id}: {len(specs)} of {tracker.total} to transcribe on {executor.label}")
+    tracker.start(start_text(run_id, len(specs), tracker.done, executor.label))
     status = "finished"
     skipped: set[SkippedRow] = set(data.skipped)  # and the rows the workers could not decode
     try:

@@ -403,7 +403,7 @@ def test_the_first_progress_line_says_what_the_run_is_and_later_ones_count_rows(
         tracker = RunProgress(
             6, 2, lambda done, total, message, lines=lines, line=line: lines.append(line(done, total, message))
         )
-        tracker.start("run r1: 4 of 6 to transcribe on local")  # resumed: 2 rows were done
+        tracker.start("run r1 on local: 4 to transcribe, 2 already stored")  # resumed: 2 rows were done
         tracker.add([], skipped=1)
-        assert lines[0] == f"{prefix}run r1: 4 of 6 to transcribe on local"  # not "2/6 run r1: 4 of 6 ..."
+        assert lines[0] == f"{prefix}run r1 on local: 4 to transcribe, 2 already stored"  # not "2/6 run r1: ..."
         assert lines[1].startswith(f"{prefix}3/6 ") and "ETA" in lines[1], lines

@@ -42,13 +42,13 @@ def finished_run(app, browser):
     wait_for_text(page, "#validate-conditions", "white@10")
     page.locator("#validate-limit input").fill(str(LIMIT))
     page.locator("#validate-run").click()
-    # the first progress line says what the run is, without a count before it ("0/14 run …: 14 of 14 to transcribe")
+    # the first progress line says what the run is, without a count before it ("0/14 run … on local: 14 to transcribe")
     first = page.wait_for_function(
         """() => { const t = document.querySelector('#validate-status')?.innerText || '';
         return t.includes('to transcribe') ? t : false; }""",
         timeout=120_000,
     ).json_value()
-    assert f"{LIMIT * 2} of {LIMIT * 2} to transcribe" in first and not re.search(r"\d+/\d+ run", first), first
+    assert f"on local: {LIMIT * 2} to transcribe" in first and not re.search(r"\d+/\d+ run", first), first
     # while it runs, the progress bar stands alone: the text under it is hidden (drawn over, the two overlapped)
     page.wait_for_function(
         """() => { const w = document.querySelector('#validate-status [data-testid=markdown-wrapper].pending');

@@ -353,3 +353,27 @@ def test_runs_says_there_is_none_in_one_message_whatever_the_reason(tmp_path, ca
         assert out.startswith(f"no stored runs in {folder}{reason} (") and out.count("\n") == 1, out
         tails.append(out.split(" (", 1)[1])
     assert tails[0] == tails[1] == "python -m evaluation run stores one; --data-dir names the store)\n"
+
+
+def test_the_progress_bar_says_what_is_left_of_a_resumed_run_and_ends_with_done(
+    built_run, tmp_path, capsys, monkeypatch
+):
+    """The bar read "0/14 ... 14 of 14 to transcribe" (the total twice; a resumed run's stored rows unsaid),
+    cut to its last 40 characters, and ended on "ETA 0:00"."""
+    import shutil
+    import sqlite3
+
+    root, args, _ = built_run
+    data = tmp_path / "data"
+    shutil.copytree(root / "data", data)
+    with sqlite3.connect(data / "asrqa.sqlite") as db:  # as if the run had been stopped after its clean rows
+        db.execute("DELETE FROM results WHERE run_id = 'gate' AND noise = 'white@10'")
+    args = [a for a in args if a != "--quiet"]
+    args[args.index("--data-dir") + 1], args[args.index("--out") + 1] = str(data), str(tmp_path / "out")
+    capsys.readouterr()
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(args) == 0
+    lines = [line.strip() for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if line.strip()]
+    assert lines[0].endswith("| 7/14, run gate on local: 7 to transcribe, 7 already stored"), lines
+    assert " of 14" not in "\n".join(lines)
+    assert lines[-1].startswith("100%|") and "| 14/14, done in " in lines[-1] and "ETA" not in lines[-1], lines

@@ -80,8 +80,9 @@ def test_ray_sweep_equals_the_local_sweep(ray_cluster, local_run, tmp_path):
     assert _groups(out) == _groups(local_out)
     assert json.loads((out / "summary.json").read_text())["settings"]["executor"] == "ray"
     assert result.executor == "ray (connected, 2 workers)"  # what the Validate page shows (Ray started here)
-    assert messages[0].endswith("12 of 12 to transcribe on ray (connected, 2 workers)")
-    assert len(messages) == 4 and all(" rtfx · ETA " in m for m in messages[1:])  # a line per batch of 4
+    assert messages[0].endswith("on ray (connected, 2 workers): 12 to transcribe")
+    assert len(messages) == 4 and all(" rtfx · ETA " in m for m in messages[1:-1])  # a line per batch of 4
+    assert messages[-1].startswith("done in ")
 
 
 def _listening(processes: list[psutil.Process]) -> list[tuple[str, str, int]]:

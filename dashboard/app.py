@@ -59,9 +59,17 @@ CSS = """
 # A wide table keeps its words whole in a narrow window: under 1200 px its columns are laid out as at 1200 px and it
 # scrolls sideways. Gradio sizes header and body cells alike from its viewport's width, so the two stay aligned (a
 # min-width on the table alone moved the header off the body); the viewport's parent would clip it, not scroll.
+# Scrolled sideways, the viewport's own vertical scrollbar sat at its 1200 px edge, out of sight, so in a narrow window
+# the frame that scrolls sideways scrolls up and down too (at most WIDE_TABLE_HEIGHT_PX; the header stays on top)
+# and the viewport shows every row: Gradio then draws them all, where it drew only those in sight.
+WIDE_TABLE_HEIGHT_PX = 440
 CSS += f"""
 .{WIDE_TABLE} .virtual-table-viewport {{ min-width: 1200px; }}
 .{WIDE_TABLE} .upload-container {{ overflow-x: auto; }}
+@media (max-width: 1279px) {{
+  .{WIDE_TABLE} .upload-container {{ overflow: auto !important; max-height: {WIDE_TABLE_HEIGHT_PX}px; }}
+  .{WIDE_TABLE} .virtual-table-viewport {{ max-height: none !important; overflow: visible !important; }}
+}}
 """
 
 

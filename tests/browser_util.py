@@ -183,7 +183,8 @@ def have_espeak() -> bool:
 
 # A Gradio table as laid out: the words of its header and visible body cells that break across lines (a break at
 # a hyphen is a line break the text allows, not a broken word), and how many header cells sit off their column's
-# body cell in the first row (left edge or width more than a pixel apart).
+# body cell in the first row (left edge or width more than a pixel apart), and how many of its frames that scroll up
+# and down reach past the window's right edge (their scrollbar out of sight).
 TABLE_LAYOUT = """([selector]) => {
   const root = document.querySelector(selector);
   const viewport = root.querySelector('.virtual-table-viewport');
@@ -205,7 +206,10 @@ TABLE_LAYOUT = """([selector]) => {
   const cells = [...root.querySelectorAll('.virtual-row .body-cell')].slice(0, heads.length);
   const off = heads.filter((h, i) => cells[i] && (Math.abs(box(h).left - box(cells[i]).left) > 1
     || Math.abs(box(h).width - box(cells[i]).width) > 1)).length;
-  return {broken, misaligned: off, columns: heads.length, cells: cells.length};
+  // what scrolls up and down must show its scrollbar: its right edge inside the window
+  const hidden_bars = [root, ...root.querySelectorAll('*')].filter((e) => /auto|scroll/.test(getComputedStyle(e).overflowY)
+    && box(e).right > window.innerWidth + 1).length;
+  return {broken, misaligned: off, columns: heads.length, cells: cells.length, hidden_bars};
 }"""
 
 
@@ -216,7 +220,8 @@ def table_layout(page, selector: str) -> dict:
 
 
 def assert_table_whole_at(page, selector: str, width: int) -> None:
-    """At a window ``width`` px wide, the table breaks no word and its header sits over its body."""
+    """At a window ``width`` px wide, the table breaks no word, its header sits over its body, and what scrolls it
+    up and down has its scrollbar in sight."""
     size = page.viewport_size
     page.set_viewport_size({"width": width, "height": size["height"]})
     try:
@@ -225,4 +230,4 @@ def assert_table_whole_at(page, selector: str, width: int) -> None:
     finally:
         page.set_viewport_size(size)
     assert layout["columns"] > 0 and layout["cells"] == layout["columns"], layout
-    assert layout["broken"] == [] and layout["misaligned"] == 0, (width, layout)
+    assert layout["broken"] == [] and layout["misaligned"] == 0 and layout["hidden_bars"] == 0, (width, layout)

@@ -100,18 +100,14 @@ def _models(args: argparse.Namespace) -> int:
 
 def _transcribe(args: argparse.Namespace) -> int:
     from asr.audio import AudioError, collect_warnings, naming_file
-    from asr.backends import BackendError, get_backend
+    from asr.backends import BackendError, check_language, get_backend
     from asr.models import UnknownModelError
     from asr.transcribe import transcribe
 
     try:
         options = DecodeOptions(beam_size=args.beam_size, language=args.language).validate()
         backend = get_backend(args.model, args.backend, args.device)
-        if args.language not in (None, "en") and not backend.multilingual:  # it was ignored: English, unsaid
-            raise ValueError(
-                f"--language {args.language}: {args.model} is English-only; pick a multilingual model "
-                "(python -m asr models) or leave --language out"
-            )
+        check_language(backend, args.model, args.language)  # it was ignored: English, unsaid
     except (UnknownModelError, BackendError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -194,6 +194,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers,
         cpus_per_worker=args.cpus_per_worker,
     )
+    _check_language(options.validate())
     store = Store(args.data_dir)
     bar = _Bar(not args.quiet and sys.stderr.isatty())
     try:
@@ -219,6 +220,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     for failure in failures:
         print(f"FAIL: {failure}")
     return 1 if failures else 0
+
+
+def _check_language(options) -> None:
+    """``--language fr`` on an English-only model was ignored: every row decoded in English, under a run whose
+    settings say French (``python -m asr transcribe`` refused it). The model is loaded once per process, so the
+    local run reuses it."""
+    if options.language in (None, "", "en"):
+        return
+    from asr.backends import check_language, get_backend
+    from evaluation.runner import worker_options
+
+    model = worker_options(options).model_name
+    check_language(get_backend(model, options.backend, options.device), model, options.language)
 
 
 def _print_summary(result, out: Path) -> None:

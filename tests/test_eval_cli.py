@@ -103,6 +103,8 @@ def test_strict_threshold_exits_1_and_resume_skips_stored_rows(built_run, capsys
         (["--stream-seconds", "30"], "add --mode streaming or --mode both"),  # was ignored: an offline run
         (["--seed", "-1", "--limit", "1"], "seed must be an integer >= 0, not -1"),  # was a numpy traceback mid-run
         (["--language", "xx", "--limit", "1"], "not 'xx'"),  # was a traceback per row on multilingual models
+        # ignored on the English-only default: a run of English transcripts whose settings said French
+        (["--language", "fr", "--limit", "1"], "--language fr: whisper-tiny.en is English-only"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, extra, message):

@@ -8,7 +8,16 @@ from asr.backends.base import Backend, BackendError, WindowResult, pick_device
 from asr.models import resolve
 from asr.results import BACKENDS
 
-__all__ = ["Backend", "BackendError", "WindowResult", "load_backend", "get_backend", "get_copies", "DEFAULT_BACKEND"]
+__all__ = [
+    "Backend",
+    "BackendError",
+    "WindowResult",
+    "load_backend",
+    "get_backend",
+    "get_copies",
+    "check_language",
+    "DEFAULT_BACKEND",
+]
 
 DEFAULT_BACKEND = "faster-whisper"
 _LIBRARY = {"faster-whisper": "ctranslate2", "transformers": "torch"}  # what each backend asks for a GPU
@@ -66,3 +75,13 @@ def get_copies(model: str, device: str, count: int, cpu_threads: int = 1) -> lis
                 _cache[key] = FasterWhisperBackend(resolved, device=device, cpu_threads=cpu_threads)
             copies.append(_cache[key])
     return copies
+
+
+def check_language(backend: Backend, model: str, language: str | None) -> None:
+    """Refuse a forced language an English-only model cannot decode: it was ignored, and the files were decoded
+    in English under a setting that said otherwise. Worded for the command lines' ``--language``."""
+    if language not in (None, "", "en") and not backend.multilingual:
+        raise BackendError(
+            f"--language {language}: {model} is English-only; pick a multilingual model (python -m asr models) "
+            "or leave --language out"
+        )

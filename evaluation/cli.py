@@ -20,7 +20,7 @@ from evaluation.datasets import DatasetError
 from evaluation.executors import USAGE as EXECUTORS
 from evaluation.executors import ExecutorError
 from evaluation.noise import FULL_USAGE, NoiseError, parse_conditions
-from evaluation.runner import RunError
+from evaluation.runner import RunError, RunOptions
 from evaluation.scoring import BY_LANGUAGE, NORMALIZER_SETTINGS
 from evaluation.store import DEFAULT_DATA_DIR, RunNotFound, StoreError, new_run_id
 from evaluation.streaming import MODES
@@ -161,40 +161,12 @@ class _Bar:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from evaluation.report import SYNTHETIC_NOTE, write_outputs
-    from evaluation.runner import RunOptions, run_validation
+    from evaluation.runner import run_validation
     from evaluation.store import Store
 
     thresholds = [parse_threshold(t) for t in args.max_wer]
-    if args.limit is not None and args.limit < 1:
-        raise UsageError(f"--limit must be at least 1, not {args.limit}")
-    run_id = args.run_id or new_run_id()
-    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():  # found after the run, as a traceback
-        raise UsageError(f"--out {args.out}: is a file; give a folder for results.csv and summary.*")
-    options = RunOptions(
-        dataset=args.dataset,
-        noise=tuple(c.spec for c in parse_conditions(args.noise)),
-        model=args.model,
-        backend=args.backend,
-        device=args.device,
-        limit=args.limit,
-        min_words=args.min_words,
-        text_column=args.text_column,
-        group_columns=tuple(args.group_column),
-        speaker_column=args.speaker_column,
-        split=args.split,
-        seed=args.seed,
-        normalizer=args.normalizer,
-        language=args.language,
-        mode=args.mode,
-        stream_seconds=args.stream_seconds,
-        stream_sessions=args.stream_sessions,
-        stream_clock=args.stream_clock,
-        run_id=run_id,
-        executor=args.executor,
-        workers=args.workers,
-        cpus_per_worker=args.cpus_per_worker,
-    )
-    _check_language(options.validate())
+    options = _run_options(args)
+    run_id = options.run_id
     store = Store(args.data_dir)
     bar = _Bar(not args.quiet and sys.stderr.isatty())
     try:
@@ -222,7 +194,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _check_language(options) -> None:
+def _run_options(args: argparse.Namespace) -> RunOptions:
+    """The run's options from the command line, checked before anything is loaded or stored."""
+
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit must be at least 1, not {args.limit}")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():  # found after the run, as a traceback
+        raise UsageError(f"--out {args.out}: is a file; give a folder for results.csv and summary.*")
+    options = RunOptions(
+        dataset=args.dataset,
+        noise=tuple(c.spec for c in parse_conditions(args.noise)),
+        model=args.model,
+        backend=args.backend,
+        device=args.device,
+        limit=args.limit,
+        min_words=args.min_words,
+        text_column=args.text_column,
+        group_columns=tuple(args.group_column),
+        speaker_column=args.speaker_column,
+        split=args.split,
+        seed=args.seed,
+        normalizer=args.normalizer,
+        language=args.language,
+        mode=args.mode,
+        stream_seconds=args.stream_seconds,
+        stream_sessions=args.stream_sessions,
+        stream_clock=args.stream_clock,
+        run_id=args.run_id or new_run_id(),
+        executor=args.executor,
+        workers=args.workers,
+        cpus_per_worker=args.cpus_per_worker,
+    ).validate()
+    _check_language(options)
+    return options
+
+
+def _check_language(options: RunOptions) -> None:
     """``--language fr`` on an English-only model was ignored: every row decoded in English, under a run whose
     settings say French (``python -m asr transcribe`` refused it). The model is loaded once per process, so the
     local run reuses it."""

@@ -138,6 +138,32 @@ def test_save_test_case_with_labels_then_triage_and_delete(app, browser, speech_
     assert case_id not in page.locator("#review-table").inner_text()
 
 
+def _error_toast(page) -> str:
+    page.locator(".toast-body.error").first.wait_for()
+    return page.locator(".toast-body.error").first.inner_text()
+
+
+def test_another_file_forgets_the_last_transcript(app, browser, speech_wav, tmp_path):
+    """A new upload (here one that cannot be read) leaves nothing of the last file to see, flag or save."""
+    page = new_page(browser)
+    _transcribe(page, app, speech_wav)
+    page.get_by_text("Flag this transcript").click()
+    assert text_of(page, "#flag-corrected")  # pre-filled with the transcript
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF" + bytes(range(256)) * 8)
+    page.locator("#transcribe-audio button[aria-label='Clear']").first.click()
+    page.locator("#transcribe-audio input[type=file]").set_input_files(str(broken))
+    page.wait_for_function("document.querySelector('#transcript textarea').value === ''")
+    page.wait_for_function("document.querySelector('#transcribe-stats').innerText.trim() === ''")
+    assert page.locator("#transcript-words .asrqa-word").count() == 0
+    assert text_of(page, "#flag-corrected") == ""
+    page.get_by_role("button", name="Transcribe", exact=True).click()
+    assert "broken.wav" in _error_toast(page)
+    page.locator(".toast-body.error .toast-close").first.click()
+    page.locator("#flag-button").click()  # nothing was transcribed: no flag of the last file
+    assert "Transcribe something first" in _error_toast(page)
+
+
 def test_export_downloads_a_dataset(app, browser, speech_wav):
     page = new_page(browser)
     _transcribe(page, app, speech_wav)

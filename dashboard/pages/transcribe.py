@@ -77,6 +77,15 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         show_progress_on=[text],  # one progress bar (and one Error badge), on the transcript box
         concurrency_limit=2,
     )
+    # Another file (or none) forgets the last one's transcript: it stayed on screen, and in what Flag and Save would
+    # keep, under a new upload (and under the error of one that could not be read).
+    audio.change(
+        _forget,
+        None,
+        [take, text, words, stats, corrected, form.reference, saved],
+        api_name="transcribe_forget",
+        show_progress="hidden",
+    )
     flag.click(
         lambda *args: _flag(config, *args),
         [take, reason, corrected, flag_notes],
@@ -111,6 +120,11 @@ def _transcribe(audio_path: str | None, model: str, backend: str, progress=gr.Pr
         result.text,
         result.text,
     )
+
+
+def _forget() -> tuple:
+    """Nothing transcribed: no take to flag or save, and nothing of the last file on screen."""
+    return None, "", "", "", "", "", ""
 
 
 def render_words(result: Transcript) -> str:

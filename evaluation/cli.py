@@ -8,7 +8,9 @@ changes), 2 on bad arguments or an unusable dataset, with a one-line message.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +22,7 @@ from evaluation.datasets import DatasetError
 from evaluation.executors import USAGE as EXECUTORS
 from evaluation.executors import ExecutorError
 from evaluation.noise import FULL_USAGE, NoiseError, parse_conditions
+from evaluation.progress import TerminalBar
 from evaluation.runner import RunError, RunOptions
 from evaluation.scoring import BY_LANGUAGE, NORMALIZER_SETTINGS
 from evaluation.store import DEFAULT_DATA_DIR, RunNotFound, StoreError, new_run_id
@@ -132,33 +135,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Bar:
-    """A tqdm bar on stderr driven by the runner's progress(done, total, message)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled, self.bar = enabled, None
-
-    def __call__(self, done: int, total: int, message: str) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            # the message carries rtfx and ETA (tqdm's own "[00:01<00:02, 3.7utt/s" said them a second time); tqdm
-            # fits the line to the terminal (the message was cut to its last 40 characters: "ranscribe on local")
-            bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt}{postfix}"
-            self.bar = tqdm(
-                total=total, initial=done, postfix=message, file=sys.stderr, dynamic_ncols=True, bar_format=bar_format
-            )
-        self.bar.n = done
-        self.bar.set_postfix_str(message, refresh=False)
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from evaluation.report import SYNTHETIC_NOTE, write_outputs
     from evaluation.runner import run_validation
@@ -168,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = _run_options(args)
     run_id = options.run_id
     store = Store(args.data_dir)
-    bar = _Bar(not args.quiet and sys.stderr.isatty())
+    bar = TerminalBar(not args.quiet and sys.stderr.isatty())
     try:
         result = run_validation(options, store, progress=bar)
     except KeyboardInterrupt:
@@ -186,12 +162,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     write_outputs(
         out, result.rows, result.summary, result.settings, result.run_id, {"thresholds": outcomes}, result.skipped
     )
-    _print_summary(result, out)
-    if args.dataset == "builtin":
-        print(SYNTHETIC_NOTE)
-    for failure in failures:
-        print(f"FAIL: {failure}")
+    with reader_may_leave():
+        _print_summary(result, out)
+        if args.dataset == "builtin":
+            print(SYNTHETIC_NOTE)
+        for failure in failures:
+            print(f"FAIL: {failure}")
     return 1 if failures else 0
+
+
+@contextlib.contextmanager
+def reader_may_leave():
+    """Printing into a pipe whose reader has gone (``| head -3``): stop printing, quietly, and let the command
+    return its own exit code. It printed "error: : Broken pipe" and exited 2, a failed --max-wer gate too."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # or Python's exit flush says it again
 
 
 def _run_options(args: argparse.Namespace) -> RunOptions:
@@ -318,12 +306,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
     comparison = compare_runs(store, args.run_a, args.run_b)
     text = comparison_text(comparison)
-    print(f"B = {args.run_b} against A = {args.run_a} (delta = B - A in WER points; positive is worse)")
-    for difference in comparison.differences:
-        print(f"  {difference}")
-    print(text.to_string(index=False))
     regressions = len(comparison.regressions)
-    print(f"{regressions} regression(s) beyond the 95% CI")
+    with reader_may_leave():
+        print(f"B = {args.run_b} against A = {args.run_a} (delta = B - A in WER points; positive is worse)")
+        for difference in comparison.differences:
+            print(f"  {difference}")
+        print(text.to_string(index=False))
+        print(f"{regressions} regression(s) beyond the 95% CI")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -373,6 +362,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     level = logging.DEBUG if getattr(args, "debug", False) else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    with reader_may_leave():  # runs, make-builtin, make-real; run and compare keep their exit codes themselves
+        return _dispatch(args)
+    return 0
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         if args.command == "run":
             return cmd_run(args)
@@ -390,6 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of the output left: main stops quietly
+        raise
     except OSError as exc:  # a --data-dir or --out that cannot be written (a file, no permission, a full disk)
         print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2

@@ -1,11 +1,12 @@
 """Progress of a validation run as rows arrive: rows done, speed (rtfx) and the time left.
 
 Kept apart from the runner so the one place that turns row results into a progress line is easy to find; the
-dashboard's progress bar and the command line's log lines both read what ``RunProgress.add`` reports.
+dashboard's progress bar and the command line's (``TerminalBar``) both read what ``RunProgress.add`` reports.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
 
@@ -59,3 +60,30 @@ def _clock(seconds: float) -> str:
     seconds = max(int(round(seconds)), 0)
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class TerminalBar:
+    """The command line's tqdm bar on stderr, driven by the runner's progress(done, total, message)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled, self.bar = enabled, None
+
+    def __call__(self, done: int, total: int, message: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            # the message carries rtfx and ETA (tqdm's own "[00:01<00:02, 3.7utt/s" said them a second time); tqdm
+            # fits the line to the terminal (the message was cut to its last 40 characters: "ranscribe on local")
+            bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt}{postfix}"
+            self.bar = tqdm(
+                total=total, initial=done, postfix=message, file=sys.stderr, dynamic_ncols=True, bar_format=bar_format
+            )
+        self.bar.n = done
+        self.bar.set_postfix_str(message, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -379,3 +379,25 @@ def test_the_progress_bar_says_what_is_left_of_a_resumed_run_and_ends_with_done(
     assert lines[0].endswith("| 7/14, run gate on local: 7 to transcribe, 7 already stored"), lines
     assert " of 14" not in "\n".join(lines)
     assert lines[-1].startswith("100%|") and "| 14/14, done in " in lines[-1] and "ETA" not in lines[-1], lines
+
+
+def test_output_into_a_pipe_whose_reader_left_keeps_the_exit_code_and_says_nothing(built_run):
+    """`run ... | head -1` printed "error: : Broken pipe" and exited 2, a failed --max-wer gate (exit 1) too."""
+    import os
+
+    _, args, _ = built_run
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before the summary is printed
+    for extra, code in ((["--max-wer", "0.01"], 1), ([], 0)):
+        cmd = [sys.executable, "-m", "evaluation", *args, *extra]
+        done = subprocess.run(cmd, stdout=write, stderr=subprocess.PIPE, text=True, timeout=300)
+        assert done.returncode == code and done.stderr == "", done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "evaluation", "runs", "--data-dir", args[args.index("--data-dir") + 1]],
+        stdout=write,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=300,
+    )
+    os.close(write)
+    assert done.returncode == 0 and done.stderr == "", done.stderr

@@ -20,7 +20,7 @@ from asr.backends import DEFAULT_BACKEND, Backend, BackendError, get_backend
 from asr.models import UnknownModelError, default_model, list_models
 from asr.results import BACKENDS
 from evaluation.scoring import AlignedSpan, align
-from evaluation.store import Store
+from evaluation.store import CaseNotFound, Store
 
 logger = logging.getLogger(__name__)
 
@@ -132,19 +132,40 @@ class Heard:
     backend: str
 
 
-def save_test_case(data_dir: Path, heard: Heard, reference, accent, noise, device, notes) -> str:
-    """Store the take as a test case (the reference defaults to the transcript) and say where it is listed."""
-    case = get_store(data_dir).add_case(
-        "test_case",
-        heard.audio,
-        transcript=heard.transcript,
-        reference=reference or heard.transcript,
-        labels=labels_from(accent, noise, device),
-        notes=notes,
-        model=heard.model,
-        backend=heard.backend,
+@dataclass(frozen=True)
+class SavedCase:
+    """What a save did: the case's id (pass it back to save the same take again) and the line for the page."""
+
+    case_id: str
+    message: str
+
+
+def save_test_case(
+    data_dir: Path, heard: Heard, reference, accent, noise, device, notes, case_id: str | None = None
+) -> SavedCase:
+    """Store the take as a test case (the reference defaults to the transcript) and say where it is listed.
+
+    ``case_id``, the id an earlier save of the same take returned, updates that case instead: a second press
+    (a double click, or Save again after correcting the reference or a label) made a duplicate of the take.
+    A case deleted since is saved anew.
+    """
+    store = get_store(data_dir)
+    fields = {"reference": reference or heard.transcript, "labels": labels_from(accent, noise, device), "notes": notes}
+    if case_id:
+        try:
+            case = store.update_case(case_id, **fields)
+        except CaseNotFound:
+            pass  # deleted on Review since: saved again below
+        else:
+            message = (
+                f"Updated test case `{case.id}` (this take was saved already): listed on the [Review](/review) page."
+            )
+            return SavedCase(case.id, message)
+    case = store.add_case(
+        "test_case", heard.audio, transcript=heard.transcript, model=heard.model, backend=heard.backend, **fields
     )
-    return f"Saved test case `{case.id}` ({case.duration:.1f} s): it is listed on the [Review](/review) page."
+    message = f"Saved test case `{case.id}` ({case.duration:.1f} s): it is listed on the [Review](/review) page."
+    return SavedCase(case.id, message)
 
 
 def without_paths(message: str, *paths: object) -> str:

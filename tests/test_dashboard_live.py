@@ -127,8 +127,12 @@ def test_live_commits_while_speaking_then_saves_a_test_case(app, browser, speech
     page.locator("#live-save").click()
     wait_for_text(page, "#live-saved", "Review")
     case_id = re.search(r"[0-9a-f]{16}", page.locator("#live-saved").inner_text()).group(0)
+    page.locator("#live-save").click()  # pressed again: the same case, not a duplicate
+    wait_for_text(page, "#live-saved", "Updated test case")
+    assert case_id in page.locator("#live-saved").inner_text()
 
     page.goto(app.url + "/review")
     wait_for_text(page, "#review-table", case_id)
     row = page.locator("#review-table").inner_text()
     assert "test case" in row and "accent=US" in row
+    assert row.count("test case") == 1, row

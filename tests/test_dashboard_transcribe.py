@@ -111,10 +111,22 @@ def test_save_test_case_with_labels_then_triage_and_delete(app, browser, speech_
     page.locator("#transcribe-accent input").press("Enter")
     page.locator("#transcribe-save").click()
     case_id = _saved_id(page)
+    page.locator("#transcribe-accent input").fill("Welsh")  # a label corrected after saving, saved again
+    page.locator("#transcribe-accent input").press("Enter")
+    page.locator("#transcribe-save").click()
+    wait_for_text(page, "#transcribe-saved", "Updated test case")  # the same case, not a second one
+    assert _saved_id(page) == case_id
+    page.get_by_text("Flag this transcript").click()
+    page.locator("#flag-button").click()
+    flag_id = _saved_id(page)
+    page.locator("#flag-button").click()  # a double click: one flag
+    wait_for_text(page, "#transcribe-saved", "Updated flag")
+    assert _saved_id(page) == flag_id
 
     page.goto(app.url + "/review")
     wait_for_text(page, "#review-table", case_id)
-    assert "accent=Scottish" in page.locator("#review-table").inner_text()
+    table = page.locator("#review-table").inner_text()
+    assert "accent=Welsh" in table and table.count(case_id) == 1 and table.count(flag_id) == 1, table
     click_table_cell(page, "#review-table", case_id)
     wait_for_text(page, "#review-heading", case_id)
     page.locator("#review-new-status").get_by_text("confirmed", exact=True).click()

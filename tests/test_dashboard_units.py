@@ -393,6 +393,21 @@ def test_review_tells_a_new_tester_how_to_fill_it(tmp_path, speech_wav):
     assert empty_hint(store.list_cases()) == ""
 
 
+def test_saving_the_same_take_again_updates_its_case(tmp_path, speech_wav):
+    from dashboard.shared import Heard, get_store, save_test_case
+
+    store = get_store(tmp_path)
+    heard = Heard(str(speech_wav), "a test", "whisper-tiny.en", "faster-whisper")
+    first = save_test_case(tmp_path, heard, "a test", "Scottish", "", "", "")
+    again = save_test_case(tmp_path, heard, "a tent", "Welsh", "office", "", "typo", first.case_id)
+    assert again.case_id == first.case_id and "Updated" in again.message
+    (case,) = store.list_cases()
+    assert (case.reference, case.labels, case.notes) == ("a tent", {"accent": "Welsh", "noise": "office"}, "typo")
+    store.delete_case(first.case_id)  # deleted on Review meanwhile: the next save keeps the take again
+    anew = save_test_case(tmp_path, heard, "a test", "", "", "", "", first.case_id)
+    assert anew.case_id != first.case_id and [c.id for c in store.list_cases()] == [anew.case_id]
+
+
 def test_the_first_progress_line_says_what_the_run_is_and_later_ones_count_rows():
     from dashboard.validate_view import ProgressLine
     from evaluation.progress import RunProgress

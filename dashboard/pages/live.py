@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gradio as gr
 import numpy as np
@@ -39,6 +39,7 @@ class LiveTake:
     transcript: str
     model: str
     backend: str
+    case_id: str | None = None  # the test case it was saved as: saving it again updates that case
 
 
 class LiveTab:
@@ -214,7 +215,11 @@ def _save(config: DashboardConfig, tab: LiveTab, reference, accent, noise, devic
     if take is None or take.audio.size == 0:
         raise gr.Error("Record something and stop the recording first; then save it.")
     heard = Heard(take.audio, take.transcript, take.model, take.backend)
-    return save_test_case(config.data_dir, heard, reference, accent, noise, device, notes)
+    saved = save_test_case(config.data_dir, heard, reference, accent, noise, device, notes, take.case_id)
+    with tab.lock:
+        if tab.take is take:  # not a newer take finished meanwhile
+            tab.take = replace(take, case_id=saved.case_id)
+    return saved.message
 
 
 def render_view(update: StreamUpdate) -> str:

@@ -8,7 +8,7 @@ the audio and text the tester saw.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gradio as gr
 
@@ -28,6 +28,7 @@ from dashboard.shared import (
     save_test_case,
     without_paths,
 )
+from evaluation.store import CaseNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class Take:
 
     audio_path: str
     transcript: Transcript
+    flag_id: str | None = None  # the flag it was saved as: flagging it again updates that flag, no duplicate
+    case_id: str | None = None  # likewise the test case it was saved as
 
 
 def build(page: gr.Blocks, config: DashboardConfig) -> None:
@@ -89,10 +92,10 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
     flag.click(
         lambda *args: _flag(config, *args),
         [take, reason, corrected, flag_notes],
-        saved,
+        [saved, take],
         api_name="transcribe_flag",
     )
-    save.click(lambda *args: _save(config, *args), [take, *form.inputs], saved, api_name="transcribe_save_case")
+    save.click(lambda *args: _save(config, *args), [take, *form.inputs], [saved, take], api_name="transcribe_save_case")
 
 
 def _transcribe(audio_path: str | None, model: str, backend: str, progress=gr.Progress()):  # noqa: B008
@@ -157,10 +160,19 @@ def _language_source(result: Transcript, multilingual: bool) -> str:
     return "detected" if multilingual else "English-only model"
 
 
-def _flag(config: DashboardConfig, take: Take | None, reason: str, corrected: str, notes: str) -> str:
+def _flag(config: DashboardConfig, take: Take | None, reason: str, corrected: str, notes: str) -> tuple[str, Take]:
     if take is None:
         raise gr.Error("Transcribe something first; a flag keeps the audio and the transcript together.")
-    case = get_store(config.data_dir).add_case(
+    store = get_store(config.data_dir)
+    if take.flag_id:  # flagged already (a double click, or a second go at the correction): that flag is updated
+        try:
+            case = store.update_case(take.flag_id, reference=corrected or take.transcript.text, notes=notes)
+        except CaseNotFound:
+            pass  # deleted on Review since: flagged anew below
+        else:
+            kept = f"; its reason stays {esc(case.reason)}" if case.reason != (reason or "other") else ""
+            return f"Updated flag `{case.id}` (this transcript was flagged already{kept}): see [Review](/review).", take
+    case = store.add_case(
         "flag",
         take.audio_path,
         transcript=take.transcript.text,
@@ -170,13 +182,15 @@ def _flag(config: DashboardConfig, take: Take | None, reason: str, corrected: st
         model=take.transcript.model,
         backend=take.transcript.backend,
     )
-    return f"Flagged ({esc(case.reason)}) as `{case.id}`: it is listed on the [Review](/review) page."
+    message = f"Flagged ({esc(case.reason)}) as `{case.id}`: it is listed on the [Review](/review) page."
+    return message, replace(take, flag_id=case.id)
 
 
 def _save(
     config: DashboardConfig, take: Take | None, reference: str, accent: str, noise: str, device: str, notes: str
-) -> str:
+) -> tuple[str, Take]:
     if take is None:
         raise gr.Error("Transcribe something first; a test case keeps the audio and the transcript together.")
     heard = Heard(take.audio_path, take.transcript.text, take.transcript.model, take.transcript.backend)
-    return save_test_case(config.data_dir, heard, reference, accent, noise, device, notes)
+    saved = save_test_case(config.data_dir, heard, reference, accent, noise, device, notes, take.case_id)
+    return saved.message, replace(take, case_id=saved.case_id)

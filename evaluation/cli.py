@@ -362,6 +362,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     level = logging.DEBUG if getattr(args, "debug", False) else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from huggingface_hub.utils import logging as hub_logging  # (its import sets its level: set it after)
+
+    # a hub dataset offline: each of ten retries was logged twice (the hub's handler and ours), 40 lines of warnings
+    hub_logging.set_verbosity(logging.WARNING if level == logging.DEBUG else logging.ERROR)
     with reader_may_leave():  # runs, make-builtin, make-real; run and compare keep their exit codes themselves
         return _dispatch(args)
     return 0

@@ -401,3 +401,18 @@ def test_output_into_a_pipe_whose_reader_left_keeps_the_exit_code_and_says_nothi
     )
     os.close(write)
     assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_the_hub_client_s_retries_are_not_logged_line_by_line():
+    """A hub dataset with no network logged each of its ten retries twice (the hub's handler and ours): 40 lines
+    before the one-line error. The retry warnings are shown with --debug only."""
+    code = (
+        "import sys; from evaluation.cli import main; code = main(sys.argv[1:]);"
+        "from huggingface_hub.utils import logging as hub;"
+        "hub.get_logger('huggingface_hub.utils._http').warning('Retrying in 1s [Retry 1/5].')"
+    )
+    for debug, lines in (([], 1), (["--debug"], 3)):
+        done = subprocess.run(
+            [sys.executable, "-c", code, "run", "--limit", "0", *debug], capture_output=True, text=True, timeout=120
+        )
+        assert done.stderr.startswith("error: --limit must be at least 1") and len(done.stderr.splitlines()) == lines

@@ -6,8 +6,9 @@
     python -m benchmarks asr talk.wav --ref talk.txt
     python -m benchmarks asr --isolated talk.wav --ref talk.txt   # one child process per approach, with memory
 
-Prints one table per target (see :mod:`benchmarks.sidebyside`); ``--json`` prints the figures and every
-hypothesis instead. Exit 2 with one line on a bad target, 1 when an approach failed.
+Prints one table per target (see :mod:`benchmarks.sidebyside`), then each approach's WER difference to
+``--baseline`` (the library's greedy) per language and overall with a 95% paired bootstrap interval; ``--json``
+prints the figures, the differences and every hypothesis instead. Exit 2 with one line on a bad target, 1 when an approach failed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.approaches import APPROACHES, DEFAULT_APPROACHES, LONG_APPROACHES, Models
-from benchmarks.sidebyside import report_json, run_target, table
+from benchmarks.sidebyside import BASELINE, report_json, run_target, table
 from benchmarks.targets import AUDIO_SUFFIXES, TargetError, dataset_target, file_target, long_targets
 from evaluation.realspeech import LONG_FILES
 
@@ -55,6 +56,13 @@ def parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help=f"which to run (default: all for a dataset, {' '.join(LONG_APPROACHES)} for --long): "
         f"{', '.join(APPROACHES)}",
+    )
+    p.add_argument(
+        "--baseline",
+        default=BASELINE,
+        choices=tuple(APPROACHES),
+        metavar="NAME",
+        help=f"the approach every other one's WER difference (with its 95%% CI) is taken against (default {BASELINE})",
     )
     p.add_argument("--repeat", type=int, default=1, help="timed runs per approach: median time, texts compared")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -101,7 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"running {len(approaches)} approaches on {target.name} ...", file=sys.stderr, flush=True)
         results = run_target(target, approaches, models, args.repeat)
         failed |= any(r.error for r in results)
-        reports.append(report_json(target, results) if args.json else table(target, results, models, args.repeat))
+        if args.json:
+            reports.append(report_json(target, results, args.baseline))
+        else:
+            reports.append(table(target, results, models, args.repeat, args.baseline))
     if args.json:
         print(json.dumps({"model": args.model, "cpu_count": os.cpu_count(), "repeat": args.repeat, "targets": reports}))
     else:

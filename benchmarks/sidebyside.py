@@ -12,6 +12,12 @@ ratio is the code's doing or the load's.
 WER goes through :mod:`evaluation.scoring`, pooled per language with the normalizer of that language (Whisper's
 English normalizer for English, its basic normalizer otherwise). Where the dataset says which language each
 utterance is in, the table counts how many the approach decoded in it.
+
+A target of "no worse than the library + 2 points" over 15 utterances is a few words, so a bare difference can
+flip with one word from one CPU to the next. Each approach's difference to the baseline (the library's greedy
+when it ran) is therefore printed per language and overall with a 95% paired bootstrap interval over
+utterances, from :func:`evaluation.scoring.paired_delta_interval` (the comparison command's, seeded): an
+interval that straddles the target says the sample cannot tell.
 """
 
 from __future__ import annotations
@@ -23,14 +29,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from asr.audio import SAMPLE_RATE
 from benchmarks.approaches import APPROACHES, Decoded, Models
-from evaluation.scoring import normalizer_for, rate, score
+from evaluation.scoring import N_BOOTSTRAP, Interval, normalizer_for, paired_delta_interval, rate, score
 
 logger = logging.getLogger(__name__)
 SHOWN_TEXTS = 3  # a target of at most this many utterances gets every hypothesis printed under its table
 SHOWN_SECONDS = 60.0  # ... when none is longer than this (a long file's text is in --json)
+BASELINE = "fw-greedy"  # what every other approach's WER difference is taken against, when it ran
+OVERALL = "all"  # the row of a difference over every utterance
 
 
 @dataclass(frozen=True)
@@ -132,23 +141,101 @@ def run_target(target: Target, approaches: Sequence[str], models: Models, repeat
     return results
 
 
-def score_runs(utterances: Sequence[Utterance], decoded: Sequence[Decoded]) -> tuple[Cell, dict[str, Cell]]:
-    """Pooled WER overall and per language (the utterance's, else the decoded one) with that language's normalizer."""
-    sums: dict[str, list[int]] = {}
+def utterance_rows(utterances: Sequence[Utterance], decoded: Sequence[Decoded]) -> pd.DataFrame:
+    """One scored row per utterance (id, language, errors, ref_words, right), each with its language's normalizer.
+
+    The language is the utterance's, else the decoded one, else English. These rows are what both the pooled
+    cells and the bootstrap of a difference are computed from, so the two never disagree.
+    """
+    rows = []
     for utt, out in zip(utterances, decoded, strict=True):
         language = utt.language or out.language or "en"
         s = score(utt.text, out.text, normalizer_for(language))
         right = int(utt.language is not None and out.language == utt.language)
-        cell = sums.setdefault(language, [0, 0, 0, 0])
-        for i, v in enumerate((s.errors, s.ref_words, 1, right)):
-            cell[i] += v
+        rows.append({"id": utt.id, "language": language, "errors": s.errors, "ref_words": s.ref_words, "right": right})
+    return pd.DataFrame(rows, columns=["id", "language", "errors", "ref_words", "right"])
+
+
+def score_runs(utterances: Sequence[Utterance], decoded: Sequence[Decoded]) -> tuple[Cell, dict[str, Cell]]:
+    """Pooled WER overall and per language (the utterance's, else the decoded one) with that language's normalizer."""
+    rows = utterance_rows(utterances, decoded)
     known = any(u.language is not None for u in utterances)
 
-    def cell(values: Sequence[int]) -> Cell:
-        return Cell(values[0], values[1], values[2], values[3] if known else None)
+    def cell(part: pd.DataFrame) -> Cell:
+        right = int(part["right"].sum()) if known else None
+        return Cell(int(part["errors"].sum()), int(part["ref_words"].sum()), len(part), right)
 
-    total = [sum(v[i] for v in sums.values()) for i in range(4)]
-    return cell(total), {lang: cell(v) for lang, v in sorted(sums.items())}
+    return cell(rows), {lang: cell(part) for lang, part in sorted(rows.groupby("language"), key=lambda kv: kv[0])}
+
+
+@dataclass(frozen=True)
+class Difference:
+    """WER of ``approach`` minus WER of ``baseline`` over the same utterances of one language (or all)."""
+
+    approach: str
+    baseline: str
+    language: str  # a language, or OVERALL
+    utterances: int
+    words: int  # reference words of these utterances
+    points: float  # the difference in WER points (positive: the approach is worse)
+    ci: Interval  # 95% paired bootstrap interval of the difference, in points
+
+
+def paired_differences(
+    utterances: Sequence[Utterance],
+    results: Sequence[ApproachResult],
+    baseline: str = BASELINE,
+    *,
+    n_boot: int = N_BOOTSTRAP,
+    seed: int = 0,
+) -> list[Difference]:
+    """Each approach against ``baseline``, overall and per language, with the paired bootstrap interval.
+
+    Paired: every resample draws the same utterances for both approaches (they decoded the same audio), which
+    is much tighter than two separate intervals. Seeded, so the same figures give the same interval. Empty when
+    the baseline did not run or failed.
+    """
+    ok = {r.approach: r for r in results if r.error is None}
+    if baseline not in ok:
+        return []
+    base = utterance_rows(utterances, ok[baseline].decoded)
+    languages = sorted(base["language"].unique())
+    out = []
+    for name, result in ok.items():
+        if name == baseline:
+            continue
+        rows = utterance_rows(utterances, result.decoded).assign(language=base["language"])
+        for language in [OVERALL, *languages] if len(languages) > 1 else [OVERALL]:
+            a = base if language == OVERALL else base[base["language"] == language]
+            b = rows if language == OVERALL else rows[rows["language"] == language]
+            points = rate(b["errors"].sum(), b["ref_words"].sum()) - rate(a["errors"].sum(), a["ref_words"].sum())
+            ci, _ = paired_delta_interval(a, b, keys=("id",), n_boot=n_boot, seed=seed)
+            words = int(a["ref_words"].sum())
+            out.append(Difference(name, baseline, language, len(a), words, points * 100, _points(ci)))
+    return out
+
+
+def _points(ci: Interval) -> Interval:
+    return Interval(ci.low * 100, ci.high * 100)
+
+
+def difference_lines(differences: Sequence[Difference]) -> list[str]:
+    """The differences as a table: one row per approach and language."""
+    if not differences:
+        return []
+    lines = [
+        f"WER difference against {differences[0].baseline} (points; 95% paired bootstrap CI over utterances, "
+        f"{N_BOOTSTRAP} resamples, seed 0):",
+        "",
+        "| approach | language | utterances | words | difference | 95% CI |",
+        "|---|---|---|---|---|---|",
+    ]
+    for d in differences:
+        lines.append(
+            f"| {d.approach} | {d.language} | {d.utterances} | {d.words} | {d.points:+.1f} "
+            f"| {d.ci.low:+.1f} to {d.ci.high:+.1f} |"
+        )
+    return lines
 
 
 def ratios(results: Sequence[ApproachResult], seconds: float) -> list[str]:
@@ -175,7 +262,9 @@ def _percent(value: float) -> str:
     return f"{value * 100:.1f}%" if value == value else "n/a"
 
 
-def table(target: Target, results: Sequence[ApproachResult], models: Models, repeat: int) -> str:
+def table(
+    target: Target, results: Sequence[ApproachResult], models: Models, repeat: int, baseline: str = BASELINE
+) -> str:
     """The side-by-side table of one target, per-language rows when it holds several languages, then ratios."""
     title = (
         f"{target.name}{f' ({target.note})' if target.note else ''}: {len(target.utterances)} utterance(s), "
@@ -210,6 +299,9 @@ def table(target: Target, results: Sequence[ApproachResult], models: Models, rep
                 cells.append(f"{_percent(c.wer)}{right}" if c else "-")
             lines.append(f"| {APPROACHES[r.approach].label} | " + " | ".join(cells) + " |")
     lines += ["", *ratios(results, target.seconds)]
+    differences = paired_differences(target.utterances, results, baseline)
+    if differences:
+        lines += ["", *difference_lines(differences)]
     if len(target.utterances) <= SHOWN_TEXTS and all(u.seconds <= SHOWN_SECONDS for u in target.utterances):
         lines += ["", *texts(target, results)]
     return "\n".join(lines)
@@ -228,7 +320,7 @@ def texts(target: Target, results: Sequence[ApproachResult]) -> list[str]:
     return lines
 
 
-def report_json(target: Target, results: Sequence[ApproachResult]) -> dict:
+def report_json(target: Target, results: Sequence[ApproachResult], baseline: str = BASELINE) -> dict:
     def cell(c: Cell) -> dict:
         wer = c.wer if c.wer == c.wer else None
         return {
@@ -261,4 +353,16 @@ def report_json(target: Target, results: Sequence[ApproachResult]) -> dict:
             }
             for r in results
         },
+        "differences": [
+            {
+                "approach": d.approach,
+                "baseline": d.baseline,
+                "language": d.language,
+                "utterances": d.utterances,
+                "words": d.words,
+                "points": d.points if d.points == d.points else None,
+                "ci_points": [v if v == v else None for v in (d.ci.low, d.ci.high)],
+            }
+            for d in paired_differences(target.utterances, results, baseline)
+        ],
     }

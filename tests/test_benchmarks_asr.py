@@ -41,6 +41,7 @@ def test_dataset_folder_prints_the_side_by_side_table(tiny_folder, fw_backend, c
         assert float(cells[1].rstrip("%")) < 30 and cells[2] == "3/3" and cells[6] == "yes"
         assert float(cells[5]) > 0  # the process CPU seconds of the median run
     assert "ours-fw vs fw-greedy: WER" in out and "throughput" in out and "per CPU second" in out
+    assert "WER difference against fw-greedy" in out and "| ours-fw | all | 3 |" in out  # one language: one row
 
 
 def test_a_file_with_its_reference_beside_it_and_json(tiny_folder, fw_backend, capsys, tmp_path):
@@ -53,6 +54,7 @@ def test_a_file_with_its_reference_beside_it_and_json(tiny_folder, fw_backend, c
     assert report["utterances"] == 1 and ours["overall"]["words"] == 6 and ours["rtfx"] > 0
     assert ours["cpu_seconds"] > 0 and len(ours["cpu_runs"]) == 1
     assert "conference" in ours["texts"]["pin"].lower()
+    assert report["differences"] == []  # the baseline (the library's greedy) did not run
 
 
 @pytest.mark.parametrize(
@@ -97,3 +99,67 @@ def test_long_files_default_to_the_dev_ones_and_name_the_held_out_ones(real_set)
     (held,) = long_targets(["en-heldout-joined"])
     reference = " ".join((real_set / "long" / "en-heldout-joined.txt").read_text(encoding="utf-8").split())
     assert held.utterances[0].text == reference and reference.startswith("That agent is")
+
+
+def _result(name, utterances, texts, languages=None, error=None):
+    """An ApproachResult as run_target builds it, from given hypotheses (the scoring is the real one)."""
+    from benchmarks.approaches import Decoded
+    from benchmarks.sidebyside import ApproachResult, score_runs
+
+    decoded = tuple(Decoded(t, lang) for t, lang in zip(texts, languages or [u.language for u in utterances]))
+    overall, by_language = score_runs(utterances, decoded)
+    return ApproachResult(name, decoded, (1.0,), (1.0,), True, 0, overall, by_language, error)
+
+
+def _utterances():
+    import numpy as np
+
+    from benchmarks.sidebyside import Utterance
+
+    silence = np.zeros(160, np.float32)
+    spanish = [f"uno dos tres cuatro cinco seis {i}" for i in range(6)]
+    french = [f"un deux trois quatre cinq six {i}" for i in range(6)]
+    return tuple(Utterance(f"es/{i}", silence, t, "es") for i, t in enumerate(spanish)) + tuple(
+        Utterance(f"fr/{i}", silence, t, "fr") for i, t in enumerate(french)
+    )
+
+
+def test_paired_differences_per_language_and_overall_are_exact_and_seeded():
+    """One extra error in one Spanish utterance: Spanish +1/42 words, French 0 with a zero-width interval, overall
+    +1/84; the point lies in its interval; the same call gives the same interval (seeded)."""
+    from benchmarks.sidebyside import OVERALL, difference_lines, paired_differences
+
+    utts = _utterances()
+    refs = [u.text for u in utts]
+    worse = [t.replace("dos", "tos") if i == 2 else t for i, t in enumerate(refs)]
+    results = [_result("fw-greedy", utts, refs), _result("ours-fw", utts, worse)]
+    diffs = {d.language: d for d in paired_differences(utts, results)}
+    assert list(diffs) == [OVERALL, "es", "fr"]
+    es, fr, overall = diffs["es"], diffs["fr"], diffs[OVERALL]
+    assert (es.utterances, es.words, overall.utterances, overall.words) == (6, 42, 12, 84)
+    assert es.points == pytest.approx(100 / 42) and overall.points == pytest.approx(100 / 84)
+    assert fr.points == 0 and fr.ci.low == fr.ci.high == 0
+    for d in (es, overall):
+        assert d.ci.low <= d.points <= d.ci.high and d.ci.low >= 0 and d.ci.high > 0
+        assert d.approach == "ours-fw" and d.baseline == "fw-greedy"
+    assert paired_differences(utts, results) == paired_differences(utts, results)
+    table = "\n".join(difference_lines(list(diffs.values())))
+    assert "against fw-greedy" in table and "| ours-fw | es | 6 | 42 | +2.4 |" in table
+
+
+def test_paired_differences_score_wrong_language_by_the_reference_language_and_skip_without_a_baseline():
+    """A hypothesis decoded in the wrong language still counts in its reference language's row; no baseline (not
+    run, or failed) gives no differences rather than a comparison against the wrong thing."""
+    from benchmarks.sidebyside import paired_differences
+
+    utts = _utterances()
+    refs = [u.text for u in utts]
+    languages = ["pt" if i == 0 else u.language for i, u in enumerate(utts)]
+    ours = _result("ours-fw", utts, refs, languages)
+    assert ours.by_language["es"].right_language == 5 and ours.overall.right_language == 11
+    diffs = paired_differences(utts, [_result("fw-greedy", utts, refs), ours])
+    assert {d.language: d.points for d in diffs} == {"all": 0, "es": 0, "fr": 0}
+    assert paired_differences(utts, [ours]) == []
+    failed = _result("fw-greedy", utts, refs, error="RuntimeError: x")
+    assert paired_differences(utts, [failed, ours]) == []
+    assert [d.approach for d in paired_differences(utts, [ours, failed], baseline="ours-fw")] == []

@@ -329,6 +329,19 @@ def test_the_group_chart_has_a_bar_per_path_in_a_run_of_both():
     assert [t.get_text() for t in one_path.get_legend().get_texts()] == ["clean"]
 
 
+def test_cancel_with_no_run_under_way_leaves_the_status_alone():
+    import gradio as gr
+
+    from dashboard.pages.validate import ValidateTab, _cancel
+
+    idle = ValidateTab()
+    with pytest.warns(UserWarning, match="nothing to cancel"):
+        assert _cancel(idle) == gr.skip()  # not "Cancelling…" over the last run's summary
+    assert not idle.cancel.is_set()
+    running = ValidateTab(running=True)
+    assert "Cancelling" in _cancel(running) and running.cancel.is_set()
+
+
 def test_a_run_cancelled_before_any_row_shows_no_empty_table_or_chart(tmp_path):
     from dashboard.pages.validate import ValidateTab, _show
     from evaluation.runner import load_result

@@ -67,6 +67,7 @@ class ValidateTab:
     cancel: threading.Event = field(default_factory=threading.Event)
     result: RunResult | None = None
     columns: list[str] = field(default_factory=list)  # columns of the utterance table on screen
+    running: bool = False  # a run of this tab is under way (Cancel has something to stop)
 
     def __deepcopy__(self, memo) -> ValidateTab:
         return ValidateTab()
@@ -199,6 +200,19 @@ def _inspect(store: Store, config: DashboardConfig, kind: str, location: str, sp
 def _run(store: Store, config: DashboardConfig, tab: ValidateTab, *form, progress=gr.Progress()):  # noqa: B008
     all_options = run_options(form, config.roots())
     tab.cancel = threading.Event()
+    tab.running = True
+    try:
+        done = _run_each(store, tab, all_options, progress)
+    finally:
+        tab.running = False
+    shown = _show(config, tab, done[0])
+    choices = _run_choices(store).choices
+    baseline = done[1].run_id if len(done) > 1 else None  # several models: the second is the first's baseline
+    return (*shown, gr.Dropdown(choices=choices, value=done[0].run_id), gr.Dropdown(choices=choices, value=baseline))
+
+
+def _run_each(store: Store, tab: ValidateTab, all_options: list, progress) -> list[RunResult]:
+    """One run per model, in order, until one is cancelled."""
     done: list[RunResult] = []
     for n, options in enumerate(all_options, 1):
         prefix = f"model {n}/{len(all_options)} ({options.model_name}): " if len(all_options) > 1 else ""
@@ -213,13 +227,13 @@ def _run(store: Store, config: DashboardConfig, tab: ValidateTab, *form, progres
         done.append(result)
         if result.status == "cancelled":
             break
-    shown = _show(config, tab, done[0])
-    choices = _run_choices(store).choices
-    baseline = done[1].run_id if len(done) > 1 else None  # several models: the second is the first's baseline
-    return (*shown, gr.Dropdown(choices=choices, value=done[0].run_id), gr.Dropdown(choices=choices, value=baseline))
+    return done
 
 
-def _cancel(tab: ValidateTab) -> str:
+def _cancel(tab: ValidateTab):
+    if not tab.running:  # it said "Cancelling…" over the finished run's summary, with nothing to cancel
+        gr.Warning("No run in progress: nothing to cancel.")
+        return gr.skip()
     tab.cancel.set()
     # not "run it again to resume": the page starts each run afresh (only `evaluation run --run-id` resumes)
     # the worker stops at its next model call (evaluation.worker), dropping the unfinished batch of 16

@@ -179,6 +179,14 @@ def utterance_widths(columns: Sequence[str]) -> list[str]:
     return [f"{fixed[c] if c in fixed else share:g}%" for c in columns]
 
 
+def selection_text(settings) -> str:
+    """Which rows of the dataset the run took, as its settings record it (empty: all of them)."""
+    words = f"{settings.min_words}+ words" if settings.min_words else ""
+    if settings.limit:
+        return f" ({settings.limit} utterances spread evenly" + (f" over those of {words})" if words else ")")
+    return f" (utterances of {words})" if words else ""
+
+
 def run_label(run: Run) -> str:
     """How a run is named in the pickers: when, what, and its overall WER."""
     overall = (run.summary or {}).get("overall") or {}

@@ -35,6 +35,7 @@ from dashboard.validate_view import (
     invented_markdown,
     invented_table,
     run_label,
+    selection_text,
     utterance_frame,
     utterance_widths,
     wer_table,
@@ -302,7 +303,7 @@ def _headline(result: RunResult) -> list[str]:
     summary, settings, o = result.summary, result.settings, result.summary.overall
     lines = [
         f"**Run `{result.run_id}`** ({result.status}): `{esc(settings.model)}` on {esc(settings.backend)}, dataset "
-        f"`{esc(settings.dataset)}`{_selection(settings)}, noise {', '.join(f'`{esc(n)}`' for n in settings.noise)}, "
+        f"`{esc(settings.dataset)}`{selection_text(settings)}, noise {', '.join(f'`{esc(n)}`' for n in settings.noise)}, "
         f"seed {settings.seed}, "
         f"normalizer `{esc(settings.normalizer)}`, executor `{esc(result.executor or settings.executor)}`."
     ]
@@ -316,14 +317,6 @@ def _headline(result: RunResult) -> list[str]:
         + streaming_overall_text(summary, digits=1),
         "`*` marks a cell with too few utterances or speakers to trust.",
     ]
-
-
-def _selection(settings) -> str:
-    """Which rows of the dataset the run took, as its settings record it (empty: all of them)."""
-    words = f"{settings.min_words}+ words" if settings.min_words else ""
-    if settings.limit:
-        return f" ({settings.limit} utterances spread evenly" + (f" over those of {words})" if words else ")")
-    return f" (utterances of {words})" if words else ""
 
 
 def _streaming_markdown(summary) -> str:

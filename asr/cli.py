@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from asr.results import BACKENDS, DecodeOptions, Transcript
 
 logger = logging.getLogger("asr")
+DEVICES = ("auto", "cpu", "cuda")
+MODEL_HELP = "registered name (python -m asr models), Hugging Face hub id or local model folder"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,17 +64,37 @@ def _parser() -> argparse.ArgumentParser:
         help="ours against faster-whisper side by side on a file or a dataset folder (python -m benchmarks asr)",
     )
     sub.add_parser("models", help="list the models, their backends, and whether their weights are present")
-    t = sub.add_parser("transcribe", help="transcribe audio files of any length and format")
-    t.add_argument("files", nargs="+", metavar="FILE")
-    t.add_argument("--model", default=default_model(), help="registered name, hub id or local folder")
-    t.add_argument("--backend", default="faster-whisper", choices=BACKENDS)
-    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    t.add_argument("--format", default="text", choices=("text", "json", "srt", "vtt"))
+    t = sub.add_parser(
+        "transcribe",
+        help="transcribe audio files of any length and format",
+        description="Transcribe audio files (wav, flac, mp3, ogg/opus, webm, m4a; any length, rate and channels) "
+        "one after the other. Exit 0 when every file was transcribed, 1 when any failed (each failure is one "
+        "line on stderr; the other files are still transcribed), 2 for a bad argument or model.",
+    )
+    t.add_argument("files", nargs="+", metavar="FILE", help="audio files")
+    t.add_argument("--model", default=default_model(), help=f"{MODEL_HELP} (default {default_model()})")
+    t.add_argument("--backend", default="faster-whisper", choices=BACKENDS, help="engine (default faster-whisper)")
+    t.add_argument("--device", default="auto", choices=DEVICES, help="auto (default): a CUDA GPU if any, else CPU")
+    t.add_argument(
+        "--format",
+        default="text",
+        choices=("text", "json", "srt", "vtt"),
+        help="text (default); json: one object per file per line, with words and timings; srt or vtt subtitles",
+    )
     t.add_argument("--json", dest="format", action="store_const", const="json", help="short for --format json")
-    t.add_argument("--word-timestamps", action="store_true", help="print word times in text output")
-    t.add_argument("--beam-size", type=int, default=1, help="1 is greedy (default); 5 is Whisper's beam search")
-    t.add_argument("--language", default=None, help="language code for multilingual models (default: detect)")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    t.add_argument(
+        "--word-timestamps", action="store_true", help="text output: one line per word with its times (json has them)"
+    )
+    t.add_argument(
+        "--beam-size", type=int, default=1, metavar="N", help="1 is greedy (default); 5 is Whisper's beam search"
+    )
+    t.add_argument(
+        "--language",
+        default=None,
+        metavar="CODE",
+        help="decode every file in this language (en, fr, ...; English-only models take en only); default: detect",
+    )
+    t.add_argument("--no-progress", action="store_true", help="no progress bar on stderr (shown for files over 1 min)")
     return parser
 
 

@@ -15,18 +15,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from asr.backends import DEFAULT_BACKEND, BackendError
+from asr.backends import BackendError
 from asr.models import UnknownModelError
-from asr.results import BACKENDS
+from evaluation.cli_parser import UsageError, build_parser
 from evaluation.datasets import DatasetError
-from evaluation.executors import USAGE as EXECUTORS
 from evaluation.executors import ExecutorError
-from evaluation.noise import FULL_USAGE, NoiseError, parse_conditions
+from evaluation.noise import NoiseError, parse_conditions
 from evaluation.progress import TerminalBar
 from evaluation.runner import RunError, RunOptions
-from evaluation.scoring import BY_LANGUAGE, NORMALIZER_SETTINGS
-from evaluation.store import DEFAULT_DATA_DIR, RunNotFound, StoreError, new_run_id
-from evaluation.streaming import MODES
+from evaluation.store import RunNotFound, StoreError, new_run_id
 from evaluation.thresholds import ThresholdError, gate, parse_threshold
 
 USER_ERRORS = (
@@ -40,99 +37,6 @@ USER_ERRORS = (
     ExecutorError,
     ThresholdError,
 )
-
-
-class UsageError(Exception):
-    """Bad command-line input: exit 2 with this one-line message."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad argument as one line (exit 2) instead of usage text."""
-
-    def error(self, message: str):
-        raise UsageError(f"{self.prog}: {message}")
-
-
-def _run_parser(sub) -> None:
-    p = sub.add_parser("run", help="transcribe a dataset under noise conditions and tabulate WER")
-    p.add_argument(
-        "--dataset",
-        default="builtin",
-        help="builtin, builtin-real[:LANG[,LANG]] (real speech; --split dev or heldout), probes (non-speech: "
-        "hallucinations), recorded, a folder or manifest, or hub:ID[:CONFIG[:SPLIT]]",
-    )
-    p.add_argument("--noise", default="clean", help=f"comma-separated conditions: {FULL_USAGE}")
-    p.add_argument("--model", default="", help="model name (python -m asr models), folder or hub id")
-    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--limit", type=int, default=None, help="utterances taken from the dataset, spread evenly over it")
-    p.add_argument("--min-words", type=int, default=0, help="only utterances with this many reference words or more")
-    p.add_argument("--out", default=None, help="folder for results.csv and summary.* (default out/RUN_ID)")
-    p.add_argument("--max-wer", action="append", default=[], metavar="[COL=VALUE:]LIMIT", help="fail (exit 1) above it")
-    p.add_argument("--text-column", default=None)
-    p.add_argument("--group-column", action="extend", nargs="+", default=[], metavar="COL")
-    p.add_argument("--speaker-column", default=None)
-    p.add_argument("--split", default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--normalizer",
-        default=BY_LANGUAGE,
-        choices=NORMALIZER_SETTINGS,
-        help="by-language (default): Whisper's English normalizer for English rows, its basic one otherwise",
-    )
-    p.add_argument("--language", default=None, help="decode every utterance in this language (default: detect)")
-    p.add_argument("--run-id", default=None, help="resume this run (or name a new one)")
-    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="the store (runs, recorded test cases)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--debug", action="store_true", help="log details (each skipped row as it is read, the engine at DEBUG)"
-    )
-    p.add_argument(
-        "--executor", default="local", metavar="local|ray|ray://HOST:PORT", help=f"where rows run: {EXECUTORS}"
-    )
-    p.add_argument("--workers", type=int, default=None, help="Ray actors, one model each (default: one per CPU)")
-    p.add_argument("--cpus-per-worker", type=float, default=1.0, help="Ray num_cpus per actor (= model threads)")
-    p.add_argument(
-        "--mode",
-        default="offline",
-        choices=MODES,
-        help="offline (full context), streaming (the live engine on a simulated clock) or both side by side",
-    )
-    p.add_argument(
-        "--stream-seconds", type=float, default=None, help="streaming: join utterances into streams this long"
-    )
-    p.add_argument("--stream-sessions", type=int, default=1, help="streaming: streams at once on one worker (1)")
-    p.add_argument(
-        "--stream-clock",
-        default="modelled",
-        choices=("modelled", "measured"),
-        help="streaming: advance the simulated clock by the calibrated cost model (default; the same rows every "
-        "run) or by measured compute (this machine as loaded now)",
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m evaluation", description=__doc__.split("\n\n")[0].replace("``", ""))
-    sub = parser.add_subparsers(dest="command", required=True)
-    _run_parser(sub)
-    c = sub.add_parser("compare", help="per-group WER deltas of RUN_B against RUN_A")
-    c.add_argument("run_a")
-    c.add_argument("run_b")
-    c.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
-    c.add_argument("--out", default=None, help="also write compare.csv and compare.md here")
-    c.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a group regressed")
-    r = sub.add_parser("runs", help="list stored runs")
-    r.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
-    m = sub.add_parser("make-builtin", help="rebuild the built-in sample set with espeak-ng")
-    m.add_argument("--out", default=None)
-    real = sub.add_parser("make-real", help="build the real-speech set from Debian's Asterisk prompts (setup does)")
-    real.add_argument("--out", default=None, help="default $ASRQA_CACHE/builtin-real")
-    real.add_argument("--sounds", default=None, help="the voices' folder (default /usr/share/asterisk/sounds)")
-    real.add_argument(
-        "--texts", default=None, help="where the text packages are unpacked (default $ASRQA_CACHE/debian)"
-    )
-    real.add_argument("--force", action="store_true", help="rebuild even when the set is up to date")
-    return parser
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -245,3 +245,16 @@ def test_an_error_message_names_its_file_once(tmp_path):
     message = naming_file(junk, caught.value)
     assert message.startswith(f"{junk}") and message.count(str(junk)) == 1, message
     assert naming_file(junk, OSError("Permission denied")) == f"{junk}: Permission denied"
+
+
+def test_every_transcribe_option_says_what_it_does_and_help_gives_the_exit_codes():
+    """`transcribe --help` listed FILE, --backend, --device and --format bare, and never said the exit codes."""
+    import argparse
+
+    from asr.cli import _parser
+
+    parser = _parser()
+    transcribe = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["transcribe"]
+    bare = [a.dest for a in transcribe._actions if not a.help]
+    assert bare == [] and "Exit 0" in transcribe.description, bare
+    assert "(default whisper-tiny.en)" in transcribe.format_help()

@@ -416,3 +416,23 @@ def test_the_hub_client_s_retries_are_not_logged_line_by_line():
             [sys.executable, "-c", code, "run", "--limit", "0", *debug], capture_output=True, text=True, timeout=120
         )
         assert done.stderr.startswith("error: --limit must be at least 1") and len(done.stderr.splitlines()) == lines
+
+
+def _undocumented(parser) -> list[str]:
+    """Options and arguments of each subcommand that --help lists with nothing after them."""
+    import argparse
+
+    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    return [
+        f"{name} {action.dest}"
+        for name, sub in subcommands.items()
+        for action in sub._actions
+        if not action.help and not isinstance(action, argparse._HelpAction)
+    ]
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    """`run --help` listed --text-column, --split, --seed, ... with no word on them; compare RUN_A, RUN_B too."""
+    from evaluation.cli_parser import build_parser
+
+    assert _undocumented(build_parser()) == []

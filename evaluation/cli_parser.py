@@ -1,0 +1,162 @@
+"""The options of ``python -m evaluation`` and their help: what ``--help`` says, apart from what the commands do
+(``evaluation/cli.py``), so the help can say enough without crowding the commands."""
+
+from __future__ import annotations
+
+import argparse
+
+from asr.backends import DEFAULT_BACKEND
+from asr.models import default_model
+from asr.results import BACKENDS
+from evaluation.executors import USAGE as EXECUTORS
+from evaluation.noise import FULL_USAGE
+from evaluation.scoring import BY_LANGUAGE, NORMALIZER_SETTINGS
+from evaluation.store import DEFAULT_DATA_DIR
+from evaluation.streaming import MODES
+
+DESCRIPTION = (
+    "python -m evaluation: run a validation, compare runs, list runs, rebuild the built-in set (sweep benchmark: "
+    "python -m benchmarks sweep). COMMAND --help says more."
+)
+DATA_DIR_HELP = f"the store: runs, recorded test cases (default {DEFAULT_DATA_DIR})"
+
+
+class UsageError(Exception):
+    """Bad command-line input: exit 2 with this one-line message."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as one line (exit 2) instead of usage text."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _run_parser(sub) -> None:
+    p = sub.add_parser(
+        "run",
+        help="transcribe a dataset under noise conditions and tabulate WER",
+        description="Transcribe a dataset under noise conditions, score each utterance and tabulate WER per group x "
+        "noise; writes results.csv and summary.* into --out. Exit 0 when every --max-wer holds, 1 when one is "
+        "exceeded, 2 for a bad argument or an unusable dataset (one line on stderr).",
+    )
+    p.add_argument(
+        "--dataset",
+        default="builtin",
+        help="builtin, builtin-real[:LANG[,LANG]] (real speech; --split dev or heldout), probes (non-speech: "
+        "hallucinations), recorded, a folder or manifest, or hub:ID[:CONFIG[:SPLIT]]",
+    )
+    p.add_argument("--noise", default="clean", help=f"comma-separated conditions: {FULL_USAGE}")
+    p.add_argument(
+        "--model",
+        default="",
+        help=f"registered name (python -m asr models), hub id or folder (default {default_model()})",
+    )
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS, help=f"engine (default {DEFAULT_BACKEND})")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto (default): a GPU if any")
+    p.add_argument("--limit", type=int, default=None, help="utterances taken, spread evenly over the set (default all)")
+    p.add_argument("--min-words", type=int, default=0, help="only utterances with this many reference words or more")
+    p.add_argument("--out", default=None, help="folder for results.csv and summary.* (default out/RUN_ID)")
+    p.add_argument(
+        "--max-wer",
+        action="append",
+        default=[],
+        metavar="[COL=VALUE:]LIMIT",
+        help="exit 1 when the pooled WER (0.35 is 35%%) of all rows, or of the rows whose COL is VALUE, is above "
+        "LIMIT; repeatable",
+    )
+    _column_options(p)
+    p.add_argument(
+        "--normalizer",
+        default=BY_LANGUAGE,
+        choices=NORMALIZER_SETTINGS,
+        help="by-language (default): Whisper's English normalizer for English rows, its basic one otherwise",
+    )
+    p.add_argument(
+        "--language",
+        default=None,
+        metavar="CODE",
+        help="decode every utterance in this language (English-only models take en only); default: detect",
+    )
+    p.add_argument("--run-id", default=None, metavar="ID", help="resume this run (or name a new one)")
+    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), metavar="DIR", help=DATA_DIR_HELP)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--debug", action="store_true", help="log details (each skipped row as it is read, the engine at DEBUG)"
+    )
+    _scale_options(p)
+
+
+def _column_options(p: argparse.ArgumentParser) -> None:
+    """Which columns of the dataset are what, which split, and the noise seed."""
+    p.add_argument("--text-column", default=None, metavar="COL", help="the reference (default: text, sentence, ...)")
+    p.add_argument(
+        "--group-column",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="COL",
+        help="tabulate WER by these columns (default: accent, l1, variety, or language on builtin-real)",
+    )
+    p.add_argument("--speaker-column", default=None, metavar="COL", help="default: speaker, speaker_id, client_id")
+    p.add_argument(
+        "--split",
+        default=None,
+        help="a hub or save_to_disk split; in a folder or manifest, the rows whose split column holds it",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise mixing (default 0: the same rows each run)")
+
+
+def _scale_options(p: argparse.ArgumentParser) -> None:
+    """Where the rows run (local or Ray) and the streaming mode's options."""
+    p.add_argument(
+        "--executor", default="local", metavar="local|ray|ray://HOST:PORT", help=f"where rows run: {EXECUTORS}"
+    )
+    p.add_argument("--workers", type=int, default=None, help="Ray actors, one model each (default: one per CPU)")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0, help="Ray num_cpus per actor (= model threads)")
+    p.add_argument(
+        "--mode",
+        default="offline",
+        choices=MODES,
+        help="offline (full context), streaming (the live engine on a simulated clock) or both side by side",
+    )
+    p.add_argument(
+        "--stream-seconds", type=float, default=None, help="streaming: join utterances into streams this long"
+    )
+    p.add_argument("--stream-sessions", type=int, default=1, help="streaming: streams at once on one worker (1)")
+    p.add_argument(
+        "--stream-clock",
+        default="modelled",
+        choices=("modelled", "measured"),
+        help="streaming: advance the simulated clock by the calibrated cost model (default; the same rows every "
+        "run) or by measured compute (this machine as loaded now)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m evaluation", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _run_parser(sub)
+    c = sub.add_parser(
+        "compare",
+        help="per-group WER deltas of RUN_B against RUN_A",
+        description="Per-group WER deltas of RUN_B against RUN_A with 95% bootstrap intervals; REGRESSION marks a "
+        "group whose whole interval lies above zero. Exit 0, or 1 with --fail-on-regression when a group regressed.",
+    )
+    c.add_argument("run_a", metavar="RUN_A", help="the baseline run's id (python -m evaluation runs lists them)")
+    c.add_argument("run_b", metavar="RUN_B", help="the run compared against it")
+    c.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), metavar="DIR", help=DATA_DIR_HELP)
+    c.add_argument("--out", default=None, help="also write compare.csv and compare.md here")
+    c.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a group regressed")
+    r = sub.add_parser("runs", help="list stored runs")
+    r.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), metavar="DIR", help=DATA_DIR_HELP)
+    m = sub.add_parser("make-builtin", help="rebuild the built-in sample set with espeak-ng")
+    m.add_argument("--out", default=None, help="default: the set's folder in the repository (byte-identical)")
+    real = sub.add_parser("make-real", help="build the real-speech set from Debian's Asterisk prompts (setup does)")
+    real.add_argument("--out", default=None, help="default $ASRQA_CACHE/builtin-real")
+    real.add_argument("--sounds", default=None, help="the voices' folder (default /usr/share/asterisk/sounds)")
+    real.add_argument(
+        "--texts", default=None, help="where the text packages are unpacked (default $ASRQA_CACHE/debian)"
+    )
+    real.add_argument("--force", action="store_true", help="rebuild even when the set is up to date")
+    return parser

@@ -26,6 +26,7 @@ from evaluation.runner import RunError, RunOptions
 from evaluation.store import RunNotFound, StoreError, new_run_id
 from evaluation.thresholds import ThresholdError, gate, parse_threshold
 
+STORE = "the store (runs, recorded test cases)"
 USER_ERRORS = (
     DatasetError,
     NoiseError,
@@ -91,8 +92,8 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
 
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be at least 1, not {args.limit}")
-    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():  # found after the run, as a traceback
-        raise UsageError(f"--out {args.out}: is a file; give a folder for results.csv and summary.*")
+    _a_folder("--out", args.out, "results.csv and summary.*")  # found after the run, as a traceback
+    _a_folder("--data-dir", args.data_dir, STORE)
     options = RunOptions(
         dataset=args.dataset,
         noise=tuple(c.spec for c in parse_conditions(args.noise)),
@@ -191,8 +192,16 @@ def _stored(data_dir: str):
     its folder and database, so ``runs --data-dir TYPO`` used to leave a new empty store behind."""
     from evaluation.store import DB_NAME, Store
 
+    _a_folder("--data-dir", data_dir, STORE)
     folder = Path(data_dir).expanduser()
-    return Store(folder) if (folder / DB_NAME).is_file() or (folder.exists() and not folder.is_dir()) else None
+    return Store(folder) if (folder / DB_NAME).is_file() else None
+
+
+def _a_folder(flag: str, value: str | None, holds: str) -> None:
+    """A folder option that names a file is one line before any work: ``--data-dir FILE`` said "FILE/audio: Not
+    a directory" (a path nobody typed), ``compare --out FILE`` "File exists" after printing the comparison."""
+    if value and Path(value).expanduser().exists() and not Path(value).expanduser().is_dir():
+        raise UsageError(f"{flag} {value}: is a file; give a folder for {holds}")
 
 
 def _no_store(data_dir: str) -> str:
@@ -204,6 +213,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from evaluation.compare import compare_runs, comparison_text
     from evaluation.report import markdown_table
 
+    _a_folder("--out", args.out, "compare.csv and compare.md")
     if (store := _stored(args.data_dir)) is None:
         raise UsageError(
             f"--data-dir {_no_store(args.data_dir)}, so no run {args.run_a!r} (--data-dir names the store)"

@@ -252,9 +252,19 @@ def test_an_out_or_data_dir_that_is_a_file_is_one_line(tmp_path, capsys):
     base = ["run", "--dataset", "builtin", "--limit", "1", "--quiet"]
     assert main([*base, "--data-dir", str(tmp_path / "d"), "--out", str(a_file)]) == 2
     assert capsys.readouterr().err == f"error: --out {a_file}: is a file; give a folder for results.csv and summary.*\n"
-    assert main([*base, "--data-dir", str(a_file)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and str(a_file) in err and "Not a directory" in err
+    # it said "A_FILE/audio: Not a directory", a path nobody typed; runs and compare said the same
+    store_is_a_file = (
+        f"error: --data-dir {a_file}: is a file; give a folder for the store (runs, recorded test cases)\n"
+    )
+    for command in ([*base], ["runs"], ["compare", "a", "b"]):
+        assert main([*command, "--data-dir", str(a_file)]) == 2
+        assert capsys.readouterr().err == store_is_a_file
+    # compare printed the comparison, then "error: A_FILE: File exists"
+    assert main(["compare", "a", "b", "--data-dir", str(tmp_path / "d"), "--out", str(a_file)]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"error: --out {a_file}: is a file; give a folder for compare.csv and compare.md\n",
+    )
 
 
 def test_count_text_says_one_in_the_singular():

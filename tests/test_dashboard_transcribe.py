@@ -118,6 +118,7 @@ def test_save_test_case_with_labels_then_triage_and_delete(app, browser, speech_
     assert _saved_id(page) == case_id
     page.get_by_text("Flag this transcript").click()
     page.locator("#flag-button").click()
+    wait_for_text(page, "#transcribe-saved", "Flagged")  # not the save's line, still shown until the flag's comes
     flag_id = _saved_id(page)
     page.locator("#flag-button").click()  # a double click: one flag
     wait_for_text(page, "#transcribe-saved", "Updated flag")
@@ -130,14 +131,25 @@ def test_save_test_case_with_labels_then_triage_and_delete(app, browser, speech_
     click_table_cell(page, "#review-table", case_id)
     wait_for_text(page, "#review-heading", case_id)
     page.locator("#review-new-status").get_by_text("confirmed", exact=True).click()
+    page.locator("#review-extra-labels textarea").fill("speaker=tester-11")
     page.locator("#review-save").click()
     wait_for_text(page, "#review-message", "status confirmed")
+    page.locator("#review-label input").click()  # the label the edit added is offered at once
+    page.get_by_role("option", name="speaker=tester-11", exact=True).wait_for()
+    page.keyboard.press("Escape")
 
     page.reload()
     wait_for_text(page, "#review-table", case_id)
     page.locator("#review-status input").click()
     page.get_by_role("option", name="confirmed", exact=True).click()
     wait_for_text(page, "#review-table", case_id)  # the filter keeps it
+    page.locator("#review-kind input").click()
+    page.get_by_role("option", name="flags", exact=True).click()  # confirmed flags: none
+    wait_for_text(page, "#review-message", "No case matches these filters")
+    page.locator("#review-kind input").click()
+    page.get_by_role("option", name="all", exact=True).click()
+    wait_for_text(page, "#review-table", case_id)
+    page.wait_for_function("() => !document.querySelector('#review-message').innerText.includes('No case')")
 
     click_table_cell(page, "#review-table", case_id)
     wait_for_text(page, "#review-heading", case_id)

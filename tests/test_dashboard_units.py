@@ -395,7 +395,7 @@ def test_invented_words_said_only_when_there_is_something_to_say():
 
 
 def test_review_tells_a_new_tester_how_to_fill_it(tmp_path, speech_wav):
-    from dashboard.pages.review import empty_hint
+    from dashboard.pages.review import NO_MATCH, Filters, _table, empty_hint
     from dashboard.shared import Heard, get_store, save_test_case
 
     store = get_store(tmp_path)
@@ -404,6 +404,8 @@ def test_review_tells_a_new_tester_how_to_fill_it(tmp_path, speech_wav):
         tmp_path, Heard(str(speech_wav), "a test", "whisper-tiny.en", "faster-whisper"), "a test", "", "", "", ""
     )
     assert empty_hint(store.list_cases()) == ""
+    assert empty_hint(store.list_cases(), _table(store, Filters("flag", "all", "all", "all"))) == NO_MATCH
+    assert empty_hint(store.list_cases(), _table(store, Filters("all", "all", "all", "all"))) == ""
 
 
 def test_saving_the_same_take_again_updates_its_case(tmp_path, speech_wav):

@@ -178,19 +178,28 @@ def _detail() -> _Detail:
 
 def _wire_listing(page: gr.Blocks, store: Store, listing: _Listing, message) -> None:
     def list_table(*values):
-        return _table(store, Filters(*values))
+        """The table for the filters, and a line when they match nothing (an empty table said nothing)."""
+        table = _table(store, Filters(*values))
+        return table, ("" if len(table) else empty_hint(store.list_cases(), table))
 
     def reload(*values):
         """What a page load shows: the filters' choices, the table, and the hint while the store is empty."""
         cases = store.list_cases()  # once for the filters' choices and the hint
-        return (*_filter_choices(store, cases), list_table(*values), empty_hint(cases))
+        table = _table(store, Filters(*values))
+        return (*_filter_choices(store, cases), table, empty_hint(cases, table))
 
     shown = [listing.model, listing.label, listing.session, listing.table, message]
     page.load(reload, listing.filters, shown, api_name="review_load")
     # Refresh redraws as a reload does: a case saved on another page since, with the table alone, left the
     # "nothing to review yet" hint above it and its model and labels out of the filters.
     listing.refresh.click(reload, listing.filters, shown, api_name="review_refresh")
-    gr.on([f.change for f in listing.filters], list_table, listing.filters, listing.table, api_name="review_list")
+    gr.on(
+        [f.change for f in listing.filters],
+        list_table,
+        listing.filters,
+        [listing.table, message],
+        api_name="review_list",
+    )
 
 
 def _wire_detail(store: Store, listing: _Listing, detail: _Detail, selected, pending, message) -> None:
@@ -218,7 +227,12 @@ def _wire_detail(store: Store, listing: _Listing, detail: _Detail, selected, pen
         [selected, *detail.edits],
         message,
         api_name="review_save",
-    ).then(lambda *v: _table(store, Filters(*v)), listing.filters, listing.table, api_name="review_refresh_after_save")
+    ).then(  # a label or model added by the edit is offered in the filters at once, not after a Refresh
+        lambda *v: (*_filter_choices(store, store.list_cases()), _table(store, Filters(*v))),
+        listing.filters,
+        [listing.model, listing.label, listing.session, listing.table],
+        api_name="review_refresh_after_save",
+    )
     detail.delete.click(ask_delete, selected, [detail.confirm_row, pending], api_name="review_ask_delete")
     detail.cancel.click(
         lambda: (gr.Row(visible=False), None), None, [detail.confirm_row, pending], api_name="review_cancel_delete"
@@ -237,9 +251,15 @@ EMPTY_HINT = (
 )
 
 
-def empty_hint(cases: list[Case]) -> str:
-    """What a new tester reads under an empty table (a table of headers alone said nothing of how to fill it)."""
-    return "" if cases else EMPTY_HINT
+NO_MATCH = "*No case matches these filters: set one back to **all** to see more.*"
+
+
+def empty_hint(cases: list[Case], shown: pd.DataFrame | None = None) -> str:
+    """What a tester reads under an empty table (a table of headers alone said nothing of how to fill it):
+    how cases come when there are none, and that the filters hide them when ``shown`` is empty."""
+    if not cases:
+        return EMPTY_HINT
+    return NO_MATCH if shown is not None and shown.empty else ""
 
 
 def _filter_choices(store: Store, cases: list[Case]) -> tuple[gr.Dropdown, gr.Dropdown, gr.Dropdown]:

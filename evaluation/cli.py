@@ -148,8 +148,10 @@ def _print_summary(result, out: Path) -> None:
     else:
         title = f"WER by {group} x noise" if s.pivot_text is not None else "WER by noise"
         print(f"run {result.run_id} ({result.status}): {title} (pooled, 95% CI; * = too few utterances to trust)")
-        table = s.pivot_text if s.pivot_text is not None else display_table(s.tables["noise"], ["noise"])
-        print(table.to_string())
+        if s.pivot_text is not None:  # groups down the side, noise across
+            print(s.pivot_text.to_string())
+        else:  # one row per noise condition: its row numbers ("0  clean ...") were a column that meant nothing
+            print(display_table(s.tables["noise"], ["noise"]).to_string(index=False))
     no_wer = "n/a (no reference words)"
     wer = f"{o.wer * 100:.2f}% (raw {o.raw_wer * 100:.2f}%), CER {o.cer * 100:.2f}%" if o.ref_words else no_wer
     print(

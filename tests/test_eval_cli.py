@@ -446,3 +446,16 @@ def test_every_option_of_every_command_says_what_it_does():
     from evaluation.cli_parser import build_parser
 
     assert _undocumented(build_parser()) == []
+
+
+def test_a_dataset_without_groups_prints_its_noise_table_without_row_numbers(real_set, tmp_path, capsys):
+    """A manifest with no group column printed "0  clean  0.0% ..." under "noise  WER ...": pandas' row index."""
+    audio = real_set / "audio" / "en"
+    manifest = tmp_path / "plain.csv"
+    manifest.write_text(f"path,transcript\n{audio / 'activated.wav'},activated\n{audio / 'added.wav'},added\n")
+    args = ["run", "--dataset", str(manifest), "--noise", "clean,white@10", "--quiet"]
+    assert main([*args, "--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "o")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("WER by noise (pooled, 95% CI; * = too few utterances to trust)")
+    assert lines[1].split()[:2] == ["noise", "WER"], lines
+    assert [line.split()[0] for line in lines[2:4]] == ["clean", "white@10"], lines

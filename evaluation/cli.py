@@ -157,8 +157,8 @@ def _print_summary(result, out: Path) -> None:
     print(
         f"overall WER{overall_path(s)} {wer}, "
         f"{count_text(result.rows)}, {o.audio_seconds:.1f} s audio, {o.compute_seconds:.1f} s compute, rtfx {o.rtfx:.1f} "
-        f"(compute), rtfx {result.rtfx:.1f} (wall)"
-    )
+        f"(compute)" + (f", rtfx {result.rtfx:.1f} (wall)" if result.audio_seconds_done else "")
+    )  # no wall rtfx when this call transcribed nothing (every row was stored): it read "rtfx 0.0 (wall)"
     if s.overall_streaming is not None:
         print(streaming_overall_text(s).strip())
     if s.languages is not None:

@@ -77,6 +77,7 @@ def test_strict_threshold_exits_1_and_resume_skips_stored_rows(built_run, capsys
     printed = capsys.readouterr().out
     assert code == 1
     assert "resumed: 14 rows were already stored" in printed  # nothing transcribed again
+    assert "(compute)\n" in printed and "(wall)" not in printed  # it said "rtfx 0.0 (wall)" for no work done
     assert "FAIL: WER" in printed and "exceeds --max-wer 0.01" in printed
     assert "en-gb-scotland" in printed and "clean" in printed and "white@10" in printed  # the accent x noise table
     words = pd.read_csv(root / "out" / "results.csv")["ref_words"].sum()

@@ -408,6 +408,15 @@ def test_review_tells_a_new_tester_how_to_fill_it(tmp_path, speech_wav):
     assert empty_hint(store.list_cases(), _table(store, Filters("all", "all", "all", "all"))) == ""
 
 
+def test_record_stopped_before_any_session_says_to_start_one(tmp_path):
+    from dashboard.pages.record import NO_SESSION, RecordTab, _on_stop
+    from dashboard.shared import get_store
+
+    live, wer, checks, message, accept, rerecord = _on_stop(get_store(tmp_path), RecordTab())
+    assert message == NO_SESSION and "Start session" in message  # not "Nothing was heard: record again"
+    assert not (accept.visible or rerecord.visible)
+
+
 def test_saving_the_same_take_again_updates_its_case(tmp_path, speech_wav):
     from dashboard.shared import Heard, get_store, save_test_case
 

@@ -44,6 +44,10 @@ logger = logging.getLogger(__name__)
 
 SESSION_KEY = "asrqa-record-session"  # local-storage key of the session this browser records
 SESSION_SECRET = "asrqa-record-session-id"  # only a session id is kept there: nothing secret to protect
+NO_SESSION = (
+    "No session yet: choose a script and enter the speaker under **Script and speaker**, press **Start session**, "
+    "then record."
+)
 
 
 @dataclass(frozen=True)
@@ -327,7 +331,9 @@ def _on_chunk(chunk, tab: RecordTab, model: str, backend: str, options: StreamOp
 def _on_stop(store: Store, tab: RecordTab):
     """Finish the take: the final transcript, its WER against the prompt, and the checks on its audio."""
     final = finish_take(tab)
-    if final is None or tab.take is None or tab.session_id is None:
+    if tab.session_id is None:  # it said "Nothing was heard: record again", which recording again did not mend
+        return gr.skip(), "", "", NO_SESSION, *_take_buttons(False)
+    if final is None or tab.take is None:
         return gr.skip(), "", "", "Nothing was heard: record again.", *_take_buttons(False)
     session = store.recordings.get_session(tab.session_id)
     if session.done:

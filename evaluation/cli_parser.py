@@ -21,6 +21,32 @@ DESCRIPTION = (
 DATA_DIR_HELP = f"the store: runs, recorded test cases (default {DEFAULT_DATA_DIR})"
 
 
+def at_least(low: int):
+    """An integer option's type that says which option is wrong: RunOptions' own check named the field
+    ("min_words must be an integer >= 0"), not the flag the user typed."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, not {text!r}")
+        return value
+
+    return parse
+
+
+def above_zero(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number above 0, not {text!r}")
+    return value
+
+
 class UsageError(Exception):
     """Bad command-line input: exit 2 with this one-line message."""
 
@@ -55,14 +81,16 @@ def _run_parser(sub) -> None:
     p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS, help=f"engine (default {DEFAULT_BACKEND})")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto (default): a GPU if any")
     p.add_argument("--limit", type=int, default=None, help="utterances taken, spread evenly over the set (default all)")
-    p.add_argument("--min-words", type=int, default=0, help="only utterances with this many reference words or more")
+    p.add_argument(
+        "--min-words", type=at_least(0), default=0, help="only utterances with this many reference words or more"
+    )
     p.add_argument("--out", default=None, help="folder for results.csv and summary.* (default out/RUN_ID)")
     p.add_argument(
         "--max-wer",
         action="append",
         default=[],
         metavar="[COL=VALUE:]LIMIT",
-        help="exit 1 when the pooled WER (0.35 is 35%%) of all rows, or of the rows whose COL is VALUE, is above "
+        help="exit 1 when the pooled WER (0.35 or 35%%) of all rows, or of the rows whose COL is VALUE, is above "
         "LIMIT; repeatable",
     )
     _column_options(p)
@@ -104,7 +132,9 @@ def _column_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="a hub or save_to_disk split; in a folder or manifest, the rows whose split column holds it",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the noise mixing (default 0: the same rows each run)")
+    p.add_argument(
+        "--seed", type=at_least(0), default=0, help="seed of the noise mixing (default 0: the same rows each run)"
+    )
 
 
 def _scale_options(p: argparse.ArgumentParser) -> None:
@@ -112,8 +142,10 @@ def _scale_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--executor", default="local", metavar="local|ray|ray://HOST:PORT", help=f"where rows run: {EXECUTORS}"
     )
-    p.add_argument("--workers", type=int, default=None, help="Ray actors, one model each (default: one per CPU)")
-    p.add_argument("--cpus-per-worker", type=float, default=1.0, help="Ray num_cpus per actor (= model threads)")
+    p.add_argument(
+        "--workers", type=at_least(1), default=None, help="Ray actors, one model each (default: one per CPU)"
+    )
+    p.add_argument("--cpus-per-worker", type=above_zero, default=1.0, help="Ray num_cpus per actor (= model threads)")
     p.add_argument(
         "--mode",
         default="offline",

@@ -95,14 +95,16 @@ def test_strict_threshold_exits_1_and_resume_skips_stored_rows(built_run, capsys
         (["--model", "no-such-model"], "unknown model"),
         (["--max-wer", "accent=en-us"], "not a number"),
         (["--limit", "0"], "--limit"),
-        (["--min-words", "-1"], "min_words must be an integer >= 0"),
+        (["--min-words", "-1"], "argument --min-words: must be an integer >= 0, not '-1'"),  # said min_words
         (["--backend", "nope"], "invalid choice"),
         (["--noise", "white@1e9"], "between -20 and 80 dB"),  # was an OverflowError traceback mid-run
         (["--noise", "white@-200"], "between -20 and 80 dB"),  # was accepted silently
         (["--noise", "pink@81"], "between -20 and 80 dB"),
         (["--model", "openai/whisper-base.en"], "cannot load model 'openai/whisper-base.en'"),  # offline hub id
         (["--stream-seconds", "30"], "add --mode streaming or --mode both"),  # was ignored: an offline run
-        (["--seed", "-1", "--limit", "1"], "seed must be an integer >= 0, not -1"),  # was a numpy traceback mid-run
+        (["--seed", "-1", "--limit", "1"], "argument --seed: must be an integer >= 0"),  # was a numpy traceback
+        (["--workers", "0"], "argument --workers: must be an integer >= 1, not '0'"),  # said "workers must be"
+        (["--cpus-per-worker", "0"], "argument --cpus-per-worker: must be a number above 0, not '0'"),
         (["--language", "xx", "--limit", "1"], "not 'xx'"),  # was a traceback per row on multilingual models
         # ignored on the English-only default: a run of English transcripts whose settings said French
         (["--language", "fr", "--limit", "1"], "--language fr: whisper-tiny.en is English-only"),

@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
         "--word-timestamps", action="store_true", help="text output: one line per word with its times (json has them)"
     )
     t.add_argument(
-        "--beam-size", type=int, default=1, metavar="N", help="1 is greedy (default); 5 is Whisper's beam search"
+        "--beam-size", type=_beams, default=1, metavar="N", help="1 is greedy (default); 5 is Whisper's beam search"
     )
     t.add_argument(
         "--language",
@@ -96,6 +96,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--no-progress", action="store_true", help="no progress bar on stderr (shown for files over 1 min)")
     return parser
+
+
+def _beams(text: str) -> int:
+    """--beam-size's type: 0 said "beam_size must be an integer >= 1" (the option's field, not the flag)."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, not {text!r}")
+    return int(text)
 
 
 def _bench(argv: list[str]) -> int:

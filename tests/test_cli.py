@@ -44,7 +44,8 @@ def test_json_per_file_and_failures_named_without_traceback(speech_wav, tmp_path
     ("args", "message"),
     [
         (["transcribe"], "the following arguments are required: FILE"),
-        (["transcribe", "x.wav", "--beam-size", "x"], "argument --beam-size: invalid int value: 'x'"),
+        (["transcribe", "x.wav", "--beam-size", "x"], "argument --beam-size: must be an integer >= 1, not 'x'"),
+        (["transcribe", "x.wav", "--beam-size", "0"], "argument --beam-size: must be an integer >= 1, not '0'"),
         (["transcribe", "x.wav", "--format", "doc"], "argument --format: invalid choice: 'doc'"),
         (["transcribe", "x.wav", "--bogus"], "unrecognized arguments: --bogus"),
     ],

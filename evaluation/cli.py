@@ -295,6 +295,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return cmd_compare(args)
         if args.command == "runs":
             return cmd_runs(args)
+        if args.command.startswith("make-"):  # a file as --out said "F/audio: Not a directory"
+            _a_folder("--out", args.out, "the set")
         if args.command == "make-real":
             return cmd_make_real(args)
         from evaluation.builtin import BUILTIN_DIR, make_builtin

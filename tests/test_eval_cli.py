@@ -262,6 +262,9 @@ def test_an_out_or_data_dir_that_is_a_file_is_one_line(tmp_path, capsys):
     for command in ([*base], ["runs"], ["compare", "a", "b"]):
         assert main([*command, "--data-dir", str(a_file)]) == 2
         assert capsys.readouterr().err == store_is_a_file
+    for command in (["make-builtin"], ["make-real"]):  # "A_FILE/audio: Not a directory"
+        assert main([*command, "--out", str(a_file)]) == 2
+        assert capsys.readouterr().err == f"error: --out {a_file}: is a file; give a folder for the set\n"
     # compare printed the comparison, then "error: A_FILE: File exists"
     assert main(["compare", "a", "b", "--data-dir", str(tmp_path / "d"), "--out", str(a_file)]) == 2
     assert capsys.readouterr() == (

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ from evaluation.runner import RunError, RunOptions
 from evaluation.store import RunNotFound, StoreError, new_run_id
 from evaluation.thresholds import ThresholdError, gate, parse_threshold
 
+RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 STORE = "the store (runs, recorded test cases)"
 USER_ERRORS = (
     DatasetError,
@@ -94,6 +96,8 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         raise UsageError(f"--limit must be at least 1, not {args.limit}")
     _a_folder("--out", args.out, "results.csv and summary.*")  # found after the run, as a traceback
     _a_folder("--data-dir", args.data_dir, STORE)
+    if args.run_id is not None and not RUN_ID.fullmatch(args.run_id):  # "../x" wrote out/../x, "x/y" out/x/y
+        raise UsageError(f"--run-id {args.run_id!r}: use letters, digits, '-', '_' and '.' (it names out/RUN_ID)")
     options = RunOptions(
         dataset=args.dataset,
         noise=tuple(c.spec for c in parse_conditions(args.noise)),

@@ -106,6 +106,9 @@ def test_strict_threshold_exits_1_and_resume_skips_stored_rows(built_run, capsys
         (["--workers", "0"], "argument --workers: must be an integer >= 1, not '0'"),  # said "workers must be"
         (["--cpus-per-worker", "0"], "argument --cpus-per-worker: must be a number above 0, not '0'"),
         (["--language", "xx", "--limit", "1"], "not 'xx'"),  # was a traceback per row on multilingual models
+        (["--run-id", "../escape"], "--run-id '../escape': use letters, digits"),  # wrote out/../escape
+        (["--run-id", "a/b"], "--run-id 'a/b': use letters, digits"),
+        (["--run-id", ""], "--run-id '': use letters, digits"),
         # ignored on the English-only default: a run of English transcripts whose settings said French
         (["--language", "fr", "--limit", "1"], "--language fr: whisper-tiny.en is English-only"),
     ],

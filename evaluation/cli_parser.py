@@ -55,7 +55,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad argument as one line (exit 2) instead of usage text."""
 
     def error(self, message: str):
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{self.prog}: {message} (--help lists the options)")
 
 
 def _run_parser(sub) -> None:
@@ -167,7 +167,7 @@ def _scale_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m evaluation", description=DESCRIPTION)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _run_parser(sub)
     c = sub.add_parser(
         "compare",

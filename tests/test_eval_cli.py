@@ -165,6 +165,16 @@ def test_module_entry_point_bad_args():
     assert done.returncode == 2 and "unknown noise kind" in done.stderr
 
 
+def test_an_argument_error_points_to_help_as_python_m_asr_does(capsys):
+    """`python -m asr` says "(--help lists the options)"; this CLI said "required: command" and nothing more."""
+    assert main([]) == 2
+    assert capsys.readouterr().err == (
+        "error: python -m evaluation: the following arguments are required: COMMAND (--help lists the options)\n"
+    )
+    assert main(["runs", "--bogus"]) == 2
+    assert capsys.readouterr().err.endswith("unrecognized arguments: --bogus (--help lists the options)\n")
+
+
 def test_threshold_syntax():
     assert parse_threshold("0.35").where == () and parse_threshold("35%").max_wer == pytest.approx(0.35)
     t = parse_threshold("noise=white@10,accent=en-gb-scotland:0.5")

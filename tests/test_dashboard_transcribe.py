@@ -162,9 +162,9 @@ def test_save_test_case_with_labels_then_triage_and_delete(app, browser, speech_
     assert case_id not in page.locator("#review-table").inner_text()
 
 
-def _error_toast(page) -> str:
-    page.locator(".toast-body.error").first.wait_for()
-    return page.locator(".toast-body.error").first.inner_text()
+def _wait_for_error(page, needle: str) -> None:
+    """Wait for an error toast saying ``needle`` (an earlier one may still be closing)."""
+    page.locator(".toast-body.error", has_text=needle).first.wait_for()
 
 
 def test_another_file_forgets_the_last_transcript(app, browser, speech_wav, tmp_path):
@@ -182,10 +182,9 @@ def test_another_file_forgets_the_last_transcript(app, browser, speech_wav, tmp_
     assert page.locator("#transcript-words .asrqa-word").count() == 0
     assert text_of(page, "#flag-corrected") == ""
     page.get_by_role("button", name="Transcribe", exact=True).click()
-    assert "broken.wav" in _error_toast(page)
-    page.locator(".toast-body.error .toast-close").first.click()
+    _wait_for_error(page, "broken.wav")
     page.locator("#flag-button").click()  # nothing was transcribed: no flag of the last file
-    assert "Transcribe something first" in _error_toast(page)
+    _wait_for_error(page, "Transcribe something first")
 
 
 def test_export_downloads_a_dataset(app, browser, speech_wav):

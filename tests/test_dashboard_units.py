@@ -408,6 +408,21 @@ def test_review_tells_a_new_tester_how_to_fill_it(tmp_path, speech_wav):
     assert empty_hint(store.list_cases(), _table(store, Filters("all", "all", "all", "all"))) == ""
 
 
+def test_a_transcription_finished_after_another_file_was_picked_is_not_shown(speech_wav):
+    from dashboard.pages.transcribe import Shown, _forget, _transcribe
+
+    shown = Shown()
+    _forget(str(speech_wav), shown)  # picked
+    take, *_ = _transcribe(str(speech_wav), "whisper-tiny.en", "faster-whisper", shown, progress=lambda *a, **k: None)
+    assert take.audio_path == str(speech_wav)
+
+    def pick_another(*a, **k):  # the tester picks another file while it runs
+        _forget("another.wav", shown)
+
+    outputs = _transcribe(str(speech_wav), "whisper-tiny.en", "faster-whisper", shown, progress=pick_another)
+    assert all(o == gr.skip() for o in outputs)  # nothing drawn over the other file
+
+
 def test_record_stopped_before_any_session_says_to_start_one(tmp_path):
     from dashboard.pages.record import NO_SESSION, RecordTab, _on_stop
     from dashboard.shared import get_store

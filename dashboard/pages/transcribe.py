@@ -53,6 +53,17 @@ class Take:
     case_id: str | None = None  # likewise the test case it was saved as
 
 
+class Shown:
+    """The audio file the page shows now, per tab: a transcription finishing after the tester moved to another
+    file is not drawn (a long file's transcript landed under the next file, to be flagged with it)."""
+
+    def __init__(self) -> None:
+        self.audio_path: str | None = None
+
+    def __deepcopy__(self, memo) -> Shown:
+        return Shown()
+
+
 def build(page: gr.Blocks, config: DashboardConfig) -> None:
     gr.Markdown("## Transcribe\nFull-context transcription of a recording or an uploaded file of any length.")
     picker = model_picker(page, "transcribe")
@@ -62,6 +73,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
     words = gr.HTML(label="Words by confidence", elem_id="transcript-words")
     stats = gr.Markdown(elem_id="transcribe-stats")
     take = gr.State(None)
+    shown = gr.State(Shown)
     with gr.Accordion("Flag this transcript", open=False, elem_id="flag-panel"):
         reason = gr.Dropdown(FLAG_REASONS, value=FLAG_REASONS[0], label="Reason", elem_id="flag-reason")
         corrected = gr.Textbox(label="Corrected transcript", lines=3, elem_id="flag-corrected")
@@ -74,7 +86,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
 
     run.click(
         _transcribe,
-        [audio, picker.model, picker.backend],
+        [audio, picker.model, picker.backend, shown],
         [take, text, words, stats, corrected, form.reference],
         api_name="transcribe",
         show_progress_on=[text],  # one progress bar (and one Error badge), on the transcript box
@@ -84,7 +96,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
     # keep, under a new upload (and under the error of one that could not be read).
     audio.change(
         _forget,
-        None,
+        [audio, shown],
         [take, text, words, stats, corrected, form.reference, saved],
         api_name="transcribe_forget",
         show_progress="hidden",
@@ -98,9 +110,10 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
     save.click(lambda *args: _save(config, *args), [take, *form.inputs], [saved, take], api_name="transcribe_save_case")
 
 
-def _transcribe(audio_path: str | None, model: str, backend: str, progress=gr.Progress()):  # noqa: B008
+def _transcribe(audio_path: str | None, model: str, backend: str, shown: Shown, progress=gr.Progress()):  # noqa: B008
     if not audio_path:
         raise gr.Error("Upload a file or record from the microphone first.")
+    shown.audio_path = audio_path
     progress(0, desc="loading the model")
     engine = load_backend_or_error(model, backend)
     progress(0, desc="reading the audio and finding speech")
@@ -113,6 +126,8 @@ def _transcribe(audio_path: str | None, model: str, backend: str, progress=gr.Pr
             result = transcribe(audio_path, backend=engine, progress=report)
     except AudioError as exc:
         raise gr.Error(without_paths(str(exc), audio_path)) from exc
+    if shown.audio_path != audio_path:  # another file was picked meanwhile: this one's result is not shown
+        return (gr.skip(),) * 6
     for warning in warnings:  # e.g. loud float audio scaled back into range
         gr.Warning(without_paths(warning, audio_path))
     return (
@@ -125,8 +140,9 @@ def _transcribe(audio_path: str | None, model: str, backend: str, progress=gr.Pr
     )
 
 
-def _forget() -> tuple:
+def _forget(audio_path: str | None, shown: Shown) -> tuple:
     """Nothing transcribed: no take to flag or save, and nothing of the last file on screen."""
+    shown.audio_path = audio_path
     return None, "", "", "", "", "", ""
 
 

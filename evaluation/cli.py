@@ -175,6 +175,7 @@ def _print_summary(result, out: Path) -> None:
         print("streaming (committed text on the simulated live clock; latency = commit time - word end in the audio):")
         print(format_streaming(s.streaming, ["noise"]).to_string(index=False))
     _print_invented(result)
+    _print_audio_notes(result)
     if result.resumed_rows:
         print(f"resumed: {result.resumed_rows} rows were already stored")
     if result.skipped:
@@ -184,6 +185,23 @@ def _print_summary(result, out: Path) -> None:
         if len(result.skipped) > 10:  # it said "skipped 11" and listed 10, with nothing to say where the 11th was
             print(f"  ... {len(result.skipped) - 10} more in summary.md and summary.json (skipped)")
     print(f"wrote {out}/results.csv, summary.csv, summary.json, summary.md")
+
+
+def _print_audio_notes(result) -> None:
+    """One line for the rows whose audio reading changed (loud float audio scaled back): each logged a WARNING
+    line mid-run, across the progress bar, and results.csv's audio_note names them all."""
+    from evaluation.report import plural
+
+    rows = result.rows
+    if "audio_note" not in rows.columns:
+        return
+    noted = rows[rows["audio_note"].fillna("").astype(str) != ""]
+    if len(noted):
+        first = noted.iloc[0]
+        print(
+            f"{plural(len(noted), 'row')} had their audio changed on reading (audio_note in results.csv), "
+            f"e.g. {first['id']}: {first['audio_note']}"
+        )
 
 
 def _print_invented(result) -> None:
@@ -286,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # a hub dataset offline: each of ten retries was logged twice (the hub's handler and ours), 40 lines of warnings
     hub_logging.set_verbosity(logging.WARNING if level == logging.DEBUG else logging.ERROR)
+    # loud float audio logged "WARNING asr.audio: ..." per file mid-run; the summary counts the rows instead
+    logging.getLogger("asr.audio").setLevel(logging.NOTSET if level == logging.DEBUG else logging.ERROR)
     with reader_may_leave():  # runs, make-builtin, make-real; run and compare keep their exit codes themselves
         return _dispatch(args)
     return 0

@@ -335,7 +335,7 @@ def test_each_skipped_row_is_said_once_in_the_summary_and_logged_only_under_debu
     assert all(f"skipped {message}" in debug for message in skipped)
 
 
-def test_a_row_whose_loud_float_audio_was_scaled_back_says_so_in_results_csv(real_set, tmp_path):
+def test_a_row_whose_loud_float_audio_was_scaled_back_says_so_in_results_csv(real_set, tmp_path, capsys, caplog):
     """A float file peaking at 4.0 is peak-normalised by the engine, which said so only in a stderr log line;
     results.csv's audio_note now tells a tester which row it was, and a row read as it is has none."""
     import shutil
@@ -355,6 +355,12 @@ def test_a_row_whose_loud_float_audio_was_scaled_back_says_so_in_results_csv(rea
     notes = pd.read_csv(out / "results.csv", keep_default_na=False).set_index("id")["audio_note"]
     assert notes["good"] == ""
     assert notes["loud"] == "float samples exceed 1.0 (peak 4); peak-normalised to 1.0"
+    # and the summary says so once, where a WARNING line per file came mid-run, across the progress bar
+    assert not [r for r in caplog.records if r.name == "asr.audio"], caplog.records
+    assert (
+        "1 row had their audio changed on reading (audio_note in results.csv), e.g. loud: float samples exceed 1.0"
+        in (capsys.readouterr().out)
+    )
 
 
 def test_listing_or_comparing_a_data_dir_without_a_store_says_so_and_creates_nothing(tmp_path, capsys):

@@ -197,8 +197,9 @@ def test_live_session_stops_listening_at_the_limit_and_keeps_the_recording(tmp_p
             for i in range(0, 5 * step, step)  # the resampler holds samples back: 5 chunks pass 1.5 s
         ]
         assert "limit reached" not in readouts[1] and "limit reached" in readouts[-1]
-        view, readout, (out_rate, recording), reference, panel = _on_stop(tab, config)
+        view, readout, (out_rate, recording), reference, panel, saved = _on_stop(tab, config)
         assert panel.visible and panel.open  # the save panel appears with the recording
+        assert saved == ""  # the last take's "Saved test case …" goes: this one is not saved yet
         assert out_rate == 16_000 and recording.size == int(1.5 * 16_000)
         assert "finished" in readout and tab.session is None and tab.take is not None
         assert reference == tab.take.transcript

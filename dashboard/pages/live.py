@@ -104,7 +104,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
     mic.stop_recording(
         lambda t: _on_stop(t, config),
         tab,
-        [view, readout, playback, form.reference, save_panel],
+        [view, readout, playback, form.reference, save_panel, saved],
         api_name="live_stop",
         concurrency_limit=config.live_sessions,
         concurrency_id="live_stop",
@@ -185,10 +185,12 @@ def _on_stop(tab: LiveTab, config: DashboardConfig):
     and free the session. Nothing heard: the last take, if any, stays on screen and saveable."""
     final = finish_take(tab)
     if final is None:
-        return gr.skip(), "<span class='asrqa-readout'>Nothing was heard.</span>", gr.skip(), gr.skip(), gr.skip()
+        nothing = "<span class='asrqa-readout'>Nothing was heard.</span>"
+        return gr.skip(), nothing, gr.skip(), gr.skip(), gr.skip(), gr.skip()
     recording = (SAMPLE_RATE, tab.take.audio)
     panel = gr.Accordion(visible=True, open=True)
-    return render_view(final), render_readout(final, config), recording, final.committed, panel
+    # the new take is not saved yet: "Saved test case …" of the last one, left under it, read as if it were
+    return render_view(final), render_readout(final, config), recording, final.committed, panel, ""
 
 
 def finish_take(tab: LiveTab) -> StreamUpdate | None:

@@ -486,10 +486,16 @@ def test_a_dataset_without_groups_prints_its_noise_table_without_row_numbers(rea
     assert [line.split()[0] for line in lines[2:4]] == ["clean", "white@10"], lines
 
 
-def test_a_run_on_both_paths_counts_each_utterance_s_language_once(real_set, tmp_path, capsys):
-    """--mode both said "2 utterances" and "detected languages: en 4; ...: 4/4": each row counted per path."""
+def test_a_run_on_both_paths_counts_and_gates_each_utterance_once(real_set, tmp_path, capsys):
+    """--mode both said "2 utterances" and "detected languages: en 4; ...: 4/4": each row counted per path; and
+    --max-wer pooled both paths' rows (each utterance twice, two transcripts blended), not the overall figure."""
     args = ["run", "--dataset", "builtin-real:en", "--min-words", "3", "--limit", "2", "--mode", "both", "--quiet"]
-    assert main([*args, "--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "o")]) == 0
+    gates = ["--max-wer", "10", "--max-wer", "mode=streaming:10"]
+    assert main([*args, *gates, "--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "o")]) == 0
     printed = capsys.readouterr().out
     assert "2 utterances" in printed and "detected languages: en 2; in the dataset's language: 2/2" in printed
-    assert json.loads((tmp_path / "o" / "summary.json").read_text())["languages"]["rows"] == 2
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["languages"]["rows"] == 2
+    offline, streaming = summary["thresholds"]
+    assert (offline["rows"], offline["wer"]) == (2, summary["overall"]["wer"])
+    assert (streaming["rows"], streaming["wer"]) == (2, summary["overall_streaming"]["wer"])

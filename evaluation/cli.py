@@ -48,6 +48,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from evaluation.store import Store
 
     thresholds = [parse_threshold(t) for t in args.max_wer]
+    for t in thresholds:  # "--max-wer 35" meant 35% to whoever typed it, and is a gate that never fails
+        if t.max_wer > 1 and not t.spec.endswith("%"):
+            print(
+                f"warning: --max-wer {t.spec} is {t.max_wer:.0%} WER; for {t.max_wer:g}% write {t.max_wer:g}% or "
+                f"{t.max_wer / 100:g}",
+                file=sys.stderr,
+            )
     options = _run_options(args)
     run_id = options.run_id
     store = Store(args.data_dir)

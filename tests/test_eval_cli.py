@@ -499,3 +499,12 @@ def test_a_run_on_both_paths_counts_and_gates_each_utterance_once(real_set, tmp_
     offline, streaming = summary["thresholds"]
     assert (offline["rows"], offline["wer"]) == (2, summary["overall"]["wer"])
     assert (streaming["rows"], streaming["wer"]) == (2, summary["overall_streaming"]["wer"])
+
+
+def test_a_max_wer_above_one_without_a_percent_sign_is_warned_about(capsys):
+    """--max-wer 35 is 3500% WER, a gate that never fails: whoever typed it meant 35%."""
+    assert main(["run", "--max-wer", "35", "--max-wer", "35%", "--max-wer", "0.35", "--limit", "0"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: --max-wer 35 is 3500% WER; for 35% write 35% or 0.35",
+        "error: --limit must be at least 1, not 0",
+    ]

@@ -188,7 +188,7 @@ class _progress_bar:
                 total=round(total),
                 initial=round(done),
                 unit="s",
-                desc=str(self.path)[-30:],
+                desc=_short_name(self.path),
                 file=sys.stderr,
                 leave=False,
             )
@@ -198,6 +198,13 @@ class _progress_bar:
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _short_name(path: str, width: int = 30) -> str:
+    """The file's name for the bar, its end kept when long: the path's last 30 characters began mid-folder
+    ("-real/long/en-dev-joined.wav")."""
+    name = os.path.basename(str(path)) or str(path)
+    return name if len(name) <= width else "…" + name[-(width - 1) :]
 
 
 def _emit(path: str, result: Transcript, args: argparse.Namespace, many: bool, warnings: Sequence[str] = ()) -> None:

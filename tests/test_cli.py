@@ -233,6 +233,7 @@ def test_the_progress_bar_on_a_terminal_counts_audio_seconds_per_second(real_set
     assert proc.wait(timeout=300) == 0
     rates = [float(r) for r in re.findall(rb"([0-9.]+)s/s", shown)]
     assert b"/495 [" in shown and rates and max(rates) < 1000, shown[-500:]  # tiny.en: tens of audio s per s
+    assert b"\ren-dev-joined.wav:" in shown, shown[-500:]  # the name, not the path's last 30 characters
 
 
 def test_an_error_message_names_its_file_once(tmp_path):

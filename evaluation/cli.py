@@ -249,7 +249,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--data-dir {_no_store(args.data_dir)}, so no run {args.run_a!r} (--data-dir names the store)"
         )
-    comparison = compare_runs(store, args.run_a, args.run_b)
+    try:
+        comparison = compare_runs(store, args.run_a, args.run_b)
+    except RunNotFound as exc:  # said which id, not where to find the ones there are
+        raise UsageError(f"{exc} (python -m evaluation runs --data-dir {args.data_dir} lists them)") from exc
     text = comparison_text(comparison)
     regressions = len(comparison.regressions)
     with reader_may_leave():

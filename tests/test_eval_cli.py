@@ -508,3 +508,13 @@ def test_a_max_wer_above_one_without_a_percent_sign_is_warned_about(capsys):
         "warning: --max-wer 35 is 3500% WER; for 35% write 35% or 0.35",
         "error: --limit must be at least 1, not 0",
     ]
+
+
+def test_compare_of_a_run_the_store_lacks_says_how_to_list_the_runs(tmp_path, capsys):
+    from evaluation.store import Store
+
+    Store(tmp_path / "store")
+    assert main(["compare", "nope", "other", "--data-dir", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no validation run with id 'nope'") and err.count("\n") == 1
+    assert err.endswith(f"(python -m evaluation runs --data-dir {tmp_path / 'store'} lists them)\n"), err

@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         "one after the other. Exit 0 when every file was transcribed, 1 when any failed (each failure is one "
         "line on stderr; the other files are still transcribed), 2 for a bad argument or model.",
     )
-    t.add_argument("files", nargs="+", metavar="FILE", help="audio files")
+    t.add_argument("files", nargs="+", metavar="FILE", help="audio files; - reads one from standard input")
     t.add_argument("--model", default=default_model(), help=f"{MODEL_HELP} (default {default_model()})")
     t.add_argument("--backend", default="faster-whisper", choices=BACKENDS, help="engine (default faster-whisper)")
     t.add_argument("--device", default="auto", choices=DEVICES, help="auto (default): a CUDA GPU if any, else CPU")
@@ -144,7 +144,8 @@ def _transcribe(args: argparse.Namespace) -> int:
     for done, path in enumerate(args.files):
         try:
             with _progress_bar(path, args.no_progress) as progress, collect_warnings() as warnings:
-                result = transcribe(path, backend=backend, options=options, progress=progress)
+                source = _stdin_audio() if path == "-" else path  # "-": audio piped in (it was "no such file")
+                result = transcribe(source, backend=backend, options=options, progress=progress)
         except KeyboardInterrupt:  # Ctrl-C: the transcripts printed so far stand; say which files were not done
             print(
                 f"interrupted: {path} and the {len(args.files) - done - 1} file(s) after it not transcribed",
@@ -153,7 +154,8 @@ def _transcribe(args: argparse.Namespace) -> int:
             return 130
         except (AudioError, OSError) as exc:
             failed += 1
-            print(f"error: {naming_file(path, exc)}", file=sys.stderr)
+            name = "standard input" if path == "-" else path  # the engine calls bytes "uploaded audio"
+            print(f"error: {naming_file(name, str(exc).replace('uploaded audio', name))}", file=sys.stderr)
             continue
         except Exception as exc:  # noqa: BLE001 - one file's failure must not stop the others
             if args.debug:
@@ -165,6 +167,16 @@ def _transcribe(args: argparse.Namespace) -> int:
             print(f"warning: {warning}", file=sys.stderr)
         _emit(path, result, args, many=len(args.files) > 1, warnings=warnings)
     return 1 if failed else 0
+
+
+def _stdin_audio() -> bytes:
+    """The audio piped in for the file ``-``; nothing piped is the one-line error every empty file gets."""
+    from asr.audio import AudioError
+
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise AudioError("nothing on standard input (pipe a file in: python -m asr transcribe - < talk.wav)")
+    return data
 
 
 class _progress_bar:

@@ -260,3 +260,20 @@ def test_every_transcribe_option_says_what_it_does_and_help_gives_the_exit_codes
     bare = [a.dest for a in transcribe._actions if not a.help]
     assert bare == [] and "Exit 0" in transcribe.description, bare
     assert "(default whisper-tiny.en)" in transcribe.format_help()
+
+
+def test_a_file_named_dash_is_audio_piped_in(real_set, fw_backend):
+    """`cat talk.wav | python -m asr transcribe -` said "-: no such file"."""
+    from asr.transcribe import transcribe
+
+    data = (real_set / "audio/en/conf-getpin.wav").read_bytes()
+    command = [sys.executable, "-m", "asr", "transcribe", "-", "--json"]
+    out = subprocess.run(command, input=data, capture_output=True, env=ENV, timeout=300)
+    assert out.returncode == 0 and out.stderr == b"", out.stderr
+    record = json.loads(out.stdout)
+    assert record["file"] == "-" and record["text"] == transcribe(data, backend=fw_backend).text
+    for piped, problem in ((b"", "nothing on standard input"), (b"no audio" * 50, "not a decodable audio file")):
+        out = subprocess.run(command, input=piped, capture_output=True, env=ENV, timeout=300)
+        err = out.stderr.decode()
+        assert out.returncode == 1 and err.count("\n") == 1 and err.startswith("error: ") and problem in err, err
+        assert "standard input" in err and "uploaded" not in err, err

@@ -25,6 +25,7 @@ LIBRARY_BATCH = 8  # BatchedInferencePipeline's default batch, as our decode bat
 class Decoded:
     text: str
     language: str | None  # the language the approach decoded in (detected, forced, or "en" for English-only)
+    unseeded: bool = False  # some of its text came from the library's fallback sampling, unseeded: one draw
 
 
 Transcriber = Callable[[Sequence[np.ndarray]], list[Decoded]]
@@ -88,7 +89,10 @@ def _library(batched: bool = False, **kwargs) -> Callable[[Models], Transcriber]
             out = []
             for audio in audios:
                 segments, info = call(audio, language=models.language, **kwargs)
-                out.append(Decoded(" ".join(s.text.strip() for s in segments).strip(), info.language))
+                segments = list(segments)
+                text = " ".join(s.text.strip() for s in segments).strip()
+                sampled = any((getattr(s, "temperature", None) or 0.0) > 0 for s in segments)
+                out.append(Decoded(text, info.language, sampled))
             return out
 
         return run

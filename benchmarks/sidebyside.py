@@ -33,7 +33,7 @@ import pandas as pd
 
 from asr.audio import SAMPLE_RATE
 from benchmarks.approaches import APPROACHES, Decoded, Models
-from evaluation.scoring import N_BOOTSTRAP, Interval, normalizer_for, paired_delta_interval, rate, score
+from evaluation.scoring import N_BOOTSTRAP, Interval, is_small, normalizer_for, paired_delta_interval, rate, score
 
 logger = logging.getLogger(__name__)
 SHOWN_TEXTS = 3  # a target of at most this many utterances gets every hypothesis printed under its table
@@ -179,6 +179,7 @@ class Difference:
     words: int  # reference words of these utterances
     points: float  # the difference in WER points (positive: the approach is worse)
     ci: Interval  # 95% paired bootstrap interval of the difference, in points
+    small: bool = False  # too few utterances for the interval to be trusted (evaluation.scoring.is_small)
 
 
 def paired_differences(
@@ -211,8 +212,24 @@ def paired_differences(
             points = rate(b["errors"].sum(), b["ref_words"].sum()) - rate(a["errors"].sum(), a["ref_words"].sum())
             ci, _ = paired_delta_interval(a, b, keys=("id",), n_boot=n_boot, seed=seed)
             words = int(a["ref_words"].sum())
-            out.append(Difference(name, baseline, language, len(a), words, points * 100, _points(ci)))
+            small = is_small(a)
+            out.append(Difference(name, baseline, language, len(a), words, points * 100, _points(ci), small))
     return out
+
+
+def unseeded_lines(utterances: Sequence[Utterance], results: Sequence[ApproachResult]) -> list[str]:
+    """One line per approach with utterances the library's fallback sampled, unseeded: there its text is one draw,
+    and a rerun of the same call can score differently (Russian prompts whose UTF-8 text compresses near 2.4)."""
+    lines = []
+    for r in results:
+        ids = [u.id for u, d in zip(utterances, r.decoded, strict=False) if d.unseeded]
+        if r.error is None and ids:
+            shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+            lines.append(
+                f"{r.approach}: {len(ids)} of {len(utterances)} utterance(s) sampled by its fallback, unseeded "
+                f"(one draw; a rerun may differ): {shown}"
+            )
+    return lines
 
 
 def _points(ci: Interval) -> Interval:
@@ -233,7 +250,7 @@ def difference_lines(differences: Sequence[Difference]) -> list[str]:
     for d in differences:
         lines.append(
             f"| {d.approach} | {d.language} | {d.utterances} | {d.words} | {d.points:+.1f} "
-            f"| {d.ci.low:+.1f} to {d.ci.high:+.1f} |"
+            f"| {d.ci.low:+.1f} to {d.ci.high:+.1f}{' (small: not to act on)' if d.small else ''} |"
         )
     return lines
 
@@ -302,6 +319,9 @@ def table(
     differences = paired_differences(target.utterances, results, baseline)
     if differences:
         lines += ["", *difference_lines(differences)]
+    unseeded = unseeded_lines(target.utterances, results)
+    if unseeded:
+        lines += ["", *unseeded]
     if len(target.utterances) <= SHOWN_TEXTS and all(u.seconds <= SHOWN_SECONDS for u in target.utterances):
         lines += ["", *texts(target, results)]
     return "\n".join(lines)
@@ -350,6 +370,7 @@ def report_json(target: Target, results: Sequence[ApproachResult], baseline: str
                 "by_language": {k: cell(v) for k, v in r.by_language.items()},
                 "texts": {u.id: d.text for u, d in zip(target.utterances, r.decoded, strict=False)},
                 "languages": {u.id: d.language for u, d in zip(target.utterances, r.decoded, strict=False)},
+                "unseeded": [u.id for u, d in zip(target.utterances, r.decoded, strict=False) if d.unseeded],
             }
             for r in results
         },
@@ -362,6 +383,7 @@ def report_json(target: Target, results: Sequence[ApproachResult], baseline: str
                 "words": d.words,
                 "points": d.points if d.points == d.points else None,
                 "ci_points": [v if v == v else None for v in (d.ci.low, d.ci.high)],
+                "small": d.small,
             }
             for d in paired_differences(target.utterances, results, baseline)
         ],

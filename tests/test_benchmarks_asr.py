@@ -42,6 +42,7 @@ def test_dataset_folder_prints_the_side_by_side_table(tiny_folder, fw_backend, c
         assert float(cells[5]) > 0  # the process CPU seconds of the median run
     assert "ours-fw vs fw-greedy: WER" in out and "throughput" in out and "per CPU second" in out
     assert "WER difference against fw-greedy" in out and "| ours-fw | all | 3 |" in out  # one language: one row
+    assert "(small: not to act on) |" in out  # 3 utterances: the scoring module's small-cell rule
 
 
 def test_a_file_with_its_reference_beside_it_and_json(tiny_folder, fw_backend, capsys, tmp_path):
@@ -55,6 +56,7 @@ def test_a_file_with_its_reference_beside_it_and_json(tiny_folder, fw_backend, c
     assert ours["cpu_seconds"] > 0 and len(ours["cpu_runs"]) == 1
     assert "conference" in ours["texts"]["pin"].lower()
     assert report["differences"] == []  # the baseline (the library's greedy) did not run
+    assert ours["unseeded"] == []  # ours never samples unseeded
 
 
 @pytest.mark.parametrize(
@@ -139,6 +141,7 @@ def test_paired_differences_per_language_and_overall_are_exact_and_seeded():
     assert (es.utterances, es.words, overall.utterances, overall.words) == (6, 42, 12, 84)
     assert es.points == pytest.approx(100 / 42) and overall.points == pytest.approx(100 / 84)
     assert fr.points == 0 and fr.ci.low == fr.ci.high == 0
+    assert not any(d.small for d in diffs.values())  # 6 utterances per language: not small
     for d in (es, overall):
         assert d.ci.low <= d.points <= d.ci.high and d.ci.low >= 0 and d.ci.high > 0
         assert d.approach == "ours-fw" and d.baseline == "fw-greedy"
@@ -163,3 +166,18 @@ def test_paired_differences_score_wrong_language_by_the_reference_language_and_s
     failed = _result("fw-greedy", utts, refs, error="RuntimeError: x")
     assert paired_differences(utts, [failed, ours]) == []
     assert [d.approach for d in paired_differences(utts, [ours, failed], baseline="ours-fw")] == []
+
+
+def test_utterances_the_library_sampled_unseeded_are_named():
+    """Where the library's fallback sampled (unseeded), its text is one draw: the table names those utterances, so a
+    difference that rests on them is not read as a property of either decoder."""
+    from benchmarks.approaches import Decoded
+    from benchmarks.sidebyside import ApproachResult, score_runs, unseeded_lines
+
+    utts = _utterances()
+    decoded = tuple(Decoded(u.text, u.language, unseeded=u.id in ("es/1", "fr/4")) for u in utts)
+    library = ApproachResult("fw-greedy", decoded, (1.0,), (1.0,), True, 0, *score_runs(utts, decoded))
+    ours = _result("ours-fw", utts, [u.text for u in utts])
+    (line,) = unseeded_lines(utts, [ours, library])
+    assert line.startswith("fw-greedy: 2 of 12 utterance(s) sampled") and line.endswith(": es/1, fr/4")
+    assert unseeded_lines(utts, [ours]) == []

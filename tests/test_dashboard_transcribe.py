@@ -196,6 +196,7 @@ def test_export_downloads_a_dataset(app, browser, speech_wav):
     page.goto(app.url + "/review")
     page.get_by_text("Export as a validation dataset").click()
     page.get_by_text("CSV + WAV").click()
+    assert not page.locator("#review-export-file").is_visible()  # no empty download box before an export
     page.locator("#review-export").click()
     wait_for_text(page, "#review-export-note", "Exported")
     with page.expect_download() as download:

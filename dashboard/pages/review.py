@@ -113,7 +113,8 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
             [("Hugging Face datasets folder", "datasets"), ("CSV + WAV", "csv")], value="datasets", label="Format"
         )
         export = gr.Button("Export the cases shown", elem_id="review-export")
-        export_file = gr.File(label="Download", interactive=False, elem_id="review-export-file")
+        # shown with a file to download (empty, it was a blank box; a refused export drew a large Error badge on it)
+        export_file = gr.File(label="Download", interactive=False, visible=False, elem_id="review-export-file")
         export_note = gr.Markdown(elem_id="review-export-note")
 
     store = get_store(config.data_dir)
@@ -124,6 +125,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         [fmt, *listing.filters],
         [export_file, export_note],
         api_name="review_export",
+        show_progress_on=[export_note],
     )
 
 
@@ -374,7 +376,7 @@ def _delete(store: Store, case_id: str | None) -> tuple:
     return None, gr.Group(visible=False), gr.Row(visible=False), f"Deleted `{case_id}`."
 
 
-def _export(store: Store, config: DashboardConfig, fmt: str, filters: Filters) -> tuple[str | None, str]:
+def _export(store: Store, config: DashboardConfig, fmt: str, filters: Filters) -> tuple[gr.File, str]:
     cases = filters.cases(store)
     if not cases:
         raise gr.Error("No cases match the filters: nothing to export.")
@@ -386,4 +388,4 @@ def _export(store: Store, config: DashboardConfig, fmt: str, filters: Filters) -
         f"Exported {len(cases)} case(s) to `{folder}` on the server. Validate on it with dataset "
         f"`{folder}` (Validate page, local folder) or `python -m evaluation run --dataset {folder}`."
     )
-    return archive, note
+    return gr.File(archive, visible=True), note

@@ -24,6 +24,7 @@ import numpy as np
 from asr.audio import SAMPLE_RATE, AudioError, load_audio, naming_file
 from asr.vad import VadOptions, speech_spans
 from evaluation.channel import CHANNEL_USAGE, ChannelCondition, ChannelError, apply_channel, is_channel, parse_channel
+from evaluation.reverb import convolve, measure_rt60, synthetic_rir
 
 KINDS = ("clean", "white", "pink", "babble", "reverb", "file")
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
@@ -190,6 +191,19 @@ def _noise_file_audio(path: Path) -> np.ndarray:
         raise NoiseError(f"noise file {naming_file(path, exc)}") from exc
 
 
+def check_noise_files(conditions: Sequence[NoiseCondition]) -> None:
+    """Decode every file of each file-noise folder before a run: a corrupt one failed the run mid-way, when the
+    generator first drew it, and left a "failed" run in the store. Called once per run, not per parse: the
+    workers parse conditions per batch and need only the files they draw."""
+    for path in sorted({p for c in conditions if c.kind == "file" for p in noise_files(c.directory or "")}):
+        _decodes(path)
+
+
+@functools.cache
+def _decodes(path: Path) -> None:  # a failure is not cached: a file put right is read again
+    _noise_file_audio(path)
+
+
 def _stable(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
 
@@ -264,36 +278,6 @@ def file_noise(rng: np.random.Generator, n: int, directory: str) -> tuple[np.nda
     audio = _noise_file_audio(path).astype(np.float64)
     start = int(rng.integers(0, audio.size - n + 1)) if audio.size > n else 0
     return _tile(audio, n, start), path, start / SAMPLE_RATE
-
-
-def synthetic_rir(rng: np.random.Generator, rt60: float) -> np.ndarray:
-    """Exponentially decaying Gaussian noise (60 dB down at ``rt60``) after a unit direct path."""
-    n = max(int(1.2 * rt60 * SAMPLE_RATE), 2)
-    t = np.arange(n) / SAMPLE_RATE
-    rir = rng.standard_normal(n) * np.exp(-3 * math.log(10) * t / rt60)
-    rir[0] = 0.0
-    rir /= math.sqrt(np.sum(rir**2))
-    rir[0] = 1.0  # direct-to-reverberant ratio of 0 dB
-    return rir
-
-
-def measure_rt60(rir: np.ndarray) -> float:
-    """Schroeder backward integration, T20 line fit from -5 to -25 dB, extrapolated to 60 dB."""
-    energy = np.cumsum(rir[::-1] ** 2)[::-1]
-    edc = 10 * np.log10(energy / energy[0] + 1e-300)
-    t = np.arange(rir.size) / SAMPLE_RATE
-    band = (edc <= -5) & (edc >= -25)
-    if band.sum() < 2:
-        return math.nan
-    slope = np.polyfit(t[band], edc[band], 1)[0]
-    return float(-60 / slope) if slope < 0 else math.nan
-
-
-def convolve(audio: np.ndarray, rir: np.ndarray) -> np.ndarray:
-    n = audio.size + rir.size - 1
-    size = 1 << (n - 1).bit_length()
-    out = np.fft.irfft(np.fft.rfft(audio, size) * np.fft.rfft(rir, size), size)
-    return out[: audio.size]
 
 
 def _scale_to_snr(clean: np.ndarray, noise: np.ndarray, mask: np.ndarray, target_db: float) -> np.ndarray:

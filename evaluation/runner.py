@@ -26,7 +26,7 @@ from asr.models import default_model
 from asr.results import BACKENDS, WHISPER_LANGUAGES, DecodeOptions
 from evaluation.datasets import DatasetError, DatasetOptions, LoadedDataset, SkippedRow, load_dataset
 from evaluation.executors import ExecutorError, ExecutorOptions, open_executor
-from evaluation.noise import NoiseCondition, parse_conditions
+from evaluation.noise import NoiseCondition, check_noise_files, parse_conditions
 from evaluation.progress import Progress, RunProgress, start_text
 from evaluation.report import Summary, summarize
 from evaluation.runstore import package_versions
@@ -121,7 +121,7 @@ class RunOptions:
             raise RunError(str(exc)) from None
         if self.language is not None and self.language not in WHISPER_LANGUAGES:
             raise RunError(f"language must be a Whisper language code such as en or fr, not {self.language!r}")
-        parse_conditions(self.noise)
+        check_noise_files(parse_conditions(self.noise))  # a corrupt noise file failed the run mid-way
         if self.mode not in MODES:
             raise RunError(f"unknown mode {self.mode!r}; choose one of: {', '.join(MODES)}")
         if self.stream_seconds is not None and "streaming" not in self.modes:  # else it would be ignored unseen

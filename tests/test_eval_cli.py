@@ -518,3 +518,19 @@ def test_compare_of_a_run_the_store_lacks_says_how_to_list_the_runs(tmp_path, ca
     err = capsys.readouterr().err
     assert err.startswith("error: no validation run with id 'nope'") and err.count("\n") == 1
     assert err.endswith(f"(python -m evaluation runs --data-dir {tmp_path / 'store'} lists them)\n"), err
+
+
+def test_a_corrupt_noise_file_is_one_line_before_the_run_and_nothing_is_stored(real_set, tmp_path, capsys):
+    """Found when the generator first drew it: the run failed mid-way and a "failed" run stayed in the store."""
+    import shutil
+
+    noise = tmp_path / "noise"
+    noise.mkdir()
+    shutil.copy(next(p for p in sorted((real_set / "audio").rglob("*.wav"))), noise / "good.wav")
+    (noise / "zz-broken.wav").write_bytes(b"RIFF" + bytes(range(256)) * 8)
+    data = tmp_path / "data"
+    args = ["run", "--dataset", str(real_set), "--noise", f"clean,file:{noise}@10", "--limit", "2", "--quiet"]
+    assert main([*args, "--data-dir", str(data), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: noise file {noise / 'zz-broken.wav'}: not a decodable") and err.count("\n") == 1
+    assert not data.exists() and not (tmp_path / "out").exists()

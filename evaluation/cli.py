@@ -25,7 +25,7 @@ from evaluation.noise import NoiseError, parse_conditions
 from evaluation.progress import TerminalBar
 from evaluation.runner import RunError, RunOptions
 from evaluation.store import RunNotFound, StoreError, new_run_id
-from evaluation.thresholds import ThresholdError, gate, parse_threshold
+from evaluation.thresholds import ThresholdError, check_planned, gate, parse_threshold
 
 RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 STORE = "the store (runs, recorded test cases)"
@@ -60,7 +60,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = Store(args.data_dir)
     bar = TerminalBar(not args.quiet and sys.stderr.isatty())
     try:
-        result = run_validation(options, store, progress=bar)
+        # a threshold on a group or noise no row has was found after the whole run, every output written
+        result = run_validation(
+            options,
+            store,
+            progress=bar,
+            on_loaded=lambda data: check_planned(thresholds, data, options.noise, options.modes),
+        )
     except KeyboardInterrupt:
         bar.close()
         print(f"cancelled; resume with --run-id {run_id}", file=sys.stderr)

@@ -14,7 +14,7 @@ import dataclasses
 import itertools
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -277,12 +277,15 @@ def run_validation(
     store: Store,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    on_loaded: Callable[[LoadedDataset], None] | None = None,  # checks the dataset before the model or run exists
 ) -> RunResult:
     """Run (or resume) a validation; returns its tables. Raises DatasetError, RunError or the engine's errors."""
     options = dataclasses.replace(options.validate(), dataset=canonical_source(options.dataset))
     conditions = parse_conditions(options.noise)
     data = load_dataset(_dataset_options(options), store, defer_audio=_workers_read_audio(options, conditions))
     _check_columns(data)
+    if on_loaded is not None:
+        on_loaded(data)
     # The executor first: a model or a cluster that cannot be used fails before a run is registered.
     executor = open_executor(options.executor_options, worker_options(options), babble_pool(data, conditions))
     try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from evaluation.datasets import LoadedDataset
 from evaluation.scoring import rows_wer
 from evaluation.stream_tables import STREAMING
 
@@ -47,6 +48,30 @@ def parse_threshold(text: str) -> Threshold:
             raise ThresholdError(f"--max-wer {text!r}: expected COLUMN=VALUE:LIMIT, e.g. accent=en-gb-scotland:0.5")
         where.append((column.strip(), wanted.strip()))
     return Threshold(text, tuple(where), limit)
+
+
+def check_planned(
+    thresholds: Sequence[Threshold], data: LoadedDataset, noise: Sequence[str], modes: Sequence[str]
+) -> None:
+    """A threshold on values no row of the run will have, found before any row is transcribed: it was found after
+    the whole run, every output written. Only what is known now is checked (the dataset's group columns, noise and
+    mode); other columns, and a column the results lack, are checked on the results by :func:`check_threshold`."""
+    planned = {"noise": tuple(noise), "mode": tuple(modes)}
+    for t in thresholds:
+        where = dict(t.where)
+        for column, values in planned.items():
+            if column in where and where[column] not in values:
+                raise ThresholdError(
+                    f"--max-wer {t.spec!r}: this run has no {column} {where[column]!r} (it has {', '.join(values)})"
+                )
+        groups = {c: v for c, v in where.items() if c in data.group_columns}
+        if groups and not any(all(s.groups.get(c) == v for c, v in groups.items()) for s in data.samples):
+            column = next(iter(groups))
+            there = sorted({s.groups.get(column, "") for s in data.samples})
+            raise ThresholdError(
+                f"--max-wer {t.spec!r}: no row of {data.name} has {', '.join(f'{c}={v}' for c, v in groups.items())} "
+                f"({column} values: {', '.join(there[:10])}{', ...' if len(there) > 10 else ''})"
+            )
 
 
 def check_threshold(rows: pd.DataFrame, threshold: Threshold) -> tuple[float, int]:

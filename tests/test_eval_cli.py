@@ -534,3 +534,23 @@ def test_a_corrupt_noise_file_is_one_line_before_the_run_and_nothing_is_stored(r
     err = capsys.readouterr().err
     assert err.startswith(f"error: noise file {noise / 'zz-broken.wav'}: not a decodable") and err.count("\n") == 1
     assert not data.exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("threshold", "message"),
+    [
+        ("accent=xx:0.5", "no row of {set} has accent=xx (accent values: en-US, "),
+        ("noise=white@5,accent=en-US:0.5", "this run has no noise 'white@5' (it has clean, white@10)"),
+        ("mode=streaming:0.5", "this run has no mode 'streaming' (it has offline)"),
+    ],
+)
+def test_a_threshold_on_a_group_or_noise_no_row_has_is_refused_before_transcribing(
+    real_set, tmp_path, capsys, threshold, message
+):
+    """It was found after the whole run, with results.csv and the summaries written."""
+    out = tmp_path / "out"
+    args = ["run", "--dataset", str(real_set), "--noise", "clean,white@10", "--limit", "3", "--quiet"]
+    assert main([*args, "--max-wer", threshold, "--data-dir", str(tmp_path / "d"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --max-wer {threshold!r}: ") and err.count("\n") == 1, err
+    assert message.format(set=real_set) in err and not out.exists()

@@ -206,10 +206,20 @@ def _decode(value: Any, source: RowSource) -> np.ndarray:
         path = Path(value).expanduser()
         if not path.is_absolute() and source.base_dir is not None:
             path = source.base_dir / path
+        if not path.exists():  # said "undecodable audio: P: no such file": there was nothing to decode
+            raise MissingAudio(f"missing audio file {path}")
         return load_audio(path)
     if _is_empty(value):  # a manifest row without its file: it said "no audio (got str '')" or "(got float 'nan')"
         raise AudioError("the cell is empty: no audio file is named")
     raise AudioError(f"no audio (got {type(value).__name__} {str(value)[:60]!r})")
+
+
+class MissingAudio(AudioError):
+    """A row naming an audio file that is not there."""
+
+
+def _skip_reason(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, MissingAudio) else f"undecodable audio: {exc}"
 
 
 def _samples(source: RowSource, options: DatasetOptions, defer: bool) -> LoadedDataset:
@@ -228,7 +238,7 @@ def _samples(source: RowSource, options: DatasetOptions, defer: bool) -> LoadedD
         try:
             audio, note = (None, "") if isinstance(value, AudioRef) else _decode_noted(value, source)
         except (AudioError, OSError) as exc:
-            skipped.append(SkippedRow(index, audio_col, f"undecodable audio: {exc}"))
+            skipped.append(SkippedRow(index, audio_col, _skip_reason(exc)))
             continue
         samples.append(
             Sample(
@@ -248,6 +258,8 @@ def _samples(source: RowSource, options: DatasetOptions, defer: bool) -> LoadedD
         reasons = "; ".join(s.message(source.name) for s in skipped[:3])
         if options.min_words and not rows_read:
             raise DatasetError(f"dataset {source.name}: no row has {options.min_words}+ words in {text_col!r}")
+        if not rows_read:  # said "no usable rows out of 0"
+            raise DatasetError(f"dataset {source.name}: it has no rows (columns: {', '.join(source.columns)})")
         raise DatasetError(
             f"dataset {source.name}: no usable rows out of {rows_read}" + (f" ({reasons})" if reasons else "")
         )
@@ -338,5 +350,5 @@ def read_audio(samples: Sequence[Sample]) -> tuple[list[Sample], list[SkippedRow
             audio, note = _decode_noted(value, where)
             ready.append(dataclasses.replace(sample, audio=audio, audio_note=note))
         except (AudioError, OSError) as exc:
-            skipped.append(SkippedRow(sample.row, ref.column, f"undecodable audio: {exc}"))
+            skipped.append(SkippedRow(sample.row, ref.column, _skip_reason(exc)))
     return ready, skipped

@@ -161,6 +161,14 @@ def folder_source(path: Path, split: str | None) -> RowSource:
     for meta in METADATA_NAMES:
         if (path / meta).exists():
             return manifest_source(path / meta, str(path), split)
+    from evaluation.noise import AUDIO_SUFFIXES
+
+    audio = sum(1 for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    if audio:  # audio alone is no WER dataset: it was refused as if the folder held nothing known
+        raise DatasetError(
+            f"dataset {path}: it has {audio} audio file(s) but no metadata.csv with file_name and text columns "
+            "(the reference for each file); see README, Validation"
+        )
     raise DatasetError(
         f"dataset {path}: the folder has neither {' nor '.join(METADATA_NAMES[:2])} (audiofolder) nor a dataset "
         "saved with save_to_disk"

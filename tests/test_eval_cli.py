@@ -216,7 +216,8 @@ def test_a_folder_with_broken_rows_keeps_every_good_row_and_names_every_bad_one(
     skipped = json.loads((out / "summary.json").read_text())["skipped"]
     assert len(skipped) == 12 and "skipped 12 dataset row(s):" in printed
     for name in bad:
-        assert sum(f"/{name}.wav:" in s or f"/{name}:" in s for s in skipped) == 1, name
+        assert sum(f"/{name}.wav:" in s or f"/{name}:" in s or s.endswith(f"/{name}.wav") for s in skipped) == 1, name
+    assert skipped[6].endswith(f"row 7, column 'file_name': missing audio file {folder / 'missing.wav'}")
     assert sum("the reference text is empty" in s for s in skipped) == 2
     assert all(s in printed for s in skipped[:10]) and "... 2 more in summary.md and summary.json" in printed
     assert skipped[-1].endswith(

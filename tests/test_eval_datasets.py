@@ -16,6 +16,8 @@ from evaluation.datasets import DatasetError, DatasetOptions, load_dataset
 from evaluation.store import Store
 from tests.conftest import HARVARD, speak
 
+REAL_PROMPTS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")  # Debian's Asterisk prompts (scripts/setup.sh)
+
 
 @pytest.fixture(scope="module")
 def wavs(tmp_path_factory) -> list[Path]:
@@ -144,7 +146,7 @@ def test_bad_rows_are_counted_with_row_and_column(tmp_path, wavs):
         messages[1].startswith(f"{folder}: row 2, column 'file_name': undecodable audio")
         and "broken.wav" in messages[1]
     )
-    assert "row 3, column 'file_name'" in messages[2] and "no such file" in messages[2]
+    assert messages[2] == f"{folder}: row 3, column 'file_name': missing audio file {folder / 'missing.wav'}"
 
 
 def test_unusable_datasets_raise_one_clear_error(tmp_path, wavs):
@@ -162,6 +164,28 @@ def test_unusable_datasets_raise_one_clear_error(tmp_path, wavs):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="neither metadata.csv"):
         load_dataset(DatasetOptions(str(tmp_path / "empty")))
+
+
+def test_a_header_only_manifest_and_a_folder_of_audio_alone_say_what_they_lack(tmp_path):
+    """They said "no usable rows out of 0" and "neither metadata.csv nor metadata.tsv (audiofolder) nor a dataset
+    saved with save_to_disk", which told a tester with a folder of recordings nothing about what to add."""
+    (tmp_path / "header").mkdir()
+    (tmp_path / "header" / "metadata.csv").write_text("file_name,text\n")
+    with pytest.raises(DatasetError) as caught:
+        load_dataset(DatasetOptions(str(tmp_path / "header")))
+    assert str(caught.value) == f"dataset {tmp_path / 'header'}: it has no rows (columns: file_name, text)"
+    if not (REAL_PROMPTS / "added.wav").is_file():
+        pytest.skip(f"{REAL_PROMPTS} is missing (scripts/setup.sh installs asterisk-core-sounds-en-wav)")
+    recordings = tmp_path / "recordings"
+    (recordings / "day1").mkdir(parents=True)
+    for name in ("activated.wav", "added.wav"):
+        (recordings / "day1" / name).write_bytes((REAL_PROMPTS / name).read_bytes())
+    with pytest.raises(DatasetError) as caught:
+        load_dataset(DatasetOptions(str(recordings)))
+    assert str(caught.value) == (
+        f"dataset {recordings}: it has 2 audio file(s) but no metadata.csv with file_name and text columns "
+        "(the reference for each file); see README, Validation"
+    )
 
 
 def test_nemo_manifest_and_jsonl(tmp_path, wavs):

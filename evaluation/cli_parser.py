@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from asr.backends import DEFAULT_BACKEND
 from asr.models import default_model
@@ -12,7 +13,7 @@ from evaluation.executors import USAGE as EXECUTORS
 from evaluation.noise import FULL_USAGE
 from evaluation.scoring import BY_LANGUAGE, NORMALIZER_SETTINGS
 from evaluation.store import DEFAULT_DATA_DIR
-from evaluation.streaming import MODES
+from evaluation.streaming import MAX_SESSIONS, MODES
 
 DESCRIPTION = (
     "python -m evaluation: run a validation, compare runs, list runs, rebuild the built-in set (sweep benchmark: "
@@ -21,17 +22,18 @@ DESCRIPTION = (
 DATA_DIR_HELP = f"the store: runs, recorded test cases (default {DEFAULT_DATA_DIR})"
 
 
-def at_least(low: int):
+def at_least(low: int, high: int | None = None):
     """An integer option's type that says which option is wrong: RunOptions' own check named the field
-    ("min_words must be an integer >= 0"), not the flag the user typed."""
+    ("min_words must be an integer >= 0", "stream sessions must be ..."), not the flag the user typed."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = None
-        if value is None or value < low:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, not {text!r}")
+        if value is None or value < low or (high is not None and value > high):
+            wanted = f">= {low}" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"must be an integer {wanted}, not {text!r}")
         return value
 
     return parse
@@ -42,7 +44,7 @@ def above_zero(text: str) -> float:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not value > 0:
+    if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a number above 0, not {text!r}")
     return value
 
@@ -153,9 +155,14 @@ def _scale_options(p: argparse.ArgumentParser) -> None:
         help="offline (full context), streaming (the live engine on a simulated clock) or both side by side",
     )
     p.add_argument(
-        "--stream-seconds", type=float, default=None, help="streaming: join utterances into streams this long"
+        "--stream-seconds", type=above_zero, default=None, help="streaming: join utterances into streams this long"
     )
-    p.add_argument("--stream-sessions", type=int, default=1, help="streaming: streams at once on one worker (1)")
+    p.add_argument(
+        "--stream-sessions",
+        type=at_least(1, MAX_SESSIONS),
+        default=1,
+        help=f"streaming: streams at once on one worker (1 to {MAX_SESSIONS}; default 1)",
+    )
     p.add_argument(
         "--stream-clock",
         default="modelled",

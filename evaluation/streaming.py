@@ -46,6 +46,7 @@ from asr.streaming.scheduler import Scheduler
 from asr.streaming.simulate import simulate
 
 MODES = ("offline", "streaming", "both")
+MAX_SESSIONS = 64  # the most streams one worker runs at once (StreamModeOptions and --stream-sessions check it)
 T = TypeVar("T")
 DUPLICATE_LOOKBACK = 8  # committed words checked for a duplicate of a new one
 MIN_REPEAT = 3  # a new commit starting with this many words just committed repeats them
@@ -70,8 +71,8 @@ class StreamModeOptions:
             raise StreamModeError(f"stream seconds must be a positive number, not {self.stream_seconds!r}")
         if not (0 <= self.pause_seconds <= 10):
             raise StreamModeError(f"pause seconds must be between 0 and 10, not {self.pause_seconds!r}")
-        if not isinstance(self.sessions, int) or not 1 <= self.sessions <= 64:
-            raise StreamModeError(f"stream sessions must be an integer from 1 to 64, not {self.sessions!r}")
+        if not isinstance(self.sessions, int) or not 1 <= self.sessions <= MAX_SESSIONS:
+            raise StreamModeError(f"stream sessions must be an integer from 1 to {MAX_SESSIONS}, not {self.sessions!r}")
         if not 0.02 <= self.chunk_seconds <= 5:
             raise StreamModeError(f"chunk seconds must be between 0.02 and 5, not {self.chunk_seconds!r}")
         if self.clock not in CLOCKS:

@@ -133,8 +133,11 @@ def test_joined_streams_give_each_row_its_words(tmp_path, fw_backend):
     ("args", "words"),
     [
         (["--mode", "live"], "invalid choice: 'live'"),
-        (["--mode", "streaming", "--stream-seconds", "-3"], "stream seconds must be a positive number"),
-        (["--mode", "streaming", "--stream-sessions", "0"], "stream sessions must be an integer"),
+        # they named the dataclass field ("stream seconds must be ..."), not the flag typed
+        (["--mode", "streaming", "--stream-seconds", "-3"], "argument --stream-seconds: must be a number above 0"),
+        (["--stream-seconds", "inf"], "argument --stream-seconds: must be a number above 0, not 'inf'"),
+        (["--mode", "streaming", "--stream-sessions", "0"], "argument --stream-sessions: must be an integer from 1"),
+        (["--stream-sessions", "65"], "argument --stream-sessions: must be an integer from 1 to 64, not '65'"),
         (["--noise", "white@10+codec:gsm"], "no libgsm encoder"),
         (["--noise", "codec:opus@12k+loss"], "is not lossPCT"),
         (["--noise", "white@10+pink@5"], "not a channel stage"),

@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "models.yaml"
 CT2_FILES = ("model.bin", "config.json")
+PATH_STARTS = ("/", "./", "../", "~")  # a --model that begins so is a folder, never a registered name or hub id
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
 _lock = threading.Lock()
 
@@ -104,6 +105,10 @@ def resolve(name: str) -> ResolvedModel:
             f"folder {name!r} holds neither a CTranslate2 model (model.bin + config.json) nor a Hugging Face "
             f"model (config.json + model.safetensors); available: {_available_text()}"
         )
+    if name.startswith(PATH_STARTS):  # a mistyped folder said "unknown model", as if it were a registered name
+        if path.exists():
+            raise UnknownModelError(f"model {name!r} is a file, not a model folder: give the folder that holds it")
+        raise UnknownModelError(f"no such model folder {name!r}; available: {_available_text()}")
     if name.count("/") == 1 and not name.startswith((".", "/")) and " " not in name:
         return ResolvedModel(name, "hub", name)
     raise UnknownModelError(f"unknown model {name!r}; available: {_available_text()}")

@@ -93,6 +93,7 @@ def test_strict_threshold_exits_1_and_resume_skips_stored_rows(built_run, capsys
         (["--noise", "clean,white@x"], "not a number"),
         (["--dataset", "/no/such/dataset"], "not found"),
         (["--model", "no-such-model"], "unknown model"),
+        (["--model", "/no/such/model"], "no such model folder '/no/such/model'"),  # said "unknown model"
         (["--max-wer", "accent=en-us"], "not a number"),
         (["--limit", "0"], "--limit"),
         (["--min-words", "-1"], "argument --min-words: must be an integer >= 0, not '-1'"),  # said min_words

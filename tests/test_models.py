@@ -28,6 +28,20 @@ def test_unknown_model_names_list_the_available_ones(name):
     assert "\n" not in message
 
 
+@pytest.mark.parametrize("name", ["/no/such/model", "./no-such-model", "../no/such", "~/no-such-model-h26a"])
+def test_a_path_that_does_not_exist_says_no_such_model_folder(name):
+    """It said "unknown model '/no/such/model'", as if a registered name had been mistyped."""
+    with pytest.raises(UnknownModelError) as err:
+        resolve(name)
+    assert str(err.value).startswith(f"no such model folder {name!r}; available: whisper-tiny.en")
+
+
+def test_a_file_given_as_the_model_folder_says_so(tmp_path):
+    (tmp_path / "model.bin").write_bytes(b"")
+    with pytest.raises(UnknownModelError, match="is a file, not a model folder: give the folder that holds it"):
+        resolve(str(tmp_path / "model.bin"))
+
+
 def test_hub_id_stays_a_hub_id():
     resolved = resolve("openai/whisper-base.en")
     assert resolved.format == "hub" and resolved.path == "openai/whisper-base.en"

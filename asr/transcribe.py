@@ -43,6 +43,7 @@ from asr.vad import (
     make_window,
     speech_spans_many,
     split_group,
+    with_lead_in,
 )
 
 logger = logging.getLogger(__name__)
@@ -330,7 +331,7 @@ def _window_spans(
     """Each recording's windows (its speech spans grouped); the VAD runs on every recording at once."""
     if options.vad_filter:
         each = [_recording_vad(a, options, vad) for a in arrays]
-        return [group_spans(spans) for spans in speech_spans_many(arrays, each)]
+        return [group_spans(with_lead_in(spans, o)) for spans, o in zip(speech_spans_many(arrays, each), each)]
     step = int(MAX_WINDOW_SECONDS * SAMPLE_RATE)
     return [group_spans([SpeechSpan(s, min(s + step, a.size)) for s in range(0, a.size, step)]) for a in arrays]
 

@@ -14,6 +14,7 @@ from asr.vad import (
     pack_windows,
     speech_probabilities,
     speech_spans,
+    with_lead_in,
 )
 
 
@@ -109,3 +110,21 @@ def test_long_form_spans_pack_windows_fuller_from_sentences():
     seconds = [[sum(s.seconds for s in w) for w in vad.group_spans(found)] for found in spans]
     assert max(seconds[1]) <= vad.MAX_WINDOW_SECONDS and len(seconds[1]) == len(seconds[0])
     assert sum(seconds[1][:-1]) > sum(seconds[0][:-1]) + 1.0  # the full windows hold more: less left over
+
+
+def test_a_short_lead_in_is_kept_and_a_pause_is_not():
+    """The first span starts at sample 0 when less than a span-ending pause precedes it (as faster-whisper's
+    transcribe reads a recording), never when a real pause does, never past one window, and only the first."""
+    s = SAMPLE_RATE
+    opts = VadOptions()  # a 2 s pause ends a span
+    spans = [SpeechSpan(int(0.3 * s), 4 * s), SpeechSpan(int(7.5 * s), 9 * s)]
+    assert with_lead_in(spans, opts) == [SpeechSpan(0, 4 * s), spans[1]]
+    late = [SpeechSpan(int(2.5 * s), 4 * s)]
+    assert with_lead_in(late, opts) == late  # 2.5 s of silence first: left out, as silence invites inventions
+    assert with_lead_in([SpeechSpan(int(0.3 * s), 30 * s + 1)], opts)[0].start == int(0.3 * s)  # past 30 s
+    assert with_lead_in([SpeechSpan(0, s)], opts) == [SpeechSpan(0, s)]
+    assert with_lead_in([], opts) == []
+    assert with_lead_in(spans, VadOptions(keep_lead_in=False)) == spans
+    long_form = opts.for_long_form()  # long recordings: a 0.16 s pause ends a span, so only a shorter lead-in
+    assert with_lead_in(spans, long_form) == spans
+    assert with_lead_in([SpeechSpan(int(0.1 * s), s)], long_form) == [SpeechSpan(0, s)]

@@ -126,7 +126,8 @@ def _record(page, seconds: float, keys: bool = False) -> None:
     else:
         page.locator("#record-mic button", has_text="Record").click()
     page.wait_for_function(
-        "(document.querySelector('#record-live .asrqa-live')?.innerText || '').trim().length > 0", timeout=60_000
+        "(document.querySelector('#record-live .asrqa-live')?.innerText || '').trim().length > 0",
+        timeout=120_000,  # 60 s ran out once in CI at load 8 (a fresh clone's whole suite beside three helpers)
     )
     page.wait_for_function(
         "([s]) => parseFloat(document.querySelector('#record-heard')?.dataset.seconds) >= s",

@@ -13,6 +13,7 @@ from asr.backends import BackendError, get_backend
 from asr.models import UnknownModelError, resolve
 from asr.results import DecodeOptions
 from asr.transcribe import transcribe, transcribe_many
+from asr.vad import VadOptions
 from tests.conftest import HARVARD, check_invariants, wer
 
 
@@ -170,8 +171,12 @@ def test_a_window_that_stops_at_a_timestamp_has_its_rest_decoded(tf_backend, mon
     words = [w.word.strip(" .").lower() for w in result.words]
     assert words[-2:] == ["phone", "system"] and result.words[-1].end > result.duration - 3.0
     check_invariants(result)
+    # the window as the VAD starts it (0.4 s before the speech, not at the clip's first sample): the one whose
+    # decode stops at a timestamp before its last sentence; from the first sample the decode runs to the end
+    as_found = VadOptions(keep_lead_in=False)
+    assert "have eaten our phone system" in transcribe(clip, backend=tf_backend, vad=as_found).text.lower()
     monkeypatch.setattr(seek, "SEEK_MIN_SECONDS", 1e9)  # Whisper's seek off: the last sentence is lost
-    assert "phone system" not in transcribe(clip, backend=tf_backend).text.lower()
+    assert "phone system" not in transcribe(clip, backend=tf_backend, vad=as_found).text.lower()
 
 
 def test_real_prompts_alone_and_in_a_batch_give_the_same_transcript(tf_backend, monkeys):

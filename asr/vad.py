@@ -162,9 +162,9 @@ def with_lead_in(spans: list[SpeechSpan], options: VadOptions) -> list[SpeechSpa
 
     Why: the VAD's start (its pad included) can clip the first word's onset, and whisper-base detects a short
     prompt's language, and reads its first words, from that onset: faster-whisper's ``transcribe`` reads a
-    recording from its first sample, and so do we where nothing but a short lead-in comes before the speech
-    (on session 10's machine es/vm-whichbox was Portuguese from 0.2 s in, Spanish from its first sample). A longer lead-in is a pause:
-    it stays out, as silence there is what makes Whisper invent words.
+    recording from its first sample, and so do we where nothing but a short lead-in comes before the speech (on
+    session 10's machine es/vm-whichbox was Portuguese from 0.2 s in, Spanish from its first sample). A longer
+    lead-in is a pause: it stays out, as silence there is what makes Whisper invent words.
     """
     if not options.keep_lead_in or not spans:
         return spans

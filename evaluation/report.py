@@ -106,7 +106,7 @@ def _most_first(languages: pd.Series) -> dict[str, int]:
 def summarize(rows: pd.DataFrame, settings: RunSettings, *, n_boot: int = N_BOOTSTRAP) -> Summary:
     """Every table of a run from its per-utterance rows (scored rows only)."""
     streamed = streaming_table(rows, ["noise"], n_boot=n_boot, seed=settings.seed)
-    headline, mode, streaming_rows = _headline(rows)
+    headline, mode, streaming_rows = headline_rows(rows)
     rows = side_by_side(rows)
     groups = tuple(g for g in settings.group_columns if g in rows.columns)
     speaker = "speaker" if speaker_count(rows) is not None else None
@@ -136,7 +136,7 @@ def summarize(rows: pd.DataFrame, settings: RunSettings, *, n_boot: int = N_BOOT
     )
 
 
-def _headline(rows: pd.DataFrame) -> tuple[pd.DataFrame, str | None, pd.DataFrame | None]:
+def headline_rows(rows: pd.DataFrame) -> tuple[pd.DataFrame, str | None, pd.DataFrame | None]:
     """The rows the overall figure pools, the path they took, and the streaming rows when both paths ran.
 
     With ``--mode both`` every utterance is a row twice, once per path: pooling them would count it twice and
@@ -260,7 +260,7 @@ def count_text(rows: pd.DataFrame) -> str:
     """What the overall figure counts: rows are utterance x condition, and a real-speech set's prompts are often
     a word or two, so the utterances, conditions and reference words are all said ("12 rows (6 utterances x 2
     conditions), 41 reference words")."""
-    headline, _, _ = _headline(rows)
+    headline, _, _ = headline_rows(rows)
     n, words = len(headline), int(headline["ref_words"].sum()) if "ref_words" in headline else 0
     utterances = headline["id"].nunique() if "id" in headline else n
     conditions = headline["noise"].nunique() if "noise" in headline else 1

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from evaluation.datasets import LoadedDataset
+from evaluation.report import headline_rows
 from evaluation.scoring import rows_wer
-from evaluation.stream_tables import STREAMING
 
 
 class ThresholdError(ValueError):
@@ -80,9 +80,7 @@ def check_threshold(rows: pd.DataFrame, threshold: Threshold) -> tuple[float, in
     With both paths run (``--mode both``) a threshold that does not name ``mode`` gates the offline rows, the
     figure the overall line shows: it pooled both paths' rows, every utterance twice and two transcripts blended
     (a gate of 0.2 passed an offline WER of 25%). ``mode=streaming:0.3`` gates the streaming path."""
-    selected = rows
-    if "mode" in rows.columns and "mode" not in dict(threshold.where) and rows["mode"].nunique() > 1:
-        selected = rows[rows["mode"].astype(str) != STREAMING]
+    selected = rows if "mode" in dict(threshold.where) else headline_rows(rows)[0]
     for column, wanted in threshold.where:
         if column not in rows.columns:
             raise ThresholdError(f"--max-wer {threshold.spec!r}: the results have no column {column!r}")

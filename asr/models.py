@@ -23,6 +23,7 @@ CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "models.yaml"
 CT2_FILES = ("model.bin", "config.json")
 PATH_STARTS = ("/", "./", "../", "~")  # a --model that begins so is a folder, never a registered name or hub id
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
+HUB_MARKER = "config.json"  # every Whisper repository on the hub has one, CTranslate2 or Hugging Face
 _lock = threading.Lock()
 
 
@@ -110,8 +111,28 @@ def resolve(name: str) -> ResolvedModel:
             raise UnknownModelError(f"model {name!r} is a file, not a model folder: give the folder that holds it")
         raise UnknownModelError(f"no such model folder {name!r}; available: {_available_text()}")
     if name.count("/") == 1 and not name.startswith((".", "/")) and " " not in name:
-        return ResolvedModel(name, "hub", name)
+        return _hub_model(name)
     raise UnknownModelError(f"unknown model {name!r}; available: {_available_text()}")
+
+
+def _hub_model(name: str) -> ResolvedModel:
+    """A hub id, refused at once when the hub is switched off (``HF_HUB_OFFLINE=1``) and nothing of it is cached.
+
+    The libraries said "We couldn't connect to 'https://huggingface.co' ..." (a network fault, to whoever set
+    offline mode) after their own attempts; an id in the Hugging Face cache, or converted for faster-whisper
+    before, still loads offline, and with offline mode unset the libraries download as before.
+    """
+    from huggingface_hub import constants, is_offline_mode, try_to_load_from_cache
+
+    converted = cache_dir() / "ct2-from-hf" / name.replace("/", "--") / "model.bin"  # faster-whisper's copy
+    if is_offline_mode() and not isinstance(try_to_load_from_cache(name, HUB_MARKER), str) and not converted.exists():
+        installed = [e.name for e in registry().values() if is_installed(e)]
+        raise UnknownModelError(
+            f"model {name!r} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE=1 "
+            f"forbids downloading it; available offline: {', '.join(installed + ['a local model folder'])} "
+            "or a hub id in that cache"
+        )
+    return ResolvedModel(name, "hub", name)
 
 
 def _materialise(entry: ModelEntry) -> Path:

@@ -75,16 +75,59 @@ def test_a_language_the_model_cannot_decode_exits_2_with_one_line(speech_wav, la
 
 @pytest.mark.parametrize("backend", ["faster-whisper", "transformers"])
 def test_hub_id_offline_exits_2_with_one_line(backend, tmp_path):
-    """Without a hub a hub id used to exit 1 with a 71-line chained traceback (transformers: exit 2, two lines)."""
+    """Without a hub a hub id used to exit 1 with a 71-line chained traceback (transformers: exit 2, two lines),
+    then the library's "We couldn't connect to 'https://huggingface.co'": now what is available offline."""
     out = subprocess.run(
         [sys.executable, "-m", "asr", "transcribe", "x.wav", "--model", "openai/whisper-base.en", "--backend", backend],
         capture_output=True,
         text=True,
-        env={**ENV, "TRANSFORMERS_OFFLINE": "1", "ASRQA_CACHE": str(tmp_path)},
+        env={**ENV, "TRANSFORMERS_OFFLINE": "1", "ASRQA_CACHE": str(tmp_path), "HF_HUB_CACHE": str(tmp_path / "hub")},
         timeout=300,
     )
     assert out.returncode == 2, out.stderr
-    assert out.stderr.count("\n") == 1 and "openai/whisper-base.en" in out.stderr and "Traceback" not in out.stderr
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert "'openai/whisper-base.en' is not in the Hugging Face cache" in out.stderr
+    assert "HF_HUB_OFFLINE=1" in out.stderr and "available offline: whisper-tiny.en" in out.stderr
+
+
+def test_hub_id_in_the_hugging_face_cache_transcribes_offline(speech_wav, tmp_path):
+    """The offline refusal must not block an id the cache holds: a CTranslate2 repository laid out as the hub
+    client caches it (refs/main, snapshots/COMMIT), its files linked to the bundled tiny.en, loads and transcribes."""
+    from asr.models import resolve
+
+    repo = tmp_path / "hub" / "models--test-org--faster-whisper-tiny-en"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for file in Path(resolve("whisper-tiny.en").path).iterdir():
+        (snapshot / file.name).symlink_to(file)
+    env = {**ENV, "ASRQA_CACHE": str(tmp_path), "HF_HUB_CACHE": str(tmp_path / "hub")}
+    out = subprocess.run(
+        [sys.executable, "-m", "asr", "transcribe", str(speech_wav), "--model", "test-org/faster-whisper-tiny-en"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert "smooth" in out.stdout.lower()
+
+
+def test_the_hub_client_s_retries_are_not_logged_line_by_line():
+    """A hub id with no network (HF_HUB_OFFLINE unset) logged each of the hub client's retries twice, 24 lines
+    before the one-line error; they show with --debug only. (The retry itself takes 25 s: logged here directly.)"""
+    code = (
+        "import sys; from asr.cli import main; code = main(sys.argv[1:]);"
+        "from huggingface_hub.utils import logging as hub;"
+        "hub.get_logger('huggingface_hub.utils._http').warning('Retrying in 1s [Retry 1/5].')"
+    )
+    for debug, lines in (([], 0), (["--debug"], 2)):
+        done = subprocess.run(
+            [sys.executable, "-c", code, *debug, "models"], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0 and len(done.stderr.splitlines()) == lines, done.stderr
 
 
 @pytest.mark.parametrize(("fmt", "marker"), [("srt", " --> "), ("vtt", "WEBVTT")])

@@ -101,7 +101,7 @@ def test_strict_threshold_exits_1_and_resume_skips_stored_rows(built_run, capsys
         (["--noise", "white@1e9"], "between -20 and 80 dB"),  # was an OverflowError traceback mid-run
         (["--noise", "white@-200"], "between -20 and 80 dB"),  # was accepted silently
         (["--noise", "pink@81"], "between -20 and 80 dB"),
-        (["--model", "openai/whisper-base.en"], "cannot load model 'openai/whisper-base.en'"),  # offline hub id
+        (["--model", "openai/whisper-base.en"], "'openai/whisper-base.en' is not in the Hugging Face cache"),  # offline
         (["--stream-seconds", "30"], "add --mode streaming or --mode both"),  # was ignored: an offline run
         (["--seed", "-1", "--limit", "1"], "argument --seed: must be an integer >= 0"),  # was a numpy traceback
         (["--workers", "0"], "argument --workers: must be an integer >= 1, not '0'"),  # said "workers must be"

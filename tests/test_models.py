@@ -42,9 +42,26 @@ def test_a_file_given_as_the_model_folder_says_so(tmp_path):
         resolve(str(tmp_path / "model.bin"))
 
 
-def test_hub_id_stays_a_hub_id():
+def test_hub_id_stays_a_hub_id(monkeypatch):
+    """Where the hub may be reached (HF_HUB_OFFLINE unset), a hub id is handed to the libraries as before."""
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
     resolved = resolve("openai/whisper-base.en")
     assert resolved.format == "hub" and resolved.path == "openai/whisper-base.en"
+
+
+def test_hub_id_offline_is_refused_unless_cached_or_converted(monkeypatch, tmp_path):
+    """Offline, an id nothing holds is one line naming what is available (the libraries said "We couldn't
+    connect"); one faster-whisper converted before (the ct2-from-hf copy) still resolves."""
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("ASRQA_CACHE", str(tmp_path))
+    with pytest.raises(UnknownModelError) as err:
+        resolve("openai/whisper-base.en")
+    message = str(err.value)
+    assert "HF_HUB_OFFLINE=1" in message and "available offline: whisper-tiny.en" in message and "\n" not in message
+    converted = tmp_path / "ct2-from-hf" / "openai--whisper-base.en"
+    converted.mkdir(parents=True)
+    (converted / "model.bin").write_bytes(b"")
+    assert resolve("openai/whisper-base.en").format == "hub"
 
 
 def test_local_ctranslate2_folder_loads_and_transcribes(tmp_path, speech_wav):

@@ -45,7 +45,6 @@ USER_ERRORS = (
 def cmd_run(args: argparse.Namespace) -> int:
     from evaluation.report import SYNTHETIC_NOTE, write_outputs
     from evaluation.runner import run_validation
-    from evaluation.store import Store
 
     thresholds = [parse_threshold(t) for t in args.max_wer]
     for t in thresholds:  # "--max-wer 35" meant 35% to whoever typed it, and is a gate that never fails
@@ -57,16 +56,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
     options = _run_options(args)
     run_id = options.run_id
-    store = Store(args.data_dir)
     bar = TerminalBar(not args.quiet and sys.stderr.isatty())
     try:
-        # a threshold on a group or noise no row has was found after the whole run, every output written
-        result = run_validation(
-            options,
-            store,
-            progress=bar,
-            on_loaded=lambda data: check_planned(thresholds, data, options.noise, options.modes),
-        )
+        with _store_for_run(args.data_dir) as store:
+            # a threshold on a group or noise no row has was found after the whole run, every output written
+            result = run_validation(
+                options,
+                store,
+                progress=bar,
+                on_loaded=lambda data: check_planned(thresholds, data, options.noise, options.modes),
+            )
     except KeyboardInterrupt:
         bar.close()
         print(f"cancelled; resume with --run-id {run_id}", file=sys.stderr)
@@ -89,6 +88,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         for failure in failures:
             print(f"FAIL: {failure}")
     return 1 if failures else 0
+
+
+@contextlib.contextmanager
+def _store_for_run(data_dir: str):
+    """The run's store. One this command made is taken back when the run stops before storing anything: a run
+    refused by its ``--max-wer`` check on the dataset (or by a bad dataset, a model that cannot load, Ctrl-C
+    while loading) left a new folder with an empty database behind. A store that held anything is kept."""
+    from evaluation.store import DB_NAME, Store
+
+    folder = Path(data_dir).expanduser().resolve()
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first: what opening it creates
+    new = not (folder / DB_NAME).exists()
+    store = Store(folder)
+    try:
+        yield store
+    except BaseException:
+        if new and store.is_empty():
+            for path in (store.db_path, *(store.db_path.with_name(DB_NAME + end) for end in ("-wal", "-shm"))):
+                path.unlink(missing_ok=True)
+            for path in (store.audio_dir, *made):  # rmdir: only an empty folder goes
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+        raise
 
 
 @contextlib.contextmanager

@@ -319,6 +319,15 @@ class Store:
             conn.execute("DELETE FROM cases WHERE id = ?", (case_id,))
         Path(case.audio_path).unlink(missing_ok=True)
 
+    def is_empty(self) -> bool:
+        """Whether the store holds nothing at all (no row in any table, no audio file): a command that made the
+        store may take it back when it stops before storing anything (see ``evaluation.cli``)."""
+        with self._connect() as conn:
+            tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            if any(conn.execute(f'SELECT 1 FROM "{table}" LIMIT 1').fetchone() for table in tables):
+                return False
+        return not any(self.audio_dir.iterdir())
+
     def sweep_audio(self, grace_s: float = STALE_TMP_S) -> int:
         """Remove audio no case names, older than ``grace_s``: half-written ``.tmp.wav`` files and the WAVs a
         crash left between writing the file and its row (or between deleting the row and the file).

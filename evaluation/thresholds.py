@@ -55,7 +55,8 @@ def check_planned(
 ) -> None:
     """A threshold on values no row of the run will have, found before any row is transcribed: it was found after
     the whole run, every output written. Only what is known now is checked (the dataset's group columns, noise and
-    mode); other columns, and a column the results lack, are checked on the results by :func:`check_threshold`."""
+    mode, and references with no words); other columns, and a column the results lack, are checked on the results by
+    :func:`check_threshold`."""
     planned = {"noise": tuple(noise), "mode": tuple(modes)}
     for t in thresholds:
         where = dict(t.where)
@@ -65,7 +66,10 @@ def check_planned(
                     f"--max-wer {t.spec!r}: this run has no {column} {where[column]!r} (it has {', '.join(values)})"
                 )
         groups = {c: v for c, v in where.items() if c in data.group_columns}
-        if groups and not any(all(s.groups.get(c) == v for c, v in groups.items()) for s in data.samples):
+        chosen = [s for s in data.samples if all(s.groups.get(c) == v for c, v in groups.items())]
+        if chosen and not any(s.text.strip() for s in chosen):  # a probe run: refused after it was transcribed
+            raise ThresholdError(f"--max-wer {t.spec!r}: its rows have no reference words (probes), so no WER")
+        if groups and not chosen:
             column = next(iter(groups))
             there = sorted({s.groups.get(column, "") for s in data.samples})
             raise ThresholdError(

@@ -126,6 +126,36 @@ def test_threshold_on_a_column_the_results_lack_exits_2(built_run, capsys):
     assert "no column 'region'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--max-wer", "accent=nope:0.5"],
+        ["--max-wer", "mode=streaming:0.3"],
+        ["--dataset", "probes", "--max-wer", "0.5"],  # was refused after the run: its rows have no reference words
+        ["--dataset", "/no/such/dataset"],
+        ["--model", "no-such-model"],
+    ],
+)
+def test_a_run_refused_before_storing_anything_leaves_no_store_behind(tmp_path, capsys, extra):
+    """A run stopped by its --max-wer check on the dataset (or a bad dataset or model) left the new --data-dir
+    behind, with an empty database and audio folder; an empty folder the user made stays, emptied again."""
+    given = tmp_path / "given"
+    given.mkdir()
+    for data in (tmp_path / "new" / "store", given):
+        args = ["run", "--dataset", "builtin", "--limit", "2", "--data-dir", str(data), "--out", str(tmp_path / "o")]
+        assert main([*args, *extra]) == 2 and capsys.readouterr().err.startswith("error: ")
+        assert [p.name for p in tmp_path.iterdir()] == ["given"] and list(given.iterdir()) == []
+
+
+def test_a_refused_run_keeps_a_store_that_held_runs(built_run, capsys):
+    from evaluation.store import Store
+
+    root, args, _ = built_run
+    assert main([*args, "--run-id", "other", "--max-wer", "accent=nope:0.5"]) == 2
+    runs = Store(root / "data").runs.list_runs()
+    assert [(r.id, r.results) for r in runs if r.id == "gate"] == [("gate", 14)] and "other" not in {r.id for r in runs}
+
+
 def test_resuming_with_other_settings_exits_2(built_run, capsys):
     _, args, _ = built_run
     changed = [a if a != "clean,white@10" else "clean" for a in args]
@@ -235,7 +265,7 @@ def test_a_probe_run_prints_invented_words_per_minute_not_a_table_of_nan(tmp_pat
     assert "invented words per minute of non-speech by probe x noise (0 is right)" in printed
     assert "overall WER n/a (no reference words), 3 utterances, 0 reference words" in printed
     assert "nan" not in printed.lower() and "silence" in printed
-    assert main([*args, "--quiet", "--max-wer", "0.5"]) == 2  # was "FAIL: WER nan over 3 rows", exit 1
+    assert main([*args, "--quiet", "--max-wer", "0.5"]) == 2  # was "FAIL: WER nan over 3 rows", exit 1; now before
     assert "--max-wer '0.5': its rows have no reference words (probes), so no WER" in capsys.readouterr().err
 
 

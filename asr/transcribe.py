@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -104,22 +105,33 @@ def transcribe_many(
     options: DecodeOptions | None = None,
     vad: VadOptions | None = None,
     progress: ProgressCallback | None = None,
+    finished: Callable[[int, Transcript], None] | None = None,
 ) -> list[Transcript]:
-    """Transcribe several recordings, sharing model batches between them. Results keep the input order."""
+    """Transcribe several recordings, sharing model batches between them. Results keep the input order.
+    ``finished(index, transcript)`` is called as each recording's last window is decoded (``compute_seconds``
+    shares out the time so far), so a caller whose ``progress`` raises to stop keeps what was done."""
     vad = vad or VadOptions()
     backend = backend or get_backend(model or default_model(), backend_name)
     options = _for_model((options or DecodeOptions()).validate(), backend)
     arrays = [load_audio(a) for a in audios]
     started = time.perf_counter()
-    state = _State(len(arrays))
-    _run_rounds(backend, arrays, _rounds(arrays, options, vad), options, state, progress)
-    overhead = (time.perf_counter() - started - sum(state.compute)) / max(len(arrays), 1)
-    return [
-        _transcript(
-            arr, i, state, overhead, backend, _recording_options(arr, options), _recording_vad(arr, options, vad)
-        )
-        for i, arr in enumerate(arrays)
-    ]
+    state, rounds = _State(len(arrays)), _rounds(arrays, options, vad)
+    left = Counter(job.index for jobs in rounds for job in jobs)  # windows of each recording still to decode
+
+    def build(i: int) -> Transcript:
+        overhead = (time.perf_counter() - started - sum(state.compute)) / max(len(arrays), 1)  # VAD, windows, ...
+        options_i, vad_i = _recording_options(arrays[i], options), _recording_vad(arrays[i], options, vad)
+        return _transcript(arrays[i], i, state, overhead, backend, options_i, vad_i)
+
+    def window_done(i: int) -> None:
+        left[i] -= 1
+        if finished is not None and left[i] <= 0:  # (< 0: a recording without speech, called before any batch)
+            finished(i, build(i))
+
+    for i in (i for i in range(len(arrays)) if not left[i]):
+        window_done(i)
+    _run_rounds(backend, arrays, rounds, options, state, progress, window_done)
+    return [build(i) for i in range(len(arrays))]
 
 
 def _recording_options(audio: np.ndarray, options: DecodeOptions) -> DecodeOptions:
@@ -163,6 +175,7 @@ def _run_rounds(
     options: DecodeOptions,
     state: _State,
     progress: ProgressCallback | None,
+    window_done: Callable[[int], None] = lambda index: None,
 ) -> None:
     """Decode the rounds in order, in batches, each window prompted by the one before it in its run."""
     total = sum(a.size for a in arrays) / SAMPLE_RATE
@@ -184,6 +197,7 @@ def _run_rounds(
                 prompts[job.key] = condition_prompt(result, options)
                 state.add(job.index, result, window.seconds, spent * window.seconds / batch_audio)
                 done += window.seconds
+                window_done(job.index)
             if progress:
                 progress(min(done, total), total)
     if progress:

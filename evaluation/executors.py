@@ -20,7 +20,8 @@ class Executor(Protocol):
     label: str  # what the run's settings record, e.g. "local", "ray (local, 2 workers)"
 
     def results(self, batches: Sequence[Sequence[RowSpec]], cancelled: CancelCheck) -> Iterator[Batch]:
-        """Each batch's results, batch by batch in the given order; raises Cancelled when ``cancelled()``.
+        """Each batch's results, batch by batch in the given order; raises Cancelled when ``cancelled()``, after
+        handing back every row already finished (the finished rows of a batch cut short come as a last batch).
 
         A sample whose audio was left in the dataset's files (``Sample.audio_ref``) is read by the worker
         (:func:`evaluation.worker.read_specs`); one it cannot decode comes back as a :class:`SkippedRow`.
@@ -43,7 +44,12 @@ class LocalExecutor:
             if cancelled():
                 raise Cancelled
             specs, skipped = read_specs(batch)
-            yield [*skipped, *self.worker.run(specs, cancelled)]
+            try:
+                rows = self.worker.run(specs, cancelled)
+            except Cancelled as stop:  # the batch's utterances decoded before the cancel: stored, not redone
+                yield [*skipped, *stop.rows]
+                raise Cancelled from None
+            yield [*skipped, *rows]
 
     def close(self) -> None:
         return None

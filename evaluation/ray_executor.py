@@ -132,9 +132,9 @@ class RayExecutor:
                 raise ExecutorError(f"a Ray worker failed: {_first_line(exc)}") from exc
             if frame is None:
                 return
-            if cancelled():
+            yield [pickle.loads(b) for b in frame["result"]]  # a batch that arrived is stored, cancel or not
+            if cancelled():  # (the batches the actors are still decoding are dropped: Ray Data cannot hand them in)
                 raise Cancelled
-            yield [pickle.loads(b) for b in frame["result"]]
 
     def close(self) -> None:
         """Stops the dataset's execution (a cancel or Ctrl-C leaves nothing running), and a Ray it started."""

@@ -320,7 +320,7 @@ def _execute(executor, options, store, data, conditions, progress, cancel) -> Ru
             skipped.update(r for r in batch if isinstance(r, SkippedRow))
             store.runs.add_results(run_id, [r.to_row() for r in results])
             tracker.add(results, len(batch) - len(results))
-    except Cancelled:
+    except Cancelled:  # (the executor handed back the rows of the batch in progress that were finished)
         status = "cancelled"
     except BaseException as exc:
         store.runs.finish_run(

@@ -41,7 +41,14 @@ CancelCheck = Callable[[], bool]  # true when the run should stop between model 
 
 
 class Cancelled(Exception):
-    """Raised inside a batch when the run is cancelled, to stop between model calls."""
+    """Raised inside a batch when the run is cancelled, to stop between model calls.
+
+    ``rows`` are the batch's rows finished before it stopped (their utterance's every window decoded): the runner
+    stores them, so a resumed run does not decode them again (a cancel dropped the whole batch in progress)."""
+
+    def __init__(self, rows: Sequence[RowResult] = ()) -> None:
+        super().__init__("cancelled")
+        self.rows = tuple(rows)
 
 
 @dataclass(frozen=True)
@@ -189,6 +196,13 @@ class RowWorker:
         keys = list(dict.fromkeys((s.seed, s.sample.id, s.condition) for s in specs))
         by_key = {self._key(spec): spec for spec in specs}
         mixed = {k: self.mixer(k[0]).mix(k[1], by_key[k].sample.audio, parse_condition(k[2])) for k in keys}
+        try:
+            return self._run_mixed(specs, keys, mixed, check)
+        except Cancelled:  # keep the offline rows whose transcript was finished (streaming rows need their stream)
+            done = [s for s in specs if s.mode == "offline" and self._key(s) in self._offline]
+            raise Cancelled([self._result(s, mixed[self._key(s)], self._offline[self._key(s)]) for s in done]) from None
+
+    def _run_mixed(self, specs, keys, mixed, check) -> list[RowResult]:
         streamed = [s for s in specs if s.mode == "streaming"]
         outcomes: dict[int, StreamOutcome] = {}
         if streamed:  # the offline transcripts are decoded on one of the streamer's lanes, beside the streams
@@ -218,7 +232,12 @@ class RowWorker:
         todo = [k for k in keys if k not in self._offline]
         audios = [mixed[k].audio for k in todo]
         backend = backend or self.backend
-        for key, transcript in zip(todo, transcribe_many(audios, backend=backend, options=self.decode, progress=check)):
+
+        def finished(i: int, transcript: Transcript) -> None:  # kept as each is done: a cancel keeps them
+            self._offline[todo[i]] = transcript
+
+        decoded = transcribe_many(audios, backend=backend, options=self.decode, progress=check, finished=finished)
+        for key, transcript in zip(todo, decoded):
             self._offline[key] = transcript
         offline = {k: self._offline[k] for k in keys}
         while len(self._offline) > KEPT_TRANSCRIPTS:

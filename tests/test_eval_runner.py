@@ -50,6 +50,40 @@ def test_cancel_then_resume_skips_what_was_stored(tmp_path, fw_backend):
         run_validation(dataclasses.replace(options, min_words=3), store)
 
 
+class _CancelAfter(threading.Event):
+    """A cancel switch that turns itself on at its ``n``-th look: the run is checked before each batch, as the
+    worker starts one, and after each model call, so this cancels in the middle of a batch."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    def is_set(self) -> bool:
+        self.n -= 1
+        return self.n <= 0
+
+
+def test_a_cancel_mid_batch_keeps_the_utterances_already_decoded(tmp_path, fw_backend):
+    """A cancel between two model calls of a batch dropped the whole batch: here (one batch of 8 utterances, 2
+    per model call) the run stored nothing. Now the finished utterances are stored, and the resumed run decodes
+    only the others, to the same rows as a run never cancelled."""
+    options = RunOptions(noise=("clean",), limit=8, chunk_size=8, run_id="mid", seed=3)
+    options = dataclasses.replace(options, decode=dataclasses.replace(options.decode, batch_size=2))
+    store = Store(tmp_path / "data")
+    first = run_validation(options, store, cancel=_CancelAfter(4))  # before the batch, worker start, 2 model calls
+    assert first.status == "cancelled" and 0 < len(first.rows) < 8
+    kept = store.runs.get_run("mid")
+    assert kept.results == len(first.rows)
+    assert kept.summary["overall"]["utterances"] == len(first.rows)
+
+    second = run_validation(options, store)
+    assert second.status == "finished" and second.resumed_rows == len(first.rows) and len(second.rows) == 8
+    assert second.audio_seconds_done == pytest.approx(second.rows.iloc[len(first.rows) :]["audio_seconds"].sum())
+    never = run_validation(dataclasses.replace(options, run_id="whole"), Store(tmp_path / "other"))
+    columns = ["id", "hypothesis", "wer", "ref_words"]
+    pd.testing.assert_frame_equal(second.rows[columns], never.rows[columns])
+
+
 def test_noisy_run_tables_replay_and_alignment(tmp_path, fw_backend):
     store = Store(tmp_path / "data")
     result = run_validation(RunOptions(noise=("clean", "babble@5"), limit=7, seed=4), store)

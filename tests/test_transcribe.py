@@ -56,6 +56,32 @@ def test_many_recordings_share_batches_and_keep_order(fw_backend, speech_wav, si
     assert results[2].duration == pytest.approx(4.0)
 
 
+def test_finished_hands_over_each_recording_once_done_and_survives_a_stop(fw_backend, speech_wav, silence):
+    """``finished`` gets every recording, the one without speech before any model call, with the text the call
+    returns; a progress callback that stops the call after its first model call has still handed over the first
+    recording (the validation runner stores what ``finished`` gave when a run is cancelled mid-batch)."""
+    speech = load_audio(speech_wav)
+    audios, options = [speech, silence, speech[: 4 * SAMPLE_RATE]], DecodeOptions(batch_size=1)
+    seen: dict[int, str] = {}
+    results = transcribe_many(
+        audios, backend=fw_backend, options=options, finished=lambda i, t: seen.update({i: t.text})
+    )
+    assert seen == {i: r.text for i, r in enumerate(results)} and list(seen)[0] == 1
+
+    class Stop(Exception):
+        pass
+
+    def stop(done: float, total: float) -> None:
+        raise Stop
+
+    seen.clear()
+    with pytest.raises(Stop):
+        transcribe_many(
+            audios, backend=fw_backend, options=options, progress=stop, finished=lambda i, t: seen.update({i: t.text})
+        )
+    assert seen == {1: "", 0: results[0].text}
+
+
 def test_progress_reaches_the_total(fw_backend, long_wav):
     seen = []
     transcribe(long_wav, backend=fw_backend, progress=lambda done, total: seen.append((done, total)))

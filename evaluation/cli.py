@@ -13,11 +13,13 @@ import logging
 import os
 import re
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from asr.backends import BackendError
 from asr.models import UnknownModelError
+from evaluation.cli_guards import ctrl_c_cancels, store_for_run
 from evaluation.cli_parser import UsageError, build_parser
 from evaluation.datasets import DatasetError
 from evaluation.executors import ExecutorError
@@ -57,21 +59,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = _run_options(args)
     run_id = options.run_id
     bar = TerminalBar(not args.quiet and sys.stderr.isatty())
+    started, cancel = threading.Event(), threading.Event()
+
+    def progress(done: int, total: int, message: str) -> None:
+        started.set()  # the run is registered: from now on Ctrl-C cancels it, keeping what was done
+        bar(done, total, message)
+
     try:
-        with _store_for_run(args.data_dir) as store:
+        with store_for_run(args.data_dir) as store, ctrl_c_cancels(cancel, started):
             # a threshold on a group or noise no row has was found after the whole run, every output written
             result = run_validation(
                 options,
                 store,
-                progress=bar,
+                progress=progress,
+                cancel=cancel,
                 on_loaded=lambda data: check_planned(thresholds, data, options.noise, options.modes),
             )
     except KeyboardInterrupt:
         bar.close()
-        print(f"cancelled; resume with --run-id {run_id}", file=sys.stderr)
+        said = f"resume with --run-id {run_id}" if started.is_set() else "nothing was stored"
+        print(f"cancelled; {said}", file=sys.stderr)
         return 130
     finally:
         bar.close()
+    if result.status == "cancelled":  # no outputs, no gate: a part of a run passes no threshold
+        print(f"cancelled: {_cancelled_text(store, result)}; resume with --run-id {run_id}", file=sys.stderr)
+        return 130
     out = Path(args.out) if args.out else Path("out") / result.run_id
     try:
         outcomes, failures = gate(result.rows, thresholds)
@@ -88,29 +101,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         for failure in failures:
             print(f"FAIL: {failure}")
     return 1 if failures else 0
-
-
-@contextlib.contextmanager
-def _store_for_run(data_dir: str):
-    """The run's store. One this command made is taken back when the run stops before storing anything: a run
-    refused by its ``--max-wer`` check on the dataset (or by a bad dataset, a model that cannot load, Ctrl-C
-    while loading) left a new folder with an empty database behind. A store that held anything is kept."""
-    from evaluation.store import DB_NAME, Store
-
-    folder = Path(data_dir).expanduser().resolve()
-    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first: what opening it creates
-    new = not (folder / DB_NAME).exists()
-    store = Store(folder)
-    try:
-        yield store
-    except BaseException:
-        if new and store.is_empty():
-            for path in (store.db_path, *(store.db_path.with_name(DB_NAME + end) for end in ("-wal", "-shm"))):
-                path.unlink(missing_ok=True)
-            for path in (store.audio_dir, *made):  # rmdir: only an empty folder goes
-                with contextlib.suppress(OSError):
-                    path.rmdir()
-        raise
 
 
 @contextlib.contextmanager
@@ -304,11 +294,38 @@ def cmd_runs(args: argparse.Namespace) -> int:
         where = args.data_dir if store is not None else _no_store(args.data_dir)
         print(f"no stored runs in {where} (python -m evaluation run stores one; --data-dir names the store)")
     for run in runs:
-        wer = (run.summary.get("overall") or {}).get("wer")
+        wer = _overall(store, run).get("wer")
         wer_text = f"{wer * 100:.1f}%" if isinstance(wer, (int, float)) else "-"
         s = run.settings
-        print(f"{run.id}  {run.status:9}  WER {wer_text:>6}  {s.model} / {s.backend}  {s.dataset}  {','.join(s.noise)}")
+        part = f"  ({_stored_text(run)}, WER over those)" if run.status != "finished" and run.results else ""
+        print(
+            f"{run.id}  {run.status:9}  WER {wer_text:>6}  {s.model} / {s.backend}  {s.dataset}  {','.join(s.noise)}{part}"
+        )
     return 0
+
+
+def _overall(store, run) -> dict:
+    """A run's overall figures: stored when it finished or was cancelled, else (a run killed, or one stopped before
+    its figures were stored) those of its stored rows, which it was listed without ("WER -")."""
+    if run.summary.get("overall") or not run.results:
+        return run.summary.get("overall") or {}
+    from evaluation.report import headline_overall
+
+    return headline_overall(store.runs.run_results(run.id)).to_json()
+
+
+def _cancelled_text(store, result) -> str:
+    """ "24 of 252 rows stored (WER 30.1% over them)": what a cancelled run kept."""
+    o = result.summary.overall
+    return _stored_text(store.runs.get_run(result.run_id)) + (
+        f" (WER {o.wer * 100:.1f}% over them)" if o.ref_words else ""
+    )
+
+
+def _stored_text(run) -> str:
+    """How much of a run that did not finish is stored: "32 of 252 rows stored"."""
+    planned = run.summary.get("rows_planned")
+    return f"{run.results}{f' of {planned}' if planned else ''} rows stored"
 
 
 def cmd_make_real(args: argparse.Namespace) -> int:

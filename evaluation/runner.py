@@ -28,7 +28,7 @@ from evaluation.datasets import DatasetError, DatasetOptions, LoadedDataset, Ski
 from evaluation.executors import ExecutorError, ExecutorOptions, open_executor
 from evaluation.noise import NoiseCondition, check_noise_files, parse_conditions
 from evaluation.progress import Progress, RunProgress, start_text
-from evaluation.report import Summary, summarize
+from evaluation.report import Summary, headline_overall, summarize
 from evaluation.runstore import package_versions
 from evaluation.scoring import BY_LANGUAGE, N_BOOTSTRAP, NORMALIZER_SETTINGS, normalizer_version
 from evaluation.sources import canonical_source
@@ -322,10 +322,10 @@ def _execute(executor, options, store, data, conditions, progress, cancel) -> Ru
             tracker.add(results, len(batch) - len(results))
     except Cancelled:  # (the executor handed back the rows of the batch in progress that were finished)
         status = "cancelled"
-    except BaseException as exc:
-        store.runs.finish_run(
-            run_id, "failed" if not isinstance(exc, KeyboardInterrupt) else "cancelled", {"error": str(exc)}
-        )
+    except BaseException as exc:  # a failure, or Ctrl-C twice on the command line: stopped at once
+        stopped = "failed" if not isinstance(exc, KeyboardInterrupt) else "cancelled"
+        figures = headline_overall(store.runs.run_results(run_id)).to_json()  # the listing shows them, not "WER -"
+        store.runs.finish_run(run_id, stopped, {"error": str(exc), "overall": figures, "rows_planned": tracker.total})
         raise
     data = dataclasses.replace(data, skipped=tuple(sorted(skipped, key=lambda s: s.row)))
     return _finish(store, run_id, settings, data, status, tracker, len(done), options.n_boot, executor.label)
@@ -359,6 +359,7 @@ def _finish(store, run_id, settings, data, status, tracker: RunProgress, resumed
         "audio_seconds_done": audio_done,
         "executor": executor,  # this call's (a resumed run may have been started on another)
         "overall": summary.overall.to_json(),
+        "rows_planned": tracker.total,  # rows of the whole run: a cancelled one lists how many it stored
     }
     store.runs.finish_run(run_id, status, extra)
     logger.info("run %s %s: WER %.3f over %d rows", run_id, status, summary.overall.wer, len(rows))

@@ -172,6 +172,73 @@ def test_runs_lists_the_stored_runs_and_says_so_when_there_is_none(built_run, tm
     assert capsys.readouterr().out.startswith(f"no stored runs in {tmp_path / 'empty'}")
 
 
+def _interrupted_run(tmp_path, presses: int) -> tuple[subprocess.CompletedProcess, str]:
+    """A real run (63 utterances x 3 conditions) sent Ctrl-C (SIGINT) ``presses`` times once its first rows are
+    stored; returns the run's result and the runs listing."""
+    import signal
+    import time
+
+    from evaluation.store import Store
+
+    data = tmp_path / "data"
+    args = ["run", "--dataset", "builtin", "--noise", "clean,white@10,pink@5", "--run-id", "stop", "--quiet"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evaluation", *args, "--data-dir", str(data), "--out", str(tmp_path / "o")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a test run in the background ignores it
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if (data / "asrqa.sqlite").exists() and any(r.results for r in Store(data).runs.list_runs()):
+            break
+        time.sleep(0.2)
+    for _ in range(presses):
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+    out, err = process.communicate(timeout=240)
+    listing = subprocess.run(
+        [sys.executable, "-m", "evaluation", "runs", "--data-dir", str(data)], capture_output=True, text=True
+    )
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err), listing.stdout
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_lists_the_run_as_cancelled_with_the_wer_of_what_was_stored(tmp_path, presses):
+    """Ctrl-C left the run listed as "cancelled  WER      -" and lost the batch in progress. Once: the run stops
+    after the model call in progress, stores what was decoded and says how much; twice: it stops at once, and the
+    listing still gives the WER of the rows stored and how many of the run's 189 they are."""
+    done, listing = _interrupted_run(tmp_path, presses)
+    assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().endswith("resume with --run-id stop"), done.stderr
+    if presses == 1:
+        assert "cancelling after the model call in progress" in done.stderr
+        assert " of 189 rows stored (WER " in done.stderr
+    line = next(line for line in listing.splitlines() if line.startswith("stop "))
+    assert "cancelled" in line and "WER      -" not in line and " of 189 rows stored, WER over those)" in line, line
+    assert float(line.split("WER")[1].split("%")[0]) >= 0
+
+
+def test_runs_lists_a_run_killed_mid_way_with_the_wer_of_its_stored_rows(built_run, tmp_path, capsys):
+    """A run killed (kill -9) stays "running" with no figures: it was listed as "WER -"."""
+    from evaluation.store import Store
+
+    root, _, _ = built_run
+    done = Store(root / "data").runs.get_run("gate")
+    store = Store(tmp_path / "data")
+    store.runs.create_run(done.settings, "killed")
+    rows = Store(root / "data").runs.run_results("gate")
+    store.runs.add_results("killed", rows.iloc[:5].to_dict("records"))
+    capsys.readouterr()
+    assert main(["runs", "--data-dir", str(tmp_path / "data")]) == 0
+    listed = capsys.readouterr().out
+    wer = rows.iloc[:5]["errors"].sum() / rows.iloc[:5]["ref_words"].sum()
+    assert (
+        listed.startswith(f"killed  running    WER {wer * 100:5.1f}%") and "(5 rows stored, WER over those)" in listed
+    )
+
+
 def test_a_manifest_without_a_known_audio_column_says_what_to_do(tmp_path, capsys):
     """There is no --audio-column: the line said which names it looked for, not that the column must have one."""
     manifest = tmp_path / "m.csv"

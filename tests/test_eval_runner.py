@@ -73,7 +73,7 @@ def test_a_cancel_mid_batch_keeps_the_utterances_already_decoded(tmp_path, fw_ba
     first = run_validation(options, store, cancel=_CancelAfter(4))  # before the batch, worker start, 2 model calls
     assert first.status == "cancelled" and 0 < len(first.rows) < 8
     kept = store.runs.get_run("mid")
-    assert kept.results == len(first.rows)
+    assert kept.results == len(first.rows) and kept.summary["rows_planned"] == 8
     assert kept.summary["overall"]["utterances"] == len(first.rows)
 
     second = run_validation(options, store)

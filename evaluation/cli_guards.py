@@ -1,0 +1,58 @@
+"""What ``python -m evaluation run`` does around a run so that nothing is lost and nothing is left behind.
+
+Kept apart from the command line's module: Ctrl-C as a cancel that keeps what was done (a signal handler), and a
+store the command made taken back when the run stored nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from evaluation.store import DB_NAME, Store
+
+
+@contextlib.contextmanager
+def ctrl_c_cancels(cancel: threading.Event, started: threading.Event):
+    """Ctrl-C once the run has started sets ``cancel``: the run stops after the model call in progress, stores
+    every utterance finished and its figures (as a KeyboardInterrupt it lost the batch in progress, and the runs
+    listing said "WER -"). A second Ctrl-C, or one while the dataset or model loads, stops at once."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield  # signal handlers are the main thread's; an ignored Ctrl-C (a background job) stays ignored
+        return
+
+    def handler(signum, frame) -> None:
+        if cancel.is_set() or not started.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        print("\ncancelling after the model call in progress (Ctrl-C again to stop at once)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def store_for_run(data_dir: str):
+    """The run's store. One this command made is taken back when the run stops before storing anything: a run
+    refused by its ``--max-wer`` check on the dataset (or by a bad dataset, a model that cannot load, Ctrl-C
+    while loading) left a new folder with an empty database behind. A store that held anything is kept."""
+    folder = Path(data_dir).expanduser().resolve()
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first: what opening it creates
+    new = not (folder / DB_NAME).exists()
+    store = Store(folder)
+    try:
+        yield store
+    except BaseException:
+        if new and store.is_empty():
+            for path in (store.db_path, *(store.db_path.with_name(DB_NAME + end) for end in ("-wal", "-shm"))):
+                path.unlink(missing_ok=True)
+            for path in (store.audio_dir, *made):  # rmdir: only an empty folder goes
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+        raise

@@ -66,7 +66,9 @@ def _run_parser(sub) -> None:
         help="transcribe a dataset under noise conditions and tabulate WER",
         description="Transcribe a dataset under noise conditions, score each utterance and tabulate WER per group x "
         "noise; writes results.csv and summary.* into --out. Exit 0 when every --max-wer holds, 1 when one is "
-        "exceeded, 2 for a bad argument or an unusable dataset (one line on stderr).",
+        "exceeded, 2 for a bad argument or an unusable dataset (one line on stderr), 130 when cancelled: Ctrl-C "
+        "stops after the model call in progress, keeping every utterance decoded (twice: at once); --run-id "
+        "resumes it.",
     )
     p.add_argument(
         "--dataset",
@@ -108,7 +110,9 @@ def _run_parser(sub) -> None:
         metavar="CODE",
         help="decode every utterance in this language (English-only models take en only); default: detect",
     )
-    p.add_argument("--run-id", default=None, metavar="ID", help="resume this run (or name a new one)")
+    p.add_argument(
+        "--run-id", default=None, metavar="ID", help="resume this run, skipping its stored rows (or name a new one)"
+    )
     p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), metavar="DIR", help=DATA_DIR_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
@@ -187,7 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), metavar="DIR", help=DATA_DIR_HELP)
     c.add_argument("--out", default=None, help="also write compare.csv and compare.md here")
     c.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a group regressed")
-    r = sub.add_parser("runs", help="list stored runs")
+    r = sub.add_parser(
+        "runs",
+        help="list stored runs",
+        description="List the stored runs, newest first: id, status, overall WER, model / backend, dataset, noise. "
+        "A run that did not finish (cancelled, or killed) shows the WER of its stored rows and how many they are.",
+    )
     r.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), metavar="DIR", help=DATA_DIR_HELP)
     m = sub.add_parser("make-builtin", help="rebuild the built-in sample set with espeak-ng")
     m.add_argument("--out", default=None, help="default: the set's folder in the repository (byte-identical)")

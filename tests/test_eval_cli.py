@@ -572,6 +572,15 @@ def test_every_option_of_every_command_says_what_it_does():
     assert _undocumented(build_parser()) == []
 
 
+def test_help_says_what_ctrl_c_does_and_what_the_runs_listing_shows(capsys):
+    """`run --help` gave exit codes 0, 1 and 2 but not Ctrl-C's 130; `runs --help` had no description at all."""
+    assert main(["run", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "130 when cancelled: Ctrl-C stops after the model call in progress" in text
+    assert main(["runs", "--help"]) == 0
+    assert "shows the WER of its stored rows" in " ".join(capsys.readouterr().out.split())
+
+
 def test_a_dataset_without_groups_prints_its_noise_table_without_row_numbers(real_set, tmp_path, capsys):
     """A manifest with no group column printed "0  clean  0.0% ..." under "noise  WER ...": pandas' row index."""
     audio = real_set / "audio" / "en"

@@ -462,3 +462,37 @@ def test_the_first_progress_line_says_what_the_run_is_and_later_ones_count_rows(
         tracker.add([], skipped=1)
         assert lines[0] == f"{prefix}run r1 on local: 4 to transcribe, 2 already stored"  # not "2/6 run r1: ..."
         assert lines[1].startswith(f"{prefix}3/6 ") and "ETA" in lines[1], lines
+
+
+def test_a_take_under_way_when_its_prompt_is_skipped_is_discarded_not_scored_against_the_next(
+    tmp_path, fw_backend, speech_wav
+):
+    """Skip pressed while recording prompt 1: the take, stopped after, was scored and kept against prompt 2."""
+    import soundfile as sf
+
+    from asr.streaming import StreamOptions
+    from dashboard.pages.record import RecordTab, _decide, _on_chunk, _on_start, _on_stop, _start
+    from dashboard.shared import get_store
+
+    store, tab = get_store(tmp_path), RecordTab()
+    form = ("builtin:ivr-commands", "", None, "", "tester-07", "Scottish", "", "", "", "")
+    _start(store, tab, *form, fw_backend.model, "faster-whisper")
+    audio, rate = sf.read(speech_wav, dtype="int16")
+    try:
+        _on_start(store, tab)
+        _on_chunk((rate, audio[: 2 * rate]), tab, fw_backend.model, "faster-whisper", StreamOptions())
+        skipped = _decide(store, tab, "skip")
+        assert "Skipped prompt 1" in skipped[5] and "discarded" in skipped[5]
+        live, wer, checks, message, accept, rerecord = _on_stop(store, tab)
+        assert "discarded" in message and "prompt 1" in message and "Record prompt 2" in message
+        assert tab.pending is None and not (accept.visible or rerecord.visible) and wer == ""
+        session = store.recordings.get_session(tab.session_id)
+        assert session.position == 1 and store.recordings.summary(session.id)[0].accepted == 0
+        with pytest.raises(gr.Error, match="Record the prompt first"):
+            _decide(store, tab, "accept")  # nothing to accept against prompt 2
+        # a take recorded for prompt 2 and stopped with no skip is scored against prompt 2, as before
+        _on_start(store, tab)
+        _on_chunk((rate, audio[: 2 * rate]), tab, fw_backend.model, "faster-whisper", StreamOptions())
+        assert _on_stop(store, tab)[4].visible and tab.pending is not None and tab.pending.index == 1
+    finally:
+        tab.close()

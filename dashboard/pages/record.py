@@ -68,6 +68,9 @@ class RecordTab(LiveTab):
         super().__init__()
         self.session_id: str | None = None
         self.pending: PendingTake | None = None
+        # the prompt the take under way was started for: a Skip meanwhile moves the session on, and the take,
+        # scored at stop against the prompt then current, was kept for the next prompt
+        self.recording_for: int | None = None
 
     def __deepcopy__(self, memo) -> RecordTab:
         return self
@@ -170,7 +173,9 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
 
 def _wire_mic(mic: gr.Audio, tab, picker, config: DashboardConfig, store: Store, out: Outputs) -> None:
     options = StreamOptions(max_session_seconds=config.live_limit_s)
-    mic.start_recording(_on_start, tab, out.take(), api_name="record_mic_start", concurrency_limit=None)
+    mic.start_recording(
+        lambda t: _on_start(store, t), tab, out.take(), api_name="record_mic_start", concurrency_limit=None
+    )
     mic.stream(
         lambda chunk, t, m, b: _on_chunk(chunk, t, m, b, options),
         [mic, tab, picker.model, picker.backend],
@@ -312,11 +317,13 @@ def _show(store: Store, tab: RecordTab, session: RecordSession, note: str):
     )
 
 
-def _on_start(tab: RecordTab):
+def _on_start(store: Store, tab: RecordTab):
     if tab.session_id is None:
         raise gr.Error("Start or resume a session first: the take needs a prompt.")
+    position = store.recordings.get_session(tab.session_id).position
     with tab.lock:
         tab.pending = None
+        tab.recording_for = position
     start_listening(tab)
     return render_live(StreamUpdate()), "", "", gr.skip(), *_take_buttons(False)  # the last note stays
 
@@ -331,6 +338,8 @@ def _on_chunk(chunk, tab: RecordTab, model: str, backend: str, options: StreamOp
 def _on_stop(store: Store, tab: RecordTab):
     """Finish the take: the final transcript, its WER against the prompt, and the checks on its audio."""
     final = finish_take(tab)
+    with tab.lock:
+        started_for, tab.recording_for = tab.recording_for, None
     if tab.session_id is None:  # it said "Nothing was heard: record again", which recording again did not mend
         return gr.skip(), "", "", NO_SESSION, *_take_buttons(False)
     if final is None or tab.take is None:
@@ -338,6 +347,12 @@ def _on_stop(store: Store, tab: RecordTab):
     session = store.recordings.get_session(tab.session_id)
     if session.done:
         return render_live(final), "", "", "This session is finished.", *_take_buttons(False)
+    if started_for is not None and started_for != session.position:  # skipped (here or in another tab) meanwhile
+        note = (
+            f"Take discarded: it was recorded for prompt {started_for + 1}, which was skipped while recording. "
+            f"Record prompt {session.position + 1} now."
+        )
+        return render_live(final), "", "", note, *_take_buttons(False)
     backend = load_backend_or_error(tab.take.model, tab.take.backend)
     take = assess_take(tab.take.audio, session.prompt.text, backend)
     with tab.lock:
@@ -357,16 +372,18 @@ def _decide(store: Store, tab: RecordTab, action: str):
         raise gr.Error("Record the prompt first (press R or the microphone's Record button), then stop.")
     index = pending.index if pending is not None and action != "skip" else session.position
     try:
-        note = _apply(store, session, index, action, pending)
+        note = _apply(store, session, index, action, pending, tab.recording_for is not None)
     except StaleTake as exc:
         note = f"{exc}. Showing where the session is now."
     return _show(store, tab, store.recordings.get_session(session_id), note)
 
 
-def _apply(store: Store, session: RecordSession, index: int, action: str, pending: PendingTake | None) -> str:
+def _apply(
+    store: Store, session: RecordSession, index: int, action: str, pending: PendingTake | None, recording: bool
+) -> str:
     if action == "skip":
         store.recordings.skip(session.id, index)
-        return f"Skipped prompt {index + 1}."
+        return f"Skipped prompt {index + 1}." + (" The take under way will be discarded at stop." if recording else "")
     take = pending.take
     fields = {
         "transcript": take.transcript,

@@ -126,8 +126,9 @@ class _Handlers:
         script = self.store.recordings.save_script(str(body.get("name") or ""), _prompts(body), _source(body))
         return JSONResponse(_script_json(script), status_code=201)
 
-    def list_sessions(self, open: bool = False) -> dict:  # noqa: A002 - the query parameter's name
-        return {"sessions": [_session_json(s) for s in self.store.recordings.list_sessions(open_only=open)]}
+    def list_sessions(self, open: str = "") -> dict:  # noqa: A002 - the query parameter's name
+        open_only = _flag("open", open)
+        return {"sessions": [_session_json(s) for s in self.store.recordings.list_sessions(open_only=open_only)]}
 
     async def start_session(self, request: Request) -> JSONResponse:
         body = await _json(request)
@@ -154,17 +155,18 @@ class _Handlers:
     def get_session(self, session_id: str) -> dict:
         return _session_json(self._session(session_id))
 
-    async def post_take(self, session_id: str, request: Request, action: str = "check", index: int | None = None):
+    async def post_take(self, session_id: str, request: Request, action: str = "check", index: str | None = None):
         """The body is the take's audio (any format); ``action=check`` scores it, ``accept`` also saves it."""
         if action not in ("check", "accept"):
             raise _error(400, f"action must be check or accept, not {action!r}")
+        place = _index(index)
         length = int(request.headers.get("content-length") or 0)
         if length > self.max_bytes:
             raise _error(413, f"the audio is {length} bytes; at most {self.max_bytes} (--max-upload-mb)")
         audio = await request.body()
         if not audio:
             raise _error(400, "the request body must be the take's audio (wav, flac, mp3, ogg, webm, m4a)")
-        return await run_in_threadpool(self._take, session_id, audio, action, index)
+        return await run_in_threadpool(self._take, session_id, audio, action, place)
 
     def _take(self, session_id: str, data: bytes, action: str, index: int | None) -> dict:
         from asr.audio import load_audio
@@ -210,9 +212,10 @@ class _Handlers:
         out["session"] = _session_json(self._session(session_id))
         return out
 
-    def skip(self, session_id: str, index: int | None = None) -> dict:
+    def skip(self, session_id: str, index: str | None = None) -> dict:
+        place = _index(index)
         session = self._session(session_id)
-        position = session.position if index is None else index
+        position = session.position if place is None else place
         try:
             self.store.recordings.skip(session.id, position)
         except StaleTake as exc:
@@ -233,6 +236,28 @@ class _Handlers:
             return self.store.recordings.get_session(session_id)
         except SessionNotFound as exc:
             raise _error(404, str(exc)) from exc
+
+
+def _index(value: str | None) -> int | None:
+    """The ``index`` query value, parsed here so that a bad one is a 400 with one line, not FastAPI's 422 list."""
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise _error(
+            400, f"index must be the prompt's place as a whole number (0 is the first), not {value!r}"
+        ) from None
+
+
+def _flag(name: str, value: str) -> bool:
+    """A true/false query value (``open=true``), parsed here for the same one-line 400 as ``_index``."""
+    lowered = value.strip().lower()
+    if lowered in ("", "0", "false", "no", "off"):
+        return False
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    raise _error(400, f"{name} must be true or false, not {value!r}")
 
 
 async def _json(request: Request) -> dict:

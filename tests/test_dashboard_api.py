@@ -109,3 +109,23 @@ def test_a_session_through_the_api(client, speech):
     assert [t["action"] for t in takes] == ["skipped", "accepted"]
     assert client.get("/api/sessions/nope").status_code == 404
     assert client.post("/api/sessions", json={"builtin": "digits", "speaker": "x"}).status_code == 400  # no accent
+
+
+def test_a_bad_query_value_is_one_line_and_moves_nothing(client, speech):
+    """index=abc or open=maybe were FastAPI's 422 list of dicts; the README promises {"detail": "one line"}, 400."""
+    session = client.post("/api/sessions", json={"builtin": "ivr-commands", "speaker": "api-2", "accent": "US"})
+    sid = session.json()["id"]
+    for path, params, body in (
+        (f"/api/sessions/{sid}/takes", {"action": "accept", "index": "abc"}, speech),
+        (f"/api/sessions/{sid}/skip", {"index": "1.5"}, b""),
+    ):
+        bad = client.post(path, params=params, content=body)
+        assert bad.status_code == 400, bad.text
+        assert isinstance(bad.json()["detail"], str) and "index must be" in bad.json()["detail"], bad.text
+    assert client.get(f"/api/sessions/{sid}").json()["position"] == 0
+    assert client.get(f"/api/sessions/{sid}/takes").json()["takes"] == []
+
+    bad_flag = client.get("/api/sessions", params={"open": "maybe"})
+    assert bad_flag.status_code == 400 and "open must be true or false, not 'maybe'" == bad_flag.json()["detail"]
+    open_ids = {s["id"] for s in client.get("/api/sessions", params={"open": "true"}).json()["sessions"]}
+    assert sid in open_ids

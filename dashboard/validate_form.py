@@ -192,3 +192,12 @@ def run_options(form: tuple, roots: DatasetRoots | None = None) -> list[RunOptio
         return [dataclasses.replace(base, model=m).validate() for m in models]
     except USER_ERRORS as exc:
         raise gr.Error(str(exc)) from exc
+
+
+def check_run_paths(roots, settings) -> None:
+    """Refuse a stored run's dataset or noise folder outside the page's roots (re-making its audio would read them)."""
+    roots.check_dataset(settings.dataset)
+    for spec in settings.noise:  # not parsed: parsing looks at the folder, which would say whether it exists
+        for part in str(spec).split("+"):
+            if part.strip().startswith("file:"):
+                roots.check_folder(part.strip()[5:].rsplit("@", 1)[0], "noise folder")

@@ -223,3 +223,12 @@ def comparison_table(comparison: Comparison):
         return out
 
     return text.style.apply(colours, axis=None)
+
+
+def made_text(item: dict) -> str:
+    """How the row's audio and transcript were made, beyond its condition: the path and the channel's codec."""
+    parts = [str(item["mode"])] if str(item.get("mode") or "") == "streaming" else []
+    detail = item.get("channel_detail")
+    if isinstance(detail, str) and detail:
+        parts.append(detail)
+    return "".join(f" · {esc(p)}" for p in parts)

@@ -496,3 +496,20 @@ def test_a_take_under_way_when_its_prompt_is_skipped_is_discarded_not_scored_aga
         assert _on_stop(store, tab)[4].visible and tab.pending is not None and tab.pending.index == 1
     finally:
         tab.close()
+
+
+def test_a_run_cancelled_while_it_waits_its_turn_is_dropped_when_the_turn_comes(tmp_path):
+    """One run at a time: Cancel on a run queued behind another tab's said "nothing to cancel" and it then ran."""
+    from dashboard.pages.validate import CANCELLED_QUEUED, ValidateTab, _cancel, _queue, _run
+    from evaluation.store import Store
+
+    config = DashboardConfig(data_dir=tmp_path).validate()
+    store, tab = Store(tmp_path), ValidateTab()
+    _queue(tab)  # Run pressed: the page's first step, not queued
+    assert tab.queued and not tab.cancel.is_set()
+    assert _cancel(tab) == gr.skip() and tab.cancel.is_set()  # honoured, not "No run in progress"
+    status, *rest = _run(store, config, tab, "not read: the run is dropped first")
+    assert status == CANCELLED_QUEUED and rest and all(r == gr.skip() for r in rest)
+    assert store.runs.list_runs() == [] and not (tab.queued or tab.running)  # nothing loaded, stored or run
+    _queue(tab)  # the next Run starts with the switch off
+    assert not tab.cancel.is_set()

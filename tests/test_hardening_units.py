@@ -131,10 +131,10 @@ def test_private_gradio_folder_emptied_at_start_and_old_files_swept(tmp_path, mo
 def test_a_command_line_run_over_another_folder_is_not_replayed_on_the_page(tmp_path):
     from types import SimpleNamespace
 
-    from dashboard.pages.validate import _check_run_paths
+    from dashboard.validate_form import check_run_paths
 
     config = DashboardConfig(data_dir=tmp_path / "data")
-    _check_run_paths(config, SimpleNamespace(dataset="builtin", noise=("clean", "white@10")))
+    check_run_paths(config.roots(), SimpleNamespace(dataset="builtin", noise=("clean", "white@10")))
     for dataset, noise in (("/srv/private-set", ("clean",)), ("builtin", ("white@10+file:/srv/noises@5",))):
         with pytest.raises(PathRefused):
-            _check_run_paths(config, SimpleNamespace(dataset=dataset, noise=noise))
+            check_run_paths(config.roots(), SimpleNamespace(dataset=dataset, noise=noise))

@@ -22,6 +22,7 @@ from dashboard.config import DashboardConfig
 from dashboard.shared import esc, get_store, render_alignment, without_paths
 from dashboard.validate_form import (
     USER_ERRORS,
+    check_run_paths,
     dataset_spec,
     default_min_words,
     location_box,
@@ -34,6 +35,7 @@ from dashboard.validate_view import (
     group_chart,
     invented_markdown,
     invented_table,
+    made_text,
     run_label,
     selection_text,
     utterance_frame,
@@ -69,6 +71,7 @@ class ValidateTab:
     result: RunResult | None = None
     columns: list[str] = field(default_factory=list)  # columns of the utterance table on screen
     running: bool = False  # a run of this tab is under way (Cancel has something to stop)
+    queued: bool = False  # pressed, waiting for another tab's run to end: a Cancel now drops it when its turn comes
 
     def __deepcopy__(self, memo) -> ValidateTab:
         return ValidateTab()
@@ -130,7 +133,8 @@ def _wire_form(
         [form.text_column, form.group_columns, form.speaker_column, form.columns_note],
         api_name="validate_columns",
     )
-    form.run.click(
+    # at once (not queued behind another tab's run), so a Cancel pressed while this run waits has a switch to set
+    form.run.click(_queue, tab, None, api_name="validate_queue", concurrency_limit=None, show_progress="hidden").then(
         lambda t, *v: _run(store, config, t, *v),
         [tab, *form.inputs],
         [*results.outputs, earlier.runs, earlier.baseline],
@@ -199,8 +203,10 @@ def _inspect(store: Store, config: DashboardConfig, kind: str, location: str, sp
 
 
 def _run(store: Store, config: DashboardConfig, tab: ValidateTab, *form, progress=gr.Progress()):  # noqa: B008
+    tab.queued = False
+    if tab.cancel.is_set():  # cancelled while it waited for its turn: dropped before it loads or stores anything
+        return (CANCELLED_QUEUED, *[gr.skip()] * (3 + len(layout.DOWNLOADS) + 2))  # other results, 2 pickers
     all_options = run_options(form, config.roots())
-    tab.cancel = threading.Event()
     tab.running = True
     try:
         done = _run_each(store, tab, all_options, progress)
@@ -231,7 +237,20 @@ def _run_each(store: Store, tab: ValidateTab, all_options: list, progress) -> li
     return done
 
 
+CANCELLED_QUEUED = "Cancelled before it started: the run was waiting for another run to end, and nothing was run."
+
+
+def _queue(tab: ValidateTab) -> None:
+    """Run pressed: a fresh cancel switch, set up before the run waits its turn in the queue (one run at a time)."""
+    tab.cancel = threading.Event()
+    tab.queued = True
+
+
 def _cancel(tab: ValidateTab):
+    if tab.queued and not tab.running:
+        tab.cancel.set()
+        gr.Info("The run waiting for its turn will not start.")
+        return gr.skip()  # the waiting run's progress covers the status; it says "Cancelled before it started"
     if not tab.running:  # it said "Cancelling…" over the finished run's summary, with nothing to cancel
         gr.Warning("No run in progress: nothing to cancel.")
         return gr.skip()
@@ -343,12 +362,12 @@ def _utterance(store: Store, config: DashboardConfig, tab: ValidateTab, evt: gr.
     item = match.iloc[0].to_dict()
     spans = row_alignment(item, result.settings.normalizer)
     heading = (
-        f"**{esc(item['id'])}** · {esc(item['noise'])}{_made(item)} · WER {_pct(float(item['wer']))} "
+        f"**{esc(item['id'])}** · {esc(item['noise'])}{made_text(item)} · WER {_pct(float(item['wer']))} "
         f"({int(item['substitutions'])} substituted, {int(item['deletions'])} deleted, "
         f"{int(item['insertions'])} inserted; normalizer `{esc(result.settings.normalizer)}`)"
     )
     try:
-        _check_run_paths(config, result.settings)
+        check_run_paths(config.roots(), result.settings)
         audio = utterance_audio(store, result.run_id, str(item["id"]), str(item["noise"]))
     except (KeyError, *USER_ERRORS) as exc:
         gr.Warning(f"The audio could not be re-made: {without_paths(str(exc), store.db_path, store.data_dir)}")
@@ -357,24 +376,6 @@ def _utterance(store: Store, config: DashboardConfig, tab: ValidateTab, evt: gr.
         heading += "\n\n⚠️ The dataset changed since this run: the audio below may differ from what was scored."
     clean, noisy = (SAMPLE_RATE, audio.clean), (SAMPLE_RATE, audio.noisy)
     return gr.Group(visible=True), heading, render_alignment(spans), clean, noisy
-
-
-def _made(item: dict) -> str:
-    """How the row's audio and transcript were made, beyond its condition: the path and the channel's codec."""
-    parts = [str(item["mode"])] if str(item.get("mode") or "") == "streaming" else []
-    detail = item.get("channel_detail")
-    if isinstance(detail, str) and detail:
-        parts.append(detail)
-    return "".join(f" · {esc(p)}" for p in parts)
-
-
-def _check_run_paths(config: DashboardConfig, settings) -> None:
-    roots = config.roots()
-    roots.check_dataset(settings.dataset)
-    for spec in settings.noise:  # not parsed: parsing looks at the folder, which would say whether it exists
-        for part in str(spec).split("+"):
-            if part.strip().startswith("file:"):
-                roots.check_folder(part.strip()[5:].rsplit("@", 1)[0], "noise folder")
 
 
 def _compare(store: Store, tab: ValidateTab, baseline_id: str | None):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -18,10 +19,21 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from dashboard.shared import esc  # noqa: E402
 from evaluation.compare import Comparison, comparison_text  # noqa: E402
-from evaluation.report import MIN_RATE_SECONDS, Summary, display_table, invented_lines  # noqa: E402
+from evaluation.report import (  # noqa: E402
+    MIN_RATE_SECONDS,
+    Summary,
+    count_text,
+    display_table,
+    invented_lines,
+    overall_path,
+    streaming_overall_text,
+)
 from evaluation.store import Run  # noqa: E402
 from evaluation.stream_tables import side_by_side  # noqa: E402
 from evaluation.tables import group_table  # noqa: E402
+
+if TYPE_CHECKING:
+    from evaluation.runner import RunResult
 
 WORST_WER = 0.5  # WER at which a cell is fully red; 0 is green
 UTTERANCE_COLUMNS = ("id", "noise", "mode", "wer", "reference", "hypothesis", "snr_db_measured")
@@ -232,3 +244,29 @@ def made_text(item: dict) -> str:
     if isinstance(detail, str) and detail:
         parts.append(detail)
     return "".join(f" · {esc(p)}" for p in parts)
+
+
+def headline_lines(result: RunResult) -> list[str]:
+    """What ran, and the overall figures; a run stopped before its first row has none (it read "WER n/a, CER
+    n/a, 0 utterances, ... rtfx 0.0" and explained the `*` of a table it does not show)."""
+    summary, settings, o = result.summary, result.settings, result.summary.overall
+    lines = [
+        f"**Run `{result.run_id}`** ({result.status}): `{esc(settings.model)}` on {esc(settings.backend)}, dataset "
+        f"`{esc(settings.dataset)}`{selection_text(settings)}, noise {', '.join(f'`{esc(n)}`' for n in settings.noise)}, "
+        f"seed {settings.seed}, "
+        f"normalizer `{esc(settings.normalizer)}`, executor `{esc(result.executor or settings.executor)}`."
+    ]
+    if result.rows.empty:
+        return lines
+    speed = f", {o.audio_seconds:.0f} s of audio; rtfx {result.rtfx:.1f} (audio seconds per second) in this run"
+    return [
+        *lines,
+        f"Overall WER{overall_path(summary)} **{pct(o.wer)}** (raw {pct(o.raw_wer)}), CER {pct(o.cer)}, "
+        f"{count_text(result.rows)}{speed if math.isfinite(result.rtfx) else ''}."
+        + streaming_overall_text(summary, digits=1),
+        "`*` marks a cell with too few utterances or speakers to trust.",
+    ]
+
+
+def pct(value: float) -> str:
+    return f"{value * 100:.1f}%" if math.isfinite(value) else "n/a"

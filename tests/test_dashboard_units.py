@@ -506,10 +506,26 @@ def test_a_run_cancelled_while_it_waits_its_turn_is_dropped_when_the_turn_comes(
     config = DashboardConfig(data_dir=tmp_path).validate()
     store, tab = Store(tmp_path), ValidateTab()
     _queue(tab)  # Run pressed: the page's first step, not queued
-    assert tab.queued and not tab.cancel.is_set()
-    assert _cancel(tab) == gr.skip() and tab.cancel.is_set()  # honoured, not "No run in progress"
+    assert len(tab.waiting) == 1 and not tab.waiting[0].is_set()
+    waiting = tab.waiting[0]
+    assert _cancel(tab) == gr.skip() and waiting.is_set()  # honoured, not "No run in progress"
     status, *rest = _run(store, config, tab, "not read: the run is dropped first")
     assert status == CANCELLED_QUEUED and rest and all(r == gr.skip() for r in rest)
-    assert store.runs.list_runs() == [] and not (tab.queued or tab.running)  # nothing loaded, stored or run
+    assert store.runs.list_runs() == [] and not (tab.waiting or tab.running)  # nothing loaded, stored or run
     _queue(tab)  # the next Run starts with the switch off
-    assert not tab.cancel.is_set()
+    assert not tab.waiting[0].is_set()
+
+
+def test_a_second_run_pressed_during_a_run_leaves_the_running_runs_cancel_working():
+    """Run pressed again while a run is under way replaced the tab's switch: Cancel then set the waiting run's,
+    and the run under way ran to its end."""
+    from dashboard.pages.validate import ValidateTab, _cancel, _queue, _take_switch
+
+    tab = ValidateTab()
+    _queue(tab)
+    tab.cancel, tab.running = _take_switch(tab), True  # what _run does as the first run begins
+    first = tab.cancel
+    _queue(tab)  # pressed again: waits for the first to end
+    assert tab.cancel is first and len(tab.waiting) == 1
+    assert isinstance(_cancel(tab), str) and first.is_set()  # "Cancelling at the next model call..."
+    assert tab.waiting[0].is_set()  # and the run pressed after it will not start either

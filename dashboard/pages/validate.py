@@ -9,7 +9,6 @@ with ``load_result``, so results survive a restart and can be compared.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from dataclasses import dataclass, field
 
@@ -33,11 +32,12 @@ from dashboard.validate_view import (
     ProgressLine,
     comparison_table,
     group_chart,
+    headline_lines,
     invented_markdown,
     invented_table,
     made_text,
+    pct,
     run_label,
-    selection_text,
     utterance_frame,
     utterance_widths,
     wer_table,
@@ -48,11 +48,8 @@ from evaluation.noise import USAGE, NoiseError, parse_conditions
 from evaluation.replay import check_regenerated, row_alignment, utterance_audio
 from evaluation.report import (
     SYNTHETIC_NOTE,
-    count_text,
     invented_pivot,
     markdown_table,
-    overall_path,
-    streaming_overall_text,
     write_outputs,
 )
 from evaluation.runner import RunResult, load_result, run_validation
@@ -71,7 +68,10 @@ class ValidateTab:
     result: RunResult | None = None
     columns: list[str] = field(default_factory=list)  # columns of the utterance table on screen
     running: bool = False  # a run of this tab is under way (Cancel has something to stop)
-    queued: bool = False  # pressed, waiting for another tab's run to end: a Cancel now drops it when its turn comes
+    # one cancel switch per Run pressed and not yet started, oldest first (the queue starts them in that order): a
+    # Cancel now drops them when their turn comes, and a second Run pressed during a run no longer replaces the
+    # switch of the run under way (its Cancel set the waiting run's switch, and the running one ran on)
+    waiting: list[threading.Event] = field(default_factory=list)
 
     def __deepcopy__(self, memo) -> ValidateTab:
         return ValidateTab()
@@ -203,10 +203,11 @@ def _inspect(store: Store, config: DashboardConfig, kind: str, location: str, sp
 
 
 def _run(store: Store, config: DashboardConfig, tab: ValidateTab, *form, progress=gr.Progress()):  # noqa: B008
-    tab.queued = False
-    if tab.cancel.is_set():  # cancelled while it waited for its turn: dropped before it loads or stores anything
+    switch = _take_switch(tab)
+    if switch.is_set():  # cancelled while it waited for its turn: dropped before it loads or stores anything
         return (CANCELLED_QUEUED, *[gr.skip()] * (3 + len(layout.DOWNLOADS) + 2))  # other results, 2 pickers
     all_options = run_options(form, config.roots())
+    tab.cancel = switch
     tab.running = True
     try:
         done = _run_each(store, tab, all_options, progress)
@@ -242,13 +243,18 @@ CANCELLED_QUEUED = "Cancelled before it started: the run was waiting for another
 
 def _queue(tab: ValidateTab) -> None:
     """Run pressed: a fresh cancel switch, set up before the run waits its turn in the queue (one run at a time)."""
-    tab.cancel = threading.Event()
-    tab.queued = True
+    tab.waiting.append(threading.Event())
+
+
+def _take_switch(tab: ValidateTab) -> threading.Event:
+    """The switch of the run whose turn has come: the oldest press waiting (a run called without one gets a new)."""
+    return tab.waiting.pop(0) if tab.waiting else threading.Event()
 
 
 def _cancel(tab: ValidateTab):
-    if tab.queued and not tab.running:
-        tab.cancel.set()
+    for switch in tab.waiting:  # every run pressed and not started: dropped when its turn comes
+        switch.set()
+    if tab.waiting and not tab.running:
         gr.Info("The run waiting for its turn will not start.")
         return gr.skip()  # the waiting run's progress covers the status; it says "Cancelled before it started"
     if not tab.running:  # it said "Cancelling…" over the finished run's summary, with nothing to cancel
@@ -288,7 +294,7 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
         config.runs_dir / result.run_id, result.rows, summary, settings, result.run_id, extra, result.skipped
     )
     o = summary.overall
-    lines = _headline(result)
+    lines = headline_lines(result)
     if invented := invented_markdown(result.rows, summary.group_columns):
         lines.append(invented)
     if summary.languages is not None and (warning := summary.languages.warning()):
@@ -316,34 +322,8 @@ def _render(config: DashboardConfig, result: RunResult) -> Rendered:
     )
 
 
-def _headline(result: RunResult) -> list[str]:
-    """What ran, and the overall figures; a run stopped before its first row has none (it read "WER n/a, CER
-    n/a, 0 utterances, ... rtfx 0.0" and explained the `*` of a table it does not show)."""
-    summary, settings, o = result.summary, result.settings, result.summary.overall
-    lines = [
-        f"**Run `{result.run_id}`** ({result.status}): `{esc(settings.model)}` on {esc(settings.backend)}, dataset "
-        f"`{esc(settings.dataset)}`{selection_text(settings)}, noise {', '.join(f'`{esc(n)}`' for n in settings.noise)}, "
-        f"seed {settings.seed}, "
-        f"normalizer `{esc(settings.normalizer)}`, executor `{esc(result.executor or settings.executor)}`."
-    ]
-    if result.rows.empty:
-        return lines
-    speed = f", {o.audio_seconds:.0f} s of audio; rtfx {result.rtfx:.1f} (audio seconds per second) in this run"
-    return [
-        *lines,
-        f"Overall WER{overall_path(summary)} **{_pct(o.wer)}** (raw {_pct(o.raw_wer)}), CER {_pct(o.cer)}, "
-        f"{count_text(result.rows)}{speed if math.isfinite(result.rtfx) else ''}."
-        + streaming_overall_text(summary, digits=1),
-        "`*` marks a cell with too few utterances or speakers to trust.",
-    ]
-
-
 def _streaming_markdown(summary) -> str:
     return markdown_table(format_streaming(summary.streaming, ["noise"]))
-
-
-def _pct(value: float) -> str:
-    return f"{value * 100:.1f}%" if math.isfinite(value) else "n/a"
 
 
 def _utterance(store: Store, config: DashboardConfig, tab: ValidateTab, evt: gr.SelectData):
@@ -362,7 +342,7 @@ def _utterance(store: Store, config: DashboardConfig, tab: ValidateTab, evt: gr.
     item = match.iloc[0].to_dict()
     spans = row_alignment(item, result.settings.normalizer)
     heading = (
-        f"**{esc(item['id'])}** · {esc(item['noise'])}{made_text(item)} · WER {_pct(float(item['wer']))} "
+        f"**{esc(item['id'])}** · {esc(item['noise'])}{made_text(item)} · WER {pct(float(item['wer']))} "
         f"({int(item['substitutions'])} substituted, {int(item['deletions'])} deleted, "
         f"{int(item['insertions'])} inserted; normalizer `{esc(result.settings.normalizer)}`)"
     )

@@ -216,3 +216,16 @@ def render_alignment(spans: Sequence[AlignedSpan]) -> str:
 def render_diff(reference: str, hypothesis: str) -> str:
     """The normalized word diff of reference and hypothesis (the normalizer validation scores with)."""
     return render_alignment(align(reference, hypothesis))
+
+
+def parse_extra_labels(text: str) -> dict[str, str]:
+    """``key=value`` lines into labels; a line without ``=`` is a mistake the tester should see."""
+    labels: dict[str, str] = {}
+    for n, line in enumerate((text or "").splitlines(), 1):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise gr.Error(f"Other labels, line {n}: expected key=value, got {line.strip()!r}")
+        labels[key.strip()] = value.strip()
+    return labels

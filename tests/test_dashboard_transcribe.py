@@ -137,6 +137,10 @@ def test_save_test_case_with_labels_then_triage_and_delete(app, browser, speech_
     page.locator("#review-label input").click()  # the label the edit added is offered at once
     page.get_by_role("option", name="speaker=tester-11", exact=True).wait_for()
     page.keyboard.press("Escape")
+    assert page.locator("#review-heading").is_visible()
+    page.locator("#review-kind input").click()
+    page.get_by_role("option", name="flags", exact=True).click()  # hides the case on show: its panel closes
+    page.wait_for_selector("#review-heading", state="hidden")
 
     page.reload()
     wait_for_text(page, "#review-table", case_id)

@@ -12,8 +12,8 @@ import pytest
 from dashboard.__main__ import parse_auth
 from dashboard.app import build_demo
 from dashboard.config import DashboardConfig
-from dashboard.pages.review import Filters, parse_extra_labels
-from dashboard.shared import confidence_band, render_alignment, render_diff
+from dashboard.pages.review import Filters
+from dashboard.shared import confidence_band, parse_extra_labels, render_alignment, render_diff
 from dashboard.validate_form import REAL_SPEECH_MIN_WORDS, dataset_spec, default_min_words, noise_specs, run_options
 from dashboard.validate_view import group_chart, run_label, utterance_widths, wer_colour
 from evaluation.scoring import AlignedSpan
@@ -529,3 +529,20 @@ def test_a_second_run_pressed_during_a_run_leaves_the_running_runs_cancel_workin
     assert tab.cancel is first and len(tab.waiting) == 1
     assert isinstance(_cancel(tab), str) and first.is_set()  # "Cancelling at the next model call..."
     assert tab.waiting[0].is_set()  # and the run pressed after it will not start either
+
+
+def test_the_review_panel_closes_when_the_filters_hide_its_case(tmp_path, speech_wav):
+    """The detail panel stayed open, editable, for a case the filters no longer listed."""
+    from dashboard.pages.review import detail_if_listed
+    from evaluation.store import Store
+
+    store = Store(tmp_path)
+    flag = store.add_case("flag", str(speech_wav), transcript="a", reference="", reason="wrong words").id
+    store.add_case("test_case", str(speech_wav), transcript="b", reference="b")
+    kept = detail_if_listed(store, flag, Filters("flag", "all", "all", "all"))
+    assert kept == (gr.skip(),) * 4  # still listed: the panel is left as it is
+    case_id, group, confirm_row, pending = detail_if_listed(store, flag, Filters("test_case", "all", "all", "all"))
+    assert case_id is None and pending is None and not group.visible and not confirm_row.visible
+    assert detail_if_listed(store, None, Filters("test_case", "all", "all", "all")) == (gr.skip(),) * 4
+    store.delete_case(flag)  # deleted in another tab: a Refresh closes its panel too
+    assert detail_if_listed(store, flag, Filters("all", "all", "all", "all"))[0] is None

@@ -25,6 +25,7 @@ from dashboard.shared import (
     WIDE_TABLE,
     esc,
     get_store,
+    parse_extra_labels,
     render_diff,
     without_paths,
 )
@@ -235,6 +236,15 @@ def _wire_detail(store: Store, listing: _Listing, detail: _Detail, selected, pen
         [listing.model, listing.label, listing.session, listing.table],
         api_name="review_refresh_after_save",
     )
+    # a filter or Refresh that hides the case on show closes its panel (it stayed open, editable, under a table
+    # that no longer listed it); read from the filters, not the table, which another handler redraws meanwhile
+    gr.on(
+        [*(f.change for f in listing.filters), listing.refresh.click],
+        lambda case_id, *values: detail_if_listed(store, case_id, Filters(*values)),
+        [selected, *listing.filters],
+        [selected, detail.group, detail.confirm_row, pending],
+        api_name="review_close_hidden",
+    )
     detail.delete.click(ask_delete, selected, [detail.confirm_row, pending], api_name="review_ask_delete")
     detail.cancel.click(
         lambda: (gr.Row(visible=False), None), None, [detail.confirm_row, pending], api_name="review_cancel_delete"
@@ -299,6 +309,14 @@ def _row(case: Case) -> list:
     ]
 
 
+def detail_if_listed(store: Store, case_id: str | None, filters: Filters) -> tuple:
+    """The panel stays as it is while its case is listed; a case the filters hide (or one deleted meanwhile) has
+    its panel closed and its pending delete confirmation dropped."""
+    if not case_id or any(c.id == case_id for c in filters.cases(store)):
+        return (gr.skip(),) * 4
+    return None, gr.Group(visible=False), gr.Row(visible=False), None
+
+
 def _show(store: Store, case_id: str | None) -> tuple:
     hidden = (None, gr.Group(visible=False), gr.Row(visible=False), *[gr.skip()] * 10)
     if not case_id:
@@ -330,19 +348,6 @@ def _show(store: Store, case_id: str | None) -> tuple:
         extra,
         case.notes,
     )
-
-
-def parse_extra_labels(text: str) -> dict[str, str]:
-    """``key=value`` lines into labels; a line without ``=`` is a mistake the tester should see."""
-    labels: dict[str, str] = {}
-    for n, line in enumerate((text or "").splitlines(), 1):
-        if not line.strip():
-            continue
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip():
-            raise gr.Error(f"Other labels, line {n}: expected key=value, got {line.strip()!r}")
-        labels[key.strip()] = value.strip()
-    return labels
 
 
 def _save(

@@ -41,11 +41,9 @@ def _main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
     if not args.debug:  # _transcribe prints each audio warning once, as "warning: FILE: ..."; the log said it again
         logging.getLogger("asr.audio").setLevel(logging.ERROR)
-    from huggingface_hub.utils import logging as hub_logging  # (its import sets its level: set it after)
+    from asr.models import quiet_hub_logging
 
-    # a hub id with no network: each of the hub client's retries was logged twice (its handler and ours), 24 lines
-    # before the one-line error; --debug shows them
-    hub_logging.set_verbosity(logging.WARNING if args.debug else logging.ERROR)
+    quiet_hub_logging(args.debug)  # a hub id with no network: its retries' warnings with --debug only
     if args.command == "models":
         return _models(args)
     return _transcribe(args)

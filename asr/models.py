@@ -115,6 +115,19 @@ def resolve(name: str) -> ResolvedModel:
     raise UnknownModelError(f"unknown model {name!r}; available: {_available_text()}")
 
 
+def converted_dir(path: str) -> Path:
+    """Where faster-whisper's CTranslate2 copy of a Hugging Face model (a hub id or a folder) is converted once."""
+    return cache_dir() / "ct2-from-hf" / path.strip("/").replace("/", "--")
+
+
+def quiet_hub_logging(debug: bool) -> None:
+    """The hub client's retry warnings only with ``--debug``: with no network each retry was logged twice (its
+    handler and ours), 24 to 40 lines before the command's one-line error. Both command lines call this."""
+    from huggingface_hub.utils import logging as hub_logging  # (its import sets its level: set it after)
+
+    hub_logging.set_verbosity(logging.WARNING if debug else logging.ERROR)
+
+
 def _hub_model(name: str) -> ResolvedModel:
     """A hub id, refused at once when the hub is switched off (``HF_HUB_OFFLINE=1``) and nothing of it is cached.
 
@@ -124,7 +137,7 @@ def _hub_model(name: str) -> ResolvedModel:
     """
     from huggingface_hub import constants, is_offline_mode, try_to_load_from_cache
 
-    converted = cache_dir() / "ct2-from-hf" / name.replace("/", "--") / "model.bin"  # faster-whisper's copy
+    converted = converted_dir(name) / "model.bin"  # faster-whisper's copy
     if is_offline_mode() and not isinstance(try_to_load_from_cache(name, HUB_MARKER), str) and not converted.exists():
         installed = [e.name for e in registry().values() if is_installed(e)]
         raise UnknownModelError(

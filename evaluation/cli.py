@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from asr.backends import BackendError
-from asr.models import UnknownModelError
+from asr.models import UnknownModelError, quiet_hub_logging
 from evaluation.cli_guards import ctrl_c_cancels, store_for_run
 from evaluation.cli_parser import UsageError, build_parser
 from evaluation.datasets import DatasetError
@@ -355,10 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     level = logging.DEBUG if getattr(args, "debug", False) else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    from huggingface_hub.utils import logging as hub_logging  # (its import sets its level: set it after)
-
-    # a hub dataset offline: each of ten retries was logged twice (the hub's handler and ours), 40 lines of warnings
-    hub_logging.set_verbosity(logging.WARNING if level == logging.DEBUG else logging.ERROR)
+    quiet_hub_logging(level == logging.DEBUG)  # a hub dataset offline: its retries' warnings with --debug only
     # loud float audio logged "WARNING asr.audio: ..." per file mid-run; the summary counts the rows instead
     logging.getLogger("asr.audio").setLevel(logging.NOTSET if level == logging.DEBUG else logging.ERROR)
     with reader_may_leave():  # runs, make-builtin, make-real; run and compare keep their exit codes themselves

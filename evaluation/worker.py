@@ -237,8 +237,8 @@ class RowWorker:
             self._offline[todo[i]] = transcript
 
         decoded = transcribe_many(audios, backend=backend, options=self.decode, progress=check, finished=finished)
-        for key, transcript in zip(todo, decoded):
-            self._offline[key] = transcript
+        for key, transcript in zip(todo, decoded):  # the same texts, their compute_seconds sharing the whole call's
+            self._offline[key] = transcript  # overhead (the ones handed over as finished had only its share so far)
         offline = {k: self._offline[k] for k in keys}
         while len(self._offline) > KEPT_TRANSCRIPTS:
             self._offline.pop(next(iter(self._offline)))

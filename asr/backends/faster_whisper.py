@@ -36,7 +36,7 @@ from asr.backends.base import (
 )
 from asr.backends.encodings import Encoded
 from asr.backends.seek import applies, seek_point
-from asr.models import ResolvedModel, cache_dir
+from asr.models import ResolvedModel, converted_dir
 from asr.results import DecodeOptions, Segment, Word, split_sentences
 
 logger = logging.getLogger(__name__)
@@ -294,7 +294,7 @@ def _ct2_path(model: ResolvedModel) -> str:
         return model.path
     if model.format == "hub" and ("faster-whisper" in model.path or "ct2" in model.path.lower()):
         return model.path  # a CTranslate2 repository on the hub: faster-whisper downloads it itself
-    out = cache_dir() / "ct2-from-hf" / model.path.strip("/").replace("/", "--")
+    out = converted_dir(model.path)
     if (out / "model.bin").exists():
         return str(out)
     try:

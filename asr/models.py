@@ -11,9 +11,13 @@ import importlib.util
 import logging
 import os
 import shutil
+import socket
 import threading
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -24,7 +28,11 @@ CT2_FILES = ("model.bin", "config.json")
 PATH_STARTS = ("/", "./", "../", "~")  # a --model that begins so is a folder, never a registered name or hub id
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
 HUB_MARKER = "config.json"  # every Whisper repository on the hub has one, CTranslate2 or Hugging Face
+HUB_PROBE_SECONDS = 3.0  # the reachability probe's connect timeout (the hub client retried 5 times over ~25 s)
+HUB_PROBE_KEEP_SECONDS = 30.0  # how long one probe's answer stands (the dashboard resolves on every call)
 _lock = threading.Lock()
+_probes: dict[tuple[str, int], tuple[float, bool]] = {}
+_offline_set_here = False  # True while offline mode is on because the probe found no hub (not the user's setting)
 
 
 class UnknownModelError(ValueError):
@@ -129,23 +137,78 @@ def quiet_hub_logging(debug: bool) -> None:
 
 
 def _hub_model(name: str) -> ResolvedModel:
-    """A hub id, refused at once when the hub is switched off (``HF_HUB_OFFLINE=1``) and nothing of it is cached.
+    """A hub id, refused at once when the hub is switched off (``HF_HUB_OFFLINE=1``) or cannot be reached and
+    nothing of it is cached.
 
-    The libraries said "We couldn't connect to 'https://huggingface.co' ..." (a network fault, to whoever set
-    offline mode) after their own attempts; an id in the Hugging Face cache, or converted for faster-whisper
-    before, still loads offline, and with offline mode unset the libraries download as before.
+    The libraries said "We couldn't connect to 'https://huggingface.co' ..." after their own attempts: 25 s of
+    silent retries with no network, minutes for a cached id (each optional file retried). An id in the Hugging
+    Face cache, or converted for faster-whisper before, still loads with no network: offline mode is switched on
+    for this process while the hub cannot be reached (off again once it can), so the libraries read the cache at
+    once. With the hub reachable the libraries download as before.
     """
     from huggingface_hub import constants, is_offline_mode, try_to_load_from_cache
 
     converted = converted_dir(name) / "model.bin"  # faster-whisper's copy
-    if is_offline_mode() and not isinstance(try_to_load_from_cache(name, HUB_MARKER), str) and not converted.exists():
-        installed = [e.name for e in registry().values() if is_installed(e)]
+    cached = isinstance(try_to_load_from_cache(name, HUB_MARKER), str) or converted.exists()
+    user_offline = is_offline_mode() and not _offline_set_here
+    if user_offline and not cached:
         raise UnknownModelError(
             f"model {name!r} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE=1 "
-            f"forbids downloading it; available offline: {', '.join(installed + ['a local model folder'])} "
-            "or a hub id in that cache"
+            f"forbids downloading it; available offline: {_offline_text()}"
         )
+    if not user_offline:
+        reachable = hub_reachable(constants.ENDPOINT)
+        _set_offline(not reachable)
+        if not reachable and not cached:
+            host = urlsplit(constants.ENDPOINT).hostname
+            raise UnknownModelError(
+                f"cannot reach the Hugging Face hub ({host}) and {name} is not cached "
+                f"({constants.HF_HUB_CACHE}); available offline: {_offline_text()}"
+            )
+        if not reachable:
+            logger.info("cannot reach the Hugging Face hub: loading %s from the cache", name)
     return ResolvedModel(name, "hub", name)
+
+
+def _offline_text() -> str:
+    installed = [e.name for e in registry().values() if is_installed(e)]
+    return f"{', '.join(installed + ['a local model folder'])} or a hub id in that cache"
+
+
+def _set_offline(offline: bool) -> None:
+    """Offline mode for this process's hub client (transformers and faster-whisper ask it), set only while the
+    probe finds no hub: the user's own HF_HUB_OFFLINE is never changed."""
+    global _offline_set_here
+    from huggingface_hub import constants
+
+    with _lock:
+        if offline and not constants.HF_HUB_OFFLINE:
+            constants.HF_HUB_OFFLINE, _offline_set_here = True, True
+        elif not offline and _offline_set_here:
+            constants.HF_HUB_OFFLINE, _offline_set_here = False, False
+
+
+def hub_reachable(endpoint: str) -> bool:
+    """Whether a TCP connection to the hub endpoint (``HF_ENDPOINT``), or to the proxy that would carry it, opens
+    within :data:`HUB_PROBE_SECONDS`. A connect only, no request: cheap where the hub is reachable, and the
+    answer stands for :data:`HUB_PROBE_KEEP_SECONDS`."""
+    parts = urlsplit(endpoint)
+    host, port = parts.hostname or "", parts.port or (80 if parts.scheme == "http" else 443)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        proxied = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = proxied.hostname or "", proxied.port or 80
+    now = time.monotonic()
+    seen = _probes.get((host, port))
+    if seen and now - seen[0] < HUB_PROBE_KEEP_SECONDS:
+        return seen[1]
+    try:
+        socket.create_connection((host, port), timeout=HUB_PROBE_SECONDS).close()
+        reachable = True
+    except OSError:
+        reachable = False
+    _probes[(host, port)] = (now, reachable)
+    return reachable
 
 
 def _materialise(entry: ModelEntry) -> Path:

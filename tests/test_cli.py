@@ -115,6 +115,61 @@ def test_hub_id_in_the_hugging_face_cache_transcribes_offline(speech_wav, tmp_pa
     assert "smooth" in out.stdout.lower()
 
 
+def no_hub_env(tmp_path: Path) -> dict[str, str]:
+    """Offline mode unset and the hub endpoint a local port nothing listens on: a user with no network."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    return {
+        **env,
+        "HF_ENDPOINT": f"http://127.0.0.1:{port}",
+        "ASRQA_CACHE": str(tmp_path),
+        "HF_HUB_CACHE": str(tmp_path / "hub"),
+    }
+
+
+@pytest.mark.parametrize("command", [["asr", "transcribe", "x.wav"], ["evaluation", "run", "--limit", "1"]])
+def test_an_unreachable_hub_is_one_line_at_once_for_an_uncached_id(command, tmp_path):
+    """With offline mode unset and no hub, the hub client retried silently for about 25 s before its "We couldn't
+    connect" line; a probe of the endpoint now says so at once (0.4 s here), exit 2, in both command lines."""
+    args = [*command, "--model", "openai/whisper-small"]
+    if command[0] == "evaluation":
+        args += ["--data-dir", str(tmp_path), "--out", str(tmp_path / "out")]
+    out = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, env=no_hub_env(tmp_path))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "cannot reach the Hugging Face hub (127.0.0.1) and openai/whisper-small is not cached" in out.stderr
+    assert "available offline: whisper-tiny.en" in out.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_cached_hub_id_transcribes_with_no_hub(speech_wav, tmp_path):
+    """A Hugging Face model in the hub cache, offline mode unset and no hub: the client retried each optional
+    file it lacks (3 to 5 min); offline mode is now switched on while the hub cannot be reached."""
+    from asr.convert import hf_model_dir
+    from asr.models import resolve
+
+    repo = tmp_path / "hub" / "models--test-org--whisper-tiny-en"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for file in hf_model_dir(resolve("whisper-tiny.en")).iterdir():
+        (snapshot / file.name).symlink_to(file)
+    out = subprocess.run(
+        [sys.executable, "-m", "asr", "transcribe", str(speech_wav), "--model", "test-org/whisper-tiny-en"]
+        + ["--backend", "transformers"],
+        capture_output=True,
+        text=True,
+        env=no_hub_env(tmp_path),
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "smooth" in out.stdout.lower()
+
+
 def test_the_hub_client_s_retries_are_not_logged_line_by_line():
     """A hub id with no network (HF_HUB_OFFLINE unset) logged each of the hub client's retries twice, 24 lines
     before the one-line error; they show with --debug only. (The retry itself takes 25 s: logged here directly.)"""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import socket
 
 import pytest
 
@@ -42,11 +43,56 @@ def test_a_file_given_as_the_model_folder_says_so(tmp_path):
         resolve(str(tmp_path / "model.bin"))
 
 
-def test_hub_id_stays_a_hub_id(monkeypatch):
-    """Where the hub may be reached (HF_HUB_OFFLINE unset), a hub id is handed to the libraries as before."""
+@pytest.fixture
+def hub_online(monkeypatch):
+    """Offline mode unset (as for a user with a network), and no probe answer kept from another test."""
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
-    resolved = resolve("openai/whisper-base.en")
+    monkeypatch.setattr("asr.models._offline_set_here", False)
+    monkeypatch.setattr("asr.models._probes", {})
+
+
+def closed_port() -> int:
+    """A local port nothing listens on: a hub endpoint that refuses every connection, with no network needed."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_hub_id_stays_a_hub_id(hub_online, monkeypatch):
+    """Where the hub can be reached (offline mode unset, a listening endpoint), a hub id is handed to the
+    libraries as before, and offline mode stays off."""
+    from huggingface_hub import constants
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+        resolved = resolve("openai/whisper-base.en")
     assert resolved.format == "hub" and resolved.path == "openai/whisper-base.en"
+    assert constants.HF_HUB_OFFLINE is False
+
+
+def test_an_unreachable_hub_refuses_an_uncached_id_and_loads_a_cached_one_offline(hub_online, monkeypatch, tmp_path):
+    """With no hub and offline mode unset, the hub client retried for 25 s (minutes for a cached id) before its
+    error: an id nothing holds is now one line at once, a converted one resolves with offline mode switched on for
+    the process, and offline mode goes off again once the hub answers."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("ASRQA_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    with pytest.raises(UnknownModelError) as err:
+        resolve("openai/whisper-base.en")
+    message = str(err.value)
+    assert message.startswith("cannot reach the Hugging Face hub (127.0.0.1) and openai/whisper-base.en is not cached")
+    assert "available offline: whisper-tiny.en" in message and "\n" not in message
+    assert constants.HF_HUB_OFFLINE is True  # switched on here, not by the user ...
+    converted = tmp_path / "ct2-from-hf" / "openai--whisper-base.en"
+    converted.mkdir(parents=True)
+    (converted / "model.bin").write_bytes(b"")
+    assert resolve("openai/whisper-base.en").format == "hub" and constants.HF_HUB_OFFLINE is True
+    with socket.create_server(("127.0.0.1", 0)) as server:  # ... so the hub's return switches it off again
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert resolve("openai/whisper-base.en").format == "hub"
+    assert constants.HF_HUB_OFFLINE is False
 
 
 def test_hub_id_offline_is_refused_unless_cached_or_converted(monkeypatch, tmp_path):

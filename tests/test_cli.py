@@ -90,19 +90,24 @@ def test_hub_id_offline_exits_2_with_one_line(backend, tmp_path):
     assert "HF_HUB_OFFLINE=1" in out.stderr and "available offline: whisper-tiny.en" in out.stderr
 
 
-def test_hub_id_in_the_hugging_face_cache_transcribes_offline(speech_wav, tmp_path):
-    """The offline refusal must not block an id the cache holds: a CTranslate2 repository laid out as the hub
-    client caches it (refs/main, snapshots/COMMIT), its files linked to the bundled tiny.en, loads and transcribes."""
-    from asr.models import resolve
-
-    repo = tmp_path / "hub" / "models--test-org--faster-whisper-tiny-en"
+def hub_cache_layout(cache: Path, repo_id: str, files: Path) -> None:
+    """A repository laid out as the hub client caches it (refs/main, snapshots/COMMIT), its files linked to FILES."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
     commit = "0123456789abcdef0123456789abcdef01234567"
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(commit)
     snapshot = repo / "snapshots" / commit
     snapshot.mkdir(parents=True)
-    for file in Path(resolve("whisper-tiny.en").path).iterdir():
+    for file in files.iterdir():
         (snapshot / file.name).symlink_to(file)
+
+
+def test_hub_id_in_the_hugging_face_cache_transcribes_offline(speech_wav, tmp_path):
+    """The offline refusal must not block an id the cache holds: a CTranslate2 repository laid out as the hub
+    client caches it (refs/main, snapshots/COMMIT), its files linked to the bundled tiny.en, loads and transcribes."""
+    from asr.models import resolve
+
+    hub_cache_layout(tmp_path / "hub", "test-org/faster-whisper-tiny-en", Path(resolve("whisper-tiny.en").path))
     env = {**ENV, "ASRQA_CACHE": str(tmp_path), "HF_HUB_CACHE": str(tmp_path / "hub")}
     out = subprocess.run(
         [sys.executable, "-m", "asr", "transcribe", str(speech_wav), "--model", "test-org/faster-whisper-tiny-en"],
@@ -150,14 +155,7 @@ def test_a_cached_hub_id_transcribes_with_no_hub(speech_wav, tmp_path):
     from asr.convert import hf_model_dir
     from asr.models import resolve
 
-    repo = tmp_path / "hub" / "models--test-org--whisper-tiny-en"
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    for file in hf_model_dir(resolve("whisper-tiny.en")).iterdir():
-        (snapshot / file.name).symlink_to(file)
+    hub_cache_layout(tmp_path / "hub", "test-org/whisper-tiny-en", hf_model_dir(resolve("whisper-tiny.en")))
     out = subprocess.run(
         [sys.executable, "-m", "asr", "transcribe", str(speech_wav), "--model", "test-org/whisper-tiny-en"]
         + ["--backend", "transformers"],

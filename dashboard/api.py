@@ -162,7 +162,7 @@ class _Handlers:
         place = _index(index)
         length = int(request.headers.get("content-length") or 0)
         if length > self.max_bytes:
-            raise _error(413, f"the audio is {length} bytes; at most {self.max_bytes} (--max-upload-mb)")
+            raise _error(413, f"the audio is {mb(length)}; at most {mb(self.max_bytes)} (--max-upload-mb)")
         audio = await request.body()
         if not audio:
             raise _error(400, "the request body must be the take's audio (wav, flac, mp3, ogg, webm, m4a)")
@@ -236,6 +236,11 @@ class _Handlers:
             return self.store.recordings.get_session(session_id)
         except SessionNotFound as exc:
             raise _error(404, str(exc)) from exc
+
+
+def mb(size: int) -> str:
+    """A byte count as the --max-upload-mb option counts it (MiB, one decimal), so the 413 compares like units."""
+    return f"{size / 2**20:.1f} MB"
 
 
 def _index(value: str | None) -> int | None:

@@ -8,7 +8,8 @@ import stat
 
 import pytest
 
-from dashboard.api import TOKEN_FILE, ensure_token
+from dashboard.api import TOKEN_FILE, ensure_token, mb
+from dashboard.config import DEFAULT_MAX_UPLOAD_MB
 from tests.browser_util import running_app
 
 pytestmark = [pytest.mark.slow]
@@ -129,3 +130,27 @@ def test_a_bad_query_value_is_one_line_and_moves_nothing(client, speech):
     assert bad_flag.status_code == 400 and "open must be true or false, not 'maybe'" == bad_flag.json()["detail"]
     open_ids = {s["id"] for s in client.get("/api/sessions", params={"open": "true"}).json()["sessions"]}
     assert sid in open_ids
+
+
+def test_a_take_over_the_upload_cap_is_413_in_mb(client):
+    """The cap is refused from the declared length, before the body is read; the message gave raw bytes. (httpx
+    will not declare more than it sends, so the request goes through http.client.)"""
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    session = {"builtin": "ivr-commands", "speaker": "api-3", "accent": "US"}
+    sid = client.post("/api/sessions", json=session).json()["id"]
+    url = urlsplit(str(client.base_url))
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    conn.putrequest("POST", f"/api/sessions/{sid}/takes?action=accept")
+    conn.putheader("Authorization", client.headers["Authorization"])
+    conn.putheader("Cookie", "; ".join(f"{k}={v}" for k, v in client.cookies.items()))
+    conn.putheader("Content-Length", str(900 * 2**20))
+    conn.endheaders(b"\0" * 1024)
+    reply = conn.getresponse()
+    detail = json.loads(reply.read())["detail"]
+    conn.close()
+    assert reply.status == 413, detail
+    assert detail == f"the audio is 900.0 MB; at most {mb(int(DEFAULT_MAX_UPLOAD_MB * 2**20))} (--max-upload-mb)"
+    assert client.get(f"/api/sessions/{sid}/takes").json()["takes"] == []

@@ -424,6 +424,25 @@ def test_a_transcription_finished_after_another_file_was_picked_is_not_shown(spe
     assert all(o == gr.skip() for o in outputs)  # nothing drawn over the other file
 
 
+def test_a_transcription_abandoned_for_another_file_stops_early(real_set):
+    """Picking another file while a long one is transcribed stops it after the batch in progress: it kept both
+    cores busy to its end, only for its result to be dropped."""
+    from dashboard.pages.transcribe import Shown, _forget, _transcribe
+
+    path = str(real_set / "long" / "en-dev-joined.wav")  # 495 s: several batches of windows
+    shown, reports = Shown(), []
+    _forget(path, shown)
+
+    def progress(fraction, desc=""):
+        if desc.endswith("s of audio"):
+            reports.append(fraction)
+            _forget(path, shown)  # the tester picks the same file again: another turn, as Gradio can re-serve it
+
+    outputs = _transcribe(path, "whisper-tiny.en", "faster-whisper", shown, progress=progress)
+    assert all(o == gr.skip() for o in outputs)
+    assert len(reports) == 1 and reports[0] < 1.0  # stopped at the next batch, not run to the end
+
+
 def test_record_stopped_before_any_session_says_to_start_one(tmp_path):
     from dashboard.pages.record import NO_SESSION, RecordTab, _on_stop
     from dashboard.shared import get_store

@@ -59,6 +59,12 @@ class Shown:
 
     def __init__(self) -> None:
         self.audio_path: str | None = None
+        self.turn = 0  # bumped on every change of file: the same file picked again is another turn
+
+
+class _Abandoned(Exception):
+    """Raised from the engine's progress callback once the tester moved to another file: the abandoned run stops
+    after its current batch instead of keeping the two cores busy to its end."""
 
     def __deepcopy__(self, memo) -> Shown:
         return Shown()
@@ -114,11 +120,14 @@ def _transcribe(audio_path: str | None, model: str, backend: str, shown: Shown, 
     if not audio_path:
         raise gr.Error("Upload a file or record from the microphone first.")
     shown.audio_path = audio_path
+    turn = shown.turn
     progress(0, desc="loading the model")
     engine = load_backend_or_error(model, backend)
     progress(0, desc="reading the audio and finding speech")
 
     def report(done: float, total: float) -> None:
+        if shown.turn != turn:
+            raise _Abandoned
         progress(done / total if total else 1.0, desc=f"{done:.0f} of {total:.0f} s of audio")
 
     try:
@@ -126,7 +135,9 @@ def _transcribe(audio_path: str | None, model: str, backend: str, shown: Shown, 
             result = transcribe(audio_path, backend=engine, progress=report)
     except AudioError as exc:
         raise gr.Error(without_paths(str(exc), audio_path)) from exc
-    if shown.audio_path != audio_path:  # another file was picked meanwhile: this one's result is not shown
+    except _Abandoned:
+        return (gr.skip(),) * 6
+    if shown.turn != turn:  # another file was picked meanwhile: this one's result is not shown
         return (gr.skip(),) * 6
     for warning in warnings:  # e.g. loud float audio scaled back into range
         gr.Warning(without_paths(warning, audio_path))
@@ -143,6 +154,7 @@ def _transcribe(audio_path: str | None, model: str, backend: str, shown: Shown, 
 def _forget(audio_path: str | None, shown: Shown) -> tuple:
     """Nothing transcribed: no take to flag or save, and nothing of the last file on screen."""
     shown.audio_path = audio_path
+    shown.turn += 1
     return None, "", "", "", "", "", ""
 
 

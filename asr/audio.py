@@ -17,6 +17,7 @@ import contextvars
 import io
 import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -199,7 +200,18 @@ def decode_file(path: str | os.PathLike | io.IOBase, *, what: str | None = None)
             else:  # not the stream's memory address: the same bytes give the same message in any process
                 detail = detail.replace(str(path), "the bytes")
             errors.append(f"{decoder.__name__.strip('_').split('_')[0]}: {detail}")
-    raise AudioError(f"{what}: not a decodable audio file ({'; '.join(errors)[:300]})")
+    logger.debug("%s: every decoder failed: %s", what, "; ".join(errors))
+    raise AudioError(f"{what}: not a decodable audio file ({_short_reason(errors[0])})")
+
+
+def _short_reason(error: str) -> str:
+    """The first decoder's reason without its decoder, file name or error number ("format not recognised"): the
+    line repeated both libraries' messages, each naming the file again; the whole of them is logged (--debug)."""
+    reason = error.split(": ", 1)[1]
+    reason = re.sub(r"^\[Errno -?\d+\] ", "", reason)
+    reason = re.sub(r"^Error opening '[^']*': ", "", reason)
+    reason = re.sub(r": '[^']*'$", "", reason).strip().rstrip(".")
+    return (reason[:1].lower() + reason[1:])[:200] or "unknown format"
 
 
 def _is_mpeg(source: str | os.PathLike | io.IOBase) -> bool:

@@ -125,11 +125,16 @@ def test_corrupt_file_names_the_file(tmp_path):
         load_audio(path)
 
 
-def test_text_file_is_not_audio(tmp_path):
-    path = tmp_path / "notes.mp3"
-    path.write_text("hello")
-    with pytest.raises(AudioError, match="notes.mp3: not a decodable audio file"):
+@pytest.mark.parametrize("name", ["notes.mp3", "notes.wav"])
+def test_text_file_is_not_audio(tmp_path, name):
+    """One short reason, the file named once: the line repeated both decoders' messages, each naming the file."""
+    path = tmp_path / name
+    path.write_text("hello, these are notes, not audio")
+    with pytest.raises(AudioError, match=f"{name}: not a decodable audio file") as err:
         load_audio(path)
+    message = str(err.value)
+    assert message.count(name) == 1 and "soundfile" not in message and "pyav" not in message.lower(), message
+    assert "Errno" not in message and len(message) < len(str(path)) + 120, message
 
 
 @pytest.mark.parametrize(("name", "message"), [("missing.wav", "no such file"), ("empty.wav", "empty")])

@@ -191,6 +191,23 @@ def test_another_file_forgets_the_last_transcript(app, browser, speech_wav, tmp_
     _wait_for_error(page, "Transcribe something first")
 
 
+def test_transcribe_on_the_next_file_runs_while_a_long_one_is_under_way(app, browser, speech_wav, real_set, expected):
+    """Gradio ignored a Transcribe press while the tab's last run was still going, so the next file never ran;
+    the press now waits for that run, which stops at its next batch once the file changed."""
+    page = new_page(browser)
+    page.goto(app.url + "/transcribe")
+    page.locator("#transcribe-audio input[type=file]").set_input_files(str(real_set / "long" / "en-dev-joined.wav"))
+    page.get_by_role("button", name="Transcribe", exact=True).click()
+    page.wait_for_function(  # the 8-minute file is under way
+        "/the model|finding speech|s of audio/.test(document.querySelector('#transcript').innerText)", timeout=60_000
+    )
+    page.locator("#transcribe-audio button[aria-label='Clear']").first.click()
+    page.locator("#transcribe-audio input[type=file]").set_input_files(str(speech_wav))
+    page.get_by_role("button", name="Transcribe", exact=True).click()
+    page.wait_for_function("document.querySelector('#transcript textarea').value.trim().length > 0", timeout=180_000)
+    assert text_of(page, "#transcript") == expected.text  # the short file's transcript, not the long one's
+
+
 def test_export_downloads_a_dataset(app, browser, speech_wav):
     page = new_page(browser)
     _transcribe(page, app, speech_wav)

@@ -97,6 +97,9 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         api_name="transcribe",
         show_progress_on=[text],  # one progress bar (and one Error badge), on the transcript box
         concurrency_limit=2,
+        # Gradio's default ("once") ignored a press while this tab's last run was still going, so Transcribe on the
+        # next file did nothing; the press now runs once that run ends (it stops at its next batch: see _Abandoned).
+        trigger_mode="always_last",
     )
     # Another file (or none) forgets the last one's transcript: it stayed on screen, and in what Flag and Save would
     # keep, under a new upload (and under the error of one that could not be read).

@@ -54,20 +54,20 @@ class Take:
 
 
 class Shown:
-    """The audio file the page shows now, per tab: a transcription finishing after the tester moved to another
-    file is not drawn (a long file's transcript landed under the next file, to be flagged with it)."""
+    """Which file the page shows now, per tab, as a turn bumped on every change of file (the same file picked
+    again is another turn): a transcription of an earlier turn is not drawn (a long file's transcript landed
+    under the next file, to be flagged with it) and stops at its next batch."""
 
     def __init__(self) -> None:
-        self.audio_path: str | None = None
-        self.turn = 0  # bumped on every change of file: the same file picked again is another turn
+        self.turn = 0
+
+    def __deepcopy__(self, memo) -> Shown:
+        return Shown()
 
 
 class _Abandoned(Exception):
     """Raised from the engine's progress callback once the tester moved to another file: the abandoned run stops
     after its current batch instead of keeping the two cores busy to its end."""
-
-    def __deepcopy__(self, memo) -> Shown:
-        return Shown()
 
 
 def build(page: gr.Blocks, config: DashboardConfig) -> None:
@@ -122,7 +122,6 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
 def _transcribe(audio_path: str | None, model: str, backend: str, shown: Shown, progress=gr.Progress()):  # noqa: B008
     if not audio_path:
         raise gr.Error("Upload a file or record from the microphone first.")
-    shown.audio_path = audio_path
     turn = shown.turn
     progress(0, desc="loading the model")
     engine = load_backend_or_error(model, backend)
@@ -156,7 +155,6 @@ def _transcribe(audio_path: str | None, model: str, backend: str, shown: Shown, 
 
 def _forget(audio_path: str | None, shown: Shown) -> tuple:
     """Nothing transcribed: no take to flag or save, and nothing of the last file on screen."""
-    shown.audio_path = audio_path
     shown.turn += 1
     return None, "", "", "", "", "", ""
 

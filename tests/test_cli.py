@@ -122,11 +122,9 @@ def test_hub_id_in_the_hugging_face_cache_transcribes_offline(speech_wav, tmp_pa
 
 def no_hub_env(tmp_path: Path) -> dict[str, str]:
     """Offline mode unset and the hub endpoint a local port nothing listens on: a user with no network."""
-    import socket
+    from tests.test_models import closed_port
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = closed_port()
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     return {
         **env,

@@ -61,6 +61,27 @@ def _same_paths(rows_a: pd.DataFrame, rows_b: pd.DataFrame) -> tuple[pd.DataFram
     return keep(rows_a), keep(rows_b), len(common) > 1
 
 
+def _same_conditions(rows_a: pd.DataFrame, rows_b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The rows of the noise conditions both runs took, and a note naming the ones left out.
+
+    Pooled as they were, the ``(all)`` rows of a run with ``clean,white@10,babble@5`` against one with
+    ``clean,white@10`` compared three conditions with two: B's missing hard condition read as a 19-point
+    "improvement" while every shared condition was unchanged. Runs with no condition in common are compared as
+    they are (their per-condition rows have nothing to pair).
+    """
+    conditions_a, conditions_b = list(dict.fromkeys(rows_a["noise"])), list(dict.fromkeys(rows_b["noise"]))
+    common = set(conditions_a) & set(conditions_b)
+    if not common or common == set(conditions_a) == set(conditions_b):
+        return rows_a, rows_b, ""
+    only = [
+        f"only in {side}: {', '.join(c for c in conds if c not in common)}"
+        for side, conds in (("A", conditions_a), ("B", conditions_b))
+        if set(conds) - common
+    ]
+    note = f"compared on the {len(common)} condition(s) both runs took ({' / '.join(only)})"
+    return rows_a[rows_a["noise"].isin(common)], rows_b[rows_b["noise"].isin(common)], note
+
+
 def _groupings(columns: Sequence[str]) -> list[list[str]]:
     """Overall, per noise, per group column, and the first group column x noise."""
     out: list[list[str]] = [[], ["noise"]]
@@ -75,6 +96,7 @@ def compare_runs(store: Store, run_a: str, run_b: str, *, n_boot: int = N_BOOTST
     a, b = load_result(store, run_a), load_result(store, run_b)
     columns = [c for c in a.summary.group_columns if c in b.summary.group_columns]
     all_a, all_b, by_path = _same_paths(a.rows, b.rows)
+    all_a, all_b, conditions_note = _same_conditions(all_a, all_b)
     keys = [*(["mode"] if by_path else []), "noise", *columns]
     records = []
     for by in _groupings(columns):
@@ -107,6 +129,7 @@ def compare_runs(store: Store, run_a: str, run_b: str, *, n_boot: int = N_BOOTST
             )
     differences = tuple(
         f"{k}: {a.settings.to_json().get(k)!r} -> {b.settings.to_json().get(k)!r}"
+        + (f", {conditions_note}" if k == "noise" and conditions_note else "")
         for k in SETTINGS_THAT_MATTER  # the settings a resumed run must share: the ones a comparison names
         if a.settings.to_json().get(k) != b.settings.to_json().get(k)
     )

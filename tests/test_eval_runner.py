@@ -198,6 +198,32 @@ def test_compare_with_a_run_of_both_paths_compares_path_with_path(tmp_path):
     assert both.loc[("offline", "(all)", "(all)"), "wer_a"] == load_result(store, "offline").summary.overall.wer
 
 
+def test_compare_of_runs_with_different_conditions_compares_the_shared_ones(tmp_path, capsys):
+    """README's `compare RUN_A RUN_B` on a clean,white@10,babble@5 run against a clean,white@10 one: the (all)
+    rows pooled A's hard babble rows against B without them, an "improvement" of 19 points where every shared
+    condition was the same. Now both sides keep the conditions both took, and the noise line says so."""
+    store = Store(tmp_path / "data")
+    rows = [
+        {"id": f"u{i}", "noise": noise, "accent": "a", "speaker": f"s{i % 8}", "errors": errors, "ref_words": 10}
+        for noise, errors in (("clean", 1), ("white@10", 3), ("babble@5", 9))
+        for i in range(20)
+    ]
+    for run_id, noise in (("three", ("clean", "white@10", "babble@5")), ("two", ("clean", "white@10"))):
+        store.runs.create_run(RunSettings("m", "faster-whisper", "builtin", noise, group_columns=("accent",)), run_id)
+        store.runs.add_results(run_id, [r for r in rows if r["noise"] in noise])
+        store.runs.finish_run(run_id)
+    comparison = compare_runs(store, "three", "two")
+    table = comparison.table.set_index(["noise", "accent"])
+    assert set(table.index.get_level_values("noise")) == {"(all)", "clean", "white@10"}
+    assert (table["delta"] == 0).all() and (table["change"] == "").all(), table
+    assert table.loc[("(all)", "(all)"), "wer_a"] == 0.2 and table.loc[("(all)", "(all)"), "utterances_a"] == 40
+    (noise_line,) = [d for d in comparison.differences if d.startswith("noise:")]
+    assert "compared on the 2 condition(s) both runs took (only in A: babble@5)" in noise_line
+    assert main(["compare", "three", "two", "--data-dir", str(tmp_path / "data")]) == 0
+    assert "only in A: babble@5" in capsys.readouterr().out
+    assert compare_runs(store, "two", "two").differences == ()
+
+
 def test_compare_never_marks_small_cells(tmp_path):
     store = Store(tmp_path / "data")
     _fake_run(store, "base", 0.1, 1, per_accent=3)

@@ -535,19 +535,25 @@ def test_a_run_cancelled_while_it_waits_its_turn_is_dropped_when_the_turn_comes(
     assert not tab.waiting[0].is_set()
 
 
-def test_a_second_run_pressed_during_a_run_leaves_the_running_runs_cancel_working():
-    """Run pressed again while a run is under way replaced the tab's switch: Cancel then set the waiting run's,
-    and the run under way ran to its end."""
-    from dashboard.pages.validate import ValidateTab, _cancel, _queue, _take_switch
+def test_run_pressed_while_the_tabs_run_waits_or_runs_is_refused_and_cancel_still_stops_it():
+    """Run pressed again during a run was dropped by the browser without a word, after the page had made it a
+    cancel switch no run would take: a later Cancel then said a run was waiting, and the next Run was dropped."""
+    from dashboard.pages.validate import RUN_UNDER_WAY, ValidateTab, _cancel, _queue, _take_switch
 
     tab = ValidateTab()
-    _queue(tab)
-    tab.cancel, tab.running = _take_switch(tab), True  # what _run does as the first run begins
+    assert _queue(tab).interactive is False  # Run disabled until the run ends
+    with pytest.raises(gr.Error, match=RUN_UNDER_WAY):  # pressed again while it waits for another tab's run
+        _queue(tab)
+    assert len(tab.waiting) == 1
+    tab.cancel, tab.running = _take_switch(tab), True  # what _run does as the run begins
     first = tab.cancel
-    _queue(tab)  # pressed again: waits for the first to end
-    assert tab.cancel is first and len(tab.waiting) == 1
+    with pytest.raises(gr.Error, match=RUN_UNDER_WAY):  # and while it runs
+        _queue(tab)
+    assert tab.cancel is first and tab.waiting == []  # no switch left behind for a run that never comes
     assert isinstance(_cancel(tab), str) and first.is_set()  # "Cancelling at the next model call..."
-    assert tab.waiting[0].is_set()  # and the run pressed after it will not start either
+    tab.running = False  # the run ended: Run works again, with a fresh switch
+    _queue(tab)
+    assert len(tab.waiting) == 1 and not tab.waiting[0].is_set()
 
 
 def test_the_review_panel_closes_when_the_filters_hide_its_case(tmp_path, speech_wav):

@@ -56,7 +56,10 @@ def finished_run(app, browser):
           && document.querySelector('#validate-status .progress-text') !== null; }""",
         timeout=30_000,
     )
+    # Run is disabled while it runs (pressed again, the browser dropped the press without a word) and back after
+    assert page.locator("#validate-run").is_disabled()
     wait_for_text(page, "#validate-status", "Overall WER", 600_000)
+    page.wait_for_function("() => !document.querySelector('#validate-run').disabled", timeout=30_000)
     return page
 
 

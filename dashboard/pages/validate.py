@@ -68,9 +68,8 @@ class ValidateTab:
     result: RunResult | None = None
     columns: list[str] = field(default_factory=list)  # columns of the utterance table on screen
     running: bool = False  # a run of this tab is under way (Cancel has something to stop)
-    # one cancel switch per Run pressed and not yet started, oldest first (the queue starts them in that order): a
-    # Cancel now drops them when their turn comes, and a second Run pressed during a run no longer replaces the
-    # switch of the run under way (its Cancel set the waiting run's switch, and the running one ran on)
+    # the cancel switch of the Run pressed and not yet started (waiting for another tab's run to end), if any: a
+    # Cancel now drops it when its turn comes. At most one: a tab runs one run at a time (see ``_queue``)
     waiting: list[threading.Event] = field(default_factory=list)
 
     def __deepcopy__(self, memo) -> ValidateTab:
@@ -133,8 +132,14 @@ def _wire_form(
         [form.text_column, form.group_columns, form.speaker_column, form.columns_note],
         api_name="validate_columns",
     )
-    # at once (not queued behind another tab's run), so a Cancel pressed while this run waits has a switch to set
-    form.run.click(_queue, tab, None, api_name="validate_queue", concurrency_limit=None, show_progress="hidden").then(
+    # at once (not queued behind another tab's run), so a Cancel pressed while this run waits has a switch to set.
+    # Run is disabled from the press until the run ends (finished, failed or cancelled): pressed during a run, Gradio
+    # dropped the press without a word (the chained run was still pending) and kept the switch it had made, so a
+    # later Cancel said a run was waiting and the next Run was then "cancelled before it started".
+    queued = form.run.click(
+        _queue, tab, form.run, api_name="validate_queue", concurrency_limit=None, show_progress="hidden"
+    )
+    queued.success(
         lambda t, *v: _run(store, config, t, *v),
         [tab, *form.inputs],
         [*results.outputs, earlier.runs, earlier.baseline],
@@ -142,6 +147,13 @@ def _wire_form(
         show_progress_on=[results.status],  # one progress bar, not one over every output
         concurrency_limit=1,
         concurrency_id="validate_run",
+    ).then(
+        lambda: gr.Button(interactive=True),
+        None,
+        form.run,
+        api_name="validate_run_ended",
+        concurrency_limit=None,
+        show_progress="hidden",
     )
     form.cancel.click(_cancel, tab, results.status, api_name="validate_cancel", concurrency_limit=None)
 
@@ -241,9 +253,17 @@ def _run_each(store: Store, tab: ValidateTab, all_options: list, progress) -> li
 CANCELLED_QUEUED = "Cancelled before it started: the run was waiting for another run to end, and nothing was run."
 
 
-def _queue(tab: ValidateTab) -> None:
-    """Run pressed: a fresh cancel switch, set up before the run waits its turn in the queue (one run at a time)."""
+RUN_UNDER_WAY = "This tab's run is still under way or waiting for its turn: Cancel it, or wait for it to end."
+
+
+def _queue(tab: ValidateTab) -> gr.Button:
+    """Run pressed: a fresh cancel switch, set up before the run waits its turn in the queue (one run at a time),
+    and Run disabled until the run ends. A press while this tab's run waits or runs (the button not yet disabled)
+    is refused, with the reason, and makes no switch: no run would take it."""
+    if tab.running or tab.waiting:
+        raise gr.Error(RUN_UNDER_WAY)
     tab.waiting.append(threading.Event())
+    return gr.Button(interactive=False)
 
 
 def _take_switch(tab: ValidateTab) -> threading.Event:

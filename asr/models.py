@@ -17,6 +17,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -33,6 +34,7 @@ HUB_PROBE_KEEP_SECONDS = 30.0  # how long one probe's answer stands (the dashboa
 _lock = threading.Lock()
 _probes: dict[tuple[str, int], tuple[float, bool]] = {}
 _offline_set_here = False  # True while offline mode is on because the probe found no hub (not the user's setting)
+HubState = Literal["online", "offline", "unreachable"]  # what hub_state() found
 
 
 class UnknownModelError(ValueError):
@@ -146,28 +148,48 @@ def _hub_model(name: str) -> ResolvedModel:
     for this process while the hub cannot be reached (off again once it can), so the libraries read the cache at
     once. With the hub reachable the libraries download as before.
     """
-    from huggingface_hub import constants, is_offline_mode, try_to_load_from_cache
+    from huggingface_hub import constants, try_to_load_from_cache
 
     converted = converted_dir(name) / "model.bin"  # faster-whisper's copy
     cached = isinstance(try_to_load_from_cache(name, HUB_MARKER), str) or converted.exists()
-    user_offline = is_offline_mode() and not _offline_set_here
-    if user_offline and not cached:
+    state = hub_state()
+    if state == "offline" and not cached:
         raise UnknownModelError(
             f"model {name!r} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE=1 "
             f"forbids downloading it; available offline: {_offline_text()}"
         )
-    if not user_offline:
-        reachable = hub_reachable(constants.ENDPOINT)
-        _set_offline(not reachable)
-        if not reachable and not cached:
-            host = urlsplit(constants.ENDPOINT).hostname
-            raise UnknownModelError(
-                f"cannot reach the Hugging Face hub ({host}) and {name} is not cached "
-                f"({constants.HF_HUB_CACHE}); available offline: {_offline_text()}"
-            )
-        if not reachable:
-            logger.info("cannot reach the Hugging Face hub: loading %s from the cache", name)
+    if state == "unreachable" and not cached:
+        raise UnknownModelError(
+            f"cannot reach the Hugging Face hub ({hub_host()}) and {name} is not cached "
+            f"({constants.HF_HUB_CACHE}); available offline: {_offline_text()}"
+        )
+    if state == "unreachable":
+        logger.info("cannot reach the Hugging Face hub: loading %s from the cache", name)
     return ResolvedModel(name, "hub", name)
+
+
+def hub_state() -> HubState:
+    """Whether this process may reach the Hugging Face hub, asked before a model or a hub dataset is handed to the
+    libraries (whose own attempts with no network are 25 to 45 s of silent retries).
+
+    "offline": the user's ``HF_HUB_OFFLINE=1``, with no probe. Otherwise :func:`hub_reachable` probes the endpoint:
+    "unreachable" switches offline mode on for this process, so the libraries read their caches at once;
+    "online" switches it off again if it was switched on here.
+    """
+    from huggingface_hub import constants, is_offline_mode
+
+    if is_offline_mode() and not _offline_set_here:
+        return "offline"
+    reachable = hub_reachable(constants.ENDPOINT)
+    _set_offline(not reachable)
+    return "online" if reachable else "unreachable"
+
+
+def hub_host() -> str:
+    """The hub's host name (``HF_ENDPOINT``'s), as the messages name it."""
+    from huggingface_hub import constants
+
+    return urlsplit(constants.ENDPOINT).hostname or constants.ENDPOINT
 
 
 def _offline_text() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -550,6 +551,52 @@ def test_the_hub_client_s_retries_are_not_logged_line_by_line():
             [sys.executable, "-c", code, "run", "--limit", "0", *debug], capture_output=True, text=True, timeout=120
         )
         assert done.stderr.startswith("error: --limit must be at least 1") and len(done.stderr.splitlines()) == lines
+
+
+def datasets_cache_layout(cache: Path, repo_id: str, rows: dict[str, list]) -> None:
+    """A hub dataset as ``datasets`` keeps it once loaded (NAMESPACE___NAME/default/VERSION/HASH, an Arrow file per
+    split), prepared offline by the Parquet builder that prepares a hub dataset's Parquet files."""
+    from datasets import Audio, Dataset
+    from datasets.packaged_modules.parquet.parquet import Parquet
+
+    namespace, name = repo_id.split("/")
+    parquet = cache.parent / f"{name}.parquet"
+    Dataset.from_dict(rows).cast_column("audio", Audio()).to_parquet(str(parquet))
+    files = {"test": str(parquet)}  # (with repo_id the builder wants hf:// files: the folder is renamed instead)
+    Parquet(
+        cache_dir=str(cache), dataset_name=name, config_id="default", hash="0", data_files=files
+    ).download_and_prepare()
+    (cache / name).rename(cache / f"{namespace}___{name}")
+
+
+def test_a_hub_dataset_with_no_hub_is_one_line_at_once_or_read_from_the_datasets_cache(
+    speech_wav, speech_text, tmp_path
+):
+    """With offline mode unset and no hub, datasets retried for about 45 s before "Couldn't reach 'ORG/NAME' on the
+    Hub", and as long again before it read a dataset it had cached. The probe models use now says at once that an
+    uncached id cannot be had, and a cached one is read with offline mode switched on for the process."""
+    from tests.test_cli import no_hub_env
+
+    env = {**no_hub_env(tmp_path), "HF_DATASETS_CACHE": str(tmp_path / "datasets")}
+    audio = {"bytes": speech_wav.read_bytes(), "path": "speech.wav"}
+    datasets_cache_layout(tmp_path / "datasets", "test-org/cached-set", {"audio": [audio], "text": [speech_text]})
+    done = {}
+    for name in ("test-org/no-such-set", "test-org/cached-set"):
+        args = ["run", "--dataset", f"hub:{name}", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / name)]
+        done[name] = subprocess.run(
+            [sys.executable, "-m", "evaluation", *args, "--quiet"], capture_output=True, text=True, env=env, timeout=300
+        )
+    missing = done["test-org/no-such-set"]
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1, missing.stderr
+    assert missing.stderr.startswith(
+        "error: dataset hub:test-org/no-such-set: cannot reach the Hugging Face hub (127.0.0.1) and "
+        f"test-org/no-such-set is not in the datasets cache ({tmp_path / 'datasets'}); available offline: builtin"
+    )
+    assert not (tmp_path / "test-org/no-such-set").exists()
+    cached = done["test-org/cached-set"]
+    assert cached.returncode == 0, cached.stderr
+    results = pd.read_csv(tmp_path / "test-org/cached-set" / "results.csv")
+    assert list(results["reference"]) == [speech_text] and "smooth" in results["hypothesis"][0].lower()
 
 
 def _undocumented(parser) -> list[str]:

@@ -221,7 +221,8 @@ def hub_reachable(endpoint: str) -> bool:
         proxied = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
         host, port = proxied.hostname or "", proxied.port or 80
     now = time.monotonic()
-    seen = _probes.get((host, port))
+    with _lock:  # (the dashboard's threads probe at once; the probe itself runs outside the lock)
+        seen = _probes.get((host, port))
     if seen and now - seen[0] < HUB_PROBE_KEEP_SECONDS:
         return seen[1]
     try:
@@ -229,7 +230,8 @@ def hub_reachable(endpoint: str) -> bool:
         reachable = True
     except OSError:
         reachable = False
-    _probes[(host, port)] = (now, reachable)
+    with _lock:
+        _probes[(host, port)] = (now, reachable)
     return reachable
 
 

@@ -162,6 +162,30 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+def stream_options(args: argparse.Namespace, audio_seconds: float) -> StreamOptions:
+    """The stream's options: the defaults, the flags, then every ``--set`` applied together and checked once.
+
+    Checked one by one, ``--set trim_seconds=12 --set busy_trim_seconds=10`` failed at the first (12 is below the
+    default busy_trim_seconds of 13) although the pair is valid.
+    """
+    options = StreamOptions(
+        max_session_seconds=audio_seconds + 60.0, keep_recording=not args.no_recording, force_prefix=not args.no_prefix
+    )
+    changes = {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if name not in {f.name for f in dataclasses.fields(StreamOptions)} or name == "decode":
+            raise ValueError(f"--set: {name!r} is not a StreamOptions field")
+        kind = type(getattr(options, name))
+        if value.lower() == "none" or kind is type(None):  # an optional field: "none", or a number
+            kind = (lambda v: None) if value.lower() == "none" else float  # noqa: E731
+        changes[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    options = options.replace(**changes)
+    if args.beam_size:
+        options = options.replace(decode=options.decode.replace(beam_size=args.beam_size))
+    return options
+
+
 def run(args: argparse.Namespace) -> dict:
     audio = load_audio(args.file)
     if args.loop > 1:
@@ -170,23 +194,9 @@ def run(args: argparse.Namespace) -> dict:
     if args.ref:
         with open(args.ref, encoding="utf-8") as f:
             reference = " ".join([f.read().strip()] * args.loop)
+    options = stream_options(args, audio.size / SAMPLE_RATE)  # a bad --set stops before the model loads
     model = args.model or default_model()
     backend = get_backend(model, args.backend)
-    options = StreamOptions(
-        max_session_seconds=audio.size / SAMPLE_RATE + 60.0,
-        keep_recording=not args.no_recording,
-        force_prefix=not args.no_prefix,
-    )
-    for item in args.set:
-        name, _, value = item.partition("=")
-        if name not in {f.name for f in dataclasses.fields(StreamOptions)} or name == "decode":
-            raise ValueError(f"--set: {name!r} is not a StreamOptions field")
-        kind = type(getattr(options, name))
-        if value.lower() == "none" or kind is type(None):  # an optional field: "none", or a number
-            kind = (lambda v: None) if value.lower() == "none" else float  # noqa: E731
-        options = options.replace(**{name: value.lower() in ("1", "true", "yes") if kind is bool else kind(value)})
-    if args.beam_size:
-        options = options.replace(decode=options.decode.replace(beam_size=args.beam_size))
     # warm-up: the model's working memory for the largest window and batch is allocated before rss_start
     longest = audio[: int(options.max_buffer_seconds * SAMPLE_RATE)]
     backend.transcribe_windows([longest] * args.sessions, options.decode)

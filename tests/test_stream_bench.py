@@ -76,6 +76,24 @@ def test_bad_arguments_and_missing_files_exit_2(capsys, tmp_path):
         bench.main(["x.wav", "--sessions", "0"])
 
 
+def test_set_overrides_are_checked_together(capsys, speech_wav):
+    """README's `--set trim_seconds=12` needs busy_trim_seconds at most as large; given with it, the pair failed
+    at the first --set (checked alone against the default 13), and the message quoted only 13.0."""
+    argv = [
+        str(speech_wav),
+        "--set",
+        "trim_seconds=12",
+        "--set",
+        "busy_trim_seconds=10",
+        "--set",
+        "flush_heard_seconds=none",
+    ]
+    options = bench.stream_options(bench.parse_args(argv), 60.0)
+    assert (options.trim_seconds, options.busy_trim_seconds, options.flush_heard_seconds) == (12.0, 10.0, None)
+    assert bench.main([str(speech_wav), "--set", "trim_seconds=12", "--no-baseline"]) == 2
+    assert "not busy_trim_seconds=13.0 with trim_seconds=12.0" in capsys.readouterr().err
+
+
 def test_the_recipe_baseline_fails_past_30_seconds(long_wav, audio_dir, fw_backend):
     audio = load_audio(long_wav)
     audio = np.concatenate([audio, audio])[: 45 * SAMPLE_RATE]  # more than Whisper's 30 s

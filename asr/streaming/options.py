@@ -71,7 +71,10 @@ class StreamOptions:
                 f"{self.trim_seconds!r} and {self.max_buffer_seconds!r}"
             )
         if not 0 < self.busy_trim_seconds <= self.trim_seconds:
-            raise ValueError(f"need 0 < busy_trim_seconds <= trim_seconds, not {self.busy_trim_seconds!r}")
+            raise ValueError(
+                f"need 0 < busy_trim_seconds <= trim_seconds, not busy_trim_seconds={self.busy_trim_seconds!r} "
+                f"with trim_seconds={self.trim_seconds!r}"
+            )
         if not 0 < self.vad_threshold < 1:
             raise ValueError(f"vad_threshold must be between 0 and 1, not {self.vad_threshold!r}")
         pads = (self.min_speech_seconds, self.speech_pad_seconds, self.onset_pad_seconds, self.commit_margin_seconds)

@@ -142,8 +142,6 @@ def match(args: argparse.Namespace) -> int:
 
     if args.file is None:
         args.file, args.ref = real_excerpt(Path(tempfile.mkdtemp(prefix="live-path-")))
-    elif args.ref is None:
-        raise SystemExit("match: --ref REF is needed with a FILE")
     reference = Path(args.ref).read_text(encoding="utf-8").strip()
     audio = load_audio(args.file)
     backend = get_backend(args.model, "faster-whisper")
@@ -214,7 +212,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for q in (s, m, p):
         q.add_argument("--model", default="whisper-tiny.en")
     args = parser.parse_args(argv)
-    return {"sweep": sweep, "match": match, "probes": probes}[args.command](args)
+    if args.command == "match" and args.file is not None and args.ref is None:
+        m.error("--ref REF is needed with a FILE")  # exit 2, as every other bad argument
+    from asr.audio import AudioError
+    from evaluation.cli import USER_ERRORS
+
+    try:
+        return {"sweep": sweep, "match": match, "probes": probes}[args.command](args)
+    except (*USER_ERRORS, AudioError, OSError) as exc:  # a bad --model, --noise or file: one line, as evaluation's
+        print(f"benchmarks live {args.command}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import numpy as np
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
 from asr.backends import DEFAULT_BACKEND, get_backend
 from asr.models import default_model
+from asr.results import BACKENDS
 from asr.streaming.clock import CLOCKS, cost_model_for, fit
 from asr.streaming.policy import StreamOptions
 from asr.streaming.scheduler import RoundReport, Scheduler
@@ -140,7 +141,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--chunk", type=float, default=0.5, help="seconds per chunk, as the browser sends (0.5)")
     p.add_argument("--sessions", type=int, default=1, help="streams of the file at once on one model (1)")
     p.add_argument("--model", default=None, help="model name (default: the registry's default)")
-    p.add_argument("--backend", default=DEFAULT_BACKEND, help="faster-whisper (default) or transformers")
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS, help=f"engine (default {DEFAULT_BACKEND})")
     p.add_argument("--ref", default=None, help="reference transcript (text file) of FILE, for WER")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--loop", type=int, default=1, help="repeat the file K times into one long stream (1)")

@@ -94,6 +94,22 @@ def test_set_overrides_are_checked_together(capsys, speech_wav):
     assert "not busy_trim_seconds=13.0 with trim_seconds=12.0" in capsys.readouterr().err
 
 
+def test_live_path_benchmarks_refuse_a_bad_argument_in_one_line(capsys):
+    """`benchmarks live probes --model nope` was a 30-line traceback, `stream --backend bogus` too, and `live
+    match FILE` without --ref exited 1: each is one line with exit 2 now, as evaluation run's."""
+    from benchmarks import live_path
+
+    assert live_path.main(["probes", "--model", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("benchmarks live probes: unknown model 'nope'") and "\n" not in err, err
+    for call in (lambda: live_path.main(["match", "x.wav"]), lambda: bench.main(["x.wav", "--backend", "bogus"])):
+        with pytest.raises(SystemExit) as exc:
+            call()
+        assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--ref REF is needed with a FILE" in err and "invalid choice: 'bogus'" in err
+
+
 def test_the_recipe_baseline_fails_past_30_seconds(long_wav, audio_dir, fw_backend):
     audio = load_audio(long_wav)
     audio = np.concatenate([audio, audio])[: 45 * SAMPLE_RATE]  # more than Whisper's 30 s

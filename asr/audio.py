@@ -171,18 +171,28 @@ def load_audio(source: AudioSource, *, allow_empty: bool = False) -> np.ndarray:
     return audio
 
 
+def check_file(path: str | os.PathLike, what: str | None = None) -> None:
+    """Raise :class:`AudioError` for a path no audio can come from: an empty name (it read as the current folder,
+    "``: is a folder``"), no such file, a folder, an empty file. Cheap, so callers check every path before they
+    load a model (a mistyped name took the model's load time to report)."""
+    what = what or str(path)
+    if not os.fspath(path).strip():
+        raise AudioError("an empty file name: give the path of an audio file")
+    p = Path(path)
+    if not p.exists():
+        raise AudioError(f"{what}: no such file")
+    if p.is_dir():
+        raise AudioError(f"{what}: is a folder, not an audio file")
+    if p.stat().st_size == 0:
+        raise AudioError(f"{what}: the file is empty")
+
+
 def decode_file(path: str | os.PathLike | io.IOBase, *, what: str | None = None) -> np.ndarray:
     """Decode a file to mono float32 at 16 kHz, streaming, with soundfile first and PyAV for the rest (MP3: PyAV
     first, see :func:`_is_mpeg`)."""
     what = what or str(path)
     if isinstance(path, (str, os.PathLike)):
-        p = Path(path)
-        if not p.exists():
-            raise AudioError(f"{what}: no such file")
-        if p.is_dir():
-            raise AudioError(f"{what}: is a folder, not an audio file")
-        if p.stat().st_size == 0:
-            raise AudioError(f"{what}: the file is empty")
+        check_file(path, what)
     check_wav_header(path, what)
     errors = []
     for decoder in (_pyav_blocks, _soundfile_blocks) if _is_mpeg(path) else (_soundfile_blocks, _pyav_blocks):

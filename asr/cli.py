@@ -133,11 +133,14 @@ def _models(args: argparse.Namespace) -> int:
 def _transcribe(args: argparse.Namespace) -> int:
     from asr.audio import AudioError, collect_warnings, naming_file
     from asr.backends import BackendError, check_language, get_backend
-    from asr.models import UnknownModelError
+    from asr.models import UnknownModelError, resolve
     from asr.transcribe import transcribe
 
     try:
         options = DecodeOptions(beam_size=args.beam_size, language=args.language).validate()
+        resolve(args.model)  # a model that cannot be had is exit 2 whatever the files, as before
+        if _none_usable(args.files):  # said before the model loads, not after
+            return 1
         backend = get_backend(args.model, args.backend, args.device)
         check_language(backend, args.model, args.language)  # it was ignored: English, unsaid
     except (UnknownModelError, BackendError, ValueError) as exc:
@@ -170,6 +173,23 @@ def _transcribe(args: argparse.Namespace) -> int:
             print(f"warning: {warning}", file=sys.stderr)
         _emit(path, result, args, many=len(args.files) > 1, warnings=warnings)
     return 1 if failed else 0
+
+
+def _none_usable(paths: Sequence[str]) -> bool:
+    """Whether no path can give audio ("-" can), each one then said in its line here, before any model loads. Where
+    one can, each bad path is said at its turn, in the order given, as transcription reaches it."""
+    from asr.audio import AudioError, check_file, naming_file
+
+    problems = []
+    for path in paths:
+        try:
+            if path != "-":
+                check_file(path)
+            return False
+        except (AudioError, OSError) as exc:
+            problems.append(f"error: {naming_file(path, exc)}")
+    print("\n".join(problems), file=sys.stderr)
+    return True
 
 
 def _stdin_audio() -> bytes:

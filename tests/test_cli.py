@@ -56,6 +56,26 @@ def test_a_bad_argument_is_one_line_not_the_usage_text(args, message):
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
 
 
+def test_bad_paths_are_said_before_the_model_loads(speech_wav, tmp_path):
+    """`transcribe ""` said "error: : is a folder, not an audio file", and a missing file was reported only after
+    the model had loaded. With a model folder that resolves but cannot load, bad paths alone get their lines and
+    exit 1 (so nothing was loaded); with a good file among them, the load is tried and fails (exit 2, one line)."""
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "model.bin").write_bytes(b"not a CTranslate2 model")
+    (broken / "config.json").write_text("{}")
+    missing = str(tmp_path / "missing.wav")
+    out = run("transcribe", "", missing, "--model", str(broken))
+    assert out.returncode == 1 and out.stdout == "", out.stderr
+    assert out.stderr.splitlines() == [
+        "error: an empty file name: give the path of an audio file",
+        f"error: {missing}: no such file",
+    ]
+    out = run("transcribe", missing, str(speech_wav), "--model", str(broken))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr.startswith(f"error: cannot load model {str(broken)!r} with faster-whisper: ")
+
+
 def test_unknown_model_exits_2_with_one_line():
     out = run("transcribe", "x.wav", "--model", "whisper-nope")
     assert out.returncode == 2

@@ -136,15 +136,22 @@ def test_an_unfinished_conversion_is_never_used(tmp_path, monkeypatch):
     assert not leftover.exists()
 
 
-def test_hugging_face_folder_round_trips_into_faster_whisper(tiny_hf, tmp_path, monkeypatch, fw_backend, speech_wav):
-    """faster-whisper loads our folder (converting it back to CTranslate2) and transcribes it identically."""
+def test_hugging_face_folder_round_trips_into_faster_whisper(
+    tiny_hf, tmp_path, monkeypatch, fw_backend, speech_wav, capfd
+):
+    """faster-whisper loads our folder (converting it back to CTranslate2) and transcribes it identically. The
+    conversion printed transformers' "Loading weights" bar on stderr; bars are off only while it runs."""
+    from transformers.utils import logging as hf_logging
+
     from asr.backends.faster_whisper import FasterWhisperBackend
     from asr.transcribe import transcribe
 
     monkeypatch.setenv("ASRQA_CACHE", str(tmp_path))
     folder = resolve(str(tiny_hf))
-    assert folder.format == "transformers"
+    assert folder.format == "transformers" and hf_logging.is_progress_bar_enabled()
+    capfd.readouterr()
     backend = FasterWhisperBackend(folder, device="cpu", compute_type=fw_backend.compute_type)
+    assert "Loading weights" not in capfd.readouterr().err and hf_logging.is_progress_bar_enabled()
     (ct2_dir,) = (tmp_path / "ct2-from-hf").iterdir()
     original = read_ct2_model(Path(resolve("whisper-tiny.en").path) / "model.bin").variables
     round_trip = read_ct2_model(ct2_dir / "model.bin").variables

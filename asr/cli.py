@@ -64,9 +64,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser(
         "bench",
-        help="ours against faster-whisper side by side on a file or a dataset folder (python -m benchmarks asr)",
+        help="ours against faster-whisper side by side on a file, a dataset or the long files (python -m benchmarks "
+        "asr; bench --help lists its options)",
     )
-    sub.add_parser("models", help="list the models, their backends, and whether their weights are present")
+    sub.add_parser(
+        "models",
+        help="list the models, their backends, and whether their weights are present",
+        description="List the registered models (configs/models.yaml), the backends each runs on and whether its "
+        "weights are here; --model also takes a Hugging Face hub id or a local model folder.",
+    )
     t = sub.add_parser(
         "transcribe",
         help="transcribe audio files of any length and format",

@@ -41,10 +41,14 @@ def parser() -> argparse.ArgumentParser:
         help=f"the real-speech long files ({', '.join(LONG_FILES)}; default the dev ones): one table each",
     )
     p.add_argument("--ref", help="a file's reference: the text, or a text file (default: NAME.txt beside it)")
-    p.add_argument("--model", default=default_model(), help="registered name, hub id or local folder")
+    p.add_argument(
+        "--model", default=default_model(), help=f"registered name, hub id or local folder (default {default_model()})"
+    )
     p.add_argument("--language", default=None, help="force this language on every approach (default: detect)")
     p.add_argument("--split", default=None, help="dataset split (builtin-real: dev or heldout)")
-    p.add_argument("--min-words", type=int, default=0, help="only utterances with at least this many words")
+    p.add_argument(
+        "--min-words", type=int, default=0, help="only utterances with at least this many words (default 0: all)"
+    )
     p.add_argument("--per-language", type=int, default=None, help="this many utterances per language")
     p.add_argument("--ids", nargs="+", default=(), metavar="ID", help="only these utterances (e.g. en/vm-login)")
     p.add_argument("--limit", type=int, default=None, help="at most this many utterances, spread evenly")
@@ -64,9 +68,19 @@ def parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help=f"the approach every other one's WER difference (with its 95%% CI) is taken against (default {BASELINE})",
     )
-    p.add_argument("--repeat", type=int, default=1, help="timed runs per approach: median time, texts compared")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument(
+        "--repeat", type=int, default=1, help="timed runs per approach: median time, texts compared (default 1)"
+    )
+    p.add_argument(
+        "--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto (default): a CUDA GPU if any, else CPU"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
+    p.add_argument(  # read by main before this parser: listed here so that --help names it
+        "--isolated",
+        action="store_true",
+        help="one child process per approach, with peak memory: --isolated FILE --ref REF (--isolated --help lists "
+        "its own options)",
+    )
     return p
 
 

@@ -92,15 +92,19 @@ def _parser() -> argparse.ArgumentParser:
     from asr.models import default_model
 
     p = argparse.ArgumentParser(prog="python -m benchmarks asr --isolated", description=__doc__.split("\n\n")[0])
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="speech audio (any format load_audio reads)")
     p.add_argument("--ref", help="reference transcript: a text file, or the text itself")
-    p.add_argument("--model", default=default_model(), help="registered name, hub id or local folder")
+    p.add_argument(
+        "--model", default=default_model(), help=f"registered name, hub id or local folder (default {default_model()})"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    p.add_argument("--repeat", type=int, default=1, help="timed runs per approach (median reported)")
+    p.add_argument("--repeat", type=int, default=1, help="timed runs per approach (median reported; default 1)")
     p.add_argument("--beam-size", type=int, default=1, help="1 is greedy (default)")
     p.add_argument("--batch-size", type=int, default=8, help="windows per model call (default 8)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--only", nargs="+", choices=APPROACHES, help="run only these approaches")
+    p.add_argument(
+        "--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto (default): a CUDA GPU if any, else CPU"
+    )
+    p.add_argument("--only", nargs="+", choices=APPROACHES, help="run only these approaches (default all)")
     p.add_argument("--worker", choices=APPROACHES, help=argparse.SUPPRESS)  # internal: one approach, JSON out
     return p
 

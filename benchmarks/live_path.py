@@ -197,23 +197,45 @@ def probes(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks live", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("sweep", help="offline and streaming rtfx over the built-in sweep")
-    s.add_argument("--noise", default=SWEEP_NOISE)
+SWEEP_TEXT = (
+    "The built-in sweep through evaluation run offline, then --mode streaming, then --mode both, in one process: "
+    "rows, wall seconds, rtfx, audio per CPU second and WER of each path, and streaming mode's per-condition table."
+)
+MATCH_TEXT = (
+    "One file through streaming mode (a one-row dataset) and through benchmarks stream's clock, with and without "
+    "stopping at the last chunk, on the modelled and the measured clock, alternately --repeat times: committed WER "
+    "and commit latencies of the six paths, and whether the modelled ones are identical."
+)
+PROBES_TEXT = "The hallucination probes through both paths with the default VAD: the words each probe produced."
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m benchmarks live", description=__doc__.split("\n")[0])
+    sub = top.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("sweep", help="offline and streaming rtfx over the built-in sweep", description=SWEEP_TEXT)
+    s.add_argument("--noise", default=SWEEP_NOISE, help=f"as evaluation run --noise (default {SWEEP_NOISE})")
     s.add_argument("--limit", type=int, default=None, help="utterances of the built-in set (default all)")
-    s.add_argument("--clock", choices=("modelled", "measured"), default="modelled", help="streaming mode's clock")
-    m = sub.add_parser("match", help="streaming mode against `benchmarks stream` on one file")
+    s.add_argument(
+        "--clock",
+        choices=("modelled", "measured"),
+        default="modelled",
+        help="streaming mode's clock (default modelled)",
+    )
+    m = sub.add_parser("match", help="streaming mode against `benchmarks stream` on one file", description=MATCH_TEXT)
     m.add_argument("file", nargs="?", default=None, help="speech audio (default: a real-speech excerpt, 60 s)")
     m.add_argument("--ref", default=None, help="reference transcript of FILE (text file)")
-    m.add_argument("--repeat", type=int, default=3)
-    p = sub.add_parser("probes", help="words invented on the probes, both paths")
+    m.add_argument("--repeat", type=int, default=3, help="alternating runs of the six paths (default 3)")
+    p = sub.add_parser("probes", help="words invented on the probes, both paths", description=PROBES_TEXT)
     for q in (s, m, p):
-        q.add_argument("--model", default="whisper-tiny.en")
-    args = parser.parse_args(argv)
+        q.add_argument("--model", default="whisper-tiny.en", help="model name (default whisper-tiny.en)")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    top = parser()
+    args = top.parse_args(argv)
     if args.command == "match" and args.file is not None and args.ref is None:
-        m.error("--ref REF is needed with a FILE")  # exit 2, as every other bad argument
+        top.error("match: --ref REF is needed with a FILE")  # exit 2, as every other bad argument
     from asr.audio import AudioError
     from evaluation.cli import USER_ERRORS
 

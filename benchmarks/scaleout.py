@@ -287,26 +287,38 @@ def _after_first(m: Measured) -> float:
     return (m.rows - m.first_rows) / span if span > 0 else float("nan")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks ray", description=__doc__.split("\n")[0])
-    parser.add_argument("--noise", default=DEFAULT_NOISE)
-    parser.add_argument("--dataset", default="builtin", help="as evaluation run --dataset (default builtin)")
-    parser.add_argument("--split", default=None, help="as evaluation run --split")
-    parser.add_argument(
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks ray", description=__doc__.split("\n")[0])
+    p.add_argument("--noise", default=DEFAULT_NOISE, help=f"as evaluation run --noise (default {DEFAULT_NOISE})")
+    p.add_argument("--dataset", default="builtin", help="as evaluation run --dataset (default builtin)")
+    p.add_argument("--split", default=None, help="as evaluation run --split")
+    p.add_argument(
         "--parquet",
         action="store_true",
         help="copy the rows to a hub-layout Parquet dataset first: the Ray workers read the audio from its shards",
     )
-    parser.add_argument("--limit", type=int, default=None, help="utterances of the dataset (default all)")
-    parser.add_argument("--chunk", type=int, default=16, help="rows per batch (the runner's chunk_size)")
-    parser.add_argument("--scaling-limit", type=int, default=63, help="utterances for the one vs two node runs")
-    parser.add_argument("--scaling-noise", default="clean,white@10")
-    parser.add_argument("--scaling-chunk", type=int, default=8, help="rows per batch in the one vs two node runs")
-    parser.add_argument("--port", type=int, default=6389, help="the scaling cluster's head port (on 127.0.0.1)")
-    parser.add_argument("--skip", choices=("side-by-side", "scaling"), action="append", default=[])
-    parser.add_argument("--timeout", type=int, default=3600, help="seconds for each run")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    p.add_argument("--limit", type=int, default=None, help="utterances of the dataset (default all)")
+    p.add_argument("--chunk", type=int, default=16, help="rows per batch (the runner's chunk_size; default 16)")
+    p.add_argument("--scaling-limit", type=int, default=63, help="utterances for the one vs two node runs (default 63)")
+    p.add_argument("--scaling-noise", default="clean,white@10", help="noise of those runs (default clean,white@10)")
+    p.add_argument(
+        "--scaling-chunk", type=int, default=8, help="rows per batch in the one vs two node runs (default 8)"
+    )
+    p.add_argument("--port", type=int, default=6389, help="the scaling cluster's head port on 127.0.0.1 (default 6389)")
+    p.add_argument(
+        "--skip",
+        choices=("side-by-side", "scaling"),
+        action="append",
+        default=[],
+        help="leave out the Ray-against-local runs or the one-against-two-node runs (repeatable)",
+    )
+    p.add_argument("--timeout", type=int, default=3600, help="seconds for each run (default 3600)")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     if args.child:
         print(json.dumps(asdict(measure(json.loads(args.child)))))
         return 0

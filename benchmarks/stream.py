@@ -135,12 +135,12 @@ def figures(run: StreamRun, offline_text: str, reference: str | None, sessions: 
     }
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks stream", description=__doc__.split("\n")[0])
     p.add_argument("file", help="speech audio to stream (any format load_audio reads)")
     p.add_argument("--chunk", type=float, default=0.5, help="seconds per chunk, as the browser sends (0.5)")
     p.add_argument("--sessions", type=int, default=1, help="streams of the file at once on one model (1)")
-    p.add_argument("--model", default=None, help="model name (default: the registry's default)")
+    p.add_argument("--model", default=None, help=f"model name (default {default_model()})")
     p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS, help=f"engine (default {DEFAULT_BACKEND})")
     p.add_argument("--ref", default=None, help="reference transcript (text file) of FILE, for WER")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -148,13 +148,24 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--no-baseline", action="store_true", help="skip the recipe's grow-and-retranscribe baseline")
     p.add_argument("--baseline-max-lag", type=float, default=10.0, help="stop the baseline this far behind (10 s)")
     p.add_argument("--beam-size", type=int, default=None, help="beam size of the stream's decoding (default 3)")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a StreamOptions field")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a StreamOptions field (repeatable; checked together)",
+    )
     p.add_argument("--no-prefix", action="store_true", help="do not force committed words as the prefix (A/B)")
     p.add_argument("--no-recording", action="store_true", help="do not keep the recordings (memory check)")
     p.add_argument("--clock", choices=CLOCKS, default="measured", help="advance the clock by measured compute "
                    "(default: this machine as loaded now) or by the calibrated cost model (reproducible)")  # fmt: skip
     p.add_argument("--calibrate", action="store_true", help="fit the modelled clock's coefficients to this run's "
                    "measured rounds and print them (one session, measured clock)")  # fmt: skip
+    return p
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = parser()
     args = p.parse_args(list(argv))
     if args.calibrate and (args.sessions != 1 or args.clock != "measured"):
         p.error("--calibrate measures one session on the measured clock")

@@ -105,14 +105,22 @@ def bench_backend(backend: str, model: str, noise: str, limit: int | None, devic
     )
 
 
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks sweep", description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--backends", default=",".join(BACKENDS), help=f"comma-separated backends (default {','.join(BACKENDS)})"
+    )
+    p.add_argument("--model", default="whisper-tiny.en", help="model name (default whisper-tiny.en)")
+    p.add_argument("--noise", default=DEFAULT_NOISE, help=f"as evaluation run --noise (default {DEFAULT_NOISE})")
+    p.add_argument("--limit", type=int, default=None, help="utterances of the built-in set (default all)")
+    p.add_argument(
+        "--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto (default): a CUDA GPU if any, else CPU"
+    )
+    return p
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks sweep", description=__doc__.split("\n")[0])
-    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated backends")
-    parser.add_argument("--model", default="whisper-tiny.en")
-    parser.add_argument("--noise", default=DEFAULT_NOISE)
-    parser.add_argument("--limit", type=int, default=None, help="utterances of the built-in set (default all)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     import os
 
     print(f"built-in sweep: model {args.model}, noise {args.noise}, {os.cpu_count()} CPU cores")

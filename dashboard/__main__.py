@@ -43,7 +43,9 @@ def parse_auth(values: Sequence[str]) -> list[tuple[str, str]]:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dashboard", description="The asr-qa dashboard (Gradio).")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for the whole network)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for the whole network)"
+    )
     p.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
     p.add_argument(
         "--auth",
@@ -52,7 +54,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="USER:PASSWORD|FILE",
         help="require a login; repeat for several users, or give a file with one user:password a line",
     )
-    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="store and audio folder (./asrqa-data)")
+    p.add_argument(
+        "--data-dir", type=Path, default=DEFAULT_DATA_DIR, help=f"store and audio folder (default {DEFAULT_DATA_DIR})"
+    )
     p.add_argument(
         "--dataset-root",
         action="append",
@@ -61,9 +65,24 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="a folder Validate may read datasets from (repeat for several); the data folder and built-in sets always",
     )
-    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, help="largest upload accepted")
-    p.add_argument("--live-limit", type=float, default=DEFAULT_LIVE_LIMIT_S, help="seconds a live session may run")
-    p.add_argument("--live-sessions", type=int, default=DEFAULT_LIVE_SESSIONS, help="live streams served at once")
+    p.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=DEFAULT_MAX_UPLOAD_MB,
+        help=f"largest upload accepted, in MB (default {DEFAULT_MAX_UPLOAD_MB:g})",
+    )
+    p.add_argument(
+        "--live-limit",
+        type=float,
+        default=DEFAULT_LIVE_LIMIT_S,
+        help=f"seconds a live session may run (default {DEFAULT_LIVE_LIMIT_S:g})",
+    )
+    p.add_argument(
+        "--live-sessions",
+        type=int,
+        default=DEFAULT_LIVE_SESSIONS,
+        help=f"live streams served at once; more wait in a queue (default {DEFAULT_LIVE_SESSIONS})",
+    )
     p.add_argument("--enable-monitoring", action="store_true", help="serve Gradio's /monitoring page")
     p.add_argument("--no-preload", action="store_true", help="load the default model on first use, not at start")
     p.add_argument("--debug", action="store_true", help="log details")

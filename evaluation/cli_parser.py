@@ -74,9 +74,9 @@ def _run_parser(sub) -> None:
         "--dataset",
         default="builtin",
         help="builtin, builtin-real[:LANG[,LANG]] (real speech; --split dev or heldout), probes (non-speech: "
-        "hallucinations), recorded, a folder or manifest, or hub:ID[:CONFIG[:SPLIT]]",
+        "hallucinations), recorded, a folder or manifest, or hub:ID[:CONFIG[:SPLIT]] (default builtin)",
     )
-    p.add_argument("--noise", default="clean", help=f"comma-separated conditions: {FULL_USAGE}")
+    p.add_argument("--noise", default="clean", help=f"comma-separated conditions (default clean): {FULL_USAGE}")
     p.add_argument(
         "--model",
         default="",
@@ -86,7 +86,10 @@ def _run_parser(sub) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto (default): a GPU if any")
     p.add_argument("--limit", type=int, default=None, help="utterances taken, spread evenly over the set (default all)")
     p.add_argument(
-        "--min-words", type=at_least(0), default=0, help="only utterances with this many reference words or more"
+        "--min-words",
+        type=at_least(0),
+        default=0,
+        help="only utterances with this many reference words or more (default 0: all)",
     )
     p.add_argument("--out", default=None, help="folder for results.csv and summary.* (default out/RUN_ID)")
     p.add_argument(
@@ -110,15 +113,23 @@ def _run_parser(sub) -> None:
         metavar="CODE",
         help="decode every utterance in this language (English-only models take en only); default: detect",
     )
+    _store_options(p)
+    _scale_options(p)
+
+
+def _store_options(p: argparse.ArgumentParser) -> None:
+    """Which run, in which store, and what the terminal shows."""
     p.add_argument(
-        "--run-id", default=None, metavar="ID", help="resume this run, skipping its stored rows (or name a new one)"
+        "--run-id",
+        default=None,
+        metavar="ID",
+        help="resume this run, skipping its stored rows, or name a new one (default: a new id, date-time-random)",
     )
     p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), metavar="DIR", help=DATA_DIR_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--debug", action="store_true", help="log details (each skipped row as it is read, the engine at DEBUG)"
     )
-    _scale_options(p)
 
 
 def _column_options(p: argparse.ArgumentParser) -> None:
@@ -132,7 +143,12 @@ def _column_options(p: argparse.ArgumentParser) -> None:
         metavar="COL",
         help="tabulate WER by these columns (default: accent, l1, variety, or language on builtin-real)",
     )
-    p.add_argument("--speaker-column", default=None, metavar="COL", help="default: speaker, speaker_id, client_id")
+    p.add_argument(
+        "--speaker-column",
+        default=None,
+        metavar="COL",
+        help="who spoke each row, for the intervals (default: speaker, speaker_id, client_id)",
+    )
     p.add_argument(
         "--split",
         default=None,
@@ -146,20 +162,29 @@ def _column_options(p: argparse.ArgumentParser) -> None:
 def _scale_options(p: argparse.ArgumentParser) -> None:
     """Where the rows run (local or Ray) and the streaming mode's options."""
     p.add_argument(
-        "--executor", default="local", metavar="local|ray|ray://HOST:PORT", help=f"where rows run: {EXECUTORS}"
+        "--executor",
+        default="local",
+        metavar="local|ray|ray://HOST:PORT",
+        help=f"where rows run (default local): {EXECUTORS}",
     )
     p.add_argument(
         "--workers", type=at_least(1), default=None, help="Ray actors, one model each (default: one per CPU)"
     )
-    p.add_argument("--cpus-per-worker", type=above_zero, default=1.0, help="Ray num_cpus per actor (= model threads)")
+    p.add_argument(
+        "--cpus-per-worker", type=above_zero, default=1.0, help="Ray num_cpus per actor (= model threads; default 1)"
+    )
     p.add_argument(
         "--mode",
         default="offline",
         choices=MODES,
-        help="offline (full context), streaming (the live engine on a simulated clock) or both side by side",
+        help="offline (full context; default), streaming (the live engine on a simulated clock) or both side by side",
     )
     p.add_argument(
-        "--stream-seconds", type=above_zero, default=None, help="streaming: join utterances into streams this long"
+        "--stream-seconds",
+        type=above_zero,
+        default=None,
+        help="streaming: join consecutive utterances into streams at least this long, with 0.7 s pauses (default: "
+        "each utterance its own stream)",
     )
     p.add_argument(
         "--stream-sessions",
@@ -171,8 +196,8 @@ def _scale_options(p: argparse.ArgumentParser) -> None:
         "--stream-clock",
         default="modelled",
         choices=("modelled", "measured"),
-        help="streaming: advance the simulated clock by the calibrated cost model (default; the same rows every "
-        "run) or by measured compute (this machine as loaded now)",
+        help="streaming: modelled (default) advances the simulated clock by the calibrated cost model (the same "
+        "rows every run), measured by measured compute (this machine as loaded now)",
     )
 
 
@@ -198,10 +223,20 @@ def build_parser() -> argparse.ArgumentParser:
         "A run that did not finish (cancelled, or killed) shows the WER of its stored rows and how many they are.",
     )
     r.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), metavar="DIR", help=DATA_DIR_HELP)
-    m = sub.add_parser("make-builtin", help="rebuild the built-in sample set with espeak-ng")
-    m.add_argument("--out", default=None, help="default: the set's folder in the repository (byte-identical)")
-    real = sub.add_parser("make-real", help="build the real-speech set from Debian's Asterisk prompts (setup does)")
-    real.add_argument("--out", default=None, help="default $ASRQA_CACHE/builtin-real")
+    m = sub.add_parser(
+        "make-builtin",
+        help="rebuild the built-in sample set with espeak-ng",
+        description="Speak the built-in set's Harvard sentences with seven espeak-ng accent voices (63 FLAC files, "
+        "metadata.csv and README.md); a rebuild gives byte-identical files.",
+    )
+    m.add_argument("--out", default=None, help="folder to write it into (default evaluation/builtin, the repository's)")
+    real = sub.add_parser(
+        "make-real",
+        help="build the real-speech set from Debian's Asterisk prompts (setup does)",
+        description="Copy Debian's Asterisk voice prompts with their transcripts into the real-speech set "
+        "(builtin-real), with its long files; quick when it is up to date, byte-identical when rebuilt.",
+    )
+    real.add_argument("--out", default=None, help="folder to write it into (default $ASRQA_CACHE/builtin-real)")
     real.add_argument("--sounds", default=None, help="the voices' folder (default /usr/share/asterisk/sounds)")
     real.add_argument(
         "--texts", default=None, help="where the text packages are unpacked (default $ASRQA_CACHE/debian)"

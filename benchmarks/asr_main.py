@@ -58,8 +58,8 @@ def parser() -> argparse.ArgumentParser:
         choices=tuple(APPROACHES),
         default=None,
         metavar="NAME",
-        help=f"which to run (default: all for a dataset, {' '.join(LONG_APPROACHES)} for --long): "
-        f"{', '.join(APPROACHES)}",
+        help=f"which to run, of {', '.join(APPROACHES)} (default: {' '.join(DEFAULT_APPROACHES)}; with --long, "
+        f"{' '.join(LONG_APPROACHES)})",
     )
     p.add_argument(
         "--baseline",

@@ -16,6 +16,7 @@ from asr.cli import _parser as asr_parser
 from asr.results import DecodeOptions
 from asr.streaming.options import StreamOptions
 from benchmarks import asr_main, full_context, live_path, scaleout, stream, sweep
+from benchmarks.approaches import DEFAULT_APPROACHES, LONG_APPROACHES
 from dashboard.__main__ import _parser as dashboard_parser
 from evaluation.cli_parser import build_parser as evaluation_parser
 from evaluation.realspeech import SOUNDS_DIR
@@ -82,3 +83,5 @@ def test_defaults_named_in_words_are_the_real_ones():
     assert f"{DecodeOptions().beam_size} is greedy (default)" in helps[("python -m asr transcribe", "--beam-size")]
     assert f"(default {SOUNDS_DIR})" in helps[("python -m evaluation make-real", "--sounds")]
     assert "default whisper-tiny.en" in helps[("python -m evaluation run", "--model")]
+    approaches = helps[("python -m benchmarks asr", "--approaches")]
+    assert f"(default: {' '.join(DEFAULT_APPROACHES)}; with --long, {' '.join(LONG_APPROACHES)})" in approaches

@@ -29,6 +29,33 @@ ACCENTS = ["", "US", "British", "Scottish", "Irish", "Welsh", "Indian", "Caribbe
 NOISE_CONDITIONS = ["", "quiet room", "office", "street", "car", "cafe / babble", "music", "wind", "other"]
 DEVICES = ["", "laptop microphone", "headset", "phone", "desk microphone", "far-field", "other"]
 WIDE_TABLE = "asrqa-wide-table"  # class of a table laid out at 1200 px at least (dashboard.app.CSS), else words break
+# Trigger modes: what a press does while the same event of the tab is still under way. Gradio's default ("once")
+# drops it without a word: a Save after a correction, a Stop, a row clicked were lost. AGAIN runs it once more when
+# the last ends, with the page as it is then (a save updates its case, a read shows the last pick); EACH runs every
+# press, in order (a table's select: AGAIN replays the first click's row). A long run disables its button instead.
+AGAIN = "always_last"
+EACH = "multiple"
+
+
+def disabled() -> gr.Button:
+    """The update that disables a button as its long event starts (see :func:`enabled_after`)."""
+    return gr.Button(interactive=False)
+
+
+def enabled_after(event, button: gr.Button, name: str) -> None:
+    """``button`` enabled again once ``event``, the last step of the chain its press started, ends (or fails)."""
+    event.then(_enabled, None, button, api_name=f"{name}_ended", concurrency_limit=None, show_progress="hidden")
+
+
+def _enabled() -> gr.Button:
+    return gr.Button(interactive=True)
+
+
+def disabled_while(button: gr.Button, name: str, fn, inputs, outputs, **kwargs) -> None:
+    """``button`` runs ``fn`` (event ``name``) and is disabled until it ends: pressed again during a long run, the
+    press was dropped without a word (what was shown then came from the first press)."""
+    start = button.click(disabled, None, button, api_name=f"{name}_start", show_progress="hidden")
+    enabled_after(start.then(fn, inputs, outputs, api_name=name, **kwargs), button, name)
 
 
 @functools.cache

@@ -26,6 +26,16 @@ FORMATS = ("datasets", "csv")
 BASE_COLUMNS = ("id", "kind", "text", "hypothesis", "reason", "status", "model", "backend", "notes", "duration")
 
 
+def unused_folder(base: Path) -> Path:
+    """``base``, or ``base-2``, ``base-3``, ... : the first that neither exists nor has a ``.zip`` beside it (the
+    page zips each export), so a second export named alike (the same second) gets its own folder."""
+    out_dir, n = base, 1
+    while out_dir.exists() or out_dir.with_name(out_dir.name + ".zip").exists():
+        n += 1
+        out_dir = base.with_name(f"{base.name}-{n}")
+    return out_dir
+
+
 def _label_keys(cases: Sequence[Case]) -> list[str]:
     keys: list[str] = []
     for case in cases:

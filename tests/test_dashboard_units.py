@@ -571,3 +571,58 @@ def test_the_review_panel_closes_when_the_filters_hide_its_case(tmp_path, speech
     assert detail_if_listed(store, None, Filters("test_case", "all", "all", "all")) == (gr.skip(),) * 4
     store.delete_case(flag)  # deleted in another tab: a Refresh closes its panel too
     assert detail_if_listed(store, flag, Filters("all", "all", "all", "all"))[0] is None
+
+
+# What a press does while the same event of the tab is still under way (the browser decides, from each event's
+# trigger mode): Gradio's default, "once", drops it without a word. "always_last" runs it after, with the page as it
+# is then (a save updates its case, a read shows the last choice); "multiple" runs each click of a table in order
+# ("always_last" replays the first click's row); "once" stays where a second press must not act twice (a start, an
+# accept) or where the button is disabled until the event ends (Validate's Run, Review's Export).
+TRIGGER_MODES = {
+    "live_stop": "always_last",
+    "live_save_case": "always_last",
+    "record_start": "once",
+    "record_resume": "always_last",
+    "record_mic_stop": "always_last",
+    "record_accept": "once",
+    "record_skip": "once",
+    "transcribe": "always_last",
+    "transcribe_flag": "always_last",
+    "transcribe_save_case": "always_last",
+    "validate_conditions": "always_last",
+    "validate_columns": "always_last",
+    "validate_queue": "once",
+    "validate_open_run": "always_last",
+    "validate_compare": "always_last",
+    "validate_utterance": "multiple",
+    "review_refresh": "always_last",
+    "review_select": "multiple",
+    "review_save": "always_last",
+    "review_refresh_after_save": "always_last",
+    "review_export_start": "once",
+}
+
+
+def test_a_press_during_a_long_event_runs_after_it_or_is_refused_never_dropped(tmp_path):
+    """Review's Save pressed again during a save, after another edit, kept the edit in the box and not in the store;
+    Live's Stop pressed while the last take was still being finished lost that recording; a row clicked while the
+    last one loaded showed the row before. Each event's mode is the decision above."""
+    demo = build_demo(DashboardConfig(data_dir=tmp_path))
+    modes = {fn.api_name: fn.trigger_mode for fn in demo.fns.values()}
+    assert {name: modes.get(name) for name in TRIGGER_MODES} == TRIGGER_MODES
+    # the buttons that are "once" because they are disabled until their event ends are enabled again after it
+    assert {"validate_run_ended", "review_export_ended"} <= modes.keys()
+
+
+def test_a_second_export_in_the_same_second_gets_its_own_folder(tmp_path):
+    """Two exports within one second were given one folder: the second was refused, shown as a bare "Error"."""
+    from evaluation.export import unused_folder
+
+    base = tmp_path / "cases-20260101-120000-csv"
+    assert unused_folder(base) == base
+    base.mkdir()
+    second = unused_folder(base)
+    assert second == tmp_path / "cases-20260101-120000-csv-2" and not second.exists()
+    (tmp_path / "cases-20260101-120000-csv-2.zip").write_bytes(b"")  # an archive left without its folder counts too
+    assert unused_folder(base).name == "cases-20260101-120000-csv-3"
+    assert unused_folder(tmp_path / "cases-20260101-120000-datasets").name == "cases-20260101-120000-datasets"

@@ -22,7 +22,7 @@ import numpy as np
 from asr.audio import SAMPLE_RATE, AudioError
 from asr.streaming import StreamingError, StreamingSession, StreamOptions, StreamUpdate
 from dashboard.config import DashboardConfig
-from dashboard.shared import Heard, case_form, esc, load_backend_or_error, model_picker, save_test_case
+from dashboard.shared import AGAIN, Heard, case_form, esc, load_backend_or_error, model_picker, save_test_case
 
 logger = logging.getLogger(__name__)
 
@@ -101,15 +101,17 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         concurrency_id="live_stream",
         show_progress="hidden",
     )
-    mic.stop_recording(
-        lambda t: _on_stop(t, config),
-        tab,
-        [view, readout, playback, form.reference, save_panel, saved],
-        api_name="live_stop",
-        concurrency_limit=config.live_sessions,
-        concurrency_id="live_stop",
+    outputs = [view, readout, playback, form.reference, save_panel, saved]
+    stop_event(mic, lambda t: _on_stop(t, config), tab, outputs, "live_stop", config)
+    save.click(
+        lambda t, *v: _save(config, t, *v),
+        [tab, *form.inputs],
+        saved,
+        api_name="live_save_case",
+        # Save pressed again while the last save was still writing (a long take) was dropped, with the reference
+        # or labels corrected in between: it now runs after it, and updates the same case
+        trigger_mode=AGAIN,
     )
-    save.click(lambda t, *v: _save(config, t, *v), [tab, *form.inputs], saved, api_name="live_save_case")
 
 
 def streaming_mic(elem_id: str) -> gr.Audio:
@@ -127,6 +129,16 @@ def streaming_mic(elem_id: str) -> gr.Audio:
         label="Microphone",
         elem_id=elem_id,
         waveform_options=gr.WaveformOptions(show_recording_waveform=False),
+    )
+
+
+def stop_event(mic: gr.Audio, fn, tab, outputs: list, api_name: str, config: DashboardConfig) -> None:
+    """The microphone's stop (Live and Record; ``--live-sessions`` stops finish at once). A Stop pressed while the
+    tab's last take was still being finished was dropped by Gradio's default trigger mode: that recording was never
+    finished, nor offered for saving. It now runs once the last stop ends."""
+    limit = config.live_sessions
+    mic.stop_recording(
+        fn, tab, outputs, api_name=api_name, concurrency_limit=limit, concurrency_id="live_stop", trigger_mode=AGAIN
     )
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from asr.streaming import StreamOptions, StreamUpdate
 from dashboard.config import DashboardConfig
-from dashboard.pages.live import LiveTab, feed_chunk, finish_take, start_listening, streaming_mic
+from dashboard.pages.live import LiveTab, feed_chunk, finish_take, start_listening, stop_event, streaming_mic
 from dashboard.record_layout import PAGE_JS, SAVED, script_choices, setup_panel
 from dashboard.record_view import (
     SUMMARY_COLUMNS,
@@ -33,7 +33,7 @@ from dashboard.record_view import (
     session_choice,
     summary_frame,
 )
-from dashboard.shared import get_store, load_backend_or_error, model_picker
+from dashboard.shared import AGAIN, get_store, load_backend_or_error, model_picker
 from evaluation.prompts import ScriptError, builtin_script, parse_pasted, parse_script_file
 from evaluation.recordstore import RecordSession, SessionNotFound, SpeakerProfile, StaleTake
 from evaluation.runstore import StoreError
@@ -159,6 +159,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         out.all(),
         api_name="record_resume",
         show_progress_on=[out.prompt],
+        trigger_mode=AGAIN,  # another session picked and resumed while the last resume ran: that one
     )
     _wire_mic(mic, tab, picker, config, store, out)
     for button, action in ((accept, "accept"), (rerecord, "rerecord"), (skip, "skip")):
@@ -187,14 +188,7 @@ def _wire_mic(mic: gr.Audio, tab, picker, config: DashboardConfig, store: Store,
         concurrency_id="live_stream",  # Record and Live share the limit on live streams
         show_progress="hidden",
     )
-    mic.stop_recording(
-        lambda t: _on_stop(store, t),
-        tab,
-        out.take(),
-        api_name="record_mic_stop",
-        concurrency_limit=config.live_sessions,
-        concurrency_id="live_stop",
-    )
+    stop_event(mic, lambda t: _on_stop(store, t), tab, out.take(), "record_mic_stop", config)
 
 
 def _close_tab(tab) -> None:

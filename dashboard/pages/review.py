@@ -20,16 +20,19 @@ from dashboard.config import DashboardConfig
 from dashboard.record_view import session_choice
 from dashboard.shared import (
     ACCENTS,
+    AGAIN,
     DEVICES,
+    EACH,
     NOISE_CONDITIONS,
     WIDE_TABLE,
+    disabled_while,
     esc,
     get_store,
     parse_extra_labels,
     render_diff,
     without_paths,
 )
-from evaluation.export import export_cases
+from evaluation.export import export_cases, unused_folder
 from evaluation.store import STATUSES, Case, CaseNotFound, Store
 
 logger = logging.getLogger(__name__)
@@ -121,13 +124,12 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
     store = get_store(config.data_dir)
     _wire_listing(page, store, listing, message)
     _wire_detail(store, listing, detail, selected, pending, message)
-    export.click(
-        lambda f, *v: _export(store, config, f, Filters(*v)),
-        [fmt, *listing.filters],
-        [export_file, export_note],
-        api_name="review_export",
-        show_progress_on=[export_note],
-    )
+
+    def run_export(f, *v):
+        return _export(store, config, f, Filters(*v))
+
+    outputs = [export_file, export_note]
+    disabled_while(export, "review_export", run_export, [fmt, *listing.filters], outputs, show_progress_on=outputs[1:])
 
 
 # id and "seconds" on one line; labels wide enough for "session=<12 hex digits>," (at 9% a Record take's labels
@@ -195,7 +197,7 @@ def _wire_listing(page: gr.Blocks, store: Store, listing: _Listing, message) -> 
     page.load(reload, listing.filters, shown, api_name="review_load")
     # Refresh redraws as a reload does: a case saved on another page since, with the table alone, left the
     # "nothing to review yet" hint above it and its model and labels out of the filters.
-    listing.refresh.click(reload, listing.filters, shown, api_name="review_refresh")
+    listing.refresh.click(reload, listing.filters, shown, api_name="review_refresh", trigger_mode=AGAIN)
     gr.on(
         [f.change for f in listing.filters],
         list_table,
@@ -222,19 +224,22 @@ def _wire_detail(store: Store, listing: _Listing, detail: _Detail, selected, pen
             raise gr.Error("Press Delete and confirm again: deleting needs the confirmation step.")
         return (*_delete(store, case_id), None, _table(store, Filters(*values)))
 
-    listing.table.select(
-        choose, None, [selected, detail.group, detail.confirm_row, *detail.fields], api_name="review_select"
-    ).then(lambda: None, None, pending, api_name="review_forget_confirmation")
+    shown = [selected, detail.group, detail.confirm_row, *detail.fields]  # a row clicked as the last loaded: dropped
+    listing.table.select(choose, None, shown, api_name="review_select", trigger_mode=EACH).then(
+        lambda: None, None, pending, api_name="review_forget_confirmation"
+    )
     detail.save.click(
         lambda case_id, *values: _save(store, case_id, *values),
         [selected, *detail.edits],
         message,
         api_name="review_save",
+        trigger_mode=AGAIN,  # pressed again during a save, after another edit: the box kept it, the store did not
     ).then(  # a label or model added by the edit is offered in the filters at once, not after a Refresh
         lambda *v: (*_filter_choices(store, store.list_cases()), _table(store, Filters(*v))),
         listing.filters,
         [listing.model, listing.label, listing.session, listing.table],
         api_name="review_refresh_after_save",
+        trigger_mode=AGAIN,  # after the last save too
     )
     # a filter or Refresh that hides the case on show closes its panel (it stayed open, editable, under a table
     # that no longer listed it); read from the filters, not the table, which another handler redraws meanwhile
@@ -385,8 +390,7 @@ def _export(store: Store, config: DashboardConfig, fmt: str, filters: Filters) -
     cases = filters.cases(store)
     if not cases:
         raise gr.Error("No cases match the filters: nothing to export.")
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    out_dir = config.export_dir / f"cases-{stamp}-{fmt}"
+    out_dir = unused_folder(config.export_dir / f"cases-{datetime.now(UTC):%Y%m%d-%H%M%S}-{fmt}")
     folder = export_cases(cases, out_dir, fmt)
     archive = shutil.make_archive(str(out_dir), "zip", root_dir=folder)
     note = (

@@ -17,6 +17,7 @@ from asr.results import Transcript
 from asr.transcribe import transcribe
 from dashboard.config import DashboardConfig
 from dashboard.shared import (
+    AGAIN,
     CONFIDENCE_COLORS,
     Heard,
     case_form,
@@ -99,7 +100,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         concurrency_limit=2,
         # Gradio's default ("once") ignored a press while this tab's last run was still going, so Transcribe on the
         # next file did nothing; the press now runs once that run ends (it stops at its next batch: see _Abandoned).
-        trigger_mode="always_last",
+        trigger_mode=AGAIN,
     )
     # Another file (or none) forgets the last one's transcript: it stayed on screen, and in what Flag and Save would
     # keep, under a new upload (and under the error of one that could not be read).
@@ -110,13 +111,22 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         api_name="transcribe_forget",
         show_progress="hidden",
     )
+    # Flag or Save pressed again while the last one was still writing, after correcting the text or a label, was
+    # dropped: it now runs after it, and updates the same case
     flag.click(
         lambda *args: _flag(config, *args),
         [take, reason, corrected, flag_notes],
         [saved, take],
         api_name="transcribe_flag",
+        trigger_mode=AGAIN,
     )
-    save.click(lambda *args: _save(config, *args), [take, *form.inputs], [saved, take], api_name="transcribe_save_case")
+    save.click(
+        lambda *args: _save(config, *args),
+        [take, *form.inputs],
+        [saved, take],
+        api_name="transcribe_save_case",
+        trigger_mode=AGAIN,
+    )
 
 
 def _transcribe(audio_path: str | None, model: str, backend: str, shown: Shown, progress=gr.Progress()):  # noqa: B008

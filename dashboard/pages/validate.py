@@ -18,7 +18,7 @@ import pandas as pd
 from asr.audio import SAMPLE_RATE
 from dashboard import validate_layout as layout
 from dashboard.config import DashboardConfig
-from dashboard.shared import esc, get_store, render_alignment, without_paths
+from dashboard.shared import AGAIN, EACH, disabled, enabled_after, esc, get_store, render_alignment, without_paths
 from dashboard.validate_form import (
     USER_ERRORS,
     check_run_paths,
@@ -121,6 +121,7 @@ def _wire_form(
         form.conditions,
         api_name="validate_conditions",
         show_progress="hidden",
+        trigger_mode=AGAIN,  # as a change event's: a box ticked while the preview was drawn was left out
     )
     form.source.change(
         default_min_words, form.source, form.min_words, api_name="validate_min_words", show_progress="hidden"
@@ -131,15 +132,14 @@ def _wire_form(
         [form.source, form.location, form.split],
         [form.text_column, form.group_columns, form.speaker_column, form.columns_note],
         api_name="validate_columns",
+        trigger_mode=AGAIN,  # pressed again for another dataset while the last was read: that one too
     )
-    # at once (not queued behind another tab's run), so a Cancel pressed while this run waits has a switch to set.
-    # Run is disabled from the press until the run ends (finished, failed or cancelled): pressed during a run, Gradio
-    # dropped the press without a word (the chained run was still pending) and kept the switch it had made, so a
-    # later Cancel said a run was waiting and the next Run was then "cancelled before it started".
+    # at once (not queued behind another tab's run), so a Cancel pressed while this run waits has a switch to set;
+    # Run disabled until the run ends (finished, failed or cancelled): see _queue
     queued = form.run.click(
         _queue, tab, form.run, api_name="validate_queue", concurrency_limit=None, show_progress="hidden"
     )
-    queued.success(
+    ran = queued.success(
         lambda t, *v: _run(store, config, t, *v),
         [tab, *form.inputs],
         [*results.outputs, earlier.runs, earlier.baseline],
@@ -147,14 +147,8 @@ def _wire_form(
         show_progress_on=[results.status],  # one progress bar, not one over every output
         concurrency_limit=1,
         concurrency_id="validate_run",
-    ).then(
-        lambda: gr.Button(interactive=True),
-        None,
-        form.run,
-        api_name="validate_run_ended",
-        concurrency_limit=None,
-        show_progress="hidden",
     )
+    enabled_after(ran, form.run, "validate_run")
     form.cancel.click(_cancel, tab, results.status, api_name="validate_cancel", concurrency_limit=None)
 
 
@@ -174,20 +168,26 @@ def _wire_languages(form: layout.Form) -> None:
 
 def _wire_results(store: Store, config: DashboardConfig, tab, results: layout.Results, earlier: layout.Earlier):
     """Reopening a run, comparing with a baseline, and the utterance detail."""
-    earlier.open_run.click(
-        lambda t, r: _open(store, config, t, r), [tab, earlier.runs], results.outputs, api_name="validate_open_run"
+    earlier.open_run.click(  # pressed again for another run while the last was drawn: the first stayed shown
+        lambda t, r: _open(store, config, t, r),
+        [tab, earlier.runs],
+        results.outputs,
+        api_name="validate_open_run",
+        trigger_mode=AGAIN,
     )
     earlier.compare.click(
         lambda t, b: _compare(store, t, b),
         [tab, earlier.baseline],
         [earlier.note, earlier.table],
         api_name="validate_compare",
+        trigger_mode=AGAIN,
     )
 
     def pick_utterance(t: ValidateTab, evt: gr.SelectData):
         return _utterance(store, config, t, evt)
 
-    results.utterances.select(pick_utterance, tab, results.detail, api_name="validate_utterance")
+    # a row clicked while the last row's audio was re-made was dropped: the detail showed the row before
+    results.utterances.select(pick_utterance, tab, results.detail, api_name="validate_utterance", trigger_mode=EACH)
 
 
 def _preview_conditions(kinds, snrs, rt60s, noise_dir, channels, roots=None) -> str:
@@ -251,19 +251,18 @@ def _run_each(store: Store, tab: ValidateTab, all_options: list, progress) -> li
 
 
 CANCELLED_QUEUED = "Cancelled before it started: the run was waiting for another run to end, and nothing was run."
-
-
 RUN_UNDER_WAY = "This tab's run is still under way or waiting for its turn: Cancel it, or wait for it to end."
 
 
 def _queue(tab: ValidateTab) -> gr.Button:
-    """Run pressed: a fresh cancel switch, set up before the run waits its turn in the queue (one run at a time),
-    and Run disabled until the run ends. A press while this tab's run waits or runs (the button not yet disabled)
-    is refused, with the reason, and makes no switch: no run would take it."""
+    """Run pressed: a fresh cancel switch, set up before the run waits its turn (one run at a time), and Run disabled
+    until the run ends. Pressed during a run, the browser dropped the press (its run still pending) after this made it
+    a switch: Cancel then said a run was waiting, and the next Run was "cancelled before it started". A press that
+    still comes (before the button is disabled) is refused with the reason, and makes no switch."""
     if tab.running or tab.waiting:
         raise gr.Error(RUN_UNDER_WAY)
     tab.waiting.append(threading.Event())
-    return gr.Button(interactive=False)
+    return disabled()
 
 
 def _take_switch(tab: ValidateTab) -> threading.Event:

@@ -114,6 +114,18 @@ def reader_may_leave():
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # or Python's exit flush says it again
 
 
+def _path_options(args: argparse.Namespace) -> dict:
+    """The streaming and Ray options given, each refused where the run would ignore it: `--stream-sessions 4`
+    without --mode streaming (or --cpus-per-worker on the local executor) ran as if it were not there."""
+    given = {"stream_sessions": args.stream_sessions, "stream_clock": args.stream_clock}
+    if args.mode == "offline" and (flag := next((k for k, v in given.items() if v is not None), None)):
+        raise UsageError(f"--{flag.replace('_', '-')} sets the streaming path: add --mode streaming or --mode both")
+    ray = {"workers": args.workers, "cpus_per_worker": args.cpus_per_worker}
+    if args.executor.strip() == "local" and (flag := next((k for k, v in ray.items() if v is not None), None)):
+        raise UsageError(f"--{flag.replace('_', '-')} sets the Ray actors: add --executor ray (or ray://HOST:PORT)")
+    return {k: v for k, v in (given | {"cpus_per_worker": args.cpus_per_worker}).items() if v is not None}
+
+
 def _run_options(args: argparse.Namespace) -> RunOptions:
     """The run's options from the command line, checked before anything is loaded or stored."""
 
@@ -124,6 +136,7 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
     if args.run_id is not None and not RUN_ID.fullmatch(args.run_id):  # "../x" wrote out/../x, "x/y" out/x/y
         raise UsageError(f"--run-id {args.run_id!r}: use letters, digits, '-', '_' and '.' (it names out/RUN_ID)")
     options = RunOptions(
+        **_path_options(args),
         dataset=args.dataset,
         noise=tuple(c.spec for c in parse_conditions(args.noise)),
         model=args.model,
@@ -140,12 +153,9 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         language=args.language,
         mode=args.mode,
         stream_seconds=args.stream_seconds,
-        stream_sessions=args.stream_sessions,
-        stream_clock=args.stream_clock,
         run_id=args.run_id or new_run_id(),
         executor=args.executor,
         workers=args.workers,
-        cpus_per_worker=args.cpus_per_worker,
     ).validate()
     _check_language(options)
     return options

@@ -171,7 +171,7 @@ def _scale_options(p: argparse.ArgumentParser) -> None:
         "--workers", type=at_least(1), default=None, help="Ray actors, one model each (default: one per CPU)"
     )
     p.add_argument(
-        "--cpus-per-worker", type=above_zero, default=1.0, help="Ray num_cpus per actor (= model threads; default 1)"
+        "--cpus-per-worker", type=above_zero, default=None, help="Ray num_cpus per actor (= model threads; default 1)"
     )
     p.add_argument(
         "--mode",
@@ -189,12 +189,12 @@ def _scale_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--stream-sessions",
         type=at_least(1, MAX_SESSIONS),
-        default=1,
+        default=None,
         help=f"streaming: streams at once on one worker (1 to {MAX_SESSIONS}; default 1)",
     )
     p.add_argument(
         "--stream-clock",
-        default="modelled",
+        default=None,
         choices=("modelled", "measured"),
         help="streaming: modelled (default) advances the simulated clock by the calibrated cost model (the same "
         "rows every run), measured by measured compute (this machine as loaded now)",

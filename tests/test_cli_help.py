@@ -9,6 +9,7 @@ all, and ``python -m dashboard --host``, ``--max-upload-mb``, ``--live-limit`` a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import pytest
 
@@ -20,6 +21,7 @@ from benchmarks.approaches import DEFAULT_APPROACHES, LONG_APPROACHES
 from dashboard.__main__ import _parser as dashboard_parser
 from evaluation.cli_parser import build_parser as evaluation_parser
 from evaluation.realspeech import SOUNDS_DIR
+from evaluation.runner import RunOptions
 
 PARSERS = {
     "python -m asr": asr_parser,
@@ -83,5 +85,9 @@ def test_defaults_named_in_words_are_the_real_ones():
     assert f"{DecodeOptions().beam_size} is greedy (default)" in helps[("python -m asr transcribe", "--beam-size")]
     assert f"(default {SOUNDS_DIR})" in helps[("python -m evaluation make-real", "--sounds")]
     assert "default whisper-tiny.en" in helps[("python -m evaluation run", "--model")]
+    run = {f.name: f.default for f in dataclasses.fields(RunOptions)}  # the CLI passes these only when given
+    assert f"default {run['stream_sessions']})" in helps[("python -m evaluation run", "--stream-sessions")]
+    assert f"{run['stream_clock']} (default)" in helps[("python -m evaluation run", "--stream-clock")]
+    assert f"default {run['cpus_per_worker']:g})" in helps[("python -m evaluation run", "--cpus-per-worker")]
     approaches = helps[("python -m benchmarks asr", "--approaches")]
     assert f"(default: {' '.join(DEFAULT_APPROACHES)}; with --long, {' '.join(LONG_APPROACHES)})" in approaches

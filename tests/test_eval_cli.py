@@ -104,6 +104,10 @@ def test_strict_threshold_exits_1_and_resume_skips_stored_rows(built_run, capsys
         (["--noise", "pink@81"], "between -20 and 80 dB"),
         (["--model", "openai/whisper-base.en"], "'openai/whisper-base.en' is not in the Hugging Face cache"),  # offline
         (["--stream-seconds", "30"], "add --mode streaming or --mode both"),  # was ignored: an offline run
+        (["--stream-sessions", "4"], "--stream-sessions sets the streaming path: add --mode streaming"),  # ignored too
+        (["--stream-clock", "measured"], "--stream-clock sets the streaming path: add --mode streaming"),
+        (["--workers", "2"], "--workers sets the Ray actors: add --executor ray"),  # ignored by the local executor
+        (["--cpus-per-worker", "2"], "--cpus-per-worker sets the Ray actors: add --executor ray"),
         (["--seed", "-1", "--limit", "1"], "argument --seed: must be an integer >= 0"),  # was a numpy traceback
         (["--workers", "0"], "argument --workers: must be an integer >= 1, not '0'"),  # said "workers must be"
         (["--cpus-per-worker", "0"], "argument --cpus-per-worker: must be a number above 0, not '0'"),

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import resource
 import subprocess
@@ -155,12 +156,19 @@ def run_child(executor: str, args: argparse.Namespace, env: dict[str, str] | Non
 
 
 def _row(name: str, m: Measured, driver: bool) -> str:
-    share = f"{m.driver_share * 100:6.2f}%" if driver else "      -"
+    steady = math.isfinite(m.driver_share)  # every row in the first batch (--limit up to --chunk): no steady part
+    share = f"{m.driver_share * 100:6.2f}%" if driver and steady else "      -"
+    per_row = f"{m.driver_cpu_per_row * 1000:8.2f}" if steady else f"{'-':>8}"
     return (
         f"{name:24} {m.rows:5d} {m.audio_seconds:8.1f} {m.wall_seconds:7.1f} {m.rtfx:6.2f}x "
-        f"{m.first_result_seconds:6.1f} {m.rows_per_second:7.3f} "
-        f"{m.decode_per_row:8.3f} {m.driver_cpu_per_row * 1000:8.2f} {share}"
+        f"{m.first_result_seconds:6.1f} {m.rows_per_second:7.3f} {m.decode_per_row:8.3f} {per_row} {share}"
     )
+
+
+def _driver_text(m: Measured) -> str:
+    if not math.isfinite(m.driver_share):  # it printed "nan%"
+        return "driver CPU per row n/a (every row came in the first batch: give --limit above --chunk)"
+    return f"driver CPU per row {m.driver_share * 100:.2f}% of decode time per row (target < {TARGET_DRIVER_SHARE * 100:.0f}%)"
 
 
 HEADER = (
@@ -341,8 +349,7 @@ def _measure_all(args: argparse.Namespace) -> None:
             rows.append((name, m, driver))
         local, ray_run = rows[0][1], rows[1][1]
         print(
-            f"ray / local throughput {ray_run.rtfx / local.rtfx:.2f}x (target >= {TARGET_RATIO}x); driver CPU per row "
-            f"{ray_run.driver_share * 100:.2f}% of decode time per row (target < {TARGET_DRIVER_SHARE * 100:.0f}%); "
+            f"ray / local throughput {ray_run.rtfx / local.rtfx:.2f}x (target >= {TARGET_RATIO}x); {_driver_text(ray_run)}; "
             f"peak RSS local {local.driver_peak_rss_mb:.0f} MB, Ray driver {ray_run.driver_peak_rss_mb:.0f} MB"
         )
     if "scaling" not in args.skip:

@@ -84,7 +84,12 @@ def _run_parser(sub) -> None:
     )
     p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS, help=f"engine (default {DEFAULT_BACKEND})")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto (default): a GPU if any")
-    p.add_argument("--limit", type=int, default=None, help="utterances taken, spread evenly over the set (default all)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="utterances taken, spread evenly over the set (the first N of a hub dataset; default all)",
+    )
     p.add_argument(
         "--min-words",
         type=at_least(0),
@@ -97,8 +102,8 @@ def _run_parser(sub) -> None:
         action="append",
         default=[],
         metavar="[COL=VALUE:]LIMIT",
-        help="exit 1 when the pooled WER (0.35 or 35%%) of all rows, or of the rows whose COL is VALUE, is above "
-        "LIMIT; repeatable",
+        help="exit 1 when the pooled WER (0.35 or 35%%) of the run, or of the rows whose COL is VALUE, is above "
+        "LIMIT; with --mode both it gates the offline rows unless COL is mode (mode=streaming:0.3); repeatable",
     )
     _column_options(p)
     p.add_argument(
@@ -141,7 +146,7 @@ def _column_options(p: argparse.ArgumentParser) -> None:
         nargs="+",
         default=[],
         metavar="COL",
-        help="tabulate WER by these columns (default: accent, l1, variety, or language on builtin-real)",
+        help="tabulate WER by these columns (default: accent, accents, l1 or variety, or language on builtin-real)",
     )
     p.add_argument(
         "--speaker-column",

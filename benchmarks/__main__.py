@@ -24,6 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"usage: python -m benchmarks {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
         for name, (_, help_text) in COMMANDS.items():
             print(f"  {name:7} {help_text}", file=sys.stderr)
+        print("python -m benchmarks NAME --help lists its options and their defaults", file=sys.stderr)
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
     return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
 

@@ -129,4 +129,4 @@ def test_the_cli_dispatches_each_benchmark():
         )
         assert proc.returncode == 0 and flag in proc.stdout, (name, proc.stderr[-500:])
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "nope"], capture_output=True, text=True, check=False)
-    assert proc.returncode == 2 and "asr,stream,sweep" in proc.stderr
+    assert proc.returncode == 2 and "asr,stream,sweep" in proc.stderr and "NAME --help lists" in proc.stderr

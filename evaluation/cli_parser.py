@@ -67,8 +67,8 @@ def _run_parser(sub) -> None:
         description="Transcribe a dataset under noise conditions, score each utterance and tabulate WER per group x "
         "noise; writes results.csv and summary.* into --out. Exit 0 when every --max-wer holds, 1 when one is "
         "exceeded, 2 for a bad argument or an unusable dataset (one line on stderr), 130 when cancelled: Ctrl-C "
-        "stops after the model call in progress, keeping every utterance decoded (twice: at once); --run-id "
-        "resumes it.",
+        "stops after the model call in progress, keeping every utterance decoded (a second Ctrl-C stops at once); "
+        "--run-id resumes it.",
     )
     p.add_argument(
         "--dataset",
@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
         "compare",
         help="per-group WER deltas of RUN_B against RUN_A",
         description="Per-group WER deltas of RUN_B against RUN_A with 95% bootstrap intervals; REGRESSION marks a "
-        "group whose whole interval lies above zero. Exit 0, or 1 with --fail-on-regression when a group regressed.",
+        "group whose whole interval lies above zero. Runs with different --noise lists are compared on the conditions "
+        "both took. Exit 0, or 1 with --fail-on-regression when a group regressed.",
     )
     c.add_argument("run_a", metavar="RUN_A", help="the baseline run's id (python -m evaluation runs lists them)")
     c.add_argument("run_b", metavar="RUN_B", help="the run compared against it")

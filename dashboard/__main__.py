@@ -55,7 +55,11 @@ def _parser() -> argparse.ArgumentParser:
         help="require a login; repeat for several users, or give a file with one user:password a line",
     )
     p.add_argument(
-        "--data-dir", type=Path, default=DEFAULT_DATA_DIR, help=f"store and audio folder (default {DEFAULT_DATA_DIR})"
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        metavar="DIR",
+        help=f"store and audio folder (default {DEFAULT_DATA_DIR})",
     )
     p.add_argument(
         "--dataset-root",
@@ -63,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=[],
         metavar="DIR",
-        help="a folder Validate may read datasets from (repeat for several); the data folder and built-in sets always",
+        help="a folder Validate may read datasets from (repeat for several); the data folder and the built-in sets "
+        "are always readable",
     )
     p.add_argument(
         "--max-upload-mb",

@@ -191,7 +191,10 @@ def stream_options(args: argparse.Namespace, audio_seconds: float) -> StreamOpti
         kind = type(getattr(options, name))
         if value.lower() == "none" or kind is type(None):  # an optional field: "none", or a number
             kind = (lambda v: None) if value.lower() == "none" else float  # noqa: E731
-        changes[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+        try:
+            changes[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+        except ValueError:  # it said "could not convert string to float: 'abc'", naming neither flag nor field
+            raise ValueError(f"--set {item}: {name} takes {'an integer' if kind is int else 'a number'}") from None
     options = options.replace(**changes)
     if args.beam_size:
         options = options.replace(decode=options.decode.replace(beam_size=args.beam_size))

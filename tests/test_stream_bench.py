@@ -92,6 +92,14 @@ def test_set_overrides_are_checked_together(capsys, speech_wav):
     assert (options.trim_seconds, options.busy_trim_seconds, options.flush_heard_seconds) == (12.0, 10.0, None)
     assert bench.main([str(speech_wav), "--set", "trim_seconds=12", "--no-baseline"]) == 2
     assert "not busy_trim_seconds=13.0 with trim_seconds=12.0" in capsys.readouterr().err
+    for item, says in (
+        ("trim_seconds=abc", "a number"),
+        ("trim_seconds", "a number"),
+        ("prompt_chars=2.5", "an integer"),
+    ):
+        assert bench.main([str(speech_wav), "--set", item, "--no-baseline"]) == 2
+        name = item.partition("=")[0]
+        assert capsys.readouterr().err.strip() == f"benchmarks stream: --set {item}: {name} takes {says}"
 
 
 def test_live_path_benchmarks_refuse_a_bad_argument_in_one_line(capsys):

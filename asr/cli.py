@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
+from asr import logs
 from asr.results import BACKENDS, DecodeOptions, Transcript
 
 logger = logging.getLogger("asr")
@@ -38,12 +39,9 @@ def _main(argv: list[str]) -> int:
     if argv[:1] == ["bench"]:  # the benchmark's own parser reads the rest (see _bench)
         return _bench(argv[1:])
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
+    logs.configure(logging.DEBUG if args.debug else logging.WARNING, "%(levelname)s %(message)s")
     if not args.debug:  # _transcribe prints each audio warning once, as "warning: FILE: ..."; the log said it again
         logging.getLogger("asr.audio").setLevel(logging.ERROR)
-    from asr.models import quiet_hub_logging
-
-    quiet_hub_logging(args.debug)  # a hub id with no network: its retries' warnings with --debug only
     if args.command == "models":
         return _models(args)
     return _transcribe(args)

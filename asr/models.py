@@ -130,14 +130,6 @@ def converted_dir(path: str) -> Path:
     return cache_dir() / "ct2-from-hf" / path.strip("/").replace("/", "--")
 
 
-def quiet_hub_logging(debug: bool) -> None:
-    """The hub client's retry warnings only with ``--debug``: with no network each retry was logged twice (its
-    handler and ours), 24 to 40 lines before the command's one-line error. Both command lines call this."""
-    from huggingface_hub.utils import logging as hub_logging  # (its import sets its level: set it after)
-
-    hub_logging.set_verbosity(logging.WARNING if debug else logging.ERROR)
-
-
 def _hub_model(name: str) -> ResolvedModel:
     """A hub id, refused at once when the hub is switched off (``HF_HUB_OFFLINE=1``) or cannot be reached and
     nothing of it is cached.

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from asr import logs
 from benchmarks.approaches import APPROACHES, DEFAULT_APPROACHES, LONG_APPROACHES, Models
 from benchmarks.sidebyside import BASELINE, report_json, run_target, table
 from benchmarks.targets import AUDIO_SUFFIXES, TargetError, dataset_target, file_target, long_targets
@@ -102,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return isolated([a for a in argv if a != "--isolated"])
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.ERROR, format="%(message)s")
+    logs.configure(logging.ERROR, "%(message)s")
     logging.getLogger("benchmarks.sidebyside").setLevel(logging.ERROR if args.json else logging.INFO)
     from asr.audio import AudioError
     from asr.backends import BackendError

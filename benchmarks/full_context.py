@@ -157,9 +157,10 @@ def _root() -> str:
 def _worker(args: argparse.Namespace) -> int:
     import logging
 
+    from asr import logs
     from asr.audio import SAMPLE_RATE, load_audio
 
-    logging.basicConfig(level=logging.ERROR)
+    logs.configure(logging.ERROR, logging.BASIC_FORMAT)
     audio = load_audio(args.file)
     run = _loaders()[args.worker](args)  # loading is not timed
     run(audio[: int(WARMUP_SECONDS * SAMPLE_RATE)])

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from asr import logs
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
 from asr.backends import DEFAULT_BACKEND, get_backend
 from asr.models import default_model
@@ -281,7 +282,7 @@ def _cell(value) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logs.configure(logging.INFO, "%(message)s")
     for noisy in ("faster_whisper", "httpx", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

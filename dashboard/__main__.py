@@ -12,6 +12,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from asr import logs
 from dashboard.config import (
     DEFAULT_LIVE_LIMIT_S,
     DEFAULT_LIVE_SESSIONS,
@@ -107,7 +108,7 @@ def _preload() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(message)s")
+    logs.configure(logging.DEBUG if args.debug else logging.INFO, "%(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests
     try:
         auth = parse_auth(args.auth)

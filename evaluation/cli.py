@@ -17,8 +17,9 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from asr import logs
 from asr.backends import BackendError
-from asr.models import UnknownModelError, quiet_hub_logging
+from asr.models import UnknownModelError
 from evaluation.cli_guards import ctrl_c_cancels, store_for_run
 from evaluation.cli_parser import UsageError, build_parser
 from evaluation.datasets import DatasetError
@@ -364,8 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     level = logging.DEBUG if getattr(args, "debug", False) else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    quiet_hub_logging(level == logging.DEBUG)  # a hub dataset offline: its retries' warnings with --debug only
+    logs.configure(level, "%(levelname)s %(name)s: %(message)s")
     # loud float audio logged "WARNING asr.audio: ..." per file mid-run; the summary counts the rows instead
     logging.getLogger("asr.audio").setLevel(logging.NOTSET if level == logging.DEBUG else logging.ERROR)
     with reader_may_leave():  # runs, make-builtin, make-real; run and compare keep their exit codes themselves

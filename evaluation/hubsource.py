@@ -24,8 +24,32 @@ logger = logging.getLogger(__name__)
 DEFAULT_SPLITS = ("test", "validation", "train")
 SCRIPT_MESSAGE = "Dataset scripts are no longer supported"
 OFFLINE_SOURCES = "builtin, builtin-real, probes, recorded, a folder, a manifest or a hub:ID in that cache"
+# datasets' two warnings (each hub id read logs them once per load) that offline mode read its cache
+CACHE_NOTICES = {
+    "datasets.load": "Using the latest cached version of the dataset since",
+    "datasets.packaged_modules.cache.cache": "Found the latest cached dataset configuration",
+}
 _lock = threading.Lock()
 _datasets_offline_set_here = False  # True while datasets' offline mode is on because the hub could not be reached
+
+
+class _CacheNoticeAtDebug(logging.Filter):
+    """datasets' notices that it read its cache are DEBUG records while its offline mode is on: that mode is the
+    user's (``HF_HUB_OFFLINE=1``) or :func:`_follow_hub`'s, which says so itself, and each read of a hub id told
+    it twice over, 4 warnings before the run. Without offline mode they say that the hub did not have the id (a
+    deleted or gated dataset read from the cache): they stay warnings then."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        import datasets
+
+        if not (datasets.config.HF_HUB_OFFLINE and record.getMessage().startswith(CACHE_NOTICES[record.name])):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+for _name in CACHE_NOTICES:
+    logging.getLogger(_name).addFilter(_CacheNoticeAtDebug())
 
 
 def parse_hub(spec: str) -> tuple[str, str | None, str | None]:
@@ -81,6 +105,8 @@ def _follow_hub() -> None:
         return
     with _lock:
         if state == "unreachable":
+            if not _datasets_offline_set_here:  # (as for a model: a cached id is read, an uncached one refused)
+                logger.info("cannot reach the Hugging Face hub (%s): hub datasets are read from the cache", hub_host())
             datasets.config.HF_HUB_OFFLINE, _datasets_offline_set_here = True, True
         elif _datasets_offline_set_here:
             datasets.config.HF_HUB_OFFLINE, _datasets_offline_set_here = False, False

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 
 from evaluation.builtin import ACCENTS
 from evaluation.cli import main, parse_threshold
+from evaluation.hubsource import CACHE_NOTICES
 from evaluation.report import SYNTHETIC_NOTE, count_text
 
 RESULT_COLUMNS = {
@@ -544,17 +547,68 @@ def test_output_into_a_pipe_whose_reader_left_keeps_the_exit_code_and_says_nothi
 
 def test_the_hub_client_s_retries_are_not_logged_line_by_line():
     """A hub dataset with no network logged each of its ten retries twice (the hub's handler and ours): 40 lines
-    before the one-line error. The retry warnings are shown with --debug only."""
+    before the one-line error. The retry warnings are shown with --debug only, once each (asr/logs.py)."""
     code = (
         "import sys; from evaluation.cli import main; code = main(sys.argv[1:]);"
         "from huggingface_hub.utils import logging as hub;"
         "hub.get_logger('huggingface_hub.utils._http').warning('Retrying in 1s [Retry 1/5].')"
     )
-    for debug, lines in (([], 1), (["--debug"], 3)):
+    for debug, lines in (([], 1), (["--debug"], 2)):
         done = subprocess.run(
             [sys.executable, "-c", code, "run", "--limit", "0", *debug], capture_output=True, text=True, timeout=120
         )
         assert done.stderr.startswith("error: --limit must be at least 1") and len(done.stderr.splitlines()) == lines
+
+
+# a warning and a debug line from each library with a console handler of its own, imported after the command ran
+LIBRARY_LINES = (
+    "import logging, datasets, transformers; from huggingface_hub.utils import logging as hub\n"
+    "for name in ('datasets.load', 'transformers.pipelines', 'huggingface_hub.file_download'):\n"
+    "    logging.getLogger(name).warning('%s says W', name); logging.getLogger(name).debug('%s says D', name)\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("cli", "plain", "debug"),
+    [
+        ("asr", ["models"], ["--debug", "models"]),
+        ("evaluation", ["run", "--limit", "0"], ["run", "--limit", "0", "--debug"]),
+    ],
+)
+def test_each_library_line_is_printed_once_at_the_command_s_level(cli, plain, debug):
+    """datasets' and the hub client's warnings were printed twice (their own handler's bare text, then ours), as
+    transformers' were where CI is set; their debug lines were not shown with --debug. Now each once, in our
+    format, at the command's level (the hub client's warnings with --debug only: its retries)."""
+    code = f"import sys; from {cli}.cli import main; main(sys.argv[1:])\n{LIBRARY_LINES}"
+    env = {**os.environ, "CI": "1"}  # transformers' records propagate only then
+    for argv in (plain, debug):
+        done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, timeout=120)
+        lines = [line for line in done.stderr.splitlines() if " says " in line]
+        assert all(line.startswith(("WARNING ", "DEBUG ")) for line in lines), done.stderr  # ours, not bare
+        said = sorted((line.split(" says ")[0].split()[-1], line[-1]) for line in lines)  # (logger, W or D)
+        libraries = ("datasets.load", "huggingface_hub.file_download", "transformers.pipelines")
+        expected = (
+            [(n, k) for n in libraries for k in "DW"] if argv == debug else [(libraries[0], "W"), (libraries[2], "W")]
+        )
+        assert said == expected, done.stderr
+
+
+def test_datasets_cache_notices_are_debug_lines_while_offline_mode_is_on(monkeypatch, caplog):
+    """Offline mode on (the user's or the hub probe's), datasets' notice that it read its cache shows with --debug
+    only, as a DEBUG line; with it off (the hub has no such id) it stays a warning."""
+    import datasets
+
+    notice = CACHE_NOTICES["datasets.load"] + " test-org/x couldn't be found on the Hugging Face Hub"
+    for offline, level, shown in (
+        (True, logging.WARNING, []),
+        (True, logging.DEBUG, ["DEBUG"]),
+        (False, logging.WARNING, ["WARNING"]),
+    ):
+        monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", offline)
+        caplog.clear()
+        caplog.set_level(level, logger="datasets")
+        logging.getLogger("datasets.load").warning(notice)
+        assert [r.levelname for r in caplog.records if r.name == "datasets.load"] == shown
 
 
 def datasets_cache_layout(cache: Path, repo_id: str, rows: dict[str, list]) -> None:
@@ -599,6 +653,9 @@ def test_a_hub_dataset_with_no_hub_is_one_line_at_once_or_read_from_the_datasets
     assert not (tmp_path / "test-org/no-such-set").exists()
     cached = done["test-org/cached-set"]
     assert cached.returncode == 0, cached.stderr
+    # datasets' "Using the latest cached version ..." and "Found the latest cached dataset configuration ...",
+    # each printed twice by two handlers for each of two loads: DEBUG lines while offline mode is on
+    assert not any(notice in cached.stderr for notice in CACHE_NOTICES.values()), cached.stderr
     results = pd.read_csv(tmp_path / "test-org/cached-set" / "results.csv")
     assert list(results["reference"]) == [speech_text] and "smooth" in results["hypothesis"][0].lower()
 

@@ -25,6 +25,7 @@ from asr import logs
 from benchmarks.approaches import APPROACHES, DEFAULT_APPROACHES, LONG_APPROACHES, Models
 from benchmarks.sidebyside import BASELINE, report_json, run_target, table
 from benchmarks.targets import AUDIO_SUFFIXES, TargetError, dataset_target, file_target, long_targets
+from evaluation.cli_parser import at_least
 from evaluation.realspeech import LONG_FILES
 
 
@@ -48,11 +49,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--language", default=None, help="force this language on every approach (default: detect)")
     p.add_argument("--split", default=None, help="dataset split (builtin-real: dev or heldout)")
     p.add_argument(
-        "--min-words", type=int, default=0, help="only utterances with at least this many words (default 0: all)"
+        "--min-words",
+        type=at_least(0),
+        default=0,
+        help="only utterances with at least this many words (default 0: all)",
     )
-    p.add_argument("--per-language", type=int, default=None, help="this many utterances per language")
+    p.add_argument("--per-language", type=at_least(1), default=None, help="this many utterances per language")
     p.add_argument("--ids", nargs="+", default=(), metavar="ID", help="only these utterances (e.g. en/vm-login)")
-    p.add_argument("--limit", type=int, default=None, help="at most this many utterances, spread evenly")
+    p.add_argument("--limit", type=at_least(1), default=None, help="at most this many utterances, spread evenly")
     p.add_argument(
         "--approaches",
         nargs="+",
@@ -70,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
         help=f"the approach every other one's WER difference (with its 95%% CI) is taken against (default {BASELINE})",
     )
     p.add_argument(
-        "--repeat", type=int, default=1, help="timed runs per approach: median time, texts compared (default 1)"
+        "--repeat", type=at_least(1), default=1, help="timed runs per approach: median time, texts compared (default 1)"
     )
     p.add_argument(
         "--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto (default): a CUDA GPU if any, else CPU"
@@ -91,7 +95,9 @@ def _targets(args: argparse.Namespace) -> list:
     if not args.target:
         raise TargetError("give a file or dataset, or --long")
     path = Path(args.target).expanduser()
-    if path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES:
+    if path.suffix.lower() in AUDIO_SUFFIXES:  # a missing talk.wav was "dataset 'talk.wav' not found: use builtin, ..."
+        if not path.is_file():
+            raise TargetError(f"{args.target}: no such file")
         return [file_target(path, args.ref, args.language)]
     return [dataset_target(args.target, args.split, args.min_words, args.per_language, args.limit, args.ids)]
 

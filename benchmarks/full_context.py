@@ -30,6 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from evaluation.cli_parser import at_least
+
 APPROACHES = ("ours-fw", "ours-tf", "library", "pipeline")
 LABELS = {
     "ours-fw": "ours, faster-whisper",
@@ -98,9 +100,9 @@ def _parser() -> argparse.ArgumentParser:
         "--model", default=default_model(), help=f"registered name, hub id or local folder (default {default_model()})"
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    p.add_argument("--repeat", type=int, default=1, help="timed runs per approach (median reported; default 1)")
-    p.add_argument("--beam-size", type=int, default=1, help="1 is greedy (default)")
-    p.add_argument("--batch-size", type=int, default=8, help="windows per model call (default 8)")
+    p.add_argument("--repeat", type=at_least(1), default=1, help="timed runs per approach (median reported; default 1)")
+    p.add_argument("--beam-size", type=at_least(1), default=1, help="1 is greedy (default)")
+    p.add_argument("--batch-size", type=at_least(1), default=8, help="windows per model call (default 8)")
     p.add_argument(
         "--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto (default): a CUDA GPU if any, else CPU"
     )

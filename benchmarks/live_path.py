@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.scratch import timed_run
+from evaluation.cli_parser import at_least
 from evaluation.scoring import rows_wer
 
 SWEEP_NOISE = "clean,white@10,pink@10,babble@5,reverb@0.5"
@@ -214,7 +215,7 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
     s = sub.add_parser("sweep", help="offline and streaming rtfx over the built-in sweep", description=SWEEP_TEXT)
     s.add_argument("--noise", default=SWEEP_NOISE, help=f"as evaluation run --noise (default {SWEEP_NOISE})")
-    s.add_argument("--limit", type=int, default=None, help="utterances of the built-in set (default all)")
+    s.add_argument("--limit", type=at_least(1), default=None, help="utterances of the built-in set (default all)")
     s.add_argument(
         "--clock",
         choices=("modelled", "measured"),
@@ -224,7 +225,7 @@ def parser() -> argparse.ArgumentParser:
     m = sub.add_parser("match", help="streaming mode against `benchmarks stream` on one file", description=MATCH_TEXT)
     m.add_argument("file", nargs="?", default=None, help="speech audio (default: a real-speech excerpt, 60 s)")
     m.add_argument("--ref", default=None, help="reference transcript of FILE (text file)")
-    m.add_argument("--repeat", type=int, default=3, help="alternating runs of the six paths (default 3)")
+    m.add_argument("--repeat", type=at_least(1), default=3, help="alternating runs of the six paths (default 3)")
     p = sub.add_parser("probes", help="words invented on the probes, both paths", description=PROBES_TEXT)
     for q in (s, m, p):
         q.add_argument("--model", default="whisper-tiny.en", help="model name (default whisper-tiny.en)")

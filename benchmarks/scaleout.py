@@ -34,6 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.scratch import timed_run
+from evaluation.cli_parser import at_least
 
 DEFAULT_NOISE = "clean,white@10,pink@10,babble@5,reverb@0.5"  # the built-in sweep of `benchmarks sweep`
 TARGET_RATIO = 0.9
@@ -305,14 +306,21 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="copy the rows to a hub-layout Parquet dataset first: the Ray workers read the audio from its shards",
     )
-    p.add_argument("--limit", type=int, default=None, help="utterances of the dataset (default all)")
-    p.add_argument("--chunk", type=int, default=16, help="rows per batch (the runner's chunk_size; default 16)")
-    p.add_argument("--scaling-limit", type=int, default=63, help="utterances for the one vs two node runs (default 63)")
+    p.add_argument("--limit", type=at_least(1), default=None, help="utterances of the dataset (default all)")
+    p.add_argument("--chunk", type=at_least(1), default=16, help="rows per batch (the runner's chunk_size; default 16)")
+    p.add_argument(
+        "--scaling-limit", type=at_least(1), default=63, help="utterances for the one vs two node runs (default 63)"
+    )
     p.add_argument("--scaling-noise", default="clean,white@10", help="noise of those runs (default clean,white@10)")
     p.add_argument(
-        "--scaling-chunk", type=int, default=8, help="rows per batch in the one vs two node runs (default 8)"
+        "--scaling-chunk", type=at_least(1), default=8, help="rows per batch in the one vs two node runs (default 8)"
     )
-    p.add_argument("--port", type=int, default=6389, help="the scaling cluster's head port on 127.0.0.1 (default 6389)")
+    p.add_argument(
+        "--port",
+        type=at_least(1, 65535),
+        default=6389,
+        help="the scaling cluster's head port on 127.0.0.1 (default 6389)",
+    )
     p.add_argument(
         "--skip",
         choices=("side-by-side", "scaling"),
@@ -320,7 +328,7 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         help="leave out the Ray-against-local runs or the one-against-two-node runs (repeatable)",
     )
-    p.add_argument("--timeout", type=int, default=3600, help="seconds for each run (default 3600)")
+    p.add_argument("--timeout", type=at_least(1), default=3600, help="seconds for each run (default 3600)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     return p
 

@@ -18,6 +18,7 @@ from asr.backends import BackendError
 from asr.models import UnknownModelError
 from asr.results import BACKENDS
 from benchmarks.scratch import timed_run
+from evaluation.cli_parser import at_least
 from evaluation.runner import RunError
 from evaluation.scoring import rate
 
@@ -112,7 +113,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", default="whisper-tiny.en", help="model name (default whisper-tiny.en)")
     p.add_argument("--noise", default=DEFAULT_NOISE, help=f"as evaluation run --noise (default {DEFAULT_NOISE})")
-    p.add_argument("--limit", type=int, default=None, help="utterances of the built-in set (default all)")
+    p.add_argument("--limit", type=at_least(1), default=None, help="utterances of the built-in set (default all)")
     p.add_argument(
         "--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto (default): a CUDA GPU if any, else CPU"
     )

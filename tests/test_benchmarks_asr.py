@@ -61,7 +61,14 @@ def test_a_file_with_its_reference_beside_it_and_json(tiny_folder, fw_backend, c
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["/nonexistent/set"], "not found"), ([], "give a file or dataset")],
+    [
+        (["/nonexistent/set"], "not found"),
+        ([], "give a file or dataset"),
+        (
+            ["/nonexistent/talk.wav"],
+            "benchmarks asr: /nonexistent/talk.wav: no such file",
+        ),  # was "dataset ... not found"
+    ],
 )
 def test_bad_targets_exit_2_with_one_line(args, message, capsys):
     from benchmarks.__main__ import main as benchmarks

@@ -1,9 +1,10 @@
 """The QA dashboard: one Gradio Blocks app, one page per task, composed with ``Blocks.route``.
 
-Live is the main page (``/``), then ``/record``, ``/transcribe``, ``/validate`` and ``/review``. Each page module exposes
-``build(page, config)`` and holds only UI: it turns UI values into options, calls ``asr/`` or ``evaluation/``,
-and renders the result. ``demo`` is built on first access from the defaults (``python -m dashboard`` builds its
-own from the command line), so ``from dashboard.app import demo`` works for ``gradio`` tooling and tests.
+Live is the main page (``/``; ``/live`` redirects there), then ``/record``, ``/transcribe``, ``/validate`` and
+``/review``. Each page module exposes ``build(page, config)`` and holds only UI: it turns UI values into options,
+calls ``asr/`` or ``evaluation/``, and renders the result. ``demo`` is built on first access from the defaults
+(``python -m dashboard`` builds its own from the command line), so ``from dashboard.app import demo`` works for
+``gradio`` tooling and tests.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from typing import Any
 
 import gradio as gr
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse
+from starlette.routing import Route
 
 from dashboard.api import api_routes, ensure_token
 from dashboard.config import DashboardConfig
@@ -115,10 +119,22 @@ def launch_kwargs(config: DashboardConfig) -> dict[str, Any]:
         "app_kwargs": {
             "middleware": [Middleware(PageGuard, loopback_only=is_loopback(config.host))],
             # the scripting API (dashboard/api.py), on the same server, behind its token (and the login with --auth)
-            "routes": api_routes(config, ensure_token(config.data_dir)),
+            "routes": [*api_routes(config, ensure_token(config.data_dir)), main_page_alias()],
         },
         "theme": gr.themes.Soft(),
     }
+
+
+def main_page_alias() -> Route:
+    """``/live`` (the main page's name: typed, or an old bookmark) redirects to the main page at ``/``; it answered
+    ``{"detail":"Not Found"}`` while every other page has its name as its path. The target is relative (``./``,
+    the query kept), so a proxy's sub-path stays; the redirect shows nothing itself, and with ``--auth`` the page
+    it names asks for the login as before."""
+
+    def redirect(request: Request) -> RedirectResponse:
+        return RedirectResponse("./" + (f"?{request.url.query}" if request.url.query else ""))
+
+    return Route(f"/{PAGES[0][0].lower()}", redirect, methods=["GET", "HEAD"])
 
 
 _demo: gr.Blocks | None = None

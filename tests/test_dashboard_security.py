@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -54,6 +55,22 @@ def test_pages_need_a_login(app, browser):
         assert page.locator("#live-mic, #transcribe-button, #validate-run, #review-table").count() == 0
     assert _status(app.url + "/config") == 401
     assert _status(f"{app.url}/gradio_api/file=/etc/passwd") in (401, 403)
+
+
+def test_live_redirects_to_the_main_page_which_still_needs_the_login(app):
+    """/live answered {"detail":"Not Found"} (Live is the page at /, the others are at their names): it redirects
+    to /, the query kept, and the page there is the login until the login cookie comes with it."""
+    guest = urllib.request.build_opener()
+    with guest.open(app.url + "/live", timeout=30) as response:
+        assert response.url == app.url + "/"
+        page = response.read().decode()
+    assert '"auth_required":true' in page and '"live-mic"' not in page
+    member = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    login = urllib.parse.urlencode({"username": USER, "password": PASSWORD}).encode()
+    member.open(app.url + "/login", data=login, timeout=30).close()
+    with member.open(app.url + "/live?__theme=dark", timeout=30) as response:
+        assert response.url == app.url + "/?__theme=dark"
+        assert '"elem_id":"live-mic"' in response.read().decode()
 
 
 def test_wrong_password_is_refused(app, browser):

@@ -424,6 +424,29 @@ def test_a_transcription_finished_after_another_file_was_picked_is_not_shown(spe
     assert all(o == gr.skip() for o in outputs)  # nothing drawn over the other file
 
 
+def test_transcribe_pressed_again_for_the_file_shown_does_not_run_it_again(speech_wav, capsys):
+    """A double click on Transcribe ran the file twice (the second press waits for the first, then runs; two quick
+    enough both ran at once): the second run replaced the take already flagged, so the next Flag made a copy."""
+    from dashboard.pages.transcribe import ALREADY_DONE, Shown, _forget, _transcribe
+
+    path, shown, runs, during = str(speech_wav), Shown(), [], []
+
+    def progress(fraction, desc=""):
+        if desc == "loading the model":  # the first step of each run
+            runs.append(desc)
+            if len(runs) == 1:  # pressed again while this run is under way
+                during.append(_transcribe(path, "whisper-tiny.en", "faster-whisper", shown, progress=progress))
+
+    _forget(path, shown)
+    take, *_ = _transcribe(path, "whisper-tiny.en", "faster-whisper", shown, progress=progress)
+    again = _transcribe(path, "whisper-tiny.en", "faster-whisper", shown, progress=progress)  # and after it
+    assert all(o == gr.skip() for o in (*during[0], *again)) and len(runs) == 1  # the take on screen is kept
+    assert capsys.readouterr().out.count(ALREADY_DONE) == 2  # said, not silent (gr.Info prints outside a request)
+    _forget(path, shown)  # the same file picked again: another turn, transcribed again
+    assert _transcribe(path, "whisper-tiny.en", "faster-whisper", shown, progress=progress)[0].transcript
+    assert len(runs) == 2
+
+
 def test_a_transcription_abandoned_for_another_file_stops_early(real_set):
     """Picking another file while a long one is transcribed stops it after the batch in progress: it kept both
     cores busy to its end, only for its result to be dropped."""

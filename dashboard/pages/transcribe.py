@@ -57,13 +57,21 @@ class Take:
 class Shown:
     """Which file the page shows now, per tab, as a turn bumped on every change of file (the same file picked
     again is another turn): a transcription of an earlier turn is not drawn (a long file's transcript landed
-    under the next file, to be flagged with it) and stops at its next batch."""
+    under the next file, to be flagged with it) and stops at its next batch. ``done`` and ``running`` are the turn,
+    model and backend of the transcript shown and of the run under way: pressed again for those (a double click ran
+    the file twice, the second run replacing the take already flagged, so the next Flag made a copy), Transcribe has
+    nothing new to do."""
 
     def __init__(self) -> None:
         self.turn = 0
+        self.done: tuple[int, str, str] | None = None
+        self.running: tuple[int, str, str] | None = None
 
     def __deepcopy__(self, memo) -> Shown:
         return Shown()
+
+
+ALREADY_DONE = "Transcribe pressed again for the same file and model: its transcript is (or will be) the one shown."
 
 
 class _Abandoned(Exception):
@@ -132,6 +140,20 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
 def _transcribe(audio_path: str | None, model: str, backend: str, shown: Shown, progress=gr.Progress()):  # noqa: B008
     if not audio_path:
         raise gr.Error("Upload a file or record from the microphone first.")
+    key = (shown.turn, model, backend)
+    if key in (shown.done, shown.running):
+        gr.Info(ALREADY_DONE)
+        return (gr.skip(),) * 6
+    shown.running = key
+    try:
+        return _run(audio_path, model, backend, shown, progress)
+    finally:
+        if shown.running == key:
+            shown.running = None
+
+
+def _run(audio_path: str, model: str, backend: str, shown: Shown, progress) -> tuple:
+    """The transcription for this turn of ``shown``, or skips once another file was picked (see ``Shown``)."""
     turn = shown.turn
     progress(0, desc="loading the model")
     engine = load_backend_or_error(model, backend)
@@ -153,6 +175,7 @@ def _transcribe(audio_path: str | None, model: str, backend: str, shown: Shown, 
         return (gr.skip(),) * 6
     for warning in warnings:  # e.g. loud float audio scaled back into range
         gr.Warning(without_paths(warning, audio_path))
+    shown.done = (turn, model, backend)
     return (
         Take(audio_path, result),
         result.text,

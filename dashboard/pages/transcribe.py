@@ -55,20 +55,30 @@ class Take:
 
 
 class Shown:
-    """Which file the page shows now, per tab, as a turn bumped on every change of file (the same file picked
-    again is another turn): a transcription of an earlier turn is not drawn (a long file's transcript landed
-    under the next file, to be flagged with it) and stops at its next batch. ``done`` and ``running`` are the turn,
+    """Which file the page shows now, per tab: its path, and a turn bumped on every change of file (cleared and
+    picked again is another turn): a transcription of an earlier turn is not drawn (a long file's transcript landed
+    under the next file, to be flagged with it) and stops at its next batch. A Transcribe pressed at once after a
+    pick can reach the server before the pick's change event: it takes the file's turn itself (:meth:`pick`), where
+    the change coming after it used to abandon it, and nothing was shown. ``done`` and ``running`` are the turn,
     model and backend of the transcript shown and of the run under way: pressed again for those (a double click ran
     the file twice, the second run replacing the take already flagged, so the next Flag made a copy), Transcribe has
     nothing new to do."""
 
     def __init__(self) -> None:
         self.turn = 0
+        self.path: str | None = None
         self.done: tuple[int, str, str] | None = None
         self.running: tuple[int, str, str] | None = None
 
     def __deepcopy__(self, memo) -> Shown:
         return Shown()
+
+    def pick(self, path: str | None) -> bool:
+        """The file shown is ``path`` now: a new turn, unless it is the one shown already (False then)."""
+        if path == self.path:
+            return False
+        self.path, self.turn = path, self.turn + 1
+        return True
 
 
 ALREADY_DONE = "Transcribe pressed again for the same file and model: its transcript is (or will be) the one shown."
@@ -140,6 +150,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
 def _transcribe(audio_path: str | None, model: str, backend: str, shown: Shown, progress=gr.Progress()):  # noqa: B008
     if not audio_path:
         raise gr.Error("Upload a file or record from the microphone first.")
+    shown.pick(audio_path)  # its change event may not have come yet
     key = (shown.turn, model, backend)
     if key in (shown.done, shown.running):
         gr.Info(ALREADY_DONE)
@@ -187,8 +198,10 @@ def _run(audio_path: str, model: str, backend: str, shown: Shown, progress) -> t
 
 
 def _forget(audio_path: str | None, shown: Shown) -> tuple:
-    """Nothing transcribed: no take to flag or save, and nothing of the last file on screen."""
-    shown.turn += 1
+    """Nothing transcribed: no take to flag or save, and nothing of the last file on screen. A change to the file a
+    run already took (see ``Shown``) changes nothing."""
+    if not shown.pick(audio_path):
+        return (gr.skip(),) * 7
     return None, "", "", "", "", "", ""
 
 

@@ -7,6 +7,7 @@ in ``data_dir``; this object only says where things are and how far a tester may
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,9 +40,9 @@ class DashboardConfig:
 
     def validate(self) -> DashboardConfig:
         """Reject values a tester could mistype on the command line, quoting them."""
-        if self.max_upload_mb <= 0:
-            raise ValueError(f"--max-upload-mb must be positive, not {self.max_upload_mb!r}")
-        if self.live_limit_s <= 0:
+        if not 0 < self.max_upload_mb < math.inf:  # nan passed "<= 0" (every comparison with it is False)
+            raise ValueError(f"--max-upload-mb must be a positive number, not {self.max_upload_mb!r}")
+        if not 0 < self.live_limit_s < math.inf:
             raise ValueError(f"--live-limit must be positive seconds, not {self.live_limit_s!r}")
         if self.live_sessions < 1:
             raise ValueError(f"--live-sessions must be at least 1, not {self.live_sessions!r}")

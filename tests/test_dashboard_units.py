@@ -46,6 +46,9 @@ def test_served_paths_exclude_the_database(tmp_path):
         ({"max_upload_mb": 0}, "max-upload-mb"),
         ({"live_limit_s": -1}, "live-limit"),
         ({"live_sessions": 0}, "live-sessions"),
+        ({"max_upload_mb": float("nan")}, "max-upload-mb"),  # `--max-upload-mb nan` was accepted: no cap at all
+        ({"live_limit_s": float("nan")}, "live-limit"),
+        ({"live_limit_s": float("inf")}, "live-limit"),
     ],
 )
 def test_config_rejects_bad_values(changes, message):

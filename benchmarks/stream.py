@@ -33,7 +33,7 @@ from asr.transcribe import transcribe
 from asr.vad import speech_probabilities
 from benchmarks.figures import MINUTE, pct, update_figures, wer
 from benchmarks.recipe import run_baseline
-from evaluation.cli_parser import at_least
+from evaluation.cli_parser import above_zero, at_least
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def figures(run: StreamRun, offline_text: str, reference: str | None, sessions: 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks stream", description=__doc__.split("\n")[0])
     p.add_argument("file", help="speech audio to stream (any format load_audio reads)")
-    p.add_argument("--chunk", type=float, default=0.5, help="seconds per chunk, as the browser sends (0.5)")
+    p.add_argument("--chunk", type=above_zero, default=0.5, help="seconds per chunk, as the browser sends (0.5)")
     p.add_argument("--sessions", type=at_least(1), default=1, help="streams of the file at once on one model (1)")
     p.add_argument("--model", default=None, help=f"model name (default {default_model()})")
     p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS, help=f"engine (default {DEFAULT_BACKEND})")
@@ -148,7 +148,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--loop", type=at_least(1), default=1, help="repeat the file K times into one long stream (1)")
     p.add_argument("--no-baseline", action="store_true", help="skip the recipe's grow-and-retranscribe baseline")
-    p.add_argument("--baseline-max-lag", type=float, default=10.0, help="stop the baseline this far behind (10 s)")
+    p.add_argument("--baseline-max-lag", type=above_zero, default=10.0, help="stop the baseline this far behind (10 s)")
     p.add_argument("--beam-size", type=at_least(1), default=None, help="beam size of the stream's decoding (default 3)")
     p.add_argument(
         "--set",

@@ -125,18 +125,19 @@ def test_live_path_benchmarks_refuse_a_bad_argument_in_one_line(capsys):
         ["asr", "builtin-real:en", "--per-language", "0"],
         ["asr", "x.wav", "--repeat", "0"],  # printed a table of zero timed runs
         ["stream", "x.wav", "--sessions", "0"],
+        ["stream", "x.wav", "--baseline-max-lag", "-1"],  # the baseline stopped at once, "behind by more than -1 s"
         ["sweep", "--limit", "0"],
         ["live", "match", "--repeat", "0"],
         ["ray", "--port", "0"],
     ],
 )
-def test_counts_below_one_are_refused_before_anything_runs(argv, capsys):
+def test_counts_below_one_and_negative_seconds_are_refused_before_anything_runs(argv, capsys):
     from benchmarks.__main__ import main as benchmarks
 
     with pytest.raises(SystemExit) as exc:
         benchmarks(argv)
     assert exc.value.code == 2
-    assert f"argument {argv[-2]}: must be an integer" in capsys.readouterr().err
+    assert f"argument {argv[-2]}: must be a" in capsys.readouterr().err
 
 
 def test_the_recipe_baseline_fails_past_30_seconds(long_wav, audio_dir, fw_backend):

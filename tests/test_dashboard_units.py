@@ -560,6 +560,48 @@ def test_a_take_under_way_when_its_prompt_is_skipped_is_discarded_not_scored_aga
         tab.close()
 
 
+def test_a_take_started_while_its_accept_is_written_is_kept_for_the_next_prompt(
+    tmp_path, fw_backend, speech_wav, monkeypatch
+):
+    """A then R at once (or Accept queued behind another tester's): the take started before the accept was written
+    was discarded at stop as "recorded for prompt 1, which was skipped" (or the accept found no take)."""
+    import threading
+
+    import soundfile as sf
+
+    from asr.streaming import StreamOptions
+    from dashboard.pages.record import RecordTab, _decide, _on_chunk, _on_start, _on_stop, _start
+    from dashboard.shared import get_store
+
+    store, tab = get_store(tmp_path), RecordTab()
+    form = ("builtin:ivr-commands", "", None, "", "tester-07", "Scottish", "", "", "", "")
+    _start(store, tab, *form, fw_backend.model, "faster-whisper")
+    audio, rate = sf.read(speech_wav, dtype="int16")
+    writing, accept, decided = threading.Event(), store.recordings.accept, []
+
+    def slow_accept(*args, **kwargs):  # the accept under way when R is pressed
+        writing.set()
+        threading.Event().wait(0.5)
+        return accept(*args, **kwargs)
+
+    monkeypatch.setattr(store.recordings, "accept", slow_accept)
+    try:
+        _on_start(store, tab)
+        _on_chunk((rate, audio[: 2 * rate]), tab, fw_backend.model, "faster-whisper", StreamOptions())
+        assert _on_stop(store, tab)[4].visible  # the take for prompt 1 waits for a decision
+        pressed = threading.Thread(target=lambda: decided.append(_decide(store, tab, "accept")))
+        pressed.start()
+        assert writing.wait(30)
+        _on_start(store, tab)  # R while the accept is written
+        pressed.join()
+        assert "Prompt 1 saved as test case" in decided[0][5] and tab.recording_for == 1
+        _on_chunk((rate, audio[: 2 * rate]), tab, fw_backend.model, "faster-whisper", StreamOptions())
+        message = _on_stop(store, tab)[3]
+        assert "discarded" not in message and tab.pending is not None and tab.pending.index == 1, message
+    finally:
+        tab.close()
+
+
 def test_a_run_cancelled_while_it_waits_its_turn_is_dropped_when_the_turn_comes(tmp_path):
     """One run at a time: Cancel on a run queued behind another tab's said "nothing to cancel" and it then ran."""
     from dashboard.pages.validate import CANCELLED_QUEUED, ValidateTab, _cancel, _queue, _run

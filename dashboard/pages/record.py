@@ -14,6 +14,7 @@ Keyboard: R starts and stops recording, A accepts the take (when focus is not in
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,7 @@ class RecordTab(LiveTab):
         # the prompt the take under way was started for: a Skip meanwhile moves the session on, and the take,
         # scored at stop against the prompt then current, was kept for the next prompt
         self.recording_for: int | None = None
+        self.deciding = threading.Lock()  # held by Accept, Re-record and Skip: a take started meanwhile waits
 
     def __deepcopy__(self, memo) -> RecordTab:
         return self
@@ -169,6 +171,7 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
             out.all(),
             api_name=f"record_{action}",
             show_progress_on=[out.prompt],
+            concurrency_limit=None,  # begun on the press, before a take started after it (see _on_start)
         )
 
 
@@ -314,11 +317,13 @@ def _show(store: Store, tab: RecordTab, session: RecordSession, note: str):
 def _on_start(store: Store, tab: RecordTab):
     if tab.session_id is None:
         raise gr.Error("Start or resume a session first: the take needs a prompt.")
-    position = store.recordings.get_session(tab.session_id).position
-    with tab.lock:
-        tab.pending = None
-        tab.recording_for = position
     start_listening(tab)
+    # A then R: the take waited for no decision, and the take pending was dropped before Accept read it ("record
+    # the prompt first"), or it was accepted and the new take, started for its prompt, was discarded as "skipped"
+    with tab.deciding:
+        position = store.recordings.get_session(tab.session_id).position
+        with tab.lock:
+            tab.pending, tab.recording_for = None, position
     return render_live(StreamUpdate()), "", "", gr.skip(), *_take_buttons(False)  # the last note stays
 
 
@@ -359,17 +364,18 @@ def _decide(store: Store, tab: RecordTab, action: str):
     """Accept, re-record or skip the prompt on screen, then show where the session is now."""
     if tab.session_id is None:
         raise gr.Error("Start or resume a session first.")
-    with tab.lock:
-        pending, session_id = tab.pending, tab.session_id
-    session = store.recordings.get_session(session_id)
-    if action != "skip" and pending is None:
-        raise gr.Error("Record the prompt first (press R or the microphone's Record button), then stop.")
-    index = pending.index if pending is not None and action != "skip" else session.position
-    try:
-        note = _apply(store, session, index, action, pending, tab.recording_for is not None)
-    except StaleTake as exc:
-        note = f"{exc}. Showing where the session is now."
-    return _show(store, tab, store.recordings.get_session(session_id), note)
+    with tab.deciding:
+        with tab.lock:
+            pending, session_id = tab.pending, tab.session_id
+        session = store.recordings.get_session(session_id)
+        if action != "skip" and pending is None:
+            raise gr.Error("Record the prompt first (press R or the microphone's Record button), then stop.")
+        index = pending.index if pending is not None and action != "skip" else session.position
+        try:
+            note = _apply(store, session, index, action, pending, tab.recording_for is not None)
+        except StaleTake as exc:
+            note = f"{exc}. Showing where the session is now."
+        return _show(store, tab, store.recordings.get_session(session_id), note)
 
 
 def _apply(

@@ -125,9 +125,15 @@ def parse_pasted(text: str, name: str = "pasted prompts") -> tuple[Prompt, ...]:
 def parse_script_file(data: bytes | str, name: str = "script") -> tuple[Prompt, ...]:
     """An uploaded script: CSV with ``id,text[,type]`` columns (a header row is optional), or TXT.
 
-    A TXT file is read as ``id<TAB>text`` lines when every line has a tab, else as one prompt a line.
+    A TXT file is read as ``id<TAB>text`` lines when every line has a tab, else as one prompt a line. A file that
+    is not UTF-8 text (a spreadsheet saved as .xlsx, a recording picked by mistake) is a ScriptError, not a crash.
     """
-    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    try:
+        text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        raise ScriptError(
+            f"{name}: not UTF-8 text (byte {exc.start + 1}); save the script as a UTF-8 CSV or TXT file"
+        ) from None
     if name.lower().endswith(".csv"):
         return _parse_csv(text, name)
     lines = [line for line in text.splitlines() if line.strip()]

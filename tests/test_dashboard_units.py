@@ -711,3 +711,19 @@ def test_a_second_export_in_the_same_second_gets_its_own_folder(tmp_path):
     (tmp_path / "cases-20260101-120000-csv-2.zip").write_bytes(b"")  # an archive left without its folder counts too
     assert unused_folder(base).name == "cases-20260101-120000-csv-3"
     assert unused_folder(tmp_path / "cases-20260101-120000-datasets").name == "cases-20260101-120000-datasets"
+
+
+def test_review_save_redraws_the_wer_and_diff_of_the_corrected_reference(tmp_path, speech_wav):
+    """Save kept the diff of the reference the panel opened with: a corrected reference still showed the old errors."""
+    from dashboard.pages.review import _save, _show
+    from evaluation.store import Store
+
+    store = Store(tmp_path)
+    case = store.add_case("test_case", str(speech_wav), transcript="the birch canoe slid", reference="the birch canoe")
+    opened = _show(store, case.id)[5]
+    words = opened.split("asrqa-legend")[0]  # the words, not the legend
+    assert "WER 33.3%" in opened and "asrqa-ins" in words and "slid" in words  # "slid" inserted
+    message, diff = _save(store, case.id, "confirmed", "The birch canoe slid.", "", "", "", "", "")
+    assert case.id in message and "WER 0.0%" in diff and "(0 errors / 4 words" in diff
+    assert "asrqa-ins" not in diff.split("asrqa-legend")[0]
+    assert store.get_case(case.id).reference == "The birch canoe slid."

@@ -29,10 +29,11 @@ from dashboard.shared import (
     esc,
     get_store,
     parse_extra_labels,
-    render_diff,
+    render_alignment,
     without_paths,
 )
 from evaluation.export import export_cases, unused_folder
+from evaluation.scoring import score
 from evaluation.store import STATUSES, Case, CaseNotFound, Store
 
 logger = logging.getLogger(__name__)
@@ -231,7 +232,7 @@ def _wire_detail(store: Store, listing: _Listing, detail: _Detail, selected, pen
     detail.save.click(
         lambda case_id, *values: _save(store, case_id, *values),
         [selected, *detail.edits],
-        message,
+        [message, detail.fields[2]],  # the diff and WER against the reference as saved
         api_name="review_save",
         trigger_mode=AGAIN,  # pressed again during a save, after another edit: the box kept it, the store did not
     ).then(  # a label or model added by the edit is offered in the filters at once, not after a Refresh
@@ -344,7 +345,7 @@ def _show(store: Store, case_id: str | None) -> tuple:
         gr.Row(visible=False),
         heading,
         case.audio_path,
-        render_diff(case.reference, case.transcript),
+        case_diff(case.reference, case.transcript),
         case.status,
         case.reference,
         case.labels.get("accent", ""),
@@ -352,6 +353,18 @@ def _show(store: Store, case_id: str | None) -> tuple:
         case.labels.get("device", ""),
         extra,
         case.notes,
+    )
+
+
+def case_diff(reference: str, transcript: str) -> str:
+    """The transcript's WER against the reference (scored as validation scores it) and the word diff. Save redraws
+    it: the panel kept the diff of the reference it was opened with, so a corrected reference showed the old errors."""
+    scored = score(reference, transcript)
+    figure = "n/a" if not scored.ref_words else f"{scored.wer:.1%}"
+    errors = f"{scored.errors} error{'s' if scored.errors != 1 else ''} / {scored.ref_words} words"
+    return (
+        f"<div class='asrqa-take-wer' id='review-wer'><b>WER {figure}</b> <span class='asrqa-muted'>({errors} "
+        f"against the reference)</span></div>{render_alignment(scored.alignment)}"
     )
 
 
@@ -365,7 +378,7 @@ def _save(
     device: str,
     extra: str,
     notes: str,
-) -> str:
+) -> tuple[str, str]:
     if not case_id:
         raise gr.Error("Pick a case in the table first.")
     labels = {**parse_extra_labels(extra), "accent": accent or "", "noise": noise or "", "device": device or ""}
@@ -373,7 +386,7 @@ def _save(
         case = store.update_case(case_id, status=status, labels=labels, reference=reference, notes=notes)
     except CaseNotFound as exc:
         raise gr.Error(f"{without_paths(str(exc), store.db_path)}; it may have been deleted by someone else.") from exc
-    return f"Saved `{case.id}`: status {case.status}."
+    return f"Saved `{case.id}`: status {case.status}.", case_diff(case.reference, case.transcript)
 
 
 def _delete(store: Store, case_id: str | None) -> tuple:

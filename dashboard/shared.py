@@ -172,12 +172,19 @@ def save_test_case(
 ) -> SavedCase:
     """Store the take as a test case (the reference defaults to the transcript) and say where it is listed.
 
+    A reference of spaces alone counts as none (it was stored as typed, and validation skips a case whose reference
+    is empty).
+
     ``case_id``, the id an earlier save of the same take returned, updates that case instead: a second press
     (a double click, or Save again after correcting the reference or a label) made a duplicate of the take.
     A case deleted since is saved anew.
     """
     store = get_store(data_dir)
-    fields = {"reference": reference or heard.transcript, "labels": labels_from(accent, noise, device), "notes": notes}
+    fields = {
+        "reference": (reference or "").strip() or heard.transcript,
+        "labels": labels_from(accent, noise, device),
+        "notes": notes,
+    }
     if case_id:
         try:
             case = store.update_case(case_id, **fields)

@@ -508,6 +508,8 @@ def test_saving_the_same_take_again_updates_its_case(tmp_path, speech_wav):
     store.delete_case(first.case_id)  # deleted on Review meanwhile: the next save keeps the take again
     anew = save_test_case(tmp_path, heard, "a test", "", "", "", "", first.case_id)
     assert anew.case_id != first.case_id and [c.id for c in store.list_cases()] == [anew.case_id]
+    spaces = save_test_case(tmp_path, heard, "   ", "", "", "", "", anew.case_id)  # as empty: the transcript
+    assert store.get_case(spaces.case_id).reference == "a test"
 
 
 def test_the_first_progress_line_says_what_the_run_is_and_later_ones_count_rows():
@@ -713,7 +715,7 @@ def test_a_second_export_in_the_same_second_gets_its_own_folder(tmp_path):
     assert unused_folder(tmp_path / "cases-20260101-120000-datasets").name == "cases-20260101-120000-datasets"
 
 
-def test_review_save_redraws_the_wer_and_diff_of_the_corrected_reference(tmp_path, speech_wav):
+def test_review_save_redraws_the_wer_and_refuses_a_blank_reference(tmp_path, speech_wav):
     """Save kept the diff of the reference the panel opened with: a corrected reference still showed the old errors."""
     from dashboard.pages.review import _save, _show
     from evaluation.store import Store
@@ -727,3 +729,7 @@ def test_review_save_redraws_the_wer_and_diff_of_the_corrected_reference(tmp_pat
     assert case.id in message and "WER 0.0%" in diff and "(0 errors / 4 words" in diff
     assert "asrqa-ins" not in diff.split("asrqa-legend")[0]
     assert store.get_case(case.id).reference == "The birch canoe slid."
+    for blank in ("", "  \n "):  # validation would skip the case: refused, nothing saved
+        with pytest.raises(gr.Error, match="reference is empty"):
+            _save(store, case.id, "fixed", blank, "", "", "", "", "")
+    assert (store.get_case(case.id).reference, store.get_case(case.id).status) == ("The birch canoe slid.", "confirmed")

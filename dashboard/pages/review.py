@@ -356,6 +356,11 @@ def _show(store: Store, case_id: str | None) -> tuple:
     )
 
 
+# a reference cleared (or left as spaces) was saved as typed: validation then skips the case ("the reference text is
+# empty"), so the take dropped out of every run without a word on this page
+BLANK_REFERENCE = "The reference is empty: validation skips a case without one. Type what was said; nothing was saved."
+
+
 def case_diff(reference: str, transcript: str) -> str:
     """The transcript's WER against the reference (scored as validation scores it) and the word diff. Save redraws
     it: the panel kept the diff of the reference it was opened with, so a corrected reference showed the old errors."""
@@ -383,6 +388,8 @@ def _save(
         raise gr.Error("Pick a case in the table first.")
     labels = {**parse_extra_labels(extra), "accent": accent or "", "noise": noise or "", "device": device or ""}
     try:
+        if not (reference or "").strip() and store.get_case(case_id).reference.strip():
+            raise gr.Error(BLANK_REFERENCE)
         case = store.update_case(case_id, status=status, labels=labels, reference=reference, notes=notes)
     except CaseNotFound as exc:
         raise gr.Error(f"{without_paths(str(exc), store.db_path)}; it may have been deleted by someone else.") from exc

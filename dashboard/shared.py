@@ -19,7 +19,7 @@ import gradio as gr
 from asr.backends import DEFAULT_BACKEND, Backend, BackendError, get_backend
 from asr.models import UnknownModelError, default_model, list_models
 from asr.results import BACKENDS
-from evaluation.scoring import AlignedSpan, align
+from evaluation.scoring import AlignedSpan, score
 from evaluation.store import CaseNotFound, Store
 
 logger = logging.getLogger(__name__)
@@ -248,8 +248,16 @@ def render_alignment(spans: Sequence[AlignedSpan]) -> str:
 
 
 def render_diff(reference: str, hypothesis: str) -> str:
-    """The normalized word diff of reference and hypothesis (the normalizer validation scores with)."""
-    return render_alignment(align(reference, hypothesis))
+    """The hypothesis's WER against the reference and the word diff, scored as validation scores them (its
+    normalizer). Review's Save redraws it: the panel kept the diff it was opened with, so a corrected reference
+    showed the old errors."""
+    scored = score(reference, hypothesis)
+    figure = "n/a" if not scored.ref_words else f"{scored.wer:.1%}"
+    errors = f"{scored.errors} error{'s' if scored.errors != 1 else ''} / {scored.ref_words} words"
+    return (
+        f"<div class='asrqa-take-wer'><b>WER {figure}</b> <span class='asrqa-muted'>({errors} "
+        f"against the reference)</span></div>{render_alignment(scored.alignment)}"
+    )
 
 
 def parse_extra_labels(text: str) -> dict[str, str]:

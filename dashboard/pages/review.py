@@ -29,11 +29,10 @@ from dashboard.shared import (
     esc,
     get_store,
     parse_extra_labels,
-    render_alignment,
+    render_diff,
     without_paths,
 )
 from evaluation.export import export_cases, unused_folder
-from evaluation.scoring import score
 from evaluation.store import STATUSES, Case, CaseNotFound, Store
 
 logger = logging.getLogger(__name__)
@@ -44,6 +43,8 @@ STATUS_CHOICES = [("won't fix" if s == "wont_fix" else s, s) for s in STATUSES] 
 COLUMNS = ["id", "kind", "status", "created", "model", "seconds", "labels", "reason", "transcript", "reference"]
 FIXED_LABELS = ("accent", "noise", "device")
 DELETE_ACTION = "delete-case"
+# a cleared reference was saved, and validation skipped the case ("the reference text is empty") without a word here
+BLANK_REFERENCE = "The reference is empty: validation skips a case without one. Type what was said; nothing was saved."
 
 
 @dataclass(frozen=True)
@@ -345,7 +346,7 @@ def _show(store: Store, case_id: str | None) -> tuple:
         gr.Row(visible=False),
         heading,
         case.audio_path,
-        case_diff(case.reference, case.transcript),
+        render_diff(case.reference, case.transcript),
         case.status,
         case.reference,
         case.labels.get("accent", ""),
@@ -356,34 +357,11 @@ def _show(store: Store, case_id: str | None) -> tuple:
     )
 
 
-# a reference cleared (or left as spaces) was saved as typed: validation then skips the case ("the reference text is
-# empty"), so the take dropped out of every run without a word on this page
-BLANK_REFERENCE = "The reference is empty: validation skips a case without one. Type what was said; nothing was saved."
-
-
-def case_diff(reference: str, transcript: str) -> str:
-    """The transcript's WER against the reference (scored as validation scores it) and the word diff. Save redraws
-    it: the panel kept the diff of the reference it was opened with, so a corrected reference showed the old errors."""
-    scored = score(reference, transcript)
-    figure = "n/a" if not scored.ref_words else f"{scored.wer:.1%}"
-    errors = f"{scored.errors} error{'s' if scored.errors != 1 else ''} / {scored.ref_words} words"
-    return (
-        f"<div class='asrqa-take-wer' id='review-wer'><b>WER {figure}</b> <span class='asrqa-muted'>({errors} "
-        f"against the reference)</span></div>{render_alignment(scored.alignment)}"
-    )
-
-
 def _save(
-    store: Store,
-    case_id: str | None,
-    status: str,
-    reference: str,
-    accent: str,
-    noise: str,
-    device: str,
-    extra: str,
-    notes: str,
+    store: Store, case_id: str | None, status: str, reference: str, accent: str, noise: str, device: str, *more: str
 ) -> tuple[str, str]:
+    """Save the panel's edits (``more``: the extra labels and the notes); the message and the redrawn diff."""
+    extra, notes = more
     if not case_id:
         raise gr.Error("Pick a case in the table first.")
     labels = {**parse_extra_labels(extra), "accent": accent or "", "noise": noise or "", "device": device or ""}
@@ -393,7 +371,7 @@ def _save(
         case = store.update_case(case_id, status=status, labels=labels, reference=reference, notes=notes)
     except CaseNotFound as exc:
         raise gr.Error(f"{without_paths(str(exc), store.db_path)}; it may have been deleted by someone else.") from exc
-    return f"Saved `{case.id}`: status {case.status}.", case_diff(case.reference, case.transcript)
+    return f"Saved `{case.id}`: status {case.status}.", render_diff(case.reference, case.transcript)
 
 
 def _delete(store: Store, case_id: str | None) -> tuple:

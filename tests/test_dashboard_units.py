@@ -733,3 +733,20 @@ def test_review_save_redraws_the_wer_and_refuses_a_blank_reference(tmp_path, spe
         with pytest.raises(gr.Error, match="reference is empty"):
             _save(store, case.id, "fixed", blank, "", "", "", "", "")
     assert (store.get_case(case.id).reference, store.get_case(case.id).status) == ("The birch canoe slid.", "confirmed")
+
+
+def test_a_reload_on_a_finished_session_says_it_is_finished(tmp_path):
+    """It said "Resumed session ... at prompt 3 / 3" under "Session finished", as if a prompt were left."""
+    from dashboard.pages.record import RecordTab, _restore
+    from evaluation.prompts import parse_pasted
+    from evaluation.recordstore import SpeakerProfile
+    from evaluation.store import Store
+
+    store = Store(tmp_path)
+    script = store.recordings.save_script("two", parse_pasted("One.\nTwo."), "pasted")
+    session = store.recordings.start_session(script.id, SpeakerProfile("t-1", "Welsh").validate())
+    assert "at prompt 1 / 2" in _restore(store, RecordTab(), session.id)[5]
+    store.recordings.skip(session.id, 0)
+    store.recordings.skip(session.id, 1)
+    note = _restore(store, RecordTab(), session.id)[5]
+    assert "is finished" in note and "prompt" not in note

@@ -91,6 +91,14 @@ def summary_frame(rows: list[TypeSummary]) -> pd.DataFrame:
     return pd.DataFrame(data, columns=SUMMARY_COLUMNS)
 
 
+def restored_note(session: RecordSession) -> str:
+    """What a reload says of the session it came back to. A finished one said "Resumed ... at prompt 3 / 3" under
+    "Session finished", as if a prompt were still to record."""
+    if session.done:
+        return f"Session `{session.id}` is finished; start a new one under **Script and speaker**."
+    return f"Resumed session `{session.id}` at prompt {session.position + 1} / {session.total}."
+
+
 def session_choice(session: RecordSession) -> tuple[str, str]:
     """(label, value) of a session in the resume list."""
     label = (

@@ -31,6 +31,7 @@ from dashboard.record_view import (
     render_live,
     render_prompt,
     render_wer,
+    restored_note,
     session_choice,
     summary_frame,
 )
@@ -272,10 +273,7 @@ def _restore(store: Store, tab: RecordTab, saved_id: str):
     scripts = gr.Dropdown(choices=script_choices(store.recordings.list_scripts()))
     if session is None:
         return (*_blank(), resume, scripts, tab)
-    note = f"Resumed session `{session.id}` at prompt {session.position + 1} / {session.total}."
-    if session.done:  # it said "Resumed ... at prompt 3 / 3" beside "Session finished", as if 3 were still to record
-        note = f"Session `{session.id}` is finished; start a new one under **Script and speaker**."
-    return (*_show(store, tab, session, note), resume, scripts, tab)
+    return (*_show(store, tab, session, restored_note(session)), resume, scripts, tab)
 
 
 def _blank():

@@ -82,8 +82,11 @@ class SpeakerProfile:
     environment: str = ""  # "quiet room", "office", ...
 
     def validate(self) -> SpeakerProfile:
-        if not ALIAS.match(self.speaker.strip()):
-            raise StoreError(f"speaker id {self.speaker!r}: give an alias of letters, digits, ' ', '.', '-' or '_'")
+        speaker = self.speaker.strip()
+        if not ALIAS.match(speaker):  # a blank or 65-character id was told to use letters and digits
+            why = "required" if not speaker else "at most 64 characters" if len(speaker) > 64 else None
+            why = why or "give an alias that starts with a letter or digit, then letters, digits, spaces or . @ + - _"
+            raise StoreError(f"speaker id {self.speaker[:70]!r}: {why} (e.g. tester-07)")
         if not self.accent.strip():
             raise StoreError("accent or first language: say which (it is what Validate groups by)")
         return SpeakerProfile(**{k: str(v or "").strip() for k, v in asdict(self).items()})

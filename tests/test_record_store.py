@@ -130,8 +130,14 @@ def test_summary_pools_wer_per_prompt_type(store):
 def test_bad_profiles_and_ids_are_one_line(store, session):
     with pytest.raises(StoreError, match="accent or first language"):
         store.recordings.start_session(session.script.id, SpeakerProfile("t1", " "))
-    with pytest.raises(StoreError, match="speaker id ''"):
-        store.recordings.start_session(session.script.id, SpeakerProfile("", "US"))
+    for speaker, why in (
+        ("", "required"),
+        ("  ", "required"),
+        ("x" * 65, "at most 64"),
+        ("-7", "give an alias that starts with a letter"),
+    ):
+        with pytest.raises(StoreError, match=f"speaker id '.*': {why}"):  # each told what is wrong with it
+            store.recordings.start_session(session.script.id, SpeakerProfile(speaker, "US"))
     with pytest.raises(SessionNotFound, match="no record session with id 'nope'"):
         store.recordings.get_session("nope")
 

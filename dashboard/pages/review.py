@@ -235,6 +235,7 @@ def _wire_detail(store: Store, listing: _Listing, detail: _Detail, selected, pen
         [selected, *detail.edits],
         [message, detail.fields[2]],  # the diff and WER against the reference as saved
         api_name="review_save",
+        show_progress_on=[message],  # a refused save: one Error badge (it drew one over the diff as well)
         trigger_mode=AGAIN,  # pressed again during a save, after another edit: the box kept it, the store did not
     ).then(  # a label or model added by the edit is offered in the filters at once, not after a Refresh
         lambda *v: (*_filter_choices(store, store.list_cases()), _table(store, Filters(*v))),

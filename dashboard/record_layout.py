@@ -97,6 +97,7 @@ def setup_panel() -> SetupPanel:
                 type="filepath",
                 elem_id="record-upload",
                 scale=1,
+                height=120,  # Gradio's default drop zone was twice the row's text boxes: a blank band beside them
             )
         script = gr.Textbox(
             label="or paste prompts, one a line (used instead of the script above when filled in)",

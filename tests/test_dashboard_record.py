@@ -168,6 +168,8 @@ def test_a_three_prompt_session_recorded_resumed_reviewed_and_validated(app, tak
     (wav1, s1, text1), (wav2, s2, text2), (wav3, s3, text3) = (takes[n] for n in PROMPTS)
     tester = OneTestersBrowser(app)
     with tester.open(wav1) as page:
+        upload, script = (page.locator(s).bounding_box()["height"] for s in ("#record-upload", "#record-builtin"))
+        assert upload < 1.5 * script, (upload, script)  # the default drop zone left a blank band under the row
         page.locator("#record-script textarea").fill("\n".join([text1, text2, text3]))
         page.locator("#record-speaker").locator("textarea, input").first.fill(SPEAKER)
         page.locator("#record-accent input").fill(ACCENT)

@@ -173,7 +173,10 @@ def _from_rows(rows: Sequence[Sequence[str]], name: str) -> tuple[Prompt, ...]:
 
 
 def _checked(prompts: Iterable[Prompt], name: str) -> tuple[Prompt, ...]:
-    """One rule for every source: 1 to MAX_PROMPTS prompts, ids well formed and unique, texts not empty."""
+    """One rule for every source: 1 to MAX_PROMPTS prompts, ids well formed and unique, texts with words to score."""
+    from evaluation.scoring import get_normalizer  # the scorer's rule of what counts as a word
+
+    normalize = get_normalizer()
     out = tuple(prompts)
     if not out:
         raise ScriptError(f"{name}: no prompts; give one prompt a line (or id,text lines in a CSV)")
@@ -187,6 +190,8 @@ def _checked(prompts: Iterable[Prompt], name: str) -> tuple[Prompt, ...]:
             raise ScriptError(f"{name}: prompt {n}: id {p.id!r} is used twice")
         if not p.text:
             raise ScriptError(f"{name}: prompt {n} ({p.id}): the text is empty")
+        if not normalize(p.text).split():  # "Hmm.", "...": a take of it has WER n/a and its insertions no words
+            raise ScriptError(f"{name}: prompt {n} ({p.id}): {p.text!r} has no words to score; give words to read")
         if len(p.text) > MAX_PROMPT_CHARS:
             raise ScriptError(f"{name}: prompt {n} ({p.id}): {len(p.text)} characters; at most {MAX_PROMPT_CHARS}")
         seen.add(p.id)

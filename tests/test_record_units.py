@@ -60,6 +60,7 @@ def test_txt_with_tabs_is_id_text_else_one_prompt_a_line():
         ("a,One.\nb\n", "short.csv", "line 2: expected id,text"),
         ("a b,One.\n", "bad.csv", "id 'a b' must be"),
         ("a,\n", "blank.csv", "the text is empty"),
+        ("Press one.\nHmm.\n", "filler.txt", r"prompt 2 \(p02\): 'Hmm.' has no words to score"),
         (b"RIFF\x24\x08\x00\x00WAVEfmt \x10\x00\xda\xff", "take.csv", "not UTF-8 text"),  # a .wav picked by mistake
         ("a,Caf\u00e9.\n".encode("latin-1"), "latin.txt", "not UTF-8 text"),
     ],

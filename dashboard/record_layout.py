@@ -92,12 +92,12 @@ def setup_panel() -> SetupPanel:
             )
             name = gr.Textbox(label="Name for a pasted or uploaded script", elem_id="record-script-name", scale=2)
             upload = gr.File(
-                label="or upload CSV / TXT (id,text)",
+                label="or upload CSV / TXT",  # one line: wrapped in two, it covered the top of the drop zone
                 file_types=[".csv", ".txt"],
                 type="filepath",
                 elem_id="record-upload",
                 scale=1,
-                height=120,  # Gradio's default drop zone was twice the row's text boxes: a blank band beside them
+                height=140,  # Gradio's default drop zone was twice the row's text boxes: a blank band beside them
             )
         script = gr.Textbox(
             label="or paste prompts, one a line (used instead of the script above when filled in)",

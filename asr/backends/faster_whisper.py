@@ -299,21 +299,17 @@ def _ct2_path(model: ResolvedModel) -> str:
         return str(out)
     try:
         from ctranslate2.converters import TransformersConverter
-        from transformers.utils import logging as hf_logging
+
+        from asr.backends.hf_support import no_progress_bars
     except ImportError as exc:
         raise BackendError(
             "converting a Hugging Face model for faster-whisper needs ctranslate2 and transformers"
         ) from exc
     logger.info("converting %s to CTranslate2 into %s", model.path, out)
     tmp = out.with_name(out.name + ".tmp")
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # transformers' "Loading weights" bar, in the CLI's output (as loading does)
-    try:
+    with no_progress_bars():  # transformers' "Loading weights" bar, in the CLI's output (as loading does)
         TransformersConverter(model.path, copy_files=["tokenizer.json", "preprocessor_config.json"]).convert(
             str(tmp), quantization="float16", force=True
         )
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
     Path(tmp).rename(out)
     return str(out)

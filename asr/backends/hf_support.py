@@ -25,6 +25,21 @@ def decoder_threads() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+@contextlib.contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """transformers' progress bars off while a model loads or converts (its "Loading weights" bar landed in a CLI's
+    output or a server's log), back on after if they were on. Both backends load through this."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def group_by_prompt(keys: list[tuple[str | None, str | None]]) -> dict[tuple[str | None, str | None], list[int]]:
     """Windows that share a (prompt, forced prefix) are generated together (one start sequence per call)."""
     groups: dict[tuple[str | None, str | None], list[int]] = {}

@@ -38,7 +38,7 @@ from asr.backends.base import (
     window_seed,
 )
 from asr.backends.hf_rules import Scores, Suppress, TimestampRules, token_mask, token_scores
-from asr.backends.hf_support import decoder_threads, group_by_prompt, model_source, no_speech_id
+from asr.backends.hf_support import decoder_threads, group_by_prompt, model_source, no_progress_bars, no_speech_id
 from asr.backends.seek import applies, decode_rest, seek_point
 from asr.models import ResolvedModel
 from asr.results import DecodeOptions, Segment, Word, split_sentences
@@ -47,7 +47,6 @@ try:
     import torch
     from transformers import LogitsProcessorList, pipeline
     from transformers.modeling_outputs import BaseModelOutput
-    from transformers.utils import logging as hf_logging
 except ImportError as exc:  # pragma: no cover - exercised only without the packages
     raise BackendError("the transformers backend needs transformers and torch: pip install transformers torch") from exc
 
@@ -79,15 +78,11 @@ class TransformersBackend:
         torch.set_num_threads(cpu_cores())  # torch's default may be lower than the cores this process may use
         source = model_source(resolved)
         dtype = torch.float16 if self.device == "cuda" else torch.float32
-        bars = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()  # no "Loading weights" bar in a CLI's output or a server's log
         try:
-            self._pipe = pipeline("automatic-speech-recognition", model=source, device=self.device, dtype=dtype)
+            with no_progress_bars():
+                self._pipe = pipeline("automatic-speech-recognition", model=source, device=self.device, dtype=dtype)
         except Exception as exc:
             raise BackendError(f"cannot load model {resolved.name!r} with transformers: {exc}") from exc
-        finally:
-            if bars:
-                hf_logging.enable_progress_bar()
         self._model = self._pipe.model.eval()
         self._tokenizer = self._pipe.tokenizer
         self._features = self._pipe.feature_extractor

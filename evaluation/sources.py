@@ -80,6 +80,8 @@ def _read_table(path: Path):
     import pandas as pd
 
     suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        _check_field_counts(path, "\t" if suffix == ".tsv" else ",")
     try:
         if suffix in (".csv", ".tsv"):
             return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
@@ -90,7 +92,29 @@ def _read_table(path: Path):
         except ValueError:
             return pd.DataFrame(json.loads(path.read_text(encoding="utf-8")))
     except Exception as exc:  # noqa: BLE001 - pandas raises many types for a broken file
-        raise DatasetError(f"dataset {path}: cannot read the manifest ({exc})") from exc
+        reason = " ".join(str(exc).split())  # pandas' tokenizer errors end in a newline
+        raise DatasetError(f"dataset {path}: cannot read the manifest ({reason})") from exc
+
+
+def _check_field_counts(path: Path, sep: str) -> None:
+    """Refuse a row with more fields than the header: a reference with an unquoted comma. pandas took such a row's
+    first fields as a row index (a TypeError later) or, in every row, shifted the columns: the file names became
+    the references, silently."""
+    import csv
+
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f, delimiter=sep)
+            header = next(reader, [])
+            for fields in reader:
+                if len(fields) > len(header):
+                    what = 'a comma ("a, b")' if sep == "," else "a tab"
+                    raise DatasetError(
+                        f"dataset {path}: line {reader.line_num} has {len(fields)} fields but the header has "
+                        f"{len(header)} ({', '.join(header)}); quote a value that holds {what}"
+                    )
+    except (UnicodeDecodeError, csv.Error):  # pandas reads it and says what is wrong
+        return
 
 
 def manifest_source(path: Path, name: str, split: str | None = None) -> RowSource:

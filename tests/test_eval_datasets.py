@@ -294,3 +294,28 @@ def test_loud_float_audio_is_noted_on_its_sample_whoever_reads_it(tmp_path, wavs
     read, skipped = read_audio(planned.samples)
     expected = ["", "float samples exceed 1.0 (peak 3); peak-normalised to 1.0"]
     assert [s.audio_note for s in eager.samples] == [s.audio_note for s in read] == expected and not skipped
+
+
+def test_a_row_with_more_fields_than_the_header_is_one_line_naming_it(tmp_path, wavs):
+    """A reference with an unquoted comma: in one row it was a TypeError traceback (pandas took the first columns
+    as a row index of tuples); in every row the file names silently became the references, shifted one column."""
+    folder = tmp_path / "commas"
+    folder.mkdir()
+    (folder / "s0.wav").write_bytes(wavs[0].read_bytes())
+    (folder / "s1.wav").write_bytes(wavs[1].read_bytes())
+    one = "file_name,text\ns0.wav,The birch canoe\ns1.wav,Glue the sheet, to the dark blue background\n"
+    every = "file_name,text\ns0.wav,The birch, canoe\ns1.wav,Glue the sheet, to the dark blue background\n"
+    for content, line in ((one, 3), (every, 2)):
+        (folder / "metadata.csv").write_text(content)
+        with pytest.raises(DatasetError) as caught:
+            load_dataset(DatasetOptions(str(folder)))
+        assert str(caught.value) == (
+            f"dataset {folder / 'metadata.csv'}: line {line} has 3 fields but the header has 2 (file_name, text); "
+            'quote a value that holds a comma ("a, b")'
+        )
+    tsv = tmp_path / "manifest.tsv"
+    tsv.write_text(f"audio\ttext\n{folder / 's0.wav'}\tThe birch\tcanoe\n")
+    with pytest.raises(DatasetError, match=r"line 2 has 3 fields but the header has 2 \(audio, text\); quote a "):
+        load_dataset(DatasetOptions(str(tsv)))
+    (folder / "metadata.csv").write_text('file_name,text\ns0.wav,"The birch, canoe"\n')  # quoted: read as one
+    assert [s.text for s in load_dataset(DatasetOptions(str(folder))).samples] == ["The birch, canoe"]

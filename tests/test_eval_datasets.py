@@ -319,3 +319,25 @@ def test_a_row_with_more_fields_than_the_header_is_one_line_naming_it(tmp_path, 
         load_dataset(DatasetOptions(str(tsv)))
     (folder / "metadata.csv").write_text('file_name,text\ns0.wav,"The birch, canoe"\n')  # quoted: read as one
     assert [s.text for s in load_dataset(DatasetOptions(str(folder))).samples] == ["The birch, canoe"]
+
+
+def test_a_reference_of_punctuation_alone_is_skipped_as_having_no_words(tmp_path, wavs):
+    """A reference of '...' or '[noise]' normalizes to no words: it was scored, and its hypothesis's words, all
+    insertions against no reference word, went into the pooled WER (a two-row run read 400%: 4 errors / 1 word)."""
+    rows = [
+        {"file_name": "s0.wav", "text": HARVARD[0]},
+        {"file_name": "s1.wav", "text": "..."},
+        {"file_name": "s2.wav", "text": "[noise] ?!"},
+        {"file_name": "s3.wav", "text": "Two."},
+    ]
+    folder = _audiofolder(tmp_path / "punct", wavs, rows)
+    data = load_dataset(DatasetOptions(str(folder)))
+    assert [s.text for s in data.samples] == [HARVARD[0], "Two."]
+    assert [s.message(data.name) for s in data.skipped] == [
+        f"{folder}: row 1, column 'text': the reference '...' has no words to score",
+        f"{folder}: row 2, column 'text': the reference '[noise] ?!' has no words to score",
+    ]
+    only = _audiofolder(tmp_path / "only", wavs, [{"file_name": "s1.wav", "text": "?"}])
+    with pytest.raises(DatasetError, match=r"no usable rows out of 1 .*'\?' has no words to score"):
+        load_dataset(DatasetOptions(str(only)))
+    assert load_dataset(DatasetOptions("probes", limit=2)).samples  # non-speech probes keep their empty references

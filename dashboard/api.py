@@ -160,13 +160,23 @@ class _Handlers:
         if action not in ("check", "accept"):
             raise _error(400, f"action must be check or accept, not {action!r}")
         place = _index(index)
-        length = int(request.headers.get("content-length") or 0)
-        if length > self.max_bytes:
-            raise _error(413, f"the audio is {mb(length)}; at most {mb(self.max_bytes)} (--max-upload-mb)")
-        audio = await request.body()
+        audio = await self._capped_body(request)
         if not audio:
             raise _error(400, "the request body must be the take's audio (wav, flac, mp3, ogg, webm, m4a)")
         return await run_in_threadpool(self._take, session_id, audio, action, place)
+
+    async def _capped_body(self, request: Request) -> bytes:
+        """The body, refused (413) from its declared length before it is read, or, sent without one (chunked), as
+        soon as it passes the cap: a chunked body was read whole whatever its size."""
+        length = int(request.headers.get("content-length") or 0)
+        if length > self.max_bytes:
+            raise _error(413, f"the audio is {mb(length)}; at most {mb(self.max_bytes)} (--max-upload-mb)")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self.max_bytes:
+                raise _error(413, f"the audio is over {mb(self.max_bytes)} (--max-upload-mb)")
+        return bytes(body)
 
     def _take(self, session_id: str, data: bytes, action: str, index: int | None) -> dict:
         from asr.audio import load_audio

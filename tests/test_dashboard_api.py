@@ -9,12 +9,12 @@ import stat
 import pytest
 
 from dashboard.api import TOKEN_FILE, ensure_token, mb
-from dashboard.config import DEFAULT_MAX_UPLOAD_MB
 from tests.browser_util import running_app
 
 pytestmark = [pytest.mark.slow]
 
 USER, PASSWORD = "qa", "s3cret-pass"
+CAP_MB = 2  # --max-upload-mb of the server under test: small, so a body over it is quick to send
 
 
 def test_token_is_made_once_with_mode_0600_and_a_loose_mode_is_fixed(tmp_path):
@@ -31,7 +31,7 @@ def test_token_is_made_once_with_mode_0600_and_a_loose_mode_is_fixed(tmp_path):
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    with running_app(tmp_path_factory, "api", ["--auth", f"{USER}:{PASSWORD}"]) as app:
+    with running_app(tmp_path_factory, "api", ["--auth", f"{USER}:{PASSWORD}", "--max-upload-mb", str(CAP_MB)]) as app:
         yield app
 
 
@@ -152,5 +152,24 @@ def test_a_take_over_the_upload_cap_is_413_in_mb(client):
     detail = json.loads(reply.read())["detail"]
     conn.close()
     assert reply.status == 413, detail
-    assert detail == f"the audio is 900.0 MB; at most {mb(int(DEFAULT_MAX_UPLOAD_MB * 2**20))} (--max-upload-mb)"
+    assert detail == f"the audio is 900.0 MB; at most {mb(CAP_MB * 2**20)} (--max-upload-mb)"
     assert client.get(f"/api/sessions/{sid}/takes").json()["takes"] == []
+
+
+def test_a_take_sent_without_a_length_is_capped_as_it_arrives(client, speech):
+    """A chunked body (no Content-Length) was read whole, whatever its size: the cap held only for a declared one."""
+    sid = client.post("/api/sessions", json={"builtin": "ivr-commands", "speaker": "api-4", "accent": "US"}).json()[
+        "id"
+    ]
+    over = (speech * (CAP_MB * 2**20 // len(speech) + 2))[: CAP_MB * 2**20 + 1]
+
+    def chunks(data: bytes):
+        for start in range(0, len(data), 64 * 1024):
+            yield data[start : start + 64 * 1024]
+
+    reply = client.post(f"/api/sessions/{sid}/takes", params={"action": "accept"}, content=chunks(over))
+    assert reply.status_code == 413, reply.text
+    assert reply.json()["detail"] == f"the audio is over {mb(CAP_MB * 2**20)} (--max-upload-mb)"
+    assert client.get(f"/api/sessions/{sid}/takes").json()["takes"] == []
+    under = client.post(f"/api/sessions/{sid}/takes", params={"action": "check"}, content=chunks(speech))
+    assert under.status_code == 200 and under.json()["transcript"], under.text  # chunked under the cap: read

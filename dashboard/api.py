@@ -31,6 +31,7 @@ from starlette.routing import BaseRoute
 from asr.audio import AudioError
 from asr.backends import BackendError, get_backend
 from asr.models import UnknownModelError, default_model
+from asr.results import BACKENDS
 from dashboard.config import DashboardConfig
 from dashboard.shared import get_store
 from evaluation.prompts import Prompt, ScriptError, builtin_script, from_records, parse_pasted
@@ -132,6 +133,8 @@ class _Handlers:
 
     async def start_session(self, request: Request) -> JSONResponse:
         body = await _json(request)
+        model, backend = str(body.get("model") or default_model()), str(body.get("backend") or "")
+        await run_in_threadpool(_check_model, model, backend)
         script_id = str(body.get("script_id") or "")
         if not script_id:
             prompts = _prompts(body)
@@ -141,10 +144,7 @@ class _Handlers:
         }
         try:
             session = self.store.recordings.start_session(
-                script_id,
-                SpeakerProfile(**fields),
-                model=str(body.get("model") or default_model()),
-                backend=str(body.get("backend") or ""),
+                script_id, SpeakerProfile(**fields), model=model, backend=backend
             )
         except StoreError as exc:
             raise _error(400, str(exc)) from exc
@@ -246,6 +246,19 @@ class _Handlers:
             return self.store.recordings.get_session(session_id)
         except SessionNotFound as exc:
             raise _error(404, str(exc)) from exc
+
+
+def _check_model(model: str, backend: str) -> None:
+    """A session's model and backend, checked when it starts (400): a session of one that cannot load was started,
+    and every take of it was then refused, the tester's audio with it. Resolving loads nothing."""
+    from asr.models import resolve
+
+    if backend and backend not in BACKENDS:
+        raise _error(400, f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    try:
+        resolve(model)
+    except UnknownModelError as exc:
+        raise _error(400, str(exc)) from exc
 
 
 def mb(size: int) -> str:

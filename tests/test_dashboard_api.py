@@ -173,3 +173,19 @@ def test_a_take_sent_without_a_length_is_capped_as_it_arrives(client, speech):
     assert client.get(f"/api/sessions/{sid}/takes").json()["takes"] == []
     under = client.post(f"/api/sessions/{sid}/takes", params={"action": "check"}, content=chunks(speech))
     assert under.status_code == 200 and under.json()["transcript"], under.text  # chunked under the cap: read
+
+
+def test_a_session_with_a_model_or_backend_that_cannot_load_is_refused_at_the_start(client):
+    """It was started (201), and every take of it was then a 400 naming the model: the tester's audio refused."""
+    before = len(client.get("/api/sessions").json()["sessions"])
+    scripts = len(client.get("/api/scripts").json()["scripts"])
+    profile = {"builtin": "ivr-commands", "speaker": "api-5", "accent": "US"}
+    for extra, said in (
+        ({"model": "whisper-huge-v9"}, "unknown model 'whisper-huge-v9'; available: whisper-tiny.en"),
+        ({"model": "/no/such/model"}, "no such model folder '/no/such/model'"),
+        ({"backend": "nope"}, "unknown backend 'nope'; choose one of: faster-whisper, transformers"),
+    ):
+        reply = client.post("/api/sessions", json={**profile, **extra})
+        assert reply.status_code == 400 and reply.json()["detail"].startswith(said), reply.text
+    assert len(client.get("/api/sessions").json()["sessions"]) == before
+    assert len(client.get("/api/scripts").json()["scripts"]) == scripts  # nor a script saved for it

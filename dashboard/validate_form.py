@@ -186,6 +186,7 @@ def run_options(form: tuple, roots: DatasetRoots | None = None) -> list[RunOptio
         executor=(executor or "").strip() or "local",
         mode=mode or "offline",
         stream_seconds=float(stream_seconds) if stream_seconds and float(stream_seconds) > 0 else None,  # 0: each alone
+        audio_allowed=roots.allows if roots is not None else None,  # a row naming a file outside them is skipped
     )
     models = list(dict.fromkeys([model, *(extra or [])]))
     try:

@@ -53,6 +53,8 @@ class DatasetOptions:
     min_words: int = 0  # only rows whose reference has at least this many words (0: all); the limit then spreads
     # over those, so a small sample of a set full of one-word prompts still holds sentences
     split: str | None = None  # for datasets with several splits (None: SPLIT of hub:, else "test" or the first)
+    audio_allowed: Callable[[Path], bool] | None = field(default=None, compare=False, repr=False)  # the folders a
+    # row's audio file may lie in (the dashboard's roots): another is skipped unread; None: any, as on the command line
 
     def validate(self) -> DatasetOptions:
         if not str(self.source).strip():
@@ -191,16 +193,18 @@ def _sample_id(row_index: int, row: Mapping[str, Any], audio_value: Any, seen: s
     return ident
 
 
-def _decode_noted(value: Any, source: RowSource) -> tuple[np.ndarray, str]:
+def _decode_noted(
+    value: Any, source: RowSource, allowed: Callable[[Path], bool] | None = None
+) -> tuple[np.ndarray, str]:
     """The decoded audio and what decoding did to it: the engine's warnings (loud float audio scaled back into
     range), which results.csv shows in the row's ``audio_note`` rather than a log line a tester never connects
     with the row. The engine says "WHAT: detail"; the row keeps the detail (the row names its file already)."""
     with collect_warnings() as notes:
-        audio = _decode(value, source)
+        audio = _decode(value, source, allowed)
     return audio, "; ".join(note.rsplit(": ", 1)[-1] for note in notes)
 
 
-def _decode(value: Any, source: RowSource) -> np.ndarray:
+def _decode(value: Any, source: RowSource, allowed: Callable[[Path], bool] | None = None) -> np.ndarray:
     if isinstance(value, Mapping):
         if value.get("bytes"):
             return load_audio(bytes(value["bytes"]))
@@ -211,10 +215,12 @@ def _decode(value: Any, source: RowSource) -> np.ndarray:
         return load_audio(bytes(value))
     if isinstance(value, str) and value.strip():
         if "://" in value:
+            _check_allowed(value, allowed)
             return load_audio(source.read_remote(value))
         path = Path(value).expanduser()
         if not path.is_absolute() and source.base_dir is not None:
             path = source.base_dir / path
+        _check_allowed(path, allowed)
         if not path.exists():  # said "undecodable audio: P: no such file": there was nothing to decode
             raise MissingAudio(f"missing audio file {path}")
         return load_audio(path)
@@ -227,8 +233,22 @@ class MissingAudio(AudioError):
     """A row naming an audio file that is not there."""
 
 
+class RefusedAudio(AudioError):
+    """A row naming an audio file outside the folders the caller reads (the message says nothing of existence)."""
+
+
+def _check_allowed(path: Path | str, allowed: Callable[[Path], bool] | None) -> None:
+    """Refuse, before anything is read, a file outside ``allowed``: ``../``, an absolute path, a symlink out of the
+    dataset's root (``allowed`` resolves it) or a URL; the same words whether the file is there or not."""
+    if allowed is not None and ("://" in str(path) or not allowed(Path(path))):
+        raise RefusedAudio(
+            f"audio file {path} refused: this dashboard reads only its data folder, the built-in sets and folders "
+            "named with --dataset-root DIR"
+        )
+
+
 def _skip_reason(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, MissingAudio) else f"undecodable audio: {exc}"
+    return str(exc) if isinstance(exc, (MissingAudio, RefusedAudio)) else f"undecodable audio: {exc}"
 
 
 def _samples(source: RowSource, options: DatasetOptions, defer: bool) -> LoadedDataset:
@@ -250,7 +270,9 @@ def _samples(source: RowSource, options: DatasetOptions, defer: bool) -> LoadedD
             continue
         value = row.get(audio_col)
         try:
-            audio, note = (None, "") if isinstance(value, AudioRef) else _decode_noted(value, source)
+            audio, note = (
+                (None, "") if isinstance(value, AudioRef) else _decode_noted(value, source, options.audio_allowed)
+            )
         except (AudioError, OSError) as exc:
             skipped.append(SkippedRow(index, audio_col, _skip_reason(exc)))
             continue

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,8 +38,11 @@ class UtteranceAudio:
     provenance: Provenance
 
 
-def _dataset(settings: RunSettings, store: Store) -> tuple[LoadedDataset, Mixer]:
+def _dataset(
+    settings: RunSettings, store: Store, allowed: Callable[[Path], bool] | None = None
+) -> tuple[LoadedDataset, Mixer]:
     key = (
+        allowed,
         settings.dataset,
         settings.limit,
         settings.min_words,
@@ -59,6 +63,7 @@ def _dataset(settings: RunSettings, store: Store) -> tuple[LoadedDataset, Mixer]
         limit=settings.limit,
         min_words=settings.min_words,
         split=settings.split,
+        audio_allowed=allowed,
     )
     data = load_dataset(options, store)
     mixer = Mixer(settings.seed, {s.id: s.audio for s in data.samples})
@@ -69,10 +74,13 @@ def _dataset(settings: RunSettings, store: Store) -> tuple[LoadedDataset, Mixer]
     return data, mixer
 
 
-def utterance_audio(store: Store, run_id: str, item_id: str, noise: str) -> UtteranceAudio:
-    """The clean and noisy audio of one row of a run; KeyError when the dataset no longer holds it."""
+def utterance_audio(
+    store: Store, run_id: str, item_id: str, noise: str, audio_allowed: Callable[[Path], bool] | None = None
+) -> UtteranceAudio:
+    """The clean and noisy audio of one row of a run; KeyError when the dataset no longer holds it (or its audio
+    lies outside ``audio_allowed``, the dashboard's roots: see ``DatasetOptions``)."""
     settings = store.runs.get_run(run_id).settings
-    data, mixer = _dataset(settings, store)
+    data, mixer = _dataset(settings, store, audio_allowed)
     sample = next((s for s in data.samples if s.id == item_id), None)
     if sample is None:
         raise KeyError(f"utterance {item_id!r} is no longer in dataset {settings.dataset!r}")

@@ -91,6 +91,7 @@ class RunOptions:
     stream_sessions: int = 1  # streaming: streams at once on one worker, as that many testers sharing it
     stream_clock: str = "modelled"  # streaming: the simulated clock follows the cost model (reproducible rows)
     # or the measured compute ("measured": this machine as loaded now; rows change from run to run)
+    audio_allowed: Callable[..., bool] | None = field(default=None, compare=False, repr=False)  # see DatasetOptions
 
     @property
     def stream_options(self) -> StreamModeOptions:
@@ -336,15 +337,9 @@ def cancel_check(cancel: threading.Event | None) -> CancelCheck:
 
 
 def _dataset_options(options: RunOptions) -> DatasetOptions:
-    return DatasetOptions(
-        source=options.dataset,
-        text_column=options.text_column,
-        group_columns=tuple(options.group_columns),
-        speaker_column=options.speaker_column,
-        limit=options.limit,
-        min_words=options.min_words,
-        split=options.split,
-    )
+    same = ("text_column", "speaker_column", "limit", "min_words", "split", "audio_allowed")
+    fields = {name: getattr(options, name) for name in same}
+    return DatasetOptions(source=options.dataset, group_columns=tuple(options.group_columns), **fields)
 
 
 def _finish(store, run_id, settings, data, status, tracker: RunProgress, resumed, n_boot, executor) -> RunResult:

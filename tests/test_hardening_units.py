@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -138,3 +139,50 @@ def test_a_command_line_run_over_another_folder_is_not_replayed_on_the_page(tmp_
     for dataset, noise in (("/srv/private-set", ("clean",)), ("builtin", ("white@10+file:/srv/noises@5",))):
         with pytest.raises(PathRefused):
             check_run_paths(config.roots(), SimpleNamespace(dataset=dataset, noise=noise))
+
+
+def test_a_dataset_under_a_root_reads_no_audio_file_outside_the_roots(tmp_path, speech_wav, fw_backend):
+    """The dataset folder was checked, not its rows: a metadata.csv under a root naming ../../, an absolute path,
+    a symlink out or a URL had that audio read, scored and played back on the page (Validate's clean playback)."""
+    from dashboard.validate_form import run_options
+    from evaluation.datasets import DatasetOptions, load_dataset
+    from evaluation.replay import utterance_audio
+    from evaluation.runner import run_validation
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "set").mkdir(parents=True)
+    outside.mkdir()
+    (root / "set" / "inside.wav").write_bytes(speech_wav.read_bytes())
+    (outside / "secret.wav").write_bytes(speech_wav.read_bytes())
+    (root / "set" / "link.wav").symlink_to(outside / "secret.wav")
+    names = ["inside.wav", "../../outside/secret.wav", str(outside / "secret.wav"), "link.wav"]
+    names += [str(outside / "none.wav"), "http://127.0.0.1:9/x.wav"]
+    (root / "set" / "metadata.csv").write_text("file_name,text\n" + "".join(f"{n},The birch canoe.\n" for n in names))
+    config = DashboardConfig(data_dir=tmp_path / "data", dataset_roots=(root,)).validate()
+    allowed = config.roots().allows
+
+    data = load_dataset(DatasetOptions(str(root / "set"), audio_allowed=allowed))
+    assert [s.id for s in data.samples] == ["inside"]
+    reasons = [s.reason for s in data.skipped]
+    assert [s.row for s in data.skipped] == [1, 2, 3, 4, 5] and len({r.split(" refused")[1] for r in reasons}) == 1
+    assert reasons[3] == (
+        f"audio file {outside / 'none.wav'} refused: this dashboard reads only its data folder, the built-in sets "
+        "and folders named with --dataset-root DIR"
+    )  # the same words whether the file is there or not
+    (root / "set" / "metadata.csv").write_text(
+        "file_name,text\n" + "".join(f"{n},The birch canoe.\n" for n in names[:4])
+    )
+    assert len(load_dataset(DatasetOptions(str(root / "set"))).samples) == 4  # the command line reads any file
+
+    form = ["folder", str(root / "set"), "", None, [], None, ["clean"], "10", "0.6", "", ["none"], 0, 0, 0]
+    (options,) = run_options(
+        tuple(form + ["whisper-tiny.en", "faster-whisper", [], "local", "offline", 0]), config.roots()
+    )
+    store = Store(config.data_dir)
+    result = run_validation(options, store)  # the page's run: the rows outside are skipped, not scored
+    assert list(result.rows["id"]) == ["inside"] and len(result.skipped) == 3
+    cli = run_validation(dataclasses.replace(options, audio_allowed=None, run_id="cli"), store)
+    assert len(cli.rows) == 4
+    with pytest.raises(KeyError):  # a command-line run under a root replays on the page only what lies inside
+        utterance_audio(store, "cli", "link", "clean", audio_allowed=allowed)
+    assert utterance_audio(store, "cli", "inside", "clean", audio_allowed=allowed).clean.size

@@ -366,8 +366,9 @@ def _utterance(store: Store, config: DashboardConfig, tab: ValidateTab, evt: gr.
         f"{int(item['insertions'])} inserted; normalizer `{esc(result.settings.normalizer)}`)"
     )
     try:
-        check_run_paths(config.roots(), result.settings)
-        audio = utterance_audio(store, result.run_id, str(item["id"]), str(item["noise"]))
+        roots = config.roots()
+        check_run_paths(roots, result.settings)
+        audio = utterance_audio(store, result.run_id, str(item["id"]), str(item["noise"]), roots.allows)
     except (KeyError, *USER_ERRORS) as exc:
         gr.Warning(f"The audio could not be re-made: {without_paths(str(exc), store.db_path, store.data_dir)}")
         return gr.Group(visible=True), heading, render_alignment(spans), None, None

@@ -216,7 +216,7 @@ def _decode(value: Any, source: RowSource, allowed: Callable[[Path], bool] | Non
     if isinstance(value, str) and value.strip():
         if "://" in value:
             _check_allowed(value, allowed)
-            return load_audio(source.read_remote(value))
+            return load_audio(_remote(source, value))
         path = Path(value).expanduser()
         if not path.is_absolute() and source.base_dir is not None:
             path = source.base_dir / path
@@ -227,6 +227,15 @@ def _decode(value: Any, source: RowSource, allowed: Callable[[Path], bool] | Non
     if _is_empty(value):  # a manifest row without its file: it said "no audio (got str '')" or "(got float 'nan')"
         raise AudioError("the cell is empty: no audio file is named")
     raise AudioError(f"no audio (got {type(value).__name__} {str(value)[:60]!r})")
+
+
+def _remote(source: RowSource, url: str) -> bytes:
+    """A row's audio at a URL; one that cannot be read is that row's problem, not the run's (an ImportError for
+    HTTP without fsspec's extras, a ValueError for an unknown scheme, stopped the run with a traceback)."""
+    try:
+        return source.read_remote(url)
+    except (ImportError, ValueError, OSError) as exc:
+        raise AudioError(f"cannot read {url}: {' '.join(str(exc).split())}") from exc
 
 
 class MissingAudio(AudioError):

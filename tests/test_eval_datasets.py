@@ -341,3 +341,18 @@ def test_a_reference_of_punctuation_alone_is_skipped_as_having_no_words(tmp_path
     with pytest.raises(DatasetError, match=r"no usable rows out of 1 .*'\?' has no words to score"):
         load_dataset(DatasetOptions(str(only)))
     assert load_dataset(DatasetOptions("probes", limit=2)).samples  # non-speech probes keep their empty references
+
+
+def test_a_row_naming_a_url_that_cannot_be_read_is_skipped(tmp_path, wavs):
+    """An http:// row without fsspec's HTTP extras (requests, aiohttp) was an ImportError traceback that stopped the
+    run, and an unknown scheme a ValueError one; such a row is skipped, naming its URL, and the others are scored."""
+    rows = [
+        {"file_name": "s0.wav", "text": HARVARD[0]},
+        {"file_name": "http://127.0.0.1:9/take.wav", "text": HARVARD[1]},
+        {"file_name": "nosuch://host/take.wav", "text": HARVARD[2]},
+    ]
+    folder = _audiofolder(tmp_path / "urls", wavs, rows)
+    data = load_dataset(DatasetOptions(str(folder)))
+    assert [s.id for s in data.samples] == ["s0"] and [s.row for s in data.skipped] == [1, 2]
+    for skip, url in zip(data.skipped, ("http://127.0.0.1:9/take.wav", "nosuch://host/take.wav"), strict=True):
+        assert skip.reason.startswith(f"undecodable audio: cannot read {url}") and "\n" not in skip.reason, skip

@@ -6,7 +6,9 @@ Exit codes: 0 after a clean shutdown, 2 for bad arguments (one line on stderr, n
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -40,6 +42,35 @@ def parse_auth(values: Sequence[str]) -> list[tuple[str, str]]:
                 raise ValueError(f"{where}: expected user:password (or a file of such lines), got {line!r}")
             pairs.append((user.strip(), password))
     return pairs
+
+
+def check_listen(host: str, port: int) -> None:
+    """Raise ValueError with one line unless ``host:port`` can be listened on now.
+
+    Checked before the store opens and the model loads: a port out of range, a host that is no address of this
+    machine or a port already taken (a second ``make run``) was Gradio's traceback after the start-up, the last
+    advising its ``GRADIO_SERVER_PORT`` variable and a ``launch()`` parameter a tester never sees.
+    """
+    if not 0 < port < 65536:
+        raise ValueError(f"--port must be 1 to 65535, not {port}")
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [::1], as a browser writes it
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ValueError(f"--host {host}: not an address this machine can listen on ({exc.strerror})") from exc
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: a closed port is free
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ValueError(
+                    f"--port {port}: {host}:{port} is already in use (another dashboard?); "
+                    "stop it or pick another port with --port (make run PORT=...)"
+                ) from exc
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise ValueError(f"--host {host}: not an address of this machine ({exc.strerror})") from exc
+            raise ValueError(f"--host {host} --port {port}: cannot listen there ({exc.strerror})") from exc
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests
     try:
         auth = parse_auth(args.auth)
+        check_listen(args.host, args.port)
         config = DashboardConfig(
             data_dir=args.data_dir,
             max_upload_mb=args.max_upload_mb,

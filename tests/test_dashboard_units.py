@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+import os
+import socket
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import gradio as gr
 import pandas as pd
 import pytest
 
-from dashboard.__main__ import parse_auth
+from dashboard.__main__ import check_listen, parse_auth
 from dashboard.app import build_demo
 from dashboard.config import DashboardConfig
 from dashboard.pages.review import Filters
@@ -54,6 +58,46 @@ def test_served_paths_exclude_the_database(tmp_path):
 def test_config_rejects_bad_values(changes, message):
     with pytest.raises(ValueError, match=message):
         DashboardConfig().replace(**changes)
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "message"),
+    [
+        ("127.0.0.1", 99999, "--port must be 1 to 65535, not 99999"),
+        ("127.0.0.1", 0, "--port must be 1 to 65535"),
+        ("nosuch.invalid", 7860, "--host nosuch.invalid: not an address this machine can listen on"),
+        ("192.0.2.1", 7860, "--host 192.0.2.1: not an address of this machine"),  # TEST-NET-1, never local
+    ],
+)
+def test_a_port_or_host_that_cannot_be_listened_on_is_refused(host, port, message):
+    with pytest.raises(ValueError, match=message):
+        check_listen(host, port)
+
+
+def test_a_port_in_use_is_one_line_before_anything_starts(tmp_path):
+    """A second ``make run`` was Gradio's traceback after the start-up, advising GRADIO_SERVER_PORT."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        free = socket.socket()
+        free.bind(("127.0.0.1", 0))
+        free_port = free.getsockname()[1]
+        free.close()
+        check_listen("127.0.0.1", free_port)  # a free port passes, so the refusal below is about the port
+        done = subprocess.run(
+            [sys.executable, "-m", "dashboard", "--port", str(port), "--data-dir", str(tmp_path / "data")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"python -m dashboard: --port {port}: 127.0.0.1:{port} is already in use (another dashboard?); "
+        "stop it or pick another port with --port (make run PORT=...)"
+    ]
+    assert not (tmp_path / "data").exists()  # refused before the store was made
 
 
 def test_noise_specs_from_the_form():

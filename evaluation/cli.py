@@ -20,7 +20,7 @@ from pathlib import Path
 from asr import logs
 from asr.backends import BackendError
 from asr.models import UnknownModelError
-from evaluation.cli_guards import ctrl_c_cancels, store_for_run
+from evaluation.cli_guards import a_folder, ctrl_c_cancels, store_for_run, writable_folder
 from evaluation.cli_parser import UsageError, build_parser
 from evaluation.datasets import DatasetError
 from evaluation.executors import ExecutorError
@@ -132,8 +132,9 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
 
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be at least 1, not {args.limit}")
-    _a_folder("--out", args.out, "results.csv and summary.*")  # found after the run, as a traceback
-    _a_folder("--data-dir", args.data_dir, STORE)
+    a_folder("--out", args.out, "results.csv and summary.*")  # found after the run, as a traceback
+    writable_folder("--out", args.out, "results.csv and summary.*")  # found after the run too
+    a_folder("--data-dir", args.data_dir, STORE)
     if args.run_id is not None and not RUN_ID.fullmatch(args.run_id):  # "../x" wrote out/../x, "x/y" out/x/y
         raise UsageError(f"--run-id {args.run_id!r}: use letters, digits, '-', '_' and '.' (it names out/RUN_ID)")
     options = RunOptions(
@@ -252,16 +253,9 @@ def _stored(data_dir: str):
     its folder and database, so ``runs --data-dir TYPO`` used to leave a new empty store behind."""
     from evaluation.store import DB_NAME, Store
 
-    _a_folder("--data-dir", data_dir, STORE)
+    a_folder("--data-dir", data_dir, STORE)
     folder = Path(data_dir).expanduser()
     return Store(folder) if (folder / DB_NAME).is_file() else None
-
-
-def _a_folder(flag: str, value: str | None, holds: str) -> None:
-    """A folder option that names a file is one line before any work: ``--data-dir FILE`` said "FILE/audio: Not
-    a directory" (a path nobody typed), ``compare --out FILE`` "File exists" after printing the comparison."""
-    if value and Path(value).expanduser().exists() and not Path(value).expanduser().is_dir():
-        raise UsageError(f"{flag} {value}: is a file; give a folder for {holds}")
 
 
 def _no_store(data_dir: str) -> str:
@@ -273,7 +267,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from evaluation.compare import compare_runs, comparison_text
     from evaluation.report import markdown_table
 
-    _a_folder("--out", args.out, "compare.csv and compare.md")
+    a_folder("--out", args.out, "compare.csv and compare.md")
     if (store := _stored(args.data_dir)) is None:
         raise UsageError(
             f"--data-dir {_no_store(args.data_dir)}, so no run {args.run_a!r} (--data-dir names the store)"
@@ -382,7 +376,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "runs":
             return cmd_runs(args)
         if args.command.startswith("make-"):  # a file as --out said "F/audio: Not a directory"
-            _a_folder("--out", args.out, "the set")
+            a_folder("--out", args.out, "the set")
         if args.command == "make-real":
             return cmd_make_real(args)
         from evaluation.builtin import BUILTIN_DIR, make_builtin

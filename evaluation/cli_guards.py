@@ -1,7 +1,8 @@
 """What ``python -m evaluation run`` does around a run so that nothing is lost and nothing is left behind.
 
-Kept apart from the command line's module: Ctrl-C as a cancel that keeps what was done (a signal handler), and a
-store the command made taken back when the run stored nothing.
+Kept apart from the command line's module: Ctrl-C as a cancel that keeps what was done (a signal handler), a
+store the command made taken back when the run stored nothing, and folder options checked before the run (a bad
+``--out`` was found once every row was done).
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
+from evaluation.cli_parser import UsageError
 from evaluation.store import DB_NAME, Store
 
 
@@ -56,3 +59,26 @@ def store_for_run(data_dir: str):
                 with contextlib.suppress(OSError):
                     path.rmdir()
         raise
+
+
+def a_folder(flag: str, value: str | None, holds: str) -> None:
+    """A folder option that names a file is one line before any work: ``--data-dir FILE`` said "FILE/audio: Not
+    a directory" (a path nobody typed), ``compare --out FILE`` "File exists" after printing the comparison."""
+    if value and Path(value).expanduser().exists() and not Path(value).expanduser().is_dir():
+        raise UsageError(f"{flag} {value}: is a file; give a folder for {holds}")
+
+
+def writable_folder(flag: str, value: str | None, holds: str) -> None:
+    """A folder option where nothing can be written (a file above it, /proc, no permission) is one line before the
+    run: it was "error: P: No such file or directory" once every row was done. Tried with a folder made and removed
+    again in the deepest folder that exists, so nothing is left behind."""
+    if not value:
+        return
+    path = Path(value).expanduser()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"{flag} {value}: {existing} is a file; give a folder for {holds}")
+    try:
+        tempfile.TemporaryDirectory(dir=existing, prefix=".asrqa-probe-").cleanup()
+    except OSError as exc:
+        raise UsageError(f"{flag} {value}: cannot write in {existing} ({exc.strerror or exc})") from exc

@@ -118,6 +118,9 @@ def test_strict_threshold_exits_1_and_resume_skips_stored_rows(built_run, capsys
         (["--run-id", "../escape"], "--run-id '../escape': use letters, digits"),  # wrote out/../escape
         (["--run-id", "a/b"], "--run-id 'a/b': use letters, digits"),
         (["--run-id", ""], "--run-id '': use letters, digits"),
+        # found once the whole run was done: "error: /proc/x: No such file or directory" (the run stored, no outputs)
+        (["--out", "/proc/asrqa-out/run", "--limit", "1"], "--out /proc/asrqa-out/run: cannot write in /proc ("),
+        (["--out", "/proc/version/run", "--limit", "1"], "--out /proc/version/run: /proc/version is a file; give a"),
         # ignored on the English-only default: a run of English transcripts whose settings said French
         (["--language", "fr", "--limit", "1"], "--language fr: whisper-tiny.en is English-only"),
     ],

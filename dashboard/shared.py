@@ -20,7 +20,7 @@ from asr.backends import DEFAULT_BACKEND, Backend, BackendError, get_backend
 from asr.models import UnknownModelError, default_model, list_models
 from asr.results import BACKENDS
 from evaluation.scoring import AlignedSpan, score
-from evaluation.store import CaseNotFound, Store
+from evaluation.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -157,48 +157,42 @@ class Heard:
     transcript: str
     model: str
     backend: str
+    origin: str  # the take's key (made once per take): saving it again updates its case (``Store.save_take``)
 
 
 @dataclass(frozen=True)
 class SavedCase:
-    """What a save did: the case's id (pass it back to save the same take again) and the line for the page."""
+    """What a save did: the case's id and the line for the page."""
 
     case_id: str
     message: str
 
 
-def save_test_case(
-    data_dir: Path, heard: Heard, reference, accent, noise, device, notes, case_id: str | None = None
-) -> SavedCase:
+def save_test_case(data_dir: Path, heard: Heard, reference, accent, noise, device, notes) -> SavedCase:
     """Store the take as a test case (the reference defaults to the transcript) and say where it is listed.
 
     A reference of spaces alone counts as none (it was stored as typed, and validation skips a case whose reference
     is empty).
 
-    ``case_id``, the id an earlier save of the same take returned, updates that case instead: a second press
-    (a double click, or Save again after correcting the reference or a label) made a duplicate of the take.
-    A case deleted since is saved anew.
+    Saving the same take again (``heard.origin``) updates its case: a second press (a double click, or Save again
+    after correcting the reference or a label) made a duplicate of the take. A case deleted since is saved anew.
     """
-    store = get_store(data_dir)
-    fields = {
-        "reference": (reference or "").strip() or heard.transcript,
-        "labels": labels_from(accent, noise, device),
-        "notes": notes,
-    }
-    if case_id:
-        try:
-            case = store.update_case(case_id, **fields)
-        except CaseNotFound:
-            pass  # deleted on Review since: saved again below
-        else:
-            message = (
-                f"Updated test case `{case.id}` (this take was saved already): listed on the [Review](/review) page."
-            )
-            return SavedCase(case.id, message)
-    case = store.add_case(
-        "test_case", heard.audio, transcript=heard.transcript, model=heard.model, backend=heard.backend, **fields
+    saved = get_store(data_dir).save_take(
+        "test_case",
+        heard.audio,
+        origin=heard.origin,
+        transcript=heard.transcript,
+        model=heard.model,
+        backend=heard.backend,
+        reference=(reference or "").strip() or heard.transcript,
+        labels=labels_from(accent, noise, device),
+        notes=notes,
     )
-    message = f"Saved test case `{case.id}` ({case.duration:.1f} s): it is listed on the [Review](/review) page."
+    case = saved.case
+    if not saved.added:
+        message = f"Updated test case `{case.id}` (this take was saved already): listed on the [Review](/review) page."
+    else:
+        message = f"Saved test case `{case.id}` ({case.duration:.1f} s): it is listed on the [Review](/review) page."
     return SavedCase(case.id, message)
 
 

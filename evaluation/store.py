@@ -12,20 +12,28 @@ Why it looks like this:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sqlite3
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from asr.audio import SAMPLE_RATE, AudioSource, load_audio, write_wav
+from evaluation.cases import (  # noqa: F401 - re-exported: the store is the one import for callers
+    INSERT_SQL,
+    Case,
+    CaseNotFound,
+    SavedTake,
+    clean_labels,
+    column_values,
+    from_row,
+    row_values,
+)
 from evaluation.recordstore import SCHEMA as RECORD_SCHEMA
 from evaluation.recordstore import Recordings
 from evaluation.runstore import (  # noqa: F401 - re-exported: the store is the one import for callers
@@ -55,7 +63,7 @@ CREATE TABLE IF NOT EXISTS cases (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, audio_file TEXT NOT NULL, transcript TEXT NOT NULL,
     reference TEXT NOT NULL, reason TEXT NOT NULL, labels TEXT NOT NULL, notes TEXT NOT NULL,
     model TEXT NOT NULL, backend TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL,
-    duration REAL NOT NULL
+    duration REAL NOT NULL, origin TEXT
 );
 CREATE INDEX IF NOT EXISTS cases_created ON cases (created_at);
 CREATE TABLE IF NOT EXISTS runs (
@@ -67,32 +75,8 @@ CREATE TABLE IF NOT EXISTS results (
     seq INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run_id, item_id, noise)
 );
 """
-
-
-class CaseNotFound(KeyError):
-    """No test case or flag with this id (it may have been deleted)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "case not found"
-
-
-@dataclass(frozen=True)
-class Case:
-    """A saved test case or a flagged transcript."""
-
-    id: str
-    kind: str  # "test_case" | "flag"
-    audio_path: str  # absolute path of a 16 kHz mono WAV inside data_dir/audio
-    transcript: str  # the model's hypothesis
-    reference: str  # the reference text (test case) or the corrected transcript (flag)
-    reason: str  # the flag reason ("" for test cases)
-    labels: dict[str, str]  # accent, noise, device, ... (free keys)
-    notes: str
-    model: str
-    backend: str
-    status: str  # one of STATUSES
-    created_at: str  # ISO 8601 UTC
-    duration: float  # seconds
+# one case of each kind per take: Flag and Save pressed at once (or twice) update it rather than add a copy
+ORIGIN_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS cases_origin ON cases (origin, kind) WHERE origin IS NOT NULL"
 
 
 class Store:
@@ -108,6 +92,10 @@ class Store:
             if str(mode).lower() != "wal":
                 logger.warning("%s: SQLite refused WAL mode (got %s); concurrent writes may wait", self.db_path, mode)
             conn.executescript(SCHEMA + RECORD_SCHEMA)
+        with self._connect(write=True) as conn:  # a store made before takes had an origin gets the column
+            if "origin" not in {row["name"] for row in conn.execute("PRAGMA table_info(cases)")}:
+                conn.execute("ALTER TABLE cases ADD COLUMN origin TEXT")
+            conn.execute(ORIGIN_INDEX)
         self.sweep_audio()
         self.runs = Runs(self._connect, self.db_path)  # validation runs and their per-utterance results
         self.recordings = Recordings(self._connect, self)  # scripts, record sessions and their takes
@@ -173,6 +161,45 @@ class Store:
         logger.info("saved %s %s (%.1f s)", kind, case.id, case.duration)
         return case
 
+    def save_take(self, kind: str, audio: AudioSource, *, origin: str, **fields: Any) -> SavedTake:
+        """Save a take (the audio and text a tester saw once) as a case of ``kind``, or update the one it was saved
+        as: one flag and one test case per ``origin`` (a key the page makes once per take), whatever the order or
+        overlap of the presses. Flag and Save pressed at once each kept their case's id in the tab, the last one
+        back overwriting the other's, so the next press added a copy; the id is found here now, in the write
+        transaction, and a UNIQUE index holds it. An update changes ``reference``, ``notes`` and (if given)
+        ``labels``; a case deleted since is saved anew.
+        """
+        if not origin:
+            raise StoreError("save_take needs the take's origin key")
+        changes = {k: fields[k] for k in ("reference", "notes", "labels") if fields.get(k) is not None}
+        with self._connect(write=True) as conn:
+            found = self._update_take(conn, kind, origin, changes)
+        if found:
+            return SavedTake(self.get_case(found), added=False)
+        case = self.stage_case(kind, audio, origin=origin, **fields)
+        try:
+            with self._connect(write=True) as conn:
+                found = self._update_take(conn, kind, origin, changes)  # saved meanwhile (another thread or process)
+                if not found:
+                    self.insert_case(conn, case)
+        except BaseException:
+            self.discard_staged(case)
+            raise
+        if found:
+            self.discard_staged(case)
+            return SavedTake(self.get_case(found), added=False)
+        logger.info("saved %s %s (%.1f s)", kind, case.id, case.duration)
+        return SavedTake(case, added=True)
+
+    def _update_take(self, conn: sqlite3.Connection, kind: str, origin: str, changes: Mapping[str, Any]) -> str:
+        """The id of ``origin``'s case of ``kind`` after writing ``changes`` to it, or "" when there is none."""
+        row = conn.execute("SELECT id FROM cases WHERE origin = ? AND kind = ?", (origin, kind)).fetchone()
+        if row is not None and changes:
+            values = column_values(changes)
+            assignments = ", ".join(f"{column} = ?" for column in values)
+            conn.execute(f"UPDATE cases SET {assignments} WHERE id = ?", [*values.values(), row["id"]])
+        return row["id"] if row is not None else ""
+
     def stage_case(self, kind: str, audio: AudioSource, **fields: Any) -> Case:
         """Write a new case's audio into place and return the case; its row is written by ``insert_case``.
 
@@ -191,13 +218,14 @@ class Store:
             transcript=str(fields.get("transcript") or ""),
             reference=str(fields.get("reference") or ""),
             reason=str(fields.get("reason") or ""),
-            labels=_clean_labels(fields.get("labels")),
+            labels=clean_labels(fields.get("labels")),
             notes=str(fields.get("notes") or ""),
             model=str(fields.get("model") or ""),
             backend=str(fields.get("backend") or ""),
             status="new",
             created_at=utc_now(),
             duration=samples.size / SAMPLE_RATE,
+            origin=str(fields.get("origin") or ""),
         )
 
     def discard_staged(self, case: Case) -> None:
@@ -217,42 +245,10 @@ class Store:
 
     def insert_case(self, conn: sqlite3.Connection, case: Case) -> None:
         """Write a staged case's row inside the caller's write transaction."""
-        conn.execute(
-            "INSERT INTO cases (id, kind, audio_file, transcript, reference, reason, labels, notes, model,"
-            " backend, status, created_at, duration) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                case.id,
-                case.kind,
-                Path(case.audio_path).name,
-                case.transcript,
-                case.reference,
-                case.reason,
-                json.dumps(case.labels, ensure_ascii=False),
-                case.notes,
-                case.model,
-                case.backend,
-                case.status,
-                case.created_at,
-                case.duration,
-            ),
-        )
+        conn.execute(INSERT_SQL, row_values(case))
 
     def _case(self, row: sqlite3.Row) -> Case:
-        return Case(
-            id=row["id"],
-            kind=row["kind"],
-            audio_path=str(self.audio_dir / row["audio_file"]),
-            transcript=row["transcript"],
-            reference=row["reference"],
-            reason=row["reason"],
-            labels=json.loads(row["labels"]),
-            notes=row["notes"],
-            model=row["model"],
-            backend=row["backend"],
-            status=row["status"],
-            created_at=row["created_at"],
-            duration=float(row["duration"]),
-        )
+        return from_row(row, self.audio_dir)
 
     def list_cases(
         self,
@@ -295,15 +291,8 @@ class Store:
         """Change what a reviewer may change; ``labels`` replaces the whole label set."""
         if status is not None and status not in STATUSES:
             raise StoreError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
-        changes: dict[str, Any] = {}
-        if status is not None:
-            changes["status"] = status
-        if labels is not None:
-            changes["labels"] = json.dumps(_clean_labels(labels), ensure_ascii=False)
-        if reference is not None:
-            changes["reference"] = str(reference)
-        if notes is not None:
-            changes["notes"] = str(notes)
+        edits = {"status": status, "labels": labels, "reference": reference, "notes": notes}
+        changes = column_values({k: v for k, v in edits.items() if v is not None})
         if changes:
             assignments = ", ".join(f"{column} = ?" for column in changes)  # column names are ours, not the user's
             with self._connect(write=True) as conn:
@@ -347,13 +336,3 @@ class Store:
         if removed:
             logger.info("removed %d audio file(s) no case names from %s", removed, self.audio_dir)
         return removed
-
-
-def _clean_labels(labels: Mapping[str, Any] | None) -> dict[str, str]:
-    """Labels are free keys with string values; empty values are dropped so filters stay meaningful."""
-    out: dict[str, str] = {}
-    for key, value in (labels or {}).items():
-        key, text = str(key).strip(), "" if value is None else str(value).strip()
-        if key and text:
-            out[key] = text
-    return out

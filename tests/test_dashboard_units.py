@@ -449,7 +449,7 @@ def test_review_tells_a_new_tester_how_to_fill_it(tmp_path, speech_wav):
     store = get_store(tmp_path)
     assert "Transcribe" in empty_hint(store.list_cases()) and "Record" in empty_hint(store.list_cases())
     save_test_case(
-        tmp_path, Heard(str(speech_wav), "a test", "whisper-tiny.en", "faster-whisper"), "a test", "", "", "", ""
+        tmp_path, Heard(str(speech_wav), "a test", "whisper-tiny.en", "faster-whisper", "t1"), "a test", "", "", "", ""
     )
     assert empty_hint(store.list_cases()) == ""
     assert empty_hint(store.list_cases(), _table(store, Filters("flag", "all", "all", "all"))) == NO_MATCH
@@ -543,17 +543,43 @@ def test_saving_the_same_take_again_updates_its_case(tmp_path, speech_wav):
     from dashboard.shared import Heard, get_store, save_test_case
 
     store = get_store(tmp_path)
-    heard = Heard(str(speech_wav), "a test", "whisper-tiny.en", "faster-whisper")
+    heard = Heard(str(speech_wav), "a test", "whisper-tiny.en", "faster-whisper", "take-1")
     first = save_test_case(tmp_path, heard, "a test", "Scottish", "", "", "")
-    again = save_test_case(tmp_path, heard, "a tent", "Welsh", "office", "", "typo", first.case_id)
+    again = save_test_case(tmp_path, heard, "a tent", "Welsh", "office", "", "typo")
     assert again.case_id == first.case_id and "Updated" in again.message
     (case,) = store.list_cases()
     assert (case.reference, case.labels, case.notes) == ("a tent", {"accent": "Welsh", "noise": "office"}, "typo")
     store.delete_case(first.case_id)  # deleted on Review meanwhile: the next save keeps the take again
-    anew = save_test_case(tmp_path, heard, "a test", "", "", "", "", first.case_id)
+    anew = save_test_case(tmp_path, heard, "a test", "", "", "", "")
     assert anew.case_id != first.case_id and [c.id for c in store.list_cases()] == [anew.case_id]
-    spaces = save_test_case(tmp_path, heard, "   ", "", "", "", "", anew.case_id)  # as empty: the transcript
+    spaces = save_test_case(tmp_path, heard, "   ", "", "", "", "")  # as empty: the transcript
     assert store.get_case(spaces.case_id).reference == "a test"
+
+
+def test_flag_and_save_pressed_at_once_then_again_keep_one_flag_and_one_test_case(tmp_path, speech_wav):
+    """Gradio runs Transcribe's Flag and Save at once (two events) with the same take; each kept the id it saved in
+    the tab's take, the last one back overwriting the other's, so the next Flag (or Save) added a copy."""
+    import threading
+
+    from dashboard.config import DashboardConfig
+    from dashboard.pages.transcribe import Shown, _flag, _forget, _save, _transcribe
+    from dashboard.shared import get_store
+
+    config, shown = DashboardConfig(data_dir=tmp_path), Shown()
+    _forget(str(speech_wav), shown)
+    take, *_ = _transcribe(str(speech_wav), "whisper-tiny.en", "faster-whisper", shown, progress=lambda *a, **k: None)
+    barrier, said = threading.Barrier(2), []
+    presses = [lambda: _flag(config, take, "wrong words", "fixed", ""), lambda: _save(config, take, "fixed", *[""] * 4)]
+    threads = [threading.Thread(target=lambda p=p: (barrier.wait(), said.append(p()))) for p in presses]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(said) == 2 and any("Flagged" in m for m in said) and any("Saved test case" in m for m in said), said
+    assert "Updated flag" in _flag(config, take, "wrong words", "fixed again", "")  # the tab's take, as it is now
+    assert "Updated test case" in _save(config, take, "fixed again", "Welsh", "", "", "")
+    cases = get_store(tmp_path).list_cases()
+    assert sorted((c.kind, c.reference) for c in cases) == [("flag", "fixed again"), ("test_case", "fixed again")]
 
 
 def test_the_first_progress_line_says_what_the_run_is_and_later_ones_count_rows():

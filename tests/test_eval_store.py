@@ -111,6 +111,60 @@ def test_two_writers_in_two_threads_lose_nothing(tmp_path):
     assert all(Path(c.audio_path).exists() for c in cases)
 
 
+def test_one_take_saved_from_many_threads_at_once_is_one_case_of_each_kind(tmp_path):
+    """Flag and Save (Transcribe), or one pressed in quick succession, each kept their case's id in the tab; pressed at
+    once, each picked "no case yet" and the last one back overwrote the other's id, so the next press added a copy.
+    The store finds a take's case by its origin inside the write transaction, so no order of presses makes two."""
+    data = tmp_path / "data"
+    Store(data)
+    barrier = threading.Barrier(6)
+    saved, errors = [], []
+
+    def press(kind: str, n: int) -> None:
+        own = Store(data)  # as each request of the page opens its own
+        barrier.wait()
+        try:
+            saved.append(own.save_take(kind, tone(0.2), origin="take-1", transcript="a test", reference=f"fix {n}"))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=press, args=(k, n)) for k in ("flag", "test_case") for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    cases = Store(data).list_cases()
+    assert sorted(c.kind for c in cases) == ["flag", "test_case"]
+    assert sorted(s.added for s in saved) == [False] * 4 + [True] * 2  # one added per kind, the others updated it
+    assert {s.case.id for s in saved} == {c.id for c in cases}
+    assert sorted(p.name for p in (data / "audio").iterdir()) == sorted(Path(c.audio_path).name for c in cases)
+    again = Store(data).save_take("flag", tone(0.2), origin="take-1", transcript="a test", reference="final")
+    assert not again.added and Store(data).get_case(again.case.id).reference == "final"
+    Store(data).delete_case(again.case.id)  # deleted on Review: the next press saves the take anew
+    assert Store(data).save_take("flag", tone(0.2), origin="take-1", transcript="a test", reference="x").added
+
+
+def test_a_store_made_before_takes_had_an_origin_opens_and_keeps_its_cases(tmp_path):
+    data = tmp_path / "data"
+    (data / "audio").mkdir(parents=True)
+    with sqlite3.connect(data / "asrqa.sqlite") as conn:  # the cases table as earlier versions made it
+        conn.execute(
+            "CREATE TABLE cases (id TEXT PRIMARY KEY, kind TEXT NOT NULL, audio_file TEXT NOT NULL,"
+            " transcript TEXT NOT NULL, reference TEXT NOT NULL, reason TEXT NOT NULL, labels TEXT NOT NULL,"
+            " notes TEXT NOT NULL, model TEXT NOT NULL, backend TEXT NOT NULL, status TEXT NOT NULL,"
+            " created_at TEXT NOT NULL, duration REAL NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO cases VALUES ('old', 'flag', 'old.wav', 'a', 'b', '', '{}', '', 'm', 'fw', 'new', '2025', 1)"
+        )
+    store = Store(data)
+    assert [(c.id, c.origin) for c in store.list_cases()] == [("old", "")]
+    first = store.save_take("flag", tone(0.2), origin="t", transcript="a", reference="b")
+    assert first.added and not store.save_take("flag", tone(0.2), origin="t", transcript="a", reference="c").added
+    assert len(Store(data).list_cases()) == 2  # and opening it again changes nothing
+
+
 def test_restart_sees_everything_newest_first(tmp_path):
     first = Store(tmp_path / "d")
     ids = [first.add_case("test_case", tone(), transcript=str(i), reference=str(i)).id for i in range(3)]

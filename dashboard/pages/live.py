@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, replace
+import uuid
+from dataclasses import dataclass, field
 
 import gradio as gr
 import numpy as np
@@ -39,7 +40,8 @@ class LiveTake:
     transcript: str
     model: str
     backend: str
-    case_id: str | None = None  # the test case it was saved as: saving it again updates that case
+    origin: str = field(default_factory=lambda: uuid.uuid4().hex)  # saving it again updates its case (the store
+    # finds it by this key)
 
 
 class LiveTab:
@@ -228,12 +230,8 @@ def _save(config: DashboardConfig, tab: LiveTab, reference, accent, noise, devic
     take = tab.take if isinstance(tab, LiveTab) else None
     if take is None or take.audio.size == 0:
         raise gr.Error("Record something and stop the recording first; then save it.")
-    heard = Heard(take.audio, take.transcript, take.model, take.backend)
-    saved = save_test_case(config.data_dir, heard, reference, accent, noise, device, notes, take.case_id)
-    with tab.lock:
-        if tab.take is take:  # not a newer take finished meanwhile
-            tab.take = replace(take, case_id=saved.case_id)
-    return saved.message
+    heard = Heard(take.audio, take.transcript, take.model, take.backend, take.origin)
+    return save_test_case(config.data_dir, heard, reference, accent, noise, device, notes).message
 
 
 def render_view(update: StreamUpdate) -> str:

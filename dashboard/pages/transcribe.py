@@ -8,7 +8,8 @@ the audio and text the tester saw.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+import uuid
+from dataclasses import dataclass, field
 
 import gradio as gr
 
@@ -29,7 +30,6 @@ from dashboard.shared import (
     save_test_case,
     without_paths,
 )
-from evaluation.store import CaseNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +50,9 @@ class Take:
 
     audio_path: str
     transcript: Transcript
-    flag_id: str | None = None  # the flag it was saved as: flagging it again updates that flag, no duplicate
-    case_id: str | None = None  # likewise the test case it was saved as
+    # the key the store finds this take's flag and test case by: flagging or saving it again updates them (no
+    # copy), whichever press ends first; the ids were kept here, and Flag and Save at once lost one of them
+    origin: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 class Shown:
@@ -130,18 +131,18 @@ def build(page: gr.Blocks, config: DashboardConfig) -> None:
         show_progress="hidden",
     )
     # Flag or Save pressed again while the last one was still writing, after correcting the text or a label, was
-    # dropped: it now runs after it, and updates the same case
+    # dropped: it now runs after it, and updates the same case (found by the take's origin, in the store)
     flag.click(
         lambda *args: _flag(config, *args),
         [take, reason, corrected, flag_notes],
-        [saved, take],
+        saved,
         api_name="transcribe_flag",
         trigger_mode=AGAIN,
     )
     save.click(
         lambda *args: _save(config, *args),
         [take, *form.inputs],
-        [saved, take],
+        saved,
         api_name="transcribe_save_case",
         trigger_mode=AGAIN,
     )
@@ -235,21 +236,13 @@ def _language_source(result: Transcript, multilingual: bool) -> str:
     return "detected" if multilingual else "English-only model"
 
 
-def _flag(config: DashboardConfig, take: Take | None, reason: str, corrected: str, notes: str) -> tuple[str, Take]:
+def _flag(config: DashboardConfig, take: Take | None, reason: str, corrected: str, notes: str) -> str:
     if take is None:
         raise gr.Error("Transcribe something first; a flag keeps the audio and the transcript together.")
-    store = get_store(config.data_dir)
-    if take.flag_id:  # flagged already (a double click, or a second go at the correction): that flag is updated
-        try:
-            case = store.update_case(take.flag_id, reference=corrected or take.transcript.text, notes=notes)
-        except CaseNotFound:
-            pass  # deleted on Review since: flagged anew below
-        else:
-            kept = f"; its reason stays {esc(case.reason)}" if case.reason != (reason or "other") else ""
-            return f"Updated flag `{case.id}` (this transcript was flagged already{kept}): see [Review](/review).", take
-    case = store.add_case(
+    saved = get_store(config.data_dir).save_take(
         "flag",
         take.audio_path,
+        origin=take.origin,
         transcript=take.transcript.text,
         reference=corrected or take.transcript.text,
         reason=reason or "other",
@@ -257,15 +250,17 @@ def _flag(config: DashboardConfig, take: Take | None, reason: str, corrected: st
         model=take.transcript.model,
         backend=take.transcript.backend,
     )
-    message = f"Flagged ({esc(case.reason)}) as `{case.id}`: it is listed on the [Review](/review) page."
-    return message, replace(take, flag_id=case.id)
+    case = saved.case
+    if not saved.added:  # flagged already (a double click, or a second go at the correction): that flag is updated
+        kept = f"; its reason stays {esc(case.reason)}" if case.reason != (reason or "other") else ""
+        return f"Updated flag `{case.id}` (this transcript was flagged already{kept}): see [Review](/review)."
+    return f"Flagged ({esc(case.reason)}) as `{case.id}`: it is listed on the [Review](/review) page."
 
 
 def _save(
     config: DashboardConfig, take: Take | None, reference: str, accent: str, noise: str, device: str, notes: str
-) -> tuple[str, Take]:
+) -> str:
     if take is None:
         raise gr.Error("Transcribe something first; a test case keeps the audio and the transcript together.")
-    heard = Heard(take.audio_path, take.transcript.text, take.transcript.model, take.transcript.backend)
-    saved = save_test_case(config.data_dir, heard, reference, accent, noise, device, notes, take.case_id)
-    return saved.message, replace(take, case_id=saved.case_id)
+    heard = Heard(take.audio_path, take.transcript.text, take.transcript.model, take.transcript.backend, take.origin)
+    return save_test_case(config.data_dir, heard, reference, accent, noise, device, notes).message

@@ -1,0 +1,117 @@
+"""Test cases and flags as the store keeps them: the typed ``Case``, and its row in SQLite and back.
+
+Split from ``store.py`` so that the store holds the transactions (what is written when, and atomically) and this
+module the shape of a case row: columns, JSON labels, and which column an edit may change.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+INSERT_SQL = (
+    "INSERT INTO cases (id, kind, audio_file, transcript, reference, reason, labels, notes, model,"
+    " backend, status, created_at, duration, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+EDITABLE = ("status", "labels", "reference", "notes")  # what a reviewer (or saving a take again) may change
+
+
+class CaseNotFound(KeyError):
+    """No test case or flag with this id (it may have been deleted)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "case not found"
+
+
+@dataclass(frozen=True)
+class Case:
+    """A saved test case or a flagged transcript."""
+
+    id: str
+    kind: str  # "test_case" | "flag"
+    audio_path: str  # absolute path of a 16 kHz mono WAV inside data_dir/audio
+    transcript: str  # the model's hypothesis
+    reference: str  # the reference text (test case) or the corrected transcript (flag)
+    reason: str  # the flag reason ("" for test cases)
+    labels: dict[str, str]  # accent, noise, device, ... (free keys)
+    notes: str
+    model: str
+    backend: str
+    status: str  # one of STATUSES
+    created_at: str  # ISO 8601 UTC
+    duration: float  # seconds
+    origin: str = ""  # the take it was saved from (see ``Store.save_take``); "" when saved by ``add_case``
+
+
+@dataclass(frozen=True)
+class SavedTake:
+    """What ``Store.save_take`` did: the case as stored, and whether it was added (False: an earlier save of the
+    same take was updated)."""
+
+    case: Case
+    added: bool
+
+
+def clean_labels(labels: Mapping[str, Any] | None) -> dict[str, str]:
+    """Labels are free keys with string values; empty values are dropped so filters stay meaningful."""
+    out: dict[str, str] = {}
+    for key, value in (labels or {}).items():
+        key, text = str(key).strip(), "" if value is None else str(value).strip()
+        if key and text:
+            out[key] = text
+    return out
+
+
+def row_values(case: Case) -> tuple:
+    """The values ``INSERT_SQL`` takes for ``case``."""
+    return (
+        case.id,
+        case.kind,
+        Path(case.audio_path).name,
+        case.transcript,
+        case.reference,
+        case.reason,
+        json.dumps(case.labels, ensure_ascii=False),
+        case.notes,
+        case.model,
+        case.backend,
+        case.status,
+        case.created_at,
+        case.duration,
+        case.origin or None,  # NULL: not a take's, so the UNIQUE (origin, kind) index leaves it alone
+    )
+
+
+def from_row(row: sqlite3.Row, audio_dir: Path) -> Case:
+    return Case(
+        id=row["id"],
+        kind=row["kind"],
+        audio_path=str(audio_dir / row["audio_file"]),
+        transcript=row["transcript"],
+        reference=row["reference"],
+        reason=row["reason"],
+        labels=json.loads(row["labels"]),
+        notes=row["notes"],
+        model=row["model"],
+        backend=row["backend"],
+        status=row["status"],
+        created_at=row["created_at"],
+        duration=float(row["duration"]),
+        origin=row["origin"] or "",
+    )
+
+
+def column_values(changes: Mapping[str, Any]) -> dict[str, str]:
+    """The columns an edit writes (labels as JSON), by column name: names come from ``EDITABLE`` only, never from
+    a user, so they may be put into the SQL."""
+    wrong = set(changes) - set(EDITABLE)
+    if wrong:
+        raise ValueError(f"not editable: {', '.join(sorted(wrong))}")
+    return {
+        column: json.dumps(clean_labels(value), ensure_ascii=False) if column == "labels" else str(value)
+        for column, value in changes.items()
+    }

@@ -556,6 +556,21 @@ def test_saving_the_same_take_again_updates_its_case(tmp_path, speech_wav):
     assert store.get_case(spaces.case_id).reference == "a test"
 
 
+def test_live_saves_a_take_once_and_the_next_take_anew(tmp_path, speech_wav):
+    from asr.audio import load_audio
+    from dashboard.config import DashboardConfig
+    from dashboard.pages.live import LiveTab, LiveTake, _save
+    from dashboard.shared import get_store
+
+    config, tab, audio = DashboardConfig(data_dir=tmp_path), LiveTab(), load_audio(speech_wav)
+    tab.take = LiveTake(audio, "a test", "whisper-tiny.en", "faster-whisper")
+    assert "Saved test case" in _save(config, tab, "a test", "", "", "", "")
+    assert "Updated test case" in _save(config, tab, "a tent", "Welsh", "", "", "")  # the same take again
+    tab.take = LiveTake(audio, "a test", "whisper-tiny.en", "faster-whisper")  # the next recording
+    assert "Saved test case" in _save(config, tab, "a test", "", "", "", "")
+    assert sorted(c.reference for c in get_store(tmp_path).list_cases()) == ["a tent", "a test"]
+
+
 def test_flag_and_save_pressed_at_once_then_again_keep_one_flag_and_one_test_case(tmp_path, speech_wav):
     """Gradio runs Transcribe's Flag and Save at once (two events) with the same take; each kept the id it saved in
     the tab's take, the last one back overwriting the other's, so the next Flag (or Save) added a copy."""

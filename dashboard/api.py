@@ -124,8 +124,16 @@ class _Handlers:
 
     async def save_script(self, request: Request) -> JSONResponse:
         body = await _json(request)
-        script = self.store.recordings.save_script(str(body.get("name") or ""), _prompts(body), _source(body))
+        script = self._script(body)
         return JSONResponse(_script_json(script), status_code=201)
+
+    def _script(self, body: dict):
+        """The script a body names: a built-in one stored once under its name and reused, as the Record page does
+        (each API session saved another copy, "script of 12 prompts"), else a new one saved under ``name``."""
+        prompts = _prompts(body)
+        if body.get("builtin"):
+            return self.store.recordings.builtin_script(str(body["builtin"]), prompts)
+        return self.store.recordings.save_script(str(body.get("name") or ""), prompts, "pasted")
 
     def list_sessions(self, open: str = "") -> dict:  # noqa: A002 - the query parameter's name
         open_only = _flag("open", open)
@@ -137,8 +145,7 @@ class _Handlers:
         await run_in_threadpool(_check_model, model, backend)
         script_id = str(body.get("script_id") or "")
         if not script_id:
-            prompts = _prompts(body)
-            script_id = self.store.recordings.save_script(str(body.get("name") or ""), prompts, _source(body)).id
+            script_id = self._script(body).id
         fields = {
             k: str(body.get(k) or "") for k in ("speaker", "accent", "gender", "age_band", "device", "environment")
         }
@@ -296,10 +303,6 @@ async def _json(request: Request) -> dict:
     if not isinstance(body, dict):
         raise _error(400, "the request body must be a JSON object")
     return body
-
-
-def _source(body: dict) -> str:
-    return "builtin" if body.get("builtin") else "pasted"
 
 
 def _prompts(body: dict) -> tuple[Prompt, ...]:

@@ -171,6 +171,17 @@ class Recordings:
             )
         return script
 
+    def builtin_script(self, name: str, prompts: Sequence[Prompt]) -> Script:
+        """The built-in script ``name``, saved once under that name and reused while its prompts are the same.
+
+        The Record page and the API both start sessions from it, so the page's script list offers it once
+        ("saved: ivr-commands"), not once per session ("script of 12 prompts", as every API session saved it).
+        """
+        for script in self.list_scripts():
+            if script.source == "builtin" and script.name == name and script.prompts == tuple(prompts):
+                return script
+        return self.save_script(name, prompts, "builtin")
+
     def list_scripts(self) -> list[Script]:
         with self._connect() as conn:
             rows = conn.execute("SELECT * FROM scripts ORDER BY created_at DESC, rowid DESC").fetchall()

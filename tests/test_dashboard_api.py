@@ -189,3 +189,25 @@ def test_a_session_with_a_model_or_backend_that_cannot_load_is_refused_at_the_st
         assert reply.status_code == 400 and reply.json()["detail"].startswith(said), reply.text
     assert len(client.get("/api/sessions").json()["sessions"]) == before
     assert len(client.get("/api/scripts").json()["scripts"]) == scripts  # nor a script saved for it
+
+
+def test_a_builtin_script_is_stored_once_under_its_name_as_the_record_page_stores_it(app, client):
+    """Each API session from {"builtin": ...} saved another copy named "script of 12 prompts", so the Record
+    page's script list grew a line per scripted session; the page itself saved a built-in once, under its name."""
+    from dashboard.pages.record import _prompts_from, _reuse_or_save
+    from evaluation.store import Store
+
+    first = client.post("/api/sessions", json={"builtin": "names-addresses", "speaker": "api-6", "accent": "US"})
+    second = client.post("/api/sessions", json={"builtin": "names-addresses", "speaker": "api-7", "accent": "US"})
+    saved = client.post("/api/scripts", json={"builtin": "names-addresses"})
+    assert first.status_code == second.status_code == saved.status_code == 201, (first.text, saved.text)
+    assert first.json()["script"]["id"] == second.json()["script"]["id"] == saved.json()["id"]
+    assert saved.json()["name"] == "names-addresses" and saved.json()["source"] == "builtin"
+    store = Store(app.data_dir)  # the page, on the same data folder, starts from that row too
+    name, source, prompts, _ = _prompts_from(store, "builtin:names-addresses", "", None, "")
+    assert _reuse_or_save(store, name, source, prompts) == saved.json()["id"]
+    names = [s["name"] for s in client.get("/api/scripts").json()["scripts"]]
+    assert names.count("names-addresses") == 1 and not any(n.startswith("script of") for n in names), names
+    pasted = client.post("/api/scripts", json={"name": "mine", "text": "One.\nTwo."})
+    again = client.post("/api/scripts", json={"name": "mine", "text": "One.\nTwo."})
+    assert pasted.json()["source"] == "pasted" and pasted.json()["id"] != again.json()["id"]  # saved as asked

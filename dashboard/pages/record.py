@@ -245,9 +245,7 @@ def _start(
 def _reuse_or_save(store: Store, label: str, source: str, prompts) -> str:
     """A built-in script is saved once and reused, so its sessions share one script row."""
     if source == "builtin":
-        for s in store.recordings.list_scripts():
-            if s.source == "builtin" and s.name == label and s.prompts == tuple(prompts):
-                return s.id
+        return store.recordings.builtin_script(label, prompts).id
     return store.recordings.save_script(label, prompts, source).id
 
 

@@ -18,6 +18,7 @@ import io
 import logging
 import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,13 +163,26 @@ def load_audio(source: AudioSource, *, allow_empty: bool = False) -> np.ndarray:
         audio = decode_file(io.BytesIO(source), what="uploaded audio")
         what = "uploaded audio"
     elif isinstance(source, (str, os.PathLike)):
-        audio = decode_file(source)
         what = str(source)
+        audio = decode_file(_read_pipe(source), what=what) if _is_pipe(source) else decode_file(source)
     else:
         raise AudioError(f"unsupported audio input of type {type(source).__name__}")
     if audio.size == 0 and not allow_empty:
         raise AudioError(f"{what}: the audio is empty (no samples)")
     return audio
+
+
+def _is_pipe(path: str | os.PathLike) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def _read_pipe(path: str | os.PathLike) -> io.BytesIO:
+    """A pipe's bytes, read once (the header check and each decoder reopen a file; a pipe gives its data once)."""
+    with open(path, "rb") as f:
+        return io.BytesIO(f.read())
 
 
 def check_file(path: str | os.PathLike, what: str | None = None) -> None:
@@ -183,6 +197,11 @@ def check_file(path: str | os.PathLike, what: str | None = None) -> None:
         raise AudioError(f"{what}: no such file")
     if p.is_dir():
         raise AudioError(f"{what}: is a folder, not an audio file")
+    mode = p.stat().st_mode
+    if stat.S_ISFIFO(mode):  # a pipe (bash's <(sox ...)): its size says nothing; load_audio reads it once
+        return
+    if not stat.S_ISREG(mode):  # /dev/zero said "the file is empty", and read on it would never end
+        raise AudioError(f"{what}: not a regular file (a device?); give an audio file")
     if p.stat().st_size == 0:
         raise AudioError(f"{what}: the file is empty")
 

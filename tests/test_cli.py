@@ -392,3 +392,18 @@ def test_a_file_named_dash_is_audio_piped_in(real_set, fw_backend):
         err = out.stderr.decode()
         assert out.returncode == 1 and err.count("\n") == 1 and err.startswith("error: ") and problem in err, err
         assert "standard input" in err and "uploaded" not in err, err
+
+
+def test_a_pipe_named_as_a_file_is_read_and_a_device_refused(real_set, fw_backend, tmp_path):
+    """bash's `<(sox ... -t wav -)` names a pipe, whose size is 0: it said "/dev/fd/63: the file is empty", as did
+    /dev/zero, a device that never ends."""
+    from asr.transcribe import transcribe
+
+    clip = real_set / "audio/en/conf-getpin.wav"
+    command = f'exec "{sys.executable}" -m asr transcribe --json <(cat "{clip}") /dev/zero'
+    out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=ENV, timeout=300)
+    record = json.loads(out.stdout)
+    assert record["file"].startswith("/dev/fd/") and record["text"] == transcribe(clip, backend=fw_backend).text
+    assert (
+        out.returncode == 1 and out.stderr == "error: /dev/zero: not a regular file (a device?); give an audio file\n"
+    )

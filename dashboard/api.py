@@ -143,16 +143,13 @@ class _Handlers:
         body = await _json(request)
         model, backend = str(body.get("model") or default_model()), str(body.get("backend") or "")
         await run_in_threadpool(_check_model, model, backend)
-        script_id = str(body.get("script_id") or "")
-        if not script_id:
-            script_id = self._script(body).id
         fields = {
             k: str(body.get(k) or "") for k in ("speaker", "accent", "gender", "age_band", "device", "environment")
         }
         try:
-            session = self.store.recordings.start_session(
-                script_id, SpeakerProfile(**fields), model=model, backend=backend
-            )
+            profile = SpeakerProfile(**fields).validate()  # before the script is saved: a refusal saves nothing
+            script_id = str(body.get("script_id") or "") or self._script(body).id
+            session = self.store.recordings.start_session(script_id, profile, model=model, backend=backend)
         except StoreError as exc:
             raise _error(400, str(exc)) from exc
         except SessionNotFound as exc:

@@ -159,7 +159,7 @@ class Recordings:
 
     # -- scripts -----------------------------------------------------------------------------------------
     def save_script(self, name: str, prompts: Sequence[Prompt], source: str = "pasted") -> Script:
-        name = str(name or "").strip() or f"script of {len(prompts)} prompts"
+        name = str(name or "").strip() or f"script of {len(prompts)} prompt{'' if len(prompts) == 1 else 's'}"
         if not prompts:
             raise StoreError(f"script {name!r} has no prompts")
         data = json.dumps([asdict(p) for p in prompts], ensure_ascii=False)

@@ -211,3 +211,18 @@ def test_a_builtin_script_is_stored_once_under_its_name_as_the_record_page_store
     pasted = client.post("/api/scripts", json={"name": "mine", "text": "One.\nTwo."})
     again = client.post("/api/scripts", json={"name": "mine", "text": "One.\nTwo."})
     assert pasted.json()["source"] == "pasted" and pasted.json()["id"] != again.json()["id"]  # saved as asked
+
+
+def test_a_session_refused_for_its_profile_saves_no_script(client):
+    """A session without an accent or speaker id was refused (400) after its pasted script had been saved, so each
+    retry left a 'script of 1 prompts' in the Record page's list."""
+    scripts = len(client.get("/api/scripts").json()["scripts"])
+    for profile, said in (
+        ({"speaker": "api-8"}, "accent or first language: say which"),
+        ({"speaker": "", "accent": "US"}, "speaker id '': required"),
+    ):
+        reply = client.post("/api/sessions", json={"text": "Hello there.", **profile})
+        assert reply.status_code == 400 and reply.json()["detail"].startswith(said), reply.text
+    assert len(client.get("/api/scripts").json()["scripts"]) == scripts
+    started = client.post("/api/sessions", json={"text": "Hello there.", "speaker": "api-8", "accent": "US"})
+    assert started.status_code == 201 and started.json()["script"]["name"] == "script of 1 prompt", started.text

@@ -66,6 +66,16 @@ def clean_labels(labels: Mapping[str, Any] | None) -> dict[str, str]:
     return out
 
 
+def in_stored_order(stored: Mapping[str, str], edited: Mapping[str, Any]) -> dict[str, str]:
+    """``edited`` (cleaned) with the keys it shares with ``stored`` in their stored order, new keys after them.
+
+    Review builds the label set from its boxes (other labels first, then accent, noise, device), so saving a case,
+    even unchanged, moved its labels about in the table; the order a case was saved with is the one it keeps.
+    """
+    labels = clean_labels(edited)
+    return {**{k: labels[k] for k in stored if k in labels}, **labels}
+
+
 def row_values(case: Case) -> tuple:
     """The values ``INSERT_SQL`` takes for ``case``."""
     return (

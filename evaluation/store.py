@@ -12,6 +12,7 @@ Why it looks like this:
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sqlite3
@@ -32,6 +33,7 @@ from evaluation.cases import (  # noqa: F401 - re-exported: the store is the one
     clean_labels,
     column_values,
     from_row,
+    in_stored_order,
     row_values,
 )
 from evaluation.recordstore import SCHEMA as RECORD_SCHEMA
@@ -292,13 +294,17 @@ class Store:
         if status is not None and status not in STATUSES:
             raise StoreError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
         edits = {"status": status, "labels": labels, "reference": reference, "notes": notes}
-        changes = column_values({k: v for k, v in edits.items() if v is not None})
-        if changes:
-            assignments = ", ".join(f"{column} = ?" for column in changes)  # column names are ours, not the user's
-            with self._connect(write=True) as conn:
-                cur = conn.execute(f"UPDATE cases SET {assignments} WHERE id = ?", [*changes.values(), case_id])
-                if cur.rowcount == 0:
-                    raise CaseNotFound(f"no test case or flag with id {case_id!r} in {self.db_path}")
+        edits = {k: v for k, v in edits.items() if v is not None}
+        with self._connect(write=True) as conn:
+            row = conn.execute("SELECT labels FROM cases WHERE id = ?", (case_id,)).fetchone()
+            if row is None:
+                raise CaseNotFound(f"no test case or flag with id {case_id!r} in {self.db_path}")
+            if labels is not None:  # in the order the case has them (see ``in_stored_order``)
+                edits["labels"] = in_stored_order(json.loads(row["labels"]), labels)
+            changes = column_values(edits)
+            if changes:
+                assignments = ", ".join(f"{column} = ?" for column in changes)  # column names are ours
+                conn.execute(f"UPDATE cases SET {assignments} WHERE id = ?", [*changes.values(), case_id])
         return self.get_case(case_id)
 
     def delete_case(self, case_id: str) -> None:

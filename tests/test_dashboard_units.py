@@ -820,6 +820,28 @@ def test_review_save_redraws_the_wer_and_refuses_a_blank_reference(tmp_path, spe
     assert (store.get_case(case.id).reference, store.get_case(case.id).status) == ("The birch canoe slid.", "confirmed")
 
 
+def test_review_save_keeps_the_order_of_labels_and_rows(tmp_path, speech_wav):
+    """Review built the label set from its boxes (other labels, then accent, noise, device), so a save, even with
+    nothing changed, moved a Record take's labels about in the table; they keep their order now, new ones after."""
+    from dashboard.pages.review import Filters, _save, _show, _table
+    from dashboard.shared import get_store
+
+    store = get_store(tmp_path)
+    profile = {"speaker": "tester-07", "accent": "Welsh", "device": "headset", "session": "s1", "prompt_id": "p01"}
+    case = store.add_case("test_case", str(speech_wav), transcript="a test", reference="a test", labels=profile)
+    store.add_case("flag", str(speech_wav), transcript="a test", reference="a tent", labels={"noise": "cafe"})
+    every = Filters("all", "all", "all", "all")
+    before = _table(store, every)
+    *_, status, reference, accent, noise, device, extra, notes = _show(store, case.id)
+    _save(store, case.id, status, reference, accent, noise, device, extra, notes)  # saved as shown
+    assert list(store.get_case(case.id).labels) == list(profile)
+    assert _table(store, every).equals(before)  # the same rows, in the same order, the same labels text
+    _save(store, case.id, "confirmed", reference, "Scottish", "office", device, extra + "\nroom=b", notes)
+    labels = store.get_case(case.id).labels
+    assert list(labels) == [*profile, "room", "noise"] and labels["accent"] == "Scottish"  # changed in place
+    assert list(_table(store, every)["id"]) == list(before["id"])
+
+
 def test_a_reload_on_a_finished_session_says_it_is_finished(tmp_path):
     """It said "Resumed session ... at prompt 3 / 3" under "Session finished", as if a prompt were left."""
     from dashboard.pages.record import RecordTab, _restore

@@ -5,7 +5,8 @@ Gradio marks an event ``api_visibility="private"`` by leaving it out of ``/gradi
 by number (``/gradio_api/queue/join``). This ASGI middleware closes what the page never uses and makes the rest
 answer only requests that carry what a browser on a page of this server sends:
 
-- ``/gradio_api/call/``, ``/run/``, ``/api/`` and ``openapi.json``: 404, always (the page uses only the queue).
+- ``/gradio_api/call/``, ``/run/``, ``/api/`` and ``openapi.json``: 404, always (the page uses only the queue); so
+  is FastAPI's ``/openapi.json`` at the root, which listed every route without a login.
 - Every ``POST`` under ``/gradio_api/`` (queue join, upload, cancel, streamed audio): 403 unless the ``Origin``
   header names this server (a page on another site, or a script that sends no Origin, is refused; this is what
   stops another website from uploading to a localhost instance) and the request carries the page cookie, an
@@ -40,6 +41,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 GRADIO_PREFIX = "/gradio_api"
 CLOSED_PREFIXES = ("/call/", "/run/", "/api/", "/openapi.json", "/mcp")  # event routes the page never uses
+SCHEMA_PATHS = ("/openapi.json", "/docs", "/redoc")  # FastAPI's schema and docs: every route, to anyone
 PAGE_COOKIE = "asrqa_page"
 CLOSED_MESSAGE = "the Gradio event API is closed; scripts use the token-protected /api/ routes"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
@@ -71,6 +73,9 @@ class PageGuard:
                 await _refuse(send, 400, "Incorrect credentials.")
                 return
             receive = _replay(body, receive)
+        if path.rstrip("/") in SCHEMA_PATHS:
+            await _refuse(send, 404, "Not Found")
+            return
         if path.startswith(GRADIO_PREFIX + "/"):
             sub = path[len(GRADIO_PREFIX) :]
             if sub.startswith(CLOSED_PREFIXES):

@@ -154,12 +154,27 @@ def from_records(records: Sequence[dict], name: str = "prompts") -> tuple[Prompt
 
 
 def _parse_csv(text: str, name: str) -> tuple[Prompt, ...]:
-    rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+    reader = csv.reader(io.StringIO(text))
+    lines = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    rows = [row for _, row in lines]
     header = [cell.strip().lower() for cell in rows[0]] if rows else []
-    if header[:2] == ["id", "text"] or {"id", "text"} <= set(header):
+    named = header[:2] == ["id", "text"] or {"id", "text"} <= set(header)
+    _no_extra_fields(lines[1:] if named else lines, name, header if named else None)
+    if named:
         order = [header.index(k) for k in ("id", "text", "type") if k in header]
         rows = [[row[i] if i < len(row) else "" for i in order] for row in rows[1:]]
     return _from_rows(rows, name)
+
+
+def _no_extra_fields(lines: Sequence[tuple[int, list[str]]], name: str, header: list[str] | None) -> None:
+    """A text with an unquoted comma is refused: the prompt was cut at it ('Hello'), or its rest became the type."""
+    most = len(header) if header else 3
+    for line, row in lines:
+        if any(cell.strip() for cell in row[most:]):  # empty cells after the last column are nothing lost
+            has = f"the header has {most} ({', '.join(header)})" if header else "at most 3 (id, text, type)"
+            raise ScriptError(
+                f'{name}: line {line}: {len(row)} fields, {has}; quote a text with a comma: "Hello, there"'
+            )
 
 
 def _from_rows(rows: Sequence[Sequence[str]], name: str) -> tuple[Prompt, ...]:

@@ -47,6 +47,10 @@ def test_csv_with_and_without_header_and_a_type_column():
     ]
 
 
+def test_a_csv_row_may_end_in_empty_cells():
+    assert [p.text for p in parse_script_file("id,text\np1,Hello there.,,\n", "s.csv")] == ["Hello there."]
+
+
 def test_txt_with_tabs_is_id_text_else_one_prompt_a_line():
     assert [p.id for p in parse_script_file("k1\tOne.\nk2\tTwo.\n", "s.txt")] == ["k1", "k2"]
     assert [p.text for p in parse_script_file("One, two.\nThree.\n", "s.txt")] == ["One, two.", "Three."]
@@ -63,6 +67,9 @@ def test_txt_with_tabs_is_id_text_else_one_prompt_a_line():
         ("Press one.\nHmm.\n", "filler.txt", r"prompt 2 \(p02\): 'Hmm.' has no words to score"),
         (b"RIFF\x24\x08\x00\x00WAVEfmt \x10\x00\xda\xff", "take.csv", "not UTF-8 text"),  # a .wav picked by mistake
         ("a,Caf\u00e9.\n".encode("latin-1"), "latin.txt", "not UTF-8 text"),
+        # a text with an unquoted comma: the prompt was cut to 'Hello' (with a header) or its rest became the type
+        ("id,text\np1,Hello, there friend.\n", "comma.csv", r"line 2: 3 fields, the header has 2 \(id, text\); quote"),
+        ("p1,Hello, there, friend.\n", "commas.csv", r"line 1: 4 fields, at most 3 \(id, text, type\); quote"),
     ],
 )
 def test_bad_scripts_are_one_line_naming_the_place(data, name, message):

@@ -81,7 +81,7 @@ def _read_table(path: Path):
 
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
-        _check_field_counts(path, "\t" if suffix == ".tsv" else ",")
+        _check_csv_text(path, "\t" if suffix == ".tsv" else ",")
     try:
         if suffix in (".csv", ".tsv"):
             return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
@@ -96,14 +96,22 @@ def _read_table(path: Path):
         raise DatasetError(f"dataset {path}: cannot read the manifest ({reason})") from exc
 
 
-def _check_field_counts(path: Path, sep: str) -> None:
-    """Refuse a row with more fields than the header: a reference with an unquoted comma. pandas took such a row's
-    first fields as a row index (a TypeError later) or, in every row, shifted the columns: the file names became
-    the references, silently."""
+def _check_csv_text(path: Path, sep: str) -> None:
+    """Refuse text that is not UTF-8, and a row with more fields than the header: a reference with an unquoted
+    comma. pandas took such a row's first fields as a row index (a TypeError later) or, in every row, shifted the
+    columns: the file names became the references, silently."""
     import csv
+    import io
 
     try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:  # it said "'utf-8' codec can't decode byte 0xe9 in position 25: ..."
+        raise DatasetError(
+            f"dataset {path}: not UTF-8 text (byte {exc.start + 1}); save the manifest as UTF-8 (CSV UTF-8 in a "
+            "spreadsheet's Save as)"
+        ) from None
+    try:
+        with io.StringIO(text, newline="") as f:
             reader = csv.reader(f, delimiter=sep)
             header = next(reader, [])
             for fields in reader:
@@ -113,7 +121,7 @@ def _check_field_counts(path: Path, sep: str) -> None:
                         f"dataset {path}: line {reader.line_num} has {len(fields)} fields but the header has "
                         f"{len(header)} ({', '.join(header)}); quote a value that holds {what}"
                     )
-    except (UnicodeDecodeError, csv.Error):  # pandas reads it and says what is wrong
+    except csv.Error:  # pandas reads it and says what is wrong
         return
 
 

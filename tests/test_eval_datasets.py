@@ -356,3 +356,18 @@ def test_a_row_naming_a_url_that_cannot_be_read_is_skipped(tmp_path, wavs):
     assert [s.id for s in data.samples] == ["s0"] and [s.row for s in data.skipped] == [1, 2]
     for skip, url in zip(data.skipped, ("http://127.0.0.1:9/take.wav", "nosuch://host/take.wav"), strict=True):
         assert skip.reason.startswith(f"undecodable audio: cannot read {url}") and "\n" not in skip.reason, skip
+
+
+def test_a_manifest_that_is_not_utf8_says_so_and_where(tmp_path, wavs):
+    """A Latin-1 metadata.csv said "cannot read the manifest ('utf-8' codec can't decode byte 0xe9 in position 25:
+    invalid continuation byte)", Python's words; it now says what to do, as the Record page's script upload does."""
+    folder = tmp_path / "latin"
+    folder.mkdir()
+    (folder / "s0.wav").write_bytes(wavs[0].read_bytes())
+    (folder / "metadata.csv").write_bytes("file_name,text\ns0.wav,Caf\u00e9 au lait.\n".encode("latin-1"))
+    with pytest.raises(DatasetError) as caught:
+        load_dataset(DatasetOptions(str(folder)))
+    assert str(caught.value) == (
+        f"dataset {folder / 'metadata.csv'}: not UTF-8 text (byte 26); save the manifest as UTF-8 (CSV UTF-8 in a "
+        "spreadsheet's Save as)"
+    )

@@ -173,8 +173,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         server_port=args.port,
         auth=auth or None,
         auth_message="asr-qa: log in with the user name and password you were given." if auth else None,
+        quiet=True,  # Gradio's "To create a public link, set `share=True` in `launch()`" is advice for its API
+        prevent_thread_lock=True,
         **launch_kwargs(config),
     )
+    everywhere = " (every address of this machine)" if args.host in ("0.0.0.0", "::") else ""
+    logger.info("serving on %s%s; Ctrl-C stops it", demo.local_url.rstrip("/"), everywhere)
+    demo.block_thread()
     return 0
 
 

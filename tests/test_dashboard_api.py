@@ -226,3 +226,12 @@ def test_a_session_refused_for_its_profile_saves_no_script(client):
     assert len(client.get("/api/scripts").json()["scripts"]) == scripts
     started = client.post("/api/sessions", json={"text": "Hello there.", "speaker": "api-8", "accent": "US"})
     assert started.status_code == 201 and started.json()["script"]["name"] == "script of 1 prompt", started.text
+
+
+def test_the_start_up_says_where_it_serves_without_gradio_advice(app, client):
+    """The start printed Gradio's "To create a public link, set `share=True` in `launch()`": advice for a
+    parameter a tester cannot reach. It now says where to open the dashboard and how to stop it."""
+    assert client.get("/api/sessions").status_code == 200  # up and answering: the start-up lines are written
+    log = app.log()
+    assert f"INFO serving on {app.url}; Ctrl-C stops it" in log, log
+    assert "share=True" not in log and "launch()" not in log, log

@@ -76,5 +76,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# The real-speech set in $ASRQA_CACHE/builtin-real (quick when it is already up to date).
-.venv/bin/python -m evaluation make-real
+# The real-speech set in $ASRQA_CACHE/builtin-real (quick when it is already up to date). make-real prints its
+# folder alone (for scripts); said bare, before every make run and make test, it read as a stray line.
+real=$(.venv/bin/python -m evaluation make-real)
+echo "setup: done; real-speech set in $real"

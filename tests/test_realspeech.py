@@ -160,3 +160,14 @@ def test_evaluation_run_on_real_english_with_tiny_en(real_set, tmp_path, fw_back
     assert {t for t in summary["tables"]} == {"noise", "language", "detected_language"}
     printed = capsys.readouterr().out
     assert "WER by language x noise" in printed and "in the dataset's language: 3/3" in printed
+
+
+def test_setup_run_again_says_it_is_done_and_where_the_set_is(real_set):
+    """`make run` and `make test` run the set-up first; with everything there it printed the real-speech folder
+    alone ("/root/.cache/asr-qa/builtin-real"), a stray line before every start. It says what it is now."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run(["bash", "scripts/setup.sh"], cwd=repo, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == f"setup: done; real-speech set in {real_set}", done.stdout

@@ -30,6 +30,10 @@ def test_auth_pairs_files_and_mistakes(tmp_path):
     assert parse_auth(["amy:secret", str(users)]) == [("amy", "secret"), ("ann", "pw:with:colons"), ("bob", "x")]
     with pytest.raises(ValueError, match="user:password"):
         parse_auth(["nopassword"])
+    with pytest.raises(ValueError, match=r"there is no file '.*userz\.txt'"):  # a mistyped file name
+        parse_auth([str(tmp_path / "userz.txt")])
+    with pytest.raises(ValueError, match="expected user:password"):
+        parse_auth(["bob:"])  # no password
     users.write_text("broken line\n")
     with pytest.raises(ValueError, match=r"users.txt:1"):
         parse_auth([str(users)])

@@ -34,6 +34,10 @@ def parse_auth(values: Sequence[str]) -> list[tuple[str, str]]:
         if path.is_file():
             lines = [(f"{path}:{n}", line.strip()) for n, line in enumerate(path.read_text().splitlines(), 1)]
             lines = [(where, line) for where, line in lines if line and not line.startswith("#")]
+            if not lines:  # no user at all: Gradio served every page to anyone, no login asked
+                raise ValueError(
+                    f"--auth {value}: the file holds no user:password line (without one the dashboard would ask no login)"
+                )
         elif ":" not in value:  # a mistyped file name said "expected user:password", nothing of the file
             raise ValueError(f"--auth: expected user:password or a file of such lines; there is no file {value!r}")
         else:

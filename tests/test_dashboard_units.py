@@ -37,6 +37,14 @@ def test_auth_pairs_files_and_mistakes(tmp_path):
     users.write_text("broken line\n")
     with pytest.raises(ValueError, match=r"users.txt:1"):
         parse_auth([str(users)])
+    for empty in ("", "# users go here\n\n"):  # served the dashboard to anyone, with no login at all
+        users.write_text(empty)
+        with pytest.raises(ValueError) as caught:
+            parse_auth(["amy:secret", str(users)])
+        assert (
+            str(caught.value)
+            == f"--auth {users}: the file holds no user:password line (without one the dashboard would ask no login)"
+        )
 
 
 def test_served_paths_exclude_the_database(tmp_path):

@@ -162,7 +162,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from dashboard import upkeep
         from dashboard.shared import get_store
 
-        store = get_store(config.data_dir)  # creates the folder and the database now: a bad --data-dir fails here
+        try:
+            store = get_store(config.data_dir)  # creates the folder and the database now: a bad --data-dir fails here
+        except OSError as exc:  # it said "[Errno 20] Not a directory: 'FILE/audio'", a path nobody typed
+            a_file = config.data_dir.is_file()
+            problem = "is a file; give a folder for the store" if a_file else f"cannot be used ({exc.strerror or exc})"
+            raise ValueError(f"--data-dir {args.data_dir}: {problem}") from exc
         upkeep.use_private_gradio_dir(config)  # before the app is built: Gradio reads it then
         upkeep.start(config, store)
     except (OSError, ValueError) as exc:

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from dashboard.__main__ import check_listen, parse_auth
+from dashboard.__main__ import main as dashboard_main
 from dashboard.app import build_demo
 from dashboard.config import DashboardConfig
 from dashboard.pages.review import Filters
@@ -45,6 +46,21 @@ def test_auth_pairs_files_and_mistakes(tmp_path):
             str(caught.value)
             == f"--auth {users}: the file holds no user:password line (without one the dashboard would ask no login)"
         )
+
+
+def test_a_data_dir_that_cannot_hold_the_store_is_one_line_naming_the_flag(tmp_path, capsys):
+    """It said "python -m dashboard: [Errno 20] Not a directory: 'FILE/audio'", a path nobody typed."""
+    from tests.browser_util import free_port
+
+    afile = tmp_path / "notes.txt"
+    afile.write_text("x")
+    for value, said in (
+        (str(afile), f"--data-dir {afile}: is a file; give a folder for the store"),
+        (f"{afile}/data", f"--data-dir {afile}/data: cannot be used (Not a directory)"),
+        ("/proc/asrqa-data", "--data-dir /proc/asrqa-data: cannot be used (No such file or directory)"),
+    ):
+        assert dashboard_main(["--data-dir", value, "--no-preload", "--port", str(free_port())]) == 2
+        assert capsys.readouterr().err == f"python -m dashboard: {said}\n"
 
 
 def test_served_paths_exclude_the_database(tmp_path):

@@ -15,6 +15,7 @@ does not bypass the login. Errors are FastAPI's JSON ``{"detail": "one line"}`` 
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import os
 import secrets
@@ -123,7 +124,7 @@ class _Handlers:
         return {"scripts": [_script_json(s) for s in scripts]}
 
     async def save_script(self, request: Request) -> JSONResponse:
-        body = await _json(request)
+        body = await self._json(request)
         script = self._script(body)
         return JSONResponse(_script_json(script), status_code=201)
 
@@ -140,7 +141,7 @@ class _Handlers:
         return {"sessions": [_session_json(s) for s in self.store.recordings.list_sessions(open_only=open_only)]}
 
     async def start_session(self, request: Request) -> JSONResponse:
-        body = await _json(request)
+        body = await self._json(request)
         model, backend = str(body.get("model") or default_model()), str(body.get("backend") or "")
         await run_in_threadpool(_check_model, model, backend)
         fields = {
@@ -169,18 +170,27 @@ class _Handlers:
             raise _error(400, "the request body must be the take's audio (wav, flac, mp3, ogg, webm, m4a)")
         return await run_in_threadpool(self._take, session_id, audio, action, place)
 
-    async def _capped_body(self, request: Request) -> bytes:
+    async def _capped_body(self, request: Request, what: str = "the audio") -> bytes:
         """The body, refused (413) from its declared length before it is read, or, sent without one (chunked), as
-        soon as it passes the cap: a chunked body was read whole whatever its size."""
+        soon as it passes the cap: a chunked body was read whole whatever its size (a JSON one in any case)."""
         length = int(request.headers.get("content-length") or 0)
         if length > self.max_bytes:
-            raise _error(413, f"the audio is {mb(length)}; at most {mb(self.max_bytes)} (--max-upload-mb)")
+            raise _error(413, f"{what} is {mb(length)}; at most {mb(self.max_bytes)} (--max-upload-mb)")
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > self.max_bytes:
-                raise _error(413, f"the audio is over {mb(self.max_bytes)} (--max-upload-mb)")
+                raise _error(413, f"{what} is over {mb(self.max_bytes)} (--max-upload-mb)")
         return bytes(body)
+
+    async def _json(self, request: Request) -> dict:
+        try:
+            body = json.loads(await self._capped_body(request, "the request body"))
+        except ValueError as exc:
+            raise _error(400, "the request body must be a JSON object") from exc
+        if not isinstance(body, dict):
+            raise _error(400, "the request body must be a JSON object")
+        return body
 
     def _take(self, session_id: str, data: bytes, action: str, index: int | None) -> dict:
         from asr.audio import load_audio
@@ -290,16 +300,6 @@ def _flag(name: str, value: str) -> bool:
     if lowered in ("1", "true", "yes", "on"):
         return True
     raise _error(400, f"{name} must be true or false, not {value!r}")
-
-
-async def _json(request: Request) -> dict:
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise _error(400, "the request body must be a JSON object") from exc
-    if not isinstance(body, dict):
-        raise _error(400, "the request body must be a JSON object")
-    return body
 
 
 def _prompts(body: dict) -> tuple[Prompt, ...]:

@@ -235,3 +235,19 @@ def test_the_start_up_says_where_it_serves_without_gradio_advice(app, client):
     log = app.log()
     assert f"INFO serving on {app.url}; Ctrl-C stops it" in log, log
     assert "share=True" not in log and "launch()" not in log, log
+
+
+def test_a_json_body_over_the_cap_is_refused_as_it_arrives(client):
+    """A script or session body was read whole, whatever its size (a chunked one without any limit at all)."""
+    import json
+
+    scripts = len(client.get("/api/scripts").json()["scripts"])
+    prompts = [{"id": f"p{n}", "text": "Press one for sales, two for support."} for n in range(CAP_MB * 2**20 // 50)]
+    body = json.dumps({"name": "huge", "prompts": prompts}).encode()
+    assert len(body) > CAP_MB * 2**20
+    declared = client.post("/api/scripts", content=body, headers={"Content-Type": "application/json"})
+    chunked = client.post("/api/scripts", content=iter([body[: len(body) // 2], body[len(body) // 2 :]]))
+    for reply in (declared, chunked):
+        assert reply.status_code == 413, reply.text[:200]
+        assert reply.json()["detail"].startswith("the request body is ") and "(--max-upload-mb)" in reply.text
+    assert len(client.get("/api/scripts").json()["scripts"]) == scripts

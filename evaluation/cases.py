@@ -20,6 +20,17 @@ INSERT_SQL = (
 EDITABLE = ("status", "labels", "reference", "notes")  # what a reviewer (or saving a take again) may change
 
 
+class CaseConflict(ValueError):
+    """A reviewer's edit of a field another tester (or another tab) changed since the reviewer opened the case."""
+
+    def __init__(self, case_id: str, fields: list[str]) -> None:
+        super().__init__(
+            f"case {case_id} was changed elsewhere since it was opened ({', '.join(fields)}): nothing was saved;"
+            " click its row again to see what is stored, then edit"
+        )
+        self.fields = fields
+
+
 class CaseNotFound(KeyError):
     """No test case or flag with this id (it may have been deleted)."""
 
@@ -125,3 +136,40 @@ def column_values(changes: Mapping[str, Any]) -> dict[str, str]:
         column: json.dumps(clean_labels(value), ensure_ascii=False) if column == "labels" else str(value)
         for column, value in changes.items()
     }
+
+
+def merge_edit(opened: Case, stored: Case, edits: Mapping[str, Any]) -> dict[str, Any]:
+    """What an edit made on ``opened`` (the case as the panel showed it) writes over ``stored`` (the row now).
+
+    Review sent every field of its panel, so of two tabs open on one case the later save put back what the earlier
+    one had changed (a status confirmed in one tab went back to new when the other saved a label). Only what this
+    edit changed is written now, label by label; a field (or label) changed both here and elsewhere, to different
+    values, raises ``CaseConflict`` and nothing is written.
+    """
+    out: dict[str, Any] = {}
+    clashes: list[str] = []
+    for column, mine in edits.items():
+        if column == "labels":
+            continue
+        was, now = getattr(opened, column), getattr(stored, column)
+        if mine != was:
+            out[column] = mine
+            if now not in (was, mine):
+                clashes.append(column)
+    if edits.get("labels") is not None:
+        mine, was, now = clean_labels(edits["labels"]), opened.labels, stored.labels
+        labels = dict(now)
+        for key in [*was, *(k for k in mine if k not in was)]:
+            if mine.get(key) == was.get(key):
+                continue  # not changed here: what is stored stays
+            if now.get(key) not in (was.get(key), mine.get(key)):
+                clashes.append(f"label {key}")
+            if key in mine:
+                labels[key] = mine[key]
+            else:
+                labels.pop(key, None)
+        if labels != now:
+            out["labels"] = labels
+    if clashes:
+        raise CaseConflict(stored.id, clashes)
+    return out

@@ -12,7 +12,6 @@ Why it looks like this:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sqlite3
@@ -28,12 +27,14 @@ from asr.audio import SAMPLE_RATE, AudioSource, load_audio, write_wav
 from evaluation.cases import (  # noqa: F401 - re-exported: the store is the one import for callers
     INSERT_SQL,
     Case,
+    CaseConflict,
     CaseNotFound,
     SavedTake,
     clean_labels,
     column_values,
     from_row,
     in_stored_order,
+    merge_edit,
     row_values,
 )
 from evaluation.recordstore import SCHEMA as RECORD_SCHEMA
@@ -289,18 +290,24 @@ class Store:
         labels: Mapping[str, str] | None = None,
         reference: str | None = None,
         notes: str | None = None,
+        opened: Case | None = None,
     ) -> Case:
-        """Change what a reviewer may change; ``labels`` replaces the whole label set."""
+        """Change what a reviewer may change; ``labels`` replaces the whole label set. With ``opened`` (the case as
+        the editor read it), only what differs from it is written, in the same transaction as the row is read, and
+        a field changed meanwhile by someone else raises ``CaseConflict`` (see ``merge_edit``)."""
         if status is not None and status not in STATUSES:
             raise StoreError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
         edits = {"status": status, "labels": labels, "reference": reference, "notes": notes}
         edits = {k: v for k, v in edits.items() if v is not None}
         with self._connect(write=True) as conn:
-            row = conn.execute("SELECT labels FROM cases WHERE id = ?", (case_id,)).fetchone()
+            row = conn.execute("SELECT * FROM cases WHERE id = ?", (case_id,)).fetchone()
             if row is None:
                 raise CaseNotFound(f"no test case or flag with id {case_id!r} in {self.db_path}")
-            if labels is not None:  # in the order the case has them (see ``in_stored_order``)
-                edits["labels"] = in_stored_order(json.loads(row["labels"]), labels)
+            stored = self._case(row)
+            if opened is not None:
+                edits = merge_edit(opened, stored, edits)
+            if edits.get("labels") is not None:  # in the order the case has them (see ``in_stored_order``)
+                edits["labels"] = in_stored_order(stored.labels, edits["labels"])
             changes = column_values(edits)
             if changes:
                 assignments = ", ".join(f"{column} = ?" for column in changes)  # column names are ours

@@ -17,7 +17,7 @@ from dashboard.__main__ import check_listen, parse_auth
 from dashboard.__main__ import main as dashboard_main
 from dashboard.app import build_demo
 from dashboard.config import DashboardConfig
-from dashboard.pages.review import Filters
+from dashboard.review_view import Filters
 from dashboard.shared import confidence_band, parse_extra_labels, render_alignment, render_diff
 from dashboard.validate_form import REAL_SPEECH_MIN_WORDS, dataset_spec, default_min_words, noise_specs, run_options
 from dashboard.validate_view import group_chart, run_label, utterance_widths, wer_colour
@@ -340,7 +340,7 @@ def test_record_page_reads_an_uploaded_csv_or_txt_script_and_stores_a_builtin_on
 def test_review_lists_the_takes_of_one_record_session(tmp_path):
     import numpy as np
 
-    from dashboard.pages.review import Filters
+    from dashboard.review_view import Filters
     from evaluation.prompts import parse_pasted
     from evaluation.recordstore import SpeakerProfile
     from evaluation.store import Store
@@ -471,7 +471,8 @@ def test_invented_words_said_only_when_there_is_something_to_say():
 
 
 def test_review_tells_a_new_tester_how_to_fill_it(tmp_path, speech_wav):
-    from dashboard.pages.review import NO_MATCH, Filters, _table, empty_hint
+    from dashboard.review_view import NO_MATCH, Filters, empty_hint
+    from dashboard.review_view import cases_table as _table
     from dashboard.shared import Heard, get_store, save_test_case
 
     store = get_store(tmp_path)
@@ -762,14 +763,14 @@ def test_the_review_panel_closes_when_the_filters_hide_its_case(tmp_path, speech
     from evaluation.store import Store
 
     store = Store(tmp_path)
-    flag = store.add_case("flag", str(speech_wav), transcript="a", reference="", reason="wrong words").id
+    flag = store.add_case("flag", str(speech_wav), transcript="a", reference="", reason="wrong words")
     store.add_case("test_case", str(speech_wav), transcript="b", reference="b")
     kept = detail_if_listed(store, flag, Filters("flag", "all", "all", "all"))
     assert kept == (gr.skip(),) * 4  # still listed: the panel is left as it is
     case_id, group, confirm_row, pending = detail_if_listed(store, flag, Filters("test_case", "all", "all", "all"))
     assert case_id is None and pending is None and not group.visible and not confirm_row.visible
     assert detail_if_listed(store, None, Filters("test_case", "all", "all", "all")) == (gr.skip(),) * 4
-    store.delete_case(flag)  # deleted in another tab: a Refresh closes its panel too
+    store.delete_case(flag.id)  # deleted in another tab: a Refresh closes its panel too
     assert detail_if_listed(store, flag, Filters("all", "all", "all", "all"))[0] is None
 
 
@@ -838,20 +839,22 @@ def test_review_save_redraws_the_wer_and_refuses_a_blank_reference(tmp_path, spe
     opened = _show(store, case.id)[5]
     words = opened.split("asrqa-legend")[0]  # the words, not the legend
     assert "WER 33.3%" in opened and "asrqa-ins" in words and "slid" in words  # "slid" inserted
-    message, diff = _save(store, case.id, "confirmed", "The birch canoe slid.", "", "", "", "", "")
+    message, diff, *_ = _save(store, case, "confirmed", "The birch canoe slid.", "", "", "", "", "")
     assert case.id in message and "WER 0.0%" in diff and "(0 errors / 4 words" in diff
     assert "asrqa-ins" not in diff.split("asrqa-legend")[0]
     assert store.get_case(case.id).reference == "The birch canoe slid."
     for blank in ("", "  \n "):  # validation would skip the case: refused, nothing saved
         with pytest.raises(gr.Error, match="reference is empty"):
-            _save(store, case.id, "fixed", blank, "", "", "", "", "")
+            _save(store, case, "fixed", blank, "", "", "", "", "")
     assert (store.get_case(case.id).reference, store.get_case(case.id).status) == ("The birch canoe slid.", "confirmed")
 
 
 def test_review_save_keeps_the_order_of_labels_and_rows(tmp_path, speech_wav):
     """Review built the label set from its boxes (other labels, then accent, noise, device), so a save, even with
     nothing changed, moved a Record take's labels about in the table; they keep their order now, new ones after."""
-    from dashboard.pages.review import Filters, _save, _show, _table
+    from dashboard.pages.review import _save, _show
+    from dashboard.review_view import Filters
+    from dashboard.review_view import cases_table as _table
     from dashboard.shared import get_store
 
     store = get_store(tmp_path)
@@ -860,14 +863,40 @@ def test_review_save_keeps_the_order_of_labels_and_rows(tmp_path, speech_wav):
     store.add_case("flag", str(speech_wav), transcript="a test", reference="a tent", labels={"noise": "cafe"})
     every = Filters("all", "all", "all", "all")
     before = _table(store, every)
-    *_, status, reference, accent, noise, device, extra, notes = _show(store, case.id)
-    _save(store, case.id, status, reference, accent, noise, device, extra, notes)  # saved as shown
+    opened, *_, status, reference, accent, noise, device, extra, notes = _show(store, case.id)
+    _save(store, opened, status, reference, accent, noise, device, extra, notes)  # saved as shown
     assert list(store.get_case(case.id).labels) == list(profile)
     assert _table(store, every).equals(before)  # the same rows, in the same order, the same labels text
-    _save(store, case.id, "confirmed", reference, "Scottish", "office", device, extra + "\nroom=b", notes)
+    _save(
+        store, store.get_case(case.id), "confirmed", reference, "Scottish", "office", device, extra + "\nroom=b", notes
+    )
     labels = store.get_case(case.id).labels
     assert list(labels) == [*profile, "room", "noise"] and labels["accent"] == "Scottish"  # changed in place
     assert list(_table(store, every)["id"]) == list(before["id"])
+
+
+def test_review_edits_of_one_case_in_two_tabs_keep_both_or_refuse_the_clash(tmp_path, speech_wav):
+    """Review wrote every box of its panel, so of two tabs open on one case the later save put back what the
+    earlier one changed (a case confirmed in one tab went back to new when the other added a label), silently."""
+    from dashboard.pages.review import _save, _show
+    from dashboard.shared import get_store
+
+    store = get_store(tmp_path)
+    labels = {"accent": "Welsh", "speaker": "t-07"}
+    case = store.add_case("test_case", str(speech_wav), transcript="a test", reference="a test", labels=labels)
+    one, *_, status, reference, accent, noise, device, extra, notes = _show(store, case.id)  # tab 1 opens it
+    two = _show(store, case.id)[0]  # and so does tab 2
+    one = _save(store, one, "confirmed", reference, accent, noise, device, extra, notes)[2]  # tab 1 confirms it
+    said, _, two, *boxes = _save(store, two, status, reference, accent, noise, "headset", extra, "mic check")
+    saved = store.get_case(case.id)
+    assert (saved.status, saved.labels["device"], saved.notes) == ("confirmed", "headset", "mic check")
+    assert boxes[0] == "confirmed" and all(b == gr.skip() for b in boxes[1:]), boxes  # tab 2 now shows it
+    assert "kept: status" in said
+    _save(store, one, "fixed", reference, "Scottish", noise, device, extra, notes)  # device left as tab 1 shows it
+    with pytest.raises(gr.Error, match=r"changed elsewhere.*status.*label accent.*nothing was saved"):
+        _save(store, two, "wont_fix", reference, "Irish", noise, "headset", extra, "mic check")
+    after = store.get_case(case.id)
+    assert (after.status, after.labels["accent"], after.labels["device"]) == ("fixed", "Scottish", "headset")
 
 
 def test_a_reload_on_a_finished_session_says_it_is_finished(tmp_path):

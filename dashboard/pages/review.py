@@ -18,6 +18,17 @@ import pandas as pd
 from dashboard import confirm
 from dashboard.config import DashboardConfig
 from dashboard.record_view import session_choice
+from dashboard.review_view import (
+    ALL,
+    COLUMNS,
+    KIND_CHOICES,
+    STATUS_CHOICES,
+    Filters,
+    boxes_after_save,
+    cases_table,
+    empty_hint,
+    extra_labels_text,
+)
 from dashboard.shared import (
     ACCENTS,
     AGAIN,
@@ -33,42 +44,14 @@ from dashboard.shared import (
     without_paths,
 )
 from evaluation.export import export_cases, unused_folder
-from evaluation.store import STATUSES, Case, CaseNotFound, Store
+from evaluation.store import Case, CaseConflict, CaseNotFound, Store
 
 logger = logging.getLogger(__name__)
 
-ALL = "all"
-KIND_CHOICES = [("all", ALL), ("flags", "flag"), ("test cases", "test_case")]
-STATUS_CHOICES = [("won't fix" if s == "wont_fix" else s, s) for s in STATUSES]  # new → confirmed → fixed / won't fix
-COLUMNS = ["id", "kind", "status", "created", "model", "seconds", "labels", "reason", "transcript", "reference"]
-FIXED_LABELS = ("accent", "noise", "device")
 DELETE_ACTION = "delete-case"
+EDIT_NAMES = ("status", "reference", "accent", "noise", "device", "other labels", "notes")  # the boxes _save reads
 # a cleared reference was saved, and validation skipped the case ("the reference text is empty") without a word here
 BLANK_REFERENCE = "The reference is empty: validation skips a case without one. Type what was said; nothing was saved."
-
-
-@dataclass(frozen=True)
-class Filters:
-    kind: str
-    status: str
-    model: str
-    label: str  # "key=value" or ALL
-    session: str = ALL  # a Record session's id: its accepted takes only
-
-    def query(self) -> dict:
-        key, _, value = self.label.partition("=")
-        return {
-            "kind": None if self.kind == ALL else self.kind,
-            "status": None if self.status == ALL else self.status,
-            "model": None if self.model == ALL else self.model,
-            "label": (key, value) if self.label != ALL and value else None,
-        }
-
-    def cases(self, store: Store) -> list[Case]:
-        cases = store.list_cases(**self.query())
-        if self.session and self.session != ALL:
-            cases = [c for c in cases if c.labels.get("session") == self.session]
-        return cases
 
 
 @dataclass
@@ -110,7 +93,7 @@ class _Detail:
 def build(page: gr.Blocks, config: DashboardConfig) -> None:
     gr.Markdown("## Review\nFlagged transcripts and saved test cases. Click a row to play, compare and triage it.")
     listing = _listing()
-    selected = gr.State(None)  # the id of the case in the detail panel
+    selected = gr.State(None)  # the case in the detail panel, as it was opened (or last saved) there
     pending = gr.State(None)  # the Confirmation the delete question issued (server-side: no client can set it)
     detail = _detail()
     message = gr.Markdown(elem_id="review-message")
@@ -186,14 +169,14 @@ def _detail() -> _Detail:
 def _wire_listing(page: gr.Blocks, store: Store, listing: _Listing, message) -> None:
     def list_table(*values):
         """The table for the filters, and a line when they match nothing (an empty table said nothing)."""
-        table = _table(store, Filters(*values))
-        return table, ("" if len(table) else empty_hint(store.list_cases(), table))
+        frame = cases_table(store, Filters(*values))
+        return frame, ("" if len(frame) else empty_hint(store.list_cases(), frame))
 
     def reload(*values):
         """What a page load shows: the filters' choices, the table, and the hint while the store is empty."""
         cases = store.list_cases()  # once for the filters' choices and the hint
-        table = _table(store, Filters(*values))
-        return (*_filter_choices(store, cases), table, empty_hint(cases, table))
+        frame = cases_table(store, Filters(*values))
+        return (*_filter_choices(store, cases), frame, empty_hint(cases, frame))
 
     shown = [listing.model, listing.label, listing.session, listing.table, message]
     page.load(reload, listing.filters, shown, api_name="review_load")
@@ -216,29 +199,29 @@ def _wire_detail(store: Store, listing: _Listing, detail: _Detail, selected, pen
         row = evt.row_value or []
         return _show(store, str(row[0]) if row else None)
 
-    def ask_delete(case_id):
-        if not case_id:
+    def ask_delete(case: Case | None):
+        if not case:
             raise gr.Error("Pick a case in the table first.")
-        return gr.Row(visible=True), confirm.issue(DELETE_ACTION, case_id)
+        return gr.Row(visible=True), confirm.issue(DELETE_ACTION, case.id)
 
-    def delete_case(case_id, confirmation, *values):
-        if not confirm.accepts(confirmation, DELETE_ACTION, case_id):
+    def delete_case(case: Case | None, confirmation, *values):
+        if not (case and confirm.accepts(confirmation, DELETE_ACTION, case.id)):
             raise gr.Error("Press Delete and confirm again: deleting needs the confirmation step.")
-        return (*_delete(store, case_id), None, _table(store, Filters(*values)))
+        return (*_delete(store, case.id), None, cases_table(store, Filters(*values)))
 
     shown = [selected, detail.group, detail.confirm_row, *detail.fields]  # a row clicked as the last loaded: dropped
     listing.table.select(choose, None, shown, api_name="review_select", trigger_mode=EACH).then(
         lambda: None, None, pending, api_name="review_forget_confirmation"
     )
     detail.save.click(
-        lambda case_id, *values: _save(store, case_id, *values),
+        lambda case, *values: _save(store, case, *values),
         [selected, *detail.edits],
-        [message, detail.fields[2]],  # the diff and WER against the reference as saved
+        [message, detail.fields[2], selected, *detail.edits],  # the diff and WER as saved; the case as saved
         api_name="review_save",
         show_progress_on=[message],  # a refused save: one Error badge (it drew one over the diff as well)
         trigger_mode=AGAIN,  # pressed again during a save, after another edit: the box kept it, the store did not
     ).then(  # a label or model added by the edit is offered in the filters at once, not after a Refresh
-        lambda *v: (*_filter_choices(store, store.list_cases()), _table(store, Filters(*v))),
+        lambda *v: (*_filter_choices(store, store.list_cases()), cases_table(store, Filters(*v))),
         listing.filters,
         [listing.model, listing.label, listing.session, listing.table],
         api_name="review_refresh_after_save",
@@ -248,7 +231,7 @@ def _wire_detail(store: Store, listing: _Listing, detail: _Detail, selected, pen
     # that no longer listed it); read from the filters, not the table, which another handler redraws meanwhile
     gr.on(
         [*(f.change for f in listing.filters), listing.refresh.click],
-        lambda case_id, *values: detail_if_listed(store, case_id, Filters(*values)),
+        lambda case, *values: detail_if_listed(store, case, Filters(*values)),
         [selected, *listing.filters],
         [selected, detail.group, detail.confirm_row, pending],
         api_name="review_close_hidden",
@@ -265,23 +248,6 @@ def _wire_detail(store: Store, listing: _Listing, detail: _Detail, selected, pen
     )
 
 
-EMPTY_HINT = (
-    "*Nothing to review yet: flag a transcript on **Transcribe**, or save a test case on **Live**, **Transcribe** "
-    "or **Record**; it is listed here.*"
-)
-
-
-NO_MATCH = "*No case matches these filters: set one back to **all** to see more.*"
-
-
-def empty_hint(cases: list[Case], shown: pd.DataFrame | None = None) -> str:
-    """What a tester reads under an empty table (a table of headers alone said nothing of how to fill it):
-    how cases come when there are none, and that the filters hide them when ``shown`` is empty."""
-    if not cases:
-        return EMPTY_HINT
-    return NO_MATCH if shown is not None and shown.empty else ""
-
-
 def _filter_choices(store: Store, cases: list[Case]) -> tuple[gr.Dropdown, gr.Dropdown, gr.Dropdown]:
     models = sorted({c.model for c in cases if c.model})
     labels = sorted({f"{k}={v}" for c in cases for k, v in c.labels.items()})
@@ -293,34 +259,10 @@ def _filter_choices(store: Store, cases: list[Case]) -> tuple[gr.Dropdown, gr.Dr
     )
 
 
-def _table(store: Store, filters: Filters) -> pd.DataFrame:
-    rows = [_row(c) for c in filters.cases(store)]
-    return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def _row(case: Case) -> list:
-    created = datetime.fromisoformat(case.created_at).astimezone().strftime("%Y-%m-%d %H:%M")
-    labels = ", ".join(f"{k}={v}" for k, v in case.labels.items())
-    kind = "flag" if case.kind == "flag" else "test case"
-    status = dict((v, k) for k, v in STATUS_CHOICES).get(case.status, case.status)
-    return [
-        case.id,
-        kind,
-        status,
-        created,
-        case.model,
-        round(case.duration, 1),
-        labels,
-        case.reason,
-        case.transcript,
-        case.reference,
-    ]
-
-
-def detail_if_listed(store: Store, case_id: str | None, filters: Filters) -> tuple:
+def detail_if_listed(store: Store, case: Case | None, filters: Filters) -> tuple:
     """The panel stays as it is while its case is listed; a case the filters hide (or one deleted meanwhile) has
     its panel closed and its pending delete confirmation dropped."""
-    if not case_id or any(c.id == case_id for c in filters.cases(store)):
+    if not case or any(c.id == case.id for c in filters.cases(store)):
         return (gr.skip(),) * 4
     return None, gr.Group(visible=False), gr.Row(visible=False), None
 
@@ -340,9 +282,9 @@ def _show(store: Store, case_id: str | None) -> tuple:
         f"### {kind} `{case.id}`\n{case.duration:.1f} s · {esc(case.model)} on {esc(case.backend)}"
         f" · saved {case.created_at[:16].replace('T', ' ')} UTC{reason}"
     )
-    extra = "\n".join(f"{k}={v}" for k, v in case.labels.items() if k not in FIXED_LABELS)
+    extra = extra_labels_text(case)
     return (
-        case.id,
+        case,  # as opened: a save writes only what was changed since (see ``Store.update_case``)
         gr.Group(visible=True),
         gr.Row(visible=False),
         heading,
@@ -358,21 +300,37 @@ def _show(store: Store, case_id: str | None) -> tuple:
     )
 
 
-def _save(
-    store: Store, case_id: str | None, status: str, reference: str, accent: str, noise: str, device: str, *more: str
-) -> tuple[str, str]:
-    """Save the panel's edits (``more``: the extra labels and the notes); the message and the redrawn diff."""
-    extra, notes = more
-    if not case_id:
+def _save(store: Store, opened: Case | None, *boxes: str) -> tuple:
+    """Save the panel's edits (``boxes``: status, reference, accent, noise, device, other labels, notes) to the
+    case ``opened`` (as shown): the message, the redrawn diff, the case as saved and the boxes it changed. Only what
+    was changed here is written; another tab's change of the same field since is refused (it was overwritten
+    without a word), of another field kept and shown."""
+    status, reference, accent, noise, device, extra, notes = boxes
+    if not opened:
         raise gr.Error("Pick a case in the table first.")
-    labels = {**parse_extra_labels(extra), "accent": accent or "", "noise": noise or "", "device": device or ""}
+    others = parse_extra_labels(extra)
+    labels = {**others, "accent": accent or "", "noise": noise or "", "device": device or ""}
     try:
-        if not (reference or "").strip() and store.get_case(case_id).reference.strip():
+        if not (reference or "").strip() and store.get_case(opened.id).reference.strip():
             raise gr.Error(BLANK_REFERENCE)
-        case = store.update_case(case_id, status=status, labels=labels, reference=reference, notes=notes)
+        case = store.update_case(
+            opened.id, status=status, labels=labels, reference=reference, notes=notes, opened=opened
+        )
     except CaseNotFound as exc:
         raise gr.Error(f"{without_paths(str(exc), store.db_path)}; it may have been deleted by someone else.") from exc
-    return f"Saved `{case.id}`: status {case.status}.", render_diff(case.reference, case.transcript)
+    except CaseConflict as exc:
+        raise gr.Error(f"{str(exc)[0].upper()}{str(exc)[1:]}.") from exc
+    redrawn = boxes_after_save(case, list(boxes), others)
+    kept = ", ".join(name for name, box in zip(EDIT_NAMES, redrawn, strict=True) if box is not None)
+    message = f"Saved `{case.id}`: status {case.status}." + (
+        f" Changed elsewhere meanwhile, kept: {kept}." if kept else ""
+    )
+    return (
+        message,
+        render_diff(case.reference, case.transcript),
+        case,
+        *(gr.skip() if b is None else b for b in redrawn),
+    )
 
 
 def _delete(store: Store, case_id: str | None) -> tuple:

@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import pickle
+import socket
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 OBJECT_STORE_BYTES = 512 * 1024**2  # a local Ray's object store: blocks of audio, not a dataset held whole
 LOOPBACK = "127.0.0.1"
 CONNECT_ERRORS = (ConnectionError, TimeoutError, RuntimeError, ValueError, OSError)
+PROBE_TIMEOUT_S = 3.0  # one TCP connect to the cluster's address before ray.init, which retries for minutes
 
 
 SAMPLE_FIELDS = tuple(f.name for f in dataclasses.fields(Sample))
@@ -181,6 +183,7 @@ def _connect(options: ExecutorOptions) -> tuple[bool, str]:
     if ray.is_initialized():
         return False, "connected"
     if address:
+        _probe(address)
         try:
             with warnings.catch_warnings():  # Ray Client's advice about ports: the one-line error says it
                 warnings.simplefilter("ignore")
@@ -192,6 +195,22 @@ def _connect(options: ExecutorOptions) -> tuple[bool, str]:
         return False, address
     start_local_ray(cpu_cores(), OBJECT_STORE_BYTES)
     return True, "local"
+
+
+def _probe(address: str) -> None:
+    """Fail at once where nothing listens at a ``HOST:PORT`` or ``ray://HOST:PORT`` address: ``ray.init`` kept
+    retrying a closed port (``RAY_ADDRESS=127.0.0.1:1``, a cluster stopped with ``ray stop``) for over 13 minutes,
+    printing a Ray warning every few seconds, and Ray Client for half a minute. Other forms (``auto``) are Ray's."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or _first_line(exc)
+        raise ExecutorError(
+            f"cannot reach the Ray cluster at {address}: nothing answers on {host}:{port} ({why})"
+        ) from None
 
 
 def start_local_ray(num_cpus: int, object_store_bytes: int) -> None:

@@ -232,6 +232,12 @@ def test_unreachable_cluster_and_missing_ray_exit_2_with_one_line(tmp_path):
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert "cannot reach the Ray cluster at ray://127.0.0.1:1" in done.stderr
     assert time.perf_counter() - started < 120
+    started = time.perf_counter()  # a cluster address nothing listens on: ray.init retried it for over 13 minutes
+    stopped = _cli([*args, "--executor", "ray"], env={"RAY_ADDRESS": "127.0.0.1:1"})
+    assert stopped.returncode == 2 and stopped.stderr.strip() == (
+        "error: cannot reach the Ray cluster at 127.0.0.1:1: nothing answers on 127.0.0.1:1 (Connection refused)"
+    )
+    assert time.perf_counter() - started < 60
     missing = _cli([*args, "--executor", "ray"], code="sys.modules['ray'] = None  # as if Ray were not installed")
     assert missing.returncode == 2 and missing.stderr.strip() == (
         "error: executor ray: Ray is not installed (pip install ray==2.60.0)"

@@ -58,6 +58,8 @@ CSS = """
 #validate-status { min-height: 5.5rem; }  /* room for a run's progress bar, drawn over it */
 /* while a run goes, its progress replaces the text under it (drawn over it, the two overlapped) */
 #validate-status [data-testid="markdown-wrapper"].pending { visibility: hidden; }
+/* the Record upload's label floats over its drop zone: the zone's icon and text start below it (it covered them) */
+#record-upload .upload-container { padding-top: 2rem; }
 #validate-status th, #validate-status td { overflow-wrap: break-word; word-break: normal; }
 """
 # A wide table keeps its words whole in a narrow window: under 1200 px its columns are laid out as at 1200 px and it

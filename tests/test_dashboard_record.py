@@ -170,6 +170,8 @@ def test_a_three_prompt_session_recorded_resumed_reviewed_and_validated(app, tak
     with tester.open(wav1) as page:
         upload, script = (page.locator(s).bounding_box()["height"] for s in ("#record-upload", "#record-builtin"))
         assert upload < 1.5 * script, (upload, script)  # the default drop zone left a blank band under the row
+        label, icon = (page.locator(f"#record-upload {s}").first.bounding_box() for s in ("label", ".icon-wrap"))
+        assert label["y"] + label["height"] <= icon["y"], (label, icon)  # the floating label covered the icon's top
         page.locator("#record-script textarea").fill("\n".join([text1, text2, text3]))
         page.locator("#record-speaker").locator("textarea, input").first.fill(SPEAKER)
         page.locator("#record-accent input").fill(ACCENT)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jiwer
 import numpy as np
@@ -104,6 +109,43 @@ def test_normalizer_names_and_versions():
     assert get_normalizer("whisper-basic")("Hello, World!") == "hello world"
     with pytest.raises(ValueError, match="unknown normalizer 'bogus'"):
         get_normalizer("bogus")
+
+
+LIGHT_NORMALIZER_SCRIPT = """
+import json, sys
+from evaluation.normalizer import get_normalizer
+texts = json.loads(sys.argv[1])
+english, basic = get_normalizer("whisper-english"), get_normalizer("whisper-basic")
+light = [english.version, basic.version, [english(t) for t in texts], [basic(t) for t in texts]]
+alone = "transformers" not in sys.modules
+import transformers
+from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
+from evaluation.normalizer import ELLIPSIS, _spelling_map
+package = EnglishTextNormalizer(_spelling_map()[0])
+full = [[" ".join(package(ELLIPSIS.sub(" ", t)).split()) for t in texts], [" ".join(BasicTextNormalizer()(t).split()) for t in texts]]
+print(json.dumps({"alone": alone, "light": light, "full": full, "version": transformers.__version__}))
+"""
+
+
+def test_the_normalizers_load_without_transformers_and_match_its_module():
+    """Scoring on faster-whisper does not pay transformers' start-up (1.4 to 1.9 s a process) for its normalizer."""
+    texts = [text for text, _ in NORMALIZER_CASES]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    run = subprocess.run(
+        [sys.executable, "-c", LIGHT_NORMALIZER_SCRIPT, json.dumps(texts)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["alone"], "getting the normalizers imported transformers"
+    english_version, basic_version, english, basic = out["light"]
+    assert english, "the cases were normalized"
+    assert [english, basic] == out["full"]
+    assert english_version.startswith(f"transformers-{out['version']}+spelling-")
+    assert basic_version == f"transformers-{out['version']}"
 
 
 def test_normalized_and_raw_wer_both_kept():

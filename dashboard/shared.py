@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 
+from asr.audio import SAMPLE_RATE
 from asr.backends import DEFAULT_BACKEND, Backend, BackendError, get_backend
 from asr.models import UnknownModelError, default_model, list_models
 from asr.results import BACKENDS
@@ -265,3 +267,13 @@ def parse_extra_labels(text: str) -> dict[str, str]:
             raise gr.Error(f"Other labels, line {n}: expected key=value, got {line.strip()!r}")
         labels[key.strip()] = value.strip()
     return labels
+
+
+def player_audio(samples: np.ndarray) -> tuple[int, np.ndarray]:
+    """``(rate, int16 samples)`` for a ``gr.Audio`` player, at the level the samples have.
+
+    Given float samples, Gradio divides them by their peak (and logs a UserWarning each time), so a quiet take
+    played back as loud as any other and Validate's clean and noisy clips each at full scale: a tester could not
+    hear that a take was too quiet. The int16 conversion is made here, without that normalisation.
+    """
+    return SAMPLE_RATE, (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767).astype(np.int16)

@@ -914,3 +914,23 @@ def test_a_reload_on_a_finished_session_says_it_is_finished(tmp_path):
     store.recordings.skip(session.id, 1)
     note = _restore(store, RecordTab(), session.id)[5]
     assert "is finished" in note and "prompt" not in note
+
+
+def test_playback_keeps_the_take_level_and_gradio_warns_nothing(speech_wav):
+    """Float samples handed to gr.Audio were divided by their peak: a take 30 dB too quiet played back at full
+    scale (and the server logged Gradio's UserWarning for every playback)."""
+    import warnings
+
+    import soundfile as sf
+
+    from asr.audio import SAMPLE_RATE, load_audio
+    from dashboard.shared import player_audio
+
+    quiet = load_audio(speech_wav) * 0.03
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the float conversion's UserWarning would fail here
+        served = gr.Audio(type="numpy").postprocess(player_audio(quiet))
+    played, rate = sf.read(served.path, dtype="float32")
+    assert rate == SAMPLE_RATE and len(played) == len(quiet)
+    assert abs(float(abs(played).max()) - float(abs(quiet).max())) < 1e-3  # its own peak, not 1.0
+    assert float(abs(played).max()) < 0.1

@@ -20,10 +20,19 @@ from dataclasses import dataclass, field
 import gradio as gr
 import numpy as np
 
-from asr.audio import SAMPLE_RATE, AudioError
+from asr.audio import AudioError
 from asr.streaming import StreamingError, StreamingSession, StreamOptions, StreamUpdate
 from dashboard.config import DashboardConfig
-from dashboard.shared import AGAIN, Heard, case_form, esc, load_backend_or_error, model_picker, save_test_case
+from dashboard.shared import (
+    AGAIN,
+    Heard,
+    case_form,
+    esc,
+    load_backend_or_error,
+    model_picker,
+    player_audio,
+    save_test_case,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +210,7 @@ def _on_stop(tab: LiveTab, config: DashboardConfig):
     if final is None:
         nothing = "<span class='asrqa-readout'>Nothing was heard.</span>"
         return gr.skip(), nothing, gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    recording = (SAMPLE_RATE, tab.take.audio)
+    recording = player_audio(tab.take.audio)
     panel = gr.Accordion(visible=True, open=True)
     # the new take is not saved yet: "Saved test case …" of the last one, left under it, read as if it were
     return render_view(final), render_readout(final, config), recording, final.committed, panel, ""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import gradio as gr
 import pandas as pd
 
-from asr.audio import SAMPLE_RATE
+from dashboard import shared
 from dashboard import validate_layout as layout
 from dashboard.config import DashboardConfig
 from dashboard.shared import AGAIN, EACH, disabled, enabled_after, esc, get_store, render_alignment, without_paths
@@ -374,7 +374,7 @@ def _utterance(store: Store, config: DashboardConfig, tab: ValidateTab, evt: gr.
         return gr.Group(visible=True), heading, render_alignment(spans), None, None
     if not check_regenerated(item, audio):
         heading += "\n\n⚠️ The dataset changed since this run: the audio below may differ from what was scored."
-    clean, noisy = (SAMPLE_RATE, audio.clean), (SAMPLE_RATE, audio.noisy)
+    clean, noisy = shared.player_audio(audio.clean), shared.player_audio(audio.noisy)
     return gr.Group(visible=True), heading, render_alignment(spans), clean, noisy
 
 

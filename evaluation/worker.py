@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from asr.backends import Backend, get_backend
+from asr.backends import Backend, get_backend, get_copies
+from asr.backends.base import cpu_cores
 from asr.models import default_model
 from asr.results import DecodeOptions, Transcript
 from asr.transcribe import transcribe_many
@@ -337,12 +338,25 @@ def scoring_language(groups: Mapping[str, Any], detected: str | None) -> str | N
     return str(given) if given and given != MISSING_GROUP else detected
 
 
+ONE_THREAD_CORES = 2
+"""On this many cores or fewer, a local run decodes its rows with a one-thread faster-whisper copy.
+
+Why: a sweep's batches of short clips split across CTranslate2's two OpenMP threads meet at a barrier every few
+microseconds, and on two cores libgomp sleeps in the kernel at each (17 s of system CPU per built-in sweep; see
+the README's Performance section, session 16). One thread has no barrier: the built-in sweep ran at 20.4x and 20.8x
+against 17.0x and 17.6x with two, the same rows byte for byte (Ray workers have always decoded so). A single long
+file is still faster on two threads (12.0 s against 15.3 s for the joined real file), so only validation does it.
+"""
+
+
 def load_worker_backend(options: WorkerOptions) -> Backend:
     """The shared per-process backend, or (``threads`` set: one worker per process) one with that many threads.
 
     A remote worker gets a CPU share (Ray's ``num_cpus``); the model's own thread pools are sized to it, or
     several workers on one node would each start a thread per core and slow each other down.
     """
+    if options.threads is None and options.backend == "faster-whisper" and cpu_cores() <= ONE_THREAD_CORES:
+        return get_copies(options.model_name, options.device, 1)[0]  # a one-thread copy: see ONE_THREAD_CORES
     if options.threads is None:
         return get_backend(options.model_name, options.backend, options.device)
     from asr.models import resolve

@@ -242,3 +242,22 @@ def test_compare_names_every_setting_a_resumed_run_must_share(tmp_path):
     differences = compare_runs(store, "base", "other").differences
     assert [d.split(":")[0] for d in differences] == ["min_words", "language", "mode"]
     assert compare_runs(store, "base", "base").differences == ()
+
+
+def test_rows_decode_on_a_one_thread_copy_on_two_cores(monkeypatch, fw_backend, real_set):
+    """Where ONE_THREAD_CORES applies, a local run's rows go to the one-thread copy the streaming lanes share (the
+    sweep's OpenMP barriers gone); on more cores to the shared model. Both give the same text, batched."""
+    from asr.backends import get_backend, get_copies
+    from asr.results import DecodeOptions
+    from asr.transcribe import transcribe_many
+    from evaluation import worker
+
+    options = worker.WorkerOptions(model="whisper-tiny.en", backend="faster-whisper")
+    monkeypatch.setattr(worker, "cpu_cores", lambda: worker.ONE_THREAD_CORES)
+    one = worker.load_worker_backend(options)
+    assert one is get_copies("whisper-tiny.en", "auto", 1)[0] and one is not fw_backend
+    monkeypatch.setattr(worker, "cpu_cores", lambda: worker.ONE_THREAD_CORES + 1)
+    assert worker.load_worker_backend(options) is get_backend("whisper-tiny.en", "faster-whisper")
+    clips = [str(real_set / f"audio/en/{name}.wav") for name in ("conf-getpin", "vm-Cust1", "queue-thankyou")]
+    texts = [[t.text for t in transcribe_many(clips, backend=b, options=DecodeOptions())] for b in (one, fw_backend)]
+    assert texts[0] == texts[1] and all(text.strip() for text in texts[0])

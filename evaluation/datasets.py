@@ -23,6 +23,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from asr.audio import SAMPLE_RATE, AudioError, collect_warnings, load_audio
+from evaluation.allowed import (
+    AudioAllowed,
+    RefusedAudio,
+    check_audio_file,
+    check_shard_files,
+    refused_shard,
+    shard_allowed,
+)
 from evaluation.rowsource import Rows
 from evaluation.shards import AudioRef, read_values
 from evaluation.sources import DatasetError, RowSource, open_source
@@ -53,8 +61,8 @@ class DatasetOptions:
     min_words: int = 0  # only rows whose reference has at least this many words (0: all); the limit then spreads
     # over those, so a small sample of a set full of one-word prompts still holds sentences
     split: str | None = None  # for datasets with several splits (None: SPLIT of hub:, else "test" or the first)
-    audio_allowed: Callable[[Path], bool] | None = field(default=None, compare=False, repr=False)  # the folders a
-    # row's audio file may lie in (the dashboard's roots): another is skipped unread; None: any, as on the command line
+    audio_allowed: AudioAllowed | None = field(default=None, compare=False, repr=False)  # the folders a row's
+    # audio file (and the dataset's own files) may lie in (the dashboard's roots): see evaluation.allowed
 
     def validate(self) -> DatasetOptions:
         if not str(self.source).strip():
@@ -193,9 +201,7 @@ def _sample_id(row_index: int, row: Mapping[str, Any], audio_value: Any, seen: s
     return ident
 
 
-def _decode_noted(
-    value: Any, source: RowSource, allowed: Callable[[Path], bool] | None = None
-) -> tuple[np.ndarray, str]:
+def _decode_noted(value: Any, source: RowSource, allowed: AudioAllowed | None = None) -> tuple[np.ndarray, str]:
     """The decoded audio and what decoding did to it: the engine's warnings (loud float audio scaled back into
     range), which results.csv shows in the row's ``audio_note`` rather than a log line a tester never connects
     with the row. The engine says "WHAT: detail"; the row keeps the detail (the row names its file already)."""
@@ -204,7 +210,7 @@ def _decode_noted(
     return audio, "; ".join(note.rsplit(": ", 1)[-1] for note in notes)
 
 
-def _decode(value: Any, source: RowSource, allowed: Callable[[Path], bool] | None = None) -> np.ndarray:
+def _decode(value: Any, source: RowSource, allowed: AudioAllowed | None = None) -> np.ndarray:
     if isinstance(value, Mapping):
         if value.get("bytes"):
             return load_audio(bytes(value["bytes"]))
@@ -215,12 +221,12 @@ def _decode(value: Any, source: RowSource, allowed: Callable[[Path], bool] | Non
         return load_audio(bytes(value))
     if isinstance(value, str) and value.strip():
         if "://" in value:
-            _check_allowed(value, allowed)
+            check_audio_file(value, allowed)
             return load_audio(_remote(source, value))
         path = Path(value).expanduser()
         if not path.is_absolute() and source.base_dir is not None:
             path = source.base_dir / path
-        _check_allowed(path, allowed)
+        check_audio_file(path, allowed)
         if not path.exists():  # said "undecodable audio: P: no such file": there was nothing to decode
             raise MissingAudio(f"missing audio file {path}")
         return load_audio(path)
@@ -240,20 +246,6 @@ def _remote(source: RowSource, url: str) -> bytes:
 
 class MissingAudio(AudioError):
     """A row naming an audio file that is not there."""
-
-
-class RefusedAudio(AudioError):
-    """A row naming an audio file outside the folders the caller reads (the message says nothing of existence)."""
-
-
-def _check_allowed(path: Path | str, allowed: Callable[[Path], bool] | None) -> None:
-    """Refuse, before anything is read, a file outside ``allowed``: ``../``, an absolute path, a symlink out of the
-    dataset's root (``allowed`` resolves it) or a URL; the same words whether the file is there or not."""
-    if allowed is not None and ("://" in str(path) or not allowed(Path(path))):
-        raise RefusedAudio(
-            f"audio file {path} refused: this dashboard reads only its data folder, the built-in sets and folders "
-            "named with --dataset-root DIR"
-        )
 
 
 def _skip_reason(exc: BaseException) -> str:
@@ -363,6 +355,7 @@ def load_dataset(options: DatasetOptions, store: Store | None = None, defer_audi
     """
     options = options.validate()
     source = open_source(options.source, split=options.split, store=store)
+    check_shard_files(source.name, source.shard_files, options.audio_allowed)  # the files a worker would open
     loaded = _samples(source, options, defer_audio)
     logger.info(
         "dataset %s: %d samples (%.0f s), %d rows skipped",
@@ -374,14 +367,15 @@ def load_dataset(options: DatasetOptions, store: Store | None = None, defer_audi
     return loaded
 
 
-def read_audio(samples: Sequence[Sample]) -> tuple[list[Sample], list[SkippedRow]]:
+def read_audio(samples: Sequence[Sample], allowed: AudioAllowed | None = None) -> tuple[list[Sample], list[SkippedRow]]:
     """Samples whose audio was left in the dataset's files, with it read and decoded; the undecodable skipped.
 
     The one place such audio is read (in the worker that decodes the rows); samples already holding audio pass
-    through. A skipped row gets the message the driver gives one it cannot decode.
+    through. A skipped row gets the message the driver gives one it cannot decode, a file outside ``allowed``
+    too (the driver's ``DatasetOptions.audio_allowed``: the files and what their rows name, checked before opening).
     """
     refs = [s.audio_ref for s in samples if s.audio is None and s.audio_ref is not None]
-    values = iter(read_values(refs)) if refs else iter(())
+    values = iter(read_values([r for r in refs if shard_allowed(r.file, allowed)]))
     ready: list[Sample] = []
     skipped: list[SkippedRow] = []
     for sample in samples:
@@ -389,10 +383,13 @@ def read_audio(samples: Sequence[Sample]) -> tuple[list[Sample], list[SkippedRow
         if sample.audio is not None or ref is None:
             ready.append(sample)
             continue
+        if not shard_allowed(ref.file, allowed):  # (the driver refuses such a dataset before shipping a row of it)
+            skipped.append(SkippedRow(sample.row, ref.column, refused_shard(ref.file)))
+            continue
         value = next(values)
         where = RowSource(ref.file, (), lambda indices: iter(()), None, base_dir=Path(ref.file).parent)
         try:
-            audio, note = _decode_noted(value, where)
+            audio, note = _decode_noted(value, where, allowed)
             ready.append(dataclasses.replace(sample, audio=audio, audio_note=note))
         except (AudioError, OSError) as exc:
             skipped.append(SkippedRow(sample.row, ref.column, _skip_reason(exc)))

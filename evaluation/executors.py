@@ -43,7 +43,7 @@ class LocalExecutor:
         for batch in batches:
             if cancelled():
                 raise Cancelled
-            specs, skipped = read_specs(batch)
+            specs, skipped = read_specs(batch, self.worker.options.audio_allowed)
             try:
                 rows = self.worker.run(specs, cancelled)
             except Cancelled as stop:  # the batch's utterances decoded before the cancel: stored, not redone

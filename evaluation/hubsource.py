@@ -295,4 +295,6 @@ def _with_shards(source: RowSource, files: Sequence[str], kind: str) -> RowSourc
         return source
     if not audio:
         return source
-    return dataclasses.replace(source, deferred=shard_rows(files, kind, audio), deferred_columns=tuple(audio))
+    return dataclasses.replace(
+        source, deferred=shard_rows(files, kind, audio), deferred_columns=tuple(audio), shard_files=tuple(files)
+    )

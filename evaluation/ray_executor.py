@@ -94,7 +94,8 @@ class RayRowWorker:
         self.worker = RowWorker(options, pool or {})
 
     def __call__(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        specs, skipped = read_specs(frame_specs(frame))  # audio left in the dataset's files is read here
+        # audio left in the dataset's files is read here, from the files the driver's roots allow (if any)
+        specs, skipped = read_specs(frame_specs(frame), self.worker.options.audio_allowed)
         results = [*skipped, *self.worker.run(specs)]
         return {"result": np.array([pickle.dumps(r) for r in results], dtype=object)}
 

@@ -35,6 +35,7 @@ class RowSource:
     # read (Parquet or Arrow files): a cluster's workers then read each row's audio themselves. None: no such.
     deferred: Callable[[Sequence[int] | None], Rows] | None = None
     deferred_columns: tuple[str, ...] = ()
+    shard_files: tuple[str, ...] = ()  # the files ``deferred`` reads (a worker opens them: see evaluation.allowed)
 
     def rows(self, indices: Sequence[int] | None) -> Rows:
         return self.iterate(indices)

@@ -257,6 +257,7 @@ def worker_options(options: RunOptions) -> WorkerOptions:
         normalizer=options.normalizer,
         decode=dataclasses.replace(options.decode, language=options.language or options.decode.language),
         stream=options.stream_options,
+        audio_allowed=options.audio_allowed,
     )
 
 

@@ -22,6 +22,7 @@ from asr.backends.base import cpu_cores
 from asr.models import default_model
 from asr.results import DecodeOptions, Transcript
 from asr.transcribe import transcribe_many
+from evaluation.allowed import AudioAllowed
 from evaluation.datasets import MISSING_GROUP, REFERENCE_LANGUAGE, Sample, SkippedRow, read_audio
 from evaluation.noise import Mixed, Mixer, Provenance, parse_condition
 from evaluation.probes import hallucination_fields
@@ -63,6 +64,8 @@ class WorkerOptions:
     decode: DecodeOptions = field(default_factory=lambda: DecodeOptions(word_timestamps=False))
     threads: int | None = None  # CPU threads for the model; None: the process-wide shared backend and its default
     stream: StreamModeOptions = field(default_factory=StreamModeOptions)  # how streaming-mode rows are streamed
+    audio_allowed: AudioAllowed | None = field(default=None, compare=False, repr=False)  # the files a worker may
+    # read a row's audio from (the dashboard's roots; None: any): the driver's DatasetOptions.audio_allowed
 
     @property
     def model_name(self) -> str:
@@ -315,7 +318,7 @@ class RowWorker:
 Batch = list["RowResult | SkippedRow"]  # a batch's results, and its rows whose audio the worker could not decode
 
 
-def read_specs(specs: Sequence[RowSpec]) -> tuple[list[RowSpec], list[SkippedRow]]:
+def read_specs(specs: Sequence[RowSpec], allowed: AudioAllowed | None = None) -> tuple[list[RowSpec], list[SkippedRow]]:
     """The specs with the audio their samples left in the dataset's files read here, each utterance once.
 
     A worker calls it on each batch before :meth:`RowWorker.run`; rows whose audio cannot be decoded come back
@@ -323,7 +326,7 @@ def read_specs(specs: Sequence[RowSpec]) -> tuple[list[RowSpec], list[SkippedRow
     """
     if all(s.sample.audio is not None for s in specs):
         return list(specs), []
-    ready, skipped = read_audio(list({s.sample.id: s.sample for s in specs}.values()))
+    ready, skipped = read_audio(list({s.sample.id: s.sample for s in specs}.values()), allowed)
     by_id = {sample.id: sample for sample in ready}
     return [dataclasses.replace(s, sample=by_id[s.sample.id]) for s in specs if s.sample.id in by_id], skipped
 

@@ -243,3 +243,68 @@ def test_unreachable_cluster_and_missing_ray_exit_2_with_one_line(tmp_path):
         "error: executor ray: Ray is not installed (pip install ray==2.60.0)"
     )
     assert not (tmp_path / "o").exists() and Store(tmp_path / "d").runs.list_runs() == []
+
+
+def _path_only_parquet(real_set, root, outside) -> tuple[str, list[str]]:
+    """A hub-layout Parquet dataset under ``root`` whose rows 1-3 name audio files instead of holding bytes: one
+    outside the root, one inside it, one a symlink in the dataset's folder pointing out; rows 0 and 4 hold bytes."""
+    import datasets
+
+    meta = pd.read_csv(real_set / "metadata.csv")
+    meta = meta[(meta["language"] == "en") & (meta["split"] == "dev")].head(5)
+    files = [real_set / f for f in meta["file_name"]]
+    folder = root / "hub"
+    (folder / "data").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.wav").write_bytes(files[1].read_bytes())
+    (folder / "inside.wav").write_bytes(files[2].read_bytes())
+    (folder / "link.wav").symlink_to(outside / "secret.wav")
+    named = [str(outside / "secret.wav"), str(folder / "inside.wav"), str(folder / "link.wav")]
+    audio = [{"bytes": files[0].read_bytes(), "path": files[0].name}]
+    audio += [{"bytes": None, "path": p} for p in named] + [{"bytes": files[4].read_bytes(), "path": files[4].name}]
+    data = datasets.Dataset.from_dict({"audio": audio, "text": list(meta["text"]), "accent": list(meta["accent"])})
+    data.cast_column("audio", datasets.Audio(decode=False)).to_parquet(str(folder / "data" / "test-00000.parquet"))
+    return f"hub:{folder}", named
+
+
+def test_ray_workers_read_no_audio_file_outside_the_roots(ray_cluster, real_set, fw_backend, tmp_path):
+    """The page's roots on Ray: a worker read the file a Parquet row named, wherever it lay (the driver refused it).
+
+    Rows naming a file outside the roots (an absolute path, a symlink out) are skipped unread with the roots' line
+    by the actors as by the local run; the row naming a file inside is read and scored on both."""
+    from dashboard.roots import DatasetRoots
+
+    root = tmp_path / "root"
+    dataset, named = _path_only_parquet(real_set, root, tmp_path / "outside")
+    options = RunOptions(dataset=dataset, noise=("clean",), seed=3, chunk_size=2)
+    assert len(run_validation(options, Store(tmp_path / "cli")).rows) == 5  # the command line reads any file
+    page = dataclasses.replace(options, audio_allowed=DatasetRoots.of([root]).allows)
+    local = run_validation(page, Store(tmp_path / "local"))
+    ray_run = run_validation(dataclasses.replace(page, executor="ray", workers=2), Store(tmp_path / "ray"))
+    assert list(local.rows["row"]) == [0, 2, 4]
+    _same_rows(ray_run.rows, local.rows)
+    line = "refused: this dashboard reads only its data folder, the built-in sets and folders named with --dataset-root"
+    assert ray_run.skipped == local.skipped and len(local.skipped) == 2
+    for skipped, (row, path) in zip(local.skipped, [(1, named[0]), (3, named[2])], strict=True):
+        assert f"row {row}, column 'audio': audio file {path} {line}" in skipped
+
+
+def test_a_shard_file_outside_the_roots_is_never_opened(real_set, tmp_path):
+    """A Parquet file in a dataset's folder under a root may be a symlink out of it: the driver refuses the
+    dataset (either executor), and a worker handed such a row skips it unopened."""
+    from dashboard.roots import DatasetRoots
+    from evaluation.datasets import DatasetError, DatasetOptions, load_dataset, read_audio
+
+    _real_speech_parquet(real_set, tmp_path / "outside")
+    shard = next((tmp_path / "outside" / "data").glob("*-00000-*.parquet"))
+    (tmp_path / "root" / "hub" / "data").mkdir(parents=True)
+    (tmp_path / "root" / "hub" / "data" / shard.name).symlink_to(shard)
+    dataset, allowed = f"hub:{tmp_path / 'root' / 'hub'}", DatasetRoots.of([tmp_path / "root"]).allows
+    for defer in (False, True):
+        with pytest.raises(DatasetError, match=f"file {tmp_path / 'root' / 'hub' / 'data' / shard.name} refused"):
+            load_dataset(DatasetOptions(dataset, audio_allowed=allowed), defer_audio=defer)
+    planned = load_dataset(DatasetOptions(dataset), defer_audio=True)  # the command line: read
+    assert planned.samples
+    ready, skipped = read_audio(planned.samples, allowed)
+    assert ready == [] and len(skipped) == len(planned.samples)
+    assert all(s.reason.startswith(f"file {tmp_path / 'root' / 'hub' / 'data' / shard.name} refused") for s in skipped)

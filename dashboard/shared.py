@@ -193,9 +193,19 @@ def save_test_case(data_dir: Path, heard: Heard, reference, accent, noise, devic
     case = saved.case
     if not saved.added:
         message = f"Updated test case `{case.id}` (this take was saved already): listed on the [Review](/review) page."
+        message += kept_line(saved.kept)
     else:
         message = f"Saved test case `{case.id}` ({case.duration:.1f} s): it is listed on the [Review](/review) page."
     return SavedCase(case.id, message)
+
+
+def kept_line(kept: Sequence[str], reference: str = "reference") -> str:
+    """What a take saved again kept as someone changed it on Review (``SavedTake.kept``), for the page's message;
+    "" when nothing. Saving the take again used to put the page's values over a reviewer's correction unsaid."""
+    if not kept:
+        return ""
+    names = ", ".join(reference if k == "reference" else k.removeprefix("label ") for k in kept)
+    return f" It keeps what was changed on Review since: {esc(names)}; change those there."
 
 
 def without_paths(message: str, *paths: object) -> str:

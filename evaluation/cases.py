@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ class SavedTake:
 
     case: Case
     added: bool
+    kept: tuple[str, ...] = ()  # fields (``label KEY``) the case keeps as someone else set them (``kept_from_take``)
 
 
 def clean_labels(labels: Mapping[str, Any] | None) -> dict[str, str]:
@@ -146,6 +147,58 @@ def merge_edit(opened: Case, stored: Case, edits: Mapping[str, Any]) -> dict[str
     edit changed is written now, label by label; a field (or label) changed both here and elsewhere, to different
     values, raises ``CaseConflict`` and nothing is written.
     """
+    out, clashes = _merged(opened, stored, edits)
+    if clashes:
+        raise CaseConflict(stored.id, clashes)
+    return out
+
+
+def merge_take(sent_before: Mapping[str, Any] | None, stored: Case, sent: Mapping[str, Any]) -> dict[str, Any]:
+    """What a take saved again (``sent``: reference, notes, labels from the Transcribe or Live page) writes over its
+    case ``stored``, given what its last save sent (``sent_before``; None for a row saved before it was kept).
+
+    Saving the take again wrote every field the page had, so a reference a reviewer had corrected on Review went back
+    to the tester's text and the reviewer's labels went with it. Now only what the tester changed since the last save
+    is written, label by label, and a field someone changed since (on Review) stays as they left it, even where the
+    tester changed it too: the caller tells the tester which (see ``kept_from_take``). Unknown ``sent_before``: all
+    that is stored stays.
+    """
+    if sent_before is None:
+        return {}
+    before = {k: (clean_labels(v) if k == "labels" else v) for k, v in sent_before.items() if k in sent}
+    opened = replace(stored, **before)
+    out, clashes = _merged(opened, stored, {k: v for k, v in sent.items() if k in before})
+    labels = out.get("labels")
+    for name in clashes:  # changed both here and elsewhere: what is stored stays
+        if name.startswith("label ") and labels is not None:
+            key = name.removeprefix("label ")
+            labels = {**labels, key: stored.labels[key]} if key in stored.labels else _without(labels, key)
+        else:
+            out.pop(name, None)
+    if labels is not None:
+        out["labels"] = labels
+    if out.get("labels") == stored.labels:
+        out.pop("labels")
+    return out
+
+
+def kept_from_take(saved: Case, sent: Mapping[str, Any], form_labels: Iterable[str] = ()) -> list[str]:
+    """The fields (and labels of the tester's form, ``form_labels``) where the case as saved differs from what the
+    take sent: what someone else set that the save kept, named as ``CaseConflict`` names them."""
+    kept = [column for column in ("reference", "notes") if column in sent and getattr(saved, column) != sent[column]]
+    mine = clean_labels(sent.get("labels"))
+    keys = dict.fromkeys(str(key).strip() for key in form_labels)
+    kept += [f"label {key}" for key in keys if key and saved.labels.get(key, "") != mine.get(key, "")]
+    return kept
+
+
+def _without(labels: Mapping[str, str], key: str) -> dict[str, str]:
+    return {k: v for k, v in labels.items() if k != key}
+
+
+def _merged(opened: Case, stored: Case, edits: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``merge_edit``'s writes, and the fields (``label KEY`` for a label) changed both in ``edits`` and in
+    ``stored`` since ``opened``, to different values."""
     out: dict[str, Any] = {}
     clashes: list[str] = []
     for column, mine in edits.items():
@@ -170,6 +223,4 @@ def merge_edit(opened: Case, stored: Case, edits: Mapping[str, Any]) -> dict[str
                 labels.pop(key, None)
         if labels != now:
             out["labels"] = labels
-    if clashes:
-        raise CaseConflict(stored.id, clashes)
-    return out
+    return out, clashes

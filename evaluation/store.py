@@ -12,6 +12,7 @@ Why it looks like this:
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sqlite3
@@ -34,7 +35,9 @@ from evaluation.cases import (  # noqa: F401 - re-exported: the store is the one
     column_values,
     from_row,
     in_stored_order,
+    kept_from_take,
     merge_edit,
+    merge_take,
     row_values,
 )
 from evaluation.recordstore import SCHEMA as RECORD_SCHEMA
@@ -66,7 +69,7 @@ CREATE TABLE IF NOT EXISTS cases (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, audio_file TEXT NOT NULL, transcript TEXT NOT NULL,
     reference TEXT NOT NULL, reason TEXT NOT NULL, labels TEXT NOT NULL, notes TEXT NOT NULL,
     model TEXT NOT NULL, backend TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL,
-    duration REAL NOT NULL, origin TEXT
+    duration REAL NOT NULL, origin TEXT, take_sent TEXT
 );
 CREATE INDEX IF NOT EXISTS cases_created ON cases (created_at);
 CREATE TABLE IF NOT EXISTS runs (
@@ -95,9 +98,11 @@ class Store:
             if str(mode).lower() != "wal":
                 logger.warning("%s: SQLite refused WAL mode (got %s); concurrent writes may wait", self.db_path, mode)
             conn.executescript(SCHEMA + RECORD_SCHEMA)
-        with self._connect(write=True) as conn:  # a store made before takes had an origin gets the column
-            if "origin" not in {row["name"] for row in conn.execute("PRAGMA table_info(cases)")}:
-                conn.execute("ALTER TABLE cases ADD COLUMN origin TEXT")
+        with self._connect(write=True) as conn:  # a store made before takes had these columns gets them
+            have = {row["name"] for row in conn.execute("PRAGMA table_info(cases)")}
+            for column in ("origin", "take_sent"):
+                if column not in have:
+                    conn.execute(f"ALTER TABLE cases ADD COLUMN {column} TEXT")
             conn.execute(ORIGIN_INDEX)
         self.sweep_audio()
         self.runs = Runs(self._connect, self.db_path)  # validation runs and their per-utterance results
@@ -169,39 +174,49 @@ class Store:
         as: one flag and one test case per ``origin`` (a key the page makes once per take), whatever the order or
         overlap of the presses. Flag and Save pressed at once each kept their case's id in the tab, the last one
         back overwriting the other's, so the next press added a copy; the id is found here now, in the write
-        transaction, and a UNIQUE index holds it. An update changes ``reference``, ``notes`` and (if given)
-        ``labels``; a case deleted since is saved anew.
+        transaction, and a UNIQUE index holds it. A case deleted since is saved anew.
+
+        An update writes what the tester changed in ``reference``, ``notes`` and (if given) ``labels`` since the
+        take's last save, never over what someone changed since on Review: that stays, and ``SavedTake.kept``
+        names it (see ``merge_take``). What each save sent is kept in the row's ``take_sent`` for the next one.
         """
         if not origin:
             raise StoreError("save_take needs the take's origin key")
-        changes = {k: fields[k] for k in ("reference", "notes", "labels") if fields.get(k) is not None}
+        sent = {k: fields[k] for k in ("reference", "notes", "labels") if fields.get(k) is not None}
+        sent = {k: clean_labels(v) if k == "labels" else str(v) for k, v in sent.items()}
         with self._connect(write=True) as conn:
-            found = self._update_take(conn, kind, origin, changes)
-        if found:
-            return SavedTake(self.get_case(found), added=False)
-        case = self.stage_case(kind, audio, origin=origin, **fields)
-        try:
-            with self._connect(write=True) as conn:
-                found = self._update_take(conn, kind, origin, changes)  # saved meanwhile (another thread or process)
-                if not found:
-                    self.insert_case(conn, case)
-        except BaseException:
+            found = self._update_take(conn, kind, origin, sent)
+        if not found:
+            case = self.stage_case(kind, audio, origin=origin, **fields)
+            try:
+                with self._connect(write=True) as conn:
+                    found = self._update_take(conn, kind, origin, sent)  # saved meanwhile (another thread or process)
+                    if not found:
+                        self.insert_case(conn, case)
+                        stored = {"reference": case.reference, "notes": case.notes, "labels": case.labels}
+                        conn.execute("UPDATE cases SET take_sent = ? WHERE id = ?", (_json(stored), case.id))
+            except BaseException:
+                self.discard_staged(case)
+                raise
+            if not found:
+                logger.info("saved %s %s (%.1f s)", kind, case.id, case.duration)
+                return SavedTake(case, added=True)
             self.discard_staged(case)
-            raise
-        if found:
-            self.discard_staged(case)
-            return SavedTake(self.get_case(found), added=False)
-        logger.info("saved %s %s (%.1f s)", kind, case.id, case.duration)
-        return SavedTake(case, added=True)
+        saved = self.get_case(found)
+        return SavedTake(saved, added=False, kept=tuple(kept_from_take(saved, sent, fields.get("labels") or ())))
 
-    def _update_take(self, conn: sqlite3.Connection, kind: str, origin: str, changes: Mapping[str, Any]) -> str:
-        """The id of ``origin``'s case of ``kind`` after writing ``changes`` to it, or "" when there is none."""
-        row = conn.execute("SELECT id FROM cases WHERE origin = ? AND kind = ?", (origin, kind)).fetchone()
-        if row is not None and changes:
-            values = column_values(changes)
-            assignments = ", ".join(f"{column} = ?" for column in values)
-            conn.execute(f"UPDATE cases SET {assignments} WHERE id = ?", [*values.values(), row["id"]])
-        return row["id"] if row is not None else ""
+    def _update_take(self, conn: sqlite3.Connection, kind: str, origin: str, sent: Mapping[str, Any]) -> str:
+        """The id of ``origin``'s case of ``kind`` after merging ``sent`` into it, or "" when there is none."""
+        row = conn.execute("SELECT * FROM cases WHERE origin = ? AND kind = ?", (origin, kind)).fetchone()
+        if row is None:
+            return ""
+        before, stored = json.loads(row["take_sent"]) if row["take_sent"] else None, self._case(row)
+        values = column_values(merge_take(before, stored, sent))  # column names are ours
+        as_stored = {"reference": stored.reference, "notes": stored.notes, "labels": stored.labels}  # none sent yet
+        values["take_sent"] = _json({**as_stored, **(before or {}), **sent})
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        conn.execute(f"UPDATE cases SET {assignments} WHERE id = ?", [*values.values(), row["id"]])
+        return row["id"]
 
     def stage_case(self, kind: str, audio: AudioSource, **fields: Any) -> Case:
         """Write a new case's audio into place and return the case; its row is written by ``insert_case``.
@@ -349,3 +364,7 @@ class Store:
         if removed:
             logger.info("removed %d audio file(s) no case names from %s", removed, self.audio_dir)
         return removed
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)

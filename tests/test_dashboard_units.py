@@ -585,6 +585,36 @@ def test_saving_the_same_take_again_updates_its_case(tmp_path, speech_wav):
     assert store.get_case(spaces.case_id).reference == "a test"
 
 
+def test_a_take_flagged_or_saved_again_after_review_keeps_the_reviewers_fields_and_says_which(tmp_path, speech_wav):
+    """Flag (or Save) pressed again on the same take put the page's text over the reference a reviewer had corrected
+    on Review, and its three label boxes over the reviewer's labels, with "Updated" as the only word."""
+    from dashboard.config import DashboardConfig
+    from dashboard.pages.transcribe import Shown, _flag, _forget, _transcribe
+    from dashboard.shared import Heard, get_store, save_test_case
+
+    config, shown, store = DashboardConfig(data_dir=tmp_path), Shown(), get_store(tmp_path)
+    _forget(str(speech_wav), shown)
+    take, *_ = _transcribe(str(speech_wav), "whisper-tiny.en", "faster-whisper", shown, progress=lambda *a, **k: None)
+    assert "Flagged" in _flag(config, take, "wrong words", "fixed", "")
+    (flag,) = store.list_cases()
+    store.update_case(flag.id, reference="fixed on review", opened=flag)
+    said = _flag(config, take, "wrong words", "fixed", "echo")
+    assert "It keeps what was changed on Review since: corrected transcript; change those there." in said, said
+    assert (store.get_case(flag.id).reference, store.get_case(flag.id).notes) == ("fixed on review", "echo")
+    heard = Heard(str(speech_wav), "a test", "whisper-tiny.en", "faster-whisper", "take-2")
+    case_id = save_test_case(tmp_path, heard, "a test", "Scottish", "", "", "").case_id
+    store.update_case(case_id, labels={"accent": "Scottish", "device": "headset"}, opened=store.get_case(case_id))
+    again = save_test_case(tmp_path, heard, "a test", "Scottish", "", "", "")
+    assert again.message.endswith("It keeps what was changed on Review since: device; change those there."), again
+    assert store.get_case(case_id).labels == {"accent": "Scottish", "device": "headset"}
+    plain = save_test_case(tmp_path, Heard(str(speech_wav), "a test", "m", "b", "take-3"), "a test", "", "", "", "")
+    assert (
+        "keeps"
+        not in save_test_case(tmp_path, Heard(str(speech_wav), "a", "m", "b", "take-3"), "b", "", "", "", "").message
+    )
+    assert store.get_case(plain.case_id).reference == "b"  # no review since: the tester's change is written
+
+
 def test_live_saves_a_take_once_and_the_next_take_anew(tmp_path, speech_wav):
     from asr.audio import load_audio
     from dashboard.config import DashboardConfig

@@ -145,6 +145,69 @@ def test_one_take_saved_from_many_threads_at_once_is_one_case_of_each_kind(tmp_p
     assert Store(data).save_take("flag", tone(0.2), origin="take-1", transcript="a test", reference="x").added
 
 
+def test_a_take_saved_again_keeps_what_a_reviewer_changed_and_says_so(tmp_path):
+    """Flag (or Save) pressed again on a take wrote every field the page had: a reference a reviewer had corrected
+    on Review went back to the tester's text, and the labels the reviewer added went with it, unsaid."""
+    data = tmp_path / "data"
+    take = {"transcript": "helo world", "reason": "wrong words"}
+    form = {"accent": "Scottish", "noise": "", "device": ""}  # the Save form sends its three boxes, empty or not
+    first = Store(data).save_take("test_case", tone(0.2), origin="t", reference="hello world", labels=form, **take)
+    opened = Store(data).get_case(first.case.id)
+    Store(data).update_case(  # the reviewer, on Review
+        opened.id,
+        reference="hello, world",
+        labels={"accent": "Scottish", "device": "headset", "speaker": "s7"},
+        opened=opened,
+    )
+    again = Store(data).save_take("test_case", tone(0.2), origin="t", reference="hello world", labels=form, **take)
+    case = Store(data).get_case(first.case.id)
+    assert not again.added and again.kept == ("reference", "label device")  # what the page shows that is not stored
+    assert (case.reference, case.labels) == (
+        "hello, world",
+        {"accent": "Scottish", "device": "headset", "speaker": "s7"},
+    )
+    # what the tester changes since (the notes, the noise) is written; the reviewer's fields stay, even changed here too
+    mine = {**form, "noise": "office", "device": "laptop"}
+    third = Store(data).save_take(
+        "test_case", tone(0.2), origin="t", reference="hello word", labels=mine, notes="echo", **take
+    )
+    case = Store(data).get_case(first.case.id)
+    assert (case.reference, case.notes) == ("hello, world", "echo")
+    assert case.labels == {"accent": "Scottish", "device": "headset", "speaker": "s7", "noise": "office"}
+    assert third.kept == ("reference", "label device")
+    # a field the reviewer left alone follows the tester: the notes, and a label cleared on the page
+    Store(data).save_take("test_case", tone(0.2), origin="t", reference="hello word", labels=form, notes="", **take)
+    case = Store(data).get_case(first.case.id)
+    assert case.notes == "" and "noise" not in case.labels and case.labels["speaker"] == "s7"
+    assert len(Store(data).list_cases()) == 1
+
+
+def test_a_flag_saved_again_after_review_keeps_the_corrected_reference(tmp_path):
+    store = Store(tmp_path / "data")
+    flag = store.save_take("flag", tone(0.2), origin="t", transcript="a tast", reference="a test", reason="x")
+    store.update_case(flag.case.id, reference="a test.", status="confirmed", opened=flag.case)
+    same = store.save_take("flag", tone(0.2), origin="t", transcript="a tast", reference="a test", reason="x")
+    assert same.kept == ("reference",) and store.get_case(flag.case.id).reference == "a test."
+    assert store.get_case(flag.case.id).status == "confirmed"
+    # no reviewer edit since: the tester's new correction is written, and nothing is reported kept
+    other = store.save_take("flag", tone(0.2), origin="u", transcript="a tast", reference="a test", reason="x")
+    fixed = store.save_take("flag", tone(0.2), origin="u", transcript="a tast", reference="a tent", reason="x")
+    assert fixed.kept == () and store.get_case(other.case.id).reference == "a tent"
+
+
+def test_a_take_saved_before_the_store_kept_what_it_sent_is_not_overwritten(tmp_path):
+    """A row whose take_sent is empty (saved by an earlier version): what it stores may be a reviewer's, so a save of
+    the take keeps every field and names those that differ; its next save is merged as usual."""
+    store = Store(tmp_path / "data")
+    flag = store.save_take("flag", tone(0.2), origin="t", transcript="a tast", reference="a test", reason="x")
+    with sqlite3.connect(store.db_path) as conn:
+        conn.execute("UPDATE cases SET take_sent = NULL, reference = 'a test!'")
+    kept = store.save_take("flag", tone(0.2), origin="t", transcript="a tast", reference="a tent", reason="x")
+    assert kept.kept == ("reference",) and store.get_case(flag.case.id).reference == "a test!"
+    store.save_take("flag", tone(0.2), origin="t", transcript="a tast", reference="a tent", reason="x", notes="n")
+    assert (store.get_case(flag.case.id).reference, store.get_case(flag.case.id).notes) == ("a test!", "n")
+
+
 def test_a_store_made_before_takes_had_an_origin_opens_and_keeps_its_cases(tmp_path):
     data = tmp_path / "data"
     (data / "audio").mkdir(parents=True)

@@ -25,6 +25,7 @@ from dashboard.shared import (
     confidence_band,
     esc,
     get_store,
+    kept_line,
     load_backend_or_error,
     model_picker,
     save_test_case,
@@ -253,7 +254,10 @@ def _flag(config: DashboardConfig, take: Take | None, reason: str, corrected: st
     case = saved.case
     if not saved.added:  # flagged already (a double click, or a second go at the correction): that flag is updated
         kept = f"; its reason stays {esc(case.reason)}" if case.reason != (reason or "other") else ""
-        return f"Updated flag `{case.id}` (this transcript was flagged already{kept}): see [Review](/review)."
+        return (
+            f"Updated flag `{case.id}` (this transcript was flagged already{kept}): see [Review](/review)."
+            + kept_line(saved.kept, "corrected transcript")
+        )
     return f"Flagged ({esc(case.reason)}) as `{case.id}`: it is listed on the [Review](/review) page."
 
 

@@ -13,11 +13,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from evaluation.runstore import StoreError
+
 INSERT_SQL = (
     "INSERT INTO cases (id, kind, audio_file, transcript, reference, reason, labels, notes, model,"
     " backend, status, created_at, duration, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 EDITABLE = ("status", "labels", "reference", "notes")  # what a reviewer (or saving a take again) may change
+# The columns an export of cases writes (``evaluation.export``) beside one per label, and the audio column the
+# validation loader takes before ``file_name`` (``audio_filepath``): a label of one of these names, in any case (the
+# loader matches names case-insensitively), was dropped from the export or replaced the column on loading it back.
+EXPORT_COLUMNS = ("id", "kind", "text", "hypothesis", "reason", "status", "model", "backend", "notes", "duration")
+RESERVED_LABELS = ("file_name", "audio", "audio_filepath", *EXPORT_COLUMNS)
 
 
 class CaseConflict(ValueError):
@@ -76,6 +83,26 @@ def clean_labels(labels: Mapping[str, Any] | None) -> dict[str, str]:
         if key and text:
             out[key] = text
     return out
+
+
+def is_reserved(key: str) -> bool:
+    """Whether a label named ``key`` would collide with a column of an export (``RESERVED_LABELS``)."""
+    return str(key).strip().lower() in RESERVED_LABELS
+
+
+def reserved_label_error(key: str) -> str:
+    return (
+        f"label {str(key).strip()!r}: every export of the cases has a column of that name ({', '.join(RESERVED_LABELS)};"
+        f" in any case), which the label would replace; name it differently, e.g. {str(key).strip()}_label"
+    )
+
+
+def check_label_names(labels: Mapping[str, Any] | None, stored: Mapping[str, str] | None = None) -> None:
+    """Refuse a label that is added or changed (against ``stored``) under a reserved name (see ``RESERVED_LABELS``);
+    one already stored so, unchanged, passes, so that a case saved before the rule can still be edited."""
+    for key, value in clean_labels(labels).items():
+        if is_reserved(key) and (stored is None or stored.get(key) != value):
+            raise StoreError(reserved_label_error(key))
 
 
 def in_stored_order(stored: Mapping[str, str], edited: Mapping[str, Any]) -> dict[str, str]:

@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from asr.audio import SAMPLE_RATE
+from evaluation.cases import is_reserved, reserved_label_error
 from evaluation.store import Case
 
 logger = logging.getLogger(__name__)
 
 FORMATS = ("datasets", "csv")
-BASE_COLUMNS = ("id", "kind", "text", "hypothesis", "reason", "status", "model", "backend", "notes", "duration")
 
 
 def unused_folder(base: Path) -> Path:
@@ -37,9 +37,16 @@ def unused_folder(base: Path) -> Path:
 
 
 def _label_keys(cases: Sequence[Case]) -> list[str]:
+    """Every label key, in first-seen order. A label named as a column (``RESERVED_LABELS``, refused when labelling
+    since; a case saved before may have one) was dropped, or replaced the column when the export was loaded back:
+    such an export is refused, naming the case."""
     keys: list[str] = []
     for case in cases:
-        keys.extend(k for k in case.labels if k not in keys and k not in BASE_COLUMNS and k != "audio")
+        for key in case.labels:
+            if is_reserved(key):
+                raise ValueError(f"case {case.id}: {reserved_label_error(key)} on Review, then export again")
+            if key not in keys:
+                keys.append(key)
     return keys
 
 
@@ -70,11 +77,11 @@ def export_cases(cases: Sequence[Case], out_dir: str | os.PathLike, fmt: str = "
         raise ValueError(f"export format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if not cases:
         raise ValueError("nothing to export: no test cases or flags match")
+    rows = _rows(cases)  # refuses a label named as a column before anything is written
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ValueError(f"export folder {out_dir} is not empty; choose a new folder")
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = _rows(cases)
     if fmt == "csv":
         _export_csv(cases, rows, out_dir)
     else:

@@ -31,6 +31,7 @@ from evaluation.cases import (  # noqa: F401 - re-exported: the store is the one
     CaseConflict,
     CaseNotFound,
     SavedTake,
+    check_label_names,
     clean_labels,
     column_values,
     from_row,
@@ -182,6 +183,7 @@ class Store:
         """
         if not origin:
             raise StoreError("save_take needs the take's origin key")
+        check_label_names(fields.get("labels"))
         sent = {k: fields[k] for k in ("reference", "notes", "labels") if fields.get(k) is not None}
         sent = {k: clean_labels(v) if k == "labels" else str(v) for k, v in sent.items()}
         with self._connect(write=True) as conn:
@@ -225,6 +227,7 @@ class Store:
         """
         if kind not in KINDS:
             raise StoreError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        check_label_names(fields.get("labels"))
         samples = load_audio(audio)
         case_id = uuid.uuid4().hex[:16]
         final = self.audio_dir / f"{case_id}.wav"
@@ -319,6 +322,7 @@ class Store:
             if row is None:
                 raise CaseNotFound(f"no test case or flag with id {case_id!r} in {self.db_path}")
             stored = self._case(row)
+            check_label_names(labels, stored.labels)
             if opened is not None:
                 edits = merge_edit(opened, stored, edits)
             if edits.get("labels") is not None:  # in the order the case has them (see ``in_stored_order``)

@@ -879,6 +879,26 @@ def test_review_save_redraws_the_wer_and_refuses_a_blank_reference(tmp_path, spe
     assert (store.get_case(case.id).reference, store.get_case(case.id).status) == ("The birch canoe slid.", "confirmed")
 
 
+def test_review_refuses_a_label_named_as_an_export_column_and_an_export_that_meets_one(tmp_path, speech_wav):
+    """A label ``file_name`` typed in Other labels was saved, then dropped from every export without a word."""
+    import sqlite3
+
+    from dashboard.config import DashboardConfig
+    from dashboard.pages.review import _export, _save
+    from dashboard.review_view import Filters
+    from evaluation.store import Store
+
+    store = Store(tmp_path)
+    case = store.add_case("test_case", str(speech_wav), transcript="a test", reference="a test")
+    with pytest.raises(gr.Error, match=r"Other labels, label 'file_name': every export .*; nothing was saved\."):
+        _save(store, case, "confirmed", "a test", "", "", "", "mic=3\nfile_name=take-3.wav", "")
+    assert (store.get_case(case.id).status, store.get_case(case.id).labels) == ("new", {})
+    with sqlite3.connect(store.db_path) as conn:  # saved so before the rule
+        conn.execute('UPDATE cases SET labels = \'{"Text": "x"}\'')
+    with pytest.raises(gr.Error, match=f"case {case.id}: label 'Text': .* on Review, then export again"):
+        _export(store, DashboardConfig(data_dir=tmp_path), "csv", Filters("all", "all", "all", "all"))
+
+
 def test_review_save_keeps_the_order_of_labels_and_rows(tmp_path, speech_wav):
     """Review built the label set from its boxes (other labels, then accent, noise, device), so a save, even with
     nothing changed, moved a Record take's labels about in the table; they keep their order now, new ones after."""

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from asr.audio import SAMPLE_RATE, load_audio
+from evaluation.cases import EXPORT_COLUMNS
 from evaluation.export import export_cases
 from evaluation.store import STATUSES, CaseNotFound, RunNotFound, RunSettings, Store, StoreError
 
@@ -319,3 +320,38 @@ def test_export_is_a_loadable_dataset(store, tmp_path, fmt):
         assert set(ds["text"]) == {"hello there", "bye"}
     with pytest.raises(ValueError, match="not empty"):
         export_cases(store.list_cases(), out, fmt=fmt)
+
+
+@pytest.mark.parametrize("name", ["file_name", "text", "Text", "AUDIO", "audio_filepath", " id "])
+def test_a_label_named_as_an_export_column_is_refused_when_labelling(store, name):
+    """A label ``file_name`` (or ``text``, ``id``, ...) was dropped from an export without a word; ``Text`` or
+    ``audio_filepath`` went in, and loading the export back (the loader matches names case-insensitively, and takes
+    audio_filepath before file_name) read the reference or the audio from the label."""
+    with pytest.raises(StoreError, match=rf"label '{name.strip()}': every export .* name it differently"):
+        store.add_case("test_case", tone(0.2), transcript="a", reference="a", labels={name: "x"})
+    case = store.add_case("test_case", tone(0.2), transcript="a", reference="a", labels={"accent": "x"})
+    with pytest.raises(StoreError, match=f"label '{name.strip()}'"):
+        store.update_case(case.id, labels={"accent": "x", name: "mic-3.wav"}, opened=case)
+    with pytest.raises(StoreError, match=f"label '{name.strip()}'"):
+        store.save_take("flag", tone(0.2), origin="t", transcript="a", reference="a", labels={name: "x"})
+    assert [c.labels for c in store.list_cases()] == [{"accent": "x"}]
+
+
+def test_an_export_meeting_a_label_saved_under_a_column_name_before_is_refused_and_the_label_can_go(store, tmp_path):
+    import pandas as pd
+
+    kept = store.add_case("test_case", tone(0.2), transcript="helo", reference="hello", labels={"mic": "3"})
+    old = store.add_case("test_case", tone(0.2), transcript="helo", reference="hello", labels={"accent": "x"})
+    with sqlite3.connect(store.db_path) as conn:  # as a store written before the rule holds it
+        conn.execute("UPDATE cases SET labels = ? WHERE id = ?", ('{"accent": "x", "file_name": "mic-3.wav"}', old.id))
+    old = store.get_case(old.id)
+    for fmt in ("csv", "datasets"):
+        with pytest.raises(ValueError, match=f"case {old.id}: label 'file_name': every export .* on Review"):
+            export_cases(store.list_cases(), tmp_path / fmt, fmt=fmt)
+        assert not (tmp_path / fmt).exists()
+    store.update_case(old.id, status="confirmed", labels=old.labels, opened=old)  # unchanged, it may stay meanwhile
+    store.update_case(old.id, labels={"accent": "x", "mic_file": "mic-3.wav"}, opened=store.get_case(old.id))
+    meta = pd.read_csv(export_cases(store.list_cases(), tmp_path / "csv", fmt="csv") / "metadata.csv", dtype=str)
+    assert list(meta.columns) == ["file_name", *EXPORT_COLUMNS, "accent", "mic_file", "mic"]
+    assert meta.set_index("id").loc[old.id, "mic_file"] == "mic-3.wav" and kept.id in set(meta["id"])
+    assert set(meta["file_name"]) == {f"audio/{c.id}.wav" for c in (kept, old)}

@@ -44,7 +44,7 @@ from dashboard.shared import (
     without_paths,
 )
 from evaluation.export import export_cases, unused_folder
-from evaluation.store import Case, CaseConflict, CaseNotFound, Store
+from evaluation.store import Case, CaseConflict, CaseNotFound, Store, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -320,6 +320,8 @@ def _save(store: Store, opened: Case | None, *boxes: str) -> tuple:
         raise gr.Error(f"{without_paths(str(exc), store.db_path)}; it may have been deleted by someone else.") from exc
     except CaseConflict as exc:
         raise gr.Error(f"{str(exc)[0].upper()}{str(exc)[1:]}.") from exc
+    except StoreError as exc:  # a label named as a column of the exports
+        raise gr.Error(f"Other labels, {exc}; nothing was saved.") from exc
     redrawn = boxes_after_save(case, list(boxes), others)
     kept = ", ".join(name for name, box in zip(EDIT_NAMES, redrawn, strict=True) if box is not None)
     message = f"Saved `{case.id}`: status {case.status}." + (
@@ -348,7 +350,10 @@ def _export(store: Store, config: DashboardConfig, fmt: str, filters: Filters) -
     if not cases:
         raise gr.Error("No cases match the filters: nothing to export.")
     out_dir = unused_folder(config.export_dir / f"cases-{datetime.now(UTC):%Y%m%d-%H%M%S}-{fmt}")
-    folder = export_cases(cases, out_dir, fmt)
+    try:
+        folder = export_cases(cases, out_dir, fmt)
+    except ValueError as exc:  # a label named as an export column (on a case saved before such names were refused)
+        raise gr.Error(str(exc)) from exc
     archive = shutil.make_archive(str(out_dir), "zip", root_dir=folder)
     note = (
         f"Exported {len(cases)} case(s) to `{folder}` on the server. Validate on it with dataset "

@@ -60,6 +60,10 @@ CSS = """
 #validate-status [data-testid="markdown-wrapper"].pending { visibility: hidden; }
 /* the Record upload's label floats over its drop zone: the zone's icon and text start below it (it covered them) */
 #record-upload .upload-container { padding-top: 2rem; }
+/* ... and its icon and three lines fit under the label: Gradio's 240 px box, centred, ran past the 140 px zone's
+   bottom ('Click to Upload' cut 2.5 px short at 1280 px) */
+#record-upload .upload-container .wrap { min-height: 0; height: auto; padding-top: 0; line-height: 1.25; }
+#record-upload .upload-container .icon-wrap { margin-bottom: 0.25rem; }
 #validate-status th, #validate-status td { overflow-wrap: break-word; word-break: normal; }
 """
 # A wide table keeps its words whole in a narrow window: under 1200 px its columns are laid out as at 1200 px and it

@@ -97,6 +97,7 @@ def setup_panel() -> SetupPanel:
                 type="filepath",
                 elem_id="record-upload",
                 scale=1,
+                min_width=200,  # its label on one line: at 800 px it wrapped in two and covered the icon
                 height=140,  # Gradio's default drop zone was twice the row's text boxes: a blank band beside them
             )
         script = gr.Textbox(

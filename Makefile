@@ -17,5 +17,5 @@ test: setup
 	.venv/bin/python -m pytest -q
 
 lint:
-	.venv/bin/ruff check asr dashboard evaluation tests
-	.venv/bin/ruff format --check asr dashboard evaluation tests
+	.venv/bin/ruff check asr benchmarks dashboard evaluation tests
+	.venv/bin/ruff format --check asr benchmarks dashboard evaluation tests

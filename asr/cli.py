@@ -44,6 +44,11 @@ def _main(argv: list[str]) -> int:
         logging.getLogger("asr.audio").setLevel(logging.ERROR)
     if args.command == "models":
         return _models(args)
+    if args.command == "languages":
+        return _languages()
+    if (fmt := _output_format(args)) is None:
+        return 2
+    args.format = fmt
     return _transcribe(args)
 
 
@@ -71,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
         description="List the registered models (configs/models.yaml), the backends each runs on and whether its "
         "weights are here; --model also takes a Hugging Face hub id or a local model folder.",
     )
+    sub.add_parser(
+        "languages",
+        help="list the language codes --language takes (Whisper's; English-only models take en only)",
+        description="List Whisper's language codes, the values --language takes here and in python -m evaluation "
+        "run (any case: EN is en). English-only models (*.en, such as the default) decode en only.",
+    )
     t = sub.add_parser(
         "transcribe",
         help="transcribe audio files of any length and format",
@@ -84,11 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", choices=DEVICES, help="auto (default): a CUDA GPU if any, else CPU")
     t.add_argument(
         "--format",
-        default="text",
+        default=None,
         choices=("text", "json", "srt", "vtt"),
         help="text (default); json: one object per file per line, with words and timings; srt or vtt subtitles",
     )
-    t.add_argument("--json", dest="format", action="store_const", const="json", help="short for --format json")
+    t.add_argument("--json", action="store_true", help="short for --format json (another --format with it: refused)")
     t.add_argument(
         "--word-timestamps", action="store_true", help="text output: one line per word with its times (json has them)"
     )
@@ -99,10 +110,23 @@ def _parser() -> argparse.ArgumentParser:
         "--language",
         default=None,
         metavar="CODE",
-        help="decode every file in this language (en, fr, ...; English-only models take en only); default: detect",
+        help="decode every file in this language (en, fr, ...; python -m asr languages lists them; English-only "
+        "models take en only); default: detect",
     )
     t.add_argument("--no-progress", action="store_true", help="no progress bar on stderr (shown for files over 1 min)")
     return parser
+
+
+def _output_format(args: argparse.Namespace) -> str | None:
+    """The output format, or None when ``--json`` and another ``--format`` were both given (said in one line):
+    whichever came last won, unsaid, so ``--json --format srt`` printed subtitles to a script reading JSON."""
+    if args.json and args.format not in (None, "json"):
+        print(
+            f"error: --json and --format {args.format} contradict each other: give one (--json is --format json)",
+            file=sys.stderr,
+        )
+        return None
+    return "json" if args.json else args.format or "text"
 
 
 def _beams(text: str) -> int:
@@ -115,8 +139,10 @@ def _beams(text: str) -> int:
 def _bench(argv: list[str]) -> int:
     """``python -m asr bench TARGET ...`` is ``python -m benchmarks asr TARGET ...``: the side-by-side accuracy and
     speed tables on a file, a dataset folder or the long files. Run as its own process, since the engine never
-    imports the benchmarks (they import it)."""
-    return subprocess.run([sys.executable, "-m", "benchmarks", "asr", *argv], check=False).returncode
+    imports the benchmarks (they import it). Its usage and errors say ``asr bench``, the command typed: they said
+    ``benchmarks asr``, a command the user had not run."""
+    launch = "import sys; from benchmarks.asr_main import main; sys.exit(main(prog='python -m asr bench'))"
+    return subprocess.run([sys.executable, "-c", launch, *argv], check=False).returncode
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -134,6 +160,16 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _languages() -> int:
+    """Whisper's codes, ten a line: a refused ``--language`` says to run this (it named five and "...")."""
+    from asr.results import WHISPER_LANGUAGES
+
+    for start in range(0, len(WHISPER_LANGUAGES), 10):
+        print(" ".join(WHISPER_LANGUAGES[start : start + 10]))
+    print(f"{len(WHISPER_LANGUAGES)} codes; English-only models (*.en) decode en only; --language EN is en.")
+    return 0
+
+
 def _transcribe(args: argparse.Namespace) -> int:
     from asr.audio import AudioError, collect_warnings, naming_file
     from asr.backends import BackendError, check_language, get_backend
@@ -146,7 +182,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         if _none_usable(args.files):  # said before the model loads, not after
             return 1
         backend = get_backend(args.model, args.backend, args.device)
-        check_language(backend, args.model, args.language)  # it was ignored: English, unsaid
+        check_language(backend, args.model, options.language)  # it was ignored: English, unsaid
     except (UnknownModelError, BackendError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

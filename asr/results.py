@@ -21,6 +21,14 @@ WHISPER_LANGUAGES = tuple(
     "is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt my ne nl nn no oc pa pl ps pt ro ru sa sd "
     "si sk sl sn so sq sr su sv sw ta te tg th tk tl tr tt uk ur uz vi yi yo zh yue".split()
 )
+LANGUAGES_HINT = "python -m asr languages lists them"  # where a refused code's message sends the user
+
+
+def language_code(code: str | None) -> str | None:
+    """``code`` as Whisper spells its codes, lower case without spaces: ``EN`` and ``En`` were refused as unknown
+    languages. Applied by the options themselves (:class:`DecodeOptions`, the validation run's), so every caller
+    stores and compares one spelling."""
+    return code.strip().lower() if isinstance(code, str) else code
 
 
 @dataclass(frozen=True)
@@ -85,10 +93,15 @@ class DecodeOptions:
     # (their windows are ~30 s). 30 restores Whisper's padding. Both backends pad alike (asr.backends.base).
     # Full-context transcription raises it to 30 on multilingual models (asr.transcribe.MULTILINGUAL_ENCODER_SECONDS).
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "language", language_code(self.language))  # "EN" is "en"
+
     def validate(self) -> DecodeOptions:
         """Reject bad values and combinations with a message that quotes the value."""
         if self.language and self.language not in WHISPER_LANGUAGES:  # "" is None (detect), as the backends read it
-            raise ValueError(f"language {self.language!r} is not a Whisper language code (en, fr, de, es, zh, ...)")
+            raise ValueError(
+                f"language {self.language!r} is not a Whisper language code (en, fr, de, es, zh, ...; {LANGUAGES_HINT})"
+            )
         if self.task not in ("transcribe", "translate"):
             raise ValueError(f"task must be 'transcribe' or 'translate', not {self.task!r}")
         if not isinstance(self.beam_size, int) or self.beam_size < 1:

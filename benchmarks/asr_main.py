@@ -28,11 +28,14 @@ from benchmarks.targets import AUDIO_SUFFIXES, TargetError, dataset_target, file
 from evaluation.cli_parser import at_least
 from evaluation.realspeech import LONG_FILES
 
+PROG = "python -m benchmarks asr"  # python -m asr bench runs this with its own name (usage and errors say it)
+WHAT = __doc__.split("\n")[0].split(": ", 1)[1]  # the docstring's first line without its own command
 
-def parser() -> argparse.ArgumentParser:
+
+def parser(prog: str = PROG) -> argparse.ArgumentParser:
     from asr.models import default_model
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks asr", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog=prog, description=f"{prog} TARGET: {WHAT}")
     p.add_argument("target", nargs="?", help="an audio file, or a dataset (builtin-real:en, a folder, a manifest)")
     p.add_argument(
         "--long",
@@ -102,26 +105,29 @@ def _targets(args: argparse.Namespace) -> list:
     return [dataset_target(args.target, args.split, args.min_words, args.per_language, args.limit, args.ids)]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    """``prog`` is the command as the user typed it (``python -m asr bench`` passes its own), for usage and errors."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--isolated" in argv:  # the per-process measurement: peak memory, and the transformers pipeline recipe
         from benchmarks.full_context import main as isolated
 
-        return isolated([a for a in argv if a != "--isolated"])
-    args = parser().parse_args(argv)
+        return isolated([a for a in argv if a != "--isolated"], prog=f"{prog} --isolated")
+    args = parser(prog).parse_args(argv)
     logs.configure(logging.ERROR, "%(message)s")
     logging.getLogger("benchmarks.sidebyside").setLevel(logging.ERROR if args.json else logging.INFO)
     from asr.audio import AudioError
     from asr.backends import BackendError
     from asr.models import UnknownModelError
+    from asr.results import DecodeOptions
     from evaluation.datasets import DatasetError
 
     try:
+        args.language = DecodeOptions(language=args.language).validate().language  # "EN" is en; "xx" refused here
         targets = _targets(args)
         models = Models(args.model, args.device, args.language)
         models.backend("faster-whisper")  # a model that cannot load stops here, with one line
-    except (TargetError, DatasetError, AudioError, UnknownModelError, BackendError, OSError) as exc:
-        print(f"benchmarks asr: {str(exc).splitlines()[0]}", file=sys.stderr)
+    except (TargetError, DatasetError, AudioError, UnknownModelError, BackendError, OSError, ValueError) as exc:
+        print(f"{prog.removeprefix('python -m ')}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
     approaches = args.approaches or (LONG_APPROACHES if args.long is not None else DEFAULT_APPROACHES)
     reports, failed = [], False

@@ -65,18 +65,18 @@ class ApproachResult:
     error: str | None = None  # why the approach could not run
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(list(argv) if argv is not None else None)
+def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks asr --isolated") -> int:
+    args = _parser(prog).parse_args(list(argv) if argv is not None else None)
     if args.worker:
         return _worker(args)
-    from asr.audio import SAMPLE_RATE, AudioError, load_audio
+    from asr.audio import SAMPLE_RATE, AudioError, load_audio, naming_file
     from asr.models import UnknownModelError, resolve
 
     try:
         duration = load_audio(args.file).size / SAMPLE_RATE
         resolve(args.model)
     except (AudioError, UnknownModelError, OSError) as exc:
-        print(f"bench: {args.file}: {exc}", file=sys.stderr)
+        print(f"{prog.removeprefix('python -m ')}: {naming_file(args.file, exc)}", file=sys.stderr)
         return 2
     config = BenchConfig(args.file, args.model, args.beam_size, args.batch_size, max(args.repeat, 1), args.device)
     reference = _reference(args.ref)
@@ -90,10 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if all(r.error is None for r in results) else 1
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str = "python -m benchmarks asr --isolated") -> argparse.ArgumentParser:
     from asr.models import default_model
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks asr --isolated", description=__doc__.split("\n\n")[0])
+    what = __doc__.split("\n\n")[0].split(": ", 1)[1]  # the docstring's first line without its own command
+    p = argparse.ArgumentParser(prog=prog, description=f"{prog} FILE: {what}")
     p.add_argument("file", metavar="FILE", help="speech audio (any format load_audio reads)")
     p.add_argument("--ref", help="reference transcript: a text file, or the text itself")
     p.add_argument(

@@ -43,7 +43,7 @@ def default_languages(model: str | None) -> str:
 
 def is_language_list(text: str | None) -> bool:
     """Whether the languages box holds real-speech languages (``fr, it``), not a folder left from another set."""
-    parts = [p.strip() for p in (text or "").split(",")]
+    parts = [p.strip().lower() for p in (text or "").split(",")]
     return all(p in LANGUAGES for p in parts) and any(parts)
 
 
@@ -98,7 +98,7 @@ def _dataset_spec(kind: str, text: str) -> str:
     if kind in ("builtin", "recorded", "probes"):
         return kind
     if kind == "builtin-real":  # the box may name languages: "en" or "fr,it"; all five is the whole set
-        languages = text.replace(" ", "")
+        languages = text.replace(" ", "").lower()  # "EN" is en, as --language EN is
         return f"{kind}:{languages}" if text and set(languages.split(",")) != set(LANGUAGES) else kind
     if not text:
         raise gr.Error("Type the folder, manifest or hub id of the dataset.")

@@ -116,7 +116,7 @@ def _run_parser(sub) -> None:
         "--language",
         default=None,
         metavar="CODE",
-        help="decode every utterance in this language (English-only models take en only); default: detect",
+        help="decode every utterance in this language (python -m asr languages; English-only models: en); default: detect",
     )
     _store_options(p)
     _scale_options(p)

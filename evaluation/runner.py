@@ -23,7 +23,7 @@ import pandas as pd
 
 from asr.backends import DEFAULT_BACKEND
 from asr.models import default_model
-from asr.results import BACKENDS, WHISPER_LANGUAGES, DecodeOptions
+from asr.results import BACKENDS, LANGUAGES_HINT, WHISPER_LANGUAGES, DecodeOptions, language_code
 from evaluation.datasets import DatasetError, DatasetOptions, LoadedDataset, SkippedRow, load_dataset
 from evaluation.executors import ExecutorError, ExecutorOptions, open_executor
 from evaluation.noise import NoiseCondition, check_noise_files, parse_conditions
@@ -93,6 +93,9 @@ class RunOptions:
     # or the measured compute ("measured": this machine as loaded now; rows change from run to run)
     audio_allowed: Callable[..., bool] | None = field(default=None, compare=False, repr=False)  # see DatasetOptions
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "language", language_code(self.language))  # "EN" is "en", stored so
+
     @property
     def stream_options(self) -> StreamModeOptions:
         return StreamModeOptions(
@@ -121,7 +124,7 @@ class RunOptions:
         except DatasetError as exc:
             raise RunError(str(exc)) from None
         if self.language is not None and self.language not in WHISPER_LANGUAGES:
-            raise RunError(f"language must be a Whisper language code such as en or fr, not {self.language!r}")
+            raise RunError(f"language {self.language!r} is not a Whisper language code ({LANGUAGES_HINT})")
         check_noise_files(parse_conditions(self.noise))  # a corrupt noise file failed the run mid-way
         if self.mode not in MODES:
             raise RunError(f"unknown mode {self.mode!r}; choose one of: {', '.join(MODES)}")

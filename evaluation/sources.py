@@ -170,7 +170,7 @@ def real_source(spec: str, split: str | None) -> RowSource:
             "or python -m evaluation make-real"
         )
     _, _, wanted = spec.partition(":")
-    languages = [w.strip() for w in wanted.split(",") if w.strip()]
+    languages = [w.strip().lower() for w in wanted.split(",") if w.strip()]  # builtin-real:EN is en
     unknown = sorted(set(languages) - set(LANGUAGES))
     if unknown:
         raise DatasetError(f"dataset {spec}: no language {', '.join(unknown)} (languages: {', '.join(LANGUAGES)})")

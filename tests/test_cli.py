@@ -48,6 +48,9 @@ def test_json_per_file_and_failures_named_without_traceback(speech_wav, tmp_path
         (["transcribe", "x.wav", "--beam-size", "0"], "argument --beam-size: must be an integer >= 1, not '0'"),
         (["transcribe", "x.wav", "--format", "doc"], "argument --format: invalid choice: 'doc'"),
         (["transcribe", "x.wav", "--bogus"], "unrecognized arguments: --bogus"),
+        # whichever came last won, unsaid: --json --format srt printed subtitles to a script that reads JSON
+        (["transcribe", "x.wav", "--json", "--format", "srt"], "--json and --format srt contradict each other"),
+        (["transcribe", "x.wav", "--format", "text", "--json"], "--json and --format text contradict each other"),
     ],
 )
 def test_a_bad_argument_is_one_line_not_the_usage_text(args, message):
@@ -84,13 +87,30 @@ def test_unknown_model_exits_2_with_one_line():
 
 @pytest.mark.parametrize(
     ("language", "message"),
-    [("xx", "language 'xx' is not a Whisper language code"), ("fr", "--language fr: whisper-tiny.en is English-only")],
+    [
+        ("xx", "language 'xx' is not a Whisper language code (en, fr, de, es, zh, ...; python -m asr languages lists"),
+        ("FR", "--language fr: whisper-tiny.en is English-only"),
+    ],
 )
 def test_a_language_the_model_cannot_decode_exits_2_with_one_line(speech_wav, language, message):
     """``xx`` failed every file of the batch with the tokenizer's error (exit 1); ``fr`` on tiny.en was ignored."""
     out = run("transcribe", str(speech_wav), str(speech_wav), "--language", language)
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
+
+
+def test_language_codes_in_any_case_and_the_list_of_them(speech_wav):
+    """``--language EN`` (or ``En``) was refused as "not a Whisper language code"; it is en, and the JSON says so.
+    ``--format json`` beside ``--json`` agrees with it and is taken."""
+    lower = json.loads(run("transcribe", str(speech_wav), "--language", "en", "--json").stdout)
+    for code in ("EN", " En "):
+        out = run("transcribe", str(speech_wav), "--language", code, "--format", "json", "--json")
+        assert out.returncode == 0, out.stderr
+        record = json.loads(out.stdout)
+        assert record["options"]["language"] == "en" and record["text"] == lower["text"]
+    listed = run("languages")
+    codes = listed.stdout.split("\n100 codes")[0].split()
+    assert listed.returncode == 0 and len(codes) == 100 and {"en", "fr", "yue"} <= set(codes)
 
 
 @pytest.mark.parametrize("backend", ["faster-whisper", "transformers"])
@@ -232,9 +252,17 @@ def test_bench_is_the_side_by_side_benchmark_on_a_file_or_a_dataset(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     usage = subprocess.run([sys.executable, "-m", "asr", "bench", "--help"], capture_output=True, text=True, env=env)
     assert usage.returncode == 0 and "an audio file, or a dataset" in usage.stdout
+    assert usage.stdout.startswith("usage: python -m asr bench [-h]")  # was "python -m benchmarks asr", not typed
     missing = str(tmp_path / "no-such-set")
     out = subprocess.run([sys.executable, "-m", "asr", "bench", missing], capture_output=True, text=True, env=env)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "not found" in out.stderr, out.stderr
+    assert out.stderr.startswith("asr bench: ")  # was "benchmarks asr: "
+    for extra, said in (
+        (["--bogus"], "python -m asr bench: error: unrecognized arguments: --bogus"),
+        (["--isolated", missing + ".wav"], f"asr bench --isolated: {missing}.wav: no such file"),
+    ):
+        out = subprocess.run([sys.executable, "-m", "asr", "bench", *extra], capture_output=True, text=True, env=env)
+        assert out.returncode == 2 and out.stderr.strip().splitlines()[-1] == said, out.stderr
 
 
 def _bad_and_good_files(real_set, folder):

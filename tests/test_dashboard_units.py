@@ -150,6 +150,7 @@ def test_dataset_spec_from_the_form():
     assert dataset_spec("folder", " /data/set ") == "/data/set"
     assert dataset_spec("builtin-real", "") == "builtin-real"
     assert dataset_spec("builtin-real", "fr, it") == "builtin-real:fr,it"
+    assert dataset_spec("builtin-real", "FR, It") == "builtin-real:fr,it"  # was "no language FR"
     with pytest.raises(Exception, match="Type the folder"):
         dataset_spec("folder", "  ")
 

@@ -114,7 +114,8 @@ def test_strict_threshold_exits_1_and_resume_skips_stored_rows(built_run, capsys
         (["--seed", "-1", "--limit", "1"], "argument --seed: must be an integer >= 0"),  # was a numpy traceback
         (["--workers", "0"], "argument --workers: must be an integer >= 1, not '0'"),  # said "workers must be"
         (["--cpus-per-worker", "0"], "argument --cpus-per-worker: must be a number above 0, not '0'"),
-        (["--language", "xx", "--limit", "1"], "not 'xx'"),  # was a traceback per row on multilingual models
+        # was a traceback per row on multilingual models; XX is xx, as EN is en
+        (["--language", "XX", "--limit", "1"], "language 'xx' is not a Whisper language code (python -m asr languages"),
         (["--run-id", "../escape"], "--run-id '../escape': use letters, digits"),  # wrote out/../escape
         (["--run-id", "a/b"], "--run-id 'a/b': use letters, digits"),
         (["--run-id", ""], "--run-id '': use letters, digits"),

@@ -141,6 +141,8 @@ def test_dataset_spec_picks_languages_and_split(real_set):
         load_dataset(DatasetOptions("builtin-real:fr", split="heldout"))
     with pytest.raises(DatasetError, match="no language xx"):
         load_dataset(DatasetOptions("builtin-real:xx"))
+    upper = load_dataset(DatasetOptions("builtin-real:FR, It", split="dev", limit=6))  # as --language EN is en
+    assert [s.id for s in upper.samples] == [s.id for s in loaded.samples]
 
 
 def test_evaluation_run_on_real_english_with_tiny_en(real_set, tmp_path, fw_backend, capsys):

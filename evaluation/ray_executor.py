@@ -38,6 +38,7 @@ import ray
 from asr.backends.base import cpu_cores
 from evaluation.datasets import Sample
 from evaluation.executor_options import ExecutorError, ExecutorOptions
+from evaluation.ray_stderr import QuietActorStart
 from evaluation.shards import AudioRef
 from evaluation.worker import Batch, CancelCheck, Cancelled, RowSpec, RowWorker, WorkerOptions, read_specs
 
@@ -113,6 +114,7 @@ class RayExecutor:
         self.pool_ref = ray.put(dict(pool)) if pool else None
         self.label = f"ray ({where}, {self.workers} worker{'s' if self.workers != 1 else ''})"
         self._iterator: Iterator | None = None
+        self._quiet = QuietActorStart.idle()
         _configure_ray_data()
 
     def results(self, batches: Sequence[Sequence[RowSpec]], cancelled: CancelCheck) -> Iterator[Batch]:
@@ -127,12 +129,14 @@ class RayExecutor:
             compute=ray.data.ActorPoolStrategy(size=min(self.workers, len(batches))),  # `concurrency=N` before 2.51
             num_cpus=self.options.cpus_per_worker,
         )
+        self._quiet = QuietActorStart()  # Ray Data's harmless ERROR line as the actors start: see ray_stderr
         self._iterator = iter(mapped.iter_batches(batch_size=None, batch_format="pandas", prefetch_batches=1))
         while True:
             try:
                 frame = next(self._iterator, None)
             except ray.exceptions.RayError as exc:  # a worker's own error (a dead actor is retried, not raised)
                 raise ExecutorError(f"a Ray worker failed: {_first_line(exc)}") from exc
+            self._quiet.release(actors_started=True)
             if frame is None:
                 return
             yield [pickle.loads(b) for b in frame["result"]]  # a batch that arrived is stored, cancel or not
@@ -145,6 +149,7 @@ class RayExecutor:
         if close is not None:
             close()
         self._iterator = None
+        self._quiet.release()
         if self._owns_ray and ray.is_initialized():
             ray.shutdown()
 

@@ -266,6 +266,7 @@ def _no_store(data_dir: str) -> str:
 def cmd_compare(args: argparse.Namespace) -> int:
     from evaluation.compare import compare_runs, comparison_text
     from evaluation.report import markdown_table
+    from evaluation.spreadsheet import write_csv
 
     a_folder("--out", args.out, "compare.csv and compare.md")
     if (store := _stored(args.data_dir)) is None:
@@ -287,7 +288,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        comparison.table.to_csv(out / "compare.csv", index=False)
+        write_csv(comparison.table, out / "compare.csv")  # a group value that starts like a formula as text
         (out / "compare.md").write_text(markdown_table(text) + "\n", encoding="utf-8")
     return 1 if args.fail_on_regression and regressions else 0
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from evaluation.datasets import REFERENCE_LANGUAGE
 from evaluation.scoring import N_BOOTSTRAP, speaker_count
+from evaluation.spreadsheet import write_csv
 from evaluation.store import RunSettings
 from evaluation.stream_tables import STREAMING, format_streaming, side_by_side, streaming_table
 from evaluation.tables import Overall, format_cell, formatted_pivot, group_table, overall, pivot
@@ -355,8 +356,8 @@ def write_outputs(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: out_dir / name for name in ("results.csv", "summary.csv", "summary.json", "summary.md")}
-    results_frame(rows, summary.group_columns).to_csv(paths["results.csv"], index=False)
-    summary.groups.to_csv(paths["summary.csv"], index=False)
+    write_csv(results_frame(rows, summary.group_columns), paths["results.csv"])  # formula-like text as text
+    write_csv(summary.groups, paths["summary.csv"])
     invented = _records(invented_rows(rows, summary.group_columns))
     data = summary_json(
         summary, settings, {"run_id": run_id, "skipped": list(skipped), "invented": invented, **(extra or {})}

@@ -10,6 +10,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import reprlib
 import shutil
 import socket
 import threading
@@ -107,7 +108,13 @@ def resolve(name: str) -> ResolvedModel:
             )
         return ResolvedModel(name, entry.format, str(_materialise(entry)))
     path = Path(name).expanduser()
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError as exc:  # a name too long for a path: a traceback, and a 500 from the scripting API
+        raise UnknownModelError(
+            f"model {reprlib.repr(name)} ({len(name)} characters): {exc.strerror}; available: {_available_text()}"
+        ) from None
+    if is_dir:
         if all((path / f).exists() for f in CT2_FILES):
             return ResolvedModel(name, "ctranslate2", str(path.resolve()))
         if (path / "config.json").exists() and any((path / f).exists() for f in HF_WEIGHTS):

@@ -18,6 +18,7 @@ import hmac
 import json
 import logging
 import os
+import reprlib
 import secrets
 import stat
 from dataclasses import asdict
@@ -30,7 +31,7 @@ from fastapi.responses import JSONResponse
 from starlette.routing import BaseRoute
 
 from asr.audio import AudioError
-from asr.backends import BackendError, get_backend
+from asr.backends import DEFAULT_BACKEND, BackendError, get_backend
 from asr.models import UnknownModelError, default_model
 from asr.results import BACKENDS
 from dashboard.config import DashboardConfig
@@ -125,7 +126,10 @@ class _Handlers:
 
     async def save_script(self, request: Request) -> JSONResponse:
         body = await self._json(request)
-        script = self._script(body)
+        try:
+            script = self._script(body)
+        except (ScriptError, StoreError) as exc:  # a name over MAX_NAME_CHARS
+            raise _error(400, str(exc)) from exc
         return JSONResponse(_script_json(script), status_code=201)
 
     def _script(self, body: dict):
@@ -142,8 +146,7 @@ class _Handlers:
 
     async def start_session(self, request: Request) -> JSONResponse:
         body = await self._json(request)
-        model, backend = str(body.get("model") or default_model()), str(body.get("backend") or "")
-        await run_in_threadpool(_check_model, model, backend)
+        model, backend = await run_in_threadpool(_model_and_backend, body)
         fields = {
             k: str(body.get(k) or "") for k in ("speaker", "accent", "gender", "age_band", "device", "environment")
         }
@@ -151,7 +154,7 @@ class _Handlers:
             profile = SpeakerProfile(**fields).validate()  # before the script is saved: a refusal saves nothing
             script_id = str(body.get("script_id") or "") or self._script(body).id
             session = self.store.recordings.start_session(script_id, profile, model=model, backend=backend)
-        except StoreError as exc:
+        except (ScriptError, StoreError) as exc:
             raise _error(400, str(exc)) from exc
         except SessionNotFound as exc:
             raise _error(404, str(exc)) from exc
@@ -262,17 +265,22 @@ class _Handlers:
             raise _error(404, str(exc)) from exc
 
 
-def _check_model(model: str, backend: str) -> None:
+def _model_and_backend(body: dict) -> tuple[str, str]:
     """A session's model and backend, checked when it starts (400): a session of one that cannot load was started,
-    and every take of it was then refused, the tester's audio with it. Resolving loads nothing."""
+    and every take of it was then refused, the tester's audio with it. Resolving loads nothing. Left out (or
+    null), each is the default, stored by name; given, it must be one that loads: ``"backend": ""`` was taken,
+    stored as no backend, and the session's test cases saved without one (their takes ran on faster-whisper)."""
     from asr.models import resolve
 
-    if backend and backend not in BACKENDS:
-        raise _error(400, f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    model = default_model() if body.get("model") is None else str(body["model"])
+    backend = DEFAULT_BACKEND if body.get("backend") is None else str(body["backend"])
+    if backend not in BACKENDS:
+        raise _error(400, f"unknown backend {reprlib.repr(backend)}; choose one of: {', '.join(BACKENDS)}")
     try:
         resolve(model)
     except UnknownModelError as exc:
         raise _error(400, str(exc)) from exc
+    return model, backend
 
 
 def mb(size: int) -> str:

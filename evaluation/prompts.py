@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import reprlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +22,8 @@ from evaluation.builtin import HARVARD
 
 MAX_PROMPTS = 1000  # a script longer than this is almost certainly a wrong file, not a session
 MAX_PROMPT_CHARS = 500  # about 30 s of reading; longer prompts belong in the full-context set
+MAX_NAME_CHARS = 255  # a script's name: the longest file name, so a script named after its uploaded file fits
+MAX_TYPE_CHARS = 64  # a prompt type, as long as an id may be: it names a row of the session summary
 CUSTOM_TYPE = "custom"  # the prompt type of pasted lines and files without a type column
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -105,13 +108,22 @@ def builtin_script(name: str) -> tuple[Prompt, ...]:
         return tuple(p for group in zip(*per_type, strict=True) for p in group)
     if name not in BUILTIN_SCRIPTS:
         known = ", ".join([*BUILTIN_SCRIPTS, MIXED])
-        raise ScriptError(f"no built-in script {name!r}; the built-in scripts are {known}")
+        raise ScriptError(f"no built-in script {reprlib.repr(name)}; the built-in scripts are {known}")
     kind, texts = BUILTIN_SCRIPTS[name]
     return tuple(Prompt(f"{kind}-{n:02d}", text, kind) for n, text in enumerate(texts, 1))
 
 
 def builtin_names() -> list[str]:
     return [*BUILTIN_SCRIPTS, MIXED]
+
+
+def script_name(name: str | None, count: int) -> str:
+    """The name a script of ``count`` prompts is saved under: ``name`` stripped, else "script of N prompts". One
+    longer than MAX_NAME_CHARS is refused: a 1 MB name was stored, and listed in the Record page's script picker."""
+    name = str(name or "").strip() or f"script of {count} prompt{'' if count == 1 else 's'}"
+    if len(name) > MAX_NAME_CHARS:
+        raise ScriptError(f"script name {reprlib.repr(name)}: {len(name)} characters; at most {MAX_NAME_CHARS}")
+    return name
 
 
 def parse_pasted(text: str, name: str = "pasted prompts") -> tuple[Prompt, ...]:
@@ -199,15 +211,21 @@ def _checked(prompts: Iterable[Prompt], name: str) -> tuple[Prompt, ...]:
         raise ScriptError(f"{name}: {len(out)} prompts; a script holds at most {MAX_PROMPTS}")
     seen: set[str] = set()
     for n, p in enumerate(out, 1):
-        if not ID_PATTERN.match(p.id):
-            raise ScriptError(f"{name}: prompt {n}: id {p.id!r} must be letters, digits, '_', '-' or '.'")
+        if not ID_PATTERN.match(p.id):  # at most 64 characters too
+            raise ScriptError(
+                f"{name}: prompt {n}: id {reprlib.repr(p.id)} must be up to 64 letters, digits, '_', '-' or '.'"
+            )
         if p.id in seen:
             raise ScriptError(f"{name}: prompt {n}: id {p.id!r} is used twice")
         if not p.text:
             raise ScriptError(f"{name}: prompt {n} ({p.id}): the text is empty")
+        if len(p.text) > MAX_PROMPT_CHARS:  # before the text is quoted below
+            raise ScriptError(f"{name}: prompt {n} ({p.id}): {len(p.text)} characters; at most {MAX_PROMPT_CHARS}")
         if not normalize(p.text).split():  # "Hmm.", "...": a take of it has WER n/a and its insertions no words
             raise ScriptError(f"{name}: prompt {n} ({p.id}): {p.text!r} has no words to score; give words to read")
-        if len(p.text) > MAX_PROMPT_CHARS:
-            raise ScriptError(f"{name}: prompt {n} ({p.id}): {len(p.text)} characters; at most {MAX_PROMPT_CHARS}")
+        if len(p.type) > MAX_TYPE_CHARS:  # a 100,000-character type was stored
+            raise ScriptError(
+                f"{name}: prompt {n} ({p.id}): type of {len(p.type)} characters; at most {MAX_TYPE_CHARS}"
+            )
         seen.add(p.id)
     return out

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from evaluation.prompts import Prompt
+from evaluation.prompts import Prompt, script_name
 from evaluation.runstore import StoreError, utc_now
 from evaluation.scoring import rate
 
@@ -48,6 +48,7 @@ CREATE INDEX IF NOT EXISTS takes_session ON takes (session_id, prompt_index);
 ACTIONS = ("accepted", "rerecorded", "skipped")
 PROFILE_FIELDS = ("speaker", "accent", "gender", "age_band", "device", "environment")
 ALIAS = re.compile(r"^[\w][\w .@+-]{0,63}$")
+MAX_LABEL_CHARS = 100  # accent, gender, age band, device, environment: labels on every take, Validate's group names
 
 
 class SessionNotFound(KeyError):
@@ -89,6 +90,9 @@ class SpeakerProfile:
             raise StoreError(f"speaker id {self.speaker[:70]!r}: {why} (e.g. tester-07)")
         if not self.accent.strip():
             raise StoreError("accent or first language: say which (it is what Validate groups by)")
+        for key in PROFILE_FIELDS[1:]:  # 100,000 characters of accent were stored, and labelled every take
+            if len(value := str(getattr(self, key) or "").strip()) > MAX_LABEL_CHARS:
+                raise StoreError(f"{key.replace('_', ' ')}: {len(value)} characters; at most {MAX_LABEL_CHARS}")
         return SpeakerProfile(**{k: str(v or "").strip() for k, v in asdict(self).items()})
 
     def labels(self) -> dict[str, str]:
@@ -159,7 +163,7 @@ class Recordings:
 
     # -- scripts -----------------------------------------------------------------------------------------
     def save_script(self, name: str, prompts: Sequence[Prompt], source: str = "pasted") -> Script:
-        name = str(name or "").strip() or f"script of {len(prompts)} prompt{'' if len(prompts) == 1 else 's'}"
+        name = script_name(name, len(prompts))
         if not prompts:
             raise StoreError(f"script {name!r} has no prompts")
         data = json.dumps([asdict(p) for p in prompts], ensure_ascii=False)

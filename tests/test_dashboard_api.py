@@ -184,11 +184,29 @@ def test_a_session_with_a_model_or_backend_that_cannot_load_is_refused_at_the_st
         ({"model": "whisper-huge-v9"}, "unknown model 'whisper-huge-v9'; available: whisper-tiny.en"),
         ({"model": "/no/such/model"}, "no such model folder '/no/such/model'"),
         ({"backend": "nope"}, "unknown backend 'nope'; choose one of: faster-whisper, transformers"),
+        # "" was taken and stored as no backend: the session's test cases were saved without one
+        ({"backend": ""}, "unknown backend ''; choose one of: faster-whisper, transformers"),
+        ({"model": ""}, "no model given; available: whisper-tiny.en"),
+        ({"model": "a" * 5000}, "model 'aaaaaaaaaaaa...aaaaaaaaaaaaa' (5000 characters): File name too long"),  # 500
+        ({"accent": "a" * 100_000}, "accent: 100000 characters; at most 100"),  # was stored, on every take
+        (
+            {"name": "n" * 256, "builtin": None, "text": "Hello there."},
+            "script name 'nnnnnnnnnnnn...nnnnnnnnnnnnn': 256",
+        ),
     ):
         reply = client.post("/api/sessions", json={**profile, **extra})
         assert reply.status_code == 400 and reply.json()["detail"].startswith(said), reply.text
     assert len(client.get("/api/sessions").json()["sessions"]) == before
     assert len(client.get("/api/scripts").json()["scripts"]) == scripts  # nor a script saved for it
+    for bad, said in (
+        ({"name": "n" * 1_000_000, "text": "Hello there."}, "script name 'nnnnnnnnnnnn...nnnnnnnnnnnnn': 1000000 "),
+        ({"prompts": [{"id": "a", "text": "Hello there.", "type": "t" * 65}]}, "prompts: prompt 1 (a): type of 65"),
+    ):
+        reply = client.post("/api/scripts", json=bad)
+        assert reply.status_code == 400 and reply.json()["detail"].startswith(said), reply.text[:300]
+    assert len(client.get("/api/scripts").json()["scripts"]) == scripts
+    left_out = client.post("/api/sessions", json={**profile, "backend": None})  # left out or null: the default
+    assert left_out.status_code == 201 and left_out.json()["backend"] == "faster-whisper", left_out.text  # was ""
 
 
 def test_a_builtin_script_is_stored_once_under_its_name_as_the_record_page_stores_it(app, client):

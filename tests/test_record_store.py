@@ -9,8 +9,8 @@ import pytest
 
 from asr.audio import SAMPLE_RATE
 from evaluation.export import export_cases
-from evaluation.prompts import builtin_script, parse_pasted
-from evaluation.recordstore import SessionNotFound, SpeakerProfile, StaleTake
+from evaluation.prompts import MAX_NAME_CHARS, ScriptError, builtin_script, parse_pasted
+from evaluation.recordstore import MAX_LABEL_CHARS, SessionNotFound, SpeakerProfile, StaleTake
 from evaluation.runstore import StoreError
 from evaluation.store import Store
 
@@ -140,6 +140,26 @@ def test_bad_profiles_and_ids_are_one_line(store, session):
             store.recordings.start_session(session.script.id, SpeakerProfile(speaker, "US"))
     with pytest.raises(SessionNotFound, match="no record session with id 'nope'"):
         store.recordings.get_session("nope")
+    for field in ("accent", "gender", "age_band", "device", "environment"):  # 100,000 characters were stored
+        long = SpeakerProfile(**{"speaker": "t1", "accent": "US", field: "x" * (MAX_LABEL_CHARS + 1)})
+        with pytest.raises(StoreError, match=f"^{field.replace('_', ' ')}: 101 characters; at most 100$"):
+            store.recordings.start_session(session.script.id, long)
+    kept = SpeakerProfile("t1", "US", environment="e" * MAX_LABEL_CHARS)
+    assert store.recordings.start_session(session.script.id, kept).profile.environment == "e" * MAX_LABEL_CHARS
+
+
+def test_a_script_name_is_at_most_the_longest_file_name(store):
+    """A 1 MB name was stored and listed in the Record page's picker; 255 is a file name's limit, so a script
+    named after its uploaded file (the page's default) always fits."""
+    prompts = parse_pasted("Press one for sales.")
+    before = store.recordings.list_scripts()
+    with pytest.raises(
+        ScriptError, match=r"^script name 'nnnnnnnnnnnn\.\.\.nnnnnnnnnnnnn': 256 characters; at most 255$"
+    ):
+        store.recordings.save_script("n" * (MAX_NAME_CHARS + 1), prompts)
+    assert store.recordings.list_scripts() == before
+    assert store.recordings.save_script(" " + "n" * MAX_NAME_CHARS + " ", prompts).name == "n" * MAX_NAME_CHARS
+    assert store.recordings.save_script("", prompts).name == "script of 1 prompt"
 
 
 def test_accepted_takes_are_the_recorded_dataset_grouped_by_accent_with_speakers(store, session):

@@ -70,6 +70,10 @@ def test_txt_with_tabs_is_id_text_else_one_prompt_a_line():
         # a text with an unquoted comma: the prompt was cut to 'Hello' (with a header) or its rest became the type
         ("id,text\np1,Hello, there friend.\n", "comma.csv", r"line 2: 3 fields, the header has 2 \(id, text\); quote"),
         ("p1,Hello, there, friend.\n", "commas.csv", r"line 1: 4 fields, at most 3 \(id, text, type\); quote"),
+        # a 100,000-character type was stored; a long id or text is quoted short, not echoed whole
+        (f"a,Hello there.,{'t' * 65}\n", "type.csv", r"prompt 1 \(a\): type of 65 characters; at most 64"),
+        (f"{'i' * 65},Hello there.\n", "id.csv", r"id 'iiiiiiiiiiii\.\.\.iiiiiiiiiiiii' must be up to 64 letters"),
+        (f"a,{'.' * 501}\n", "dots.csv", r"prompt 1 \(a\): 501 characters; at most 500"),
     ],
 )
 def test_bad_scripts_are_one_line_naming_the_place(data, name, message):

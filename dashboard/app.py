@@ -65,6 +65,9 @@ CSS = """
 #record-upload .upload-container .wrap { min-height: 0; height: auto; padding-top: 0; line-height: 1.25; }
 #record-upload .upload-container .icon-wrap { margin-bottom: 0.25rem; }
 #validate-status th, #validate-status td { overflow-wrap: break-word; word-break: normal; }
+/* a dropdown's text stops short of its arrow, drawn over the box's right end: a long pick (Validate's run pickers at
+   800 px) ran under it ('clean,white@' with the arrow on the '@'); what does not fit ends in an ellipsis */
+.wrap-inner > .secondary-wrap > input { padding-right: 2rem; text-overflow: ellipsis; }
 """
 # A wide table keeps its words whole in a narrow window: under 1200 px its columns are laid out as at 1200 px and it
 # scrolls sideways. Gradio sizes header and body cells alike from its viewport's width, so the two stay aligned (a

@@ -166,9 +166,8 @@ def results() -> Results:
         alignment = gr.HTML(elem_id="alignment-view")
         with gr.Row():
             clean_audio = gr.Audio(label="Clean", interactive=False, elem_id="clean-audio")
-            noisy_audio = gr.Audio(
-                label="As transcribed (with noise and channel)", interactive=False, elem_id="noisy-audio"
-            )
+            # short: 'As transcribed (with noise and channel)' ran under its download buttons at 800 px
+            noisy_audio = gr.Audio(label="As the model heard it", interactive=False, elem_id="noisy-audio")
     return Results(
         status, table, chart, downloads, utterances, [detail, detail_heading, alignment, clean_audio, noisy_audio]
     )

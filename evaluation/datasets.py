@@ -387,7 +387,8 @@ def read_audio(samples: Sequence[Sample], allowed: AudioAllowed | None = None) -
             skipped.append(SkippedRow(sample.row, ref.column, refused_shard(ref.file)))
             continue
         value = next(values)
-        where = RowSource(ref.file, (), lambda indices: iter(()), None, base_dir=Path(ref.file).parent)
+        base = Path(ref.base_dir) if ref.base_dir else None  # the driver's, for a relative path (see hubsource)
+        where = RowSource(ref.file, (), lambda indices: iter(()), None, base_dir=base)
         try:
             audio, note = _decode_noted(value, where, allowed)
             ready.append(dataclasses.replace(sample, audio=audio, audio_note=note))

@@ -3,6 +3,10 @@
 A hub id first asks the hub probe that models use (:func:`asr.models.hub_state`), so that with no network an id
 ``datasets`` has not cached is one line at once and a cached one is read offline; Parquet and Arrow files can
 leave their audio in place for the workers (:mod:`evaluation.shards`). :mod:`evaluation.sources` dispatches here.
+
+A row naming its audio by a relative path (no bytes) is read from the working directory, as ``datasets`` reads
+it. The sources say so (``base_dir``), so a message names the file looked for, and a cluster's worker, which reads
+a row from the files itself, opens the file the driver would (it looked beside the Parquet or Arrow file instead).
 """
 
 from __future__ import annotations
@@ -84,7 +88,8 @@ def hub_source(spec: str, split: str | None) -> RowSource:
     def iterate(indices: Sequence[int] | None) -> Rows:
         yield from _stream_source(spec, _open_stream(repo, config, hub_split or split, spec)).rows(indices)
 
-    source = RowSource(spec, tuple(schema.names), iterate, None, audio_candidates=(*typed, *AUDIO_NAMES))
+    candidates = (*typed, *AUDIO_NAMES)
+    source = RowSource(spec, tuple(schema.names), iterate, None, base_dir=Path.cwd(), audio_candidates=candidates)
     return _with_shards(source, files, kind)
 
 
@@ -211,7 +216,8 @@ def _stream_source(spec: str, stream) -> RowSource:
     def iterate(indices: Sequence[int] | None) -> Rows:
         yield from enumerate(itertools.chain([first], _guarded(iterator, spec)))
 
-    return RowSource(spec, columns, iterate, None, audio_candidates=tuple(dict.fromkeys([*typed, *AUDIO_NAMES])))
+    candidates = tuple(dict.fromkeys([*typed, *AUDIO_NAMES]))
+    return RowSource(spec, columns, iterate, None, base_dir=Path.cwd(), audio_candidates=candidates)
 
 
 def _guarded(iterator: Iterator, spec: str) -> Iterator:
@@ -272,7 +278,8 @@ def arrow_source(dataset, name: str) -> RowSource:
         yield from zip(numbers, chosen, strict=True)
 
     candidates = tuple(dict.fromkeys([*typed, *AUDIO_NAMES]))
-    source = RowSource(name, tuple(dataset.column_names), iterate, len(dataset), audio_candidates=candidates)
+    columns = tuple(dataset.column_names)
+    source = RowSource(name, columns, iterate, len(dataset), base_dir=Path.cwd(), audio_candidates=candidates)
     return _with_shards(source, _arrow_files(dataset), ARROW)
 
 
@@ -295,6 +302,6 @@ def _with_shards(source: RowSource, files: Sequence[str], kind: str) -> RowSourc
         return source
     if not audio:
         return source
-    return dataclasses.replace(
-        source, deferred=shard_rows(files, kind, audio), deferred_columns=tuple(audio), shard_files=tuple(files)
-    )
+    base = str(source.base_dir) if source.base_dir else None  # a worker reads a relative path where the driver would
+    deferred = shard_rows(files, kind, audio, base)
+    return dataclasses.replace(source, deferred=deferred, deferred_columns=tuple(audio), shard_files=tuple(files))

@@ -39,6 +39,8 @@ class AudioRef:
     column: str  # the audio column
     kind: str  # PARQUET or ARROW
     path: str | None = None  # the audio's own file name as the dataset stores it (ids, messages)
+    base_dir: str | None = None  # the driver's folder for a row naming its audio by a relative path (no bytes):
+    # the worker reads it where the driver would have (RowSource.base_dir), not beside this file
 
     def get(self, key: str, default: Any = None) -> Any:
         """Reads as the undecoded value does (``value.get("path")``), so ids come out as for a loaded row."""
@@ -66,7 +68,7 @@ def _is_audio_struct(kind: pa.DataType) -> bool:
     return pa.types.is_struct(kind) and {kind.field(i).name for i in range(kind.num_fields)} >= set(AUDIO_STRUCT)
 
 
-def file_rows(file: str, kind: str, audio: Sequence[str]) -> Iterator[dict[str, Any]]:
+def file_rows(file: str, kind: str, audio: Sequence[str], base_dir: str | None = None) -> Iterator[dict[str, Any]]:
     """One file's rows for planning: every column but the audio, each audio value an :class:`AudioRef`.
 
     Parquet: only the other columns' chunks and the audio's ``path`` child are read; Arrow: the file is
@@ -77,7 +79,7 @@ def file_rows(file: str, kind: str, audio: Sequence[str]) -> Iterator[dict[str, 
     paths = {c: pc.struct_field(table.column(c), "path").to_pylist() for c in audio}  # chunk by chunk: no bytes
     for row, values in enumerate(table.select(others).to_pylist()):
         for column in audio:
-            values[column] = AudioRef(file, row, column, kind, paths[column][row])
+            values[column] = AudioRef(file, row, column, kind, paths[column][row], base_dir)
         yield values
 
 
@@ -89,11 +91,13 @@ def _plan_table(file: str, kind: str, audio: Sequence[str]) -> pa.Table:
     return _arrow(file)
 
 
-def shard_rows(files: Sequence[str], kind: str, audio: Sequence[str]) -> Callable[[Sequence[int] | None], Rows]:
+def shard_rows(
+    files: Sequence[str], kind: str, audio: Sequence[str], base_dir: str | None = None
+) -> Callable[[Sequence[int] | None], Rows]:
     """A dataset's rows over its files in order (row numbers counted across them), for planning."""
 
     def iterate(indices: Sequence[int] | None) -> Rows:
-        rows = enumerate(itertools.chain.from_iterable(file_rows(f, kind, audio) for f in files))
+        rows = enumerate(itertools.chain.from_iterable(file_rows(f, kind, audio, base_dir) for f in files))
         if indices is None:
             yield from rows
             return

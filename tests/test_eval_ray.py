@@ -353,3 +353,34 @@ def test_a_ray_run_prints_no_core_worker_error_line(tmp_path):
     assert "constructor arguments in the object store" not in stderr and "core_worker" not in stderr, stderr
     logs = glob.glob(f"/tmp/ray/session_*/logs/python-core-driver-*_{process.pid}.log")
     assert logs and "constructor arguments in the object store" in open(logs[0], encoding="utf-8").read()
+
+
+def test_a_relative_audio_path_in_the_shards_is_read_as_the_driver_reads_it(
+    ray_cluster, real_set, fw_backend, tmp_path, monkeypatch
+):
+    """Parquet rows naming their audio by a relative path (no bytes; written by pyarrow, not datasets, which embeds
+    the bytes): the driver reads such a path from the working directory, as datasets does, and a Ray worker read it
+    beside the Parquet file, so Ray scored a row the local run skipped as missing. Both read the same file now."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    meta = pd.read_csv(real_set / "metadata.csv")
+    meta = meta[(meta["language"] == "en") & (meta["split"] == "dev")].head(3)
+    files = [real_set / f for f in meta["file_name"]]
+    (tmp_path / "hub" / "data").mkdir(parents=True)
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "hub" / "data" / "beside.wav").write_bytes(files[1].read_bytes())  # only beside the shard
+    (tmp_path / "cwd" / "here.wav").write_bytes(files[2].read_bytes())  # only in the working directory
+    audio = [{"bytes": files[0].read_bytes(), "path": files[0].name}, {"bytes": None, "path": "beside.wav"}]
+    audio.append({"bytes": None, "path": "here.wav"})
+    kind = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    table = pa.table({"audio": pa.array(audio, kind), "text": list(meta["text"]), "accent": list(meta["accent"])})
+    pq.write_table(table, tmp_path / "hub" / "data" / "test-00000.parquet")
+    monkeypatch.chdir(tmp_path / "cwd")
+    options = RunOptions(dataset=f"hub:{tmp_path / 'hub'}", noise=("clean",), seed=3, chunk_size=2)
+    local = run_validation(options, Store(tmp_path / "local"))
+    ray_run = run_validation(dataclasses.replace(options, executor="ray", workers=1), Store(tmp_path / "ray"))
+    assert list(local.rows["row"]) == [0, 2]
+    _same_rows(ray_run.rows, local.rows)
+    assert ray_run.skipped == local.skipped and len(local.skipped) == 1
+    assert f"row 1, column 'audio': missing audio file {tmp_path / 'cwd' / 'beside.wav'}" in local.skipped[0]

@@ -68,6 +68,10 @@ CSS = """
 /* a dropdown's text stops short of its arrow, drawn over the box's right end: a long pick (Validate's run pickers at
    800 px) ran under it ('clean,white@' with the arrow on the '@'); what does not fit ends in an ellipsis */
 .wrap-inner > .secondary-wrap > input { padding-right: 2rem; text-overflow: ellipsis; }
+/* the chart starts below its floating label, which covered the top of the plot (its highest tick) */
+#wer-chart .matplotlib.layout { padding-top: 2.5rem; }
+/* a button beside a dropdown sits level with its box, not its label (10px: the block's padding under the box) */
+#validate-open, #validate-compare, #record-resume-button, #review-refresh { align-self: flex-end; margin-bottom: 10px; }
 """
 # A wide table keeps its words whole in a narrow window: under 1200 px its columns are laid out as at 1200 px and it
 # scrolls sideways. Gradio sizes header and body cells alike from its viewport's width, so the two stay aligned (a

@@ -172,3 +172,27 @@ def test_every_page_fits_a_narrow_window(app, seeded, page, path, width):
     fit = page.evaluate(OVERFLOW)
     assert fit["scroll_width"] <= width and fit["past"] == [] and fit["cut"] == [] and fit["sideways"] == [], fit
     assert fit["under_arrow"] == [] and fit["under_buttons"] == [], fit
+
+
+# A button beside a dropdown, on each page: it sat level with the dropdown's label, 40 px above its box
+BESIDE = {
+    "validate": [("#validate-open", "#validate-runs"), ("#validate-compare", "#validate-baseline")],
+    "record": [("#record-resume-button", "#record-resume")],
+    "review": [("#review-refresh", "#review-kind")],
+}
+
+
+@pytest.mark.parametrize("path", sorted(BESIDE))
+def test_at_1280_px_the_chart_clears_its_label_and_buttons_sit_level_with_their_dropdowns(app, seeded, page, path):
+    page.set_viewport_size({"width": 1280, "height": 1000})
+    page.goto(f"{app.url}/{path}")
+    page.locator("footer").wait_for()
+    if path == "validate":  # a run shown (Record's setup, where Resume is, folds away once a session starts)
+        _show_what_a_tester_sees(page, path, seeded)
+    for button, dropdown in BESIDE[path]:
+        pressed = page.locator(button).bounding_box()
+        box = page.locator(f"{dropdown} .wrap-inner").bounding_box()
+        assert abs(pressed["y"] + pressed["height"] - box["y"] - box["height"]) <= 3, (button, pressed, box)
+    if path == "validate":  # the chart's floating label covered the top of the plot, its highest tick
+        label, plot = (page.locator(f"#wer-chart {s}").first.bounding_box() for s in ("label", "img"))
+        assert label["y"] + label["height"] <= plot["y"], (label, plot)

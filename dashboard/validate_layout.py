@@ -147,7 +147,7 @@ def results() -> Results:
     # hidden until a run is shown: empty, a table reads "1 2 3" and the chart is a blank box
     table = gr.Dataframe(label="WER by accent x noise", interactive=False, visible=False, elem_id="wer-table")
     chart = gr.Plot(label="WER per group with 95% CI", visible=False, elem_id="wer-chart")
-    with gr.Row():
+    with gr.Row(equal_height=True):  # at 1024 px 'Download Summary CSV' took two lines, the others one
         downloads = [
             gr.DownloadButton(f"Download {label}", visible=False, elem_id=f"download-{name.replace('.', '-')}")
             for name, label in DOWNLOADS

@@ -15,6 +15,7 @@ import pytest
 
 from dashboard.app import PAGES
 from dashboard.shared import WIDE_TABLE
+from dashboard.validate_layout import DOWNLOADS
 from tests.browser_util import REPO, chromium, click_table_cell, new_page, running_app, wait_for_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -172,6 +173,11 @@ def test_every_page_fits_a_narrow_window(app, seeded, page, path, width):
     fit = page.evaluate(OVERFLOW)
     assert fit["scroll_width"] <= width and fit["past"] == [] and fit["cut"] == [] and fit["sideways"] == [], fit
     assert fit["under_arrow"] == [] and fit["under_buttons"] == [], fit
+    if path == "validate":  # the downloads in one row, as tall as each other where one label takes two lines
+        heights = {
+            round(page.locator(f"#download-{name.replace('.', '-')}").bounding_box()["height"]) for name, _ in DOWNLOADS
+        }
+        assert len(heights) == 1, heights
 
 
 # A button beside a dropdown, on each page: it sat level with the dropdown's label, 40 px above its box

@@ -110,8 +110,8 @@ def _parser() -> argparse.ArgumentParser:
         "--language",
         default=None,
         metavar="CODE",
-        help="decode every file in this language (en, fr, ...; python -m asr languages lists them; English-only "
-        "models take en only); default: detect",
+        help="decode every file in this language (en, fr, ... in any case: FR is fr; python -m asr languages lists them; "
+        "English-only models take en only); default: detect",
     )
     t.add_argument("--no-progress", action="store_true", help="no progress bar on stderr (shown for files over 1 min)")
     return parser

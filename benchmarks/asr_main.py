@@ -32,6 +32,12 @@ PROG = "python -m benchmarks asr"  # python -m asr bench runs this with its own 
 WHAT = __doc__.split("\n")[0].split(": ", 1)[1]  # the docstring's first line without its own command
 
 
+LANGUAGE_HELP = (
+    "force this language on every approach, any case: FR is fr (python -m asr languages lists them; English-only "
+    "models: en); default: detect"
+)
+
+
 def parser(prog: str = PROG) -> argparse.ArgumentParser:
     from asr.models import default_model
 
@@ -49,7 +55,7 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument(
         "--model", default=default_model(), help=f"registered name, hub id or local folder (default {default_model()})"
     )
-    p.add_argument("--language", default=None, help="force this language on every approach (default: detect)")
+    p.add_argument("--language", default=None, metavar="CODE", help=LANGUAGE_HELP)
     p.add_argument("--split", default=None, help="dataset split (builtin-real: dev or heldout)")
     p.add_argument(
         "--min-words",
@@ -116,7 +122,7 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     logs.configure(logging.ERROR, "%(message)s")
     logging.getLogger("benchmarks.sidebyside").setLevel(logging.ERROR if args.json else logging.INFO)
     from asr.audio import AudioError
-    from asr.backends import BackendError
+    from asr.backends import BackendError, check_language
     from asr.models import UnknownModelError
     from asr.results import DecodeOptions
     from evaluation.datasets import DatasetError
@@ -125,7 +131,8 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         args.language = DecodeOptions(language=args.language).validate().language  # "EN" is en; "xx" refused here
         targets = _targets(args)
         models = Models(args.model, args.device, args.language)
-        models.backend("faster-whisper")  # a model that cannot load stops here, with one line
+        # a model that cannot load stops here, with one line; so does --language fr on tiny.en (it ran in English)
+        check_language(models.backend("faster-whisper"), args.model, args.language)
     except (TargetError, DatasetError, AudioError, UnknownModelError, BackendError, OSError, ValueError) as exc:
         print(f"{prog.removeprefix('python -m ')}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2

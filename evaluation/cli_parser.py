@@ -22,6 +22,12 @@ DESCRIPTION = (
 DATA_DIR_HELP = f"the store: runs, recorded test cases (default {DEFAULT_DATA_DIR})"
 
 
+LANGUAGE_HELP = (
+    "decode every utterance in this language, any case: FR is fr (python -m asr languages; English-only models: en); "
+    "default: detect"
+)
+
+
 def at_least(low: int, high: int | None = None):
     """An integer option's type that says which option is wrong: RunOptions' own check named the field
     ("min_words must be an integer >= 0", "stream sessions must be ..."), not the flag the user typed."""
@@ -116,7 +122,7 @@ def _run_parser(sub) -> None:
         "--language",
         default=None,
         metavar="CODE",
-        help="decode every utterance in this language (python -m asr languages; English-only models: en); default: detect",
+        help=LANGUAGE_HELP,
     )
     _store_options(p)
     _scale_options(p)

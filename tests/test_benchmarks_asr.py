@@ -188,3 +188,18 @@ def test_utterances_the_library_sampled_unseeded_are_named():
     (line,) = unseeded_lines(utts, [ours, library])
     assert line.startswith("fw-greedy: 2 of 12 utterance(s) sampled") and line.endswith(": es/1, fr/4")
     assert unseeded_lines(utts, [ours]) == []
+
+
+def test_a_language_the_english_only_model_cannot_decode_is_one_line_before_any_run(tiny_folder, fw_backend, capsys):
+    """``--language FR`` on tiny.en is refused as ``python -m asr transcribe`` refuses it (it ran every approach in
+    English, its table saying 0/1 right language); ``EN`` is en, and runs."""
+    wav = str(tiny_folder / "en-vm-login.wav")
+    assert main([wav, "--ref", "login", "--language", "FR", "--approaches", "ours-fw"], prog="python -m asr bench") == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "asr bench: --language fr: whisper-tiny.en is English-only; pick a multilingual model (python -m asr models) "
+        "or leave --language out\n"
+    )
+    assert "running" not in captured.err and captured.out == ""
+    assert main([wav, "--ref", "login", "--language", "EN", "--approaches", "ours-fw", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["targets"][0]["utterances"] == 1

@@ -35,6 +35,7 @@ import pandas as pd
 
 from benchmarks.scratch import timed_run
 from evaluation.cli_parser import at_least
+from evaluation.spreadsheet import read_csv
 
 DEFAULT_NOISE = "clean,white@10,pink@10,babble@5,reverb@0.5"  # the built-in sweep of `benchmarks sweep`
 TARGET_RATIO = 0.9
@@ -134,7 +135,7 @@ def _digests(result) -> dict[str, str]:
 
     with tempfile.TemporaryDirectory() as out:
         paths = write_outputs(Path(out), result.rows, result.summary, result.settings, "run", None, result.skipped)
-        rows = pd.read_csv(paths["results.csv"]).drop(columns=TIMING).to_csv(index=False)
+        rows = read_csv(paths["results.csv"]).drop(columns=TIMING).to_csv(index=False)
         groups = json.loads(paths["summary.json"].read_text())["groups"]
     groups = [{k: v for k, v in g.items() if k not in TIMING} for g in groups]
     return {

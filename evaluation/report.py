@@ -187,8 +187,9 @@ def summary_json(summary: Summary, settings: RunSettings, extra: Mapping[str, An
 
 
 def results_frame(rows: pd.DataFrame, group_columns: Sequence[str]) -> pd.DataFrame:
-    """results.csv: the documented columns first, then everything else the runner recorded."""
-    first = [c for c in (*FIRST_COLUMNS[:2], *group_columns, *FIRST_COLUMNS[2:]) if c in rows.columns]
+    """results.csv: the documented columns first, then everything else the runner recorded, each once (a group column
+    such as ``detected_language`` is also a documented one)."""
+    first = [c for c in dict.fromkeys((*FIRST_COLUMNS[:2], *group_columns, *FIRST_COLUMNS[2:])) if c in rows.columns]
     return rows[first + [c for c in rows.columns if c not in first and c not in INTERNAL_COLUMNS]]
 
 

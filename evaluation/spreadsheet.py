@@ -8,11 +8,14 @@ negative SNR) stay numbers, and a file with no such cell is written byte for byt
 
 Used for the files a run writes for people (results.csv, summary.csv, compare.csv), which the product never reads
 back: a run resumes from the store, and reports are made from the store's rows. Files it does read back (an
-export's ``metadata.csv``, the built-in sets' manifests) are datasets, written as they are.
+export's ``metadata.csv``, the built-in sets' manifests) are datasets, written as they are. A script or test that
+reads one of these files reads it with ``read_csv`` or ``read_rows``, which give back the text as it was (a
+hypothesis ``-2 + 3`` read with ``pandas.read_csv`` is ``'-2 + 3``).
 """
 
 from __future__ import annotations
 
+import csv
 import os
 from typing import Any
 
@@ -40,10 +43,10 @@ def _formula_like(value: Any) -> bool:
 def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with every text cell and column name passed through ``as_text``; numeric columns untouched."""
     out = frame.copy()
-    for column in out.columns:
-        dtype = out[column].dtype
+    for i in range(out.shape[1]):  # by place, as a frame may repeat a column name
+        dtype = out.dtypes.iloc[i]
         if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)):
-            out[column] = out[column].map(as_text)
+            out.isetitem(i, out.iloc[:, i].map(as_text))
     out.columns = [as_text(c) for c in out.columns]
     return out
 
@@ -51,3 +54,20 @@ def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     """``frame.to_csv(path, index=False)``, safe to open in a spreadsheet (see the module's docstring)."""
     safe_frame(frame).to_csv(path, index=False)
+
+
+def read_csv(path: str | os.PathLike, **kwargs: Any) -> pd.DataFrame:
+    """``pd.read_csv(path, **kwargs)`` of a file ``write_csv`` wrote, with column names and text cells unmarked."""
+    frame = pd.read_csv(path, **kwargs)
+    for i in range(frame.shape[1]):  # by place: a file may repeat a column name
+        dtype = frame.dtypes.iloc[i]
+        if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)):
+            frame.isetitem(i, frame.iloc[:, i].map(unmark))
+    frame.columns = [unmark(c) for c in frame.columns]
+    return frame
+
+
+def read_rows(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of a file ``write_csv`` wrote, as ``csv.DictReader`` gives them (all text), every cell unmarked."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{unmark(k): unmark(v) for k, v in row.items()} for row in csv.DictReader(f)]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from evaluation.spreadsheet import read_rows
 from tests.browser_util import REPO, chromium, new_page, running_app, screenshot, wait_for_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -260,7 +261,7 @@ def _validate(app, tmp_path, references: dict[str, str]) -> None:
     command = [sys.executable, "-m", "evaluation", "run", "--dataset", "recorded", "--data-dir", str(app.data_dir)]
     done = subprocess.run([*command, "--out", str(out), "--quiet"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = list(csv.DictReader(open(out / "results.csv", encoding="utf-8")))
+    rows = read_rows(out / "results.csv")
     assert {r["id"]: r["reference"] for r in rows} == references
     assert {(r["accent"], r["speaker"]) for r in rows} == {(ACCENT, SPEAKER)}
     summary = json.loads((out / "summary.json").read_text())

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import re
 
 import pytest
 
+from evaluation.spreadsheet import read_rows
 from tests.browser_util import (
     assert_table_whole_at,
     chromium,
@@ -136,8 +136,7 @@ def test_csv_download_has_one_row_per_utterance_and_condition(finished_run):
     with page.expect_download() as download:
         page.locator("#download-results-csv").click()
     assert download.value.suggested_filename == "results.csv"
-    with open(download.value.path(), newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_rows(download.value.path())
     assert len(rows) == LIMIT * 2
     assert {r["noise"] for r in rows} == {"clean", "white@10"}
     for column in ("id", "reference", "hypothesis", "wer", "accent", "snr_db_measured"):

@@ -16,6 +16,7 @@ from evaluation.builtin import ACCENTS
 from evaluation.cli import main, parse_threshold
 from evaluation.hubsource import CACHE_NOTICES
 from evaluation.report import SYNTHETIC_NOTE, count_text
+from evaluation.spreadsheet import read_csv
 
 RESULT_COLUMNS = {
     "id",
@@ -47,7 +48,7 @@ def test_run_writes_every_file_with_the_documented_columns(built_run, capsys):
     root, _, code = built_run
     assert code == 0
     out = root / "out"
-    results = pd.read_csv(out / "results.csv")
+    results = read_csv(out / "results.csv")
     assert RESULT_COLUMNS <= set(results.columns)
     assert len(results) == 14 and set(results["noise"]) == {"clean", "white@10"}
     assert set(results["accent"]) == set(ACCENTS)
@@ -68,7 +69,7 @@ def test_run_writes_every_file_with_the_documented_columns(built_run, capsys):
     assert "jiwer" in summary["settings"]["packages"]
     assert all(t["passed"] for t in summary["thresholds"])
 
-    table = pd.read_csv(out / "summary.csv")
+    table = read_csv(out / "summary.csv")
     assert len(table) == 14 and {"noise", "accent", "wer", "wer_ci_low", "wer_ci_high", "small"} <= set(table.columns)
     markdown = (out / "summary.md").read_text()
     assert SYNTHETIC_NOTE in markdown and "| accent |" in markdown and "en-gb-scotland" in markdown
@@ -84,7 +85,7 @@ def test_strict_threshold_exits_1_and_resume_skips_stored_rows(built_run, capsys
     assert "(compute)\n" in printed and "(wall)" not in printed  # it said "rtfx 0.0 (wall)" for no work done
     assert "FAIL: WER" in printed and "exceeds --max-wer 0.01" in printed
     assert "en-gb-scotland" in printed and "clean" in printed and "white@10" in printed  # the accent x noise table
-    words = pd.read_csv(root / "out" / "results.csv")["ref_words"].sum()
+    words = read_csv(root / "out" / "results.csv")["ref_words"].sum()
     # the overall line counts rows, utterances and reference words, as summary.md and the Validate page do
     assert f"14 rows (7 utterances x 2 conditions), {words} reference words" in printed
     summary = json.loads((root / "out" / "summary.json").read_text())
@@ -321,7 +322,7 @@ def test_a_folder_with_broken_rows_keeps_every_good_row_and_names_every_bad_one(
     args = ["run", "--dataset", str(folder), "--data-dir", str(tmp_path / "d"), "--out", str(out), "--quiet"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    results = pd.read_csv(out / "results.csv")
+    results = read_csv(out / "results.csv")
     assert sorted(results["id"]) == ["good", "good-48k-stereo"] and (results["wer"] <= 0.2).all()
     skipped = json.loads((out / "summary.json").read_text())["skipped"]
     assert len(skipped) == 12 and "skipped 12 dataset row(s):" in printed
@@ -364,7 +365,7 @@ def test_split_picks_the_rows_of_a_folder_s_split_column_and_a_folder_without_on
     (folder / "metadata.csv").write_text("\n".join(lines) + "\n")
     args = ["run", "--dataset", str(folder), "--data-dir", str(tmp_path / "d"), "--quiet"]
     assert main([*args, "--split", "test", "--out", str(tmp_path / "o")]) == 0
-    assert list(pd.read_csv(tmp_path / "o" / "results.csv")["id"]) == ["conf-getpin"]
+    assert list(read_csv(tmp_path / "o" / "results.csv")["id"]) == ["conf-getpin"]
     capsys.readouterr()
     assert main([*args, "--split", "dev"]) == 2
     assert capsys.readouterr().err.strip() == f"error: dataset {folder}: no split 'dev' (splits: test, train)"
@@ -463,7 +464,7 @@ def test_a_row_whose_loud_float_audio_was_scaled_back_says_so_in_results_csv(rea
     out = tmp_path / "out"
     args = ["run", "--dataset", str(folder), "--data-dir", str(tmp_path / "d"), "--out", str(out), "--quiet"]
     assert main(args) == 0
-    notes = pd.read_csv(out / "results.csv", keep_default_na=False).set_index("id")["audio_note"]
+    notes = read_csv(out / "results.csv", keep_default_na=False).set_index("id")["audio_note"]
     assert notes["good"] == ""
     assert notes["loud"] == "float samples exceed 1.0 (peak 4); peak-normalised to 1.0"
     # and the summary says so once, where a WARNING line per file came mid-run, across the progress bar
@@ -660,7 +661,7 @@ def test_a_hub_dataset_with_no_hub_is_one_line_at_once_or_read_from_the_datasets
     # datasets' "Using the latest cached version ..." and "Found the latest cached dataset configuration ...",
     # each printed twice by two handlers for each of two loads: DEBUG lines while offline mode is on
     assert not any(notice in cached.stderr for notice in CACHE_NOTICES.values()), cached.stderr
-    results = pd.read_csv(tmp_path / "test-org/cached-set" / "results.csv")
+    results = read_csv(tmp_path / "test-org/cached-set" / "results.csv")
     assert list(results["reference"]) == [speech_text] and "smooth" in results["hypothesis"][0].lower()
 
 

@@ -23,6 +23,7 @@ import ray
 from evaluation.ray_executor import start_local_ray
 from evaluation.report import write_outputs
 from evaluation.runner import RunOptions, run_validation
+from evaluation.spreadsheet import read_csv
 from evaluation.store import Store
 
 SWEEP = RunOptions(noise=("clean", "white@10"), limit=6, seed=3, chunk_size=4)
@@ -75,8 +76,8 @@ def test_ray_sweep_equals_the_local_sweep(ray_cluster, local_run, tmp_path):
     write_outputs(out, result.rows, result.summary, result.settings, result.run_id, None, result.skipped)
     assert result.status == "finished" and result.settings.executor == "ray"
     _same_rows(result.rows, local.rows)
-    ray_csv = pd.read_csv(out / "results.csv").drop(columns=TIMING)
-    assert ray_csv.equals(pd.read_csv(local_out / "results.csv").drop(columns=TIMING))
+    ray_csv = read_csv(out / "results.csv").drop(columns=TIMING)
+    assert ray_csv.equals(read_csv(local_out / "results.csv").drop(columns=TIMING))
     assert _groups(out) == _groups(local_out)
     assert json.loads((out / "summary.json").read_text())["settings"]["executor"] == "ray"
     assert result.executor == "ray (connected, 2 workers)"  # what the Validate page shows (Ray started here)

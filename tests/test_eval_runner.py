@@ -14,6 +14,7 @@ from evaluation.cli import main
 from evaluation.compare import compare_runs
 from evaluation.replay import check_regenerated, row_alignment, utterance_audio
 from evaluation.runner import RunError, RunOptions, load_result, run_validation
+from evaluation.spreadsheet import read_csv
 from evaluation.store import RunSettings, Store
 from tests.conftest import HARVARD, speak
 
@@ -129,7 +130,7 @@ def test_saved_dataset_with_custom_columns_through_the_cli(tmp_path, fw_backend,
     args = ["run", "--dataset", f"hub:{tmp_path / 'ds'}", "--text-column", "prompt", "--group-column", "region"]
     code = main([*args, "--out", str(tmp_path / "out"), "--data-dir", str(tmp_path / "d"), "--quiet"])
     assert code == 0
-    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    results = read_csv(tmp_path / "out" / "results.csv")
     assert list(results["region"]) == ["us", "uk"] and list(results["reference"]) == HARVARD[:2]
     assert "region" in capsys.readouterr().out
 

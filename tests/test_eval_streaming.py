@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from asr.audio import SAMPLE_RATE
@@ -19,6 +18,7 @@ from evaluation.datasets import DatasetOptions, load_dataset
 from evaluation.noise import Mixer, parse_condition
 from evaluation.runner import RunOptions, run_validation
 from evaluation.scoring import score
+from evaluation.spreadsheet import read_csv
 from evaluation.store import Store
 from evaluation.streaming import _Trace, join, plan_streams
 from evaluation.worker import STREAM_COLUMNS
@@ -158,10 +158,10 @@ def test_results_csv_has_exactly_the_streaming_columns(both, tmp_path):
 
     result, _ = both
     paths = write_outputs(tmp_path, result.rows, result.summary, result.settings, result.run_id)
-    columns = list(pd.read_csv(paths["results.csv"]).columns)
+    columns = list(read_csv(paths["results.csv"]).columns)
     expected = ["mode", *STREAM_COLUMNS]
     assert [c for c in columns if c in expected] == expected and "commit_latencies" not in columns
-    assert not math.isnan(pd.read_csv(paths["results.csv"])["commit_latency_p50_s"].max())
+    assert not math.isnan(read_csv(paths["results.csv"])["commit_latency_p50_s"].max())
 
 
 def _words(text: str, start: float, step: float = 0.3) -> list[Word]:

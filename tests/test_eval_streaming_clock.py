@@ -7,7 +7,6 @@ import dataclasses
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from asr.backends import get_copies
@@ -18,6 +17,7 @@ from asr.transcribe import transcribe_many
 from evaluation.datasets import DatasetOptions, load_dataset
 from evaluation.report import write_outputs
 from evaluation.runner import RunOptions, run_validation
+from evaluation.spreadsheet import read_csv
 from evaluation.store import Store
 from evaluation.streaming import StreamModeOptions, StreamRunner
 
@@ -38,7 +38,7 @@ def two_runs(tmp_path_factory, real_set, fw_backend):
         folder = tmp_path_factory.mktemp(f"clock{k}")
         result = run_validation(_options(), Store(folder / "data"))
         paths = write_outputs(folder / "out", result.rows, result.summary, result.settings, result.run_id)
-        frame = pd.read_csv(paths["results.csv"]).drop(columns=list(MEASURED))
+        frame = read_csv(paths["results.csv"]).drop(columns=list(MEASURED))
         out.append((result, frame.to_csv(index=False).encode()))
     return out
 

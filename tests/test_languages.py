@@ -10,6 +10,7 @@ import pytest
 from evaluation.replay import row_alignment
 from evaluation.report import language_counts
 from evaluation.scoring import BY_LANGUAGE, get_normalizer, normalizer_for, normalizer_version, score
+from evaluation.spreadsheet import read_csv
 from evaluation.worker import scoring_language
 
 
@@ -44,7 +45,7 @@ def test_language_forced_on_a_multilingual_model(real_set, tmp_path):
     out = tmp_path / "out"
     args = ["run", "--dataset", "builtin-real:fr", "--limit", "2", "--model", "whisper-base", "--language", "fr"]
     assert main([*args, "--quiet", "--out", str(out), "--data-dir", str(tmp_path / "d")]) == 0
-    rows = pd.read_csv(out / "results.csv", keep_default_na=False)
+    rows = read_csv(out / "results.csv", keep_default_na=False)
     assert list(rows["detected_language"]) == ["fr", "fr"]
     settings = json.loads((out / "summary.json").read_text())["settings"]
     assert settings["language"] == "fr" and settings["normalizer"] == BY_LANGUAGE

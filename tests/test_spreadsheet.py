@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from evaluation.cli import main
-from evaluation.spreadsheet import as_text, safe_frame, unmark, write_csv
+from evaluation.spreadsheet import as_text, read_csv, read_rows, safe_frame, unmark, write_csv
 from evaluation.store import Store
 
 FORMULAS = [
@@ -48,6 +48,23 @@ def test_numbers_stay_numbers_and_a_frame_without_formulas_is_written_byte_for_b
     assert list(marked["snr_db"]) == [-5.0, 10.0] and list(marked["errors"]) == [-1, 2]
 
 
+def test_read_csv_and_read_rows_give_back_what_write_csv_was_given(tmp_path):
+    """A test or script reading results.csv with pandas saw '-2 + 3 for the hypothesis -2 + 3 and scored the '."""
+    frame = pd.DataFrame(
+        {"id": ["-a", "b"], "hypothesis": ["- 2 + 3", "'=x"], "snr_db": [-5.0, 10.0], "=note": [None, "@y"]}
+    )
+    write_csv(frame, tmp_path / "r.csv")
+    back = read_csv(tmp_path / "r.csv")
+    assert list(back.columns) == list(frame.columns)
+    assert list(back["id"]) == ["-a", "b"] and list(back["hypothesis"]) == ["- 2 + 3", "'=x"]
+    assert list(back["snr_db"]) == [-5.0, 10.0] and back["=note"].isna()[0] and back["=note"][1] == "@y"
+    rows = read_rows(tmp_path / "r.csv")
+    assert [(r["id"], r["hypothesis"], r["=note"]) for r in rows] == [("-a", "- 2 + 3", ""), ("b", "'=x", "@y")]
+    # a frame that repeats a column name is marked by place (it raised, and a run crashed writing results.csv)
+    twice = safe_frame(pd.DataFrame([["-a", 1.0, "=b"]], columns=["x", "n", "x"]))
+    assert twice.values.tolist() == [["'-a", 1.0, "'=b"]]
+
+
 @pytest.fixture(scope="module")
 def formula_set(tmp_path_factory, real_set):
     """Two real prompts whose references and accents start like formulas."""
@@ -70,6 +87,12 @@ def test_a_run_writes_formula_like_text_as_text_and_keeps_it_raw_in_the_store(fo
     assert unmark(rows["activated"]["reference"]) == FORMULAS[0]
     assert rows["activated"]["hypothesis"] == "activated." and rows["added"]["wer"] == "0.6666666666666666"
     assert set(pd.read_csv(tmp_path / "a" / "summary.csv")["accent"]) == {"'@SUM(1+1)", "'+cmd"}
+    # what a script reads back with read_csv / read_rows is the text as it was given
+    assert set(read_csv(tmp_path / "a" / "summary.csv")["accent"]) == {"@SUM(1+1)", "+cmd"}
+    assert set(read_csv(tmp_path / "a" / "results.csv")["reference"]) == {FORMULAS[0], "-2+3 added"}
+    back = {r["id"]: r for r in read_rows(tmp_path / "a" / "results.csv")}
+    assert back["added"]["reference"] == "-2+3 added" and back["added"]["accent"] == "+cmd"
+    assert back["added"]["wer"] == rows["added"]["wer"]  # numbers as they were written
     stored = Store(tmp_path / "data").runs.run_results("a")
     assert set(stored["reference"]) == {FORMULAS[0], "-2+3 added"}  # what a resume and the page read
     # resumed from the store: the same bytes again

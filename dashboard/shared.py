@@ -45,8 +45,15 @@ def disabled() -> gr.Button:
 
 
 def enabled_after(event, button: gr.Button, name: str) -> None:
-    """``button`` enabled again once ``event``, the last step of the chain its press started, ends (or fails)."""
-    event.then(_enabled, None, button, api_name=f"{name}_ended", concurrency_limit=None, show_progress="hidden")
+    """``button`` enabled again once ``event``, the last step of the chain its press started, ends or fails.
+
+    Not ``event.then``: Gradio 6's browser runs a ``.then`` step after success only, though its docs say "regardless
+    of success or failure" (fixed once for Gradio 3, gradio-app/gradio#4113), so a refused run (a dataset path outside
+    the roots, an export of nothing) left its button disabled until the page was reloaded. ``.success`` and
+    ``.failure`` each run on their own outcome, so exactly one runs, whichever way Gradio settles ``.then``."""
+    options = {"concurrency_limit": None, "show_progress": "hidden"}
+    event.success(_enabled, None, button, api_name=f"{name}_ended", **options)
+    event.failure(_enabled, None, button, api_name=f"{name}_failed", **options)
 
 
 def _enabled() -> gr.Button:

@@ -172,6 +172,13 @@ def wait_for_text(page, selector: str, needle: str, timeout_ms: int = 120_000) -
         raise AssertionError(f"waiting for {needle!r} in {selector}, the page showed {result}")
 
 
+def dismiss_errors(page) -> None:
+    """Close the error toasts shown, so that ``wait_for_text`` waits for what comes next instead of failing on them."""
+    # by script: Playwright finds the close button inert while the toast slides in
+    page.evaluate("() => document.querySelectorAll('.toast-body.error .toast-close').forEach((b) => b.click())")
+    page.wait_for_function("() => !document.querySelector('.toast-body.error')", timeout=10_000)
+
+
 def click_table_cell(page, table_selector: str, text: str) -> None:
     """Click the visible cell holding ``text`` (Gradio's table keeps a hidden copy for measuring widths)."""
     page.locator(table_selector).get_by_text(text, exact=True).filter(visible=True).first.click()

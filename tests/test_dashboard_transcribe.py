@@ -12,6 +12,7 @@ from tests.browser_util import (
     assert_table_whole_at,
     chromium,
     click_table_cell,
+    dismiss_errors,
     new_page,
     running_app,
     screenshot,
@@ -209,6 +210,7 @@ def test_transcribe_on_the_next_file_runs_while_a_long_one_is_under_way(app, bro
 
 
 def test_export_downloads_a_dataset(app, browser, speech_wav):
+    """A refused export (no case matches) left Export disabled until a reload: the next export must run."""
     page = new_page(browser)
     _transcribe(page, app, speech_wav)
     page.get_by_text("Flag this transcript").click()
@@ -218,7 +220,16 @@ def test_export_downloads_a_dataset(app, browser, speech_wav):
     page.get_by_text("Export as a validation dataset").click()
     page.get_by_text("CSV + WAV").click()
     assert not page.locator("#review-export-file").is_visible()  # no empty download box before an export
+    page.locator("#review-status input").click()
+    page.get_by_role("option", name="fixed", exact=True).click()  # no case here is fixed
+    wait_for_text(page, "#review-message", "No case matches these filters")
     page.locator("#review-export").click()
+    _wait_for_error(page, "No cases match the filters: nothing to export.")
+    dismiss_errors(page)
+    page.locator("#review-status input").click()
+    page.get_by_role("option", name="all", exact=True).click()
+    page.wait_for_function("() => !document.querySelector('#review-message').innerText.includes('No case')")
+    page.locator("#review-export").click(timeout=10_000)  # enabled again after the refusal
     wait_for_text(page, "#review-export-note", "Exported")
     with page.expect_download() as download:
         page.locator("#review-export-file a").first.click()

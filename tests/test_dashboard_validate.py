@@ -11,6 +11,7 @@ from tests.browser_util import (
     assert_table_whole_at,
     chromium,
     click_table_cell,
+    dismiss_errors,
     new_page,
     running_app,
     screenshot,
@@ -228,6 +229,7 @@ def test_executor_shown_and_an_unreachable_ray_cluster_is_one_line(app, browser,
     text = error.inner_text()
     assert "cannot reach the Ray cluster at ray://127.0.0.1:1" in text and "Traceback" not in text
     assert [line for line in text.splitlines() if "ray://" in line] == text.splitlines()[-1:]  # one line
+    page.wait_for_function("() => !document.querySelector('#validate-run').disabled", timeout=30_000)  # usable again
 
 
 def test_a_probe_run_shows_invented_words_per_minute_by_probe(app, browser):
@@ -247,3 +249,23 @@ def test_a_probe_run_shows_invented_words_per_minute_by_probe(app, browser):
     for probe in ("silence", "dtmf", "white noise"):
         assert probe in table.inner_text()
     assert "n/a" not in table.get_by_text("silence", exact=True).filter(visible=True).first.locator("..").inner_text()
+
+
+def test_a_refused_run_leaves_run_enabled_and_the_next_run_runs(app, browser):
+    """A run refused at once (here a folder outside the dataset roots) left Run disabled until the page was reloaded:
+    Gradio 6 skips a ``.then`` step after a failure, and the step that enables Run again was one."""
+    page = new_page(browser)
+    page.goto(app.url + "/validate")
+    wait_for_text(page, "#validate-conditions", "white@10")
+    page.locator("#validate-noise").get_by_label("white").uncheck()
+    wait_for_text(page, "#validate-conditions", "Conditions: clean")
+    page.locator("#validate-limit input").fill("1")
+    page.get_by_label("Local folder or manifest").check()
+    page.locator("#validate-location input, #validate-location textarea").first.fill("/nonexistent/set")
+    page.locator("#validate-run").click()
+    page.locator(".toast-body.error", has_text="'/nonexistent/set' refused").wait_for(timeout=120_000)
+    dismiss_errors(page)
+    page.get_by_label("Built-in sample set").check()
+    page.locator("#validate-run").click(timeout=10_000)  # enabled again, and the press runs
+    wait_for_text(page, "#validate-status", "Overall WER", 600_000)
+    page.wait_for_function("() => !document.querySelector('#validate-run').disabled", timeout=30_000)

@@ -58,9 +58,13 @@ def open_source(source: str, *, split: str | None = None, store: Store | None = 
 
 
 def canonical_source(source: str) -> str:
-    """Local paths made absolute (``hub:`` copies too), so a stored run reloads from any working folder."""
+    """Local paths made absolute (``hub:`` copies too), so a stored run reloads from any working folder; the
+    real-speech set's languages as the Validate page writes them (``builtin-real:FR, It`` is ``builtin-real:fr,it``:
+    stored as typed, the same run resumed as ``builtin-real:fr`` was refused as another dataset)."""
     source = str(source).strip()
-    if source in ("builtin", "recorded", "probes") or source == REAL or source.startswith(REAL + ":"):
+    if source.startswith(REAL + ":"):
+        return REAL + ":" + source.removeprefix(REAL + ":").replace(" ", "").lower()
+    if source in ("builtin", "recorded", "probes") or source == REAL:
         return source
     if source.startswith("hub:"):
         try:

@@ -175,3 +175,21 @@ def test_setup_run_again_says_it_is_done_and_where_the_set_is(real_set):
     done = subprocess.run(["bash", "scripts/setup.sh"], cwd=repo, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == f"setup: done; real-speech set in {real_set}", done.stdout
+
+
+def test_a_run_on_builtin_real_in_upper_case_is_stored_and_resumed_as_lower_case(real_set, tmp_path, fw_backend):
+    """builtin-real:EN was stored as typed, so the same run resumed as builtin-real:en was refused ("made with
+    dataset='builtin-real:EN'"), and the page (which writes en) and the command line named one set two ways."""
+    from evaluation.cli import main
+    from evaluation.sources import canonical_source
+    from evaluation.store import Store
+
+    assert (
+        canonical_source("builtin-real:FR, It") == "builtin-real:fr,it"
+        and canonical_source("builtin-real") == "builtin-real"
+    )
+    args = ["run", "--split", "dev", "--limit", "1", "--quiet", "--run-id", "up", "--data-dir", str(tmp_path / "d")]
+    assert main([*args, "--dataset", "builtin-real:EN", "--out", str(tmp_path / "a")]) == 0
+    assert Store(tmp_path / "d").runs.get_run("up").settings.dataset == "builtin-real:en"
+    assert main([*args, "--dataset", "builtin-real:en", "--out", str(tmp_path / "b")]) == 0  # resumed: the same run
+    assert (tmp_path / "b" / "results.csv").read_bytes() == (tmp_path / "a" / "results.csv").read_bytes()

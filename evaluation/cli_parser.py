@@ -22,6 +22,7 @@ DESCRIPTION = (
 DATA_DIR_HELP = f"the store: runs, recorded test cases (default {DEFAULT_DATA_DIR})"
 
 
+MARKED = "; a CSV text cell that starts with =, +, - or @ gets a ' before it, as text in a spreadsheet"
 LANGUAGE_HELP = (
     "decode every utterance in this language, any case: FR is fr (python -m asr languages; English-only models: en); "
     "default: detect"
@@ -102,7 +103,7 @@ def _run_parser(sub) -> None:
         default=0,
         help="only utterances with this many reference words or more (default 0: all)",
     )
-    p.add_argument("--out", default=None, help="folder for results.csv and summary.* (default out/RUN_ID)")
+    p.add_argument("--out", default=None, help="folder for results.csv and summary.* (default out/RUN_ID)" + MARKED)
     p.add_argument(
         "--max-wer",
         action="append",
@@ -226,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("run_a", metavar="RUN_A", help="the baseline run's id (python -m evaluation runs lists them)")
     c.add_argument("run_b", metavar="RUN_B", help="the run compared against it")
     c.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), metavar="DIR", help=DATA_DIR_HELP)
-    c.add_argument("--out", default=None, help="also write compare.csv and compare.md here")
+    c.add_argument("--out", default=None, help="also write compare.csv and compare.md here" + MARKED)
     c.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a group regressed")
     r = sub.add_parser(
         "runs",

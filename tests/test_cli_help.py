@@ -91,3 +91,18 @@ def test_defaults_named_in_words_are_the_real_ones():
     assert f"default {run['cpus_per_worker']:g})" in helps[("python -m evaluation run", "--cpus-per-worker")]
     approaches = helps[("python -m benchmarks asr", "--approaches")]
     assert f"(default: {' '.join(DEFAULT_APPROACHES)}; with --long, {' '.join(LONG_APPROACHES)})" in approaches
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "needle"),
+    [
+        ("python -m evaluation run", "--out", "gets a ' before it"),  # the quote a spreadsheet user sees, explained
+        ("python -m evaluation compare", "--out", "gets a ' before it"),
+        ("python -m asr transcribe", "--language", "any case"),
+        ("python -m evaluation run", "--language", "any case"),
+        ("python -m benchmarks asr", "--language", "any case"),
+    ],
+)
+def test_the_csv_mark_and_the_language_case_are_named_in_the_help(command, option, needle):
+    action = next(a for a in COMMANDS[command]._actions if option in a.option_strings)
+    assert needle in action.help, action.help

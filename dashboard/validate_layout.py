@@ -182,5 +182,11 @@ def earlier() -> Earlier:
             baseline = gr.Dropdown([], label="Compare the run shown with (baseline)", elem_id="validate-baseline")
             compare = gr.Button("Compare", scale=0, elem_id="validate-compare")
         note = gr.Markdown(elem_id="compare-note")
-        table = gr.Dataframe(interactive=False, visible=False, wrap=True, elem_id="compare-table")
+        table = gr.Dataframe(
+            label="WER change per group, B - A",
+            interactive=False,
+            visible=False,
+            wrap=True,
+            elem_id="compare-table",
+        )
     return Earlier(runs, open_run, baseline, compare, note, table)

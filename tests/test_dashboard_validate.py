@@ -188,6 +188,7 @@ def test_compare_with_an_earlier_run_shows_deltas(app, finished_run):
     assert first in page.locator("#compare-note").inner_text()
     table = page.locator("#compare-table").inner_text()
     assert "(all)" in table and "delta" in table
+    assert "WER change per group, B - A" in table  # titled like the page's other tables
     # the clean utterances are the same in both runs: their group's delta is exactly zero, and paired
     clean_row = page.locator("#compare-table .body-cell", has_text="+0.0 [+0.0, +0.0]")
     assert clean_row.count() >= 1

@@ -55,6 +55,8 @@ CSS = """
 .asrqa-checks ul { list-style: none; padding-left: 0; margin: 0.3rem 0; }
 .asrqa-check-ok { color: var(--body-text-color); } .asrqa-check-bad { color: #b91c1c; font-weight: 600; }
 .asrqa-regression { background: #fecaca; } .asrqa-improvement { background: #bbf7d0; }
+/* Record's prompt card lines up with the blocks around it: Gradio's HTML block pads its content by 12px each side */
+#record-prompt .html-container { padding-left: 0; padding-right: 0; }
 #validate-status { min-height: 5.5rem; }  /* room for a run's progress bar, drawn over it */
 /* while a run goes, its progress replaces the text under it (drawn over it, the two overlapped) */
 #validate-status [data-testid="markdown-wrapper"].pending { visibility: hidden; }

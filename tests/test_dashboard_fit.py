@@ -109,6 +109,12 @@ def test_the_record_upload_fits_its_icon_and_text_inside_the_drop_zone_under_its
     assert [line["text"] for line in lines] == ["Drop File Here", "- or -", "Click to Upload"], fit
     assert icon["bottom"] <= lines[0]["top"] and lines[-1]["bottom"] <= zone["bottom"] - MARGIN_PX, fit
     assert all(zone["left"] <= line["left"] and line["right"] <= zone["right"] for line in lines), fit
+    # the prompt card's edges line up with the setup accordion's and the microphone's (it sat 12 px in each side)
+    edges = {
+        s: page.locator(s).bounding_box() for s in ("#record-prompt .asrqa-prompt", "#record-setup", "#record-mic")
+    }
+    assert all(abs(b["x"] - edges["#record-setup"]["x"]) <= 1 for b in edges.values()), edges
+    assert all(abs(b["width"] - edges["#record-setup"]["width"]) <= 1 for b in edges.values()), edges
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ calls ``asr/`` or ``evaluation/``, and renders the result. ``demo`` is built on 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import gradio as gr
@@ -23,6 +24,7 @@ from dashboard.guard import PageGuard, is_loopback
 from dashboard.pages import live, record, review, transcribe, validate
 from dashboard.shared import WIDE_TABLE
 
+logger = logging.getLogger(__name__)
 TITLE = "asr-qa"
 PAGES = (  # (navbar name, path, module); the first is the main page at "/"
     ("Live", "", live),
@@ -96,7 +98,7 @@ def build_demo(config: DashboardConfig | None = None) -> gr.Blocks:
     """The whole app for ``config``; launch it with :func:`launch_kwargs`."""
     config = (config or DashboardConfig()).validate()
     (main_name, _, main_module), *others = PAGES
-    with gr.Blocks(title=TITLE, delete_cache=config.cache_sweep_s, analytics_enabled=False) as demo:
+    with DashboardBlocks(title=TITLE, delete_cache=config.cache_sweep_s, analytics_enabled=False) as demo:
         gr.Navbar(main_page_name=main_name)
         main_module.build(demo, config)
     for name, path, module in others:
@@ -107,6 +109,22 @@ def build_demo(config: DashboardConfig | None = None) -> gr.Blocks:
     demo.queue(api_open=False, default_concurrency_limit=1)
     make_events_private(demo)
     return demo
+
+
+class DashboardBlocks(gr.Blocks):
+    """``gr.Blocks`` whose refusals (a ``gr.Error``: input the page turned down, shown to the user as a toast) are one
+    server log line, ``INFO refused: <message>``, where Gradio's queue printed a full traceback for each, so an
+    operator reading the terminal took a refused path or a missing upload for a broken server. Anything else an
+    event raises (a bug) keeps Gradio's traceback. Every event of every page runs through ``process_api``, so a
+    new page's refusals cannot be missed."""
+
+    async def process_api(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return await super().process_api(*args, **kwargs)
+        except gr.Error as exc:
+            exc.print_exception = False  # read by Gradio's queue when it decides to print the traceback
+            logger.info("refused: %s", " ".join(str(exc.message).split()))
+            raise
 
 
 def make_events_private(demo: gr.Blocks) -> None:

@@ -192,6 +192,23 @@ def test_another_file_forgets_the_last_transcript(app, browser, speech_wav, tmp_
     _wait_for_error(page, "Transcribe something first")
 
 
+def test_a_refusal_is_one_log_line_not_a_traceback(app, browser, speech_wav, expected):
+    """No audio is refused with a toast and one INFO line in the server's log (it was a 24-line traceback); a
+    transcript after it logs no error either."""
+    log = app.log_dir / f"app-{app.starts}.log"
+    start = log.stat().st_size
+    page = new_page(browser)
+    page.goto(app.url + "/transcribe")
+    page.get_by_role("button", name="Transcribe", exact=True).click()
+    _wait_for_error(page, "Upload a file or record from the microphone first.")
+    assert _transcribe(page, app, speech_wav) == expected.text
+    page.wait_for_timeout(500)  # the log is written by the server process
+    written = log.read_bytes()[start:].decode(errors="replace")
+    about = [line for line in written.splitlines() if "Upload a file or record" in line]
+    assert about == ["INFO refused: Upload a file or record from the microphone first."], written
+    assert "Traceback" not in written, written
+
+
 def test_transcribe_on_the_next_file_runs_while_a_long_one_is_under_way(app, browser, speech_wav, real_set, expected):
     """Gradio ignored a Transcribe press while the tab's last run was still going, so the next file never ran;
     the press now waits for that run, which stops at its next batch once the file changed."""

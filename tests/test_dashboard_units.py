@@ -986,3 +986,35 @@ def test_playback_keeps_the_take_level_and_gradio_warns_nothing(speech_wav):
     assert rate == SAMPLE_RATE and len(played) == len(quiet)
     assert abs(float(abs(played).max()) - float(abs(quiet).max())) < 1e-3  # its own peak, not 1.0
     assert float(abs(played).max()) < 0.1
+
+
+def test_a_refusal_is_one_log_line_and_a_bug_keeps_its_traceback(caplog):
+    """Gradio's queue prints a traceback unless the exception is a ``gr.Error`` with ``print_exception`` off:
+    the app's refusals turn it off and log one line; anything else passes through untouched."""
+    import asyncio
+
+    from dashboard.app import DashboardBlocks
+
+    def refuse():
+        raise gr.Error("Pick a case\n  in the table first.")
+
+    def bug():
+        raise RuntimeError("a real bug")
+
+    with DashboardBlocks() as demo:
+        button, out = gr.Button(), gr.Textbox()
+        button.click(refuse, None, out)
+        button.click(bug, None, out)
+    refused, failed = demo.fns.values()
+    caplog.set_level("INFO", logger="dashboard")
+    with pytest.raises(gr.Error) as refusal:
+        asyncio.run(demo.process_api(block_fn=refused, inputs=[]))
+    assert refusal.value.print_exception is False  # Gradio's queue prints no traceback for it
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "refused: Pick a case in the table first.")
+    ]
+    caplog.clear()
+    with pytest.raises(RuntimeError, match="a real bug") as crash:
+        asyncio.run(demo.process_api(block_fn=failed, inputs=[]))
+    assert not isinstance(crash.value, gr.Error)  # Gradio prints its traceback, as before
+    assert not [r for r in caplog.records if "refused" in r.getMessage()]

@@ -75,6 +75,16 @@ OVERFLOW = """() => {
 OVERFLOW = OVERFLOW.replace(".WIDE", f".{WIDE_TABLE}")
 PATHS = [path for _, path, _ in PAGES]  # every route: "" is Live
 
+# A read-only table after a row was clicked: its selected cells, the ring drawn round each, the row/column handles shown
+SELECTION = """(selector) => {
+  const shown = (e) => { const r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0
+    && getComputedStyle(e).display !== 'none' && getComputedStyle(e).visibility !== 'hidden'; };
+  const cells = [...document.querySelectorAll(selector + ' .body-cell.cell-selected')];
+  const ringed = cells.flatMap((c) => [c, ...c.querySelectorAll('.cell-wrap > span')]);  // a lone cell's text: ringed too
+  return {selected: cells.length, rings: [...new Set(ringed.map((c) => getComputedStyle(c).boxShadow))],
+    handles: [...document.querySelectorAll(selector + ' .selection-button')].filter(shown).length};
+}"""
+
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
@@ -179,6 +189,9 @@ def test_every_page_fits_a_narrow_window(app, seeded, page, path, width):
     fit = page.evaluate(OVERFLOW)
     assert fit["scroll_width"] <= width and fit["past"] == [] and fit["cut"] == [] and fit["sideways"] == [], fit
     assert fit["under_arrow"] == [] and fit["under_buttons"] == [], fit
+    if path in ("validate", "review"):  # the row clicked open: no cell selection ring or edit handles on it
+        drawn = page.evaluate(SELECTION, "#utterance-table" if path == "validate" else "#review-table")
+        assert drawn["selected"] >= 1 and drawn["rings"] == ["none"] and drawn["handles"] == 0, drawn
     if path == "validate":  # the downloads in one row, as tall as each other where one label takes two lines
         heights = {
             round(page.locator(f"#download-{name.replace('.', '-')}").bounding_box()["height"]) for name, _ in DOWNLOADS

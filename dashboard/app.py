@@ -59,9 +59,11 @@ CSS = """
 .asrqa-regression { background: #fecaca; } .asrqa-improvement { background: #bbf7d0; }
 /* Record's prompt card lines up with the blocks around it: Gradio's HTML block pads its content by 12px each side */
 #record-prompt .html-container { padding-left: 0; padding-right: 0; }
-/* Review's cases and Validate's per-utterance tables are read-only and a click opens the row: no cell selection ring
-   and no row/column handles beside it, which Gradio draws on every table as if the cell could be edited */
-#review-table .body-cell.cell-selected, #utterance-table .body-cell.cell-selected,
+/* Review's cases and Validate's per-utterance tables are read-only and a click opens the row: no accent selection
+   ring and no row/column handles beside it, which Gradio draws on every table as if the cell could be edited; a
+   thin grey ring still marks the cell clicked (and where the arrow keys are) */
+#review-table .body-cell.cell-selected, #utterance-table .body-cell.cell-selected {
+  box-shadow: inset 0 0 0 1px var(--neutral-400); }
 #review-table .body-cell.cell-solo .cell-wrap > span, #utterance-table .body-cell.cell-solo .cell-wrap > span {
   box-shadow: none; }
 #review-table .selection-button, #utterance-table .selection-button { display: none; }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import html
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,9 +68,21 @@ def disabled_while(button: gr.Button, name: str, fn, inputs, outputs, **kwargs) 
     enabled_after(start.then(fn, inputs, outputs, api_name=name, **kwargs), button, name)
 
 
-@functools.cache
+_STORE_LOCK = threading.Lock()
+
+
 def get_store(data_dir: Path) -> Store:
-    """One Store per data folder per process (it opens a connection per call, so sharing it is safe)."""
+    """One Store per data folder per process (it opens a connection per call, so sharing it is safe).
+
+    Made under a lock: Flag and Save pressed at once on a new data folder opened two Stores side by side, and the
+    second one's ``PRAGMA journal_mode=WAL`` failed with "database is locked" (SQLite does not wait on a busy
+    handler there), so the Save was lost with a traceback."""
+    with _STORE_LOCK:
+        return _store(data_dir)
+
+
+@functools.cache
+def _store(data_dir: Path) -> Store:
     return Store(data_dir)
 
 

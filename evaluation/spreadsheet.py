@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -42,13 +43,7 @@ def _formula_like(value: Any) -> bool:
 
 def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with every text cell and column name passed through ``as_text``; numeric columns untouched."""
-    out = frame.copy()
-    for i in range(out.shape[1]):  # by place, as a frame may repeat a column name
-        dtype = out.dtypes.iloc[i]
-        if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)):
-            out.isetitem(i, out.iloc[:, i].map(as_text))
-    out.columns = [as_text(c) for c in out.columns]
-    return out
+    return _map_text(frame.copy(), as_text)
 
 
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
@@ -58,12 +53,17 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
 
 def read_csv(path: str | os.PathLike, **kwargs: Any) -> pd.DataFrame:
     """``pd.read_csv(path, **kwargs)`` of a file ``write_csv`` wrote, with column names and text cells unmarked."""
-    frame = pd.read_csv(path, **kwargs)
-    for i in range(frame.shape[1]):  # by place: a file may repeat a column name
+    return _map_text(pd.read_csv(path, **kwargs), unmark)
+
+
+def _map_text(frame: pd.DataFrame, fn: Callable[[Any], Any]) -> pd.DataFrame:
+    """``frame`` (changed in place) with ``fn`` applied to its column names and to every cell of its text columns;
+    numeric and boolean columns untouched. By place, not by name: a frame may repeat a column name."""
+    for i in range(frame.shape[1]):
         dtype = frame.dtypes.iloc[i]
         if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)):
-            frame.isetitem(i, frame.iloc[:, i].map(unmark))
-    frame.columns = [unmark(c) for c in frame.columns]
+            frame.isetitem(i, frame.iloc[:, i].map(fn))
+    frame.columns = [fn(c) for c in frame.columns]
     return frame
 
 

@@ -195,8 +195,9 @@ class Store:
                     found = self._update_take(conn, kind, origin, sent)  # saved meanwhile (another thread or process)
                     if not found:
                         self.insert_case(conn, case)
-                        stored = {"reference": case.reference, "notes": case.notes, "labels": case.labels}
-                        conn.execute("UPDATE cases SET take_sent = ? WHERE id = ?", (_json(stored), case.id))
+                        conn.execute(
+                            "UPDATE cases SET take_sent = ? WHERE id = ?", (_json(_take_fields(case)), case.id)
+                        )
             except BaseException:
                 self.discard_staged(case)
                 raise
@@ -214,8 +215,7 @@ class Store:
             return ""
         before, stored = json.loads(row["take_sent"]) if row["take_sent"] else None, self._case(row)
         values = column_values(merge_take(before, stored, sent))  # column names are ours
-        as_stored = {"reference": stored.reference, "notes": stored.notes, "labels": stored.labels}  # none sent yet
-        values["take_sent"] = _json({**as_stored, **(before or {}), **sent})
+        values["take_sent"] = _json({**_take_fields(stored), **(before or {}), **sent})  # stored: where none sent yet
         assignments = ", ".join(f"{column} = ?" for column in values)
         conn.execute(f"UPDATE cases SET {assignments} WHERE id = ?", [*values.values(), row["id"]])
         return row["id"]
@@ -372,3 +372,8 @@ class Store:
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
+
+
+def _take_fields(case: Case) -> dict[str, Any]:
+    """The fields a take's save sends (``save_take``), as ``case`` holds them."""
+    return {"reference": case.reference, "notes": case.notes, "labels": case.labels}

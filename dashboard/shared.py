@@ -74,9 +74,9 @@ _STORE_LOCK = threading.Lock()
 def get_store(data_dir: Path) -> Store:
     """One Store per data folder per process (it opens a connection per call, so sharing it is safe).
 
-    Made under a lock: Flag and Save pressed at once on a new data folder opened two Stores side by side, and the
-    second one's ``PRAGMA journal_mode=WAL`` failed with "database is locked" (SQLite does not wait on a busy
-    handler there), so the Save was lost with a traceback."""
+    Made under a lock, so that Flag and Save pressed at once on a new data folder make one Store, not two side by
+    side (the second one's ``PRAGMA journal_mode=WAL`` failed with "database is locked" and the Save was lost; the
+    store now waits for another opener itself, in this process or another: ``evaluation.storefile.prepare``)."""
     with _STORE_LOCK:
         return _store(data_dir)
 

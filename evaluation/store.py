@@ -2,7 +2,8 @@
 
 Why it looks like this:
 - WAL mode, a fresh connection per call and a busy timeout, so two testers (two threads or two processes)
-  saving at once both land, and readers never block the writer.
+  saving at once both land, and readers never block the writer. How the file is connected to, made and
+  upgraded (safe when two processes open a new data folder at once) is ``evaluation.storefile``.
 - Audio is written to a temporary file, flushed, then renamed into place, and only then is the row written:
   a crash leaves at worst an unreferenced file, never a row pointing at nothing.
 - SQL is parameterized everywhere; labels, settings and per-utterance rows are JSON so that free label keys
@@ -18,7 +19,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,6 @@ from evaluation.cases import (  # noqa: F401 - re-exported: the store is the one
     merge_take,
     row_values,
 )
-from evaluation.recordstore import SCHEMA as RECORD_SCHEMA
 from evaluation.recordstore import Recordings
 from evaluation.runstore import (  # noqa: F401 - re-exported: the store is the one import for callers
     RUN_STATES,
@@ -53,6 +53,7 @@ from evaluation.runstore import (  # noqa: F401 - re-exported: the store is the 
     new_run_id,
     utc_now,
 )
+from evaluation.storefile import connect, prepare
 
 logger = logging.getLogger(__name__)
 
@@ -61,29 +62,8 @@ AUDIO_DIR = "audio"
 DEFAULT_DATA_DIR = Path("asrqa-data")
 KINDS = ("test_case", "flag")
 STATUSES = ("new", "confirmed", "fixed", "wont_fix")
-BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another writer before giving up
 STALE_TMP_S = 600  # audio nothing names (a .tmp.wav, or a file whose row was never written or was deleted)
 # older than this is a crash leftover: newer ones may belong to a save in progress
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS cases (
-    id TEXT PRIMARY KEY, kind TEXT NOT NULL, audio_file TEXT NOT NULL, transcript TEXT NOT NULL,
-    reference TEXT NOT NULL, reason TEXT NOT NULL, labels TEXT NOT NULL, notes TEXT NOT NULL,
-    model TEXT NOT NULL, backend TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL,
-    duration REAL NOT NULL, origin TEXT, take_sent TEXT
-);
-CREATE INDEX IF NOT EXISTS cases_created ON cases (created_at);
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, created_at TEXT NOT NULL, finished_at TEXT, status TEXT NOT NULL,
-    settings TEXT NOT NULL, summary TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS results (
-    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE, item_id TEXT NOT NULL, noise TEXT NOT NULL,
-    seq INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run_id, item_id, noise)
-);
-"""
-# one case of each kind per take: Flag and Save pressed at once (or twice) update it rather than add a copy
-ORIGIN_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS cases_origin ON cases (origin, kind) WHERE origin IS NOT NULL"
 
 
 class Store:
@@ -94,42 +74,15 @@ class Store:
         self.audio_dir = self.data_dir / AUDIO_DIR
         self.db_path = self.data_dir / DB_NAME
         self.audio_dir.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                logger.warning("%s: SQLite refused WAL mode (got %s); concurrent writes may wait", self.db_path, mode)
-            conn.executescript(SCHEMA + RECORD_SCHEMA)
-        with self._connect(write=True) as conn:  # a store made before takes had these columns gets them
-            have = {row["name"] for row in conn.execute("PRAGMA table_info(cases)")}
-            for column in ("origin", "take_sent"):
-                if column not in have:
-                    conn.execute(f"ALTER TABLE cases ADD COLUMN {column} TEXT")
-            conn.execute(ORIGIN_INDEX)
+        prepare(self._connect, self.db_path)  # WAL, tables, columns; safe when another process opens it too
         self.sweep_audio()
         self.runs = Runs(self._connect, self.db_path)  # validation runs and their per-utterance results
         self.recordings = Recordings(self._connect, self)  # scripts, record sessions and their takes
 
     # -- connections -------------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
-        """A connection for one call: safe from any thread, and writes wait for each other instead of failing."""
-        conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.row_factory = sqlite3.Row
-            if not write:
-                yield conn
-                return
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
+    def _connect(self, write: bool = False) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A connection for one call (see ``evaluation.storefile.connect``); ``write=True`` for a write transaction."""
+        return connect(self.db_path, write)
 
     def journal_mode(self) -> str:
         with self._connect() as conn:

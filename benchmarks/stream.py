@@ -90,11 +90,18 @@ class _Recorder(Scheduler):
 
 
 def measure(
-    audio: np.ndarray, scheduler: Scheduler, options: StreamOptions, sessions: int, chunk: float, clock: str
+    audio: np.ndarray,
+    scheduler: Scheduler,
+    options: StreamOptions,
+    sessions: int,
+    chunk: float,
+    clock: str,
+    cpu_share: float = 1.0,
 ) -> StreamRun:
     """The engine's simulated live run, with memory sampled around it."""
     probe = _MemoryProbe(audio.size / SAMPLE_RATE)
-    stream = simulate(audio, scheduler, options, sessions=sessions, chunk_seconds=chunk, on_round=probe, clock=clock)
+    kwargs = {"chunk_seconds": chunk, "on_round": probe, "clock": clock, "cpu_share": cpu_share}
+    stream = simulate(audio, scheduler, options, sessions=sessions, **kwargs)
     return StreamRun(
         stream=stream,
         rss_start_mb=probe.start,
@@ -116,6 +123,7 @@ def figures(run: StreamRun, offline_text: str, reference: str | None, sessions: 
         "audio_seconds": round(stream.audio_seconds, 3),
         "clock": stream.clock,
         "cost_model": stream.cost_model.describe() if stream.cost_model else None,
+        "cpu_share": stream.cpu_share,
         "measured_compute_seconds": round(float(costs.sum()), 3),
         "clock_compute_seconds": round(sum(r.cost_seconds for r in stream.rounds), 3),
         **update_figures(costs, times, stream.audio_seconds),
@@ -123,6 +131,9 @@ def figures(run: StreamRun, offline_text: str, reference: str | None, sessions: 
         "commit_latency_p95": pct(latencies, 95),
         "commit_latency_max": round(float(latencies.max()), 3) if latencies.size else None,
         "final_lag_seconds": round(stream.clock_seconds - stream.audio_seconds, 3),
+        "max_lag_seconds": round(stream.max_lag_seconds, 3),
+        "windows": sum(r.windows for r in stream.rounds),
+        "catchup_windows": sum(stream.catchup_windows),
         "max_buffer_seconds": round(stream.max_buffer_seconds, 3),
         "committed_text": text,
         "sessions_agree": len(set(stream.texts)) == 1,
@@ -161,16 +172,28 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-recording", action="store_true", help="do not keep the recordings (memory check)")
     p.add_argument("--clock", choices=CLOCKS, default="measured", help="advance the clock by measured compute "
                    "(default: this machine as loaded now) or by the calibrated cost model (reproducible)")  # fmt: skip
+    p.add_argument("--cpu-share", type=_share, default=1.0, help="share of the CPU the stream's worker gets "
+                   "(0 < share <= 1): every round costs 1/share as much clock time, on either clock (1.0)")  # fmt: skip
     p.add_argument("--calibrate", action="store_true", help="fit the modelled clock's coefficients to this run's "
                    "measured rounds and print them (one session, measured clock)")  # fmt: skip
     return p
 
 
+def _share(value: str) -> float:
+    try:
+        share = float(value)
+    except ValueError:
+        share = float("nan")
+    if not 0 < share <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number > 0 and <= 1, not {value!r}")
+    return share
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = parser()
     args = p.parse_args(list(argv))
-    if args.calibrate and (args.sessions != 1 or args.clock != "measured"):
-        p.error("--calibrate measures one session on the measured clock")
+    if args.calibrate and (args.sessions != 1 or args.clock != "measured" or args.cpu_share != 1.0):
+        p.error("--calibrate measures one session on the measured clock with the whole CPU")
     if args.chunk <= 0 or args.sessions < 1 or args.loop < 1:
         p.error("--chunk must be > 0, --sessions and --loop >= 1")
     return args
@@ -219,7 +242,7 @@ def run(args: argparse.Namespace) -> dict:
     backend.transcribe_windows([longest] * args.sessions, options.decode)
     speech_probabilities(longest[:SAMPLE_RATE])  # loads the VAD model
     scheduler = _Recorder(backend)
-    result = measure(audio, scheduler, options, args.sessions, args.chunk, args.clock)
+    result = measure(audio, scheduler, options, args.sessions, args.chunk, args.clock, args.cpu_share)
     rounds = [(r.work, r.compute_seconds) for r in scheduler.reports if r.work]
     modelled = cost_model_for(model, args.backend)
     t0 = time.perf_counter()
@@ -244,6 +267,7 @@ ROWS = (
     ("audio_seconds", "audio streamed (s)"),
     ("sessions", "sessions at once"),
     ("clock", "clock"),
+    ("cpu_share", "CPU share"),
     ("measured_compute_seconds", "measured compute (s)"),
     ("modelled_compute_seconds", "modelled compute, same rounds (s)"),
     ("update_p50", "update p50 (s)"),
@@ -252,6 +276,9 @@ ROWS = (
     ("update_max", "update max (s)"),
     ("commit_latency_p50", "commit latency p50 (s)"),
     ("commit_latency_p95", "commit latency p95 (s)"),
+    ("final_lag_seconds", "final lag (s)"),
+    ("max_lag_seconds", "max lag (s)"),
+    ("catchup_windows", "windows in catch-up mode"),
     ("wer_vs_offline", "WER vs offline transcript"),
     ("wer_vs_ref", "WER vs reference"),
     ("offline_wer_vs_ref", "offline WER vs reference"),

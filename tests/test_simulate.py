@@ -58,3 +58,35 @@ def test_bad_arguments_are_refused(fw_backend):
         simulate(np.zeros(SAMPLE_RATE, np.float32), fw_backend, sessions=0)
     with pytest.raises(ValueError, match="chunk_seconds"):
         simulate(np.zeros(SAMPLE_RATE, np.float32), fw_backend, chunk_seconds=0)
+
+
+def test_cpu_share_out_of_range_is_refused(fw_backend):
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match=rf"cpu_share must be > 0 and <= 1, not {bad!r}"):
+            simulate(np.zeros(SAMPLE_RATE, np.float32), fw_backend, cpu_share=bad)
+
+
+def test_a_lagging_session_catches_up_on_a_shared_cpu(fw_backend):
+    """The joined real file's first 30 s on a fifth of the CPU (modelled clock, so the same on every run): with
+    beam search throughout, the lag grows with the buffer (each late window is longer, so costlier); catch-up
+    windows (greedy, shorter trim) keep it bounded, at the cost of a few words."""
+    from tests.test_real_speech import _joined_file_clip
+
+    clip = _joined_file_clip(0.0, 30.0)
+    runs = {}
+    for threshold in (None, StreamOptions().catchup_lag_seconds):
+        options = StreamOptions(keep_recording=False, catchup_lag_seconds=threshold)
+        runs[threshold] = simulate(clip, fw_backend, options, clock="modelled", cpu_share=0.2)
+    off, on = runs[None], runs[StreamOptions().catchup_lag_seconds]
+
+    def max_lag(stream, first: float, last: float) -> float:
+        return max(r.lag_seconds for r in stream.rounds if first <= r.clock < last)
+
+    assert off.catchup_windows == (0,) and on.catchup_windows[0] >= 3, on.catchup_windows
+    assert off.cpu_share == on.cpu_share == 0.2
+    assert max_lag(off, 15.0, 40.0) >= max_lag(off, 3.0, 15.0) + 1.0  # grows without the rule
+    assert max_lag(on, 3.0, 40.0) <= 2.5  # bounded with it
+    assert max_lag(off, 15.0, 40.0) >= max_lag(on, 15.0, 40.0) + 1.0
+    assert on.max_lag_seconds < off.max_lag_seconds
+    assert np.percentile(on.latencies(), 95) < np.percentile(off.latencies(), 95)
+    assert wer(off.texts[0], on.texts[0]) <= 0.15, (off.texts[0], on.texts[0])

@@ -102,6 +102,19 @@ def test_set_overrides_are_checked_together(capsys, speech_wav):
         assert capsys.readouterr().err.strip() == f"benchmarks stream: --set {item}: {name} takes {says}"
 
 
+def test_cpu_share_charges_every_round_more_clock_time_and_is_recorded(capsys, speech_wav, fw_backend):
+    """Half the CPU: the modelled clock advances by twice each round's modelled cost; the share, the windows
+    decoded in catch-up mode and the largest lag are in the JSON (and the table)."""
+    out = run_json(capsys, speech_wav, "--no-baseline", "--clock", "modelled", "--cpu-share", "0.5")
+    assert out["cpu_share"] == 0.5 and out["clock"] == "modelled"
+    assert out["clock_compute_seconds"] == pytest.approx(2 * out["modelled_compute_seconds"], abs=0.01)
+    assert 0 <= out["catchup_windows"] <= out["windows"] and out["windows"] >= 1
+    assert out["max_lag_seconds"] > 0 and out["options"]["catchup_lag_seconds"] == 1.0
+    with pytest.raises(SystemExit):
+        bench.parse_args([str(speech_wav), "--calibrate", "--cpu-share", "0.5"])
+    assert "with the whole CPU" in capsys.readouterr().err
+
+
 def test_live_path_benchmarks_refuse_a_bad_argument_in_one_line(capsys):
     """`benchmarks live probes --model nope` was a 30-line traceback, `stream --backend bogus` too, and `live
     match FILE` without --ref exited 1: each is one line with exit 2 now, as evaluation run's."""
@@ -126,6 +139,8 @@ def test_live_path_benchmarks_refuse_a_bad_argument_in_one_line(capsys):
         ["asr", "x.wav", "--repeat", "0"],  # printed a table of zero timed runs
         ["stream", "x.wav", "--sessions", "0"],
         ["stream", "x.wav", "--baseline-max-lag", "-1"],  # the baseline stopped at once, "behind by more than -1 s"
+        ["stream", "x.wav", "--cpu-share", "0"],
+        ["stream", "x.wav", "--cpu-share", "1.5"],  # a share of the CPU, not a faster machine
         ["sweep", "--limit", "0"],
         ["live", "match", "--repeat", "0"],
         ["ray", "--port", "0"],

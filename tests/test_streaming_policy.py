@@ -113,6 +113,28 @@ def test_an_utterances_first_window_waits_for_first_window_seconds_of_buffer():
         StreamOptions(first_window_seconds=-1).validate()
 
 
+def test_each_request_says_from_when_it_was_due_so_a_late_worker_can_be_told_from_the_policys_own_waits():
+    """``Request.due``: an utterance's first window is due once it holds first_window_seconds, a step one
+    step_seconds after the last window, a flush pause_seconds after the speech; audio past it waited for the
+    worker (what catch-up mode measures), however long the policy itself chose to wait."""
+    p = StreamPolicy(dataclasses.replace(OPTS, first_window_seconds=1.5))
+    p.insert(silence(1.0))
+    p.insert(speech(0.6))
+    assert p.plan() is None  # the policy's own wait: no lag of the worker's
+    p.insert(speech(0.5))
+    first = p.plan()
+    assert first.due == pytest.approx(first.start + 1.5) and first.end - first.due < FRAME_SECONDS
+    p.step(first, hyp(words_at("the birch", 1.0)))
+    p.insert(speech(2.5))  # the worker comes back 2.5 s later, not 0.5 s
+    late = p.plan()
+    assert late.due == pytest.approx(first.end + OPTS.step_seconds)
+    assert late.end - late.due == pytest.approx(2.0, abs=FRAME_SECONDS)
+    p.step(late, hyp(words_at("the birch canoe slid on", 1.0)))
+    p.insert(silence(OPTS.pause_seconds + 0.1))
+    flush = p.plan()
+    assert flush.flush and flush.due == pytest.approx(late.end + OPTS.pause_seconds, abs=FRAME_SECONDS)
+
+
 def test_a_revised_word_stays_tentative_until_two_hypotheses_agree():
     p = StreamPolicy(OPTS)
     p.insert(speech(1.6))

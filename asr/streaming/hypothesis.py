@@ -27,6 +27,8 @@ class Request:
     prompt: str  # committed text before ``start``
     flush: bool  # end of an utterance or of the stream: commit everything the model returns
     prefix: str = ""  # committed text inside the window: the transcript is forced to start with it
+    due: float = 0.0  # audio time from which the policy wanted this window decoded (its step, an utterance's
+    # first window, the pause before a flush): audio received beyond it waited for the worker (asr.streaming.adapt)
 
 
 @dataclass(frozen=True)

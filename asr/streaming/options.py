@@ -15,7 +15,8 @@ def _default_decode() -> DecodeOptions:
 
     The short encoder window makes an update 2 to 4 times cheaper on CPU. On the 88 s benchmark file beam 3
     brought the committed text's WER from 16.5% to 13.2% (offline: 12.4%) for 1.4x the update cost; beam 5 did
-    no better. Under load the scheduler drops to greedy (``StreamOptions.greedy_from_windows``).
+    no better. Under load the scheduler drops to greedy (``StreamOptions.greedy_from_windows``), and so does a
+    session that lags (``catchup_lag_seconds``; :mod:`asr.streaming.adapt`).
     """
     return DecodeOptions(
         beam_size=3,
@@ -53,6 +54,9 @@ class StreamOptions:
     busy_trim_seconds: float = 13.0  # trim_seconds in such rounds: 4 sessions' commit latency p50 2.08 -> 1.90 s
     greedy_from_windows: int = 3  # a worker round with this many windows (sessions) decodes them greedily:
     # beam search costs 1.4x per window, which three or more live sessions on two cores cannot afford
+    catchup_lag_seconds: float | None = 1.0  # a window that waited this long for the worker (audio received
+    # beyond the point its step, first window or flush was due) decodes greedily and trims at busy_trim_seconds;
+    # beam search returns once the session is back under (None: never). See asr.streaming.adapt
     force_prefix: bool = True  # force the committed words inside the buffer as the start of each hypothesis
     max_session_seconds: float = 3600.0  # audio beyond this is ignored (a runaway tab cannot stream forever)
     keep_recording: bool = True  # keep the whole recording (int16, in a temporary file) for saving test cases
@@ -83,6 +87,8 @@ class StreamOptions:
             raise ValueError("min_speech, speech_pad, onset_pad, commit_margin and first_window seconds must be >= 0")
         if self.flush_heard_seconds is not None and not self.flush_heard_seconds >= 0:
             raise ValueError(f"flush_heard_seconds must be >= 0 or None, not {self.flush_heard_seconds!r}")
+        if self.catchup_lag_seconds is not None and not self.catchup_lag_seconds > 0:
+            raise ValueError(f"catchup_lag_seconds must be > 0 or None, not {self.catchup_lag_seconds!r}")
         if not isinstance(self.greedy_from_windows, int) or self.greedy_from_windows < 1:
             raise ValueError(f"greedy_from_windows must be an integer >= 1, not {self.greedy_from_windows!r}")
         if not isinstance(self.prompt_chars, int) or self.prompt_chars < 0:

@@ -121,21 +121,24 @@ class StreamPolicy:
                 return self._settle(end)
             if self._heard_to(speech_end):
                 return self._flush_heard(end)
-            return self._request(end, flush=True)
+            return self._request(end, flush=True, due=min(self.audio_end, speech_end + opts.pause_seconds))
         if self.audio_end - self._last_request_end < opts.step_seconds:
             return None
-        if self._opening() and self.audio_end - self.buffer_start < opts.first_window_seconds:
-            return None
-        return self._request(self.audio_end, flush=False)
+        due = self._last_request_end + opts.step_seconds
+        if self._opening():
+            if self.audio_end - self.buffer_start < opts.first_window_seconds:
+                return None
+            due = max(due, self.buffer_start + opts.first_window_seconds)
+        return self._request(self.audio_end, flush=False, due=due)
 
     def _opening(self) -> bool:
         """No hypothesis yet for the buffer's speech: the next window starts an utterance."""
         return not self._tentative and self.committed_end <= self.buffer_start
 
-    def _request(self, end: float, *, flush: bool) -> Request:
+    def _request(self, end: float, *, flush: bool, due: float) -> Request:
         end = min(end, self.buffer_start + MAX_WINDOW_SECONDS - 0.5)
         prefix = join_words(self._in_window()) if self.options.force_prefix else ""
-        self._in_flight = Request(self.buffer_start, end, self._prompt(), flush, prefix)
+        self._in_flight = Request(self.buffer_start, end, self._prompt(), flush, prefix, due)
         self._last_request_end, self._last_flush = end, flush
         return self._in_flight
 
@@ -235,7 +238,8 @@ class StreamPolicy:
     # ---- taking the model's answer --------------------------------------------------------------------------
     def step(self, request: Request, hypothesis: Hypothesis, *, busy: bool = False) -> StepResult:
         """Apply the model's words for ``request`` (the one ``plan`` returned last). ``busy``: the worker serves
-        several sessions at once, so the buffer is cut at ``busy_trim_seconds`` to keep its rounds short."""
+        several sessions at once, or this one lags (``asr.streaming.adapt``), so the buffer is cut at
+        ``busy_trim_seconds`` to keep its rounds short."""
         if request is not self._in_flight:
             raise RuntimeError("step() must answer the request plan() returned last")
         self._in_flight = None

@@ -24,6 +24,7 @@ from asr.audio import SAMPLE_RATE, AudioError, to_float32, to_mono
 from asr.backends import DEFAULT_BACKEND
 from asr.models import default_model
 from asr.results import DecodeOptions, Word
+from asr.streaming.adapt import WindowMode, window_mode
 from asr.streaming.policy import Hypothesis, Request, StreamOptions, StreamPolicy, join_words
 from asr.streaming.scheduler import Scheduler, get_scheduler
 from asr.vad import FRAME, StreamingVad
@@ -47,6 +48,7 @@ class StreamUpdate:
     update_seconds: float = 0.0  # compute of the last model call that served this session
     lag_seconds: float = 0.0  # received minus processed: how far the text is behind the voice
     committed_words: tuple[Word, ...] = ()  # the committed words with absolute times
+    catchup_windows: int = 0  # windows decoded in catch-up mode so far (StreamOptions.catchup_lag_seconds)
     finished: bool = False  # finish() has committed everything; no more updates will come
     error: str = ""  # why the worker gave up on this session (finish() raises it); empty when all is well
 
@@ -164,6 +166,8 @@ class StreamingSession:
         self._buffer = _AudioBuffer()
         self._words: list[Word] = []
         self._text = ""
+        self._window_lag = 0.0  # how late the window in flight was planned (what catch-up mode reads)
+        self._catchup_windows = 0
         self._scheduler.register(self)
 
     # ---- the UI side ----------------------------------------------------------------------------------------
@@ -250,14 +254,11 @@ class StreamingSession:
     def decode_options(self, windows: int) -> DecodeOptions:
         """How to decode this session's window in a round of ``windows`` windows: beam search while the worker
         can afford it; greedy, and a buffer trimmed at ``busy_trim_seconds``, once ``greedy_from_windows``
-        sessions share the round (see ``StreamOptions``)."""
-        decode = self.options.decode
-        if self._busy(windows) and decode.beam_size > 1:
-            return dataclasses.replace(decode, beam_size=1)
-        return decode
+        sessions share the round or while this session lags (see :mod:`asr.streaming.adapt`)."""
+        return self._mode(windows).decode
 
-    def _busy(self, windows: int) -> bool:
-        return windows >= self.options.greedy_from_windows
+    def _mode(self, windows: int) -> WindowMode:
+        return window_mode(self.options, windows, self._window_lag)
 
     @property
     def done(self) -> bool:
@@ -282,6 +283,7 @@ class StreamingSession:
         with self._lock:
             inbox, self._inbox = self._inbox, []
             finishing = self._finish_requested and not self._policy.finished
+            received = self._received / SAMPLE_RATE
         if inbox:
             self._absorb(np.concatenate(inbox) if len(inbox) > 1 else inbox[0])
         if finishing and not self._policy.finishing:
@@ -290,6 +292,8 @@ class StreamingSession:
                 self._absorb(np.zeros(pad, np.float32))
             self._policy.finish()
         request = self._policy.plan()
+        if request is not None:  # audio that arrived while the window waited for the worker
+            self._window_lag = max(received - request.due, 0.0)
         settled = self._policy.take_settled()
         self._take(settled)
         self._buffer.trim(self._policy.buffer_start)
@@ -311,7 +315,9 @@ class StreamingSession:
 
     def apply(self, request: Request, hypothesis: Hypothesis, compute_seconds: float, windows: int = 1) -> None:
         """Take the model's words for ``request``, decoded in a round of ``windows`` windows."""
-        result = self._policy.step(request, hypothesis, busy=self._busy(windows))
+        mode = self._mode(windows)
+        self._catchup_windows += mode.catching_up
+        result = self._policy.step(request, hypothesis, busy=mode.short_trim)
         self._take(result.committed)
         self._buffer.trim(self._policy.buffer_start)
         self._publish(compute_seconds, committed_changed=bool(result.committed))
@@ -337,6 +343,7 @@ class StreamingSession:
             processed_seconds=self._policy.processed_until,
             update_seconds=compute_seconds or state.update_seconds,
             committed_words=words,
+            catchup_windows=self._catchup_windows,
             finished=self._policy.finished,
         )
         with self._lock:

@@ -9,6 +9,8 @@ share one model and one worker, as several testers would.
 The cost of a round is its measured compute (``clock="measured"``: this machine as loaded now; the audio each
 round sees, and so the text, changes with the load) or a deterministic model of what it decoded
 (``clock="modelled"``, :mod:`asr.streaming.clock`: the same audio and options give the same result every run).
+``cpu_share`` below 1 charges every round ``1 / cpu_share`` times its cost on either clock: the same stream on a
+CPU shared with other work (a validation sweep beside it), still deterministic on the modelled clock.
 
 This is the engine's own driver of a :class:`~asr.streaming.session.StreamingSession` (a pure function of the
 audio, the options and the backend's speed): the streaming benchmark and evaluation's streaming mode both run it,
@@ -67,7 +69,8 @@ class Round:
     compute_seconds: float  # measured compute of the round
     windows: int  # windows decoded in the round (one per session served)
     active: tuple[int, ...] = ()  # sessions not yet finished after the round (what its compute is shared by)
-    cost_seconds: float = 0.0  # what the clock advanced by: the measured compute, or the modelled cost
+    cost_seconds: float = 0.0  # what the clock advanced by: the measured compute or the modelled cost, / cpu_share
+    lag_seconds: float = 0.0  # the largest lag (received minus processed audio) of any session as the round began
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,13 @@ class SimulatedStream:
     recording_bytes: int  # all sessions' kept recordings (int16 on disk)
     clock: str = "measured"  # what the clock advanced by (see CLOCKS)
     cost_model: CostModel | None = None  # the modelled clock's coefficients (None: measured)
+    cpu_share: float = 1.0  # share of the CPU the worker had: each round cost 1 / cpu_share times its compute
+    catchup_windows: tuple[int, ...] = ()  # each session's windows decoded in catch-up mode (asr.streaming.adapt)
+
+    @property
+    def max_lag_seconds(self) -> float:
+        """The furthest any session's text fell behind its voice, as a round began."""
+        return max((r.lag_seconds for r in self.rounds), default=0.0)
 
     def latencies(self, session: int | None = None) -> np.ndarray:
         """Commit latency of every committed word (of one session, or of all)."""
@@ -112,6 +122,7 @@ def simulate(
     on_update: UpdateCallback | None = None,
     clock: str = "measured",
     cost_model: CostModel | None = None,
+    cpu_share: float = 1.0,
 ) -> SimulatedStream:
     """Stream float32 16 kHz audio to sessions in ``chunk_seconds`` pieces on one simulated clock.
 
@@ -122,20 +133,23 @@ def simulate(
     ``backend`` may be an unthreaded :class:`Scheduler` (a caller that warmed it up or shares it) or a backend,
     for which one is made. A failed session raises its error (:meth:`StreamingSession.finish`). ``clock`` is
     "measured" or "modelled"; the modelled clock uses ``cost_model``, by default the one calibrated for the
-    backend's model (:func:`asr.streaming.clock.cost_model_for`).
+    backend's model (:func:`asr.streaming.clock.cost_model_for`). ``cpu_share`` (0 < share <= 1) is the share
+    of the CPU the worker gets: each round advances the clock by its cost divided by it.
     """
     streams = _streams(audio, sessions)
     if not chunk_seconds > 0:
         raise ValueError(f"chunk_seconds must be > 0, not {chunk_seconds}")
     if clock not in CLOCKS:
         raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, not {clock!r}")
+    if not 0 < cpu_share <= 1:
+        raise ValueError(f"cpu_share must be > 0 and <= 1, not {cpu_share!r}")
     scheduler = backend if isinstance(backend, Scheduler) else Scheduler(backend, threaded=False)
     if clock == "modelled" and cost_model is None:
         cost_model = cost_model_for(scheduler.backend.model, scheduler.backend.name)
     longest = max(a.size for a in streams) / SAMPLE_RATE
     options = options or StreamOptions(max_session_seconds=longest + 60.0)
     cost = cost_model if clock == "modelled" else None
-    run = _Run(streams, scheduler, options, chunk_seconds, stop_with_last_chunk, on_round, on_update, cost)
+    run = _Run(streams, scheduler, options, chunk_seconds, stop_with_last_chunk, on_round, on_update, cost, cpu_share)
     try:
         run.stream()
         run.drain()
@@ -159,9 +173,9 @@ class _Run:
     """The state of one simulation: the clock, the chunks fed so far, and what was observed."""
 
     def __init__(
-        self, streams, scheduler, options, chunk_seconds, stop_with_last_chunk, on_round, on_update, cost
+        self, streams, scheduler, options, chunk_seconds, stop_with_last_chunk, on_round, on_update, cost, share
     ) -> None:
-        self.streams, self.scheduler, self.cost = streams, scheduler, cost
+        self.streams, self.scheduler, self.cost, self.share = streams, scheduler, cost, share
         self.on_round, self.on_update, self.stop_with_last_chunk = on_round, on_update, stop_with_last_chunk
         self.step = max(int(round(chunk_seconds * SAMPLE_RATE)), 1)
         self.n_chunks = [math.ceil(a.size / self.step) for a in streams]
@@ -192,10 +206,11 @@ class _Run:
         """Feed chunks as the clock reaches their arrival; run rounds; jump the clock over idle time."""
         while True:
             self._feed()
+            lag = self._lag()
             report = self.scheduler.run_once()
             self.max_buffer = max([self.max_buffer] + [s.buffer_seconds for s in self.sessions])
             if report.windows:
-                self._round(report)
+                self._round(report, lag)
                 continue
             shown = [s.update() for s in self.sessions]
             if any(len(u.committed_words) != seen for u, seen in zip(shown, self.seen)):
@@ -212,10 +227,11 @@ class _Run:
                 s.end()
         idle = 0
         while not all(s.done for s in self.sessions):
+            lag = self._lag()
             report = self.scheduler.run_once()
             if report.windows:
                 idle = 0
-                self._round(report)
+                self._round(report, lag)
                 continue
             self.clock += self._cost(report)  # the VAD's last judgement still costs time the user waits
             self._collect([s.update() for s in self.sessions])
@@ -228,14 +244,18 @@ class _Run:
             self.on_round(self.clock)
 
     def _cost(self, report: RoundReport) -> float:
-        return report.compute_seconds if self.cost is None else self.cost.round(report.work)
+        cost = report.compute_seconds if self.cost is None else self.cost.round(report.work)
+        return cost / self.share
 
-    def _round(self, report: RoundReport) -> None:
+    def _lag(self) -> float:
+        return max(s.update().lag_seconds for s in self.sessions)
+
+    def _round(self, report: RoundReport, lag: float) -> None:
         start, cost = self.clock, self._cost(report)
         self.clock += cost
         self._collect([s.update() for s in self.sessions])
         active = tuple(i for i, s in enumerate(self.sessions) if not s.done)
-        self.rounds.append(Round(start, report.compute_seconds, report.windows, active, cost))
+        self.rounds.append(Round(start, report.compute_seconds, report.windows, active, cost, lag))
         if self.on_round is not None:
             self.on_round(self.clock)
 
@@ -262,6 +282,8 @@ class _Run:
             recording_bytes=sum(s.recording_bytes for s in self.sessions),
             clock="measured" if self.cost is None else "modelled",
             cost_model=self.cost,
+            cpu_share=self.share,
+            catchup_windows=tuple(s.update().catchup_windows for s in self.sessions),
         )
 
     def close(self) -> None:

@@ -22,7 +22,7 @@ from evaluation.store import Store, StoreError
 ROOT = Path(__file__).resolve().parents[1]
 PROCESSES, THREADS = 4, 2  # openers of each new folder: 4 processes, each opening it from 2 threads at once
 FOLDERS = 30  # before the fix, 1 to 11 of the 240 opens failed in 10 runs of 14 (fewer on a busier machine)
-# another program in the middle of making the store (as Store did before WAL): it holds the write lock a while
+# another process in the middle of making the store (its switch to WAL, its tables): it holds the write lock a while
 HOLDER = """import sqlite3, sys, time
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)
 conn.execute("BEGIN IMMEDIATE")
@@ -56,9 +56,13 @@ def _open_and_save(root: str, barrier, results) -> None:
     tone = (0.1 * np.sin(np.arange(SAMPLE_RATE // 10) * 0.3)).astype(np.float32)
     saved = []
     for i, store in stores.items():
-        case = store.add_case("test_case", tone, transcript="hello", reference="hello")
-        assert case.id in {c.id for c in store.list_cases()}
-        saved.append((i, case.id))
+        try:
+            case = store.add_case("test_case", tone, transcript="hello", reference="hello")
+            if case.id not in {c.id for c in store.list_cases()}:
+                errors.append(f"data{i}: case {case.id} saved but not listed")
+            saved.append((i, case.id))
+        except Exception as exc:  # noqa: BLE001 - as above
+            errors.append(f"data{i}: saving: {type(exc).__name__}: {exc}")
     results.put((saved, errors))
 
 
@@ -74,7 +78,7 @@ def test_processes_opening_a_new_data_folder_at_once_all_save(tmp_path):
     for worker in workers:
         worker.join(timeout=30)
     errors = [e for _, errs in reports for e in errs]
-    assert errors == [], f"{len(errors)} of {PROCESSES * THREADS * FOLDERS} opens failed: {errors[:3]}"
+    assert errors == [], f"{len(errors)} of {PROCESSES * THREADS * FOLDERS} opens (or saves) failed: {errors[:3]}"
     for i in range(FOLDERS):  # nothing lost: every case each process saved is in its folder, and nothing else
         want = {case_id for saved, _ in reports for j, case_id in saved if j == i}
         store = Store(tmp_path / f"data{i}")
@@ -151,10 +155,11 @@ def _read_only(folder: Path) -> list[str]:
         for path in (*folder.rglob("*"), folder):
             path.chmod(0o555 if path.is_dir() else 0o444)
         return []
-    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True) if shutil.which("unshare") else None
-    if probe is None or probe.returncode != 0:
-        pytest.skip("root without unshare -m: no way to make a folder read-only for this test")
-    return ["unshare", "-m", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', str(folder)]
+    prefix = ["unshare", "-m", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', str(folder)]
+    probe = subprocess.run([*prefix, "true"], capture_output=True) if shutil.which("unshare") else None
+    if probe is None or probe.returncode != 0:  # a container without the right to mount
+        pytest.skip("root, and no read-only bind mount in a mount namespace of its own: no read-only folder to try")
+    return prefix
 
 
 def test_a_store_on_a_read_only_path_is_one_line_from_the_cli_and_the_dashboard(tmp_path):

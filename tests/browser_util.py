@@ -71,7 +71,12 @@ class App:
         log = open(self.log_dir / f"app-{self.starts}.log", "wb")  # noqa: SIM115 - closed with the process
         command = [sys.executable, "-m", "dashboard", "--host", "127.0.0.1", "--port", str(self.port)]
         command += ["--data-dir", str(self.data_dir), *self.args]
-        self.proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # Ctrl-C's default back: a suite run as a shell's background job ("make test &", nohup) passes SIGINT on
+        # ignored, so the dashboard never saw the SIGINT that stop() sends and every stop waited 20 s for the kill
+        restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+        self.proc = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=restore
+        )
         self._wait_ready()
         return self
 

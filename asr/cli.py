@@ -1,7 +1,7 @@
 """``python -m asr``: transcribe files and list models from a terminal (benchmarks: ``python -m benchmarks``).
 
 Exit codes: 0 when every file was transcribed, 1 when any file failed (the others are still transcribed), 2 for
-bad arguments or a model that cannot be loaded. Errors are one line on stderr that names the file, never a
+bad arguments or a model that cannot be loaded, 130 for Ctrl-C and 143 for SIGTERM. Errors are one line on stderr that names the file, never a
 traceback (``--debug`` shows it).
 """
 
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from asr import logs
 from asr.results import BACKENDS, DecodeOptions, Transcript
+from asr.signals import exit_status, stop_signals
 
 logger = logging.getLogger("asr")
 DEVICES = ("auto", "cpu", "cuda")
@@ -26,13 +27,14 @@ MODEL_HELP = "registered name (python -m asr models), Hugging Face hub id or loc
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return _main(argv)
+        with stop_signals():  # SIGTERM (kill, timeout, a CI time limit) as Ctrl-C, exit 143 where Ctrl-C gives 130
+            return _main(argv)
     except BrokenPipeError:  # output piped into head: stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except KeyboardInterrupt:  # Ctrl-C before the files (model loading): one line, not a 47-line traceback
+    except KeyboardInterrupt as exc:  # Ctrl-C before the files (model loading): one line, not a 47-line traceback
         print("interrupted", file=sys.stderr)
-        return 130
+        return exit_status(exc)
 
 
 def _main(argv: list[str]) -> int:
@@ -87,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
         help="transcribe audio files of any length and format",
         description="Transcribe audio files (wav, flac, mp3, ogg/opus, webm, m4a; any length, rate and channels) "
         "one after the other. Exit 0 when every file was transcribed, 1 when any failed (each failure is one "
-        "line on stderr; the other files are still transcribed), 2 for a bad argument or model.",
+        "line on stderr; the other files are still transcribed), 2 for a bad argument or model, 130 for Ctrl-C and "
+        "143 for SIGTERM (the transcripts printed stand; one line names the files not done).",
     )
     t.add_argument("files", nargs="+", metavar="FILE", help="audio files; - reads one from standard input")
     t.add_argument("--model", default=default_model(), help=f"{MODEL_HELP} (default {default_model()})")
@@ -192,12 +195,12 @@ def _transcribe(args: argparse.Namespace) -> int:
             with _progress_bar(path, args.no_progress) as progress, collect_warnings() as warnings:
                 source = _stdin_audio() if path == "-" else path  # "-": audio piped in (it was "no such file")
                 result = transcribe(source, backend=backend, options=options, progress=progress)
-        except KeyboardInterrupt:  # Ctrl-C: the transcripts printed so far stand; say which files were not done
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: the transcripts printed so far stand; say which were not
             print(
                 f"interrupted: {path} and the {len(args.files) - done - 1} file(s) after it not transcribed",
                 file=sys.stderr,
             )
-            return 130
+            return exit_status(exc)
         except (AudioError, OSError) as exc:
             failed += 1
             name = "standard input" if path == "-" else path  # the engine calls bytes "uploaded audio"

@@ -1,6 +1,7 @@
 """``python -m dashboard``: serve the QA dashboard on the embedded model and the built-in sample set.
 
-Exit codes: 0 after a clean shutdown, 2 for bad arguments (one line on stderr, no traceback).
+Exit codes: 0 after a clean shutdown (Ctrl-C or SIGTERM once it serves), 2 for bad arguments (one line on stderr,
+no traceback).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from asr import logs
+from asr.signals import stop_signals
 from dashboard.config import (
     DEFAULT_LIVE_LIMIT_S,
     DEFAULT_LIVE_SESSIONS,
@@ -173,12 +175,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"python -m dashboard: {exc}", file=sys.stderr)
         return 2
-    from dashboard.app import build_demo, launch_kwargs
+    from dashboard.app import build_demo
 
     demo = build_demo(config)
     if not args.no_preload:
         threading.Thread(target=_preload, name="preload-model", daemon=True).start()
     logger.info("data folder: %s", config.data_dir)
+    with stop_signals():  # SIGTERM (kill, systemd, docker stop) closes the server as Ctrl-C does: it was killed
+        try:
+            _serve(demo, args, auth, config)
+        except KeyboardInterrupt:  # while the server started (block_thread closes it on one that comes after)
+            demo.close()
+    return 0
+
+
+def _serve(demo, args: argparse.Namespace, auth: list[tuple[str, str]], config: DashboardConfig) -> None:
+    """Start the server and serve until Ctrl-C or SIGTERM (Gradio's block_thread closes the server on either)."""
+    from dashboard.app import launch_kwargs
+
     demo.launch(
         server_name=args.host,
         server_port=args.port,
@@ -191,7 +205,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     everywhere = " (every address of this machine)" if args.host in ("0.0.0.0", "::") else ""
     logger.info("serving on %s%s; Ctrl-C stops it", demo.local_url.rstrip("/"), everywhere)
     demo.block_thread()
-    return 0
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 benchmark: ``python -m benchmarks sweep``).
 
 Exit codes of ``run``: 0 when every ``--max-wer`` threshold holds, 1 when one is exceeded (a CI gate for model
-changes), 2 on bad arguments or an unusable dataset, with a one-line message.
+changes), 2 on bad arguments or an unusable dataset, with a one-line message, 130 when cancelled by Ctrl-C and 143
+by SIGTERM (see :mod:`asr.signals`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from pathlib import Path
 from asr import logs
 from asr.backends import BackendError
 from asr.models import UnknownModelError
-from evaluation.cli_guards import a_folder, ctrl_c_cancels, store_for_run, writable_folder
+from asr.signals import exit_status
+from evaluation.cli_guards import a_folder, stop_cancels, store_for_run, writable_folder
 from evaluation.cli_parser import UsageError, build_parser
 from evaluation.datasets import DatasetError
 from evaluation.executors import ExecutorError
@@ -63,11 +65,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     started, cancel = threading.Event(), threading.Event()
 
     def progress(done: int, total: int, message: str) -> None:
-        started.set()  # the run is registered: from now on Ctrl-C cancels it, keeping what was done
+        started.set()  # the run is registered: from now on Ctrl-C or SIGTERM cancels it, keeping what was done
         bar(done, total, message)
 
     try:
-        with store_for_run(args.data_dir) as store, ctrl_c_cancels(cancel, started):
+        with store_for_run(args.data_dir) as store, stop_cancels(cancel, started) as received:
             # a threshold on a group or noise no row has was found after the whole run, every output written
             result = run_validation(
                 options,
@@ -76,16 +78,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                 cancel=cancel,
                 on_loaded=lambda data: check_planned(thresholds, data, options.noise, options.modes),
             )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # a second Ctrl-C or SIGTERM, or one before the run started
         bar.close()
         said = f"resume with --run-id {run_id}" if started.is_set() else "nothing was stored"
         print(f"cancelled; {said}", file=sys.stderr)
-        return 130
+        return exit_status(exc)
     finally:
         bar.close()
     if result.status == "cancelled":  # no outputs, no gate: a part of a run passes no threshold
         print(f"cancelled: {_cancelled_text(store, result)}; resume with --run-id {run_id}", file=sys.stderr)
-        return 130
+        return exit_status(signum=received.signum)
     out = Path(args.out) if args.out else Path("out") / result.run_id
     try:
         outcomes, failures = gate(result.rows, thresholds)

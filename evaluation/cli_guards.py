@@ -1,8 +1,8 @@
 """What ``python -m evaluation run`` does around a run so that nothing is lost and nothing is left behind.
 
-Kept apart from the command line's module: Ctrl-C as a cancel that keeps what was done (a signal handler), a
-store the command made taken back when the run stored nothing, and folder options checked before the run (a bad
-``--out`` was found once every row was done).
+Kept apart from the command line's module: Ctrl-C and SIGTERM as a cancel that keeps what was done (a signal
+handler), a store the command made taken back when the run stored nothing, and folder options checked before the
+run (a bad ``--out`` was found once every row was done).
 """
 
 from __future__ import annotations
@@ -12,32 +12,32 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+from asr.signals import Interrupted, Received, stop_signals
 from evaluation.cli_parser import UsageError
 from evaluation.store import DB_NAME, Store
 
 
 @contextlib.contextmanager
-def ctrl_c_cancels(cancel: threading.Event, started: threading.Event):
-    """Ctrl-C once the run has started sets ``cancel``: the run stops after the model call in progress, stores
-    every utterance finished and its figures (as a KeyboardInterrupt it lost the batch in progress, and the runs
-    listing said "WER -"). A second Ctrl-C, or one while the dataset or model loads, stops at once."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        yield  # signal handlers are the main thread's; an ignored Ctrl-C (a background job) stays ignored
-        return
+def stop_cancels(cancel: threading.Event, started: threading.Event) -> Iterator[Received]:
+    """Ctrl-C or SIGTERM once the run has started sets ``cancel``: the run stops after the model call in progress,
+    stores every utterance finished and its figures (as a KeyboardInterrupt it lost the batch in progress, and the
+    runs listing said "WER -"; SIGTERM, from ``kill``, ``timeout`` or a CI job's time limit, left it "running").
+    A second signal, or one while the dataset or model loads, stops at once. Yields the signal received, for the
+    exit status (see :mod:`asr.signals`)."""
 
-    def handler(signum, frame) -> None:
+    def handler(signum: int) -> None:
         if cancel.is_set() or not started.is_set():
-            raise KeyboardInterrupt
+            raise Interrupted(signum)
         cancel.set()
-        print("\ncancelling after the model call in progress (Ctrl-C again to stop at once)", file=sys.stderr)
+        said = "" if signum == signal.SIGINT else f"{signal.Signals(signum).name}: "
+        again = "Ctrl-C again" if signum == signal.SIGINT else "a second SIGTERM"
+        print(f"\n{said}cancelling after the model call in progress ({again} to stop at once)", file=sys.stderr)
 
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with stop_signals(handler) as received:
+        yield received
 
 
 @contextlib.contextmanager

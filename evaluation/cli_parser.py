@@ -75,7 +75,7 @@ def _run_parser(sub) -> None:
         "noise; writes results.csv and summary.* into --out. Exit 0 when every --max-wer holds, 1 when one is "
         "exceeded, 2 for a bad argument or an unusable dataset (one line on stderr), 130 when cancelled: Ctrl-C "
         "stops after the model call in progress, keeping every utterance decoded (a second Ctrl-C stops at once); "
-        "--run-id resumes it.",
+        "--run-id resumes it. SIGTERM (kill, timeout, a CI job's time limit) cancels the same way, exit 143.",
     )
     p.add_argument(
         "--dataset",

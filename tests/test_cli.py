@@ -328,8 +328,10 @@ def test_a_batch_of_bad_files_gives_one_line_each_and_keeps_every_good_result(re
     assert lines.count(f"warning: {records['loud.wav']['warnings'][0]}") == 1
 
 
-def test_ctrl_c_keeps_the_transcripts_printed_and_names_the_files_left(real_set, tmp_path):
-    """Ctrl-C printed a 47-line KeyboardInterrupt traceback from inside the encoder."""
+@pytest.mark.parametrize(("stop", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_ctrl_c_keeps_the_transcripts_printed_and_names_the_files_left(real_set, tmp_path, stop, status):
+    """Ctrl-C printed a 47-line KeyboardInterrupt traceback from inside the encoder. SIGTERM (kill, timeout, a CI
+    job's time limit) ended the process with nothing said: it now does as Ctrl-C, exit 143."""
     import signal
     import time
 
@@ -345,9 +347,9 @@ def test_ctrl_c_keeps_the_transcripts_printed_and_names_the_files_left(real_set,
     assert proc.stdout.readline() == f"# {short}\n"
     first = proc.stdout.readline()  # the first file is done: the second (13 minutes) is being transcribed
     time.sleep(1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, stop))
     rest, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "pin number" in first.lower() and rest == ""
+    assert proc.returncode == status and "pin number" in first.lower() and rest == ""
     assert err == f"interrupted: {long} and the 1 file(s) after it not transcribed\n"
 
 
@@ -402,6 +404,7 @@ def test_every_transcribe_option_says_what_it_does_and_help_gives_the_exit_codes
     transcribe = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["transcribe"]
     bare = [a.dest for a in transcribe._actions if not a.help]
     assert bare == [] and "Exit 0" in transcribe.description, bare
+    assert "130 for Ctrl-C and 143 for SIGTERM" in transcribe.description
     assert "(default whisper-tiny.en)" in transcribe.format_help()
 
 

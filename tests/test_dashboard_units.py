@@ -102,6 +102,27 @@ def test_a_port_or_host_that_cannot_be_listened_on_is_refused(host, port, messag
         check_listen(host, port)
 
 
+def test_sigterm_closes_the_server_as_ctrl_c_does(tmp_path):
+    """SIGTERM (kill, systemd, docker stop) killed the dashboard where it stood (exit -15); it closes the server as
+    Ctrl-C does and exits 0."""
+    import signal
+    import time
+
+    from tests.browser_util import App
+
+    app = App(tmp_path / "data", tmp_path, ["--no-preload"]).start()
+    proc, app.proc = app.proc, None
+    try:
+        deadline = time.monotonic() + 30
+        while "serving on" not in app.log() and time.monotonic() < deadline:  # it answers just before it says so
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, app.log()
+    finally:
+        proc.kill()
+    assert "closing server" in app.log()
+
+
 def test_a_port_in_use_is_one_line_before_anything_starts(tmp_path):
     """A second ``make run`` was Gradio's traceback after the start-up, advising GRADIO_SERVER_PORT."""
     with socket.socket() as taken:

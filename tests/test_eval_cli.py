@@ -185,9 +185,9 @@ def test_runs_lists_the_stored_runs_and_says_so_when_there_is_none(built_run, tm
     assert capsys.readouterr().out.startswith(f"no stored runs in {tmp_path / 'empty'}")
 
 
-def _interrupted_run(tmp_path, presses: int) -> tuple[subprocess.CompletedProcess, str]:
-    """A real run (63 utterances x 3 conditions) sent Ctrl-C (SIGINT) ``presses`` times once its first rows are
-    stored; returns the run's result and the runs listing."""
+def _interrupted_run(tmp_path, presses: int, stop: str = "SIGINT") -> tuple[subprocess.CompletedProcess, str]:
+    """A real run (63 utterances x 3 conditions) sent Ctrl-C (SIGINT, or ``stop``) ``presses`` times once its first
+    rows are stored; returns the run's result and the runs listing."""
     import signal
     import time
 
@@ -208,7 +208,7 @@ def _interrupted_run(tmp_path, presses: int) -> tuple[subprocess.CompletedProces
             break
         time.sleep(0.2)
     for _ in range(presses):
-        process.send_signal(signal.SIGINT)
+        process.send_signal(getattr(signal, stop))
         time.sleep(0.05)
     out, err = process.communicate(timeout=240)
     listing = subprocess.run(
@@ -217,16 +217,18 @@ def _interrupted_run(tmp_path, presses: int) -> tuple[subprocess.CompletedProces
     return subprocess.CompletedProcess(process.args, process.returncode, out, err), listing.stdout
 
 
-@pytest.mark.parametrize("presses", [1, 2])
-def test_ctrl_c_lists_the_run_as_cancelled_with_the_wer_of_what_was_stored(tmp_path, presses):
+@pytest.mark.parametrize(("presses", "stop"), [(1, "SIGINT"), (2, "SIGINT"), (1, "SIGTERM")])
+def test_ctrl_c_lists_the_run_as_cancelled_with_the_wer_of_what_was_stored(tmp_path, presses, stop):
     """Ctrl-C left the run listed as "cancelled  WER      -" and lost the batch in progress. Once: the run stops
     after the model call in progress, stores what was decoded and says how much; twice: it stops at once, and the
-    listing still gives the WER of the rows stored and how many of the run's 189 they are."""
-    done, listing = _interrupted_run(tmp_path, presses)
-    assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
+    listing still gives the WER of the rows stored and how many of the run's 189 they are. SIGTERM (kill, timeout,
+    a CI job's time limit) killed the run, listed "running" for ever: it cancels as Ctrl-C does, exit 143."""
+    done, listing = _interrupted_run(tmp_path, presses, stop)
+    assert done.returncode == (130 if stop == "SIGINT" else 143) and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().endswith("resume with --run-id stop"), done.stderr
     if presses == 1:
-        assert "cancelling after the model call in progress" in done.stderr
+        said = "" if stop == "SIGINT" else "SIGTERM: "
+        assert f"\n{said}cancelling after the model call in progress" in done.stderr
         assert " of 189 rows stored (WER " in done.stderr
     line = next(line for line in listing.splitlines() if line.startswith("stop "))
     assert "cancelled" in line and "WER      -" not in line and " of 189 rows stored, WER over those)" in line, line
@@ -690,6 +692,7 @@ def test_help_says_what_ctrl_c_does_and_what_the_runs_listing_shows(capsys):
     assert main(["run", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "130 when cancelled: Ctrl-C stops after the model call in progress" in text
+    assert "SIGTERM (kill, timeout, a CI job's time limit) cancels the same way, exit 143" in text
     assert main(["runs", "--help"]) == 0
     assert "shows the WER of its stored rows" in " ".join(capsys.readouterr().out.split())
 

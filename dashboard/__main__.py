@@ -7,6 +7,7 @@ no traceback).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import socket
@@ -16,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from asr import logs
-from asr.signals import stop_signals
+from asr.signals import Interrupted, stop_signals
+from dashboard import closing
 from dashboard.config import (
     DEFAULT_LIVE_LIMIT_S,
     DEFAULT_LIVE_SESSIONS,
@@ -181,12 +183,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_preload:
         threading.Thread(target=_preload, name="preload-model", daemon=True).start()
     logger.info("data folder: %s", config.data_dir)
-    with stop_signals():  # SIGTERM (kill, systemd, docker stop) closes the server as Ctrl-C does: it was killed
+    with stop_signals(_cancel_runs):  # SIGTERM (kill, systemd, docker stop) closes as Ctrl-C does: it was killed
         try:
             _serve(demo, args, auth, config)
         except KeyboardInterrupt:  # while the server started (block_thread closes it on one that comes after)
             demo.close()
+        _wait_for_runs()
     return 0
+
+
+def _cancel_runs(signum: int) -> None:
+    """Ctrl-C or SIGTERM: the Validate runs under way are cancelled at once, so that they stop (after the model call
+    in progress) while the server closes; a second signal stops the close, at once."""
+    closing.cancel_runs()
+    raise Interrupted(signum)
+
+
+def _wait_for_runs() -> None:
+    if closing.cancel_runs():
+        logger.info("closing: waiting for the validation runs to stop after the model call in progress")
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C or SIGTERM again: at once
+            if not closing.wait_for_runs():
+                logger.warning("closing: a validation run did not stop within %g s", closing.CLOSE_WAIT_S)
 
 
 def _serve(demo, args: argparse.Namespace, auth: list[tuple[str, str]], config: DashboardConfig) -> None:

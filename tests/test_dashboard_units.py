@@ -123,6 +123,27 @@ def test_sigterm_closes_the_server_as_ctrl_c_does(tmp_path):
     assert "closing server" in app.log()
 
 
+def test_closing_cancels_the_runs_under_way_and_waits_for_them_to_stop():
+    """The close sets each run's switch, then waits until the run has stopped (and marked itself cancelled)."""
+    import threading
+
+    from dashboard import closing
+
+    switch, inside, stopped = threading.Event(), threading.Event(), []
+
+    def run() -> None:
+        with closing.cancelled_on_close(switch):
+            inside.set()
+            stopped.append(switch.wait(10))  # the model call in progress, then the cancel seen
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    assert inside.wait(10) and not closing.wait_for_runs(0.05)  # under way: not ended
+    assert closing.cancel_runs() == 1 and closing.wait_for_runs(10) and stopped == [True]
+    worker.join()
+    assert closing.cancel_runs() == 0 and closing.wait_for_runs(0)
+
+
 def test_a_port_in_use_is_one_line_before_anything_starts(tmp_path):
     """A second ``make run`` was Gradio's traceback after the start-up, advising GRADIO_SERVER_PORT."""
     with socket.socket() as taken:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+import signal
+import time
 
 import pytest
 
 from evaluation.spreadsheet import read_rows
+from evaluation.store import Store
 from tests.browser_util import (
+    App,
     assert_table_whole_at,
     chromium,
     click_table_cell,
@@ -270,3 +274,27 @@ def test_a_refused_run_leaves_run_enabled_and_the_next_run_runs(app, browser):
     page.locator("#validate-run").click(timeout=10_000)  # enabled again, and the press runs
     wait_for_text(page, "#validate-status", "Overall WER", 600_000)
     page.wait_for_function("() => !document.querySelector('#validate-run').disabled", timeout=30_000)
+
+
+def test_closing_the_dashboard_cancels_the_run_under_way_and_keeps_its_rows(tmp_path, browser):
+    """SIGTERM (systemd, docker stop) or Ctrl-C while a run was under way left it "running" for ever, without
+    figures, and the process aborted mid model call (exit -6, "terminate called without an active exception"). The
+    run now stops after the model call in progress and is listed cancelled with the WER of its rows; exit 0."""
+    app = App(tmp_path / "data", tmp_path, ["--no-preload"]).start()
+    proc, app.proc = app.proc, None
+    store = Store(tmp_path / "data")
+    try:
+        page = new_page(browser)
+        page.goto(app.url + "/validate")
+        wait_for_text(page, "#validate-conditions", "white@10")
+        page.locator("#validate-run").click()  # the whole built-in set, clean and white@10: 126 rows
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not any(r.results for r in store.runs.list_runs()):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, app.log()
+    finally:
+        proc.kill()
+    [run] = store.runs.list_runs()
+    assert run.status == "cancelled" and 0 < run.results < 126, (run.status, run.results)
+    assert run.summary["overall"]["utterances"] == run.results and run.summary["overall"]["wer"] >= 0

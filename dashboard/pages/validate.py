@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import gradio as gr
 import pandas as pd
 
-from dashboard import shared
+from dashboard import closing, shared
 from dashboard import validate_layout as layout
 from dashboard.config import DashboardConfig
 from dashboard.shared import AGAIN, EACH, disabled, enabled_after, esc, get_store, render_alignment, without_paths
@@ -219,10 +219,10 @@ def _run(store: Store, config: DashboardConfig, tab: ValidateTab, *form, progres
     if switch.is_set():  # cancelled while it waited for its turn: dropped before it loads or stores anything
         return (CANCELLED_QUEUED, *[gr.skip()] * (3 + len(layout.DOWNLOADS) + 2))  # other results, 2 pickers
     all_options = run_options(form, config.roots())
-    tab.cancel = switch
-    tab.running = True
+    tab.cancel, tab.running = switch, True
     try:
-        done = _run_each(store, tab, all_options, progress)
+        with closing.cancelled_on_close(switch):  # closing the dashboard (Ctrl-C, SIGTERM) cancels it, and waits
+            done = _run_each(store, tab, all_options, progress)
     finally:
         tab.running = False
     shown = _show(config, tab, done[0])

@@ -33,7 +33,9 @@ def _default_decode() -> DecodeOptions:
 class StreamOptions:
     """How a stream is cut, decoded and committed. Change fields with :func:`dataclasses.replace`."""
 
-    step_seconds: float = 0.5  # least new audio between two model calls on one session (the browser's chunk)
+    step_seconds: float = 0.5  # least new audio between two model calls on one session, compared with the audio
+    # the VAD has framed (32 ms frames): a 0.5 s chunk adds 15 or 16, so with 0.5 s chunks steps come 1.0 and 0.5 s
+    # apart in turn (tests/test_streaming_step.py; a step per chunk or per two chunks: README, Performance, session 18)
     first_window_seconds: float = 1.5  # an utterance's first window waits for this much buffer: its words never
     # commit (they wait for the next window to agree), so a 1 s first window was one encoder call in five spent on
     # a guess; joined real file 4.09% -> 4.27% committed WER (offline 3.74%), latency p50 1.36 -> 1.44 s

@@ -7,3 +7,5 @@ replays a live stream on a simulated clock (:mod:`asr.streaming.simulate`) again
 both; nothing imports it, so benchmark code never becomes an engine dependency. Every WER it prints is
 :mod:`evaluation.scoring`'s, the one validation reports.
 """
+
+import asr  # noqa: F401  (first: it sets the OpenMP wait policy before any benchmark loads torch or CTranslate2)

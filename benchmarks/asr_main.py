@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from asr import logs
+from asr import logs, omp_wait_setting
 from benchmarks.approaches import APPROACHES, DEFAULT_APPROACHES, LONG_APPROACHES, Models
 from benchmarks.sidebyside import BASELINE, report_json, run_target, table
 from benchmarks.targets import AUDIO_SUFFIXES, TargetError, dataset_target, file_target, long_targets
@@ -148,9 +148,11 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         else:
             reports.append(table(target, results, models, args.repeat, args.baseline))
     if args.json:
-        print(json.dumps({"model": args.model, "cpu_count": os.cpu_count(), "repeat": args.repeat, "targets": reports}))
+        head = {"model": args.model, "cpu_count": os.cpu_count(), "omp_wait": omp_wait_setting(), "repeat": args.repeat}
+        print(json.dumps({**head, "targets": reports}))
     else:
-        print(f"{os.cpu_count()} CPU(s); load average {os.getloadavg()[0]:.1f} at the end\n")
+        wait = omp_wait_setting() or "OpenMP default wait"
+        print(f"{os.cpu_count()} CPU(s), {wait}; load average {os.getloadavg()[0]:.1f} at the end\n")
         print("\n\n".join(reports))
     return 1 if failed else 0
 

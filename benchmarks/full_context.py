@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from asr import omp_wait_setting
 from evaluation.cli_parser import at_least
 
 APPROACHES = ("ours-fw", "ours-tf", "library", "pipeline")
@@ -313,6 +314,7 @@ def _report(config: BenchConfig, duration: float, reference: str | None, results
         "config": asdict(config),
         "reference": reference is not None,
         "cpu_count": os.cpu_count(),
+        "omp_wait": omp_wait_setting(),
         "cuda": bool(torch.cuda.is_available()),
         "approaches": {r.approach: asdict(r) for r in results},
         "ratios": {

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from asr import omp_wait_setting
 from asr.backends import DEFAULT_BACKEND
 from asr.models import default_model
 from asr.results import BACKENDS, LANGUAGES_HINT, WHISPER_LANGUAGES, DecodeOptions, language_code
@@ -188,6 +189,7 @@ def make_settings(options: RunOptions, data: LoadedDataset) -> RunSettings:
         stream_sessions=options.stream_sessions,
         **_clock_settings(options),
         packages=package_versions(),
+        omp_wait=omp_wait_setting(),
         created_at=utc_now(),
     )
 

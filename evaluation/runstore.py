@@ -78,6 +78,7 @@ class RunSettings:
     stream_cost_model: Mapping[str, Any] = field(default_factory=dict)  # the modelled clock's coefficients
     language: str | None = None  # the language every utterance was decoded in (None: the model's own or detected)
     packages: Mapping[str, str] = field(default_factory=dict)  # package name -> version
+    omp_wait: str = ""  # the OpenMP wait policy the run's process had (asr.omp_wait_setting); speed only, not text
     created_at: str = ""  # ISO 8601 UTC; filled by create_run when empty
 
     def to_json(self) -> dict[str, Any]:

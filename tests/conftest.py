@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import asr  # noqa: F401  (first: it sets the OpenMP wait policy before a test module loads torch or CTranslate2)
 from evaluation.prompts import HARVARD_LISTS
 from evaluation.scoring import score
 

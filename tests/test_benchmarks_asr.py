@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 
+from asr import omp_wait_setting
 from benchmarks.asr_main import main
 
 PROMPTS = ("en/conf-getpin", "en/vm-login", "en/queue-thankyou")
@@ -50,7 +51,9 @@ def test_a_file_with_its_reference_beside_it_and_json(tiny_folder, fw_backend, c
     shutil.copyfile(tiny_folder / "en-conf-getpin.wav", wav)
     wav.with_suffix(".txt").write_text("Please enter the conference pin number.\n")
     assert main([str(wav), "--approaches", "ours-fw", "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)["targets"][0]
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["omp_wait"] == omp_wait_setting() != ""  # the figures name the OpenMP wait they ran under
+    report = printed["targets"][0]
     ours = report["approaches"]["ours-fw"]
     assert report["utterances"] == 1 and ours["overall"]["words"] == 6 and ours["rtfx"] > 0
     assert ours["cpu_seconds"] > 0 and len(ours["cpu_runs"]) == 1

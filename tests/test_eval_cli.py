@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from asr import omp_wait_setting
 from evaluation.builtin import ACCENTS
 from evaluation.cli import main, parse_threshold
 from evaluation.hubsource import CACHE_NOTICES
@@ -67,6 +68,7 @@ def test_run_writes_every_file_with_the_documented_columns(built_run, capsys):
     assert {"noise", "accent", "wer", "wer_ci_low", "wer_ci_high", "utterances"} <= set(group)
     assert summary["settings"]["normalizer"] == "by-language" and summary["settings"]["seed"] == 1
     assert "jiwer" in summary["settings"]["packages"]
+    assert summary["settings"]["omp_wait"] == omp_wait_setting() != ""  # the process's OpenMP wait, recorded
     assert all(t["passed"] for t in summary["thresholds"])
 
     table = read_csv(out / "summary.csv")

@@ -14,7 +14,7 @@ run: setup
 	.venv/bin/python -m dashboard --host $(HOST) --port $(PORT)
 
 test: setup
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q -n 2 --dist loadgroup
 
 lint:
 	.venv/bin/ruff check asr benchmarks dashboard evaluation tests

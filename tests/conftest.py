@@ -100,3 +100,17 @@ def real_set() -> Path:
     if not (path / "metadata.csv").is_file():
         pytest.skip("real-speech dataset not built (scripts/setup.sh or python -m evaluation make-real)")
     return path
+
+
+RAY_MODULES = {"test_eval_ray", "test_scaleout_bench"}  # each starts a local Ray: never two at once
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Under ``make test`` (``-n 2 --dist loadgroup``) a test file runs whole on one worker, so its module-scoped
+    fixtures (a dashboard, a local Ray, a sweep) are made once, not once per worker; the Ray files share a group,
+    since two local Rays on one machine would compete for its two cores and its ports."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        stem = item.path.stem
+        item.add_marker(pytest.mark.xdist_group("ray" if stem in RAY_MODULES else stem))

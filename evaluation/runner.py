@@ -11,7 +11,6 @@ stored are skipped, whichever executor computed them.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -30,12 +29,13 @@ from evaluation.executors import ExecutorError, ExecutorOptions, open_executor
 from evaluation.noise import NoiseCondition, check_noise_files, parse_conditions
 from evaluation.progress import Progress, RunProgress, start_text
 from evaluation.report import Summary, headline_overall, summarize
+from evaluation.rowplan import batch_rows, pending_rows
 from evaluation.runstore import package_versions
 from evaluation.scoring import BY_LANGUAGE, N_BOOTSTRAP, NORMALIZER_SETTINGS, normalizer_version
 from evaluation.sources import canonical_source
 from evaluation.store import RunSettings, Store, StoreError, utc_now
-from evaluation.streaming import MODES, StreamModeError, StreamModeOptions, plan_streams
-from evaluation.worker import CancelCheck, Cancelled, RowResult, RowSpec, WorkerOptions
+from evaluation.streaming import MODES, StreamModeError, StreamModeOptions
+from evaluation.worker import CancelCheck, Cancelled, RowResult, WorkerOptions
 
 logger = logging.getLogger(__name__)
 
@@ -227,33 +227,6 @@ def _open_run(store: Store, settings: RunSettings, run_id: str | None) -> tuple[
         raise RunError(str(exc)) from exc
 
 
-def _pending(
-    data: LoadedDataset,
-    conditions: Sequence[NoiseCondition],
-    done: set[tuple[str, str]],
-    seed: int,
-    modes: Sequence[str] = ("offline",),
-) -> list[RowSpec]:
-    """Every (utterance, condition, mode) not stored yet: condition by condition, mode by mode, in dataset order."""
-    specs = [RowSpec(s, c.spec, seed, m) for c in conditions for m in modes for s in data.samples]
-    return [spec for spec in specs if spec.key not in done]
-
-
-def _batches(specs: Sequence[RowSpec], size: int, stream: StreamModeOptions | None = None) -> list[tuple[RowSpec, ...]]:
-    """Batches of ``size`` rows; streaming rows joined into streams come as whole streams, ``sessions`` at a time."""
-    batches: list[tuple[RowSpec, ...]] = []
-    for mode, group in itertools.groupby(specs, key=lambda s: s.mode):
-        part = list(group)
-        if mode == "streaming" and stream is not None and stream.stream_seconds is not None:
-            seconds, keys = [s.sample.seconds for s in part], [s.condition for s in part]
-            plan = plan_streams(seconds, keys, stream.stream_seconds)
-            for first in range(0, len(plan), stream.sessions):
-                batches.append(tuple(part[i] for rows in plan[first : first + stream.sessions] for i in rows))
-        else:
-            batches += [tuple(part[i : i + size]) for i in range(0, len(part), size)]
-    return batches
-
-
 def worker_options(options: RunOptions) -> WorkerOptions:
     return WorkerOptions(
         model=options.model_name,
@@ -315,13 +288,13 @@ def _execute(executor, options, store, data, conditions, progress, cancel) -> Ru
     settings = make_settings(options, data)
     run_id, done = _open_run(store, settings, options.run_id)
     settings = store.runs.get_run(run_id).settings
-    specs = _pending(data, conditions, done, options.seed, options.modes)
+    specs = pending_rows(data, conditions, done, options.seed, options.modes)
     tracker = RunProgress(len(data.samples) * len(conditions) * len(options.modes), len(done), progress)
     tracker.start(start_text(run_id, len(specs), tracker.done, executor.label))
     status = "finished"
     skipped: set[SkippedRow] = set(data.skipped)  # and the rows the workers could not decode
     try:
-        batches = _batches(specs, options.chunk_size, options.stream_options)
+        batches = batch_rows(specs, options.chunk_size, options.stream_options)
         for batch in executor.results(batches, cancel_check(cancel)):
             results = [r for r in batch if isinstance(r, RowResult)]
             skipped.update(r for r in batch if isinstance(r, SkippedRow))
